@@ -1,0 +1,230 @@
+"""The ``yuyue`` command line. Every failure ends in one clear message and an exit code, never
+a traceback: 2 for bad settings or arguments, 1 for anything else that went wrong."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from bot.wiring import App, build_app, load_calendar
+from storage import migrate
+from storage.catalog import CatalogError, load_catalog, read_catalog
+from storage.models import Service
+from storage.settings import Settings, SettingsError, load_settings
+from storage.workdays import published_through
+
+log = logging.getLogger("yuyue")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A failure the user can act on; its message is printed as it is."""
+
+
+def _print(message: str = "") -> None:
+    print(message, flush=True)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+async def cmd_db_upgrade(app: App, args: argparse.Namespace) -> int:
+    """Create or update the database schema to the newest migration."""
+    before = await migrate.current_revision(app.database)
+    await migrate.upgrade(app.database)
+    after = await migrate.current_revision(app.database)
+    _print(f"database schema: {before or 'empty'} -> {after}" if before != after
+           else f"database schema already up to date ({after})")
+    return EXIT_OK
+
+
+async def cmd_catalog_check(app: App, args: argparse.Namespace) -> int:
+    """Check a catalog file and report every problem."""
+    catalog = read_catalog(Path(args.file), app.settings.rules)
+    _print(f"{args.file}: OK ({len(catalog.departments)} departments, "
+           f"{len(catalog.services)} services)")
+    return EXIT_OK
+
+
+async def cmd_catalog_load(app: App, args: argparse.Namespace) -> int:
+    """Load a catalog file into the database (idempotent)."""
+    path = Path(args.file) if args.file else app.settings.path(app.settings.general.catalog)
+    catalog = read_catalog(path, app.settings.rules)
+    await _require_schema(app)
+    async with app.database.session() as session:
+        report = await load_catalog(session, catalog, app.clock.now())
+    _print(f"{path}: {report.summary()}")
+    return EXIT_OK
+
+
+async def cmd_calendar(app: App, args: argparse.Namespace) -> int:
+    """Say whether each date is a working day, and why."""
+    try:
+        first = dt.date.fromisoformat(args.start)
+        last = dt.date.fromisoformat(args.end) if args.end else first
+    except ValueError:
+        raise CommandError("dates must look like 2026-10-01") from None
+    if last < first:
+        raise CommandError(f"the second date ({last}) is before the first ({first})")
+    if (last - first).days > 366:
+        raise CommandError("give a range of at most one year")
+    calendar = app.calendar
+    if await migrate.current_revision(app.database) is not None:
+        calendar = await load_calendar(app.settings, app.database)
+    day = first
+    while day <= last:
+        _print(f"{day} {day.strftime('%a')}  {calendar.info(day).describe()}")
+        day += dt.timedelta(days=1)
+    return EXIT_OK
+
+
+async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
+    """Check settings, database, migrations, catalog and calendar; say how to fix problems."""
+    problems = 0
+
+    def report(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        _print(("  ok    " if ok else "  FIX   ") + what + ("" if ok or not fix else f"\n        -> {fix}"))
+        problems += not ok
+
+    def note(what: str) -> None:
+        _print("  note  " + what)
+
+    settings = app.settings
+    _print("Yuyue doctor")
+    report(True, f"settings loaded from {settings.base_dir / 'settings.toml'}")
+    try:
+        async with app.database.read() as session:
+            await session.execute(text("SELECT 1"))
+        report(True, f"database reachable ({app.database.dialect})")
+    except (OSError, SQLAlchemyError) as exc:
+        report(False, f"database not reachable: {_first_line(exc)}",
+               "check database.url (or YUYUE_DATABASE__URL) and that the server is running")
+        return EXIT_FAIL
+    current, head = await migrate.current_revision(app.database), migrate.head_revision()
+    report(current == head, f"database schema at {current or 'nothing'} (newest: {head})",
+           "run: yuyue db upgrade")
+    catalog_path = settings.path(settings.general.catalog)
+    try:
+        catalog = read_catalog(catalog_path, settings.rules)
+        report(True, f"catalog {catalog_path}: {len(catalog.services)} services")
+    except CatalogError as exc:
+        report(False, f"catalog {catalog_path} has {len(exc.problems)} problem(s): "
+               + exc.problems[0], f"run: yuyue catalog check {catalog_path}")
+    if current == head:
+        async with app.database.read() as session:
+            loaded = await session.scalar(select(func.count()).select_from(Service)
+                                          .where(Service.active.is_(True)))
+        report(bool(loaded), f"{loaded} active services in the database",
+               f"run: yuyue catalog load {catalog_path}")
+    today = app.clock.now().astimezone(settings.general.timezone).date()
+    last = published_through()
+    if today.year >= last or (today + dt.timedelta(days=90)).year > last:
+        note(f"the official holiday calendar is known through {last}; dates after it are "
+             "provisional (statutory days only, no make-up working days) until the package is "
+             "updated (pip install -U holidays) or the centre sets calendar.closed_dates / "
+             "calendar.extra_working_dates")
+    else:
+        report(True, f"official holiday calendar known through {last}")
+    if not settings.privacy.id_hash_key:
+        note("privacy.id_hash_key is not set: a local key file under the data folder is used; "
+             "set YUYUE_PRIVACY__ID_HASH_KEY in production and keep it secret")
+    channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
+                                      ("wechat", bool(settings.wechat.token))) if on]
+    note("chat channels configured: " + (", ".join(channels) if channels else
+                                          "none (yuyue run starts the terminal chat)"))
+    _print("all good" if not problems else f"{problems} thing(s) to fix")
+    return EXIT_OK if not problems else EXIT_FAIL
+
+
+async def _require_schema(app: App) -> None:
+    if await migrate.current_revision(app.database) != migrate.head_revision():
+        raise CommandError("the database schema is not up to date: run `yuyue db upgrade` first")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+# --- parsing and running ----------------------------------------------------------------------
+
+Handler = Callable[[App, argparse.Namespace], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yuyue", description="Yuyue (预约): appointment booking for service centres and "
+        "hospital outpatient desks, on WeChat, Telegram and the terminal.")
+    parser.add_argument("--settings", metavar="FILE",
+                        help="settings file (default: $YUYUE_SETTINGS or ./settings.toml)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", metavar="ACTION", required=True)
+    db.add_parser("upgrade", help=cmd_db_upgrade.__doc__).set_defaults(handler=cmd_db_upgrade)
+
+    catalog = commands.add_parser("catalog", help="service catalog").add_subparsers(
+        dest="catalog_command", metavar="ACTION", required=True)
+    check = catalog.add_parser("check", help=cmd_catalog_check.__doc__)
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_catalog_check)
+    load = catalog.add_parser("load", help=cmd_catalog_load.__doc__)
+    load.add_argument("file", nargs="?", help="default: general.catalog from the settings")
+    load.set_defaults(handler=cmd_catalog_load)
+
+    calendar = commands.add_parser("calendar", help=cmd_calendar.__doc__)
+    calendar.add_argument("start", metavar="DATE")
+    calendar.add_argument("end", metavar="DATE", nargs="?", help="last date of a range")
+    calendar.set_defaults(handler=cmd_calendar)
+
+    commands.add_parser("doctor", help=cmd_doctor.__doc__).set_defaults(handler=cmd_doctor)
+    return parser
+
+
+async def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -> int:
+    app = await build_app(settings)
+    try:
+        return await handler(app, args)
+    finally:
+        await app.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.settings)
+    except SettingsError as exc:
+        print(f"yuyue: bad setting: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.getLogger().setLevel(settings.general.log_level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(_run(args.handler, settings, args))
+    except CommandError as exc:
+        print(f"yuyue: {exc}", file=sys.stderr)
+    except CatalogError as exc:
+        print(f"yuyue: the catalog has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    except OperationalError as exc:
+        print(f"yuyue: database error: {_first_line(exc.orig or exc)}\n"
+              "  check database.url and run `yuyue doctor`", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("yuyue: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Wiring in one place: settings loaded once, then the database, the clock and the calendar built
+from them and passed to whoever needs them. No module-level state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from storage.clock import Clock, SystemClock
+from storage.db import Database, resolve_url
+from storage.models import CalendarOverride
+from storage.settings import Settings
+from storage.workdays import WorkCalendar
+
+
+@dataclass
+class App:
+    settings: Settings
+    database: Database
+    clock: Clock = field(default_factory=SystemClock)
+    calendar: WorkCalendar = field(default_factory=WorkCalendar)
+
+    async def close(self) -> None:
+        await self.database.dispose()
+
+
+def open_database(settings: Settings) -> Database:
+    return Database(resolve_url(settings.database.url, settings.base_dir),
+                    echo=settings.database.echo, pool_size=settings.database.pool_size,
+                    busy_timeout_ms=settings.database.sqlite_busy_timeout_ms)
+
+
+def build_calendar(settings: Settings,
+                   overrides: dict[dt.date, tuple[bool, str]] | None = None) -> WorkCalendar:
+    return WorkCalendar(closed=settings.calendar.closed_dates,
+                        extra_working=settings.calendar.extra_working_dates, overrides=overrides)
+
+
+async def load_calendar(settings: Settings, database: Database) -> WorkCalendar:
+    """The calendar with the centre's date overrides from the database applied."""
+    async with database.read() as session:
+        rows = (await session.scalars(select(CalendarOverride))).all()
+    return build_calendar(settings, {r.day: (r.working, r.note) for r in rows})
+
+
+async def build_app(settings: Settings, clock: Clock | None = None) -> App:
+    """Everything the product needs, built once from the settings."""
+    database = open_database(settings)
+    return App(settings=settings, database=database, clock=clock or SystemClock(),
+               calendar=build_calendar(settings))

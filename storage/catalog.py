@@ -1,0 +1,529 @@
+"""The service catalog: a TOML file describing departments and services, checked and loaded.
+
+``check_catalog`` reports every problem at once, each with its key path; ``load_catalog`` is
+idempotent and never touches existing appointments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Appointment, Department, Service, Slot
+from storage.settings import RuleSettings, SettingsError, parse_clock_time, rules_with_overrides
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEPARTMENT_KINDS = ("service_centre", "hospital")
+MATERIAL_FORMS = ("original", "copy", "original_and_copy", "electronic")
+_CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+_RANGE = re.compile(r"^(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})$")
+
+
+class CatalogError(ValueError):
+    """The catalog file has problems; ``problems`` lists every one with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text in both languages of the product."""
+
+    zh: str
+    en: str
+
+    def get(self, locale: str) -> str:
+        return self.en if locale.startswith("en") else self.zh
+
+
+@dataclass(frozen=True)
+class Material:
+    name: Text
+    form: str = "original"
+    copies: int = 1
+    issuer: Text | None = None
+    notes: Text | None = None
+
+
+@dataclass(frozen=True)
+class HomeVisit:
+    offered: bool = False
+    min_age: int | None = None      # None: the global rule
+    disability: bool = True         # self-declared disability also qualifies
+    note: Text | None = None
+
+
+@dataclass(frozen=True)
+class DepartmentDef:
+    code: str
+    kind: str
+    name: Text
+    address: Text
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    code: str
+    department: str
+    name: Text
+    place: Text
+    description: Text = Text("", "")
+    keywords: tuple[str, ...] = ()
+    phone: str = ""
+    fees: Text = Text("免费", "Free")
+    legal_basis: Text | None = None
+    materials: tuple[Material, ...] = ()
+    eligibility: Text | None = None
+    slot_minutes: int = 30
+    capacity: int = 4
+    online_share: float = 0.5
+    hours: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    horizon_days: int = 7
+    release_time: str = "08:00"
+    id_required: bool = True
+    home_visit: HomeVisit = HomeVisit()
+    processing_days: int = 0        # 0: 即办 (done on the spot)
+    rules: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def online_capacity(self) -> int:
+        return max(0, min(self.capacity, round(self.capacity * self.online_share)))
+
+    def hours_on(self, day: dt.date) -> tuple[tuple[dt.time, dt.time], ...]:
+        """Opening periods on ``day`` (its weekday's, else the default ones)."""
+        periods = self.hours.get(WEEKDAYS[day.weekday()], self.hours.get("default", ()))
+        return tuple((parse_clock_time(a), parse_clock_time(b)) for a, b in periods)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ServiceDef:
+        return _service_from_dict(data)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    departments: tuple[DepartmentDef, ...]
+    services: tuple[ServiceDef, ...]
+
+
+# --- checking ---------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Collects every problem, each with its key path, instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def table(self, path: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a table, got {value!r}")
+            return {}
+        return value
+
+    def unknown(self, path: str, data: dict[str, Any], known: Iterator[str] | tuple[str, ...]) -> None:
+        allowed = set(known)
+        for key in data:
+            if key not in allowed:
+                self.fail(f"{path}.{key}", "unknown key (known: " + ", ".join(sorted(allowed)) + ")")
+
+    def text(self, path: str, value: Any, *, required: bool = True) -> Text | None:
+        if value is None:
+            if required:
+                self.fail(path, 'is required (a string, or {zh = "...", en = "..."})')
+            return None
+        if isinstance(value, str):
+            if required and not value.strip():
+                self.fail(path, "must not be empty")
+            return Text(value, value)
+        if isinstance(value, dict):
+            self.unknown(path, value, ("zh", "en"))
+            zh, en = value.get("zh"), value.get("en")
+            if not isinstance(zh, str) or not zh.strip():
+                self.fail(f"{path}.zh", f"must be a non-empty string, got {zh!r}")
+                return None
+            if en is not None and not isinstance(en, str):
+                self.fail(f"{path}.en", f"must be a string, got {en!r}")
+                return None
+            return Text(zh, en or zh)
+        self.fail(path, f'must be a string or {{zh = "...", en = "..."}}, got {value!r}')
+        return None
+
+    def integer(self, path: str, value: Any, default: int, *, minimum: int = 1,
+                maximum: int | None = None) -> int:
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or (
+                maximum is not None and value > maximum):
+            what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+            if maximum is not None:
+                what += f" and at most {maximum}"
+            self.fail(path, f"must be {what}, got {value!r}")
+            return default
+        return value
+
+    def boolean(self, path: str, value: Any, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def string(self, path: str, value: Any, default: str = "") -> str:
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string, got {value!r}")
+            return default
+        return value
+
+    def choice(self, path: str, value: Any, allowed: tuple[str, ...], default: str) -> str:
+        if value is None:
+            return default
+        if value not in allowed:
+            self.fail(path, "must be one of " + ", ".join(allowed) + f", got {value!r}")
+            return default
+        return str(value)
+
+    def clock(self, path: str, value: Any, default: str) -> str:
+        if value is None:
+            return default
+        try:
+            parsed = parse_clock_time(value)
+        except ValueError:
+            self.fail(path, f'must be a time of day like "08:00", got {value!r}')
+            return default
+        return parsed.strftime("%H:%M")
+
+
+_SERVICE_KEYS = tuple(f.name for f in dataclasses.fields(ServiceDef) if f.name != "code") + (
+    "processing",)
+
+
+def _department(check: _Checker, code: str, raw: Any) -> DepartmentDef | None:
+    path = f"departments.{code}"
+    data = check.table(path, raw)
+    check.unknown(path, data, ("kind", "name", "address", "phone"))
+    if not _CODE.match(code):
+        check.fail(path, "code must be 2-40 lowercase letters, digits or _, starting with a letter")
+    kind = check.choice(f"{path}.kind", data.get("kind"), DEPARTMENT_KINDS, "service_centre")
+    name = check.text(f"{path}.name", data.get("name"))
+    address = check.text(f"{path}.address", data.get("address"))
+    phone = check.string(f"{path}.phone", data.get("phone"))
+    if name is None or address is None:
+        return None
+    return DepartmentDef(code, kind, name, address, phone)
+
+
+def _materials(check: _Checker, path: str, raw: Any) -> tuple[Material, ...]:
+    if raw is None:
+        check.fail(path, "is required: the full list of materials to bring (一次性告知)")
+        return ()
+    if not isinstance(raw, list) or not raw:
+        check.fail(path, "must be a non-empty list of materials")
+        return ()
+    materials = []
+    for index, item in enumerate(raw):
+        item_path = f"{path}[{index}]"
+        data = check.table(item_path, item)
+        check.unknown(item_path, data, ("name", "form", "copies", "issuer", "notes"))
+        name = check.text(f"{item_path}.name", data.get("name"))
+        form = check.choice(f"{item_path}.form", data.get("form"), MATERIAL_FORMS, "original")
+        copies = check.integer(f"{item_path}.copies", data.get("copies"), 1)
+        issuer = check.text(f"{item_path}.issuer", data.get("issuer"), required=False)
+        notes = check.text(f"{item_path}.notes", data.get("notes"), required=False)
+        if name is not None:
+            materials.append(Material(name, form, copies, issuer, notes))
+    return tuple(materials)
+
+
+def _hours(check: _Checker, path: str, raw: Any) -> dict[str, tuple[tuple[str, str], ...]]:
+    data = check.table(path, raw if raw is not None else None)
+    if raw is None:
+        return {}
+    check.unknown(path, data, ("default", *WEEKDAYS))
+    hours: dict[str, tuple[tuple[str, str], ...]] = {}
+    for key, periods in data.items():
+        if key not in ("default", *WEEKDAYS):
+            continue
+        if not isinstance(periods, list):
+            check.fail(f"{path}.{key}", f'must be a list like ["09:00-12:00"], got {periods!r}')
+            continue
+        parsed: list[tuple[str, str]] = []
+        for index, period in enumerate(periods):
+            match = _RANGE.match(period) if isinstance(period, str) else None
+            try:
+                start, end = (parse_clock_time(match.group(1)), parse_clock_time(match.group(2))) \
+                    if match else (None, None)
+            except ValueError:
+                start = end = None
+            if start is None or end is None or start >= end:
+                check.fail(f"{path}.{key}[{index}]",
+                           f'must be a period like "09:00-12:00" that ends after it starts, got {period!r}')
+                continue
+            if parsed and parse_clock_time(parsed[-1][1]) > start:
+                check.fail(f"{path}.{key}[{index}]", "overlaps or comes before the previous period")
+                continue
+            parsed.append((start.strftime("%H:%M"), end.strftime("%H:%M")))
+        hours[key] = tuple(parsed)
+    if not any(hours.values()):
+        check.fail(path, "must give at least one opening period (default or per weekday)")
+    return hours
+
+
+def _service(check: _Checker, code: str, raw: Any, departments: set[str],
+             base_rules: RuleSettings) -> ServiceDef | None:
+    path = f"services.{code}"
+    data = check.table(path, raw)
+    check.unknown(path, data, _SERVICE_KEYS)
+    if not _CODE.match(code):
+        check.fail(path, "code must be 2-40 lowercase letters, digits or _, starting with a letter")
+    department = check.string(f"{path}.department", data.get("department"))
+    if department not in departments:
+        check.fail(f"{path}.department", f"must name a department of this file, got {department!r}")
+    name = check.text(f"{path}.name", data.get("name"))
+    place = check.text(f"{path}.place", data.get("place"))
+    description = check.text(f"{path}.description", data.get("description"), required=False)
+    keywords_raw = data.get("keywords", [])
+    if not isinstance(keywords_raw, list) or not all(isinstance(k, str) for k in keywords_raw):
+        check.fail(f"{path}.keywords", f"must be a list of strings, got {keywords_raw!r}")
+        keywords_raw = []
+    fees = check.text(f"{path}.fees", data.get("fees"), required=False)
+    legal = check.text(f"{path}.legal_basis", data.get("legal_basis"), required=False)
+    eligibility = check.text(f"{path}.eligibility", data.get("eligibility"), required=False)
+    materials = _materials(check, f"{path}.materials", data.get("materials"))
+    slot_minutes = check.integer(f"{path}.slot_minutes", data.get("slot_minutes"), 30, maximum=480)
+    capacity = check.integer(f"{path}.capacity", data.get("capacity"), 4)
+    share = data.get("online_share", 0.5)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        check.fail(f"{path}.online_share", f"must be a number above 0 and at most 1, got {share!r}")
+        share = 0.5
+    hours = _hours(check, f"{path}.hours", data.get("hours"))
+    if data.get("hours") is None:
+        check.fail(f"{path}.hours", 'is required, e.g. {default = ["09:00-12:00", "13:30-17:00"]}')
+    horizon = check.integer(f"{path}.horizon_days", data.get("horizon_days"), 7, maximum=90)
+    release = check.clock(f"{path}.release_time", data.get("release_time"), "08:00")
+    id_required = check.boolean(f"{path}.id_required", data.get("id_required"), True)
+    home_visit = _home_visit(check, f"{path}.home_visit", data.get("home_visit"))
+    processing = _processing(check, f"{path}.processing", data.get("processing"))
+    rules = check.table(f"{path}.rules", data.get("rules", {}))
+    for key, value in rules.items():
+        try:
+            rules_with_overrides(base_rules, {key: value}, f"{path}.rules.")
+        except SettingsError as exc:
+            check.problems.append(str(exc))
+    if name is None or place is None:
+        return None
+    if capacity and round(capacity * share) < 1:
+        check.fail(f"{path}.online_share", f"leaves no online seat of a capacity of {capacity}")
+    return ServiceDef(
+        code=code, department=department, name=name, place=place,
+        description=description or Text("", ""), keywords=tuple(keywords_raw),
+        phone=check.string(f"{path}.phone", data.get("phone")),
+        fees=fees or Text("免费", "Free"), legal_basis=legal, materials=materials,
+        eligibility=eligibility, slot_minutes=slot_minutes, capacity=capacity,
+        online_share=float(share), hours=hours, horizon_days=horizon, release_time=release,
+        id_required=id_required, home_visit=home_visit, processing_days=processing, rules=rules)
+
+
+def _home_visit(check: _Checker, path: str, raw: Any) -> HomeVisit:
+    if raw is None:
+        return HomeVisit()
+    data = check.table(path, raw)
+    check.unknown(path, data, ("offered", "min_age", "disability", "note"))
+    min_age = data.get("min_age")
+    return HomeVisit(
+        offered=check.boolean(f"{path}.offered", data.get("offered"), False),
+        min_age=None if min_age is None else check.integer(f"{path}.min_age", min_age, 70,
+                                                           minimum=0, maximum=150),
+        disability=check.boolean(f"{path}.disability", data.get("disability"), True),
+        note=check.text(f"{path}.note", data.get("note"), required=False))
+
+
+def _processing(check: _Checker, path: str, raw: Any) -> int:
+    if raw is None or raw == "immediate":
+        return 0
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 365:
+        return raw
+    check.fail(path, f'must be "immediate" (即办) or a number of working days, got {raw!r}')
+    return 0
+
+
+def parse_catalog(text: str, base_rules: RuleSettings | None = None) -> Catalog:
+    """Parse and check a catalog; raise CatalogError listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError([f"(file): not valid TOML: {exc}"]) from None
+    check = _Checker()
+    check.unknown("(top level)", data, ("departments", "services"))
+    base_rules = base_rules or RuleSettings()
+    raw_departments = check.table("departments", data.get("departments", {}))
+    raw_services = check.table("services", data.get("services", {}))
+    if not raw_departments:
+        check.fail("departments", "the catalog needs at least one department")
+    if not raw_services:
+        check.fail("services", "the catalog needs at least one service")
+    departments = [d for code, raw in raw_departments.items()
+                   if (d := _department(check, code, raw)) is not None]
+    codes = set(raw_departments)
+    services = [s for code, raw in raw_services.items()
+                if (s := _service(check, code, raw, codes, base_rules)) is not None]
+    if check.problems:
+        raise CatalogError(check.problems)
+    return Catalog(tuple(departments), tuple(services))
+
+
+def read_catalog(path: Path, base_rules: RuleSettings | None = None) -> Catalog:
+    """Read and check a catalog file; raise CatalogError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError([f"{path}: cannot be read ({exc})"]) from None
+    return parse_catalog(text, base_rules)
+
+
+def _service_from_dict(data: dict[str, Any]) -> ServiceDef:
+    def text(value: Any) -> Text | None:
+        return None if value is None else Text(value["zh"], value["en"])
+
+    home = data["home_visit"]
+    return ServiceDef(
+        code=data["code"], department=data["department"], name=Text(**data["name"]),
+        place=Text(**data["place"]), description=Text(**data["description"]),
+        keywords=tuple(data["keywords"]), phone=data["phone"], fees=Text(**data["fees"]),
+        legal_basis=text(data["legal_basis"]),
+        materials=tuple(Material(Text(**m["name"]), m["form"], m["copies"], text(m["issuer"]),
+                                 text(m["notes"])) for m in data["materials"]),
+        eligibility=text(data["eligibility"]), slot_minutes=data["slot_minutes"],
+        capacity=data["capacity"], online_share=data["online_share"],
+        hours={k: tuple((a, b) for a, b in v) for k, v in data["hours"].items()},
+        horizon_days=data["horizon_days"], release_time=data["release_time"],
+        id_required=data["id_required"],
+        home_visit=HomeVisit(home["offered"], home["min_age"], home["disability"],
+                             text(home["note"])),
+        processing_days=data["processing_days"], rules=data["rules"])
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.created)} created", f"{len(self.updated)} updated",
+                 f"{len(self.unchanged)} unchanged"]
+        if self.deactivated:
+            parts.append(f"{len(self.deactivated)} no longer in the file (deactivated)")
+        return ", ".join(parts)
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+_SLOT_SHAPE = ("hours", "slot_minutes")
+_SLOT_SEATS = ("capacity", "online_share")
+
+
+async def load_catalog(session: AsyncSession, catalog: Catalog, now: dt.datetime) -> LoadReport:
+    """Create or update departments and services from a checked catalog.
+
+    Loading the same catalog twice changes nothing. A changed service keeps every appointment:
+    future slots nobody ever booked are regenerated when the opening hours or slot length
+    change; seat numbers of future slots change but never drop below the seats already taken.
+
+    Returns:
+        What was created, updated, left unchanged and deactivated.
+    """
+    report = LoadReport()
+    departments = {d.code: d for d in (await session.scalars(select(Department))).all()}
+    for definition in catalog.departments:
+        data = dataclasses.asdict(definition)
+        row = departments.get(definition.code)
+        if row is None:
+            row = Department(code=definition.code, kind=definition.kind, name_zh=definition.name.zh,
+                             name_en=definition.name.en, definition=data, created_at=now,
+                             updated_at=now)
+            session.add(row)
+            departments[definition.code] = row
+        elif row.definition != data:
+            row.kind, row.name_zh, row.name_en = definition.kind, definition.name.zh, definition.name.en
+            row.definition, row.updated_at = data, now
+    await session.flush()
+
+    services = {s.code: s for s in (await session.scalars(select(Service))).all()}
+    for definition in catalog.services:
+        data = definition.to_json()
+        digest = _digest(data)
+        row = services.pop(definition.code, None)
+        if row is None:
+            session.add(Service(code=definition.code, department_id=departments[definition.department].id,
+                                name_zh=definition.name.zh, name_en=definition.name.en,
+                                definition=data, definition_hash=digest, active=True,
+                                created_at=now, updated_at=now))
+            report.created.append(definition.code)
+            continue
+        if row.definition_hash == digest and row.active:
+            report.unchanged.append(definition.code)
+            continue
+        old = row.definition
+        row.department_id = departments[definition.department].id
+        row.name_zh, row.name_en = definition.name.zh, definition.name.en
+        row.definition, row.definition_hash, row.active, row.updated_at = data, digest, True, now
+        await _refit_future_slots(session, row, old, definition, now)
+        report.updated.append(definition.code)
+    for code, row in services.items():
+        if row.active:
+            row.active, row.updated_at = False, now
+            report.deactivated.append(code)
+    await session.flush()
+    return report
+
+
+async def _refit_future_slots(session: AsyncSession, service: Service, old: dict[str, Any],
+                              new: ServiceDef, now: dt.datetime) -> None:
+    def changed(keys: tuple[str, ...]) -> bool:
+        return any(old.get(key) != _jsonish(getattr(new, key)) for key in keys)
+
+    future = (Slot.service_id == service.id) & (Slot.starts_at > now)
+    if changed(_SLOT_SHAPE):
+        never_booked = ~exists().where(Appointment.slot_id == Slot.id)
+        await session.execute(delete(Slot).where(future, never_booked, Slot.held == 0)
+                              .execution_options(synchronize_session=False))
+        service.slots_through = None
+    if changed(_SLOT_SEATS):
+        online = new.online_capacity
+        slots = (await session.scalars(select(Slot).where(future))).all()
+        for slot in slots:
+            slot.online_capacity = max(online, slot.booked + slot.held)
+            slot.capacity = max(new.capacity, slot.online_capacity + slot.offline_booked)
+
+
+def _jsonish(value: Any) -> Any:
+    return json.loads(json.dumps(value))

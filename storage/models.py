@@ -1,0 +1,437 @@
+"""The tables. Alembic migrations in storage/migrations make and change them; a test checks
+that these models and the migrations never disagree.
+
+Instants are timezone-aware and stored in UTC (``UTCDateTime``); a slot also keeps its local
+calendar date, because "the 3rd of October" is what citizens, staff and figures ask about.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.db import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True, autoincrement=True)]
+instant = Annotated[dt.datetime, mapped_column(UTCDateTime)]
+short = Annotated[str, mapped_column(String(64))]
+name_text = Annotated[str, mapped_column(String(200))]
+json_data = Annotated[Any, mapped_column(JSONType)]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSONType}
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True)
+
+
+class Created:
+    created_at: Mapped[instant]
+
+
+class Channel(enum.StrEnum):
+    TELEGRAM = "telegram"
+    WECHAT = "wechat"
+    TERMINAL = "terminal"
+    STAFF = "staff"
+
+
+class AppointmentStatus(enum.StrEnum):
+    BOOKED = "booked"
+    CHECKED_IN = "checked_in"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class CancelKind(enum.StrEnum):
+    CITIZEN = "citizen"       # before the cutoff
+    LATE = "late"             # after the cutoff, allowed with a strike
+    CENTRE = "centre"         # closure (停办/停诊): no strike
+    STAFF = "staff"           # a window clerk cancelled it for the citizen
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"               # gave up after max_attempts
+    UNDELIVERABLE = "undeliverable"  # no way to reach the citizen (blocked, outside window...)
+    DROPPED = "dropped"             # no longer relevant (cancelled, already started)
+
+
+class WaitKind(enum.StrEnum):
+    SEAT = "seat"         # a full day or slot: tell me when a seat frees up
+    RELEASE = "release"   # not released yet: tell me when it opens
+
+
+class WaitStatus(enum.StrEnum):
+    WAITING = "waiting"
+    OFFERED = "offered"
+    DONE = "done"
+    LEFT = "left"
+    EXPIRED = "expired"
+
+
+class RequestStatus(enum.StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    ANSWERED = "answered"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    CLOSED = "closed"
+
+
+class Department(Base, Created):
+    """A centre (便民服务中心) or a hospital department (门诊科室)."""
+
+    __tablename__ = "department"
+    id: Mapped[intpk]
+    code: Mapped[short] = mapped_column(unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name_zh: Mapped[name_text]
+    name_en: Mapped[name_text]
+    definition: Mapped[json_data]
+    updated_at: Mapped[instant]
+
+
+class Service(Base, Created):
+    """One bookable service (办事事项 / 门诊号别), as the catalog file describes it."""
+
+    __tablename__ = "service"
+    id: Mapped[intpk]
+    code: Mapped[short] = mapped_column(unique=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    name_zh: Mapped[name_text]
+    name_en: Mapped[name_text]
+    definition: Mapped[json_data]
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    slots_through: Mapped[dt.date | None] = mapped_column(Date)
+    updated_at: Mapped[instant]
+
+
+class Slot(Base):
+    """A time slot of a service on one day; ``booked + held`` never exceeds ``online_capacity``."""
+
+    __tablename__ = "slot"
+    __table_args__ = (
+        UniqueConstraint("service_id", "starts_at"),
+        Index("ix_slot_service_day", "service_id", "local_date"),
+        CheckConstraint("booked >= 0 AND held >= 0 AND booked + held <= online_capacity",
+                        name="online_seats"),
+        CheckConstraint("offline_booked >= 0 AND offline_booked <= capacity - online_capacity",
+                        name="offline_seats"),
+    )
+    id: Mapped[intpk]
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    local_date: Mapped[dt.date] = mapped_column(Date)
+    starts_at: Mapped[instant]
+    ends_at: Mapped[instant]
+    capacity: Mapped[int]
+    online_capacity: Mapped[int]
+    booked: Mapped[int] = mapped_column(default=0)
+    held: Mapped[int] = mapped_column(default=0)
+    offline_booked: Mapped[int] = mapped_column(default=0)
+
+
+class Person(Base, Created):
+    """A real-name citizen. The ID number is kept only as a keyed hash and a masked form."""
+
+    __tablename__ = "person"
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(40))
+    mobile: Mapped[str] = mapped_column(String(11), index=True)
+    id_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    id_masked: Mapped[str | None] = mapped_column(String(18))
+    updated_at: Mapped[instant]
+
+
+class ChannelIdentity(Base, Created):
+    """A platform account (Telegram user, WeChat OpenID, terminal user) and who it belongs to."""
+
+    __tablename__ = "channel_identity"
+    __table_args__ = (UniqueConstraint("channel", "platform_user_id"),)
+    id: Mapped[intpk]
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    platform_user_id: Mapped[str] = mapped_column(String(128))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    locale: Mapped[str] = mapped_column(String(8))
+    last_inbound_at: Mapped[dt.datetime | None]
+    unreachable_at: Mapped[dt.datetime | None]  # blocked the bot / unsubscribed
+    unreachable_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Appointment(Base, Created):
+    __tablename__ = "appointment"
+    __table_args__ = (
+        Index("ix_appointment_status_start", "status", "starts_at"),
+        Index("ix_appointment_person_status", "person_id", "status"),
+        Index("ix_appointment_day_service", "local_date", "service_id"),
+        Index("ix_appointment_created", "created_at"),
+    )
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(String(6), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    local_date: Mapped[dt.date] = mapped_column(Date)
+    starts_at: Mapped[instant]
+    ends_at: Mapped[instant]
+    status: Mapped[AppointmentStatus] = mapped_column(_enum(AppointmentStatus))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    made_by: Mapped[str] = mapped_column(String(80))
+    age_at_booking: Mapped[int | None]
+    reschedules: Mapped[int] = mapped_column(default=0)
+    checked_in_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+    no_show_at: Mapped[dt.datetime | None]
+    cancelled_at: Mapped[dt.datetime | None]
+    cancel_kind: Mapped[CancelKind | None] = mapped_column(_enum(CancelKind))
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[instant]
+
+
+class Hold(Base, Created):
+    """A seat kept for one citizen while they give their details (or offered from the waitlist)."""
+
+    __tablename__ = "hold"
+    id: Mapped[intpk]
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
+    owner: Mapped[str] = mapped_column(String(160), unique=True)
+    expires_at: Mapped[instant] = mapped_column(index=True)
+    waitlist_id: Mapped[int | None] = mapped_column(ForeignKey("waitlist_entry.id"))
+
+
+class WaitlistEntry(Base, Created):
+    __tablename__ = "waitlist_entry"
+    __table_args__ = (Index("ix_waitlist_queue", "service_id", "local_date", "status", "id"),)
+    id: Mapped[intpk]
+    kind: Mapped[WaitKind] = mapped_column(_enum(WaitKind))
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    local_date: Mapped[dt.date] = mapped_column(Date)
+    slot_id: Mapped[int | None] = mapped_column(ForeignKey("slot.id"))
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    status: Mapped[WaitStatus] = mapped_column(_enum(WaitStatus))
+    offered_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[instant]
+
+
+class Strike(Base):
+    __tablename__ = "strike"
+    __table_args__ = (Index("ix_strike_person_at", "person_id", "at"),)
+    id: Mapped[intpk]
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointment.id"))
+    reason: Mapped[str] = mapped_column(String(20))
+    at: Mapped[instant]
+    voided_at: Mapped[dt.datetime | None]
+
+
+class Block(Base, Created):
+    """A blacklist period (失信/爽约限制); it ends by itself at ``ends_at`` or when lifted."""
+
+    __tablename__ = "block"
+    __table_args__ = (Index("ix_block_person_end", "person_id", "ends_at"),)
+    id: Mapped[intpk]
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    starts_at: Mapped[instant]
+    ends_at: Mapped[instant]
+    strikes: Mapped[int]
+    lifted_at: Mapped[dt.datetime | None]
+    lifted_by: Mapped[str | None] = mapped_column(String(80))
+    lift_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Closure(Base, Created):
+    """The centre closes a service, a department or everything for a period (停办/停诊)."""
+
+    __tablename__ = "closure"
+    id: Mapped[intpk]
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    starts_at: Mapped[instant]
+    ends_at: Mapped[instant]
+    reason: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(80))
+    affected: Mapped[int] = mapped_column(default=0)
+    late_notices: Mapped[int] = mapped_column(default=0)
+
+
+class Outbox(Base, Created):
+    """A notification to send, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(40))
+    dedup_key: Mapped[str] = mapped_column(String(160), unique=True)
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    target: Mapped[str | None] = mapped_column(String(160))  # staff group, robot, ...
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointment.id"), index=True)
+    payload: Mapped[json_data]
+    due_at: Mapped[instant]
+    expires_at: Mapped[dt.datetime | None]
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_until: Mapped[dt.datetime | None]
+    sent_at: Mapped[dt.datetime | None]
+
+
+class Handoff(Base):
+    """A citizen asked for a person (人工服务); the first staff member to claim it owns it."""
+
+    __tablename__ = "handoff"
+    __table_args__ = (Index("ix_handoff_status_opened", "status", "opened_at"),)
+    id: Mapped[intpk]
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus))
+    context: Mapped[json_data]
+    opened_at: Mapped[instant]
+    claimed_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    first_reply_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    summary: Mapped[str | None] = mapped_column(Text)
+    escalations: Mapped[int] = mapped_column(default=0)
+    alert_ref: Mapped[str | None] = mapped_column(String(80))
+
+
+class Complaint(Base):
+    __tablename__ = "complaint"
+    __table_args__ = (Index("ix_complaint_status_opened", "status", "opened_at"),)
+    id: Mapped[intpk]
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointment.id"))
+    rating_id: Mapped[int | None] = mapped_column(ForeignKey("rating.id"))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus))
+    opened_at: Mapped[instant]
+    first_answer_due: Mapped[instant]
+    resolution_due: Mapped[instant]
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[dt.datetime | None]
+    answered_at: Mapped[dt.datetime | None]
+    resolved_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)
+    escalations: Mapped[int] = mapped_column(default=0)
+
+
+class HomeVisitRequest(Base, Created):
+    """A request for 上门服务, decided by staff within one working day."""
+
+    __tablename__ = "home_visit_request"
+    id: Mapped[intpk]
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    address: Mapped[str] = mapped_column(String(200))
+    preferred_times: Mapped[str] = mapped_column(String(200))
+    eligibility: Mapped[str] = mapped_column(String(20))  # "age" or "disability"
+    age: Mapped[int | None]
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus))
+    due_at: Mapped[instant]
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[dt.datetime | None]
+    visit_at: Mapped[dt.datetime | None]
+    decline_reason: Mapped[str | None] = mapped_column(String(200))
+    escalations: Mapped[int] = mapped_column(default=0)
+
+
+class Rating(Base, Created):
+    """One rating per appointment (一次一评) on the five-level 好差评 scale, 5 = 非常满意."""
+
+    __tablename__ = "rating"
+    __table_args__ = (CheckConstraint("level BETWEEN 1 AND 5", name="level"),)
+    id: Mapped[intpk]
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointment.id"), unique=True)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoff.id"), unique=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"))
+    level: Mapped[int]
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Conversation(Base):
+    """Where one user is in one flow; shared by every process, it survives restarts."""
+
+    __tablename__ = "conversation"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    flow: Mapped[str | None] = mapped_column(String(40))
+    step: Mapped[str | None] = mapped_column(String(40))
+    data: Mapped[json_data]
+    updated_at: Mapped[instant]
+
+
+class ProcessedMessage(Base):
+    """A platform message id already handled, with the answer given, for exact retries."""
+
+    __tablename__ = "processed_message"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    processed_at: Mapped[instant] = mapped_column(index=True)
+    response: Mapped[json_data]
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
+    id: Mapped[intpk]
+    at: Mapped[instant]
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(40))
+    entity: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[int | None]
+    detail: Mapped[json_data]
+
+
+class CalendarOverride(Base, Created):
+    """The centre's own word on a date: closed, or open although the calendar says otherwise."""
+
+    __tablename__ = "calendar_override"
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    working: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(String(200))
+
+
+class SharedValue(Base):
+    """A small value every process shares: the WeChat access token, leases of single jobs."""
+
+    __tablename__ = "shared_value"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(80))
+    expires_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[instant]

@@ -1,0 +1,115 @@
+"""Test set-up: a clean, migrated database per test (SQLite by default, PostgreSQL when
+YUYUE_TEST_DATABASE_URL says so), an injected clock, and no way out to the internet."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage import migrate
+from storage.clock import ManualClock
+from storage.db import Database
+from storage.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("YUYUE_TEST_DATABASE_URL") or None
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection to a host other than this machine fails the test (a tripwire)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and self.family in (socket.AF_INET, socket.AF_INET6) and not (
+                host.startswith("127.") or host in ("::1", "localhost")):
+            raise AssertionError(f"test tried to reach {host}: only 127.0.0.1 is allowed")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+async def _migrate_fresh(url: str) -> None:
+    database = Database(url)
+    try:
+        if not database.is_sqlite:
+            async with database.engine.begin() as connection:
+                await connection.execute(text("DROP SCHEMA public CASCADE"))
+                await connection.execute(text("CREATE SCHEMA public"))
+        await migrate.upgrade(database)
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database made once per run: a SQLite file to copy, or the PostgreSQL URL."""
+    url = postgres_url()
+    if url:
+        asyncio.run(_migrate_fresh(url))
+        return url
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    asyncio.run(_migrate_fresh(f"sqlite+aiosqlite:///{path}"))
+    return str(path)
+
+
+async def _truncate_all(database: Database) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with database.engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def database_url(migrated_template: str, tmp_path: Path) -> str:
+    """The URL of a clean, migrated database for this test."""
+    if postgres_url():
+        return migrated_template
+    path = tmp_path / "yuyue.db"
+    shutil.copyfile(migrated_template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, pool_size=5)
+    if not database.is_sqlite:
+        await _truncate_all(database)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Monday 2026-11-23 09:00 in Shanghai, a working day."""
+    return ManualClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=SHANGHAI))
+
+
+@pytest.fixture
+def demo_catalog_path() -> Path:
+    return ROOT / "catalog" / "demo.toml"
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path, database_url: str) -> Iterator[Path]:
+    """A settings file pointing at this test's database, with everything else default."""
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        f'[general]\ncatalog = "{ROOT / "catalog" / "demo.toml"}"\ndata_dir = "{tmp_path / "var"}"\n'
+        f'[database]\nurl = "{database_url}"\n'
+        f'[conversation]\nattachments_dir = "{tmp_path / "attachments"}"\n', encoding="utf-8")
+    yield path

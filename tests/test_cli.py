@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from bot import cli
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("db", "catalog", "calendar", "doctor"):
+        assert command in out
+
+
+def test_doctor_then_upgrade_then_load(settings_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    # The test database is migrated already, but has no services yet.
+    assert code == 1 and "yuyue catalog load" in out
+    code, out, _ = run(capsys, "--settings", str(settings_file), "db", "upgrade")
+    assert code == 0 and "up to date" in out
+    code, out, _ = run(capsys, "--settings", str(settings_file), "catalog", "load")
+    assert code == 0 and "8 created" in out
+    code, out, _ = run(capsys, "--settings", str(settings_file), "catalog", "load")
+    assert code == 0 and "8 unchanged" in out
+    code, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert code == 0 and "all good" in out
+
+
+def test_catalog_check_lists_every_problem(tmp_path: Path, settings_file: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[departments.d]\nname = "x"\naddress = "y"\n[services.s]\ndepartment = "d"\n'
+                   'name = "n"\nplace = "p"\nslot_minutes = -5\ncapacity = 0\n'
+                   'hours = {default = ["09:00-12:00"]}\n', encoding="utf-8")
+    code, out, err = run(capsys, "--settings", str(settings_file), "catalog", "check", str(bad))
+    assert code == 1
+    assert "services.s.slot_minutes: must be a positive integer and at most 480, got -5" in err
+    assert "services.s.capacity: must be a positive integer, got 0" in err
+    assert "services.s.materials: is required" in err
+    assert "Traceback" not in err
+    code, out, _ = run(capsys, "--settings", str(settings_file), "catalog", "check",
+                       str(Path(__file__).parent.parent / "catalog" / "demo.toml"))
+    assert code == 0 and "8 services" in out
+    code, _, err = run(capsys, "--settings", str(settings_file), "catalog", "check", str(tmp_path / "none.toml"))
+    assert code == 1 and "cannot be read" in err
+
+
+def test_calendar_explains_each_day(settings_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--settings", str(settings_file), "calendar", "2026-02-13", "2026-02-16")
+    lines = out.strip().splitlines()
+    assert len(lines) == 4
+    assert "make-up working day" in lines[1] and "春节" in lines[1]
+    assert lines[2].endswith("closed: weekend")
+    code, _, err = run(capsys, "--settings", str(settings_file), "calendar", "2026-02-30")
+    assert code == 1 and "dates must look like" in err
+    code, _, err = run(capsys, "--settings", str(settings_file), "calendar", "2026-03-01", "2026-02-01")
+    assert code == 1 and "before the first" in err
+
+
+def test_unreachable_database_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = tmp_path / "s.toml"
+    settings.write_text('[database]\nurl = "postgresql+asyncpg://nobody@127.0.0.1:9/none"\n', encoding="utf-8")
+    code, out, err = run(capsys, "--settings", str(settings), "doctor")
+    assert code == 1 and "database not reachable" in out and "Traceback" not in out + err
