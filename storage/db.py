@@ -92,12 +92,12 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """One read-only transaction (on SQLite it does not take the write lock)."""
+        """One read-only transaction (on SQLite it does not take the write lock).
+
+        It is never committed; closing it ends the transaction and leaves the loaded rows
+        usable (detached, not expired)."""
         async with self._readers() as session:
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

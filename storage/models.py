@@ -226,9 +226,10 @@ class Hold(Base, Created):
     """A seat kept for one citizen while they give their details (or offered from the waitlist)."""
 
     __tablename__ = "hold"
+    __table_args__ = (UniqueConstraint("slot_id", "owner"),)
     id: Mapped[intpk]
-    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
-    owner: Mapped[str] = mapped_column(String(160), unique=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"))
+    owner: Mapped[str] = mapped_column(String(160), index=True)
     expires_at: Mapped[instant] = mapped_column(index=True)
     waitlist_id: Mapped[int | None] = mapped_column(ForeignKey("waitlist_entry.id"))
 

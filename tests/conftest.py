@@ -66,16 +66,21 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-async def _truncate_all(database: Database) -> None:
+async def _truncate_all(url: str) -> None:
+    database = Database(url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    async with database.engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    try:
+        async with database.engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture
 def database_url(migrated_template: str, tmp_path: Path) -> str:
     """The URL of a clean, migrated database for this test."""
     if postgres_url():
+        asyncio.run(_truncate_all(migrated_template))
         return migrated_template
     path = tmp_path / "yuyue.db"
     shutil.copyfile(migrated_template, path)
@@ -85,8 +90,6 @@ def database_url(migrated_template: str, tmp_path: Path) -> str:
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
     database = Database(database_url, pool_size=5)
-    if not database.is_sqlite:
-        await _truncate_all(database)
     try:
         yield database
     finally:

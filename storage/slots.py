@@ -1,0 +1,178 @@
+"""Slots: generated from each service's opening hours on working days, and what is still free.
+
+A slot's free online seats are ``online_capacity - booked - held``; holds that have run out
+but are not swept yet are counted as free, so the answer is right without writing anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.catalog import ServiceDef
+from storage.centre import Centre
+from storage.models import Closure, Hold, Service, Slot
+from storage.rules import at_local, booking_closes_at, last_released_day, policy_for, release_at
+
+
+def slot_times(service: ServiceDef, day: dt.date) -> list[tuple[dt.time, dt.time]]:
+    """Start and end times of the slots of ``day``: each opening period cut into slot lengths."""
+    length = dt.timedelta(minutes=service.slot_minutes)
+    times = []
+    for opens, closes in service.hours_on(day):
+        start = dt.datetime.combine(day, opens)
+        end = dt.datetime.combine(day, closes)
+        while start + length <= end:
+            times.append((start.time(), (start + length).time()))
+            start += length
+    return times
+
+
+async def ensure_slots(session: AsyncSession, centre: Centre, service: Service,
+                       now: dt.datetime) -> None:
+    """Create the missing slots up to the last released day (idempotent, cheap when done).
+
+    Args:
+        service: the service row; its ``slots_through`` records how far slots exist.
+    """
+    definition = ServiceDef.from_json(service.definition)
+    today = now.astimezone(centre.tz).date()
+    through = last_released_day(now, definition, centre.tz) + dt.timedelta(days=1)
+    if service.slots_through is not None and service.slots_through >= through:
+        return
+    first = max(today, service.slots_through + dt.timedelta(days=1)) if service.slots_through else today
+    existing = set((await session.scalars(select(Slot.starts_at).where(
+        Slot.service_id == service.id, Slot.local_date >= first, Slot.local_date <= through))).all())
+    online = definition.online_capacity
+    day = first
+    while day <= through:
+        if centre.calendar.is_working_day(day):
+            for start, end in slot_times(definition, day):
+                starts_at = at_local(day, start, centre.tz)
+                if starts_at not in existing:
+                    session.add(Slot(service_id=service.id, local_date=day, starts_at=starts_at,
+                                     ends_at=at_local(day, end, centre.tz),
+                                     capacity=definition.capacity, online_capacity=online,
+                                     booked=0, held=0, offline_booked=0))
+        day += dt.timedelta(days=1)
+    service.slots_through = through
+    await session.flush()
+
+
+class DayState(enum.StrEnum):
+    OPEN = "open"                # seats left
+    FULL = "full"                # released, no seat left (waitlist possible)
+    NOT_RELEASED = "not_released"
+    CLOSED = "closed"            # booking for the day has closed (stop time, lead time)
+    SUSPENDED = "suspended"      # the centre closed the service (停办/停诊)
+
+
+@dataclass(frozen=True)
+class SlotView:
+    slot_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    remaining: int
+    bookable: bool
+
+
+@dataclass(frozen=True)
+class DayView:
+    day: dt.date
+    state: DayState
+    remaining: int
+    provisional: bool
+    opens_at: dt.datetime | None = None
+    slots: tuple[SlotView, ...] = field(default=())
+
+
+def expired_holds_by_slot(now: dt.datetime):  # type: ignore[no-untyped-def]
+    """A subquery: per slot, holds that have run out but are not swept yet."""
+    return (select(Hold.slot_id, func.count().label("stale"))
+            .where(Hold.expires_at <= now).group_by(Hold.slot_id).subquery())
+
+
+def free_seats_column(now: dt.datetime):  # type: ignore[no-untyped-def]
+    stale = expired_holds_by_slot(now)
+    remaining = Slot.online_capacity - Slot.booked - Slot.held + func.coalesce(stale.c.stale, 0)
+    return stale, remaining
+
+
+async def active_closures(session: AsyncSession, service: Service, start: dt.datetime,
+                          end: dt.datetime) -> Sequence[Closure]:
+    """Closures that cover the service (itself, its department, or the whole centre)."""
+    return (await session.scalars(select(Closure).where(
+        Closure.starts_at < end, Closure.ends_at > start,
+        or_(Closure.service_id == service.id,
+            and_(Closure.service_id.is_(None), Closure.department_id == service.department_id),
+            and_(Closure.service_id.is_(None), Closure.department_id.is_(None)))))).all()
+
+
+def is_closed(closures: Sequence[Closure], starts_at: dt.datetime, ends_at: dt.datetime) -> bool:
+    return any(c.starts_at < ends_at and c.ends_at > starts_at for c in closures)
+
+
+async def availability(session: AsyncSession, centre: Centre, service: Service, now: dt.datetime,
+                       days: int = 7) -> list[DayView]:
+    """The next ``days`` working days of a service with the online seats left per day and slot.
+
+    Days not released yet say when they open; the next unreleased day is included so the bot
+    can say so. Nothing is written except, once a day, the slots of a newly released day.
+    """
+    definition = ServiceDef.from_json(service.definition)
+    policy = policy_for(definition, centre.rules)
+    await ensure_slots(session, centre, service, now)
+    today = now.astimezone(centre.tz).date()
+    released = last_released_day(now, definition, centre.tz)
+    day_list = centre.calendar.working_days_from(today, days)
+    if day_list and day_list[-1] > released:
+        day_list = [d for d in day_list if d <= released]
+        day_list.append(centre.calendar.next_working_day(released))
+    elif day_list:
+        following = centre.calendar.next_working_day(day_list[-1])
+        if following > released:
+            day_list.append(following)
+    if not day_list:
+        return []
+    stale, remaining = free_seats_column(now)
+    rows = (await session.execute(
+        select(Slot.id, Slot.local_date, Slot.starts_at, Slot.ends_at, remaining)
+        .outerjoin(stale, stale.c.slot_id == Slot.id)
+        .where(Slot.service_id == service.id, Slot.local_date >= day_list[0],
+               Slot.local_date <= day_list[-1])
+        .order_by(Slot.starts_at))).all()
+    closures = await active_closures(session, service, at_local(day_list[0], dt.time(0), centre.tz),
+                                     at_local(day_list[-1] + dt.timedelta(days=1), dt.time(0), centre.tz))
+    by_day: dict[dt.date, list[SlotView]] = {d: [] for d in day_list}
+    suspended_days: set[dt.date] = set()
+    for slot_id, day, starts_at, ends_at, free in rows:
+        if day not in by_day:
+            continue
+        if is_closed(closures, starts_at, ends_at):
+            suspended_days.add(day)
+            continue
+        bookable = now < booking_closes_at(day, starts_at, policy, centre.calendar, centre.tz)
+        by_day[day].append(SlotView(slot_id, starts_at, ends_at, max(0, int(free)), bookable))
+    views = []
+    for day in day_list:
+        provisional = centre.calendar.info(day).provisional
+        if day > released:
+            views.append(DayView(day, DayState.NOT_RELEASED, 0, provisional,
+                                 opens_at=release_at(day, definition, centre.tz)))
+            continue
+        slots = tuple(by_day[day])
+        open_slots = [s for s in slots if s.bookable]
+        left = sum(s.remaining for s in open_slots)
+        if not slots and day in suspended_days:
+            state = DayState.SUSPENDED
+        elif not open_slots:
+            state = DayState.CLOSED
+        else:
+            state = DayState.OPEN if left else DayState.FULL
+        views.append(DayView(day, state, left, provisional, slots=slots))
+    return views

@@ -1,0 +1,68 @@
+"""Small builders shared by the tests: a centre, the demo catalog, people and chat accounts."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.catalog import load_catalog, read_catalog
+from storage.centre import Centre
+from storage.identity import IdHasher, PersonDetails, find_or_create_person, id_check_digit, identity_for
+from storage.models import ChannelIdentity, Person, Service, Slot
+from storage.settings import NotificationSettings, RuleSettings
+from storage.slots import ensure_slots
+from storage.workdays import WorkCalendar
+
+ROOT = Path(__file__).resolve().parent.parent
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def valid_id(prefix17: str = "11010519491231002") -> str:
+    return prefix17 + id_check_digit(prefix17)
+
+
+def make_centre(calendar: WorkCalendar | None = None, **rules: Any) -> Centre:
+    base = RuleSettings()
+    return Centre(calendar=calendar or WorkCalendar(), tz=TZ,
+                  rules=dataclasses.replace(base, **rules),
+                  hasher=IdHasher(b"test-key-0123456789abcdef"),
+                  notifications=NotificationSettings())
+
+
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=TZ)
+
+
+async def load_demo(session: AsyncSession, now: dt.datetime) -> dict[str, Service]:
+    await load_catalog(session, read_catalog(ROOT / "catalog" / "demo.toml"), now)
+    return {s.code: s for s in (await session.scalars(select(Service))).all()}
+
+
+async def person(session: AsyncSession, centre: Centre, now: dt.datetime, *, name: str = "张三",
+                 mobile: str = "13812345678", id_number: str | None = None) -> Person:
+    details = PersonDetails(name, mobile, id_number or valid_id())
+    return await find_or_create_person(session, details, centre.hasher, now)
+
+
+async def account(session: AsyncSession, now: dt.datetime, user: str = "1",
+                  channel: str = "telegram", person_id: int | None = None) -> ChannelIdentity:
+    identity = await identity_for(session, channel, user, "zh-CN", now)
+    if person_id is not None:
+        identity.person_id = person_id
+    await session.flush()
+    return identity
+
+
+async def slots_of(session: AsyncSession, centre: Centre, service: Service, now: dt.datetime,
+                   day: dt.date | None = None) -> list[Slot]:
+    await ensure_slots(session, centre, service, now)
+    query = select(Slot).where(Slot.service_id == service.id).order_by(Slot.starts_at)
+    if day is not None:
+        query = query.where(Slot.local_date == day)
+    return list((await session.scalars(query)).all())
