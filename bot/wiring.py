@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from storage.centre import Centre
 from storage.clock import Clock, SystemClock
 from storage.db import Database, resolve_url
+from storage.identity import IdHasher
 from storage.models import CalendarOverride
 from storage.settings import Settings
 from storage.workdays import WorkCalendar
@@ -21,6 +23,15 @@ class App:
     database: Database
     clock: Clock = field(default_factory=SystemClock)
     calendar: WorkCalendar = field(default_factory=WorkCalendar)
+
+    @property
+    def centre(self) -> Centre:
+        """The calendar, zone, rules and ID-hash key every booking operation needs."""
+        settings = self.settings
+        return Centre(calendar=self.calendar, tz=settings.general.timezone, rules=settings.rules,
+                      hasher=IdHasher.from_settings(settings.privacy.id_hash_key,
+                                                    settings.path(settings.general.data_dir)),
+                      notifications=settings.notifications)
 
     async def close(self) -> None:
         await self.database.dispose()

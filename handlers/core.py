@@ -1,0 +1,109 @@
+"""The conversation core's vocabulary: what comes in from any channel and what goes back.
+
+Transports (bot/telegram.py, bot/wechat.py, bot/terminal.py) turn a platform update into an
+``Incoming``, call ``Assistant.handle`` and render each ``Reply`` for their platform. Nothing
+here knows which platform that is.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ChannelName(enum.StrEnum):
+    TELEGRAM = "telegram"
+    WECHAT = "wechat"
+    TERMINAL = "terminal"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One thing a user did: typed text, pressed a choice, sent a command, or an event.
+
+    Attributes:
+        channel: "telegram", "wechat" or "terminal".
+        user_id: the platform's id of the person (Telegram user id, WeChat OpenID).
+        chat_id: where the answer goes (a private chat, or the staff group).
+        text: what was typed (for a choice, the label shown, if known).
+        choice: the token of a pressed choice (Telegram callback data, WeChat menu id).
+        command: a slash command without the slash and bot name ("start", "cancel", "lang").
+        args: what followed the command.
+        event: a platform event: "subscribe", "unsubscribe", "menu:book", "unsupported".
+        locale: the platform's language code for the user ("zh-hans", "en-US"...), if any.
+        message_id: the platform's id of this message, to process it once only.
+        is_group: the message came from a group chat (the staff group).
+        user_name: a display name for staff-facing messages.
+    """
+
+    channel: str
+    user_id: str
+    chat_id: str = ""
+    text: str = ""
+    choice: str | None = None
+    command: str | None = None
+    args: str = ""
+    event: str | None = None
+    locale: str | None = None
+    message_id: str | None = None
+    is_group: bool = False
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A button (Telegram) or numbered menu entry (WeChat, terminal).
+
+    ``token`` is what comes back in ``Incoming.choice`` when it is picked: at most 64 bytes,
+    so it fits Telegram's callback data; the meaning behind it is kept in the conversation.
+    """
+
+    label: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mime: str
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to show. ``choices`` are rows of buttons; ``edit`` asks a channel that can
+    to replace the menu message the user just pressed instead of sending a new one."""
+
+    text: str
+    choices: tuple[tuple[Choice, ...], ...] = ()
+    attachment: Attachment | None = None
+    edit: bool = False
+
+    @property
+    def flat_choices(self) -> list[Choice]:
+        return [choice for row in self.choices for choice in row]
+
+    def to_json(self) -> dict[str, Any]:
+        """A stored form (for answering a platform's retry exactly as the first time)."""
+        return {"text": self.text, "edit": self.edit,
+                "choices": [[[c.label, c.token] for c in row] for row in self.choices],
+                "attachment": None if self.attachment is None else {
+                    "filename": self.attachment.filename, "mime": self.attachment.mime,
+                    "caption": self.attachment.caption}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reply:
+        return cls(text=data["text"], edit=data.get("edit", False),
+                   choices=tuple(tuple(Choice(label, token) for label, token in row)
+                                 for row in data.get("choices", [])))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Replies addressed to someone other than the sender (a relay, a staff alert)."""
+
+    channel: str
+    chat_id: str
+    replies: list[Reply] = field(default_factory=list)
