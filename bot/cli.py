@@ -14,9 +14,11 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from bot.wiring import App, build_app, load_calendar
+from bot.terminal import run_terminal
+from bot.wiring import App, build_app, build_assistant, load_calendar
 from storage import migrate
 from storage.catalog import CatalogError, load_catalog, read_catalog
+from storage.clock import ManualClock
 from storage.models import Service
 from storage.settings import Settings, SettingsError, load_settings
 from storage.workdays import published_through
@@ -77,7 +79,7 @@ async def cmd_calendar(app: App, args: argparse.Namespace) -> int:
         raise CommandError(f"the second date ({last}) is before the first ({first})")
     if (last - first).days > 366:
         raise CommandError("give a range of at most one year")
-    calendar = app.calendar
+    calendar = app.centre.calendar
     if await migrate.current_revision(app.database) is not None:
         calendar = await load_calendar(app.settings, app.database)
     day = first
@@ -146,6 +148,44 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
     return EXIT_OK if not problems else EXIT_FAIL
 
 
+async def cmd_chat(app: App, args: argparse.Namespace) -> int:
+    """Chat with the assistant in the terminal (the demo when no chat tokens are set)."""
+    await _require_schema(app)
+    await _require_catalog(app)
+    if args.clock:
+        try:
+            start = dt.datetime.fromisoformat(args.clock)
+        except ValueError:
+            raise CommandError("--clock must look like 2026-11-23T09:00+08:00") from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=app.settings.general.timezone)
+        app.clock = ManualClock(start)
+    assistant = build_assistant(app)
+    scripted = args.script or not sys.stdin.isatty()
+    if not scripted:
+        _print("Yuyue terminal chat. Type a number to choose, /quit to leave, /lang to switch "
+               "language.\n")
+    return await run_terminal(assistant, user=args.user, locale=args.lang, source=sys.stdin,
+                              out=sys.stdout, scripted=scripted,
+                              attachments_dir=app.settings.path(app.settings.conversation.attachments_dir))
+
+
+async def cmd_run(app: App, args: argparse.Namespace) -> int:
+    """Run the configured chat channels, or the terminal chat when none is configured."""
+    settings = app.settings
+    if not settings.telegram.token and not settings.wechat.token:
+        _print("No chat channel is configured (see README): starting the terminal chat.\n")
+        return await cmd_chat(app, args)
+    raise CommandError("running the Telegram and WeChat channels needs `yuyue run` wiring "
+                       "that is not in this build yet")
+
+
+async def _require_catalog(app: App) -> None:
+    async with app.database.read() as session:
+        if not await session.scalar(select(func.count()).select_from(Service)):
+            raise CommandError("no services loaded: run `yuyue catalog load` first")
+
+
 async def _require_schema(app: App) -> None:
     if await migrate.current_revision(app.database) != migrate.head_revision():
         raise CommandError("the database schema is not up to date: run `yuyue db upgrade` first")
@@ -187,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     calendar.set_defaults(handler=cmd_calendar)
 
     commands.add_parser("doctor", help=cmd_doctor.__doc__).set_defaults(handler=cmd_doctor)
+
+    for name, handler in (("chat", cmd_chat), ("run", cmd_run)):
+        command = commands.add_parser(name, help=handler.__doc__)
+        command.add_argument("--user", default="local", help="terminal user id (default: local)")
+        command.add_argument("--lang", choices=("zh", "en"), help="language (default: settings)")
+        command.add_argument("--script", action="store_true",
+                             help="read lines from standard input and print the transcript")
+        command.add_argument("--clock", metavar="ISO-TIME",
+                             help="pretend it is this time, e.g. 2026-11-23T09:00+08:00")
+        command.set_defaults(handler=handler)
     return parser
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from handlers.engine import Assistant
 from storage.centre import Centre
 from storage.clock import Clock, SystemClock
 from storage.db import Database, resolve_url
@@ -21,17 +22,8 @@ from storage.workdays import WorkCalendar
 class App:
     settings: Settings
     database: Database
+    centre: Centre
     clock: Clock = field(default_factory=SystemClock)
-    calendar: WorkCalendar = field(default_factory=WorkCalendar)
-
-    @property
-    def centre(self) -> Centre:
-        """The calendar, zone, rules and ID-hash key every booking operation needs."""
-        settings = self.settings
-        return Centre(calendar=self.calendar, tz=settings.general.timezone, rules=settings.rules,
-                      hasher=IdHasher.from_settings(settings.privacy.id_hash_key,
-                                                    settings.path(settings.general.data_dir)),
-                      notifications=settings.notifications)
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -56,8 +48,21 @@ async def load_calendar(settings: Settings, database: Database) -> WorkCalendar:
     return build_calendar(settings, {r.day: (r.working, r.note) for r in rows})
 
 
+def build_centre(settings: Settings, calendar: WorkCalendar) -> Centre:
+    """The calendar, zone, rules and ID-hash key every booking operation needs."""
+    return Centre(calendar=calendar, tz=settings.general.timezone, rules=settings.rules,
+                  hasher=IdHasher.from_settings(settings.privacy.id_hash_key,
+                                                settings.path(settings.general.data_dir)),
+                  notifications=settings.notifications)
+
+
 async def build_app(settings: Settings, clock: Clock | None = None) -> App:
     """Everything the product needs, built once from the settings."""
-    database = open_database(settings)
-    return App(settings=settings, database=database, clock=clock or SystemClock(),
-               calendar=build_calendar(settings))
+    return App(settings=settings, database=open_database(settings),
+               centre=build_centre(settings, build_calendar(settings)),
+               clock=clock or SystemClock())
+
+
+def build_assistant(app: App) -> Assistant:
+    """The conversation engine every channel feeds."""
+    return Assistant(database=app.database, centre=app.centre, clock=app.clock, settings=app.settings)

@@ -174,3 +174,15 @@ def working_days_later(now: dt.datetime, days: int, calendar: WorkCalendar, tz: 
     if days:
         day = calendar.add_working_days(day, days)
     return at_local(day, end_of_day, tz)
+
+
+def staff_back_at(now: dt.datetime, hours: tuple[dt.time, dt.time], calendar: WorkCalendar,
+                  tz: ZoneInfo) -> dt.datetime | None:
+    """None while staff are at work; otherwise when they are next back."""
+    current = local(now, tz)
+    opens, closes = hours
+    if calendar.is_working_day(current.date()) and opens <= current.time() < closes:
+        return None
+    if calendar.is_working_day(current.date()) and current.time() < opens:
+        return at_local(current.date(), opens, tz)
+    return at_local(calendar.next_working_day(current.date()), opens, tz)

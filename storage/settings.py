@@ -214,11 +214,24 @@ def _dates(value: Any) -> tuple[dt.date, ...]:
     return tuple(v if isinstance(v, dt.date) else parse_date(v) for v in value)
 
 
+def parse_hours(text: str) -> tuple[dt.time, dt.time]:
+    """Parse "09:00-17:00" into (opens, closes)."""
+    try:
+        opens, closes = (parse_clock_time(part.strip()) for part in str(text).split("-"))
+    except ValueError:
+        raise ValueError('opening hours like "09:00-17:00"') from None
+    if opens >= closes:
+        raise ValueError('opening hours like "09:00-17:00" that end after they start')
+    return opens, closes
+
+
 @dataclass(frozen=True)
 class ConversationSettings:
     idle_minutes: int = _setting(30, minimum=1)
     misunderstandings_before_handoff: int = _setting(2, minimum=1)
     attachments_dir: str = "var/attachments"
+    staff_hours: tuple[dt.time, dt.time] = _setting("09:00-17:00", parse=parse_hours)
+    handoff_escalate_minutes: int = _setting(10, minimum=1)
 
 
 @dataclass(frozen=True)

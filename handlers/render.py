@@ -1,0 +1,131 @@
+"""Texts built from catalog data: the materials list (一次性告知), service details, an
+appointment's details, and its .ics calendar file."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from handlers.context import Ctx
+from handlers.core import Attachment
+from handlers.i18n import format_day, format_time, format_when
+from storage.catalog import WEEKDAYS, ServiceDef
+from storage.models import Appointment, Department
+
+
+def materials_text(ctx: Ctx, service: ServiceDef) -> str:
+    """Every material to bring, one per line, with form, copies, issuer and notes."""
+    lines = []
+    for number, material in enumerate(service.materials, start=1):
+        form = ctx.t(f"material.{material.form}")
+        copies = ctx.t("material.copies", copies=material.copies) if material.copies > 1 else ""
+        line = f"{number}. {material.name.get(ctx.locale)}（{form}{copies}）" if ctx.locale != "en" \
+            else f"{number}. {material.name.get(ctx.locale)} ({form}{copies})"
+        if material.issuer:
+            line += ctx.t("material.issuer", issuer=material.issuer.get(ctx.locale))
+        if material.notes:
+            line += ctx.t("material.note", note=material.notes.get(ctx.locale))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def processing_text(ctx: Ctx, service: ServiceDef) -> str:
+    if service.processing_days == 0:
+        return ctx.t("service.immediate")
+    return ctx.t("service.processing_days", days=service.processing_days)
+
+
+def hours_text(ctx: Ctx, service: ServiceDef) -> str:
+    """"工作日 09:00-12:00、13:30-17:00；周五 09:00-12:00"."""
+    separator = ", " if ctx.locale == "en" else "、"
+    parts = []
+    default = service.hours.get("default")
+    if default:
+        parts.append(ctx.t("service.hours_default") + " " + separator.join(f"{a}-{b}" for a, b in default))
+    for index, key in enumerate(WEEKDAYS):
+        if key in service.hours:
+            label = ctx.t(f"weekday.{index}")
+            periods = service.hours[key]
+            parts.append(label + " " + (separator.join(f"{a}-{b}" for a, b in periods)
+                                        if periods else ctx.t("service.closed")))
+    return ("; " if ctx.locale == "en" else "；").join(parts)
+
+
+def notice_text(ctx: Ctx, service: ServiceDef) -> str:
+    """The one-time full notice (一次性告知) shown before a slot is picked."""
+    text = ctx.t("booking.notice_head", service=service.name.get(ctx.locale),
+                 materials=materials_text(ctx, service))
+    if service.eligibility:
+        text += "\n" + ctx.t("booking.eligibility", text=service.eligibility.get(ctx.locale))
+    text += "\n" + ctx.t("booking.notice_tail", place=service.place.get(ctx.locale),
+                         fees=service.fees.get(ctx.locale), processing=processing_text(ctx, service))
+    return text
+
+
+def service_details(ctx: Ctx, service: ServiceDef, department: Department | None) -> str:
+    """Everything the service guide (办事指南) says about a service."""
+    address = ""
+    if department is not None:
+        address = department.definition["address"]["en" if ctx.locale == "en" else "zh"]
+    text = ctx.t("guide.details", service=service.name.get(ctx.locale),
+                 description=service.description.get(ctx.locale) or "-",
+                 place=service.place.get(ctx.locale), address=address or "-",
+                 hours=hours_text(ctx, service), processing=processing_text(ctx, service),
+                 fees=service.fees.get(ctx.locale), phone=service.phone or "-",
+                 materials=materials_text(ctx, service))
+    if service.eligibility:
+        text += "\n" + ctx.t("booking.eligibility", text=service.eligibility.get(ctx.locale))
+    if service.legal_basis:
+        text += "\n" + ctx.t("guide.legal_basis", text=service.legal_basis.get(ctx.locale))
+    return text
+
+
+def appointment_text(ctx: Ctx, appointment: Appointment, service: ServiceDef,
+                     department: Department | None) -> str:
+    """Code, service, time, place and materials of one appointment."""
+    start = ctx.local(appointment.starts_at)
+    address = department.definition["address"]["en" if ctx.locale == "en" else "zh"] if department else ""
+    return ctx.t("appointment.details", code=appointment.code, service=service.name.get(ctx.locale),
+                 day=format_day(start.date(), ctx.locale), start=format_time(start),
+                 end=format_time(ctx.local(appointment.ends_at)),
+                 place=service.place.get(ctx.locale), address=address,
+                 status=ctx.t(f"status.{appointment.status.value}"))
+
+
+def slot_label(ctx: Ctx, starts_at: dt.datetime, ends_at: dt.datetime) -> str:
+    return f"{format_time(ctx.local(starts_at))}-{format_time(ctx.local(ends_at))}"
+
+
+def when_text(ctx: Ctx, when: dt.datetime) -> str:
+    return format_when(ctx.local(when), ctx.locale)
+
+
+def _ics_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def calendar_file(ctx: Ctx, appointment: Appointment, service: ServiceDef,
+                  department: Department | None) -> Attachment:
+    """An .ics file in the centre's time zone with the booking code and place."""
+    tz_name = ctx.centre.tz.key
+    start, end = ctx.local(appointment.starts_at), ctx.local(appointment.ends_at)
+    address = department.definition["address"]["en" if ctx.locale == "en" else "zh"] if department else ""
+    location = f"{service.place.get(ctx.locale)} {address}".strip()
+    description = ctx.t("ics.description", code=appointment.code,
+                        materials=materials_text(ctx, service))
+    stamp = ctx.now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    lines = [
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Yuyue//Booking//ZH", "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH", "BEGIN:VTIMEZONE", f"TZID:{tz_name}", "BEGIN:STANDARD",
+        "DTSTART:19700101T000000", "TZOFFSETFROM:+0800", "TZOFFSETTO:+0800", "TZNAME:CST",
+        "END:STANDARD", "END:VTIMEZONE", "BEGIN:VEVENT",
+        f"UID:{appointment.code}-{appointment.id}@yuyue", f"DTSTAMP:{stamp}",
+        f"DTSTART;TZID={tz_name}:{start.strftime('%Y%m%dT%H%M%S')}",
+        f"DTEND;TZID={tz_name}:{end.strftime('%Y%m%dT%H%M%S')}",
+        f"SUMMARY:{_ics_escape(ctx.t('ics.summary', service=service.name.get(ctx.locale), code=appointment.code))}",
+        f"LOCATION:{_ics_escape(location)}", f"DESCRIPTION:{_ics_escape(description)}",
+        "BEGIN:VALARM", "TRIGGER:-PT1H", "ACTION:DISPLAY", "DESCRIPTION:Reminder", "END:VALARM",
+        "END:VEVENT", "END:VCALENDAR",
+    ]
+    return Attachment(filename=f"yuyue-{appointment.code}.ics",
+                      content=("\r\n".join(lines) + "\r\n").encode("utf-8"), mime="text/calendar",
+                      caption=ctx.t("ics.caption"))
