@@ -30,6 +30,7 @@ from storage.identity import (
     InvalidValue,
 )
 from storage.models import Appointment, Channel, Department, Person, Service, WaitKind
+from storage.rules import can_change
 from storage.slots import DayState, availability
 
 FLOW = "booking"
@@ -384,6 +385,10 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
                      time=slot_label(ctx, info.slot.starts_at, info.slot.ends_at),
                      place=definition.place.get(ctx.locale), name=mask_name(person.name),
                      mobile=mask_mobile(person.mobile), id=person.id_masked or ctx.t("booking.no_id"))
+    decision = can_change(info.slot.starts_at, ctx.now, ctx.centre.policy(definition),
+                          ctx.centre.calendar, ctx.centre.tz)
+    if not decision.allowed:
+        text += "\n" + ctx.t("booking.no_changes_after", deadline=when_text(ctx, decision.deadline))
     return [Reply(text, ((option(ctx.t("booking.confirm"), "confirm"),),
                          (option(ctx.t("booking.other_time"), "time"),
                           option(ctx.t("common.cancel"), "cancel"))))]
