@@ -1,0 +1,86 @@
+"""Who can be reached where: accounts that blocked the bot, and a staff chat that moved.
+
+Channels call these when a platform tells them (Telegram's 403 "bot was blocked by the user",
+its ``my_chat_member`` updates, a group upgraded to a supergroup); the dispatcher and the
+figures read ``ChannelIdentity.unreachable_at``. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ChannelIdentity, SharedValue
+from storage.outbox import insert_ignoring_duplicates
+
+TELEGRAM_STAFF_CHAT = "telegram.staff_chat_id"
+
+
+async def mark_unreachable(session: AsyncSession, channel: str, platform_user_id: str,
+                           reason: str, now: dt.datetime) -> bool:
+    """Record that an account cannot be reached any more (kept from the first time it happened).
+
+    Args:
+        reason: a short technical reason ("blocked"), never message content.
+
+    Returns:
+        True when the account was reachable until now.
+    """
+    result = await session.execute(
+        update(ChannelIdentity)
+        .where(ChannelIdentity.channel == channel,
+               ChannelIdentity.platform_user_id == platform_user_id,
+               ChannelIdentity.unreachable_at.is_(None))
+        .values(unreachable_at=now, unreachable_reason=reason[:200])
+        .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_reachable(session: AsyncSession, channel: str, platform_user_id: str) -> bool:
+    """Clear the unreachable mark (the user unblocked the bot or wrote again).
+
+    Returns:
+        True when the account had been marked unreachable.
+    """
+    result = await session.execute(
+        update(ChannelIdentity)
+        .where(ChannelIdentity.channel == channel,
+               ChannelIdentity.platform_user_id == platform_user_id,
+               ChannelIdentity.unreachable_at.is_not(None))
+        .values(unreachable_at=None, unreachable_reason=None)
+        .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def staff_chat_id(session: AsyncSession, configured: int) -> int:
+    """The staff group's chat id: the one it migrated to, if it did, else the configured one."""
+    stored = await session.scalar(select(SharedValue.value)
+                                  .where(SharedValue.key == TELEGRAM_STAFF_CHAT))
+    if stored is None:
+        return configured
+    old, _, new = stored.partition(">")
+    # The stored move only counts for the group it was recorded for: a changed setting wins.
+    return int(new) if configured in (0, int(old)) else configured
+
+
+async def record_chat_migration(session: AsyncSession, configured: int, old: int, new: int,
+                                now: dt.datetime) -> bool:
+    """Remember that the staff group ``old`` became the supergroup ``new``.
+
+    Args:
+        configured: ``telegram.staff_chat_id`` from the settings, the group the chain starts at.
+
+    Returns:
+        True when ``old`` was the staff group (other groups' moves are not ours to follow).
+    """
+    if old != await staff_chat_id(session, configured):
+        return False
+    value = f"{configured}>{new}"
+    await session.execute(insert_ignoring_duplicates(session, SharedValue, ["key"]).values(
+        key=TELEGRAM_STAFF_CHAT, value=value, updated_at=now))
+    await session.execute(update(SharedValue).where(SharedValue.key == TELEGRAM_STAFF_CHAT)
+                          .values(value=value, updated_at=now)
+                          .execution_options(synchronize_session=False))
+    return True

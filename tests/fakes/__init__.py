@@ -1,0 +1,87 @@
+"""Small fake platform servers for the tests, served over real HTTP on 127.0.0.1.
+
+``LocalServer`` runs any ASGI app on a random local port inside the test's event loop;
+``FakeTime`` is a clock and sleep function for code that waits (rate limiters), so tests move
+time instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The test runner owns the signals; a fake server must not take Ctrl-C or SIGTERM.
+        yield
+
+
+class LocalServer:
+    """An ASGI app served on 127.0.0.1 at a random free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.port = 0
+        self._server: _QuietServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        # The socket listens before uvicorn runs, so clients can connect at once: the kernel
+        # queues them until the server accepts (no waiting for "started").
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", ws="none",
+                                access_log=False, timeout_graceful_shutdown=5)
+        self._server = _QuietServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+    async def __aenter__(self) -> LocalServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+
+class FakeTime:
+    """A monotonic clock that moves only when someone sleeps on it (or the test advances it).
+
+    A sleeper moves the clock to its wake-up time at once and lets other tasks run; code that
+    waits in a loop (``while (wait := delay()) > 0: await sleep(wait)``) recomputes from the
+    moved clock, so concurrent waiters do not add their waits up.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.value = start
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.value
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.value += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    def advance(self, seconds: float) -> None:
+        self.value += seconds
