@@ -273,7 +273,31 @@ class WechatSettings:
     path: str = "/wechat"
     api_base_url: str = "https://api.weixin.qq.com"
     replay_window_seconds: int = _setting(300, minimum=10)
+    reply_deadline_ms: int = _setting(4000, minimum=100, maximum=4800)
     reminder_template_id: str = ""
+    reminder_template_fields: tuple[str, ...] = _setting(
+        ["thing1=service", "time2=when", "thing3=place", "character_string4=code"],
+        parse=lambda v: _template_fields(v))
+    notice_template_id: str = ""
+    notice_template_fields: tuple[str, ...] = _setting(
+        ["thing1=summary", "time2=sent"], parse=lambda v: _template_fields(v))
+
+
+TEMPLATE_SOURCES = ("service", "when", "place", "code", "summary", "sent")
+
+
+def _template_fields(value: Any) -> tuple[str, ...]:
+    """Template keyword = where its value comes from, e.g. "thing1=service"."""
+    expected = ('a list like ["thing1=service", "time2=when"] (sources: '
+                + ", ".join(TEMPLATE_SOURCES) + ")")
+    items = _strings(value) if isinstance(value, list) else None
+    if items is None:
+        raise ValueError(expected)
+    for item in items:
+        key, _, source = item.partition("=")
+        if not re.fullmatch(r"[a-z_]+[0-9]*", key) or source not in TEMPLATE_SOURCES:
+            raise ValueError(expected)
+    return tuple(items)
 
 
 @dataclass(frozen=True)

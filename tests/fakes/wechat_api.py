@@ -1,0 +1,223 @@
+"""A small fake WeChat API server (api.weixin.qq.com) over real HTTP on 127.0.0.1.
+
+It answers the endpoints Yuyue calls — ``cgi-bin/stable_token``, ``message/custom/send``,
+``message/template/send``, ``menu/create`` — with real-shaped JSON, keeps the stable-token rules
+(normal mode returns the current token while it is valid; forced refresh replaces it and the old
+one stops working), records every call, and plays scripted errors: 40001 for an expired token
+(``expire_token()``), 45015 for a citizen outside the 48-hour window (``out_of_window``), or any
+errcode queued for a path (``fail_next``).
+
+Use: ``async with FakeWechatApi() as api:`` then point ``wechat.api_base_url`` at ``api.url``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xmltodict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.utils import WeChatSigner
+
+from tests.fakes import LocalServer
+
+APP_ID = "wx49f0ab532d5d035a"
+APP_SECRET = "fake-app-secret-for-tests-0123456"
+ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
+          40003: "invalid openid", 43004: "require subscribe",
+          45015: "response out of time limit or subscription is canceled",
+          45009: "reach max api daily quota limit", 40013: "invalid appid"}
+
+
+@dataclass
+class ApiCall:
+    path: str
+    access_token: str | None
+    body: dict[str, Any]
+    errcode: int
+
+
+class FakeWechatApi:
+    """The fake server; ``calls`` lists every request in order."""
+
+    def __init__(self, *, expires_in: int = 7200) -> None:
+        self.expires_in = expires_in
+        self.calls: list[ApiCall] = []
+        self.valid: set[str] = set()
+        self.current: str | None = None
+        self.out_of_window: set[str] = set()
+        self.scripted: dict[str, deque[int]] = defaultdict(deque)
+        self._serial = itertools.count(1)
+        self.server = LocalServer(Starlette(routes=[
+            Route("/cgi-bin/{path:path}", self._endpoint, methods=["POST", "GET"])]))
+
+    async def __aenter__(self) -> FakeWechatApi:
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.server.stop()
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    # --- scripting ----------------------------------------------------------------------------
+
+    def expire_token(self) -> None:
+        """The current token stops working (as after 7200 s or a refresh elsewhere)."""
+        self.valid.clear()
+
+    def fail_next(self, path: str, *errcodes: int) -> None:
+        """Answer the next calls to ``path`` ("message/custom/send") with these errcodes."""
+        self.scripted[path].extend(errcodes)
+
+    # --- what happened ------------------------------------------------------------------------
+
+    def sent(self, path: str) -> list[dict[str, Any]]:
+        """Bodies of the successful calls to ``path``."""
+        return [c.body for c in self.calls if c.path == path and c.errcode == 0]
+
+    def count(self, path: str) -> int:
+        return sum(1 for c in self.calls if c.path == path)
+
+    @property
+    def texts(self) -> list[str]:
+        """Customer-service texts delivered, in order."""
+        return [b["text"]["content"] for b in self.sent("message/custom/send")]
+
+    # --- the endpoints ------------------------------------------------------------------------
+
+    async def _endpoint(self, request: Request) -> Response:
+        path = request.path_params["path"]
+        token = request.query_params.get("access_token")
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return self._answer(path, token, {}, 47001)
+        if path == "stable_token":
+            return self._stable_token(body)
+        if token not in self.valid:
+            return self._answer(path, token, body, 40001)
+        if self.scripted[path]:
+            return self._answer(path, token, body, self.scripted[path].popleft())
+        if path == "message/custom/send" and body.get("touser") in self.out_of_window:
+            return self._answer(path, token, body, 45015)
+        if path not in ("message/custom/send", "message/template/send", "menu/create"):
+            return self._answer(path, token, body, 40066)
+        extra = {"msgid": next(self._serial)} if path == "message/template/send" else {}
+        return self._answer(path, token, body, 0, extra)
+
+    def _stable_token(self, body: dict[str, Any]) -> Response:
+        if body.get("appid") != APP_ID or body.get("secret") != APP_SECRET \
+                or body.get("grant_type") != "client_credential":
+            return self._answer("stable_token", None, _redacted(body), 40013)
+        if self.scripted["stable_token"]:
+            return self._answer("stable_token", None, _redacted(body),
+                                self.scripted["stable_token"].popleft())
+        if body.get("force_refresh") or self.current not in self.valid:
+            self.current = f"TOKEN-{next(self._serial)}"
+            self.valid = {self.current}
+        return self._answer("stable_token", None, _redacted(body), 0,
+                            {"access_token": self.current, "expires_in": self.expires_in})
+
+    def _answer(self, path: str, token: str | None, body: dict[str, Any], errcode: int,
+                extra: dict[str, Any] | None = None) -> Response:
+        self.calls.append(ApiCall(path, token, body, errcode))
+        if errcode == 0:
+            payload: dict[str, Any] = {"errcode": 0, "errmsg": "ok", **(extra or {})}
+            if path == "stable_token":
+                payload = dict(extra or {})
+            return JSONResponse(payload)
+        return JSONResponse({"errcode": errcode, "errmsg": ERRORS.get(errcode, "error")})
+
+
+def _redacted(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("***" if k == "secret" else v) for k, v in body.items()}
+
+
+# --- WeChat's side of the webhook ----------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wechat"
+# WeChat's published sample values (the WeCom/OA message-crypto sample, also in wechatpy's tests).
+SAMPLE_TOKEN = "123456"
+SAMPLE_AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+ACCOUNT = "gh_3f7badc0771f"
+
+
+def sample(name: str, **fields: str | int) -> str:
+    """A message from tests/fixtures/wechat/<name>.xml with some fields changed."""
+    xml = (FIXTURES / f"{name}.xml").read_text(encoding="utf-8")
+    for tag, value in fields.items():
+        pattern = re.compile(rf"<{tag}>(<!\[CDATA\[.*?\]\]>|[^<]*)</{tag}>", re.S)
+        text = str(value)
+        node = f"<{tag}>{text}</{tag}>" if isinstance(value, int) else \
+            f"<{tag}><![CDATA[{text}]]></{tag}>"
+        xml, found = pattern.subn(lambda _m, node=node: node, xml)
+        if not found:
+            xml = xml.replace("</xml>", f"{node}\n</xml>")
+    return xml
+
+
+class WechatPush:
+    """Posts messages to the webhook exactly as WeChat's servers do: signed query string,
+    plain or safe mode (AES with ``msg_signature``), and reads the passive reply back,
+    checking its signature and decrypting it with wechatpy."""
+
+    def __init__(self, http: Any, *, path: str, token: str, aes_key: str = "",
+                 app_id: str = APP_ID, now: Any) -> None:
+        self.http, self.path, self.token = http, path, token
+        self.crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
+        self.app_id, self.now = app_id, now
+        self._nonces = itertools.count(1320562132)
+
+    def _sign(self, *parts: str) -> str:
+        signer = WeChatSigner()
+        signer.add_data(*parts)
+        return str(signer.signature)
+
+    def query(self, *, timestamp: str | None = None, nonce: str | None = None,
+              openid: str = "") -> dict[str, str]:
+        timestamp = timestamp or str(int(self.now().timestamp()))
+        nonce = nonce or str(next(self._nonces))
+        return {"signature": self._sign(self.token, timestamp, nonce), "timestamp": timestamp,
+                "nonce": nonce, "openid": openid}
+
+    async def post(self, xml: str, *, query: dict[str, str] | None = None,
+                   tamper: str | None = None) -> Any:
+        """POST ``xml``; ``tamper`` = "signature" or "msg_signature" spoils one of them."""
+        query = dict(query or self.query())
+        body = xml.encode("utf-8")
+        if self.crypto is not None:
+            encrypt = PrpCrypto(self.crypto.key).encrypt(xml, self.app_id).decode()
+            query["encrypt_type"] = "aes"
+            query["msg_signature"] = self._sign(self.token, query["timestamp"], query["nonce"],
+                                                encrypt)
+            to_user = re.search(r"<ToUserName><!\[CDATA\[(.*?)\]\]>", xml)
+            body = (f"<xml>\n<ToUserName><![CDATA[{to_user.group(1) if to_user else ACCOUNT}]]>"
+                    f"</ToUserName>\n<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n</xml>").encode()
+        if tamper:
+            query[tamper] = "0" * 40
+        return await self.http.post(self.path, params=query, content=body,
+                                    headers={"Content-Type": "text/xml"})
+
+    def read(self, response: Any) -> dict[str, str]:
+        """The passive reply's fields ({} for "success"), decrypted and checked in safe mode."""
+        assert response.status_code == 200, response.text
+        if response.text in ("success", ""):
+            return {}
+        xml = response.text
+        if self.crypto is not None:
+            outer = xmltodict.parse(xml)["xml"]
+            xml = self.crypto.decrypt_message(xml, outer["MsgSignature"], outer["TimeStamp"],
+                                              outer["Nonce"])
+        return dict(xmltodict.parse(xml)["xml"])
