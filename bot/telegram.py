@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import hmac
 import logging
+import os
 import re
 import time
 import traceback
@@ -1047,6 +1048,9 @@ def check_settings(telegram: TelegramSettings) -> None:
 
 def build_bot(telegram: TelegramSettings, *, poll_timeout: int = 25) -> Bot:
     """A Bot for the configured (or self-hosted) Bot API server."""
+    # Opt in to PTB's coming timedelta durations now: otherwise every 429 it parses emits a
+    # deprecation warning (and fails tests that treat warnings as errors).
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     urls = {}
     if telegram.base_url:
         urls["base_url"] = telegram.base_url

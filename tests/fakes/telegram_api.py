@@ -68,6 +68,15 @@ class _Failure:
     body: dict[str, Any]
 
 
+@dataclass
+class Gate:
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class FakeTelegram:
     """The fake server. ``clock`` stamps each recorded call (a test's FakeTime.now)."""
 
@@ -89,6 +98,8 @@ class FakeTelegram:
         self._closing = asyncio.Event()
         self._failures: list[_Failure] = []
         self.conflict = False
+        self._acked = asyncio.Event()
+        self._gates: dict[str, Gate] = {}
         self.server = LocalServer(Starlette(routes=[
             Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])]))
 
@@ -131,6 +142,19 @@ class FakeTelegram:
         if parameters:
             body["parameters"] = parameters
         self._failures.append(_Failure(method.lower(), chat_id, times, status, body))
+
+    def hold(self, method: str) -> Gate:
+        """Make calls of ``method`` wait until the test releases them (an update in flight)."""
+        gate = Gate()
+        self._gates[method.lower()] = gate
+        return gate
+
+    async def acknowledged(self, update_id: int) -> None:
+        """Wait until getUpdates has been called with an offset past ``update_id``."""
+        async with asyncio.timeout(20):   # a guard against a dead poller, not a wait for it
+            while self.confirmed <= update_id:
+                self._acked.clear()
+                await self._acked.wait()
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: every message to them gets 403."""
@@ -237,6 +261,10 @@ class FakeTelegram:
                 "ok": False, "error_code": 400,
                 "description": "Bad Request: group chat was upgraded to a supergroup chat",
                 "parameters": {"migrate_to_chat_id": self.migrated[call.chat_id]}})
+        gate = self._gates.get(method)
+        if gate is not None:
+            gate.reached.set()
+            await gate.released.wait()
         handler = getattr(self, f"_m_{method}")
         result = await handler(params, files)
         if isinstance(result, Response):
@@ -278,6 +306,7 @@ class FakeTelegram:
         offset = int(params.get("offset") or 0)
         if offset:
             self.confirmed = max(self.confirmed, offset)
+            self._acked.set()
         if self.conflict:
             return JSONResponse({"ok": False, "error_code": 409, "description":
                                  "Conflict: terminated by other getUpdates request; make sure "
@@ -392,14 +421,14 @@ class FakeTelegram:
 
 
 def button_data(message: dict[str, Any], label: str) -> str:
-    """The callback data of the button labelled ``label`` (or starting with it)."""
+    """The callback data of the button labelled ``label`` (or whose label contains it)."""
     buttons = [b for row in message.get("reply_markup", {}).get("inline_keyboard", [])
                for b in row]
     for button in buttons:
         if button["text"] == label:
             return str(button["callback_data"])
     for button in buttons:
-        if button["text"].startswith(label):
+        if label in button["text"]:
             return str(button["callback_data"])
     raise AssertionError(f"no button {label!r} among {[b['text'] for b in buttons]}")
 

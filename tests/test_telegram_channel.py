@@ -1,0 +1,546 @@
+"""The Telegram channel end to end: python-telegram-bot talks over real HTTP to a fake Bot API
+server on 127.0.0.1; the real conversation engine answers; time moves only when told."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from telegram import Update
+
+from bot.channels import Unreachable
+from bot.telegram import (
+    SECRET_HEADER,
+    PollingConflict,
+    RateLimiter,
+    TelegramChannel,
+    _log_failure,
+    build_telegram,
+    parse_update,
+)
+from bot.web import build_web_app
+from bot.wiring import App
+from handlers.core import Attachment, Choice, Incoming, Reply
+from handlers.engine import Assistant
+from storage.clock import ManualClock
+from storage.db import Database
+from storage.models import Appointment, ChannelIdentity, ProcessedMessage, SharedValue
+from storage.settings import AccessSettings, Settings, TelegramSettings
+from tests.fakes import FakeTime, LocalServer
+from tests.fakes.telegram_api import FakeTelegram, button_labels
+from tests.helpers import account, load_demo, make_centre, valid_id
+
+STAFF_GROUP = -1001987654321
+STAFF_USER, MANAGER = 6200000001, 6300000001
+SECRET = "s3cret-Token_for_tests"
+ID_NUMBER = valid_id()
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+class RecordingLimiter(RateLimiter):
+    """The real limiter, noting when it let each message go (the fake server's own stamps
+    show when a request arrived, which with a jumping clock can be later)."""
+
+    def __init__(self, time: FakeTime) -> None:
+        super().__init__(now=time.now, sleep=time.sleep)
+        self.released: list[tuple[int, float]] = []
+
+    async def acquire(self, chat_id: int) -> None:
+        await super().acquire(chat_id)
+        self.released.append((chat_id, self.now()))
+
+    def times(self, chat_id: int | None = None) -> list[float]:
+        return [at for chat, at in self.released if chat_id in (None, chat)]
+
+
+def at_most(times: list[float], count: int, period: float) -> bool:
+    times = sorted(times)
+    return all(times[i + count] - times[i] >= period - 1e-9 for i in range(len(times) - count))
+
+
+@pytest.fixture
+def limiter(fake_time: FakeTime) -> RecordingLimiter:
+    return RecordingLimiter(fake_time)
+
+
+@pytest.fixture
+async def api(fake_time: FakeTime) -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(clock=fake_time.now) as server:
+        yield server
+
+
+def settings_for(api: FakeTelegram, **telegram: Any) -> Settings:
+    return dataclasses.replace(
+        Settings(),
+        telegram=TelegramSettings(token=api.token, base_url=api.base_url,
+                                  base_file_url=api.base_file_url, staff_chat_id=STAFF_GROUP,
+                                  **telegram),
+        access=AccessSettings(staff=(f"telegram:{STAFF_USER}",),
+                              managers=(f"telegram:{MANAGER}", "wechat:o6_bmjrPTlm6_2sgVt")))
+
+
+@pytest.fixture
+def settings(api: FakeTelegram) -> Settings:
+    return settings_for(api, mode="webhook", webhook_url="https://yuyue.example.org/tg/hook",
+                        secret_token=SECRET)
+
+
+@pytest.fixture
+async def channel(api: FakeTelegram, database: Database, clock: ManualClock, settings: Settings,
+                  limiter: RecordingLimiter) -> AsyncIterator[TelegramChannel]:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    centre = make_centre()
+    app = App(settings=settings, database=database, centre=centre, clock=clock)
+    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings)
+    channel = build_telegram(app, assistant, limiter=limiter)
+    await channel.start()
+    try:
+        yield channel
+    finally:
+        await channel.close()
+
+
+@pytest.fixture
+async def web(channel: TelegramChannel) -> AsyncIterator[httpx.AsyncClient]:
+    """Our web app (with the Telegram webhook route) served on 127.0.0.1."""
+    async with LocalServer(build_web_app(channel.webhook_routes())) as server, \
+            httpx.AsyncClient(base_url=server.url) as client:
+        yield client
+
+
+class TelegramUser:
+    """A person in a private chat with the bot: types, presses the buttons they were sent."""
+
+    def __init__(self, api: FakeTelegram, user_id: int, send: Callable[[dict[str, Any]],
+                 Awaitable[None]], *, language_code: str = "zh-hans") -> None:
+        self.api, self.user_id, self.send = api, user_id, send
+        self.language_code = language_code
+        self.presses = 0
+        self._seen = 0
+
+    async def _deliver(self, update: dict[str, Any]) -> str:
+        self._seen = len(self.api.calls)
+        await self.send(update)
+        return self.shown
+
+    @property
+    def shown(self) -> str:
+        """What the bot showed this user in answer to the last thing they did."""
+        texts = []
+        for call in self.api.calls[self._seen:]:
+            if call.ok and call.chat_id == self.user_id:
+                texts.append(call.params.get("text") or call.params.get("caption") or "")
+        return "\n".join(texts)
+
+    async def say(self, words: str) -> str:
+        return await self._deliver(self.api.text_update(self.user_id, words,
+                                                        language_code=self.language_code))
+
+    async def press(self, label: str) -> str:
+        self.presses += 1
+        menu = self.api.last_menu(self.user_id)
+        return await self._deliver(self.api.press_update(self.user_id, menu, label,
+                                                         language_code=self.language_code))
+
+    async def dialog(self, steps: list[tuple[str, str]]) -> None:
+        """Each step: "[label]" presses a button, anything else is typed; then the bot's
+        answer must contain the expected words."""
+        for said, expected in steps:
+            if said.startswith("[") and said.endswith("]"):
+                shown = await self.press(said[1:-1])
+            else:
+                shown = await self.say(said)
+            menu = button_labels(self.api.last_menu(self.user_id))
+            assert expected in shown + "\n" + "\n".join(menu), (
+                f"after {said!r} expected {expected!r} in:\n{shown}\n{menu}")
+
+
+def polling_sender(api: FakeTelegram) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def send(update: dict[str, Any]) -> None:
+        api.enqueue(update)
+        await api.acknowledged(update["update_id"])
+    return send
+
+
+def webhook_sender(web: httpx.AsyncClient) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    async def send(update: dict[str, Any]) -> None:
+        update.setdefault("update_id", 900000 + len(str(update)) * 7919 % 90000)
+        answer = await web.post("/tg/hook", json=update, headers={SECRET_HEADER: SECRET})
+        assert answer.status_code == 200, answer.text
+    return send
+
+
+@pytest.fixture
+async def polling(channel: TelegramChannel) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    yield stop
+    stop.set()
+    await task
+
+
+# --- whole journeys ---------------------------------------------------------------------------
+
+
+async def test_booking_journey_in_chinese_by_pressing_buttons_over_polling(
+        api: FakeTelegram, channel: TelegramChannel, polling: asyncio.Event,
+        database: Database) -> None:
+    user = TelegramUser(api, 5123456789, polling_sender(api))
+    await user.dialog([
+        ("/start", "预约办事"),
+        ("[预约办事]", "便民服务中心"),
+        ("[便民服务中心]", "居民身份证办理"),
+        ("[居民身份证]", "一次性告知"),
+        ("[材料已备齐]", "11月24日 周二"),
+        ("[11月24日]", "09:00-09:20"),
+        ("[09:00-09:20]", "已为您保留这个号10分钟"),
+        ("[同意并继续]", "真实姓名"),
+        ("张三", "手机号"),
+        ("13812345678", "身份证号"),
+        (ID_NUMBER, "请确认预约信息"),
+        ("[确认预约]", "预约成功"),
+    ])
+    code = re.search(r"预约码：([A-Z0-9]{6})", user.shown)
+    assert code is not None
+    # The calendar entry came as a document.
+    documents = [c for c in api.calls_to("sendDocument") if c.ok]
+    assert len(documents) == 1
+    name, content, mime = documents[0].files["document"]
+    assert name.endswith(".ics") and mime == "text/calendar"
+    assert "DTSTART;TZID=Asia/Shanghai:20261124T090000" in content.decode()
+    # Every press was answered (no endless spinner) and pressed menus lost their buttons (the
+    # one answered by typing, "同意并继续" before the name, keeps them).
+    assert len(api.calls_to("answerCallbackQuery")) == user.presses
+    menus = [m for m in api.chat_messages(user.user_id) if m.get("reply_markup")]
+    assert len(menus) == 2 and "同意并继续" in button_labels(menus[0])
+    async with database.read() as session:
+        booked = await session.scalar(select(Appointment).where(Appointment.code == code.group(1)))
+        assert booked is not None and booked.channel == "telegram"
+    assert api.pending == []       # every update acknowledged
+
+
+async def test_booking_journey_in_english_over_the_webhook(
+        api: FakeTelegram, web: httpx.AsyncClient) -> None:
+    user = TelegramUser(api, 5200000002, webhook_sender(web), language_code="en")
+    await user.dialog([
+        ("/start", "Book"),
+        ("[Book]", "Qingxi Central Health Centre"),
+        ("[Qingxi Central Health Centre]", "Dental clinic"),
+        ("[Dental clinic]", "Everything you need to bring"),
+        ("[I have everything]", "Mon 23 Nov"),
+        ("[Mon 23 Nov]", "10:30-11:00"),
+        ("[10:30-11:00]", "held for you for 10 minutes"),
+        ("[Agree]", "full name"),
+        ("Li Lei", "mobile"),
+        ("13900001111", "ID number"),
+        (ID_NUMBER, "Please confirm"),
+        ("[Confirm booking]", "Booked!"),
+    ])
+    assert "Please arrive 5 minutes early" in user.shown
+    assert any(c.files["document"][0].endswith(".ics")
+               for c in api.calls_to("sendDocument") if c.ok)
+
+
+async def test_a_reply_marked_edit_replaces_the_pressed_menu(
+        api: FakeTelegram, web: httpx.AsyncClient, channel: TelegramChannel) -> None:
+    user = TelegramUser(api, 5300000003, webhook_sender(web))
+    await user.say("/start")
+    menu = api.last_menu(user.user_id)
+    before = len(api.chat_messages(user.user_id))
+    press = Update.de_json(api.press_update(user.user_id, menu, "预约办事") | {"update_id": 1},
+                           channel.bot)
+    incoming = parse_update(press, bot_username=channel.bot_username, bot_id=channel.bot_id)
+    assert isinstance(incoming, Incoming)
+    await channel._render(press, incoming, [
+        Reply("请选择中心：", ((Choice("青溪镇便民服务中心", "m2.0"),),), edit=True)])
+    assert len(api.chat_messages(user.user_id)) == before       # no new message
+    shown = api.chat_messages(user.user_id)[-1]
+    assert shown["message_id"] == menu["message_id"] and shown["text"] == "请选择中心："
+    assert button_labels(shown) == ["青溪镇便民服务中心"]
+    # Pressed again (the same answer): "not modified" is not an error, nothing is sent anew.
+    await channel._render(press, incoming, [
+        Reply("请选择中心：", ((Choice("青溪镇便民服务中心", "m2.0"),),), edit=True)])
+    assert len(api.chat_messages(user.user_id)) == before
+    # A document cannot replace text: the menu loses its buttons and the file comes anew.
+    ics = Attachment("a.ics", b"BEGIN:VCALENDAR", "text/calendar")
+    await channel._render(press, incoming, [Reply("", attachment=ics, edit=True)])
+    assert "reply_markup" not in api.chat_messages(user.user_id)[-2]
+    assert api.chat_messages(user.user_id)[-1]["document"]["file_name"] == "a.ics"
+
+
+# --- the webhook ------------------------------------------------------------------------------
+
+
+async def test_webhook_refuses_requests_without_the_secret_token(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    update = api.text_update(5400000004, "/start", update_id=700001)
+    for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: SECRET + "x"}):
+        answer = await web.post("/tg/hook", json=update, headers=headers)
+        assert answer.status_code == 403 and "Traceback" not in answer.text
+    assert api.sent_to(5400000004) == []
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(ProcessedMessage)) == 0
+    answer = await web.post("/tg/hook", json=update, headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 200
+    assert "预约办事" in json.dumps(api.sent_to(5400000004)[-1].params["reply_markup"],
+                                ensure_ascii=False)
+
+
+async def test_webhook_answers_a_broken_body_without_a_traceback(web: httpx.AsyncClient) -> None:
+    answer = await web.post("/tg/hook", content=b"{not json", headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 400 and "Traceback" not in answer.text
+    assert (await web.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_set_webhook_sends_the_url_and_secret(api: FakeTelegram,
+                                                    channel: TelegramChannel) -> None:
+    await channel.set_webhook()
+    assert api.webhook["url"] == "https://yuyue.example.org/tg/hook"
+    assert api.webhook["secret_token"] == SECRET
+    assert set(api.webhook["allowed_updates"]) == {"message", "callback_query", "my_chat_member"}
+
+
+async def test_the_same_update_twice_is_processed_once(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    update = api.text_update(5500000005, "/start", update_id=700002)
+    for _ in range(2):
+        answer = await web.post("/tg/hook", json=update, headers={SECRET_HEADER: SECRET})
+        assert answer.status_code == 200
+    assert len(api.sent_to(5500000005)) == 2          # the welcome and the menu, once
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
+
+
+async def test_a_redelivered_button_press_is_answered_but_not_acted_on_twice(
+        api: FakeTelegram, web: httpx.AsyncClient) -> None:
+    user = TelegramUser(api, 5500000006, webhook_sender(web))
+    await user.say("/start")
+    press = api.press_update(user.user_id, api.last_menu(user.user_id), "预约办事")
+    press["update_id"] = 700003
+    for _ in range(2):
+        answer = await web.post("/tg/hook", json=press, headers={SECRET_HEADER: SECRET})
+        assert answer.status_code == 200
+    assert len(api.calls_to("answerCallbackQuery")) == 2    # no spinner left either time
+    assert len(api.sent_to(user.user_id)) == 3              # /start's two and one answer
+
+
+# --- polling ----------------------------------------------------------------------------------
+
+
+async def test_a_second_poller_is_told_clearly_and_stops(api: FakeTelegram,
+                                                         channel: TelegramChannel) -> None:
+    api.conflict = True
+    with pytest.raises(PollingConflict, match="another process is already polling"):
+        await channel.run_polling(asyncio.Event())
+
+
+async def test_polling_removes_a_leftover_webhook_first(api: FakeTelegram,
+                                                        channel: TelegramChannel) -> None:
+    await channel.set_webhook()
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    user = TelegramUser(api, 5600000006, polling_sender(api))
+    assert "您好" in await user.say("/start")
+    stop.set()
+    await task
+    assert api.webhook["url"] == ""
+
+
+async def test_stopping_lets_the_update_in_flight_finish_and_acknowledges_it(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    gate = api.hold("sendMessage")
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    update = api.enqueue(api.text_update(5700000007, "/start"))
+    await gate.reached.wait()          # the answer is on its way...
+    stop.set()                         # ...when SIGTERM arrives
+    gate.release()
+    await task
+    assert len(api.sent_to(5700000007)) == 2          # the welcome and the menu
+    assert api.confirmed > update["update_id"]
+
+
+# --- sending: limits, blocked users, the staff group --------------------------------------------
+
+
+async def test_a_429_storm_during_a_broadcast_loses_nothing_and_waits_as_told(
+        api: FakeTelegram, channel: TelegramChannel, limiter: RecordingLimiter) -> None:
+    users = list(range(5800000001, 5800000081))
+    api.fail("sendMessage", status=429, retry_after=7, times=50)
+    await asyncio.gather(*(channel.sender.deliver(str(u), [Reply(f"明天的预约提醒 {u}")],
+                                                  kind="reminder") for u in users))
+    refused = {c.chat_id for c in api.calls_to("sendMessage") if c.status == 429}
+    assert len(refused) >= 20
+    for user in users:
+        delivered = api.sent_to(user)
+        assert [c.params["text"] for c in delivered] == [f"明天的预约提醒 {user}"]
+        tries = limiter.times(user)
+        assert len(tries) == 1 + sum(1 for c in api.calls_to("sendMessage")
+                                     if c.chat_id == user and c.status == 429)
+        for before, after in itertools.pairwise(tries):
+            assert after - before >= 7 - 1e-9                  # retry_after respected
+    assert at_most(limiter.times(), 30, 1.0)                   # never more than 30 a second
+
+
+async def test_a_user_who_blocked_the_bot_is_recorded_and_not_retried(
+        api: FakeTelegram, channel: TelegramChannel, database: Database,
+        clock: ManualClock) -> None:
+    async with database.session() as session:
+        await account(session, clock.now(), user="5900000009")
+    api.block(5900000009)
+    with pytest.raises(Unreachable, match="blocked"):
+        await channel.sender.deliver("5900000009", [Reply("提醒")], kind="reminder")
+    assert len(api.calls_to("sendMessage")) == 1
+    async with database.read() as session:
+        identity = await session.scalar(select(ChannelIdentity).where(
+            ChannelIdentity.platform_user_id == "5900000009"))
+        assert identity is not None and identity.unreachable_reason == "blocked"
+        assert identity.unreachable_at == clock.now()
+
+
+async def test_blocking_and_unblocking_updates_are_recorded(
+        api: FakeTelegram, channel: TelegramChannel, database: Database,
+        clock: ManualClock) -> None:
+    async with database.session() as session:
+        await account(session, clock.now(), user="5123456789")
+    blocked = json.loads(_fixture("my_chat_member_blocked"))
+    await channel.process_json(blocked)
+    async with database.read() as session:
+        assert await session.scalar(select(ChannelIdentity.unreachable_reason)) == "blocked"
+    await channel.process_json(json.loads(_fixture("my_chat_member_unblocked")))
+    async with database.read() as session:
+        assert await session.scalar(select(ChannelIdentity.unreachable_at)) is None
+
+
+async def test_a_blocked_user_writing_through_a_stale_update_does_not_stop_the_bot(
+        api: FakeTelegram, web: httpx.AsyncClient) -> None:
+    api.block(5900000010)
+    answer = await web.post("/tg/hook", json=api.text_update(5900000010, "/start",
+                                                             update_id=700020),
+                            headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 200
+    user = TelegramUser(api, 5900000011, webhook_sender(web))
+    assert "预约办事" in await user.say("/start")
+
+
+async def test_long_texts_are_split_and_documents_sent_as_files(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    long_text = "\n".join(f"第{i}项材料：身份证原件、复印件各一份。" for i in range(500))
+    reply = Reply(long_text, ((Choice("我的预约", "g.my"),),))
+    await channel.sender.deliver("6000000001", [reply])
+    sent = api.sent_to(6000000001)
+    assert len(sent) > 1 and "".join(c.params["text"] for c in sent) == long_text
+    assert [("reply_markup" in c.params) for c in sent] == [False] * (len(sent) - 1) + [True]
+    ics = Attachment("yuyue-K7P2QX.ics", b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "text/calendar",
+                     caption="加入日历")
+    await channel.sender.deliver("6000000001", [Reply("", attachment=ics)])
+    document = api.calls_to("sendDocument")[-1]
+    assert document.files["document"] == ("yuyue-K7P2QX.ics",
+                                          b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "text/calendar")
+    assert document.params["caption"] == "加入日历"
+
+
+async def test_staff_alerts_that_pile_up_are_batched_within_the_group_limit(
+        api: FakeTelegram, channel: TelegramChannel, limiter: RecordingLimiter) -> None:
+    alerts = [f"人工服务 #{n}：有群众等待认领" for n in range(1, 36)]
+    await asyncio.gather(*(channel.sender.deliver("staff", [Reply(a)], kind="staff_alert")
+                           for a in alerts))
+    sent = api.sent_to(STAFF_GROUP)
+    assert len(sent) < len(alerts)
+    shown = "\n".join(c.params["text"] for c in sent)
+    assert all(a in shown for a in alerts)
+    assert at_most(limiter.times(STAFF_GROUP), 20, 60.0)
+
+
+async def test_the_staff_group_upgraded_to_a_supergroup_is_followed(
+        api: FakeTelegram, channel: TelegramChannel, database: Database) -> None:
+    new_id = -1002099999999
+    api.migrate(STAFF_GROUP, new_id)
+    await channel.sender.deliver("staff", [Reply("今日预约 12 人")], kind="staff_digest")
+    assert [c.params["text"] for c in api.sent_to(new_id)] == ["今日预约 12 人"]
+    await channel.sender.deliver("staff", [Reply("停办通知")], kind="staff_alert")
+    assert len(api.sent_to(new_id)) == 2
+    assert len([c for c in api.calls_to("sendMessage") if c.chat_id == STAFF_GROUP]) == 1
+    async with database.read() as session:
+        assert await session.scalar(select(SharedValue.value)) == f"{STAFF_GROUP}>{new_id}"
+
+
+async def test_the_migration_message_moves_the_staff_group_and_its_commands(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    move = {"update_id": 700010, "message": {
+        "message_id": 90, "date": 1795395607, "migrate_to_chat_id": -1002012345678,
+        "from": api.user(STAFF_USER), "chat": api.chat_of(STAFF_GROUP)}}
+    await channel.process_json(move)
+    assert await channel.sender.staff_chat() == -1002012345678
+    scope = {"type": "chat", "chat_id": -1002012345678}
+    assert "checkin" in api.commands_for(scope, "zh")
+
+
+async def test_commands_are_registered_per_audience_in_both_languages(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    private = {"type": "all_private_chats"}
+    assert api.commands_for(private, "zh")[:3] == ["start", "book", "my"]
+    assert api.commands_for(private, "en") == api.commands_for(private, "zh")
+    assert api.commands_for(private) == api.commands_for(private, "zh")
+    english = api.commands[(json.dumps(private, sort_keys=True), "en")]
+    assert english[0]["description"] == "Start / main menu"
+    group = api.commands_for({"type": "chat", "chat_id": STAFF_GROUP}, "zh")
+    assert "claim" in group and "start" not in group
+    manager = api.commands_for({"type": "chat", "chat_id": MANAGER}, "en")
+    assert {"stats", "export", "book"} <= set(manager) and "checkin" not in manager
+    staff = api.commands_for({"type": "chat", "chat_id": STAFF_USER}, "zh")
+    assert {"checkin", "start"} <= set(staff) and "stats" not in staff
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+async def test_a_failing_conversation_apologises_in_the_users_language_and_keeps_running(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with database.session() as session:
+        await session.execute(text("DELETE FROM service"))   # the catalog is gone
+        await session.execute(text("DROP TABLE conversation"))
+    user = TelegramUser(api, 6100000001, webhook_sender(web), language_code="en")
+    with caplog.at_level(logging.ERROR):
+        shown = await user.say("my phone is 13812345678")
+    assert shown.startswith("Sorry")
+    assert "13812345678" not in caplog.text
+
+
+def test_a_logged_failure_names_the_update_but_not_what_was_said(
+        caplog: pytest.LogCaptureFixture) -> None:
+    said = "张三 13812345678"
+    try:
+        raise ValueError(said)
+    except ValueError as error:
+        with caplog.at_level(logging.ERROR, logger="yuyue.telegram"):
+            _log_failure(804812001, error)
+    assert "804812001" in caplog.text and "ValueError" in caplog.text
+    assert "13812345678" not in caplog.text and "张三" not in caplog.text
+
+
+async def test_the_token_never_reaches_the_logs(api: FakeTelegram, channel: TelegramChannel,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="httpx"):
+        await channel.sender.deliver("6200000009", [Reply("你好")])
+    assert "sendMessage" in caplog.text and api.token not in caplog.text
+
+
+def _fixture(name: str) -> str:
+    return (Path(__file__).parent / "fixtures" / "telegram" / f"{name}.json").read_text("utf-8")
