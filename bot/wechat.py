@@ -233,8 +233,9 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
         if kind == "unsubscribe":
             return Incoming(**base, event="unsubscribe", message_id=message_id)
         if kind == "click":
+            # Two different buttons can be pressed within one second; a retry repeats the key.
             key = fields.get("EventKey", "").strip()
-            return Incoming(**base, event=f"menu:{key}", message_id=message_id)
+            return Incoming(**base, event=f"menu:{key}", message_id=f"{message_id}:{key}")
         if kind in _SILENT_EVENTS:
             return None
         return Incoming(**base, event="unsupported", message_id=message_id)

@@ -115,7 +115,10 @@ def test_events_and_other_message_types(name: str, event: str) -> None:
 def test_event_identity_is_sender_time_and_event() -> None:
     incoming = to_incoming(fields_of("event_click"))
     assert incoming is not None
-    assert incoming.message_id == "oXyZ_12AbCdEfGhIjKlMnOpQrStU:1795395720:CLICK"
+    assert incoming.message_id == "oXyZ_12AbCdEfGhIjKlMnOpQrStU:1795395720:CLICK:my"
+    subscribe = to_incoming(fields_of("event_subscribe"))
+    assert subscribe is not None
+    assert subscribe.message_id == "oXyZ_12AbCdEfGhIjKlMnOpQrStU:1795395540:subscribe"
 
 
 @pytest.mark.parametrize("name", ["event_view", "event_location", "template_job_finish"])
@@ -152,7 +155,8 @@ def test_global_choice_link_carries_its_token() -> None:
 def test_replies_join_into_one_message_and_attachments_are_left_out() -> None:
     ics = Attachment("yuyue-ABC234.ics", b"BEGIN:VCALENDAR", "text/calendar")
     texts = render_replies([Reply("预约成功\n预约码：ABC234", attachment=ics),
-                            Reply("请选择：", ((Choice("预约办事", "m3.0"), Choice("我的预约", "m3.1")),))])
+                            Reply("请选择：", ((Choice("预约办事", "m3.0"),
+                                              Choice("我的预约", "m3.1")),))])
     assert len(texts) == 1
     assert texts[0].startswith("预约成功\n预约码：ABC234\n\n请选择：\n1. <a")
     assert "2. <a" in texts[0] and "VCALENDAR" not in texts[0]

@@ -1,0 +1,269 @@
+"""Outgoing WeChat messages over real HTTP to the fake WeChat API: the shared access token,
+customer-service messages inside the 48-hour window, template messages outside it, the menu."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bot.channels import TryLater, Unreachable
+from bot.wechat import TOKEN_KEY, TOKEN_LEASE, AccessTokens, WechatSender, create_menu
+from handlers.core import Choice, Reply
+from storage.clock import ManualClock
+from storage.db import Database
+from storage.models import ChannelIdentity
+from storage.settings import Settings, WechatSettings
+from storage.shared import read_value, take_lease, write_value
+from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
+from tests.helpers import account
+
+Http = httpx.AsyncClient
+OPENID = "oXyZ_12AbCdEfGhIjKlMnOpQrStU"
+REMINDER = [Reply("预约提醒：明天 09:00 居民身份证办理\n预约码：ABC234\n请带齐：居民户口簿",
+                  ((Choice("取消预约", "g:cancel:ABC234"),),))]
+FIELDS = {"service": "居民身份证办理（首次申领/换领/补领/临时身份证）", "when": "2026-11-24 09:00",
+          "place": "一楼 公安综合窗口 3号", "code": "ABC234"}
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeWechatApi]:
+    async with FakeWechatApi() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+def wechat_settings(api: FakeWechatApi, **changes: str) -> WechatSettings:
+    return WechatSettings(app_id=APP_ID, app_secret=APP_SECRET, token="t",
+                          api_base_url=api.url, **changes)  # type: ignore[arg-type]
+
+
+def tokens_for(settings: WechatSettings, database: Database, clock: ManualClock,
+               http: httpx.AsyncClient, owner: str = "p1", **kw: object) -> AccessTokens:
+    return AccessTokens(settings, database, clock, http, owner=owner, **kw)  # type: ignore[arg-type]
+
+
+def sender_for(settings: WechatSettings, database: Database, clock: ManualClock,
+               http: httpx.AsyncClient) -> WechatSender:
+    tokens = tokens_for(settings, database, clock, http)
+    return WechatSender(settings, database, clock, http, tokens)
+
+
+async def citizen(database: Database, when: dt.datetime) -> None:
+    """A WeChat follower whose last message was at ``when``."""
+    async with database.session() as session:
+        identity = await account(session, when, user=OPENID, channel="wechat")
+        identity.last_inbound_at = when
+
+
+# --- the access token ---------------------------------------------------------------------------
+
+
+async def test_token_is_fetched_once_and_survives_a_restart(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    settings = wechat_settings(api)
+    first = tokens_for(settings, database, clock, http)
+    token = await first.get()
+    assert await first.get() == token
+    restarted = tokens_for(settings, database, clock, http, owner="p2")   # a new process
+    assert await restarted.get() == token
+    assert api.count("stable_token") == 1
+    stored = next(c.body for c in api.calls if c.path == "stable_token")
+    assert stored["secret"] == "***" and stored["force_refresh"] is False
+    async with database.read() as session:
+        row = await read_value(session, TOKEN_KEY)
+        assert row is not None and row.expires_at == clock.now() + dt.timedelta(seconds=7200)
+
+
+async def test_token_is_refreshed_in_its_last_five_minutes(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    tokens = tokens_for(wechat_settings(api), database, clock, http)
+    await tokens.get()
+    clock.advance(seconds=7200 - 301)
+    await tokens.get()
+    assert api.count("stable_token") == 1
+    clock.advance(seconds=2)
+    api.expire_token()          # WeChat hands out the next token now
+    assert await tokens.get() != "TOKEN-1"
+    assert api.count("stable_token") == 2
+
+
+async def test_only_one_process_refreshes(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    settings = wechat_settings(api)
+    async with database.session() as session:
+        assert await take_lease(session, TOKEN_LEASE, "other", clock.now(),
+                                dt.timedelta(seconds=30))
+        # The other process's token is in its last minutes: use it while it refreshes.
+        await write_value(session, TOKEN_KEY, "OLD", clock.now(),
+                          expires_at=clock.now() + dt.timedelta(minutes=2))
+    tokens = tokens_for(settings, database, clock, http)
+    assert await tokens.get() == "OLD"
+
+    async def other_process_finishes(_seconds: float) -> None:
+        async with database.session() as session:
+            await write_value(session, TOKEN_KEY, "NEW", clock.now(),
+                              expires_at=clock.now() + dt.timedelta(hours=2))
+
+    clock.advance(minutes=3)    # now "OLD" has expired, and the other process is refreshing
+    async with database.session() as session:
+        assert await take_lease(session, TOKEN_LEASE, "other", clock.now(),
+                                dt.timedelta(seconds=30))
+    waiting = tokens_for(settings, database, clock, http, wait=other_process_finishes)
+    assert await waiting.get() == "NEW"
+    assert api.count("stable_token") == 0
+
+
+async def test_an_abandoned_lease_expires(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    async with database.session() as session:
+        await take_lease(session, TOKEN_LEASE, "crashed", clock.now(), dt.timedelta(seconds=30))
+
+    async def time_passes(seconds: float) -> None:
+        clock.advance(seconds=10)
+
+    tokens = tokens_for(wechat_settings(api), database, clock, http, wait=time_passes)
+    assert (await tokens.get()).startswith("TOKEN-")
+    assert api.count("stable_token") == 1
+
+
+async def test_wechat_down_is_try_later(http: httpx.AsyncClient, database: Database,
+                                        clock: ManualClock) -> None:
+    async with FakeWechatApi() as gone:
+        settings = wechat_settings(gone)
+    tokens = tokens_for(settings, database, clock, http)
+    with pytest.raises(TryLater):
+        await tokens.get()
+
+
+# --- customer-service messages ------------------------------------------------------------------
+
+
+async def test_inside_the_window_a_customer_service_message(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(hours=47))
+    sender = sender_for(wechat_settings(api), database, clock, http)
+    await sender.deliver(OPENID, REMINDER, kind="reminder")
+    [sent] = api.sent("message/custom/send")
+    assert sent["touser"] == OPENID and sent["msgtype"] == "text"
+    assert "预约码：ABC234" in sent["text"]["content"]
+    assert 'msgmenuid=g:cancel:ABC234">取消预约</a>' in sent["text"]["content"]
+
+
+async def test_expired_token_forces_one_refresh_and_retry(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now())
+    sender = sender_for(wechat_settings(api), database, clock, http)
+    await sender.deliver(OPENID, [Reply("一")], kind="relay")
+    api.expire_token()
+    await sender.deliver(OPENID, [Reply("二")], kind="relay")
+    assert api.texts == ["一", "二"]
+    assert [c.errcode for c in api.calls if c.path == "message/custom/send"] == [0, 40001, 0]
+    assert api.count("stable_token") == 2
+
+
+async def test_rejected_token_that_wechat_still_returns_is_force_refreshed(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now())
+    sender = sender_for(wechat_settings(api), database, clock, http)
+    await sender.deliver(OPENID, [Reply("一")])
+    api.fail_next("message/custom/send", 40001)
+    await sender.deliver(OPENID, [Reply("二")])
+    modes = [c.body["force_refresh"] for c in api.calls if c.path == "stable_token"]
+    assert modes == [False, False, True] and api.texts == ["一", "二"]
+
+
+async def test_45015_falls_back_to_the_reminder_template(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(hours=20))
+    api.out_of_window.add(OPENID)
+    sender = sender_for(wechat_settings(api, reminder_template_id="TPL-REMIND"), database,
+                        clock, http)
+    await sender.deliver(OPENID, REMINDER, kind="reminder", fields=FIELDS)
+    [template] = api.sent("message/template/send")
+    assert template["template_id"] == "TPL-REMIND" and template["touser"] == OPENID
+    assert template["data"] == {"thing1": {"value": "居民身份证办理（首次申领/换领/补领/…"},
+                                "time2": {"value": "2026-11-24 09:00"},
+                                "thing3": {"value": "一楼 公安综合窗口 3号"},
+                                "character_string4": {"value": "ABC234"}}
+    assert api.texts == []
+
+
+async def test_45015_without_a_template_is_undeliverable(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(hours=20))
+    api.out_of_window.add(OPENID)
+    sender = sender_for(wechat_settings(api), database, clock, http)
+    with pytest.raises(Unreachable, match="48-hour"):
+        await sender.deliver(OPENID, REMINDER, kind="reminder")
+
+
+async def test_outside_the_window_template_or_undeliverable(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(hours=48))
+    settings = wechat_settings(api, reminder_template_id="TPL-REMIND", notice_template_id="TPL-N")
+    sender = sender_for(settings, database, clock, http)
+    with pytest.raises(Unreachable, match="48-hour"):
+        await sender.deliver(OPENID, [Reply("工作人员：材料齐了")], kind="relay")
+    with pytest.raises(Unreachable, match="needs 'service'"):
+        await sender.deliver(OPENID, REMINDER, kind="reminder")      # no template values given
+    await sender.deliver(OPENID, [Reply("因设备检修，11月24日停办身份证业务\n可改约其他日期")],
+                         kind="closure")
+    [notice] = api.sent("message/template/send")
+    assert notice["template_id"] == "TPL-N"
+    assert notice["data"] == {"thing1": {"value": "因设备检修，11月24日停办身份证业务"},
+                              "time2": {"value": "2026-11-23 09:00"}}
+    assert api.count("message/custom/send") == 0
+
+
+async def test_unsubscribed_or_unknown_follower(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    sender = sender_for(wechat_settings(api), database, clock, http)
+    with pytest.raises(Unreachable):
+        await sender.deliver("oNobody", [Reply("hi")])
+    await citizen(database, clock.now())
+    api.fail_next("message/custom/send", 43004)
+    with pytest.raises(Unreachable, match="43004"):
+        await sender.deliver(OPENID, [Reply("hi")])
+    async with database.read() as session:
+        identity = await session.scalar(select(ChannelIdentity))
+        assert identity is not None and identity.unreachable_reason == "wechat 43004"
+    with pytest.raises(Unreachable, match="unreachable"):
+        await sender.deliver(OPENID, [Reply("hi")])
+
+
+async def test_rate_limit_is_try_later(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now())
+    api.fail_next("message/custom/send", 45009)
+    with pytest.raises(TryLater):
+        sender = sender_for(wechat_settings(api), database, clock, http)
+        await sender.deliver(OPENID, [Reply("hi")])
+
+
+# --- the custom menu ----------------------------------------------------------------------------
+
+
+async def test_create_menu(api: FakeWechatApi, http: httpx.AsyncClient, database: Database,
+                           clock: ManualClock) -> None:
+    settings = dataclasses.replace(Settings(), wechat=wechat_settings(api))
+    await create_menu(settings, http)
+    [menu] = api.sent("menu/create")
+    assert [(b["type"], b["name"], b["key"]) for b in menu["button"]] == [
+        ("click", "预约办事", "book"), ("click", "我的预约", "my"), ("click", "办事指南", "guide"),
+        ("click", "人工服务", "human")]
+    tokens = tokens_for(settings.wechat, database, clock, http)
+    await create_menu(settings, http, tokens=tokens)
+    # Normal mode both times: the token the running processes hold stays valid.
+    modes = [c.body["force_refresh"] for c in api.calls if c.path == "stable_token"]
+    assert modes == [False, False]
+    assert len({c.access_token for c in api.calls if c.path == "menu/create"}) == 1

@@ -1,0 +1,319 @@
+"""The WeChat webhook end to end: requests built as WeChat builds them, posted to the product's
+web app, answered by the real conversation engine; the outgoing API is the fake WeChat server
+over real HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, insert, select
+
+from bot.web import build_web_app
+from bot.wechat import WechatChannel, build_wechat
+from bot.wiring import App
+from handlers.engine import Assistant
+from storage.catalog import load_catalog, read_catalog
+from storage.clock import ManualClock
+from storage.db import Database
+from storage.models import Appointment, ChannelIdentity, ProcessedMessage
+from storage.settings import Settings, WechatSettings
+from tests.fakes.wechat_api import (
+    APP_ID,
+    APP_SECRET,
+    SAMPLE_AES_KEY,
+    SAMPLE_TOKEN,
+    FakeWechatApi,
+    WechatPush,
+    sample,
+)
+from tests.helpers import ROOT, load_demo, make_centre, valid_id
+
+OPENID = "oXyZ_12AbCdEfGhIjKlMnOpQrStU"
+LINK = re.compile(r'(\d+)\. <a href="weixin://bizmsgmenu\?msgmenucontent=(\d+)&msgmenuid=(\d+)">'
+                  r"([^<]*)</a>")
+
+
+@dataclass
+class Env:
+    api: FakeWechatApi
+    channel: WechatChannel
+    push: WechatPush
+    database: Database
+    clock: ManualClock
+    http: httpx.AsyncClient
+
+
+async def make_env(database: Database, clock: ManualClock, api: FakeWechatApi, *, safe: bool,
+                   **wechat: object) -> Env:
+    settings = dataclasses.replace(Settings(), wechat=WechatSettings(
+        app_id=APP_ID, app_secret=APP_SECRET, token=SAMPLE_TOKEN,
+        encoding_aes_key=SAMPLE_AES_KEY if safe else "", api_base_url=api.url,
+        **wechat))  # type: ignore[arg-type]
+    centre = make_centre()
+    app = App(settings=settings, database=database, centre=centre, clock=clock)
+    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings)
+    channel = build_wechat(app, assistant)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_web_app(
+        channel.webhook_routes())), base_url="http://yuyue.test")
+    push = WechatPush(http, path="/wechat", token=SAMPLE_TOKEN,
+                      aes_key=SAMPLE_AES_KEY if safe else "", now=clock.now)
+    return Env(api, channel, push, database, clock, http)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeWechatApi]:
+    async with FakeWechatApi() as fake:
+        yield fake
+
+
+@pytest.fixture(params=["plain", "safe"])
+async def env(request: pytest.FixtureRequest, database: Database, clock: ManualClock,
+              api: FakeWechatApi) -> AsyncIterator[Env]:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    made = await make_env(database, clock, api, safe=request.param == "safe")
+    yield made
+    await made.channel.close()
+    await made.http.aclose()
+
+
+class Citizen:
+    """One WeChat user writing to the Official Account, reading what came back (the passive
+    reply and any customer-service messages that followed it)."""
+
+    def __init__(self, env: Env, openid: str = OPENID) -> None:
+        self.env, self.openid = env, openid
+        self.passive = ""
+        self.rest: list[str] = []
+        self.last_xml = ""
+        self._ids = itertools.count(24602178399870100)
+
+    @property
+    def text(self) -> str:
+        return "\n".join([self.passive, *self.rest])
+
+    async def send(self, xml: str) -> str:
+        self.last_xml = xml
+        before = len(self.env.api.texts)
+        fields = self.env.push.read(await self.env.push.post(xml))
+        if fields:
+            assert fields["ToUserName"] == self.openid and fields["MsgType"] == "text"
+            assert len(fields["Content"].encode()) <= 2048
+        self.passive = fields.get("Content", "")
+        self.rest = self.env.api.texts[before:]
+        return self.text
+
+    def message(self, name: str, **fields: str | int) -> str:
+        return sample(name, FromUserName=self.openid, CreateTime=self.now(), **fields)
+
+    def now(self) -> int:
+        return int(self.env.clock.now().timestamp())
+
+    async def say(self, text: str, msg_id: int | None = None) -> str:
+        return await self.send(self.message("text", Content=text, MsgId=msg_id or next(self._ids)))
+
+    def link(self, label_part: str) -> tuple[str, str]:
+        """(number, msgmenuid) of the choice whose label contains ``label_part``."""
+        for number, content, menu_id, label in LINK.findall(self.text):
+            assert number == content
+            if label_part in label:
+                return number, menu_id
+        raise AssertionError(f"no choice {label_part!r} in:\n{self.text}")
+
+    async def pick(self, label_part: str) -> str:
+        """Type the number beside a choice."""
+        return await self.say(self.link(label_part)[0])
+
+    async def tap(self, label_part: str, msg_id: int | None = None) -> str:
+        """Tap a choice's link: WeChat sends its content as text, with bizmsgmenuid."""
+        number, menu_id = self.link(label_part)
+        return await self.send(self.message("text_menu_tap", Content=number, bizmsgmenuid=menu_id,
+                                            MsgId=msg_id or next(self._ids)))
+
+    async def resend(self) -> str:
+        """WeChat's retry of the last message (same MsgId, a newly signed request)."""
+        return await self.send(self.last_xml)
+
+    async def event(self, name: str, **fields: str | int) -> str:
+        return await self.send(self.message(name, **fields))
+
+
+async def count(database: Database, model: type) -> int:
+    async with database.read() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# --- the journey -------------------------------------------------------------------------------
+
+
+async def test_whole_booking_by_number_replies(env: Env) -> None:
+    citizen = Citizen(env)
+    assert "预约服务助手" in await citizen.event("event_subscribe")
+    steps = [("预约办事", "青溪镇便民服务中心"), ("便民服务中心", "居民身份证"),
+             ("居民身份证", "一次性告知"), ("材料已备齐", "11月24日"), ("11月24日", "09:00-09:20"),
+             ("09:00-09:20", "已为您保留这个号10分钟"), ("同意并继续", "真实姓名")]
+    for label, expected in steps:
+        assert expected in await citizen.pick(label), (label, citizen.text)
+    for typed, expected in [("张三", "手机号"), ("13812345678", "身份证号"),
+                            (valid_id(), "请确认预约信息")]:
+        assert expected in await citizen.say(typed)
+    first = await citizen.tap("确认预约")
+    assert "预约成功" in first and "居民户口簿" in first
+    code = re.search(r"预约码：([A-Z0-9]{6})", first)
+    assert code is not None
+    # WeChat got no answer in time and retries: same reply, booked once.
+    again = await citizen.resend()
+    assert again == first
+    assert await count(env.database, Appointment) == 1
+    assert "BEGIN:VCALENDAR" not in first          # the .ics file cannot be sent; text has it all
+    assert "居民身份证办理" in await citizen.event("event_click", EventKey="my")
+    assert code.group(1) in await citizen.pick("居民身份证办理")
+
+
+async def test_tapping_an_old_menu_is_recognised(env: Env) -> None:
+    citizen = Citizen(env)
+    await citizen.event("event_subscribe")
+    old_menu = citizen.text
+    await citizen.pick("预约办事")
+    citizen.passive, citizen.rest = old_menu, []
+    assert "菜单已过期" in await citizen.tap("我的预约")
+    assert "菜单已过期" not in await citizen.pick("便民服务中心")
+
+
+# --- security and robustness --------------------------------------------------------------------
+
+
+async def test_bad_signature_is_refused_and_nothing_processed(env: Env) -> None:
+    citizen = Citizen(env)
+    for tamper in ("signature", "msg_signature") if env.push.crypto else ("signature",):
+        response = await env.push.post(citizen.message("text", Content="你好"), tamper=tamper)
+        assert response.status_code == 403
+    response = await env.push.post(citizen.message("text", Content="你好"),
+                                   query={"timestamp": str(citizen.now()), "nonce": "1"})
+    assert response.status_code == 403
+    assert await count(env.database, ProcessedMessage) == 0
+    assert await count(env.database, ChannelIdentity) == 0
+
+
+async def test_stale_timestamp_is_refused(env: Env) -> None:
+    citizen = Citizen(env)
+    xml = citizen.message("text", Content="你好")
+    stale = env.push.query(timestamp=str(citizen.now() - 301))
+    assert (await env.push.post(xml, query=stale)).status_code == 403
+    future = env.push.query(timestamp=str(citizen.now() + 301))
+    assert (await env.push.post(xml, query=future)).status_code == 403
+    assert await count(env.database, ProcessedMessage) == 0
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"<xml><Encrypt>", b"{}", b"<xml><a>" + b"x" * 70000 + b"</a></xml>",
+    b"<xml><ToUserName>gh</ToUserName><Encrypt>bm90IGFlcw==</Encrypt></xml>",
+    b'<!DOCTYPE x [<!ENTITY e "e">]><xml><Encrypt>&e;</Encrypt></xml>'])
+async def test_malformed_or_oversized_body_is_400(env: Env, body: bytes) -> None:
+    query = env.push.query()
+    if env.push.crypto is not None:
+        query.update(encrypt_type="aes", msg_signature="")
+        encrypt = re.search(rb"<Encrypt>([^<]*)</Encrypt>", body)
+        if encrypt is not None:     # correctly signed garbage: it must fail at decryption
+            query["msg_signature"] = env.push._sign(SAMPLE_TOKEN, query["timestamp"],
+                                                    query["nonce"], encrypt.group(1).decode())
+    response = await env.http.post("/wechat", params=query, content=body)
+    assert response.status_code == 400 and "Traceback" not in response.text
+    assert await count(env.database, ProcessedMessage) == 0
+
+
+async def test_url_check_answers_echostr(env: Env) -> None:
+    query = env.push.query() | {"echostr": "5837397749543249175"}
+    response = await env.http.get("/wechat", params=query)
+    assert response.status_code == 200 and response.text == "5837397749543249175"
+    bad = query | {"signature": "0" * 40}
+    assert (await env.http.get("/wechat", params=bad)).status_code == 403
+
+
+# --- events and other message types -------------------------------------------------------------
+
+
+async def test_subscribe_menu_click_and_unsubscribe(env: Env) -> None:
+    citizen = Citizen(env)
+    welcome = await citizen.event("event_subscribe_qrscene")
+    assert "预约服务助手" in welcome and "预约办事" in welcome
+    assert await citizen.resend() == welcome      # WeChat's retry
+    assert "还没有预约记录" in await citizen.event("event_click", EventKey="my")
+    # A second click in the same second is a different event, not a retry of the first.
+    assert "请选择要查看的事项" in await citizen.event("event_click", EventKey="guide")
+    env.clock.advance(minutes=1)
+    assert await citizen.event("event_unsubscribe") == ""
+    async with env.database.read() as session:
+        identity = await session.scalar(select(ChannelIdentity))
+        assert identity is not None and identity.unreachable_reason == "unsubscribed"
+
+
+async def test_other_message_types_get_a_hint_and_silent_events_nothing(env: Env) -> None:
+    citizen = Citizen(env)
+    assert "只能处理文字消息" in await citizen.event("image", MsgId=901)
+    assert "只能处理文字消息" in await citizen.event("location", MsgId=902)
+    assert await citizen.event("event_location") == ""
+    assert await citizen.event("event_view") == ""
+    assert await citizen.event("template_job_finish") == ""
+    assert "编号" in await citizen.event("voice", MsgId=903)        # recognised "人工服务"
+
+
+# --- answers that do not fit or come late -------------------------------------------------------
+
+
+async def test_slow_answer_goes_out_as_customer_service_message(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=True, reply_deadline_ms=100)
+    citizen = Citizen(env)
+    # Another transaction holds what the engine needs, so the answer takes longer than allowed.
+    connection = await database.engine.connect()
+    transaction = await connection.begin()
+    await connection.execute(insert(ProcessedMessage).values(
+        channel="wechat", message_id="555", processed_at=clock.now(), response={}))
+    try:
+        response = await env.push.post(citizen.message("text", Content="你好", MsgId=555))
+        assert response.status_code == 200 and response.text == "success"
+    finally:
+        await transaction.rollback()
+        await connection.close()
+    await env.channel.webhook.drain()
+    assert len(api.texts) == 1 and "预约办事" in api.texts[0]
+    assert api.sent("message/custom/send")[0]["touser"] == OPENID
+    await env.channel.close()
+    await env.http.aclose()
+
+
+async def test_long_answer_first_part_passive_rest_once_as_customer_service(
+        database: Database, clock: ManualClock, api: FakeWechatApi, tmp_path: Path) -> None:
+    # A service whose materials list (一次性告知) is far longer than one WeChat message.
+    demo = (ROOT / "catalog" / "demo.toml").read_text(encoding="utf-8")
+    extra = "".join(
+        f'[[services.id_card.materials]]\nname = {{ zh = "第{n}项证明材料：户籍所在地社区'
+        f'居委会出具的居住情况证明原件", en = "Proof {n}" }}\nform = "original"\n\n'
+        for n in range(1, 41))
+    catalog = tmp_path / "long.toml"
+    catalog.write_text(demo.replace("[[services.id_card.materials]]", extra
+                                    + "[[services.id_card.materials]]", 1), encoding="utf-8")
+    async with database.session() as session:
+        await load_catalog(session, read_catalog(catalog), clock.now())
+    env = await make_env(database, clock, api, safe=False)
+    citizen = Citizen(env)
+    await citizen.say("身份证")
+    notice = await citizen.pick("居民身份证")
+    assert len(citizen.passive.encode()) <= 2048 and citizen.rest
+    assert "第1项证明材料" in citizen.passive and "第40项证明材料" in notice
+    assert "材料已备齐" in citizen.rest[-1]
+    sent = len(api.texts)
+    assert await citizen.resend() == citizen.passive         # WeChat's retry: first part again
+    assert len(api.texts) == sent                            # ...and the rest not twice
+    await env.channel.close()
+    await env.http.aclose()
