@@ -1,0 +1,257 @@
+"""Benchmark: the WeChat webhook in safe mode, next to a bare endpoint on the same server.
+
+The server (a child process, uvicorn, one worker) serves the product's web app with the real
+WeChat route and conversation engine on a fresh database, plus ``/bare``: an endpoint that only
+decrypts the message and encrypts a fixed reply with wechatpy. N concurrent clients on
+127.0.0.1 post safe-mode messages built as WeChat builds them (each client is one citizen going
+round the menus); the same clients then do the same against ``/bare``. The ratio between the
+two is the figure: what verification, parsing, the conversation and its database transaction
+cost on top of the unavoidable crypto. The run is bounded by a message count and a time limit.
+
+    .venv/bin/python bench/wechat_webhook.py [--clients 8] [--messages 400] [--seconds 30]
+        [--database-url postgresql+asyncpg://...]      (default: a temporary SQLite file)
+
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from wechatpy.crypto import PrpCrypto, WeChatCrypto  # noqa: E402
+from wechatpy.utils import WeChatSigner  # noqa: E402
+
+TOKEN = "123456"
+AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+APP_ID = "wx49f0ab532d5d035a"
+ACCOUNT = "gh_3f7badc0771f"
+# One citizen's round: greet (main menu), 1 (book: departments), 1 (services), back to the menu.
+ROUND = ("你好", "1", "1", "菜单")
+
+
+# --- the server (child process) ------------------------------------------------------------------
+
+
+def serve(port: int, database_url: str) -> None:
+    """Run the web app with the WeChat route and /bare on 127.0.0.1:``port``."""
+    import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from bot.web import build_web_app
+    from bot.wechat import build_wechat
+    from bot.wiring import build_app
+    from handlers.engine import Assistant
+    from storage import migrate
+    from storage.catalog import load_catalog, read_catalog
+    from storage.settings import Settings, WechatSettings
+
+    settings = dataclasses.replace(Settings(), wechat=WechatSettings(
+        app_id=APP_ID, app_secret="bench", token=TOKEN, encoding_aes_key=AES_KEY,
+        api_base_url="http://127.0.0.1:9"))   # nothing listens there: no call leaves the host
+    settings = dataclasses.replace(settings, database=dataclasses.replace(
+        settings.database, url=database_url, pool_size=20))
+    settings = dataclasses.replace(settings, general=dataclasses.replace(
+        settings.general, data_dir=tempfile.mkdtemp(prefix="yuyue-bench-")))
+
+    async def prepare() -> None:
+        app = await build_app(settings)
+        await migrate.upgrade(app.database)
+        async with app.database.session() as session:
+            await load_catalog(session, read_catalog(ROOT / "catalog" / "demo.toml"),
+                               app.clock.now())
+        await app.close()
+
+    asyncio.run(prepare())
+    crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
+    reply = ("<xml><ToUserName><![CDATA[o]]></ToUserName><FromUserName><![CDATA[gh]]>"
+             "</FromUserName><CreateTime>0</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+             "<Content><![CDATA[ok]]></Content></xml>")
+
+    async def bare(request: Request) -> Response:
+        query = request.query_params
+        body = await request.body()
+        try:
+            crypto.decrypt_message(body, query["msg_signature"], query["timestamp"],
+                                   query["nonce"])
+        except Exception:  # the bare endpoint only needs to tell good from bad
+            return PlainTextResponse("bad", status_code=400)
+        return Response(crypto.encrypt_message(reply, query["nonce"], query["timestamp"]),
+                        media_type="application/xml")
+
+    async def main() -> None:
+        # Everything in one event loop: the database pool and the HTTP client belong to it.
+        app = await build_app(settings)
+        assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                              settings=settings)
+        channel = build_wechat(app, assistant)
+        web = build_web_app([*channel.webhook_routes(), Route("/bare", bare, methods=["POST"])])
+        config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning",
+                                access_log=False, lifespan="off", ws="none")
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await channel.close()
+            await app.close()
+
+    asyncio.run(main())
+
+
+# --- the clients ---------------------------------------------------------------------------------
+
+
+def _sign(*parts: str) -> str:
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    return str(signer.signature)
+
+
+def encrypted_request(openid: str, text: str, msg_id: int,
+                      nonce: str) -> tuple[dict[str, str], bytes]:
+    """Query string and body of a safe-mode text message, as WeChat sends it."""
+    now = str(int(time.time()))
+    plain = (f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA["
+             f"{openid}]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]>"
+             f"</MsgType><Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>")
+    key = WeChatCrypto(TOKEN, AES_KEY, APP_ID).key
+    encrypt = PrpCrypto(key).encrypt(plain, APP_ID).decode()
+    query = {"signature": _sign(TOKEN, now, nonce), "timestamp": now, "nonce": nonce,
+             "openid": openid, "encrypt_type": "aes",
+             "msg_signature": _sign(TOKEN, now, nonce, encrypt)}
+    body = (f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]>"
+            f"</Encrypt></xml>").encode()
+    return query, body
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    latencies: list[float]
+    errors: int
+    elapsed: float
+
+    def row(self) -> str:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return f"| {self.name} | 0 | - | - | - | {self.errors} |"
+        p50 = statistics.median(ordered) * 1000
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        return (f"| {self.name} | {len(ordered)} | {len(ordered) / self.elapsed:.0f} | "
+                f"{p50:.1f} | {p99:.1f} | {self.errors} |")
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+
+async def load(base: str, path: str, clients: int, messages: int, seconds: float,
+               name: str) -> Result:
+    """``clients`` concurrent citizens post until ``messages`` are answered or time is up."""
+    ids = itertools.count(int(time.time() * 1000) * 100)
+    nonces = itertools.count(1000000)
+    latencies: list[float] = []
+    errors = 0
+    left = messages
+    deadline = time.perf_counter() + seconds
+
+    async def citizen(index: int) -> None:
+        nonlocal errors, left
+        openid = f"oBench{index:04d}{name[:1]}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            for text in itertools.cycle(ROUND):
+                if left <= 0 or time.perf_counter() > deadline:
+                    return
+                left -= 1
+                query, body = encrypted_request(openid, text, next(ids), str(next(nonces)))
+                started = time.perf_counter()
+                try:
+                    response = await http.post(path, params=query, content=body)
+                    ok = response.status_code == 200 and "<Encrypt>" in response.text
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(citizen(i) for i in range(clients)))
+    return Result(name, latencies, errors, time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_ready(base: str, child: asyncio.subprocess.Process, limit: float = 60) -> None:
+    end = time.perf_counter() + limit
+    async with httpx.AsyncClient(base_url=base, timeout=2) as http:
+        while time.perf_counter() < end:
+            if child.returncode is not None:
+                raise SystemExit("the benchmark server did not start")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise SystemExit("the benchmark server did not answer /healthz")
+
+
+async def run(args: argparse.Namespace) -> None:
+    workdir = tempfile.mkdtemp(prefix="yuyue-bench-")
+    url = args.database_url or f"sqlite+aiosqlite:///{workdir}/bench.db"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", str(port), url, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        await wait_ready(base, child)
+        await load(base, "/wechat", 2, 20, 10, "warmup")      # first connections, caches
+        bare = await load(base, "/bare", args.clients, args.messages, args.seconds, "bare")
+        full = await load(base, "/wechat", args.clients, args.messages, args.seconds, "wechat")
+    finally:
+        child.terminate()
+        await asyncio.wait_for(child.wait(), 10)
+    database = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"WeChat webhook, safe mode, {args.clients} concurrent clients on 127.0.0.1, "
+          f"{database}, {os.cpu_count()} CPUs\n")
+    print("| endpoint | messages | msgs/s | p50 ms | p99 ms | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(bare.row().replace("| bare |", "| bare: wechatpy decrypt + encrypt |"))
+    print(full.row().replace("| wechat |", "| /wechat: verify, decrypt, engine, DB, encrypt |"))
+    if bare.rate and full.rate:
+        print(f"\nRatio /wechat : bare = {full.rate / bare.rate:.2f} of the throughput.")
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=400, help="per endpoint")
+    parser.add_argument("--seconds", type=float, default=30, help="time limit per endpoint")
+    parser.add_argument("--database-url", default="")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
