@@ -677,8 +677,11 @@ class WechatWebhook:
         return texts[:1], BackgroundTask(self._send_rest, incoming, texts[1:])
 
     async def _send_late(self, task: asyncio.Future[list[Reply]], incoming: Incoming) -> None:
-        replies = await task
-        await self._send_rest(incoming, render_replies(replies))
+        try:
+            replies = await task
+            await self._send_rest(incoming, render_replies(replies))
+        except Exception:  # a background task: log it here, nobody awaits its result
+            log.exception("wechat %s: late answer failed", _short(incoming.user_id))
 
     async def _send_rest(self, incoming: Incoming, texts: list[str]) -> None:
         """Send what did not fit in the passive reply, once per message however often WeChat
@@ -744,6 +747,27 @@ class WechatChannel:
             await self.http.aclose()
 
 
+class _RedactAccessToken(logging.Filter):
+    """httpx logs each request's URL, and WeChat wants the access token in the query string."""
+
+    _pattern = re.compile(r"access_token=[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(self._pattern.sub("access_token=***", str(a))
+                                if "access_token=" in str(a) else a for a in record.args)
+        if isinstance(record.msg, str) and "access_token=" in record.msg:
+            record.msg = self._pattern.sub("access_token=***", record.msg)
+        return True
+
+
+def redact_access_tokens(logger_name: str = "httpx") -> None:
+    """Keep access tokens out of the HTTP client's log lines (once per logger)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _RedactAccessToken) for f in logger.filters):
+        logger.addFilter(_RedactAccessToken())
+
+
 def build_wechat(app: Any, assistant: Conversation, *,
                  http: httpx.AsyncClient | None = None) -> WechatChannel:
     """The channel from ``app`` (``bot.wiring.App``: settings, database, clock)."""
@@ -752,6 +776,7 @@ def build_wechat(app: Any, assistant: Conversation, *,
         raise ValueError("wechat.token (YUYUE_WECHAT__TOKEN) is not set")
     if settings.encoding_aes_key and len(settings.encoding_aes_key) != 43:
         raise ValueError("wechat.encoding_aes_key must be the 43 characters WeChat shows")
+    redact_access_tokens()
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     tokens = AccessTokens(settings, app.database, app.clock, client)
     sender = WechatSender(settings, app.database, app.clock, client, tokens,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,7 +13,14 @@ import pytest
 from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
-from bot.wechat import TOKEN_KEY, TOKEN_LEASE, AccessTokens, WechatSender, create_menu
+from bot.wechat import (
+    TOKEN_KEY,
+    TOKEN_LEASE,
+    AccessTokens,
+    WechatSender,
+    create_menu,
+    redact_access_tokens,
+)
 from handlers.core import Choice, Reply
 from storage.clock import ManualClock
 from storage.db import Database
@@ -267,3 +275,16 @@ async def test_create_menu(api: FakeWechatApi, http: httpx.AsyncClient, database
     modes = [c.body["force_refresh"] for c in api.calls if c.path == "stable_token"]
     assert modes == [False, False]
     assert len({c.access_token for c in api.calls if c.path == "menu/create"}) == 1
+
+
+async def test_access_token_never_reaches_the_log(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    redact_access_tokens()
+    await citizen(database, clock.now())
+    with caplog.at_level(logging.INFO):     # DEBUG of the DB drivers shows SQL parameters
+        sender = sender_for(wechat_settings(api), database, clock, http)
+        await sender.deliver(OPENID, [Reply("hi")])
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "custom/send" in logged and "TOKEN-1" not in logged and APP_SECRET not in logged
+    assert OPENID not in logged and "hi" not in logged.split()
