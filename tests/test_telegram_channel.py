@@ -178,8 +178,10 @@ def polling_sender(api: FakeTelegram) -> Callable[[dict[str, Any]], Awaitable[No
 
 
 def webhook_sender(web: httpx.AsyncClient) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    update_ids = itertools.count(900001)
+
     async def send(update: dict[str, Any]) -> None:
-        update.setdefault("update_id", 900000 + len(str(update)) * 7919 % 90000)
+        update.setdefault("update_id", next(update_ids))
         answer = await web.post("/tg/hook", json=update, headers={SECRET_HEADER: SECRET})
         assert answer.status_code == 200, answer.text
     return send
