@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from bot import bench
 from bot.terminal import run_terminal
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from storage import migrate
@@ -180,6 +182,35 @@ async def cmd_run(app: App, args: argparse.Namespace) -> int:
                        "that is not in this build yet")
 
 
+async def cmd_bench(app: App, args: argparse.Namespace) -> int:
+    """Run a benchmark on a throwaway database (never the configured one)."""
+    url = args.database_url or bench.temporary_sqlite_url()
+    if url == app.database.url:
+        raise CommandError("give a scratch database: the benchmark empties the one it runs on")
+    catalog = app.settings.path(app.settings.general.catalog)
+    if args.bench_command == "booking":
+        result = await bench.booking_rush(url, app.centre, users=args.users, seats=args.seats,
+                                          concurrency=args.concurrency, processes=args.processes)
+        _print(f"| {result.dialect} | {args.processes} process(es) | {result.users} users | {result.seats} seats | "
+               f"{result.booked} booked | {result.full} full | {result.errors} errors | "
+               f"{result.per_second:.0f} attempts/s | p50 {result.latency['median_ms']:.1f} ms | "
+               f"p99 {result.latency['p99_ms']:.1f} ms | overbooked: {'YES' if result.overbooked else 'no'} |")
+        if not result.overbooked and args.pgbench and result.dialect == "postgresql":
+            tps = await asyncio.to_thread(bench.pgbench_tps, url, args.pgbench)
+            if tps:
+                _print(f"| pgbench TPC-B-like | {tps:.0f} tps | booking/pgbench = "
+                       f"{result.per_second / tps:.2f} |")
+        return EXIT_FAIL if result.overbooked or result.errors else EXIT_OK
+    if args.bench_command == "availability":
+        figures = await bench.availability_bench(url, app.centre, catalog, rounds=args.rounds)
+    else:
+        figures = await bench.message_bench(url, app.centre, catalog, app.settings,
+                                            journeys=args.journeys)
+    _print(f"| {args.bench_command} | {make_url(url).get_backend_name()} | n={figures['n']} | "
+           f"median {figures['median_ms']:.2f} ms | p99 {figures['p99_ms']:.2f} ms |")
+    return EXIT_OK
+
+
 async def _require_catalog(app: App) -> None:
     async with app.database.read() as session:
         if not await session.scalar(select(func.count()).select_from(Service)):
@@ -227,6 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     calendar.set_defaults(handler=cmd_calendar)
 
     commands.add_parser("doctor", help=cmd_doctor.__doc__).set_defaults(handler=cmd_doctor)
+
+    benches = commands.add_parser("bench", help=cmd_bench.__doc__).add_subparsers(
+        dest="bench_command", metavar="BENCHMARK", required=True)
+    for name, helptext in (("booking", "the 08:00 release rush: throughput, latency, overbooking"),
+                           ("availability", "the 7-day availability menu of a service"),
+                           ("messages", "one chat message end to end, over whole journeys")):
+        command = benches.add_parser(name, help=helptext)
+        command.add_argument("--database-url", help="scratch database (default: a temporary SQLite file)")
+        command.add_argument("--users", type=int, default=2000)
+        command.add_argument("--seats", type=int, default=200)
+        command.add_argument("--concurrency", type=int, default=32, help="requests at once per process")
+        command.add_argument("--processes", type=int, default=1, help="booking processes (like several `yuyue run`)")
+        command.add_argument("--pgbench", type=int, default=10, metavar="SECONDS",
+                             help="also run pgbench this long on the same server (0 = skip)")
+        command.add_argument("--rounds", type=int, default=200)
+        command.add_argument("--journeys", type=int, default=20)
+        command.set_defaults(handler=cmd_bench)
 
     for name, handler in (("chat", cmd_chat), ("run", cmd_run)):
         command = commands.add_parser(name, help=handler.__doc__)

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -45,7 +44,7 @@ from storage.models import (
     WaitlistEntry,
     WaitStatus,
 )
-from storage.outbox import REMINDER, drop_pending, enqueue
+from storage.outbox import REMINDER, drop_pending, enqueue, enqueue_many
 from storage.rules import (
     at_local,
     block_until,
@@ -316,12 +315,13 @@ async def release_holds(session: AsyncSession, owner: str, *, keep_slot: int | N
     return len(gone)
 
 
-async def _consume_hold(session: AsyncSession, owner: str | None, slot_id: int) -> bool:
+async def _consume_hold(session: AsyncSession, owner: str | None, slot_id: int,
+                        held: int = 1) -> bool:
     """Turn the owner's hold on this slot into a booked seat; False when they hold none.
 
     A hold that ran out but was not swept still counts: nobody else could take that seat.
     """
-    if owner is None:
+    if owner is None or not held:
         return False
     gone = (await session.execute(delete(Hold).where(Hold.owner == owner, Hold.slot_id == slot_id)
                                   .returning(Hold.waitlist_id))).all()
@@ -343,9 +343,10 @@ async def _take_seat_for_booking(session: AsyncSession, centre: Centre, now: dt.
         if not await _take_offline_seat(session, info.slot.id):
             raise BookingRefused(Refusal.FULL, alternatives=[])
         return
-    if await _consume_hold(session, owner, info.slot.id):
+    if await _consume_hold(session, owner, info.slot.id, info.slot.held):
         return
-    await _expire_holds(session, centre, now, info.slot.id)
+    if info.slot.held:  # only then can a hold have run out
+        await _expire_holds(session, centre, now, info.slot.id)
     if not await _take_online_seat(session, info.slot.id, "booked"):
         raise BookingRefused(Refusal.FULL, alternatives=await nearest_alternatives(
             session, centre, info, now))
@@ -366,31 +367,40 @@ def _month_start(now: dt.datetime, centre: Centre) -> dt.datetime:
 async def _check_person(session: AsyncSession, centre: Centre, now: dt.datetime, person_id: int,
                         info: SlotInfo, *, ignore_appointment: int | None = None,
                         caps: bool = True) -> None:
+    """Refuse a blocked person, a second booking of the service that day, or one over the caps.
+
+    One query over the person's appointments answers every check (this runs on every booking).
+    """
     block = await active_block(session, person_id, now)
     if block is not None:
         raise BookingRefused(Refusal.BLOCKED, until=block.ends_at, strikes=block.strikes)
-    mine = Appointment.person_id == person_id
+    policy = centre.policy(info.definition)
+    active_statuses = [s.value for s in ACTIVE]
+    same_day = and_(Appointment.service_id == info.service.id,
+                    Appointment.local_date == info.slot.local_date,
+                    Appointment.status.in_(active_statuses))
+    counted = or_(Appointment.cancel_kind.is_(None), Appointment.cancel_kind != CancelKind.CENTRE)
+    week, month = _week_start(now, centre), _month_start(now, centre)
+    query = select(
+        func.max(case((same_day, Appointment.code))),
+        func.coalesce(func.sum(case((and_(Appointment.status == AppointmentStatus.BOOKED,
+                                          Appointment.starts_at > now), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((and_(counted, Appointment.created_at >= week), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((and_(counted, Appointment.created_at >= month), 1), else_=0)), 0),
+    ).where(Appointment.person_id == person_id)
     if ignore_appointment is not None:
-        mine = and_(mine, Appointment.id != ignore_appointment)
-    same_day = await session.scalar(select(Appointment.code).where(
-        mine, Appointment.service_id == info.service.id,
-        Appointment.local_date == info.slot.local_date, Appointment.status.in_(ACTIVE)).limit(1))
-    if same_day:
-        raise BookingRefused(Refusal.DUPLICATE, code=same_day)
+        query = query.where(Appointment.id != ignore_appointment)
+    duplicate, active, this_week, this_month = (await session.execute(query)).one()
+    if duplicate:
+        raise BookingRefused(Refusal.DUPLICATE, code=duplicate)
     if not caps:
         return
-    policy = centre.policy(info.definition)
-    active = await session.scalar(select(func.count()).select_from(Appointment).where(
-        mine, Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at > now))
     if active >= policy.max_active_bookings:
         raise BookingRefused(Refusal.CAP_ACTIVE, limit=policy.max_active_bookings)
-    counted = and_(mine, or_(Appointment.cancel_kind.is_(None),
-                             Appointment.cancel_kind != CancelKind.CENTRE))
-    for limit, since, reason in ((policy.max_bookings_per_week, _week_start(now, centre), Refusal.CAP_WEEK),
-                                 (policy.max_bookings_per_month, _month_start(now, centre), Refusal.CAP_MONTH)):
-        if limit and await session.scalar(select(func.count()).select_from(Appointment).where(
-                counted, Appointment.created_at >= since)) >= limit:
-            raise BookingRefused(reason, limit=limit)
+    if policy.max_bookings_per_week and this_week >= policy.max_bookings_per_week:
+        raise BookingRefused(Refusal.CAP_WEEK, limit=policy.max_bookings_per_week)
+    if policy.max_bookings_per_month and this_month >= policy.max_bookings_per_month:
+        raise BookingRefused(Refusal.CAP_MONTH, limit=policy.max_bookings_per_month)
 
 
 async def _new_code(session: AsyncSession) -> str:
@@ -402,26 +412,28 @@ async def _new_code(session: AsyncSession) -> str:
 
 
 async def schedule_reminders(session: AsyncSession, centre: Centre, now: dt.datetime,
-                             appointment: Appointment) -> int:
-    """Queue the reminders of an appointment that are still ahead (evening before, offsets)."""
+                             appointment: Appointment, *, confirm: bool = False) -> int:
+    """Queue the notifications of a new or moved appointment that are still ahead: the
+    confirmation (when asked), the evening-before reminder and the reminders at the offsets.
+    A booking made after a reminder's time skips that reminder."""
+    if appointment.identity_id is None:
+        return 0
     settings = centre.notifications
     due: list[tuple[str, dt.datetime]] = []
     if settings.reminder_evening is not None:
         evening_day = centre.calendar.previous_working_day(appointment.local_date)
         due.append(("evening", at_local(evening_day, settings.reminder_evening, centre.tz)))
     for offset in settings.reminder_offsets:
-        label = f"{int(offset.total_seconds() // 60)}m"
-        due.append((label, appointment.starts_at - offset))
-    written = 0
-    for label, when in due:
-        if when <= now or when >= appointment.starts_at or appointment.identity_id is None:
-            continue  # a booking made after a reminder's time skips it
-        written += await enqueue(
-            session, kind=REMINDER, now=now, due_at=when, expires_at=appointment.starts_at,
-            dedup_key=f"remind:{appointment.id}:{appointment.reschedules}:{label}",
-            identity_id=appointment.identity_id, appointment_id=appointment.id,
-            payload={"label": label})
-    return written
+        due.append((f"{int(offset.total_seconds() // 60)}m", appointment.starts_at - offset))
+    rows = [dict(kind=REMINDER, due_at=when, payload={"label": label},
+                 dedup_key=f"remind:{appointment.id}:{appointment.reschedules}:{label}")
+            for label, when in due if now < when < appointment.starts_at]
+    if confirm:
+        rows.insert(0, dict(kind="booking_confirmed", due_at=now, payload={},
+                            dedup_key=f"confirm:{appointment.id}"))
+    return await enqueue_many(session, now=now, identity_id=appointment.identity_id,
+                              appointment_id=appointment.id, expires_at=appointment.starts_at,
+                              rows=rows)
 
 
 async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, person_id: int,
@@ -457,37 +469,32 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             raise BookingRefused(Refusal.SUSPENDED)
     else:
         check_bookable(centre, info, now, closures)
+        if info.slot.held == 0 and info.slot.booked >= info.slot.online_capacity:
+            # Full with no hold that could be the caller's or could run out: say so at once
+            # (in a release rush most attempts end here).
+            raise BookingRefused(Refusal.FULL, alternatives=await nearest_alternatives(
+                session, centre, info, now))
     await _check_person(session, centre, now, person_id, info, caps=not offline)
+    code = await _new_code(session)
+    # From here on the slot row is locked (PostgreSQL) until commit: keep this part short.
     await _take_seat_for_booking(session, centre, now, info, owner, offline)
-    appointment = None
-    for _ in range(3):
-        try:
-            async with session.begin_nested():
-                appointment = Appointment(
-                    code=await _new_code(session), person_id=person_id, service_id=info.service.id,
-                    slot_id=slot_id, identity_id=identity_id, local_date=info.slot.local_date,
-                    starts_at=info.slot.starts_at, ends_at=info.slot.ends_at,
-                    status=AppointmentStatus.BOOKED, channel=channel, offline=offline,
-                    made_by=made_by, age_at_booking=age, reschedules=0, created_at=now,
-                    updated_at=now)
-                session.add(appointment)
-            break
-        except IntegrityError:  # the same code taken by a concurrent booking: draw again
-            appointment = None
-    if appointment is None:
-        raise RuntimeError("could not store the appointment")
+    appointment = Appointment(
+        code=code, person_id=person_id, service_id=info.service.id, slot_id=slot_id,
+        identity_id=identity_id, local_date=info.slot.local_date, starts_at=info.slot.starts_at,
+        ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED, channel=channel,
+        offline=offline, made_by=made_by, age_at_booking=age, reschedules=0, created_at=now,
+        updated_at=now)
+    session.add(appointment)
+    await session.flush()
     await audit(session, now, made_by, "book", "appointment", appointment.id, slot_id=slot_id,
                 channel=channel.value, offline=offline)
-    await session.execute(update(WaitlistEntry).where(
-        WaitlistEntry.identity_id == identity_id, WaitlistEntry.service_id == info.service.id,
-        WaitlistEntry.local_date == info.slot.local_date,
-        WaitlistEntry.status.in_([WaitStatus.WAITING, WaitStatus.OFFERED]))
-        .values(status=WaitStatus.DONE, updated_at=now))
-    if confirm and identity_id is not None:
-        await enqueue(session, kind="booking_confirmed", now=now, identity_id=identity_id,
-                      appointment_id=appointment.id, dedup_key=f"confirm:{appointment.id}",
-                      expires_at=appointment.starts_at)
-    await schedule_reminders(session, centre, now, appointment)
+    if identity_id is not None:
+        await session.execute(update(WaitlistEntry).where(
+            WaitlistEntry.identity_id == identity_id, WaitlistEntry.service_id == info.service.id,
+            WaitlistEntry.local_date == info.slot.local_date,
+            WaitlistEntry.status.in_([WaitStatus.WAITING, WaitStatus.OFFERED]))
+            .values(status=WaitStatus.DONE, updated_at=now))
+        await schedule_reminders(session, centre, now, appointment, confirm=confirm)
     return appointment
 
 

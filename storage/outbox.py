@@ -50,6 +50,27 @@ async def enqueue(session: AsyncSession, *, kind: str, dedup_key: str, now: dt.d
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def enqueue_many(session: AsyncSession, *, now: dt.datetime, rows: list[dict[str, Any]],
+                       identity_id: int | None = None, appointment_id: int | None = None,
+                       expires_at: dt.datetime | None = None) -> int:
+    """Queue several notifications of one cause in one statement (each row: kind, dedup_key,
+    due_at, payload); rows whose de-duplication key exists are skipped.
+
+    Returns:
+        How many rows were written.
+    """
+    if not rows:
+        return 0
+    values = [{"kind": row["kind"], "dedup_key": row["dedup_key"], "identity_id": identity_id,
+               "target": None, "appointment_id": appointment_id, "payload": row.get("payload", {}),
+               "due_at": row.get("due_at", now), "expires_at": expires_at,
+               "status": OutboxStatus.PENDING.value, "attempts": 0, "created_at": now}
+              for row in rows]
+    result = await session.execute(insert_ignoring_duplicates(session, Outbox, ["dedup_key"])
+                                   .values(values))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def drop_pending(session: AsyncSession, appointment_id: int, kinds: Iterable[str],
                        reason: str) -> int:
     """Drop an appointment's notifications of these kinds that have not gone out yet."""
