@@ -10,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from handlers import booking, guide, handoff, home_visit, my_bookings
+from handlers import booking, guide, handoff, home_visit, my_bookings, rating
 from handlers.context import GLOBAL_PREFIX, Ctx, Event
 from handlers.core import Choice, Incoming, Reply
 from handlers.i18n import normalize_locale, translate
@@ -40,6 +41,7 @@ FLOWS: dict[str, dict[str, Step]] = {
     guide.FLOW: guide.STEPS,
     handoff.FLOW: handoff.STEPS,
     home_visit.FLOW: home_visit.STEPS,
+    rating.FLOW: rating.STEPS,
 }
 
 _MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
@@ -92,8 +94,13 @@ class Assistant:
             async with self.database.read() as session:
                 stored = await session.get(ProcessedMessage, (incoming.channel, incoming.message_id))
                 return [Reply.from_json(r) for r in (stored.response if stored else {}).get("replies", [])]
-        except Exception:
-            log.exception("error handling %s message %s", incoming.channel, incoming.message_id or "-")
+        except Exception as exc:
+            if _database_unavailable(exc):
+                # Let the channel answer "try later" so the platform delivers it again.
+                raise
+            # Type and place only: messages of some exceptions quote what the user typed.
+            log.error("error handling %s message %s: %s at %s", incoming.channel,
+                      incoming.message_id or "-", type(exc).__name__, _where(exc))
             locale = normalize_locale(incoming.locale, self.settings.general.locale)
             return [Reply(translate(locale, "error.apology"))]
 
@@ -116,6 +123,11 @@ class Assistant:
                   locale=identity.locale)
         replies = await self._route(ctx)
         replies = _assign_menu(ctx, ctx.notes + replies)
+        if incoming.choice and replies and not replies[0].edit and replies[0].attachment is None \
+                and not ctx.notes:
+            # A pressed button moves the flow on: the menu it belonged to becomes this answer.
+            first = replies[0]
+            replies[0] = Reply(first.text, first.choices, first.attachment, edit=True)
         conversation.updated_at = now
         return replies
 
@@ -232,6 +244,25 @@ class _Duplicate(Exception):
     pass
 
 
+def _database_unavailable(exc: BaseException) -> bool:
+    """A passing outage (connection lost, server down, SQLite busy), not a bug."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, InterfaceError | ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OperationalError) and any(
+        word in str(exc.orig).lower() for word in ("locked", "connect", "timeout", "terminat"))
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of our own code an exception came from, as file:line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/handlers/" in f.filename or "/storage/" in f.filename] or frames
+    last = ours[-1] if ours else None
+    return f"{last.filename.rsplit('/', 2)[-2]}/{last.filename.rsplit('/', 1)[-1]}:{last.lineno}" \
+        if last else "?"
+
+
 # Steps that take typed text; anywhere else, text is a search, a menu number or a question.
 _TEXT_STEPS: dict[str, tuple[str, ...]] = {
     booking.FLOW: booking.TEXT_STEPS,
@@ -239,6 +270,7 @@ _TEXT_STEPS: dict[str, tuple[str, ...]] = {
     guide.FLOW: guide.TEXT_STEPS,
     handoff.FLOW: handoff.TEXT_STEPS,
     home_visit.FLOW: home_visit.TEXT_STEPS,
+    rating.FLOW: rating.TEXT_STEPS,
 }
 
 

@@ -41,9 +41,12 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 @functools.cache
 def catalog(locale: str) -> dict[str, str]:
-    """All messages of one locale, by dotted key."""
-    path = _DIR / f"{locale}.toml"
-    return _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
+    """All messages of one locale, by dotted key: ``<locale>.toml`` plus every
+    ``<part>.<locale>.toml`` (one file per area, e.g. staff.zh-CN.toml)."""
+    messages: dict[str, str] = {}
+    for path in [_DIR / f"{locale}.toml", *sorted(_DIR.glob(f"*.{locale}.toml"))]:
+        messages.update(_flatten(tomllib.loads(path.read_text(encoding="utf-8"))))
+    return messages
 
 
 def translate(locale: str, key: str, **values: Any) -> str:

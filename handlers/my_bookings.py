@@ -9,7 +9,7 @@ import datetime as dt
 
 from sqlalchemy import or_, select
 
-from handlers import booking
+from handlers import booking, rating
 from handlers.context import Ctx, Event, option
 from handlers.core import Reply
 from handlers.i18n import format_day, format_time
@@ -186,6 +186,17 @@ async def global_action(ctx: Ctx, payload: str) -> list[Reply]:
         if action == "cancel":
             return await _ask_cancel(ctx, appointment, definition)
         return await _reschedule(ctx, appointment, definition)
+    if action == "rate":
+        appointment_id, _, level = value.partition(":")
+        if not appointment_id.isdigit() or not level.isdigit():
+            return [ctx.reply("core.stale"), main_menu(ctx)]
+        return await rating.record(ctx, int(appointment_id), int(level))
+    if action == "rebook":
+        service = await ctx.session.get(Service, int(value)) if value.isdigit() else None
+        if service is None or not service.active:
+            return [ctx.reply("core.stale"), main_menu(ctx)]
+        ctx.goto(booking.FLOW, "notice", service=service.id)
+        return await booking.notice(ctx, Event("enter"))
     if action == "offer":
         hold = await ctx.session.scalar(select(Hold).where(Hold.owner == ctx.owner,
                                                            Hold.slot_id == int(value)))

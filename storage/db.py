@@ -65,7 +65,8 @@ class Database:
         parsed = make_url(url)
         self.url = url
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        options: dict[str, Any] = {"echo": echo}
+        # hide_parameters: error messages never carry bound values (names, phones) into logs.
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": busy_timeout_ms / 1000}
             options["pool_size"] = pool_size

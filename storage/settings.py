@@ -232,6 +232,8 @@ class ConversationSettings:
     attachments_dir: str = "var/attachments"
     staff_hours: tuple[dt.time, dt.time] = _setting("09:00-17:00", parse=parse_hours)
     handoff_escalate_minutes: int = _setting(10, minimum=1)
+    complaint_answer_working_days: int = _setting(1, minimum=0)
+    complaint_resolution_working_days: int = _setting(15, minimum=1)
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,11 @@ class TelegramUser:
                 texts.append(call.params.get("text") or call.params.get("caption") or "")
         return "\n".join(texts)
 
+    @property
+    def has_menu(self) -> bool:
+        return any(m.get("reply_markup", {}).get("inline_keyboard")
+                   for m in self.api.chat_messages(self.user_id))
+
     async def say(self, words: str) -> str:
         return await self._deliver(self.api.text_update(self.user_id, words,
                                                         language_code=self.language_code))
@@ -165,7 +170,7 @@ class TelegramUser:
                 shown = await self.press(said[1:-1])
             else:
                 shown = await self.say(said)
-            menu = button_labels(self.api.last_menu(self.user_id))
+            menu = button_labels(self.api.last_menu(self.user_id)) if self.has_menu else []
             assert expected in shown + "\n" + "\n".join(menu), (
                 f"after {said!r} expected {expected!r} in:\n{shown}\n{menu}")
 
@@ -225,11 +230,11 @@ async def test_booking_journey_in_chinese_by_pressing_buttons_over_polling(
     name, content, mime = documents[0].files["document"]
     assert name.endswith(".ics") and mime == "text/calendar"
     assert "DTSTART;TZID=Asia/Shanghai:20261124T090000" in content.decode()
-    # Every press was answered (no endless spinner) and pressed menus lost their buttons (the
-    # one answered by typing, "同意并继续" before the name, keeps them).
+    # Every press was answered (no endless spinner) and pressed menus were replaced by the
+    # answer or lost their buttons.
     assert len(api.calls_to("answerCallbackQuery")) == user.presses
     menus = [m for m in api.chat_messages(user.user_id) if m.get("reply_markup")]
-    assert len(menus) == 2 and "同意并继续" in button_labels(menus[0])
+    assert len(menus) == 1 and "预约办事" in button_labels(menus[0])    # only the newest menu
     async with database.read() as session:
         booked = await session.scalar(select(Appointment).where(Appointment.code == code.group(1)))
         assert booked is not None and booked.channel == "telegram"
@@ -338,7 +343,9 @@ async def test_a_redelivered_button_press_is_answered_but_not_acted_on_twice(
         answer = await web.post("/tg/hook", json=press, headers={SECRET_HEADER: SECRET})
         assert answer.status_code == 200
     assert len(api.calls_to("answerCallbackQuery")) == 2    # no spinner left either time
-    assert len(api.sent_to(user.user_id)) == 3              # /start's two and one answer
+    assert len(api.sent_to(user.user_id)) == 2              # /start's two messages
+    edits = [c for c in api.calls_to("editMessageText") if c.ok and c.chat_id == user.user_id]
+    assert len(edits) == 1                                  # the answer replaced the menu once
 
 
 # --- polling ----------------------------------------------------------------------------------
