@@ -1,0 +1,236 @@
+"""Turning an outbox row into the messages a citizen (or the staff group) sees.
+
+The outbox stores the cause (kind, appointment, a few values); the text is made when it is
+sent, in the recipient's language, so a reminder always shows the appointment as it is now.
+A row that no longer makes sense (the appointment was cancelled, has started) is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers import staff_alerts
+from handlers.context import global_option
+from handlers.core import Choice, Reply
+from handlers.i18n import format_day, format_time, format_when, translate
+from handlers.rating import rating_choices
+from handlers.render import materials_text
+from storage.catalog import ServiceDef
+from storage.centre import Centre
+from storage.models import Appointment, AppointmentStatus, ChannelIdentity, Outbox, Service, Slot
+from storage.rules import can_change
+from storage.settings import Settings
+
+
+@dataclass
+class Rendered:
+    """What to send, the values a template message needs, or why not to send at all."""
+
+    replies: list[Reply] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+    drop: str | None = None
+
+
+@dataclass
+class Note:
+    """Everything a renderer may need, looked up once."""
+
+    session: AsyncSession
+    centre: Centre
+    settings: Settings
+    now: dt.datetime
+    row: Outbox
+    locale: str
+    appointment: Appointment | None = None
+    service: ServiceDef | None = None
+
+    def t(self, key: str, **values: object) -> str:
+        return translate(self.locale, key, **values)
+
+    def when(self, instant: dt.datetime) -> str:
+        return format_when(instant.astimezone(self.centre.tz), self.locale)
+
+    def fields(self) -> dict[str, str]:
+        """Template values: service, when, place, code (WeChat template messages)."""
+        if self.appointment is None or self.service is None:
+            return {}
+        return {"service": self.service.name.get(self.locale),
+                "when": self.when(self.appointment.starts_at),
+                "place": self.service.place.get(self.locale), "code": self.appointment.code}
+
+
+Renderer = Callable[[Note], Awaitable[Rendered]]
+
+
+async def render(session: AsyncSession, centre: Centre, settings: Settings, row: Outbox,
+                 identity: ChannelIdentity | None, now: dt.datetime) -> Rendered:
+    """The messages for one outbox row, in the recipient's language."""
+    locale = identity.locale if identity is not None else settings.general.locale
+    note = Note(session, centre, settings, now, row, locale)
+    if row.appointment_id is not None:
+        note.appointment = await session.get(Appointment, row.appointment_id)
+        if note.appointment is not None:
+            service = await session.get(Service, note.appointment.service_id)
+            note.service = ServiceDef.from_json(service.definition) if service else None
+    renderer = RENDERERS.get(row.kind) or staff_alerts.RENDERERS.get(row.kind)
+    if renderer is None:
+        return Rendered(drop=f"no renderer for {row.kind}")
+    rendered = await renderer(note)
+    if not rendered.fields:
+        rendered.fields = note.fields()
+    return rendered
+
+
+def _summary_line(note: Note) -> str:
+    assert note.appointment is not None and note.service is not None
+    start = note.appointment.starts_at.astimezone(note.centre.tz)
+    return note.t("notice.appointment_line", service=note.service.name.get(note.locale),
+                  day=format_day(start.date(), note.locale), time=format_time(start),
+                  place=note.service.place.get(note.locale), code=note.appointment.code)
+
+
+def _change_choices(note: Note) -> tuple[tuple[Choice, ...], ...]:
+    """Cancel and reschedule, offered only while the cutoff has not passed."""
+    assert note.appointment is not None and note.service is not None
+    decision = can_change(note.appointment.starts_at, note.now, note.centre.policy(note.service),
+                          note.centre.calendar, note.centre.tz)
+    if not decision.allowed or decision.late:
+        return ()
+    code = note.appointment.code
+    return ((global_option(note.t("my.cancel"), f"cancel:{code}"),
+             global_option(note.t("my.reschedule"), f"resched:{code}")),)
+
+
+def _needs_booked(note: Note) -> str | None:
+    if note.appointment is None or note.service is None:
+        return "appointment gone"
+    if note.appointment.status != AppointmentStatus.BOOKED:
+        return f"appointment {note.appointment.status.value}"
+    if note.appointment.starts_at <= note.now:
+        return "appointment already started"
+    return None
+
+
+async def _reminder(note: Note) -> Rendered:
+    if reason := _needs_booked(note):
+        return Rendered(drop=reason)
+    assert note.service is not None
+    text = "\n".join([
+        note.t("notice.reminder_head"), _summary_line(note),
+        note.t("my.materials", materials=materials_text(_as_ctx(note), note.service)),
+        note.t("booking.arrive_early",
+               grace=note.centre.policy(note.service).no_show_grace_minutes)])
+    return Rendered([Reply(text, _change_choices(note))])
+
+
+async def _confirmed(note: Note) -> Rendered:
+    if reason := _needs_booked(note):
+        return Rendered(drop=reason)
+    return Rendered([Reply(note.t("notice.confirmed") + "\n" + _summary_line(note),
+                           _change_choices(note))])
+
+
+async def _cancelled(note: Note) -> Rendered:
+    if note.appointment is None or note.service is None:
+        return Rendered(drop="appointment gone")
+    reason = note.row.payload.get("reason") or note.t("notice.no_reason")
+    return Rendered([Reply(note.t("notice.cancelled_by_staff", reason=reason) + "\n" + _summary_line(note),
+                           ((global_option(note.t("notice.rebook"), f"rebook:{note.appointment.service_id}"),),))])
+
+
+async def _closure(note: Note) -> Rendered:
+    if note.appointment is None or note.service is None:
+        return Rendered(drop="appointment gone")
+    return Rendered([Reply(
+        note.t("notice.closure", reason=note.row.payload.get("reason", "")) + "\n" + _summary_line(note),
+        ((global_option(note.t("notice.rebook"), f"rebook:{note.appointment.service_id}"),),))])
+
+
+async def _no_show(note: Note) -> Rendered:
+    if note.appointment is None:
+        return Rendered(drop="appointment gone")
+    return Rendered([Reply(note.t("notice.no_show") + "\n" + _summary_line(note))])
+
+
+async def _strike_warning(note: Note) -> Rendered:
+    payload = note.row.payload
+    if payload.get("threshold"):
+        text = note.t("notice.strike_warning", count=payload["count"], threshold=payload["threshold"],
+                      days=payload["days"], window=note.centre.rules.strike_window_days)
+    else:
+        text = note.t("notice.strike_count", count=payload["count"])
+    return Rendered([Reply(text)])
+
+
+async def _blocked(note: Note) -> Rendered:
+    until = dt.datetime.fromisoformat(note.row.payload["until"])
+    return Rendered([Reply(note.t("notice.blocked", strikes=note.row.payload.get("strikes", ""),
+                                  until=note.when(until)))],
+                    fields={"summary": note.t("notice.blocked_short", until=note.when(until))})
+
+
+async def _waitlist_offer(note: Note) -> Rendered:
+    slot = await note.session.get(Slot, int(note.row.payload["slot"]))
+    service = await note.session.get(Service, int(note.row.payload["service"]))
+    expires = dt.datetime.fromisoformat(note.row.payload["hold_expires_at"])
+    if slot is None or service is None or expires <= note.now:
+        return Rendered(drop="offer expired")
+    definition = ServiceDef.from_json(service.definition)
+    start = slot.starts_at.astimezone(note.centre.tz)
+    text = note.t("notice.waitlist_offer", service=definition.name.get(note.locale),
+                  day=format_day(start.date(), note.locale), time=format_time(start),
+                  until=format_time(expires.astimezone(note.centre.tz)))
+    return Rendered([Reply(text, ((global_option(note.t("notice.take_offer"), f"offer:{slot.id}"),),))],
+                    fields={"service": definition.name.get(note.locale), "when": note.when(slot.starts_at),
+                            "place": definition.place.get(note.locale), "code": "-"})
+
+
+async def _release_open(note: Note) -> Rendered:
+    service = await note.session.get(Service, int(note.row.payload["service"]))
+    if service is None or not service.active:
+        return Rendered(drop="service gone")
+    definition = ServiceDef.from_json(service.definition)
+    day = dt.date.fromisoformat(note.row.payload["day"])
+    return Rendered([Reply(note.t("notice.release_open", service=definition.name.get(note.locale),
+                                  day=format_day(day, note.locale)),
+                           ((global_option(note.t("menu.book"), f"rebook:{service.id}"),),))])
+
+
+async def _rating_request(note: Note) -> Rendered:
+    if note.appointment is None or note.service is None:
+        return Rendered(drop="appointment gone")
+    text = note.t("rating.request", service=note.service.name.get(note.locale), code=note.appointment.code)
+    return Rendered([Reply(text, rating_choices(_as_ctx(note), note.appointment.id))])
+
+
+class _TextOnly:
+    """The little of a conversation context the shared text builders use."""
+
+    def __init__(self, note: Note) -> None:
+        self.locale = note.locale
+        self._note = note
+
+    def t(self, key: str, **values: object) -> str:
+        return self._note.t(key, **values)
+
+
+def _as_ctx(note: Note):  # type: ignore[no-untyped-def]
+    return _TextOnly(note)
+
+
+RENDERERS: dict[str, Renderer] = {
+    "reminder": _reminder,
+    "booking_confirmed": _confirmed,
+    "cancelled": _cancelled,
+    "closure_cancelled": _closure,
+    "no_show": _no_show,
+    "strike_warning": _strike_warning,
+    "blocked": _blocked,
+    "waitlist_offer": _waitlist_offer,
+    "release_open": _release_open,
+    "rating_request": _rating_request,
+}
