@@ -1,0 +1,149 @@
+"""The manager's chart: daily bookings, no-shows and utilisation as a PNG for a phone screen.
+
+matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch,
+so it is safe in a server process and in threads. Chinese labels need a CJK font; the set-up
+script installs Noto Sans CJK (fonts-noto-cjk). matplotlib's font list is cached from the first
+run, often before that font existed, so the system font folders are searched too. Without any
+CJK font the chart falls back to English labels (one warning in the log) rather than drawing
+boxes (tofu).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib import font_manager
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from storage.stats import DayPoint
+
+log = logging.getLogger(__name__)
+
+# Simplified Chinese first; the JP face of Noto Sans CJK (face 0 of the .ttc that Debian ships)
+# has every Hanzi a label needs.
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Noto Sans CJK JP",
+                "Noto Sans CJK TC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+                "Droid Sans Fallback")
+_CJK_FILE_HINTS = ("notosanscjk", "sourcehansans", "wqy", "wenquanyi", "droidsansfallback")
+
+WIDTH_PX, HEIGHT_PX, DPI = 1080, 1080, 100
+BOOKINGS_COLOUR, NO_SHOW_COLOUR, UTILISATION_COLOUR = "#2f6db5", "#d9534f", "#2e9e5b"
+
+LABELS = {
+    "zh": {"bookings": "预约量", "no_shows": "失约", "utilisation": "号源利用率",
+           "count": "人次", "empty": "该时段没有数据"},
+    "en": {"bookings": "Bookings", "no_shows": "No-shows", "utilisation": "Utilisation",
+           "count": "Appointments", "empty": "No data for this period"},
+}
+
+
+@dataclass(frozen=True)
+class ChartFont:
+    family: str
+    path: Path
+
+
+@functools.cache
+def cjk_font() -> ChartFont | None:
+    """The CJK font charts use, found once per process; None (and one warning) without one."""
+    known = {entry.name: Path(entry.fname) for entry in font_manager.fontManager.ttflist}
+    for family in CJK_FAMILIES:
+        if family in known:
+            return ChartFont(family, known[family])
+    # The font list is cached from matplotlib's first run: look for fonts installed since,
+    # registering every weight so bold titles and regular labels both find theirs.
+    added: list[ChartFont] = []
+    for path in sorted(font_manager.findSystemFonts()):
+        name = Path(path).name.lower().replace("-", "").replace("_", "")
+        if not any(hint in name for hint in _CJK_FILE_HINTS) or "serif" in name:
+            continue
+        try:
+            font_manager.fontManager.addfont(path)
+        except (OSError, RuntimeError):
+            continue
+        added.append(ChartFont(font_manager.FontProperties(fname=path).get_name(), Path(path)))
+    if added:
+        added.sort(key=lambda f: ("regular" not in f.path.name.lower(), f.path.name))
+        return added[0]
+    log.warning("no CJK font found (install fonts-noto-cjk, as scripts/setup.sh does): "
+                "charts use English labels")
+    return None
+
+
+def _labels(locale: str, font: ChartFont | None) -> dict[str, str]:
+    wants_chinese = locale.lower().startswith("zh")
+    return LABELS["zh" if wants_chinese and font is not None else "en"]
+
+
+def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") -> bytes:
+    """Draw daily bookings and no-shows (bars) and online-seat utilisation (line, right axis).
+
+    Args:
+        series: from ``storage.stats.daily_series``.
+        title: the first line of the chart, already in the manager's language.
+        locale: the labels' language ("zh-CN" or "en").
+
+    Returns:
+        A 1080 x 1080 PNG, with large type for a phone screen.
+    """
+    font = cjk_font()
+    text = _labels(locale, font)
+    families = [font.family, "DejaVu Sans"] if font else ["DejaVu Sans"]
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    with warnings.catch_warnings():
+        if font is None:  # already said once in the log: no warning per missing glyph
+            warnings.filterwarnings("ignore", message="Glyph .* missing from")
+        _draw(figure, series, title, text, families)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str, str],
+          families: list[str]) -> None:
+    import matplotlib
+
+    with matplotlib.rc_context({"font.family": families, "font.size": 22,
+                                "axes.titlesize": 30, "axes.labelsize": 22,
+                                "xtick.labelsize": 20, "ytick.labelsize": 20,
+                                "legend.fontsize": 20, "axes.spines.top": False}):
+        axes = figure.add_subplot()
+        figure.subplots_adjust(left=0.11, right=0.88, top=0.86, bottom=0.14)
+        figure.suptitle(title, x=0.05, y=0.975, ha="left", fontsize=30)
+        if not series:
+            axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
+            axes.set_axis_off()
+            return
+        positions = list(range(len(series)))
+        width = 0.4 if len(series) <= 14 else 0.45
+        axes.bar([p - width / 2 for p in positions], [d.bookings for d in series], width,
+                 color=BOOKINGS_COLOUR, label=text["bookings"])
+        axes.bar([p + width / 2 for p in positions], [d.no_shows for d in series], width,
+                 color=NO_SHOW_COLOUR, label=text["no_shows"])
+        axes.set_ylabel(text["count"])
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        axes.grid(axis="y", alpha=0.3)
+        share = axes.twinx()
+        share.spines["top"].set_visible(False)
+        share.plot(positions, [d.utilisation if d.utilisation is not None else float("nan")
+                               for d in series], color=UTILISATION_COLOUR, marker="o",
+                   linewidth=4, markersize=9, label=text["utilisation"])
+        share.set_ylim(0, 1.05)
+        share.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        step = max(1, -(-len(series) // 10))  # at most about ten dates fit across a phone
+        axes.set_xticks(positions[::step],
+                        [d.day.strftime("%m-%d") for d in series][::step], rotation=45,
+                        ha="right")
+        axes.set_xlim(-0.6, len(series) - 0.4)
+        handles = axes.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
+        figure.legend(handles=handles, loc="upper center", ncols=3, frameon=False,
+                      bbox_to_anchor=(0.5, 0.935))
