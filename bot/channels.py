@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from handlers.core import Reply
@@ -27,11 +28,13 @@ class Sender(Protocol):
 
     channel: str
 
-    async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message") -> None:
+    async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
+                      fields: Mapping[str, str] | None = None) -> None:
         """Send ``replies`` to ``chat_id`` in order.
 
-        ``kind`` is the notification kind ("reminder", "relay", "staff_alert"...): a channel
-        with several ways to send (WeChat: customer-service or template message) uses it.
+        ``kind`` is the notification kind ("reminder", "relay", "staff_alert"...) and ``fields``
+        its values by name (service, when, place, code): a channel with several ways to send
+        (WeChat: customer-service or template message) uses them.
 
         Raises:
             Unreachable: the user cannot be reached; do not retry.

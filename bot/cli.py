@@ -11,12 +11,16 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from bot import bench
+from bot.runner import run_channels
+from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
+from bot.wechat import WechatApiError, create_menu
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from storage import migrate
 from storage.catalog import CatalogError, load_catalog, read_catalog
@@ -178,8 +182,24 @@ async def cmd_run(app: App, args: argparse.Namespace) -> int:
     if not settings.telegram.token and not settings.wechat.token:
         _print("No chat channel is configured (see README): starting the terminal chat.\n")
         return await cmd_chat(app, args)
-    raise CommandError("running the Telegram and WeChat channels needs `yuyue run` wiring "
-                       "that is not in this build yet")
+    await _require_schema(app)
+    await _require_catalog(app)
+    try:
+        return await run_channels(app)
+    except (TelegramConfigError, ValueError) as error:
+        raise CommandError(f"cannot start: {error}") from None
+    except PollingConflict as error:
+        raise CommandError(str(error)) from None
+
+
+async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
+    """Create the WeChat custom menu (预约办事 / 我的预约 / 办事指南 / 人工服务)."""
+    if not app.settings.wechat.app_id or not app.settings.wechat.app_secret:
+        raise CommandError("set wechat.app_id and YUYUE_WECHAT__APP_SECRET first")
+    async with httpx.AsyncClient(timeout=10) as http:
+        await create_menu(app.settings, http)
+    _print("WeChat menu created: 预约办事 / 我的预约 / 办事指南 / 人工服务")
+    return EXIT_OK
 
 
 async def cmd_bench(app: App, args: argparse.Namespace) -> int:
@@ -259,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help=cmd_doctor.__doc__).set_defaults(handler=cmd_doctor)
 
+    wechat = commands.add_parser("wechat", help="WeChat Official Account set-up").add_subparsers(
+        dest="wechat_command", metavar="ACTION", required=True)
+    wechat.add_parser("menu", help=cmd_wechat_menu.__doc__).set_defaults(handler=cmd_wechat_menu)
+
     benches = commands.add_parser("bench", help=cmd_bench.__doc__).add_subparsers(
         dest="bench_command", metavar="BENCHMARK", required=True)
     for name, helptext in (("booking", "the 08:00 release rush: throughput, latency, overbooking"),
@@ -315,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yuyue: the catalog has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+    except WechatApiError as exc:
+        print(f"yuyue: WeChat said no: {exc}", file=sys.stderr)
+    except httpx.HTTPError as exc:
+        print(f"yuyue: could not reach the chat platform: {type(exc).__name__}", file=sys.stderr)
     except OperationalError as exc:
         print(f"yuyue: database error: {_first_line(exc.orig or exc)}\n"
               "  check database.url and run `yuyue doctor`", file=sys.stderr)

@@ -47,7 +47,7 @@ import time
 import traceback
 import warnings
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -482,7 +482,8 @@ class TelegramSender:
             log.warning("the staff group moved to a supergroup: chat %s is now %s", old, new)
         return moved
 
-    async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message") -> None:
+    async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
+                      fields: Mapping[str, str] | None = None) -> None:
         """Send ``replies`` to ``chat_id`` (a chat id, or "staff") in order.
 
         Short alerts to the staff group that pile up behind its 20-a-minute limit go out

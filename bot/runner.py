@@ -1,0 +1,134 @@
+"""`yuyue run`: the configured chat channels, their web server, the outbox dispatcher and the
+scheduler, started together and stopped cleanly on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+from bot.channels import Sender
+from bot.dispatch import Dispatcher
+from bot.scheduler import Jobs, build_scheduler
+from bot.telegram import build_telegram
+from bot.web import build_web_app
+from bot.wechat import build_wechat
+from bot.wiring import App, build_assistant
+from handlers.core import Incoming, Reply
+from handlers.engine import Assistant
+
+log = logging.getLogger("yuyue.run")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `yuyue run` owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class _Kicking:
+    """The conversation engine, nudging the dispatcher after each message (relays and alerts
+    go out at once instead of at the next tick)."""
+
+    def __init__(self, assistant: Assistant, kick: Any) -> None:
+        self._assistant = assistant
+        self._kick = kick
+
+    async def handle(self, incoming: Incoming) -> list[Reply]:
+        replies = await self._assistant.handle(incoming)
+        self._kick()
+        return replies
+
+
+async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
+    """Serve until stopped; returns the exit code."""
+    settings = app.settings
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+
+    senders: dict[str, Sender] = {}
+    staff_senders: list[Sender] = []
+    dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
+                            clock=app.clock, senders=senders, staff_senders=staff_senders)
+    scheduler = build_scheduler(app, Jobs(app, dispatcher, escalate=_escalation()))
+
+    def kick() -> None:
+        dispatcher.kick()
+        job = scheduler.get_job("dispatch")
+        if job is not None:
+            job.modify(next_run_time=dt.datetime.now(settings.general.timezone))
+
+    conversation = _Kicking(build_assistant(app), kick)
+    routes: list[Any] = []
+    tasks: list[asyncio.Task[Any]] = []
+    closers: list[Any] = []
+    if settings.telegram.token:
+        telegram = build_telegram(app, conversation)
+        await telegram.start()
+        closers.append(telegram.close)
+        senders["telegram"] = telegram.sender
+        if settings.telegram.staff_chat_id:
+            staff_senders.append(telegram.sender)
+        if settings.telegram.mode == "webhook":
+            routes += telegram.webhook_routes()
+            await telegram.set_webhook()
+        else:
+            tasks.append(asyncio.create_task(telegram.run_polling(stop), name="telegram-polling"))
+    if settings.wechat.token:
+        wechat = build_wechat(app, conversation)
+        closers.append(wechat.close)
+        senders["wechat"] = wechat.sender
+        routes += wechat.webhook_routes()
+    if settings.wecom.robot_webhook:
+        staff_senders.append(_wecom_sender(app))
+    server = None
+    if routes:
+        server = _Server(uvicorn.Config(build_web_app(routes), host=settings.web.host,
+                                        port=settings.web.port, log_level="warning",
+                                        lifespan="off", access_log=False))
+        tasks.append(asyncio.create_task(server.serve(), name="web"))
+    scheduler.start()
+    log.info("running: channels %s, web server %s", ", ".join(senders) or "none",
+             f"{settings.web.host}:{settings.web.port}" if server else "off")
+    try:
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        # In-flight updates finish: polling returns after its batch, the server after its requests.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        scheduler.shutdown(wait=False)
+        for close in closers:
+            await close()
+    return 0
+
+
+def _escalation() -> Any:
+    """The staff side's escalation of overdue hand-offs, complaints and requests, if built."""
+    try:
+        from storage.handoffs import escalate_overdue
+    except ImportError:
+        return None
+    return escalate_overdue
+
+
+def _wecom_sender(app: App) -> Sender:
+    from bot.wecom import build_wecom_sender
+
+    return build_wecom_sender(app)

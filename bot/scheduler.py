@@ -1,0 +1,95 @@
+"""The scheduler: APScheduler runs a few periodic jobs; what is due lives in the database.
+
+There is no job per reminder (a pickled job store loses jobs when functions are renamed and
+cannot be shared by processes): reminders are outbox rows, and the dispatcher job sends what is
+due. Every job is idempotent, so several `yuyue run` processes can run them side by side.
+Missed runs (the process was down) are caught up once at start instead of skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.dispatch import Dispatcher
+from bot.wiring import App
+from storage import booking, jobs
+
+log = logging.getLogger("yuyue.scheduler")
+
+SWEEP_SECONDS = 60
+Escalate = Callable[..., Awaitable[int]]
+
+
+class Jobs:
+    """The periodic jobs, each one transaction (or, for dispatch, a few)."""
+
+    def __init__(self, app: App, dispatcher: Dispatcher, escalate: Escalate | None = None) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+        self.escalate = escalate
+
+    async def dispatch(self) -> None:
+        """Send every notification that is due."""
+        await self.dispatcher.drain()
+
+    async def sweep(self) -> None:
+        """Holds that ran out, no-shows, ratings due, released days, overdue requests."""
+        app, now = self.app, self.app.clock.now()
+        settings = app.settings
+        async with app.database.session() as session:
+            await booking.expire_holds(session, app.centre, now)
+        async with app.database.session() as session:
+            await booking.sweep_no_shows(session, app.centre, now)
+        async with app.database.session() as session:
+            await jobs.request_ratings(session, app.centre, now,
+                                       settings.notifications.rating_delay_minutes)
+            await jobs.notify_releases(session, app.centre, now)
+        if self.escalate is not None:
+            async with app.database.session() as session:
+                await self.escalate(session, app.centre, now,
+                                    escalate_minutes=settings.conversation.handoff_escalate_minutes,
+                                    supervisors=settings.access.supervisors)
+        self.dispatcher.kick()
+
+    async def digest(self) -> None:
+        """The daily staff digest."""
+        async with self.app.database.session() as session:
+            await jobs.staff_digest(session, self.app.centre, self.app.clock.now())
+        self.dispatcher.kick()
+
+
+def build_scheduler(app: App, job_set: Jobs) -> AsyncIOScheduler:
+    """The scheduler with its jobs, not started."""
+    settings = app.settings
+    tz = settings.general.timezone
+    scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
+        # A run missed while the process was down is made up once at start, however late
+        # (APScheduler's default grace of one second would skip it).
+        "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+    scheduler.add_job(_guarded(job_set.dispatch), IntervalTrigger(
+        seconds=settings.notifications.dispatch_interval_seconds, timezone=tz), id="dispatch")
+    scheduler.add_job(_guarded(job_set.sweep), IntervalTrigger(seconds=SWEEP_SECONDS, timezone=tz),
+                      id="sweep")
+    if settings.notifications.staff_digest is not None:
+        at = settings.notifications.staff_digest
+        scheduler.add_job(_guarded(job_set.digest), CronTrigger(hour=at.hour, minute=at.minute,
+                                                                 timezone=tz), id="digest")
+    return scheduler
+
+
+def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A job that fails logs why and runs again next time (the scheduler keeps going)."""
+
+    async def run() -> None:
+        try:
+            await job()
+        except Exception as error:
+            log.error("job %s failed: %s", job.__name__, type(error).__name__)
+
+    run.__name__ = job.__name__
+    return run
