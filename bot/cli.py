@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from telegram.error import TelegramError
 
 from bot import bench
 from bot.runner import run_channels
@@ -330,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yuyue: bad setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging.getLogger().setLevel(settings.general.log_level)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "httpx", "telegram"):
+        # INFO from these would log every request (URLs, message parameters) or migration step.
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # "Skipped: maximum number of running instances" is how a long dispatch round looks.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     try:
         return asyncio.run(_run(args.handler, settings, args))
     except CommandError as exc:
@@ -339,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yuyue: the catalog has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+    except TelegramError as exc:
+        print(f"yuyue: Telegram: {type(exc).__name__}: {_first_line(exc)}\n"
+              "  check telegram.token and telegram.base_url, and the network", file=sys.stderr)
     except WechatApiError as exc:
         print(f"yuyue: WeChat said no: {exc}", file=sys.stderr)
     except httpx.HTTPError as exc:

@@ -33,8 +33,6 @@ from storage.settings import Settings
 
 log = logging.getLogger("yuyue.dispatch")
 
-LEASE = dt.timedelta(minutes=2)
-
 
 @dataclass
 class DispatchReport:
@@ -69,18 +67,6 @@ class Dispatcher:
         self.staff_senders = list(staff_senders)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency
-        self._wake = asyncio.Event()
-
-    def kick(self) -> None:
-        """Dispatch now rather than at the next tick (after a conversation queued something)."""
-        self._wake.set()
-
-    async def wait_for_kick(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
-        self._wake.clear()
 
     async def drain(self, max_rounds: int = 1000) -> DispatchReport:
         """Dispatch rounds until nothing due is left (bounded)."""
@@ -119,8 +105,24 @@ class Dispatcher:
                 for row_id in row_ids:
                     await one(row_id)
 
-        await asyncio.gather(*(in_order(group) for group in await self._by_recipient(ids)))
+        heartbeat = asyncio.create_task(self._keep_claims())
+        try:
+            await asyncio.gather(*(in_order(group) for group in await self._by_recipient(ids)))
+        finally:
+            heartbeat.cancel()
         return report
+
+    async def _keep_claims(self) -> None:
+        """Renew the lease on the rows still being sent, so a slow batch (rate limits) is
+        not taken over by another process; a process that dies stops renewing."""
+        lease = self.settings.notifications.claim_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            async with self.database.session() as session:
+                await session.execute(update(Outbox).where(
+                    Outbox.claimed_by == self.owner, Outbox.status == OutboxStatus.SENDING)
+                    .values(claimed_until=self.clock.now() + dt.timedelta(seconds=lease))
+                    .execution_options(synchronize_session=False))
 
     async def _by_recipient(self, ids: list[int]) -> list[list[int]]:
         async with self.database.read() as session:
@@ -142,8 +144,9 @@ class Dispatcher:
                 .values(status=OutboxStatus.PENDING).execution_options(synchronize_session=False))
             due = select(Outbox.id).where(Outbox.status == OutboxStatus.PENDING,
                                           Outbox.due_at <= now).order_by(Outbox.due_at, Outbox.id)
+            lease = dt.timedelta(seconds=self.settings.notifications.claim_lease_seconds)
             claim = dict(status=OutboxStatus.SENDING, claimed_by=self.owner,
-                         claimed_until=now + LEASE, attempts=Outbox.attempts + 1)
+                         claimed_until=now + lease, attempts=Outbox.attempts + 1)
             if self.database.is_sqlite:
                 # SQLite: one UPDATE ... RETURNING under the writer lock (FOR UPDATE is dropped).
                 rows = await session.execute(update(Outbox).where(

@@ -59,13 +59,11 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
 
     senders: dict[str, Sender] = {}
     staff_senders: list[Sender] = []
-    dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
-                            clock=app.clock, senders=senders, staff_senders=staff_senders)
-    scheduler = build_scheduler(app, Jobs(app, dispatcher, escalate=_escalation()))
+    started: dict[str, Any] = {}
 
     def kick() -> None:
-        dispatcher.kick()
-        job = scheduler.get_job("dispatch")
+        """Dispatch now: a conversation may just have queued a relay or an alert."""
+        job = started["scheduler"].get_job("dispatch") if "scheduler" in started else None
         if job is not None:
             job.modify(next_run_time=dt.datetime.now(settings.general.timezone))
 
@@ -92,6 +90,9 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         routes += wechat.webhook_routes()
     if settings.wecom.robot_webhook:
         staff_senders.append(_wecom_sender(app))
+    dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
+                            clock=app.clock, senders=senders, staff_senders=staff_senders)
+    scheduler = started["scheduler"] = build_scheduler(app, Jobs(app, dispatcher, escalate=_escalation()))
     server = None
     if routes:
         server = _Server(uvicorn.Config(build_web_app(routes), host=settings.web.host,

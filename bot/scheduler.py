@@ -54,13 +54,11 @@ class Jobs:
                 await self.escalate(session, app.centre, now,
                                     escalate_minutes=settings.conversation.handoff_escalate_minutes,
                                     supervisors=settings.access.supervisors)
-        self.dispatcher.kick()
 
     async def digest(self) -> None:
         """The daily staff digest."""
         async with self.app.database.session() as session:
             await jobs.staff_digest(session, self.app.centre, self.app.clock.now())
-        self.dispatcher.kick()
 
 
 def build_scheduler(app: App, job_set: Jobs) -> AsyncIOScheduler:

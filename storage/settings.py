@@ -246,6 +246,7 @@ class NotificationSettings:
     retry_base_seconds: int = _setting(30, minimum=1)
     dispatch_interval_seconds: int = _setting(5, minimum=1)
     batch_size: int = _setting(100, minimum=1)
+    claim_lease_seconds: int = _setting(120, minimum=1)
     staff_digest: dt.time | None = _setting("17:00", parse=parse_optional_clock_time)
 
 
