@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +109,26 @@ def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") 
     return buffer.getvalue()
 
 
+def _wrap(title: str) -> str:
+    """Break a long title over lines that fit the width (a CJK character is about two Latin
+    letters wide at this size)."""
+    lines, line, width = [], "", 0.0
+    for char in title:
+        step = 2.0 if unicodedata.east_asian_width(char) in ("W", "F") else 1.0
+        if width + step > 46 and line:
+            cut = line.rfind(" ")
+            if cut > 20 and step == 1.0:
+                lines.append(line[:cut])
+                line = line[cut + 1:]
+                width = sum(2.0 if unicodedata.east_asian_width(c) in ("W", "F") else 1.0 for c in line)
+            else:
+                lines.append(line)
+                line, width = "", 0.0
+        line += char
+        width += step
+    return "\n".join([*lines, line])
+
+
 def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str, str],
           families: list[str]) -> None:
     import matplotlib
@@ -117,8 +138,10 @@ def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str
                                 "xtick.labelsize": 20, "ytick.labelsize": 20,
                                 "legend.fontsize": 20, "axes.spines.top": False}):
         axes = figure.add_subplot()
-        figure.subplots_adjust(left=0.11, right=0.88, top=0.86, bottom=0.14)
-        figure.suptitle(title, x=0.05, y=0.975, ha="left", fontsize=30)
+        wrapped = _wrap(title)
+        extra = 0.045 * wrapped.count("\n")   # room for every extra title line
+        figure.subplots_adjust(left=0.11, right=0.88, top=0.86 - extra, bottom=0.14)
+        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
         if not series:
             axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
@@ -146,4 +169,4 @@ def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str
         axes.set_xlim(-0.6, len(series) - 0.4)
         handles = axes.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
         figure.legend(handles=handles, loc="upper center", ncols=3, frameon=False,
-                      bbox_to_anchor=(0.5, 0.935))
+                      bbox_to_anchor=(0.5, 0.935 - extra))

@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select, text
@@ -18,15 +19,20 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from telegram.error import TelegramError
 
 from bot import bench
+from bot.reports import FileReports
 from bot.runner import run_channels
 from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
 from bot.wiring import App, build_app, build_assistant, load_calendar
-from storage import migrate
+from handlers.i18n import Speaker
+from handlers.stats import render_figures
+from storage import migrate, stats
 from storage.catalog import CatalogError, load_catalog, read_catalog
 from storage.clock import ManualClock
+from storage.db import Database
 from storage.models import Service
+from storage.seed import SeedError, seed_history
 from storage.settings import Settings, SettingsError, load_settings
 from storage.workdays import published_through
 
@@ -126,6 +132,8 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
     try:
         catalog = read_catalog(catalog_path, settings.rules)
         report(True, f"catalog {catalog_path}: {len(catalog.services)} services")
+    except SeedError as exc:
+        print(f"yuyue: cannot seed: {exc}", file=sys.stderr)
     except CatalogError as exc:
         report(False, f"catalog {catalog_path} has {len(exc.problems)} problem(s): "
                + exc.problems[0], f"run: yuyue catalog check {catalog_path}")
@@ -222,6 +230,18 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
                 _print(f"| pgbench TPC-B-like | {tps:.0f} tps | booking/pgbench = "
                        f"{result.per_second / tps:.2f} |")
         return EXIT_FAIL if result.overbooked or result.errors else EXIT_OK
+    if args.bench_command == "seed":
+        database = await bench.fresh_database(url) if not args.keep else Database(url)
+        try:
+            if not args.keep:
+                async with database.session() as session:
+                    await load_catalog(session, read_catalog(catalog, app.settings.rules), app.clock.now())
+            report = await seed_history(database, app.centre, app.clock.now(), args.appointments,
+                                        args.seed, progress=_print)
+        finally:
+            await database.dispose()
+        _print(report.summary())
+        return EXIT_OK
     if args.bench_command == "availability":
         figures = await bench.availability_bench(url, app.centre, catalog, rounds=args.rounds)
     else:
@@ -230,6 +250,57 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
     _print(f"| {args.bench_command} | {make_url(url).get_backend_name()} | n={figures['n']} | "
            f"median {figures['median_ms']:.2f} ms | p99 {figures['p99_ms']:.2f} ms |")
     return EXIT_OK
+
+
+async def cmd_stats(app: App, args: argparse.Namespace) -> int:
+    """Print the manager figures for a period (and draw the chart with --chart FILE)."""
+    await _require_schema(app)
+    speaker = Speaker(_cli_locale(app, args))
+    async with app.database.read() as session:
+        period, scope = await _period_scope(app, session, args)
+        result = await stats.figures(session, app.centre, app.clock.now(), period, scope)
+        _print(render_figures(speaker, result))
+        if args.chart:
+            series = await stats.daily_series(session, app.centre, period, scope)
+            Path(args.chart).write_bytes(FileReports().chart(
+                series, speaker.t("stats.chart_title", period=period.label,
+                                  scope=scope.code if scope else speaker.t("stats.whole_centre")),
+                speaker.locale))
+            _print(f"chart: {args.chart}")
+    return EXIT_OK
+
+
+async def cmd_export(app: App, args: argparse.Namespace) -> int:
+    """Write a period's appointments (masked) and summary as CSV and XLSX files."""
+    await _require_schema(app)
+    locale = _cli_locale(app, args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    async with app.database.read() as session:
+        period, scope = await _period_scope(app, session, args)
+        summary = await stats.figures(session, app.centre, app.clock.now(), period, scope)
+        rows = [row async for row in stats.appointment_rows(session, app.centre, period, scope,
+                                                            locale=locale)]
+    stem = out / f"yuyue-{period.first.isoformat()}-{period.last.isoformat()}"
+    reports = FileReports()
+    stem.with_suffix(".csv").write_bytes(reports.csv(rows, summary, locale))
+    stem.with_suffix(".xlsx").write_bytes(reports.xlsx(rows, summary, locale))
+    _print(f"appointments: {len(rows)}; files: {stem}.csv, {stem}.xlsx")
+    return EXIT_OK
+
+
+def _cli_locale(app: App, args: argparse.Namespace) -> str:
+    return "en" if args.lang == "en" else "zh-CN" if args.lang == "zh" else app.settings.general.locale
+
+
+async def _period_scope(app: App, session: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    try:
+        period = stats.parse_period(args.period, app.clock.now(), app.centre.tz)
+        return period, await stats.resolve_scope(session, args.scope)
+    except stats.StatsError as error:
+        speaker = Speaker(_cli_locale(app, args))
+        details = {k: str(v) for k, v in error.details.items()}
+        raise CommandError(speaker.t(f"stats.error_{error.code.value}", **details)) from None
 
 
 async def _require_catalog(app: App) -> None:
@@ -280,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help=cmd_doctor.__doc__).set_defaults(handler=cmd_doctor)
 
+    for name, handler in (("stats", cmd_stats), ("export", cmd_export)):
+        command = commands.add_parser(name, help=handler.__doc__)
+        command.add_argument("period", nargs="?", default="today",
+                             help="today, week, month, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
+        command.add_argument("scope", nargs="?", help="a service or department code")
+        command.add_argument("--lang", choices=("zh", "en"))
+        if name == "stats":
+            command.add_argument("--chart", metavar="FILE.png", help="also draw the daily chart")
+        else:
+            command.add_argument("--out", default=".", help="folder for the files (default: here)")
+        command.set_defaults(handler=handler)
+
     wechat = commands.add_parser("wechat", help="WeChat Official Account set-up").add_subparsers(
         dest="wechat_command", metavar="ACTION", required=True)
     wechat.add_parser("menu", help=cmd_wechat_menu.__doc__).set_defaults(handler=cmd_wechat_menu)
@@ -288,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="bench_command", metavar="BENCHMARK", required=True)
     for name, helptext in (("booking", "the 08:00 release rush: throughput, latency, overbooking"),
                            ("availability", "the 7-day availability menu of a service"),
-                           ("messages", "one chat message end to end, over whole journeys")):
+                           ("messages", "one chat message end to end, over whole journeys"),
+                           ("seed", "a realistic history for the manager figures")):
         command = benches.add_parser(name, help=helptext)
         command.add_argument("--database-url", help="scratch database (default: a temporary SQLite file)")
         command.add_argument("--users", type=int, default=2000)
@@ -299,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="also run pgbench this long on the same server (0 = skip)")
         command.add_argument("--rounds", type=int, default=200)
         command.add_argument("--journeys", type=int, default=20)
+        command.add_argument("--appointments", type=int, default=100_000)
+        command.add_argument("--seed", type=int, default=1)
+        command.add_argument("--keep", action="store_true",
+                             help="seed into the database as it is (must have no appointments)")
         command.set_defaults(handler=cmd_bench)
 
     for name, handler in (("chat", cmd_chat), ("run", cmd_run)):
@@ -340,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args.handler, settings, args))
     except CommandError as exc:
         print(f"yuyue: {exc}", file=sys.stderr)
+    except SeedError as exc:
+        print(f"yuyue: cannot seed: {exc}", file=sys.stderr)
     except CatalogError as exc:
         print(f"yuyue: the catalog has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:

@@ -59,6 +59,17 @@ def translate(locale: str, key: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+class Speaker:
+    """Translation in one language, for texts made outside a conversation (notifications,
+    the command line)."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale
+
+    def t(self, key: str, **values: Any) -> str:
+        return translate(self.locale, key, **values)
+
+
 WEEKDAYS = {"zh-CN": "一二三四五六日", "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from handlers import staff_alerts
 from handlers.context import global_option
 from handlers.core import Choice, Reply
-from handlers.i18n import format_day, format_time, format_when, translate
+from handlers.i18n import Speaker, format_day, format_time, format_when, translate
 from handlers.rating import rating_choices
 from handlers.render import materials_text
 from storage.catalog import ServiceDef
@@ -207,19 +207,8 @@ async def _rating_request(note: Note) -> Rendered:
     return Rendered([Reply(text, rating_choices(_as_ctx(note), note.appointment.id))])
 
 
-class _TextOnly:
-    """The little of a conversation context the shared text builders use."""
-
-    def __init__(self, note: Note) -> None:
-        self.locale = note.locale
-        self._note = note
-
-    def t(self, key: str, **values: object) -> str:
-        return self._note.t(key, **values)
-
-
-def _as_ctx(note: Note):  # type: ignore[no-untyped-def]
-    return _TextOnly(note)
+def _as_ctx(note: Note) -> Speaker:
+    return Speaker(note.locale)
 
 
 RENDERERS: dict[str, Renderer] = {

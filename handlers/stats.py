@@ -1,0 +1,173 @@
+"""Manager figures in the chat: /stats, /stats chart, /export. Allow-listed managers only, in a
+private chat; everyone else gets a polite refusal (logged without personal data).
+
+Charts and spreadsheets are drawn by bot/ (matplotlib, openpyxl) and handed in as ``Reports``,
+so this module stays free of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from handlers.context import Ctx
+from handlers.core import Attachment, Reply
+from handlers.i18n import Speaker, format_day
+from storage.stats import (
+    AppointmentRow,
+    DayPoint,
+    Figures,
+    Period,
+    StatsError,
+    appointment_rows,
+    daily_series,
+    figures,
+    parse_period,
+    resolve_scope,
+)
+
+log = logging.getLogger("yuyue.stats")
+
+COMMANDS = ("stats", "export")
+
+
+class Reports(Protocol):
+    """Files made from the figures (implemented in bot/ with matplotlib and openpyxl)."""
+
+    def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes: ...
+
+    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
+
+    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
+
+
+def is_manager(ctx: Ctx) -> bool:
+    return f"{ctx.incoming.channel}:{ctx.incoming.user_id}" in ctx.settings.access.managers
+
+
+async def command(ctx: Ctx, name: str, args: str, reports: Reports | None) -> list[Reply]:
+    """Answer /stats [chart] [period] [service] and /export [period] [service]."""
+    if not is_manager(ctx) or ctx.incoming.is_group:
+        log.warning("refused /%s from a %s user who is not an allow-listed manager (%s chat)",
+                    name, ctx.incoming.channel, "group" if ctx.incoming.is_group else "private")
+        return [ctx.reply("stats.refused")]
+    words = args.split()
+    chart = name == "stats" and bool(words) and words[0].lower() in ("chart", "图表")
+    if chart:
+        words = words[1:]
+    try:
+        period, scope_code = _period_and_scope(ctx, words)
+        scope = await resolve_scope(ctx.session, scope_code)
+    except StatsError as error:
+        return [ctx.reply(f"stats.error_{error.code.value}", **_details(ctx, error))]
+    if name == "export":
+        if reports is None:
+            return [ctx.reply("stats.no_files")]
+        summary = await figures(ctx.session, ctx.centre, ctx.now, period, scope)
+        rows = [row async for row in appointment_rows(ctx.session, ctx.centre, period, scope,
+                                                      locale=ctx.locale)]
+        stem = f"yuyue-{period.first.isoformat()}-{period.last.isoformat()}"
+        return [Reply(ctx.t("stats.export_ready", count=len(rows), period=_period_text(ctx, period)),
+                      attachment=Attachment(f"{stem}.xlsx", reports.xlsx(rows, summary, ctx.locale),
+                                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
+                Reply(ctx.t("stats.export_csv"),
+                      attachment=Attachment(f"{stem}.csv", reports.csv(rows, summary, ctx.locale),
+                                            "text/csv"))]
+    if chart:
+        if reports is None:
+            return [ctx.reply("stats.no_files")]
+        series = await daily_series(ctx.session, ctx.centre, period, scope)
+        title = ctx.t("stats.chart_title", period=_period_text(ctx, period),
+                      scope=_scope_text(ctx, scope))
+        return [Reply(title, attachment=Attachment(
+            f"yuyue-{period.first.isoformat()}.png", reports.chart(series, title, ctx.locale), "image/png"))]
+    return [Reply(render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope)))]
+
+
+def _period_and_scope(ctx: Ctx, words: list[str]) -> tuple[Period, str | None]:
+    """The first word is a period if it reads as one; the rest names a service or department."""
+    if not words:
+        return parse_period(None, ctx.now, ctx.centre.tz), None
+    try:
+        return parse_period(words[0], ctx.now, ctx.centre.tz), " ".join(words[1:]) or None
+    except StatsError:
+        if len(words) == 1 and not any(ch.isdigit() for ch in words[0]):
+            return parse_period(None, ctx.now, ctx.centre.tz), words[0]   # "/stats dental"
+        raise
+
+
+def _details(ctx: Ctx | Speaker, error: StatsError) -> dict[str, object]:
+    values = dict(error.details)
+    for key in ("first", "last"):
+        if key in values:
+            values[key] = format_day(values[key], ctx.locale)  # type: ignore[arg-type]
+    return values
+
+
+def _period_text(ctx: Ctx | Speaker, period: Period) -> str:
+    if period.first == period.last:
+        return format_day(period.first, ctx.locale)
+    return f"{format_day(period.first, ctx.locale)} – {format_day(period.last, ctx.locale)}"
+
+
+def _scope_text(ctx: Ctx | Speaker, scope: object) -> str:
+    if scope is None:
+        return ctx.t("stats.whole_centre")
+    return scope.name_en if ctx.locale == "en" else scope.name_zh  # type: ignore[attr-defined]
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def _difference(current: float | int | None, previous: float | int | None, *,
+                percent: bool = False) -> str:
+    """"↑12%" against the previous period, "↑3.1pt" for rates, "" when not comparable."""
+    if current is None or previous is None:
+        return ""
+    if percent:
+        points = (current - previous) * 100
+        return "" if abs(points) < 0.05 else f"{'↑' if points > 0 else '↓'}{abs(points):.1f}pt"
+    if previous == 0:
+        return "" if current == 0 else "↑"
+    change = (current - previous) / previous * 100
+    return "" if abs(change) < 0.5 else f"{'↑' if change > 0 else '↓'}{abs(change):.0f}%"
+
+
+def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:
+    """Every figure in a few phone-width lines, each compared with the previous period."""
+    def _change(current: float | int | None, previous: float | int | None, *,
+                percent: bool = False) -> str:
+        text = _difference(current, previous, percent=percent)
+        if not text:
+            return ""
+        return f" ({text})" if ctx.locale == "en" else f"（{text}）"
+
+    now, before = result.current, result.previous
+    b, a, c, s = now.bookings, now.appointments, now.cancellations, now.seats
+    r, k, h, n = now.ratings, now.complaints, now.handoffs, now.notifications
+    lines = [
+        ctx.t("stats.head", period=_period_text(ctx, now.period), scope=_scope_text(ctx, result.scope),
+              previous=_period_text(ctx, before.period)),
+        ctx.t("stats.bookings", total=b.total, change=_change(b.total, before.bookings.total),
+              wechat=b.wechat, telegram=b.telegram, staff=b.staff, terminal=b.terminal),
+        ctx.t("stats.appointments", held=a.held, change=_change(a.held, before.appointments.held),
+              completed=a.completed, no_shows=a.no_shows, rate=_percent(a.no_show_rate),
+              rate_change=_change(a.no_show_rate, before.appointments.no_show_rate, percent=True)),
+        ctx.t("stats.cancellations", total=c.total, citizen=c.citizen, late=c.late, centre=c.centre,
+              staff=c.staff),
+        ctx.t("stats.seats", utilisation=_percent(s.utilisation),
+              change=_change(s.utilisation, before.seats.utilisation, percent=True),
+              booked=s.booked, offered=s.offered, remaining=result.remaining_seats),
+        ctx.t("stats.ratings", count=r.count,
+              average="–" if r.average is None else f"{r.average:.2f}",
+              satisfied=_percent(r.satisfied_share),
+              change=_change(r.satisfied_share, before.ratings.satisfied_share, percent=True)),
+        ctx.t("stats.complaints", opened=k.opened, on_time=k.answered_on_time, overdue=k.overdue),
+        ctx.t("stats.handoffs", opened=h.opened, unclaimed=h.unclaimed,
+              median="–" if h.median_minutes_to_claim is None else f"{h.median_minutes_to_claim:.0f}"),
+        ctx.t("stats.people", blocked=result.blocked_now, failed=n.failed,
+              undeliverable=n.undeliverable),
+    ]
+    return "\n".join(lines)
