@@ -12,6 +12,7 @@ Use: ``async with FakeTelegram() as api:`` then point the bot at ``api.base_url`
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.parser
 import email.policy
 import itertools
@@ -80,8 +81,15 @@ class Gate:
 class FakeTelegram:
     """The fake server. ``clock`` stamps each recorded call (a test's FakeTime.now)."""
 
-    def __init__(self, *, clock: Callable[[], float] | None = None, token: str = TOKEN) -> None:
+    def __init__(self, *, clock: Callable[[], float] | None = None, token: str = TOKEN,
+                 enforce_rate: bool = False) -> None:
         self.token = token
+        # Enforce Telegram's limits (30 messages a second overall, 1 a second per private chat)
+        # with 429 answers, as the real Bot API does (for benchmarks).
+        self.enforce_rate = enforce_rate
+        self._sent_at: collections.deque[float] = collections.deque()
+        self._chat_sent_at: dict[int, float] = {}
+        self.rate_refusals = 0
         self.clock = clock or time.monotonic
         self.calls: list[ApiCall] = []
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
@@ -253,6 +261,10 @@ class FakeTelegram:
         failure = self._scripted_failure(method, call.chat_id)
         if failure is not None:
             return self._error(call, failure.status, failure.body)
+        if self.enforce_rate and method in ("sendmessage", "senddocument"):
+            refusal = self._over_limit(call)
+            if refusal is not None:
+                return refusal
         if call.chat_id in self.blocked:
             return self._error(call, 403, {"ok": False, "error_code": 403,
                                            "description": "Forbidden: bot was blocked by the user"})
@@ -271,6 +283,20 @@ class FakeTelegram:
             call.status = result.status_code
             return result
         return JSONResponse({"ok": True, "result": result})
+
+    def _over_limit(self, call: ApiCall) -> Response | None:
+        now = self.clock()
+        while self._sent_at and now - self._sent_at[0] >= 1.0:
+            self._sent_at.popleft()
+        last = self._chat_sent_at.get(call.chat_id or 0)
+        if len(self._sent_at) >= 30 or (last is not None and now - last < 1.0 and (call.chat_id or 0) > 0):
+            self.rate_refusals += 1
+            return self._error(call, 429, {"ok": False, "error_code": 429,
+                                           "description": "Too Many Requests: retry after 1",
+                                           "parameters": {"retry_after": 1}})
+        self._sent_at.append(now)
+        self._chat_sent_at[call.chat_id or 0] = now
+        return None
 
     def _error(self, call: ApiCall, status: int, body: dict[str, Any]) -> Response:
         call.status = status
