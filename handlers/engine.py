@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import secrets
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from handlers import booking, guide, handoff, home_visit, my_bookings, rating
+from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff
 from handlers.context import GLOBAL_PREFIX, Ctx, Event
 from handlers.core import Choice, Incoming, Reply
 from handlers.i18n import normalize_locale, translate
@@ -42,6 +43,7 @@ FLOWS: dict[str, dict[str, Step]] = {
     handoff.FLOW: handoff.STEPS,
     home_visit.FLOW: home_visit.STEPS,
     rating.FLOW: rating.STEPS,
+    staff.FLOW: staff.STEPS,
 }
 
 _MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
@@ -111,12 +113,19 @@ class Assistant:
         if incoming.event != "unsubscribe":
             identity.last_inbound_at = now
             identity.unreachable_at = identity.unreachable_reason = None
+        # In a group each member has a conversation of their own there, apart from their
+        # private chat with the bot (a staff member may also be a citizen).
+        key = f"{incoming.user_id}@{incoming.chat_id}" if incoming.is_group else incoming.user_id
         conversation = await session.scalar(
             select(Conversation).where(Conversation.channel == incoming.channel,
-                                       Conversation.user_id == incoming.user_id).with_for_update())
+                                       Conversation.user_id == key).with_for_update())
         if conversation is None:
-            conversation = Conversation(channel=incoming.channel, user_id=incoming.user_id,
-                                        flow=None, step=None, data={}, updated_at=now)
+            # Group members see each other's menus: start each one's menu numbers somewhere
+            # else, so a button pressed on a colleague's menu is stale, not someone else's pick.
+            data = {"_menu": {"id": secrets.randbelow(10**6) * 1000, "items": []}} \
+                if incoming.is_group else {}
+            conversation = Conversation(channel=incoming.channel, user_id=key,
+                                        flow=None, step=None, data=data, updated_at=now)
             session.add(conversation)
         ctx = Ctx(session=session, centre=self.centre, settings=self.settings, now=now,
                   incoming=incoming, identity=identity, conversation=conversation,
@@ -136,7 +145,8 @@ class Assistant:
         if incoming.event:
             return await self._event(ctx, incoming.event)
         idle = dt.timedelta(minutes=self.settings.conversation.idle_minutes)
-        if ctx.flow and ctx.now - ctx.conversation.updated_at > idle:
+        # A citizen waiting for staff may wait longer than a menu stays open.
+        if ctx.flow and ctx.flow != handoff.FLOW and ctx.now - ctx.conversation.updated_at > idle:
             await release_holds(ctx.session, ctx.owner)
             ctx.end()
             ctx.forget("_menu")
@@ -166,6 +176,12 @@ class Assistant:
         return [ctx.reply("core.unsupported"), main_menu(ctx)]
 
     async def _command(self, ctx: Ctx, command: str, args: str) -> list[Reply]:
+        if command in ("cancel", "stop") and ctx.incoming.is_group:
+            return await staff.stopped(ctx)
+        if command not in ("cancel", "stop"):
+            answer = await staff.command(ctx, command, args)
+            if answer is not None:
+                return answer
         if command in ("cancel", "stop"):
             return await self.leave(ctx, "core.cancelled")
         if command in ("start", "menu"):
@@ -197,6 +213,11 @@ class Assistant:
         if head == "lang":
             return _language(ctx, rest)
         if head == "global":
+            action = rest.partition(":")[0]
+            if action in staff.GLOBAL_ACTIONS:
+                return await staff.global_action(ctx, rest)
+            if action in handoff.CITIZEN_ACTIONS:
+                return await handoff.global_action(ctx, rest)
             return await my_bookings.global_action(ctx, rest)
         steps = FLOWS.get(ctx.flow or "")
         if steps is None or ctx.step not in steps:
@@ -205,6 +226,8 @@ class Assistant:
 
     async def _text(self, ctx: Ctx, text: str) -> list[Reply]:
         lowered = text.casefold()
+        if ctx.incoming.is_group:
+            return await self._group_text(ctx, text)
         if lowered in _CANCEL_WORDS:
             return await self.leave(ctx, "core.cancelled")
         if lowered in _HUMAN_WORDS:
@@ -220,11 +243,24 @@ class Assistant:
             if found:
                 ctx.remember(_misunderstood=0)
                 return await booking.show_search(ctx, found)
-        return await self._misunderstood(ctx)
+        return await self._misunderstood(ctx, text)
 
-    async def _misunderstood(self, ctx: Ctx) -> list[Reply]:
+    async def _group_text(self, ctx: Ctx, text: str) -> list[Reply]:
+        """Group text reaches the bot only as a reply to one of its messages: an answer to a
+        staff flow's question, or else an answer for a hand-off's citizen."""
+        if text.casefold() in _CANCEL_WORDS:
+            return await staff.stopped(ctx)
+        steps = FLOWS.get(ctx.flow or "", {})
+        if ctx.step in steps and ctx.step in _TEXT_STEPS.get(ctx.flow or "", ()):
+            return await steps[ctx.step](ctx, Event("text", text))
+        return await staff.group_text(ctx, text)
+
+    async def _misunderstood(self, ctx: Ctx, text: str = "") -> list[Reply]:
         count = int(ctx.data.get("_misunderstood", 0)) + 1
-        ctx.remember(_misunderstood=count)
+        # What was not understood goes with a hand-off, so staff need not ask again.
+        ctx.remember(_misunderstood=count,
+                     _said=[*(ctx.data.get("_said") or []), text[:300]][-3:] if text else
+                     ctx.data.get("_said") or [])
         if count >= self.settings.conversation.misunderstandings_before_handoff:
             ctx.remember(_misunderstood=0)
             return [ctx.reply("core.offer_human"), handoff.offer(ctx)]
@@ -271,6 +307,7 @@ _TEXT_STEPS: dict[str, tuple[str, ...]] = {
     handoff.FLOW: handoff.TEXT_STEPS,
     home_visit.FLOW: home_visit.TEXT_STEPS,
     rating.FLOW: rating.TEXT_STEPS,
+    staff.FLOW: staff.TEXT_STEPS,
 }
 
 

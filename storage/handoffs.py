@@ -1,0 +1,497 @@
+"""Staff work on requests: hand-offs (人工服务) with first-claim ownership (首问负责) and
+relay, complaints, home-visit decisions, and escalation of whatever is overdue.
+
+Claims are conditional UPDATEs (``... WHERE status = 'open'``): on PostgreSQL a second claimer
+waits on the row lock and then re-checks the condition against the first claimer's committed
+row, so exactly one wins; on SQLite writers are serialised by BEGIN IMMEDIATE. Every change is
+audited and every message it implies is an outbox row written in the same transaction.
+Nothing here commits.
+
+Staff are named by their account key ("telegram:<user id>", "wechat:<openid>"); the display
+name they chose on their platform is kept as a shared value so messages can say who owns what.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import secrets
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.booking import audit
+from storage.centre import Centre
+from storage.feedback import COMPLAINT_AT_OR_BELOW, LEVELS, open_complaint
+from storage.models import (
+    Channel,
+    ChannelIdentity,
+    Complaint,
+    Handoff,
+    HomeVisitRequest,
+    Rating,
+    RequestStatus,
+)
+from storage.outbox import STAFF_TARGET, enqueue
+from storage.shared import read_value, write_value
+
+# WeChat lets an account answer a citizen with customer-service messages only within 48 hours
+# of the citizen's last message; a few minutes are kept in hand for the send itself.
+WECHAT_REPLY_WINDOW = dt.timedelta(hours=48) - dt.timedelta(minutes=10)
+ACTIVE = (RequestStatus.OPEN, RequestStatus.CLAIMED)
+KEPT_MESSAGES = 10
+
+
+class StaffRefusal(enum.StrEnum):
+    UNKNOWN = "unknown"                  # no such hand-off / complaint / request
+    ALREADY_CLAIMED = "already_claimed"  # owner
+    NOT_OWNER = "not_owner"              # owner
+    CLOSED = "closed"
+    ALREADY_DECIDED = "already_decided"  # status
+    TEXT_REQUIRED = "text_required"
+    BAD_TIME = "bad_time"
+    WINDOW_CLOSED = "window_closed"      # last (WeChat: last message from the citizen)
+    UNREACHABLE = "unreachable"          # the citizen blocked the bot / unsubscribed
+
+
+class StaffRefused(Exception):
+    """A staff action the state of the request does not allow; ``details`` hold the facts the
+    message needs (who owns it, since when)."""
+
+    def __init__(self, reason: StaffRefusal, **details: Any) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.details = details
+
+
+# --- staff names ------------------------------------------------------------------------------
+
+
+def _name_key(actor: str) -> str:
+    return f"staff_name:{actor}"[:80]
+
+
+async def remember_staff_name(session: AsyncSession, actor: str, name: str,
+                              now: dt.datetime) -> None:
+    """Keep the display name a staff member shows on their platform (for "owned by ...")."""
+    if name:
+        await write_value(session, _name_key(actor), name[:60], now)
+
+
+async def staff_name(session: AsyncSession, actor: str | None) -> str:
+    """The display name of a staff account, or its key when none is known."""
+    if not actor:
+        return "-"
+    stored = await read_value(session, _name_key(actor))
+    return stored.value if stored is not None and stored.value else actor
+
+
+# --- hand-offs --------------------------------------------------------------------------------
+
+
+async def _handoff(session: AsyncSession, handoff_id: int, *, lock: bool = False) -> Handoff:
+    query = select(Handoff).where(Handoff.id == handoff_id).execution_options(
+        populate_existing=True)
+    handoff = await session.scalar(query.with_for_update() if lock else query)
+    if handoff is None:
+        raise StaffRefused(StaffRefusal.UNKNOWN, number=handoff_id)
+    return handoff
+
+
+async def claim_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int, *,
+                        actor: str, name: str = "") -> Handoff:
+    """Make ``actor`` the owner of an open hand-off (首问负责); the first claim wins.
+
+    Claiming one's own hand-off again is not an error (a double press).
+
+    Raises:
+        StaffRefused: UNKNOWN, ALREADY_CLAIMED (owner, since), CLOSED.
+    """
+    await remember_staff_name(session, actor, name, now)
+    won = await session.execute(
+        update(Handoff).where(Handoff.id == handoff_id, Handoff.status == RequestStatus.OPEN)
+        .values(status=RequestStatus.CLAIMED, claimed_by=actor, claimed_at=now)
+        .execution_options(synchronize_session=False))
+    handoff = await _handoff(session, handoff_id)
+    if won.rowcount:  # type: ignore[attr-defined]
+        await audit(session, now, actor, "claim", "handoff", handoff_id)
+        return handoff
+    if handoff.status == RequestStatus.CLOSED:
+        raise StaffRefused(StaffRefusal.CLOSED, number=handoff_id)
+    if handoff.claimed_by == actor:
+        return handoff
+    raise StaffRefused(StaffRefusal.ALREADY_CLAIMED, number=handoff_id,
+                       owner=await staff_name(session, handoff.claimed_by),
+                       since=handoff.claimed_at)
+
+
+async def _owned(session: AsyncSession, now: dt.datetime, handoff_id: int, actor: str,
+                 name: str) -> Handoff:
+    """The hand-off, claimed by ``actor`` now if nobody had (acting on it is claiming it)."""
+    handoff = await _handoff(session, handoff_id)
+    if handoff.status == RequestStatus.OPEN:
+        handoff = await claim_handoff(session, now, handoff_id, actor=actor, name=name)
+    if handoff.status == RequestStatus.CLOSED:
+        raise StaffRefused(StaffRefusal.CLOSED, number=handoff_id)
+    if handoff.claimed_by != actor:
+        raise StaffRefused(StaffRefusal.NOT_OWNER, number=handoff_id,
+                           owner=await staff_name(session, handoff.claimed_by))
+    return handoff
+
+
+def _message_key(message_key: str | None) -> str:
+    return (message_key or secrets.token_hex(8))[:100]
+
+
+async def reply_to_citizen(session: AsyncSession, now: dt.datetime, handoff_id: int, *,
+                           actor: str, text: str, name: str = "",
+                           message_key: str | None = None) -> Handoff:
+    """Send the owner's answer to the citizen (outbox kind "relay"); the first answer is
+    recorded as the hand-off's first reply. An open hand-off is claimed by whoever answers.
+
+    Args:
+        message_key: the staff message's platform id, so a redelivered message relays once.
+
+    Raises:
+        StaffRefused: UNKNOWN, CLOSED, NOT_OWNER (owner), TEXT_REQUIRED, UNREACHABLE,
+            WINDOW_CLOSED (last: when the WeChat citizen last wrote).
+    """
+    if not text.strip():
+        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=handoff_id)
+    handoff = await _owned(session, now, handoff_id, actor, name)
+    identity = await session.get(ChannelIdentity, handoff.identity_id)
+    if identity is None or identity.unreachable_at is not None:
+        raise StaffRefused(StaffRefusal.UNREACHABLE, number=handoff_id)
+    if identity.channel == Channel.WECHAT and (
+            identity.last_inbound_at is None
+            or now - identity.last_inbound_at >= WECHAT_REPLY_WINDOW):
+        raise StaffRefused(StaffRefusal.WINDOW_CLOSED, number=handoff_id,
+                           last=identity.last_inbound_at)
+    if handoff.first_reply_at is None:
+        handoff.first_reply_at = now
+    await enqueue(session, kind="relay", now=now, identity_id=handoff.identity_id,
+                  dedup_key=f"relay:{handoff_id}:{_message_key(message_key)}",
+                  payload={"handoff": handoff_id, "text": text.strip()[:3000]})
+    await audit(session, now, actor, "reply", "handoff", handoff_id, length=len(text.strip()))
+    return handoff
+
+
+async def relay_from_citizen(session: AsyncSession, now: dt.datetime, handoff: Handoff, text: str,
+                             *, message_key: str | None = None) -> bool:
+    """Keep the citizen's message with the hand-off and, once someone owns it, pass it to them
+    (outbox kind "handoff_message" to the staff group, naming the owner).
+
+    Returns:
+        True when it was passed to an owner (False: waiting for a claim).
+    """
+    kept = [*handoff.context.get("messages", []), text[:500]][-KEPT_MESSAGES:]
+    handoff.context = {**handoff.context, "messages": kept}
+    if handoff.status != RequestStatus.CLAIMED:
+        return False
+    await enqueue(session, kind="handoff_message", now=now, target=STAFF_TARGET,
+                  dedup_key=f"handoff_msg:{handoff.id}:{_message_key(message_key)}",
+                  payload={"handoff": handoff.id, "owner": handoff.claimed_by,
+                           "text": text[:3000]})
+    return True
+
+
+async def close_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int, *,
+                        actor: str, summary: str, name: str = "") -> Handoff:
+    """Close a hand-off with a summary for the records; the citizen is told and offered a
+    rating of the help (outbox kind "handoff_closed"). The summary stays with staff.
+
+    Raises:
+        StaffRefused: UNKNOWN, CLOSED, NOT_OWNER (owner), TEXT_REQUIRED.
+    """
+    if not summary.strip():
+        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=handoff_id)
+    handoff = await _owned(session, now, handoff_id, actor, name)
+    handoff.status, handoff.closed_at, handoff.summary = RequestStatus.CLOSED, now, summary.strip()
+    await audit(session, now, actor, "close", "handoff", handoff_id)
+    await enqueue(session, kind="handoff_closed", now=now, identity_id=handoff.identity_id,
+                  dedup_key=f"handoff:{handoff_id}:closed", payload={"handoff": handoff_id})
+    return handoff
+
+
+async def owned_handoffs(session: AsyncSession, actor: str) -> list[Handoff]:
+    """The hand-offs ``actor`` owns that are not closed, most recently claimed first."""
+    return list((await session.scalars(select(Handoff).where(
+        Handoff.claimed_by == actor, Handoff.status == RequestStatus.CLAIMED)
+        .order_by(Handoff.claimed_at.desc()))).all())
+
+
+async def rate_handoff(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                       handoff_id: int, identity_id: int, level: int, answer_days: int,
+                       resolve_days: int) -> tuple[Rating, Complaint | None] | None:
+    """The citizen rates the help of a closed hand-off (once); 不满意 or worse opens a complaint.
+
+    Returns:
+        The rating and any complaint, or None when it is not theirs, not closed or rated.
+    """
+    handoff = await session.get(Handoff, handoff_id)
+    if level not in LEVELS or handoff is None or handoff.identity_id != identity_id \
+            or handoff.status != RequestStatus.CLOSED:
+        return None
+    if await session.scalar(select(Rating.id).where(Rating.handoff_id == handoff_id)):
+        return None
+    rating = Rating(handoff_id=handoff_id, identity_id=identity_id, level=level, created_at=now)
+    session.add(rating)
+    await session.flush()
+    await audit(session, now, f"identity:{identity_id}", "rate", "handoff", handoff_id, level=level)
+    complaint = None
+    if level <= COMPLAINT_AT_OR_BELOW:
+        complaint = await open_complaint(session, centre, now, identity_id=identity_id, text="",
+                                         rating_id=rating.id, answer_days=answer_days,
+                                         resolve_days=resolve_days)
+    return rating, complaint
+
+
+# --- complaints -------------------------------------------------------------------------------
+
+
+async def _complaint(session: AsyncSession, complaint_id: int) -> Complaint:
+    complaint = await session.scalar(select(Complaint).where(Complaint.id == complaint_id)
+                                     .execution_options(populate_existing=True))
+    if complaint is None:
+        raise StaffRefused(StaffRefusal.UNKNOWN, number=complaint_id)
+    return complaint
+
+
+async def claim_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
+                          actor: str, name: str = "") -> Complaint:
+    """Make ``actor`` responsible for a complaint; the first claim wins.
+
+    Raises:
+        StaffRefused: UNKNOWN, ALREADY_CLAIMED (owner), CLOSED.
+    """
+    await remember_staff_name(session, actor, name, now)
+    won = await session.execute(
+        update(Complaint).where(Complaint.id == complaint_id,
+                                Complaint.status == RequestStatus.OPEN)
+        .values(status=RequestStatus.CLAIMED, claimed_by=actor, claimed_at=now)
+        .execution_options(synchronize_session=False))
+    complaint = await _complaint(session, complaint_id)
+    if won.rowcount:  # type: ignore[attr-defined]
+        await audit(session, now, actor, "claim", "complaint", complaint_id)
+        return complaint
+    if complaint.status == RequestStatus.CLOSED:
+        raise StaffRefused(StaffRefusal.CLOSED, number=complaint_id)
+    if complaint.claimed_by == actor:
+        return complaint
+    raise StaffRefused(StaffRefusal.ALREADY_CLAIMED, number=complaint_id,
+                       owner=await staff_name(session, complaint.claimed_by),
+                       since=complaint.claimed_at)
+
+
+async def _owned_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int,
+                           actor: str, name: str) -> Complaint:
+    complaint = await _complaint(session, complaint_id)
+    if complaint.status == RequestStatus.OPEN:
+        complaint = await claim_complaint(session, now, complaint_id, actor=actor, name=name)
+    if complaint.status == RequestStatus.CLOSED:
+        raise StaffRefused(StaffRefusal.CLOSED, number=complaint_id)
+    if complaint.claimed_by != actor:
+        raise StaffRefused(StaffRefusal.NOT_OWNER, number=complaint_id,
+                           owner=await staff_name(session, complaint.claimed_by))
+    return complaint
+
+
+async def answer_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
+                           actor: str, text: str, name: str = "",
+                           message_key: str | None = None) -> Complaint:
+    """Answer the citizen (outbox kind "complaint_answer"); the first answer stops the
+    first-answer clock. Answering an unclaimed complaint claims it.
+
+    Raises:
+        StaffRefused: UNKNOWN, CLOSED, NOT_OWNER (owner), TEXT_REQUIRED.
+    """
+    if not text.strip():
+        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=complaint_id)
+    complaint = await _owned_complaint(session, now, complaint_id, actor, name)
+    if complaint.answered_at is None:
+        complaint.answered_at = now
+    complaint.status = RequestStatus.ANSWERED
+    await enqueue(session, kind="complaint_answer", now=now, identity_id=complaint.identity_id,
+                  dedup_key=f"complaint:{complaint_id}:answer:{_message_key(message_key)}",
+                  payload={"complaint": complaint_id, "text": text.strip()[:3000]})
+    await audit(session, now, actor, "answer", "complaint", complaint_id)
+    return complaint
+
+
+async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
+                            actor: str, outcome: str, name: str = "") -> Complaint:
+    """Close a complaint with its outcome; the citizen is told the outcome.
+
+    Raises:
+        StaffRefused: UNKNOWN, CLOSED, NOT_OWNER (owner), TEXT_REQUIRED.
+    """
+    if not outcome.strip():
+        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=complaint_id)
+    complaint = await _owned_complaint(session, now, complaint_id, actor, name)
+    if complaint.answered_at is None:
+        complaint.answered_at = now
+    complaint.status, complaint.resolved_at = RequestStatus.CLOSED, now
+    complaint.outcome = outcome.strip()
+    await enqueue(session, kind="complaint_resolved", now=now, identity_id=complaint.identity_id,
+                  dedup_key=f"complaint:{complaint_id}:resolved",
+                  payload={"complaint": complaint_id, "text": complaint.outcome[:3000]})
+    await audit(session, now, actor, "resolve", "complaint", complaint_id)
+    return complaint
+
+
+# --- home visits ------------------------------------------------------------------------------
+
+
+async def _decide(session: AsyncSession, now: dt.datetime, request_id: int, actor: str,
+                  **values: Any) -> HomeVisitRequest:
+    decided = await session.execute(
+        update(HomeVisitRequest).where(HomeVisitRequest.id == request_id,
+                                       HomeVisitRequest.status == RequestStatus.OPEN)
+        .values(decided_by=actor, decided_at=now, **values)
+        .execution_options(synchronize_session=False))
+    request = await session.scalar(select(HomeVisitRequest).where(
+        HomeVisitRequest.id == request_id).execution_options(populate_existing=True))
+    if request is None:
+        raise StaffRefused(StaffRefusal.UNKNOWN, number=request_id)
+    if not decided.rowcount:  # type: ignore[attr-defined]
+        raise StaffRefused(StaffRefusal.ALREADY_DECIDED, number=request_id,
+                           status=request.status.value,
+                           owner=await staff_name(session, request.decided_by))
+    return request
+
+
+async def approve_home_visit(session: AsyncSession, now: dt.datetime, request_id: int, *,
+                             actor: str, visit_at: dt.datetime, name: str = "") -> HomeVisitRequest:
+    """Approve a home-visit request for a visit time; the citizen is told (outbox kind
+    "home_visit_approved"). The first decision wins.
+
+    Raises:
+        StaffRefused: UNKNOWN, ALREADY_DECIDED (status, owner), BAD_TIME (in the past).
+    """
+    if visit_at <= now:
+        raise StaffRefused(StaffRefusal.BAD_TIME, number=request_id)
+    await remember_staff_name(session, actor, name, now)
+    request = await _decide(session, now, request_id, actor, status=RequestStatus.APPROVED,
+                            visit_at=visit_at)
+    await audit(session, now, actor, "approve", "home_visit", request_id,
+                visit_at=visit_at.isoformat())
+    await enqueue(session, kind="home_visit_approved", now=now, identity_id=request.identity_id,
+                  dedup_key=f"home:{request_id}:decided", payload={"request": request_id})
+    return request
+
+
+async def decline_home_visit(session: AsyncSession, now: dt.datetime, request_id: int, *,
+                             actor: str, reason: str, name: str = "") -> HomeVisitRequest:
+    """Decline a home-visit request with a reason the citizen is told (outbox kind
+    "home_visit_declined"). The first decision wins.
+
+    Raises:
+        StaffRefused: UNKNOWN, ALREADY_DECIDED (status, owner), TEXT_REQUIRED.
+    """
+    if not reason.strip():
+        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=request_id)
+    await remember_staff_name(session, actor, name, now)
+    request = await _decide(session, now, request_id, actor, status=RequestStatus.DECLINED,
+                            decline_reason=reason.strip()[:200])
+    await audit(session, now, actor, "decline", "home_visit", request_id)
+    await enqueue(session, kind="home_visit_declined", now=now, identity_id=request.identity_id,
+                  dedup_key=f"home:{request_id}:decided", payload={"request": request_id})
+    return request
+
+
+# --- escalation -------------------------------------------------------------------------------
+
+
+async def _raise_level(session: AsyncSession, model: Any, row_id: int, level: int,
+                       *conditions: Any) -> bool:
+    """Move a request's escalation level up to ``level`` unless it already is there: the
+    conditional UPDATE makes each level happen once, whichever process gets there first."""
+    result = await session.execute(
+        update(model).where(model.id == row_id, model.escalations < level, *conditions)
+        .values(escalations=level).execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _tell_supervisors(session: AsyncSession, now: dt.datetime, supervisors: tuple[str, ...],
+                            *, kind: str, key: str, payload: dict[str, Any]) -> None:
+    """An alert to each supervisor's private chat; with none configured, to the staff group."""
+    for target in supervisors or (STAFF_TARGET,):
+        await enqueue(session, kind=kind, now=now, target=target,
+                      dedup_key=f"{key}:{target}"[:160], payload=payload)
+
+
+async def escalate_overdue(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                           escalate_minutes: int, supervisors: tuple[str, ...] | list[str]) -> int:
+    """Escalate what staff have left waiting (the scheduler calls this every minute).
+
+    - A hand-off nobody claimed ``escalate_minutes`` after it was opened (or after staff came
+      back, when it was opened outside staff hours) is alerted to the staff group again; after
+      twice that, to each supervisor.
+    - A complaint past its first-answer due time without an answer, and one past its
+      resolution due time unresolved, are alerted to the supervisors.
+    - A home-visit request still undecided at its due time is alerted to the supervisors.
+
+    Each level happens at most once per request: the level is raised with a conditional UPDATE
+    and every alert has a de-duplication key, so the job is idempotent and two processes may run
+    it at the same moment. Supervisors are outbox targets ("telegram:<id>", "wechat:<openid>");
+    with none configured, supervisor alerts go to the staff group.
+
+    Args:
+        escalate_minutes: ``conversation.handoff_escalate_minutes``.
+        supervisors: ``access.supervisors``.
+
+    Returns:
+        How many escalations were made.
+    """
+    targets = tuple(supervisors)
+    made = 0
+    wait = dt.timedelta(minutes=escalate_minutes)
+    waiting = (await session.scalars(select(Handoff).where(
+        Handoff.status == RequestStatus.OPEN, Handoff.escalations < 2,
+        Handoff.opened_at <= now - wait).order_by(Handoff.id))).all()
+    for handoff in waiting:
+        answer_from = handoff.context.get("answer_from")
+        since = max(handoff.opened_at, dt.datetime.fromisoformat(answer_from)) \
+            if answer_from else handoff.opened_at
+        open_for = now - since
+        if open_for >= 2 * wait and await _raise_level(
+                session, Handoff, handoff.id, 2, Handoff.status == RequestStatus.OPEN):
+            await _tell_supervisors(session, now, targets, kind="handoff_overdue",
+                                    key=f"handoff:{handoff.id}:escalate2",
+                                    payload={"handoff": handoff.id,
+                                             "minutes": 2 * escalate_minutes})
+            made += 1
+        elif wait <= open_for < 2 * wait and await _raise_level(
+                session, Handoff, handoff.id, 1, Handoff.status == RequestStatus.OPEN):
+            await enqueue(session, kind="handoff_alert", now=now, target=STAFF_TARGET,
+                          dedup_key=f"handoff:{handoff.id}:escalate1",
+                          payload={"handoff": handoff.id, "again": escalate_minutes})
+            made += 1
+    complaints = (await session.scalars(select(Complaint).where(
+        Complaint.status != RequestStatus.CLOSED, Complaint.escalations < 2,
+        Complaint.first_answer_due <= now).order_by(Complaint.id))).all()
+    for complaint in complaints:
+        if complaint.answered_at is None and await _raise_level(
+                session, Complaint, complaint.id, 1, Complaint.answered_at.is_(None)):
+            await _tell_supervisors(session, now, targets, kind="complaint_overdue",
+                                    key=f"complaint:{complaint.id}:escalate1",
+                                    payload={"complaint": complaint.id, "due": "answer"})
+            made += 1
+        if complaint.resolution_due <= now and await _raise_level(
+                session, Complaint, complaint.id, 2, Complaint.status != RequestStatus.CLOSED):
+            await _tell_supervisors(session, now, targets, kind="complaint_overdue",
+                                    key=f"complaint:{complaint.id}:escalate2",
+                                    payload={"complaint": complaint.id, "due": "resolution"})
+            made += 1
+    requests = (await session.scalars(select(HomeVisitRequest.id).where(
+        HomeVisitRequest.status == RequestStatus.OPEN, HomeVisitRequest.escalations < 1,
+        HomeVisitRequest.due_at <= now).order_by(HomeVisitRequest.id))).all()
+    for request_id in requests:
+        if await _raise_level(session, HomeVisitRequest, request_id, 1,
+                              HomeVisitRequest.status == RequestStatus.OPEN):
+            await _tell_supervisors(session, now, targets, kind="home_visit_overdue",
+                                    key=f"home:{request_id}:escalate1",
+                                    payload={"request": request_id})
+            made += 1
+    return made
