@@ -118,15 +118,24 @@ class RushResult:
         return (self.booked + self.full) / self.seconds if self.seconds else 0.0
 
 
+Outcome = tuple[list[float], dict[str, int], float, float]
+
+
 def _rush_worker(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple[int, int]],
-                 concurrency: int) -> tuple[list[float], dict[str, int]]:
+                 concurrency: int, start_at: float) -> Outcome:
     """One process of the rush: its own event loop and connections, like one `yuyue run`."""
-    return asyncio.run(_rush_in_process(url, centre, slot_ids, jobs, concurrency))
+    return asyncio.run(_rush_in_process(url, centre, slot_ids, jobs, concurrency, start_at))
 
 
 async def _rush_in_process(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple[int, int]],
-                           concurrency: int) -> tuple[list[float], dict[str, int]]:
+                           concurrency: int, start_at: float = 0.0) -> Outcome:
+    """Returns the latencies, the outcomes, and when this process began and finished (wall
+    clock, comparable between processes)."""
     database = Database(url, pool_size=concurrency)
+    async with database.read() as session:   # connect and warm up before the clock starts
+        await session.execute(select(func.count()).select_from(Slot))
+    # Every process starts at the same moment, after all have started up: the 08:00 release.
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     now = START
     latencies: list[float] = []
     outcomes = {"booked": 0, "full": 0, "error": 0}
@@ -150,11 +159,12 @@ async def _rush_in_process(url: str, centre: Centre, slot_ids: list[int], jobs: 
                 outcomes["error"] += 1
             latencies.append(time.perf_counter() - began)
 
+    began = time.time()
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
         await database.dispose()
-    return latencies, outcomes
+    return latencies, outcomes, began, time.time()
 
 
 async def booking_rush(url: str, centre: Centre, *, users: int, seats: int,
@@ -179,18 +189,19 @@ async def booking_rush(url: str, centre: Centre, *, users: int, seats: int,
         await database.dispose()
     jobs = list(enumerate(people))
     shares = [jobs[i::processes] for i in range(processes)]
-    began = time.perf_counter()
     if processes == 1:
         results = [await _rush_in_process(url, centre, slot_ids, jobs, concurrency)]
     else:
         context = multiprocessing.get_context("spawn")
+        start_at = time.time() + 5.0   # time enough for the processes to import and connect
         with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
             loop = asyncio.get_running_loop()
             results = await asyncio.gather(*(loop.run_in_executor(
-                pool, _rush_worker, url, centre, slot_ids, share, concurrency) for share in shares))
-    elapsed = time.perf_counter() - began
-    latencies = [x for lat, _ in results for x in lat]
-    totals = {key: sum(out[key] for _, out in results) for key in ("booked", "full", "error")}
+                pool, _rush_worker, url, centre, slot_ids, share, concurrency, start_at)
+                for share in shares))
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    latencies = [x for r in results for x in r[0]]
+    totals = {key: sum(r[1][key] for r in results) for key in ("booked", "full", "error")}
     database = Database(url)
     try:
         async with database.read() as session:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -125,10 +125,34 @@ async def audit(session: AsyncSession, now: dt.datetime, actor: str, action: str
 # --- looking things up ------------------------------------------------------------------------
 
 
+# The statements every booking attempt runs are built once (building SQL expressions costs
+# more than running these short queries); values come in as bound parameters.
+_SLOT_INFO = (select(Slot, Service).join(Service, Service.id == Slot.service_id)
+              .where(Slot.id == bindparam("slot_id")))
+_ACTIVE_BLOCK = (select(Block).where(Block.person_id == bindparam("person_id"),
+                                     Block.lifted_at.is_(None), Block.starts_at <= bindparam("now"),
+                                     Block.ends_at > bindparam("now"))
+                 .order_by(Block.ends_at.desc()).limit(1))
+_LOCK_PERSON = select(Person.id).where(Person.id == bindparam("person_id")).with_for_update()
+_CODE_TAKEN = select(Appointment.id).where(Appointment.code == bindparam("code"))
+_SAME_DAY = and_(Appointment.service_id == bindparam("service_id"),
+                 Appointment.local_date == bindparam("local_date"),
+                 Appointment.status.in_([s.value for s in ACTIVE]))
+_COUNTED = or_(Appointment.cancel_kind.is_(None), Appointment.cancel_kind != CancelKind.CENTRE)
+_PERSON_CHECK = select(
+    func.max(case((_SAME_DAY, Appointment.code))),
+    func.coalesce(func.sum(case((and_(Appointment.status == AppointmentStatus.BOOKED,
+                                      Appointment.starts_at > bindparam("now")), 1), else_=0)), 0),
+    func.coalesce(func.sum(case((and_(_COUNTED, Appointment.created_at >= bindparam("week")), 1),
+                                else_=0)), 0),
+    func.coalesce(func.sum(case((and_(_COUNTED, Appointment.created_at >= bindparam("month")), 1),
+                                else_=0)), 0),
+).where(Appointment.person_id == bindparam("person_id"), Appointment.id != bindparam("ignore"))
+
+
 async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
     """Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
-    row = (await session.execute(select(Slot, Service).join(Service, Service.id == Slot.service_id)
-                                 .where(Slot.id == slot_id))).one_or_none()
+    row = (await session.execute(_SLOT_INFO, {"slot_id": slot_id})).one_or_none()
     if row is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
     slot, service = row
@@ -154,10 +178,7 @@ async def _locked_appointment(session: AsyncSession, appointment_id: int) -> App
 
 async def active_block(session: AsyncSession, person_id: int, now: dt.datetime) -> Block | None:
     """The block in force for a person at ``now`` (the one ending last), if any."""
-    return await session.scalar(
-        select(Block).where(Block.person_id == person_id, Block.lifted_at.is_(None),
-                            Block.starts_at <= now, Block.ends_at > now)
-        .order_by(Block.ends_at.desc()).limit(1))
+    return await session.scalar(_ACTIVE_BLOCK, {"person_id": person_id, "now": now})
 
 
 # --- seats ------------------------------------------------------------------------------------
@@ -375,22 +396,10 @@ async def _check_person(session: AsyncSession, centre: Centre, now: dt.datetime,
     if block is not None:
         raise BookingRefused(Refusal.BLOCKED, until=block.ends_at, strikes=block.strikes)
     policy = centre.policy(info.definition)
-    active_statuses = [s.value for s in ACTIVE]
-    same_day = and_(Appointment.service_id == info.service.id,
-                    Appointment.local_date == info.slot.local_date,
-                    Appointment.status.in_(active_statuses))
-    counted = or_(Appointment.cancel_kind.is_(None), Appointment.cancel_kind != CancelKind.CENTRE)
-    week, month = _week_start(now, centre), _month_start(now, centre)
-    query = select(
-        func.max(case((same_day, Appointment.code))),
-        func.coalesce(func.sum(case((and_(Appointment.status == AppointmentStatus.BOOKED,
-                                          Appointment.starts_at > now), 1), else_=0)), 0),
-        func.coalesce(func.sum(case((and_(counted, Appointment.created_at >= week), 1), else_=0)), 0),
-        func.coalesce(func.sum(case((and_(counted, Appointment.created_at >= month), 1), else_=0)), 0),
-    ).where(Appointment.person_id == person_id)
-    if ignore_appointment is not None:
-        query = query.where(Appointment.id != ignore_appointment)
-    duplicate, active, this_week, this_month = (await session.execute(query)).one()
+    duplicate, active, this_week, this_month = (await session.execute(_PERSON_CHECK, {
+        "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": info.service.id,
+        "local_date": info.slot.local_date, "now": now, "week": _week_start(now, centre),
+        "month": _month_start(now, centre)})).one()
     if duplicate:
         raise BookingRefused(Refusal.DUPLICATE, code=duplicate)
     if not caps:
@@ -406,7 +415,7 @@ async def _check_person(session: AsyncSession, centre: Centre, now: dt.datetime,
 async def _new_code(session: AsyncSession) -> str:
     for _ in range(20):
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        if not await session.scalar(select(Appointment.id).where(Appointment.code == code)):
+        if not await session.scalar(_CODE_TAKEN, {"code": code}):
             return code
     raise RuntimeError("could not find a free booking code")  # 1 in 887 million, 20 times
 
@@ -457,7 +466,6 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             BLOCKED (until), DUPLICATE (code), CAP_ACTIVE/CAP_WEEK/CAP_MONTH (limit), or FULL
             (alternatives).
     """
-    await session.execute(select(Person.id).where(Person.id == person_id).with_for_update())
     info = await slot_info(session, slot_id)
     closures = await active_closures(session, info.service, info.slot.starts_at, info.slot.ends_at)
     if offline:
@@ -474,6 +482,8 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             # (in a release rush most attempts end here).
             raise BookingRefused(Refusal.FULL, alternatives=await nearest_alternatives(
                 session, centre, info, now))
+    # One booking at a time per person, so two taps at once cannot both pass the caps.
+    await session.execute(_LOCK_PERSON, {"person_id": person_id})
     await _check_person(session, centre, now, person_id, info, caps=not offline)
     code = await _new_code(session)
     # From here on the slot row is locked (PostgreSQL) until commit: keep this part short.

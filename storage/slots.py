@@ -11,7 +11,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -103,14 +103,20 @@ def free_seats_column(now: dt.datetime):  # type: ignore[no-untyped-def]
     return stale, remaining
 
 
+# Built once: this runs on every booking attempt, and building SQL is the costly part.
+_CLOSURES = select(Closure).where(
+    Closure.starts_at < bindparam("end"), Closure.ends_at > bindparam("start"),
+    or_(Closure.service_id == bindparam("service_id"),
+        and_(Closure.service_id.is_(None), Closure.department_id == bindparam("department_id")),
+        and_(Closure.service_id.is_(None), Closure.department_id.is_(None))))
+
+
 async def active_closures(session: AsyncSession, service: Service, start: dt.datetime,
                           end: dt.datetime) -> Sequence[Closure]:
     """Closures that cover the service (itself, its department, or the whole centre)."""
-    return (await session.scalars(select(Closure).where(
-        Closure.starts_at < end, Closure.ends_at > start,
-        or_(Closure.service_id == service.id,
-            and_(Closure.service_id.is_(None), Closure.department_id == service.department_id),
-            and_(Closure.service_id.is_(None), Closure.department_id.is_(None)))))).all()
+    return (await session.scalars(_CLOSURES, {
+        "start": start, "end": end, "service_id": service.id,
+        "department_id": service.department_id})).all()
 
 
 def is_closed(closures: Sequence[Closure], starts_at: dt.datetime, ends_at: dt.datetime) -> bool:
