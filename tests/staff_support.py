@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from handlers.core import Incoming, Reply
 from handlers.engine import Assistant
-from storage.settings import AccessSettings, Settings, TelegramSettings
+from storage.settings import AccessSettings, Settings
 
 STAFF_GROUP = -1001987654321
 OTHER_GROUP = -1001000000042
@@ -66,6 +66,10 @@ class Staff:
     @property
     def text(self) -> str:
         return "\n".join(r.text for r in self.last)
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.label for r in self.last for c in r.flat_choices]
 
 
 @dataclass

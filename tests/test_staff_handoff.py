@@ -262,8 +262,9 @@ async def test_overdue_complaints_and_home_visit_requests_go_to_supervisors(
     async with database.session() as session:
         identity = await account(session, clock.now(), user="5100000004")
         citizen = await person(session, centre, clock.now())
-        complaint = Complaint(identity_id=identity.id, text="等了一个小时", status=RequestStatus.OPEN,
-                              opened_at=clock.now(), first_answer_due=local(2026, 11, 24, 17),
+        complaint = Complaint(identity_id=identity.id, text="等了一个小时",
+                              status=RequestStatus.OPEN, opened_at=clock.now(),
+                              first_answer_due=local(2026, 11, 24, 17),
                               resolution_due=local(2026, 12, 14, 17))
         request = HomeVisitRequest(identity_id=identity.id, person_id=citizen.id, service_id=1,
                                    address="青溪镇人民路1号", preferred_times="上午",
