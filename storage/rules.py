@@ -55,18 +55,27 @@ def last_released_day(now: dt.datetime, service: ServiceDef, tz: ZoneInfo) -> dt
     return today + dt.timedelta(days=service.horizon_days - (0 if released_today else 1))
 
 
+def booking_stop_at(day: dt.date, policy: RuleSettings, calendar: WorkCalendar,
+                    tz: ZoneInfo) -> dt.datetime | None:
+    """When booking for ``day`` stops: the stop time on the previous working day (counted
+    across holidays), or None when the service has no stop time."""
+    if policy.booking_stop is None:
+        return None
+    return at_local(calendar.previous_working_day(day), policy.booking_stop, tz)
+
+
 def booking_closes_at(day: dt.date, starts_at: dt.datetime, policy: RuleSettings,
-                      calendar: WorkCalendar, tz: ZoneInfo) -> dt.datetime:
+                      calendar: WorkCalendar, tz: ZoneInfo,
+                      stop: dt.datetime | None = None) -> dt.datetime:
     """The last instant a slot starting at ``starts_at`` on ``day`` can be booked.
 
     Whichever comes first: the minimum lead time before the start, or the daily stop time on
-    the previous working day (counted across holidays), when a stop time is set.
+    the previous working day, when a stop time is set (``stop`` passes it in when the caller
+    already knows it for that day).
     """
     closes = starts_at - dt.timedelta(minutes=policy.min_lead_minutes)
-    if policy.booking_stop is not None:
-        stop = at_local(calendar.previous_working_day(day), policy.booking_stop, tz)
-        closes = min(closes, stop)
-    return closes
+    stop = stop if stop is not None else booking_stop_at(day, policy, calendar, tz)
+    return min(closes, stop) if stop is not None else closes
 
 
 # --- cancel and reschedule --------------------------------------------------------------------

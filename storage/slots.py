@@ -17,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.catalog import ServiceDef
 from storage.centre import Centre
 from storage.models import Closure, Hold, Service, Slot
-from storage.rules import at_local, booking_closes_at, last_released_day, policy_for, release_at
+from storage.rules import (
+    at_local,
+    booking_closes_at,
+    booking_stop_at,
+    last_released_day,
+    policy_for,
+    release_at,
+)
 
 
 def slot_times(service: ServiceDef, day: dt.date) -> list[tuple[dt.time, dt.time]]:
@@ -156,13 +163,17 @@ async def availability(session: AsyncSession, centre: Centre, service: Service, 
                                      at_local(day_list[-1] + dt.timedelta(days=1), dt.time(0), centre.tz))
     by_day: dict[dt.date, list[SlotView]] = {d: [] for d in day_list}
     suspended_days: set[dt.date] = set()
+    stops: dict[dt.date, dt.datetime | None] = {}
     for slot_id, day, starts_at, ends_at, free in rows:
         if day not in by_day:
             continue
         if is_closed(closures, starts_at, ends_at):
             suspended_days.add(day)
             continue
-        bookable = now < booking_closes_at(day, starts_at, policy, centre.calendar, centre.tz)
+        if day not in stops:
+            stops[day] = booking_stop_at(day, policy, centre.calendar, centre.tz)
+        bookable = now < booking_closes_at(day, starts_at, policy, centre.calendar, centre.tz,
+                                           stops[day])
         by_day[day].append(SlotView(slot_id, starts_at, ends_at, max(0, int(free)), bookable))
     views = []
     for day in day_list:

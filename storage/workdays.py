@@ -91,9 +91,18 @@ class WorkCalendar:
             self._centre[day] = (True, None)
         for day, (working, note) in (overrides or {}).items():
             self._centre[day] = (working, note)
+        self._known: dict[dt.date, DayInfo] = {}   # a calendar never changes once built
 
     def info(self, day: dt.date) -> DayInfo:
         """Whether ``day`` is a working day, and why."""
+        known = self._known.get(day)
+        if known is None:
+            if len(self._known) > 20_000:
+                self._known.clear()
+            known = self._known[day] = self._info(day)
+        return known
+
+    def _info(self, day: dt.date) -> DayInfo:
         names, makeup = _official_year(day.year)
         name = names.get(day)
         provisional = day.year > published_through() or (not names and not makeup)
