@@ -1,0 +1,199 @@
+"""The staff side over real HTTP: a Telegram citizen and the staff group on the fake Bot API,
+the outbox dispatcher in between, and the WeCom group robot on its fake webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.channels import TryLater, Unreachable
+from bot.dispatch import Dispatcher
+from bot.telegram import RateLimiter, TelegramChannel, build_telegram
+from bot.wecom import WecomRobotSender, build_wecom_sender
+from bot.wiring import App
+from handlers.core import Choice, Reply
+from handlers.engine import Assistant
+from storage.clock import ManualClock
+from storage.db import Database
+from storage.models import Handoff, Rating, RequestStatus
+from storage.settings import Settings, TelegramSettings, WecomSettings
+from tests.fakes import FakeTime
+from tests.fakes.telegram_api import FakeTelegram, button_labels
+from tests.fakes.wecom_robot import FakeWecomRobot
+from tests.helpers import load_demo, make_centre
+from tests.staff_support import STAFF_A, STAFF_B, STAFF_GROUP, staff_settings
+
+CITIZEN = 5111000001
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def robot(fake_time: FakeTime) -> AsyncIterator[FakeWecomRobot]:
+    async with FakeWecomRobot(clock=fake_time.now) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(api: FakeTelegram, robot: FakeWecomRobot) -> Settings:
+    return staff_settings(Settings(
+        telegram=TelegramSettings(token=api.token, base_url=api.base_url,
+                                  base_file_url=api.base_file_url),
+        wecom=WecomSettings(robot_webhook=robot.webhook)))
+
+
+@pytest.fixture
+async def app(database: Database, clock: ManualClock, settings: Settings) -> App:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    return App(settings=settings, database=database, centre=make_centre(), clock=clock)
+
+
+@pytest.fixture
+async def channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
+    assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                          settings=app.settings)
+    channel = build_telegram(app, assistant,
+                             limiter=RateLimiter(now=fake_time.now, sleep=fake_time.sleep))
+    await channel.start()
+    try:
+        yield channel
+    finally:
+        await channel.close()
+
+
+@pytest.fixture
+async def wecom(app: App, fake_time: FakeTime) -> AsyncIterator[WecomRobotSender]:
+    sender = build_wecom_sender(app)
+    sender.now, sender.sleep = fake_time.now, fake_time.sleep
+    try:
+        yield sender
+    finally:
+        await sender.close()
+
+
+@pytest.fixture
+def dispatcher(app: App, channel: TelegramChannel, wecom: WecomRobotSender) -> Dispatcher:
+    return Dispatcher(database=app.database, centre=app.centre, settings=app.settings,
+                      clock=app.clock, senders={"telegram": channel.sender},
+                      staff_senders=[channel.sender, wecom])
+
+
+_update_ids = itertools.count(700001)
+
+
+async def feed(channel: TelegramChannel, update: dict[str, Any]) -> None:
+    """Process one update as Telegram would deliver it (webhook or getUpdates)."""
+    update.setdefault("update_id", next(_update_ids))
+    await channel.process_json(update)
+
+
+def texts(api: FakeTelegram, chat: int) -> list[str]:
+    return [m.get("text", "") for m in api.chat_messages(chat)]
+
+
+async def test_a_telegram_hand_off_claimed_answered_by_reply_and_closed(
+        api: FakeTelegram, channel: TelegramChannel, dispatcher: Dispatcher,
+        robot: FakeWecomRobot, database: Database) -> None:
+    await feed(channel, api.text_update(CITIZEN, "/human"))
+    assert "已为您转接人工服务（编号 1）" in texts(api, CITIZEN)[-1]
+    await dispatcher.drain()
+    alert = api.last_menu(STAFF_GROUP)
+    assert "人工服务 #1" in alert["text"] and button_labels(alert) == ["认领"]
+    assert "人工服务 #1" in robot.texts[0] and "(认领)" in robot.texts[0]   # notify-only copy
+
+    await feed(channel, api.press_update(STAFF_A, alert, "认领"))
+    shown = api.chat_messages(STAFF_GROUP)[0]
+    assert "已由 小明 认领" in shown["text"] and not shown.get("reply_markup")   # edited in place
+
+    await feed(channel, api.text_update(CITIZEN, "我的医保报销材料不全怎么办？"))
+    await dispatcher.drain()
+    relayed = api.chat_messages(STAFF_GROUP)[-1]
+    assert "市民说" in relayed["text"] and "医保报销材料不全" in relayed["text"]
+    assert len(robot.texts) == 1                          # citizens' words stay in Telegram
+
+    # The staff member answers by replying to the relayed message in the group.
+    await feed(channel, api.text_update(STAFF_A, "请补交发票原件，可以邮寄。",
+                                               chat_id=STAFF_GROUP, reply_to=relayed))
+    assert "已转给市民（#1）" in texts(api, STAFF_GROUP)[-1]
+    await dispatcher.drain()
+    answer = api.last_menu(CITIZEN)
+    assert "工作人员回复" in answer["text"] and "请补交发票原件" in answer["text"]
+    assert button_labels(answer) == ["回复工作人员"]
+    await feed(channel, api.press_update(CITIZEN, answer, "回复工作人员"))
+    await feed(channel, api.text_update(CITIZEN, "好的，谢谢"))
+    await dispatcher.drain()
+    assert "好的，谢谢" in texts(api, STAFF_GROUP)[-1]
+
+    await feed(channel, api.text_update(STAFF_A, "/close 1 已说明补交材料",
+                                               chat_id=STAFF_GROUP))
+    await dispatcher.drain()
+    closing = api.last_menu(CITIZEN)
+    assert "已结束" in closing["text"] and button_labels(closing)[0] == "非常满意"
+    await feed(channel, api.press_update(CITIZEN, closing, "满意"))
+    assert "感谢您的评价" in "\n".join(texts(api, CITIZEN))     # the rating menu became the thanks
+    async with database.read() as session:
+        handoff = await session.get(Handoff, 1)
+        assert handoff is not None and handoff.status == RequestStatus.CLOSED
+        assert handoff.first_reply_at is not None and handoff.closed_at is not None
+        rating = await session.scalar(select(Rating).where(Rating.handoff_id == 1))
+        assert rating is not None and rating.level == 4
+
+
+async def test_two_staff_pressing_claim_together(api: FakeTelegram, channel: TelegramChannel,
+                                                 dispatcher: Dispatcher,
+                                                 database: Database) -> None:
+    await feed(channel, api.text_update(CITIZEN, "/human"))
+    await dispatcher.drain()
+    alert = api.last_menu(STAFF_GROUP)
+    await asyncio.gather(feed(channel, api.press_update(STAFF_A, alert, "认领")),
+                         feed(channel, api.press_update(STAFF_B, alert, "认领")))
+    async with database.read() as session:
+        handoff = await session.get(Handoff, 1)
+        assert handoff is not None and handoff.claimed_by in (f"telegram:{STAFF_A}",
+                                                              f"telegram:{STAFF_B}")
+    shown = [c.params.get("text", "") for c in api.calls_to("editMessageText") if c.ok]
+    shown += [c.params.get("text", "") for c in api.calls_to("sendMessage") if c.ok
+              and c.chat_id == STAFF_GROUP]
+    assert sum("已由 小明 认领（首问负责）" in t for t in shown) == 1
+    assert sum("谢谢" in t for t in shown) == 1
+
+
+async def test_the_wecom_robot_keeps_to_twenty_a_minute_and_reports_errors(
+        robot: FakeWecomRobot, wecom: WecomRobotSender, fake_time: FakeTime) -> None:
+    for number in range(25):
+        await wecom.deliver("staff", [Reply(f"提醒 {number}", ((Choice("认领", "g:claim:1"),),))],
+                            kind="handoff_alert")
+    assert len(robot.texts) == 25 and robot.refused == []
+    assert sum(fake_time.slept) >= 60.0                   # the 21st waited for the minute
+    assert robot.texts[0] == "提醒 0\n(认领)"
+    await wecom.deliver("staff", [Reply("市民说：你好")], kind="handoff_message")
+    assert len(robot.texts) == 25                          # relayed chat is not for the robot
+    robot.fail_next(45009)
+    with pytest.raises(TryLater):
+        await wecom.deliver("staff", [Reply("x")], kind="delivery_failed")
+    robot.key = "rotated"
+    with pytest.raises(Unreachable):
+        await wecom.deliver("staff", [Reply("x")], kind="delivery_failed")
+
+
+async def test_a_long_alert_is_cut_to_the_robots_size(robot: FakeWecomRobot,
+                                                      wecom: WecomRobotSender) -> None:
+    await wecom.deliver("staff", [Reply("\n".join(["一行预约信息" * 10] * 30))])
+    assert len(robot.texts) == 3                           # 5,430 bytes in 2,048-byte pieces
+    assert all(len(t.encode()) <= 2048 for t in robot.texts)
+    assert "".join(robot.texts).count("一行预约信息") == 300
