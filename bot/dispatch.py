@@ -203,8 +203,16 @@ class Dispatcher:
         if target == STAFF_TARGET:
             if not self.staff_senders:
                 raise Unreachable("no staff channel configured")
+            failures: list[Exception] = []
             for sender in self.staff_senders:
-                await _deliver(sender, STAFF_TARGET, rendered, kind)
+                try:
+                    await _deliver(sender, STAFF_TARGET, rendered, kind)
+                except (Unreachable, TryLater) as failure:
+                    failures.append(failure)
+            # Once one staff channel has it, a retry would post it twice there: only when
+            # every channel failed is the alert tried again (or given up).
+            if len(failures) == len(self.staff_senders):
+                raise failures[0]
             return
         channel, _, chat_id = target.partition(":")
         sender = self.senders.get(channel)
@@ -226,6 +234,11 @@ class Dispatcher:
             if outcome.status != OutboxStatus.PENDING:
                 row.status = outcome.status
                 row.sent_at = now if outcome.status == OutboxStatus.SENT else None
+                if outcome.status == OutboxStatus.UNDELIVERABLE and row.kind == "relay":
+                    # A staff answer that cannot reach the citizen: its author must know.
+                    await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
+                                  dedup_key=f"relay-failed:{row.id}",
+                                  payload={**row.payload, "error": (outcome.error or "")[:200]})
                 return
             if row.attempts >= settings.max_attempts:
                 row.status = OutboxStatus.FAILED

@@ -19,9 +19,11 @@ from bot.scheduler import Jobs, build_scheduler
 from bot.telegram import build_telegram
 from bot.web import build_web_app
 from bot.wechat import build_wechat
+from bot.wecom import build_wecom_sender
 from bot.wiring import App, build_assistant
 from handlers.core import Incoming, Reply
 from handlers.engine import Assistant
+from storage.handoffs import escalate_overdue
 
 log = logging.getLogger("yuyue.run")
 
@@ -89,10 +91,13 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         senders["wechat"] = wechat.sender
         routes += wechat.webhook_routes()
     if settings.wecom.robot_webhook:
-        staff_senders.append(_wecom_sender(app))
+        robot = build_wecom_sender(app)
+        closers.append(robot.close)
+        staff_senders.append(robot)
     dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
                             clock=app.clock, senders=senders, staff_senders=staff_senders)
-    scheduler = started["scheduler"] = build_scheduler(app, Jobs(app, dispatcher, escalate=_escalation()))
+    scheduler = started["scheduler"] = build_scheduler(app, Jobs(app, dispatcher,
+                                                                 escalate=escalate_overdue))
     server = None
     if routes:
         server = _Server(uvicorn.Config(build_web_app(routes), host=settings.web.host,
@@ -118,18 +123,3 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         for close in closers:
             await close()
     return 0
-
-
-def _escalation() -> Any:
-    """The staff side's escalation of overdue hand-offs, complaints and requests, if built."""
-    try:
-        from storage.handoffs import escalate_overdue
-    except ImportError:
-        return None
-    return escalate_overdue
-
-
-def _wecom_sender(app: App) -> Sender:
-    from bot.wecom import build_wecom_sender
-
-    return build_wecom_sender(app)

@@ -22,7 +22,7 @@ from storage import booking, jobs
 log = logging.getLogger("yuyue.scheduler")
 
 SWEEP_SECONDS = 60
-Escalate = Callable[..., Awaitable[int]]
+Escalate = Callable[..., Awaitable[int]]   # storage.handoffs.escalate_overdue
 
 
 class Jobs:

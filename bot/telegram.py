@@ -140,6 +140,16 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("blocks", "当前限制预约名单", "Current blacklist"),
     CommandSpec("unblock", "解除限制：人员 原因", "Lift a block: person reason"),
     CommandSpec("claim", "认领人工服务：编号", "Claim a hand-off: number"),
+    CommandSpec("reply", "答复市民：编号 内容", "Answer a citizen: number text"),
+    CommandSpec("close", "结束人工服务：编号 小结", "Close a hand-off: number summary"),
+    CommandSpec("open", "未结的人工服务、投诉和申请", "Open hand-offs, complaints, requests"),
+    CommandSpec("claimc", "认领投诉：编号", "Claim a complaint: number"),
+    CommandSpec("answer", "答复投诉：编号 内容", "Answer a complaint: number text"),
+    CommandSpec("resolve", "办结投诉：编号 结果", "Resolve a complaint: number outcome"),
+    CommandSpec("approve", "同意上门服务：编号 时间", "Approve a home visit: number time"),
+    CommandSpec("decline", "不同意上门服务：编号 原因", "Decline a home visit: number reason"),
+    CommandSpec("walkin", "代办预约（私聊）", "Book for a walk-in (private chat)"),
+    CommandSpec("staffhelp", "工作人员命令说明", "Staff commands"),
 )
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = (
@@ -275,7 +285,8 @@ def parse_update(update: Update, *, bot_username: str, bot_id: int) -> Parsed:
             # Group chatter not addressed to the bot, as with privacy mode on: staff talk to
             # the bot through commands, buttons and replies to its messages.
             return None
-        return dataclasses.replace(base, text=message.text)
+        answered = (replied.text or replied.caption or "") if replied is not None else ""
+        return dataclasses.replace(base, text=message.text, reply_to_text=answered)
     if is_group:
         return None  # service messages and media in the group
     return dataclasses.replace(base, event="unsupported")
@@ -362,12 +373,13 @@ class Limit:
 class RateLimiter:
     """Keeps outgoing messages inside Telegram's limits, waiting (never dropping) when needed.
 
-    Defaults: 30 messages per second overall; a private chat averages 1 per second with
+    Defaults: 29 messages per second overall (Telegram allows about 30: one less keeps clear
+    of its 429s); a private chat averages 1 per second with
     bursts of 3 (an answer is often two or three messages, which Telegram tolerates); a group
     20 per minute. ``now`` and ``sleep`` are injectable so tests move time instead of waiting.
     """
 
-    def __init__(self, *, overall: Limit = Limit(30, 1.0), private: Limit = Limit(3, 3.0),
+    def __init__(self, *, overall: Limit = Limit(29, 1.0), private: Limit = Limit(3, 3.0),
                  group: Limit = Limit(20, 60.0), now: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.overall, self.private, self.group = overall, private, group

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from bot.reports import FileReports
 from handlers.engine import Assistant
 from storage.centre import Centre
 from storage.clock import Clock, SystemClock
@@ -65,4 +66,5 @@ async def build_app(settings: Settings, clock: Clock | None = None) -> App:
 
 def build_assistant(app: App) -> Assistant:
     """The conversation engine every channel feeds."""
-    return Assistant(database=app.database, centre=app.centre, clock=app.clock, settings=app.settings)
+    return Assistant(database=app.database, centre=app.centre, clock=app.clock, settings=app.settings,
+                     reports=FileReports())

@@ -35,6 +35,8 @@ class Incoming:
         message_id: the platform's id of this message, to process it once only.
         is_group: the message came from a group chat (the staff group).
         user_name: a display name for staff-facing messages.
+        reply_to_text: the text of the bot's message this one answers (a reply in a group),
+            which names the hand-off it is about ("#12").
     """
 
     channel: str
@@ -49,6 +51,7 @@ class Incoming:
     message_id: str | None = None
     is_group: bool = False
     user_name: str = ""
+    reply_to_text: str = ""
 
 
 @dataclass(frozen=True)

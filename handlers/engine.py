@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff
+from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff, stats
 from handlers.context import GLOBAL_PREFIX, Ctx, Event
 from handlers.core import Choice, Incoming, Reply
 from handlers.i18n import normalize_locale, translate
@@ -63,11 +63,13 @@ class Resolved:
 class Assistant:
     """Handles every incoming message of every channel the same way."""
 
-    def __init__(self, *, database: Database, centre: Centre, clock: Clock, settings: Settings) -> None:
+    def __init__(self, *, database: Database, centre: Centre, clock: Clock, settings: Settings,
+                 reports: stats.Reports | None = None) -> None:
         self.database = database
         self.centre = centre
         self.clock = clock
         self.settings = settings
+        self.reports = reports   # charts and spreadsheets for /stats (drawn in bot/)
 
     async def handle(self, incoming: Incoming) -> list[Reply]:
         """Answer one incoming message. The same platform message id gets the same answer once
@@ -176,6 +178,8 @@ class Assistant:
         return [ctx.reply("core.unsupported"), main_menu(ctx)]
 
     async def _command(self, ctx: Ctx, command: str, args: str) -> list[Reply]:
+        if command in stats.COMMANDS:
+            return await stats.command(ctx, command, args, self.reports)
         if command in ("cancel", "stop") and ctx.incoming.is_group:
             return await staff.stopped(ctx)
         if command not in ("cancel", "stop"):

@@ -147,6 +147,10 @@ async def group_text(ctx: Ctx, text: str) -> list[Reply]:
     explicit = re.match(r"^#(\d{1,9})\s+(.+)$", text, re.S)
     if explicit:
         return await _reply(ctx, int(explicit.group(1)), explicit.group(2))
+    # A reply to the bot's relayed message: that message names its hand-off ("#12").
+    answered = re.search(r"#(\d{1,9})", ctx.incoming.reply_to_text)
+    if answered:
+        return await _reply(ctx, int(answered.group(1)), text)
     owned = await handoffs.owned_handoffs(ctx.session, ctx.actor)
     if len(owned) == 1:
         return await _reply(ctx, owned[0].id, text)

@@ -197,9 +197,19 @@ async def _delivery_failed(note: Note) -> Rendered:
                                   attempts=payload.get("attempts", "-")))])
 
 
+async def _relay_failed(note: Note) -> Rendered:
+    """A staff answer that could not reach the citizen (they blocked the bot, the WeChat
+    window closed while it was on its way)."""
+    from handlers.notifications import Rendered
+
+    return Rendered([Reply(note.t("staff.relay_failed", number=note.row.payload.get("handoff", "?"),
+                                  error=note.row.payload.get("error") or "-"))])
+
+
 RENDERERS: dict[str, Callable[[Note], Awaitable[Rendered]]] = {
     "handoff_alert": _handoff,
     "handoff_message": _handoff_message,
+    "relay_failed": _relay_failed,
     "handoff_overdue": _handoff_overdue,
     "complaint_overdue": _complaint_overdue,
     "home_visit_overdue": _home_visit_overdue,

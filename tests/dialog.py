@@ -18,8 +18,9 @@ class Dialog:
 
     async def send(self, **fields: object) -> list[Reply]:
         self.count += 1
-        incoming = Incoming(channel=self.channel, user_id=self.user, chat_id=self.user,
-                            locale=self.locale, **fields)  # type: ignore[arg-type]
+        values: dict[str, object] = {"channel": self.channel, "user_id": self.user,
+                                     "chat_id": self.user, "locale": self.locale, **fields}
+        incoming = Incoming(**values)  # type: ignore[arg-type]
         self.last = await self.assistant.handle(incoming)
         menus = [r for r in self.last if r.choices]
         assert len(menus) <= 1, "an answer shows at most one menu"

@@ -136,9 +136,11 @@ def test_splitting_never_loses_text_nor_exceeds_the_limit(text: str, limit: int)
 def test_commands_are_valid_for_telegram_and_described_in_both_languages() -> None:
     names = [c.name for c in CITIZEN_COMMANDS]
     assert names == ["start", "book", "my", "guide", "human", "lang", "help", "cancel"]
-    assert [c.name for c in STAFF_COMMANDS] == ["today", "find", "checkin", "done", "noshow",
-                                                "undo", "book", "closure", "blocks", "unblock",
-                                                "claim"]
+    from handlers import staff
+
+    # Telegram shows staff exactly the commands the staff side handles ("book" in the group
+    # books for a walk-in).
+    assert {c.name for c in STAFF_COMMANDS} == set(staff.COMMANDS) | {"book"}
     assert [c.name for c in MANAGER_COMMANDS] == ["stats", "export"]
     for spec in (*CITIZEN_COMMANDS, *STAFF_COMMANDS, *MANAGER_COMMANDS):
         assert spec.name.isascii() and spec.name.islower() and len(spec.name) <= 32
@@ -175,15 +177,15 @@ def test_bot_points_at_the_configured_server() -> None:
 # --- the rate limiter -------------------------------------------------------------------------
 
 
-async def test_overall_limit_is_thirty_a_second() -> None:
+async def test_overall_limit_stays_just_under_thirty_a_second() -> None:
     time = FakeTime()
     limiter = RateLimiter(now=time.now, sleep=time.sleep)
     start = time.now()
     stamps = []
-    for chat in range(1, 91):
+    for chat in range(1, 88):
         await limiter.acquire(chat)
         stamps.append(time.now() - start)
-    assert stamps[29] == 0 and stamps[30] == pytest.approx(1.0) and stamps[89] == pytest.approx(2.0)
+    assert stamps[28] == 0 and stamps[29] == pytest.approx(1.0) and stamps[86] == pytest.approx(2.0)
 
 
 async def test_a_private_chat_averages_one_a_second_and_a_group_twenty_a_minute() -> None:
