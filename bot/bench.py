@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import multiprocessing
 import datetime as dt
+import multiprocessing
 import os
 import re
 import shutil
@@ -33,7 +33,7 @@ from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.identity import PersonDetails, find_or_create_person
-from storage.models import Appointment, Base, Channel, Person, Service, Slot
+from storage.models import Appointment, Base, Channel, Service, Slot
 from storage.settings import Settings
 from storage.slots import availability, ensure_slots
 

@@ -262,10 +262,11 @@ async def cmd_stats(app: App, args: argparse.Namespace) -> int:
         _print(render_figures(speaker, result))
         if args.chart:
             series = await stats.daily_series(session, app.centre, period, scope)
-            Path(args.chart).write_bytes(FileReports().chart(
+            picture = FileReports().chart(
                 series, speaker.t("stats.chart_title", period=period.label,
                                   scope=scope.code if scope else speaker.t("stats.whole_centre")),
-                speaker.locale))
+                speaker.locale)
+            await asyncio.to_thread(Path(args.chart).write_bytes, picture)
             _print(f"chart: {args.chart}")
     return EXIT_OK
 
@@ -275,7 +276,7 @@ async def cmd_export(app: App, args: argparse.Namespace) -> int:
     await _require_schema(app)
     locale = _cli_locale(app, args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     async with app.database.read() as session:
         period, scope = await _period_scope(app, session, args)
         summary = await stats.figures(session, app.centre, app.clock.now(), period, scope)

@@ -19,6 +19,7 @@ from storage import booking as ops
 from storage.booking import BookingRefused, Refusal
 from storage.catalog import ServiceDef
 from storage.identity import (
+    InvalidValue,
     PersonDetails,
     age_on,
     find_or_create_person,
@@ -27,7 +28,6 @@ from storage.identity import (
     validate_id_number,
     validate_mobile,
     validate_name,
-    InvalidValue,
 )
 from storage.models import Appointment, Channel, Department, Person, Service, WaitKind
 from storage.rules import can_change
@@ -96,7 +96,7 @@ async def service(ctx: Ctx, event: Event) -> list[Reply]:
     found = await active_services(ctx, ctx.data.get("department"))
     rows = [[option(service_name(ctx, s), f"svc:{s.id}")] for s in found]
     return [ctx.reply("booking.pick_service", *rows,
-                      [option(ctx.t("common.back"), "back")] + back_to_menu(ctx))]
+                      [option(ctx.t("common.back"), "back"), *back_to_menu(ctx)])]
 
 
 async def show_search(ctx: Ctx, found: list[Service]) -> list[Reply]:
@@ -126,7 +126,7 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
     buttons = [[option(ctx.t("booking.materials_ready"), "ready")]]
     if definition.home_visit.offered:
         buttons.append([option(ctx.t("booking.home_visit"), "home")])
-    buttons.append([option(ctx.t("common.back"), "back")] + back_to_menu(ctx))
+    buttons.append([option(ctx.t("common.back"), "back"), *back_to_menu(ctx)])
     return [ctx.reply("booking.notice", *buttons, text=notice_text(ctx, definition))]
 
 
@@ -182,8 +182,7 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
     text = ctx.t(key, service=definition.name.get(ctx.locale))
     if provisional:
         text += "\n" + ctx.t("booking.provisional_note")
-    return [Reply(text, tuple(tuple(r) for r in rows) +
-                  ((option(ctx.t("common.back"), "back:"), *back_to_menu(ctx)),))]
+    return [Reply(text, (*tuple(tuple(r) for r in rows), (option(ctx.t("common.back"), "back:"), *back_to_menu(ctx))))]
 
 
 async def slot(ctx: Ctx, event: Event) -> list[Reply]:
@@ -279,10 +278,9 @@ async def identity(ctx: Ctx, event: Event) -> list[Reply]:
             return [ctx.reply("booking.ask_id")]
         ctx.goto(FLOW, "summary", person=person.id)
         return await summary(ctx, Event("enter"))
-    if event.value in ("change", "agree"):
-        if event.value == "change" or person is None:
-            ctx.goto(FLOW, "name")
-            return [ctx.reply("booking.ask_name")]
+    if event.value in ("change", "agree") and (event.value == "change" or person is None):
+        ctx.goto(FLOW, "name")
+        return [ctx.reply("booking.ask_name")]
     if event.value == "disagree":
         return await _abandon(ctx, "booking.consent_declined")
     if person is not None:
@@ -374,7 +372,8 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
             return _lost(ctx)
         text = ctx.t("booking.reschedule_summary", code=appointment.code,
                      old=when_text(ctx, appointment.starts_at),
-                     new=f"{format_day(start.date(), ctx.locale)} {slot_label(ctx, info.slot.starts_at, info.slot.ends_at)}")
+                     new=f"{format_day(start.date(), ctx.locale)} "
+                         f"{slot_label(ctx, info.slot.starts_at, info.slot.ends_at)}")
     else:
         person = await _person(ctx)
         if person is None:

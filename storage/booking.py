@@ -983,21 +983,27 @@ async def _offer_freed_seat(session: AsyncSession, centre: Centre, now: dt.datet
     slot = await session.get(Slot, slot_id, populate_existing=True)
     if slot is None or slot.starts_at <= now:
         return None
-    entry = await session.scalar(
-        select(WaitlistEntry).where(
-            WaitlistEntry.service_id == slot.service_id, WaitlistEntry.local_date == slot.local_date,
-            WaitlistEntry.kind == WaitKind.SEAT, WaitlistEntry.status == WaitStatus.WAITING,
-            or_(WaitlistEntry.slot_id.is_(None), WaitlistEntry.slot_id == slot_id))
-        .order_by(WaitlistEntry.id).limit(1).with_for_update(skip_locked=True))
-    if entry is None or not await _take_online_seat(session, slot_id, "held"):
+    candidates = (await session.execute(
+        select(WaitlistEntry, ChannelIdentity)
+        .join(ChannelIdentity, ChannelIdentity.id == WaitlistEntry.identity_id)
+        .where(WaitlistEntry.service_id == slot.service_id, WaitlistEntry.local_date == slot.local_date,
+               WaitlistEntry.kind == WaitKind.SEAT, WaitlistEntry.status == WaitStatus.WAITING,
+               or_(WaitlistEntry.slot_id.is_(None), WaitlistEntry.slot_id == slot_id))
+        .order_by(WaitlistEntry.id).limit(5)
+        .with_for_update(skip_locked=True, of=WaitlistEntry))).all()
+    for entry, identity in candidates:
+        owner = owner_key(identity.channel, identity.platform_user_id)
+        # Someone already holding this very slot (picking it in a chat) needs no offer of it.
+        if not await session.scalar(select(Hold.id).where(Hold.slot_id == slot_id, Hold.owner == owner)):
+            break
+    else:
         return None
-    identity = await session.get(ChannelIdentity, entry.identity_id)
-    if identity is None:
+    if not await _take_online_seat(session, slot_id, "held"):
         return None
     info = await slot_info(session, slot_id)
     expires = now + dt.timedelta(minutes=centre.policy(info.definition).hold_minutes)
-    session.add(Hold(slot_id=slot_id, owner=owner_key(identity.channel, identity.platform_user_id),
-                     expires_at=expires, waitlist_id=entry.id, created_at=now))
+    session.add(Hold(slot_id=slot_id, owner=owner, expires_at=expires, waitlist_id=entry.id,
+                     created_at=now))
     entry.status, entry.offered_at, entry.updated_at = WaitStatus.OFFERED, now, now
     await enqueue(session, kind="waitlist_offer", now=now, identity_id=entry.identity_id,
                   dedup_key=f"offer:{entry.id}:{slot_id}", expires_at=expires,

@@ -216,8 +216,7 @@ class _Checker:
         return parsed.strftime("%H:%M")
 
 
-_SERVICE_KEYS = tuple(f.name for f in dataclasses.fields(ServiceDef) if f.name != "code") + (
-    "processing",)
+_SERVICE_KEYS = (*tuple(f.name for f in dataclasses.fields(ServiceDef) if f.name != "code"), "processing")
 
 
 def _department(check: _Checker, code: str, raw: Any) -> DepartmentDef | None:

@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import load_catalog, read_catalog
 from storage.centre import Centre
-from storage.identity import IdHasher, PersonDetails, find_or_create_person, id_check_digit, identity_for
+from storage.identity import (
+    IdHasher,
+    PersonDetails,
+    find_or_create_person,
+    id_check_digit,
+    identity_for,
+)
 from storage.models import ChannelIdentity, Person, Service, Slot
 from storage.settings import NotificationSettings, RuleSettings
 from storage.slots import ensure_slots

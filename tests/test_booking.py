@@ -300,7 +300,8 @@ async def test_no_show_sweep_strikes_and_blocks(database, centre, clock) -> None
         block_end = block.ends_at
     with pytest.raises(BookingRefused) as refused:
         async with database.session() as session:
-            slot = (await slots_of(session, centre, services["internal_medicine"], clock.now(), dt.date(2026, 11, 27)))[0]
+            friday = dt.date(2026, 11, 27)
+            slot = (await slots_of(session, centre, services["internal_medicine"], clock.now(), friday))[0]
             await booking.book(session, centre, clock.now(), person_id=person_id, slot_id=slot.id,
                                identity_id=identity_id, channel=Channel.TELEGRAM, made_by="telegram:1")
     assert refused.value.reason == Refusal.BLOCKED and refused.value.details["until"] == block_end

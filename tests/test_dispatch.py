@@ -19,6 +19,7 @@ from handlers.engine import Assistant
 from storage import booking
 from storage.clock import ManualClock
 from storage.db import Database
+from storage.identity import identity_for
 from storage.models import (
     Channel,
     ChannelIdentity,
@@ -33,7 +34,6 @@ from storage.settings import Settings, TelegramSettings
 from tests.dialog import Dialog
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
-from storage.identity import identity_for
 from tests.helpers import TZ, load_demo, local, make_centre, person, slots_of, valid_id
 
 STAFF_GROUP = -1001987654321

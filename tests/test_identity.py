@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from storage.db import Database
 from storage.identity import (
     IdHasher,
     InvalidValue,
@@ -18,7 +19,6 @@ from storage.identity import (
     validate_mobile,
     validate_name,
 )
-from storage.db import Database
 from tests.helpers import make_centre, valid_id
 
 TODAY = dt.date(2026, 11, 23)
@@ -103,8 +103,9 @@ async def test_same_id_from_two_channels_is_one_person(database: Database) -> No
     now = dt.datetime(2026, 11, 23, 1, tzinfo=dt.UTC)
     from storage.identity import PersonDetails
     async with database.session() as session:
-        first = await find_or_create_person(session, PersonDetails("张三", "13812345678", valid_id()), centre.hasher, now)
-        again = await find_or_create_person(session, PersonDetails("张三", "13900000000", valid_id()), centre.hasher, now)
+        hasher = centre.hasher
+        first = await find_or_create_person(session, PersonDetails("张三", "13812345678", valid_id()), hasher, now)
+        again = await find_or_create_person(session, PersonDetails("张三", "13900000000", valid_id()), hasher, now)
         assert again.id == first.id and again.mobile == "13900000000"
         assert first.id_masked == "110***********002X" and first.id_hash and valid_id() not in first.id_hash
         by_mobile = await find_or_create_person(session, PersonDetails("李四", "13700000000"), centre.hasher, now)

@@ -8,7 +8,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -145,6 +145,10 @@ async def check_seat_invariants(database: Database, slot_ids: list[int]) -> None
 
 @PROPERTY_SETTINGS
 @given(st.lists(operation, min_size=1, max_size=14))
+# Found by hypothesis: a citizen on the waitlist who was holding the freed slot in a chat was
+# offered it again (a second hold of the same seat for the same person).
+@example(operations=[("wait", 0, 0), ("wait", 0, 0), ("hold", 2, 0), ("book", 3, 2), ("hold", 0, 2),
+                     ("closure", 0, 0), ("book", 3, 1), ("cancel", 5, 0), ("time", 12, 0), ("book", 0, 2)])
 def test_seat_counts_hold_for_any_sequence(migrated_template: str, tmp_path: Path,
                                            operations: list[tuple[str, int, int]]) -> None:
     counter = getattr(test_seat_counts_hold_for_any_sequence, "counter", [0])

@@ -68,7 +68,7 @@ def test_environment_overrides_any_key_with_its_type(tmp_path: Path) -> None:
 
 
 def test_bad_environment_value_is_reported_like_a_file_value(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="rules.hold_minutes: expected a number of at least 1, got -1"):
+    with pytest.raises(SettingsError, match=r"rules\.hold_minutes: expected a number of at least 1, got -1"):
         load_settings(write(tmp_path, ""), environ={"YUYUE_RULES__HOLD_MINUTES": "-1"})
     with pytest.raises(SettingsError, match="unknown settings section"):
         load_settings(write(tmp_path, ""), environ={"YUYUE_NOPE__X": "1"})
