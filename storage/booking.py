@@ -991,14 +991,15 @@ async def _offer_freed_seat(session: AsyncSession, centre: Centre, now: dt.datet
                or_(WaitlistEntry.slot_id.is_(None), WaitlistEntry.slot_id == slot_id))
         .order_by(WaitlistEntry.id).limit(5)
         .with_for_update(skip_locked=True, of=WaitlistEntry))).all()
-    for entry, identity in candidates:
+    entry: WaitlistEntry | None = None
+    owner = ""
+    for candidate, identity in candidates:
         owner = owner_key(identity.channel, identity.platform_user_id)
         # Someone already holding this very slot (picking it in a chat) needs no offer of it.
         if not await session.scalar(select(Hold.id).where(Hold.slot_id == slot_id, Hold.owner == owner)):
+            entry = candidate
             break
-    else:
-        return None
-    if not await _take_online_seat(session, slot_id, "held"):
+    if entry is None or not await _take_online_seat(session, slot_id, "held"):
         return None
     info = await slot_info(session, slot_id)
     expires = now + dt.timedelta(minutes=centre.policy(info.definition).hold_minutes)
