@@ -96,8 +96,8 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         staff_senders.append(robot)
     dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
                             clock=app.clock, senders=senders, staff_senders=staff_senders)
-    scheduler = started["scheduler"] = build_scheduler(app, Jobs(app, dispatcher,
-                                                                 escalate=escalate_overdue))
+    job_set = Jobs(app, dispatcher, escalate=escalate_overdue)
+    scheduler = started["scheduler"] = build_scheduler(app, job_set)
     server = None
     if routes:
         server = _Server(uvicorn.Config(build_web_app(routes), host=settings.web.host,
@@ -119,6 +119,8 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
             server.should_exit = True
         # In-flight updates finish: polling returns after its batch, the server after its requests.
         await asyncio.gather(*tasks, return_exceptions=True)
+        scheduler.pause()
+        await job_set.finish()          # the dispatch round in hand records what it sent
         scheduler.shutdown(wait=False)
         for close in closers:
             await close()

@@ -8,6 +8,7 @@ Missed runs (the process was down) are caught up once at start instead of skippe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -32,13 +33,26 @@ class Jobs:
         self.app = app
         self.dispatcher = dispatcher
         self.escalate = escalate
+        # Held while a job runs, so shutdown can let the one in hand finish (a dispatch round
+        # cut off between sending and recording would send its rows again after a restart).
+        self.busy = asyncio.Lock()
+
+    async def finish(self) -> None:
+        """Wait for the job in hand, if any (call after pausing the scheduler)."""
+        async with self.busy:
+            pass
 
     async def dispatch(self) -> None:
         """Send every notification that is due."""
-        await self.dispatcher.drain()
+        async with self.busy:
+            await self.dispatcher.drain()
 
     async def sweep(self) -> None:
         """Holds that ran out, no-shows, ratings due, released days, overdue requests."""
+        async with self.busy:
+            await self._sweep()
+
+    async def _sweep(self) -> None:
         app, now = self.app, self.app.clock.now()
         settings = app.settings
         async with app.database.session() as session:
@@ -57,7 +71,7 @@ class Jobs:
 
     async def digest(self) -> None:
         """The daily staff digest."""
-        async with self.app.database.session() as session:
+        async with self.busy, self.app.database.session() as session:
             await jobs.staff_digest(session, self.app.centre, self.app.clock.now())
 
 

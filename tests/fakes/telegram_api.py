@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from tests.fakes import LocalServer
 
-TOKEN = "123456789:AAFakeTokenForTests-only_0123456789"
+TOKEN = "123456789:fake-token-for-tests"
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Yuyue 预约", "username": "yuyue_test_bot",
        "can_join_groups": True, "can_read_all_group_messages": False,
        "supports_inline_queries": False}
@@ -103,6 +103,7 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._query_ids = itertools.count(4_000_000_001)
         self._arrived = asyncio.Event()
+        self._called = asyncio.Event()   # set on every API call: tests await it, never poll
         self._closing = asyncio.Event()
         self._failures: list[_Failure] = []
         self.conflict = False
@@ -163,6 +164,14 @@ class FakeTelegram:
             while self.confirmed <= update_id:
                 self._acked.clear()
                 await self._acked.wait()
+
+    async def until(self, condition: Callable[[], bool], seconds: float) -> None:
+        """Wait until ``condition()`` holds, checking after every API call (a guard of
+        ``seconds``, not a pause: it returns as soon as the condition holds)."""
+        async with asyncio.timeout(seconds):
+            while not condition():
+                self._called.clear()
+                await self._called.wait()
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: every message to them gets 403."""
@@ -252,6 +261,7 @@ class FakeTelegram:
         params, files = await _read_params(request)
         call = ApiCall(method, params, self.clock(), files)
         self.calls.append(call)
+        self._called.set()
         if request.path_params["token"] != self.token:
             return self._error(call, 401, {"ok": False, "error_code": 401,
                                            "description": "Unauthorized"})
