@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,5 +302,3 @@ def temporary_sqlite_url() -> str:
     folder = Path(tempfile.mkdtemp(prefix="yuyue-bench-"))
     return f"sqlite+aiosqlite:///{folder / 'bench.db'}"
 
-
-Runner = Callable[[], Awaitable[Any]]
