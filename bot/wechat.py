@@ -57,27 +57,29 @@ import re
 import socket
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from html import escape
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import xmltodict
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.replies import TextReply
 
 from bot.channels import TryLater, Unreachable
 from handlers.context import GLOBAL_PREFIX
-from handlers.core import Choice, Incoming, Reply
+from handlers.core import Choice, ConsentRequest, Incoming, Reply
+from handlers.i18n import translate
 from storage.clock import Clock
 from storage.db import Database
-from storage.models import ChannelIdentity, ProcessedMessage
+from storage.models import Appointment, ChannelIdentity, ProcessedMessage
 from storage.outbox import insert_ignoring_duplicates
-from storage.reach import mark_unreachable
+from storage.reach import grant_consent, mark_unreachable, return_consent, take_consent
 from storage.settings import WechatSettings
 from storage.shared import read_value, release_lease, take_lease, write_value
 
@@ -98,6 +100,13 @@ TOKEN_REFRESH_BEFORE = dt.timedelta(minutes=5)
 TOKEN_LEASE_TIME = dt.timedelta(seconds=30)
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 MENU_KEYS = ("book", "my", "guide", "human")
+# One-time subscription messages (一次性订阅消息): WeChat's confirmation page, the scenes it
+# accepts (0..10000), the limits of a message, and the notices a consent may be used for.
+SUBSCRIBE_CONFIRM_URL = "https://mp.weixin.qq.com/mp/subscribemsg"
+CONSENT_PATH = "/consent"
+SCENES = 10000
+SUBSCRIBED_TITLE_LIMIT, SUBSCRIBED_TEXT_LIMIT = 15, 200
+SUBSCRIBED_KINDS = {"reminder", "closure_cancelled"}
 MENU = ((("预约办事", "book"), ("我的预约", "my")), (("办事指南", "guide"), ("人工服务", "human")))
 
 # errcodes: https://developers.weixin.qq.com/doc/offiaccount/Getting_Started/Global_Return_Code
@@ -279,11 +288,17 @@ def render_choice(choice: Choice) -> str:
     return _link(choice.label, choice.token, choice.label)
 
 
-def render_reply(reply: Reply) -> str:
-    """A reply's text, then its choices one per line. An attachment (.ics) cannot be sent in
-    a text message; the text already carries its details, so it is left out."""
+ConsentLink = Callable[[ConsentRequest], str]
+
+
+def render_reply(reply: Reply, consent_link: ConsentLink | None = None) -> str:
+    """A reply's text, then its choices one per line, then the link asking for a later
+    reminder when ``consent_link`` makes one. An attachment (.ics) cannot be sent in a text
+    message; the text already carries its details, so it is left out."""
     lines = [reply.text.strip()] if reply.text.strip() else []
     lines += [render_choice(choice) for choice in reply.flat_choices]
+    if reply.consent is not None and consent_link is not None:
+        lines.append(f'<a href="{consent_link(reply.consent)}">{_plain(reply.consent.label)}</a>')
     return "\n".join(lines)
 
 
@@ -322,10 +337,11 @@ def _fit(text: str, limit: int) -> int:
     return max(low, 1)
 
 
-def render_replies(replies: Sequence[Reply], limit: int = TEXT_LIMIT) -> list[str]:
+def render_replies(replies: Sequence[Reply], limit: int = TEXT_LIMIT, *,
+                   consent_link: ConsentLink | None = None) -> list[str]:
     """All replies of one answer as WeChat text messages: joined (a passive reply is one
     message, and customer-service messages are counted), then split at ``limit`` bytes."""
-    text = "\n\n".join(part for part in (render_reply(r) for r in replies) if part)
+    text = "\n\n".join(part for part in (render_reply(r, consent_link) for r in replies) if part)
     return split_text(text, limit) if text else []
 
 
@@ -473,6 +489,110 @@ async def call_api(http: httpx.AsyncClient, settings: WechatSettings, tokens: Ac
     return data
 
 
+# --- one-time subscription consent ------------------------------------------------------------
+
+
+class Consents:
+    """WeChat's one-time subscription message (一次性订阅消息), for accounts without templates.
+
+    A booking confirmation carries a link to WeChat's confirmation page. WeChat sends the
+    citizen's browser back to ``{wechat.public_url}{wechat.path}/consent`` with the answer;
+    an "allow" is recorded, and a later reminder (or the notice that the centre closed) outside
+    the 48-hour window uses it: one consent, one message. The link's ``reserved`` value signs
+    the OpenID and the appointment, so a forged redirect records nothing.
+    """
+
+    def __init__(self, settings: WechatSettings, database: Database, clock: Clock, *,
+                 locale: str = "zh-CN") -> None:
+        self.settings, self.database, self.clock, self.locale = settings, database, clock, locale
+        self._key = hashlib.sha256(b"yuyue consent\0" + settings.token.encode()).digest()
+
+    @property
+    def asking(self) -> bool:
+        """Links are offered: a subscription template, somewhere to come back to, and no
+        template message for reminders (which needs no consent)."""
+        wechat = self.settings
+        return bool(wechat.subscribe_template_id and wechat.public_url and wechat.app_id
+                    and not wechat.reminder_template_id)
+
+    @property
+    def sending(self) -> bool:
+        return bool(self.settings.subscribe_template_id)
+
+    @property
+    def path(self) -> str:
+        return self.settings.path.rstrip("/") + CONSENT_PATH
+
+    @staticmethod
+    def scene(appointment_id: int) -> int:
+        # A scene per appointment, so that consents for different bookings add up.
+        return appointment_id % SCENES
+
+    def _signature(self, openid: str, appointment_id: int) -> str:
+        message = f"{openid}\0{appointment_id}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    def link_for(self, openid: str) -> ConsentLink | None:
+        """How to render a ``ConsentRequest`` for ``openid``, or None when not asking."""
+        if not self.asking:
+            return None
+
+        def link(request: ConsentRequest) -> str:
+            query = urlencode({
+                "action": "get_confirm", "appid": self.settings.app_id,
+                "scene": self.scene(request.appointment_id),
+                "template_id": self.settings.subscribe_template_id,
+                "redirect_url": self.settings.public_url + self.path,
+                "reserved": f"{request.appointment_id}x"
+                            f"{self._signature(openid, request.appointment_id)}"})
+            return f"{SUBSCRIBE_CONFIRM_URL}?{query}#wechat_redirect"
+        return link
+
+    async def page(self, request: Request) -> Response:
+        """Where WeChat sends the citizen after the confirmation page:
+        ``?openid=…&template_id=…&action=confirm|cancel&scene=…&reserved=…``."""
+        query = request.query_params
+        openid, action = query.get("openid", ""), query.get("action", "")
+        appointment_id, _, signature = query.get("reserved", "").partition("x")
+        valid = (appointment_id.isdigit() and len(appointment_id) < 12 and openid
+                 and len(openid) <= 128 and action in ("confirm", "cancel")
+                 and query.get("template_id") == self.settings.subscribe_template_id
+                 and query.get("scene") == str(self.scene(int(appointment_id)))
+                 and hmac.compare_digest(signature.encode(),
+                                         self._signature(openid, int(appointment_id)).encode()))
+        locale = self.locale
+        if valid:
+            async with self.database.read() as session:
+                identity_locale = await session.scalar(select(ChannelIdentity.locale).where(
+                    ChannelIdentity.channel == CHANNEL, ChannelIdentity.platform_user_id == openid))
+                exists = await session.get(Appointment, int(appointment_id)) is not None
+            locale = identity_locale or locale
+            valid = exists
+        if not valid:
+            log.info("wechat consent: link refused")
+            return _consent_page(locale, "invalid", status=403)
+        if action == "cancel":
+            return _consent_page(locale, "declined")
+        async with self.database.session() as session:
+            await grant_consent(session, CHANNEL, openid, self.settings.subscribe_template_id,
+                                self.scene(int(appointment_id)), int(appointment_id),
+                                self.clock.now())
+        log.info("wechat %s: one-time subscription granted", _short(openid))
+        return _consent_page(locale, "granted")
+
+
+def _consent_page(locale: str, outcome: str, *, status: int = 200) -> HTMLResponse:
+    title = escape(translate(locale, "consent_page.title"))
+    text = escape(translate(locale, f"consent_page.{outcome}"))
+    lang = "zh-CN" if locale.startswith("zh") else "en"
+    return HTMLResponse(
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title></head><body style=\"font: 17px/1.6 sans-serif; "
+        f'margin: 2em 1.2em"><h1 style="font-size: 1.3em">{title}</h1><p>{text}</p>'
+        f"</body></html>", status_code=status, headers={"Cache-Control": "no-store"})
+
+
 # --- outgoing --------------------------------------------------------------------------------
 
 
@@ -483,19 +603,21 @@ class WechatSender:
 
     def __init__(self, settings: WechatSettings, database: Database, clock: Clock,
                  http: httpx.AsyncClient, tokens: AccessTokens, *,
-                 timezone: dt.tzinfo = SHANGHAI) -> None:
+                 timezone: dt.tzinfo = SHANGHAI, consents: Consents | None = None) -> None:
         self.settings, self.database, self.clock = settings, database, clock
         self.http, self.tokens, self.timezone = http, tokens, timezone
+        self.consents = consents or Consents(settings, database, clock)
 
     async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
                       fields: Mapping[str, str] | None = None) -> None:
         """Send ``replies`` to the citizen ``chat_id`` (an OpenID).
 
         Inside the 48-hour customer-service window: customer-service text messages. Outside
-        it (or when WeChat says 45015): a template message if one is configured for ``kind``.
+        it (or when WeChat says 45015): a template message if one is configured for ``kind``,
+        else, for a reminder or a closure, a one-time subscription message the citizen allowed.
 
         Raises:
-            Unreachable: unsubscribed, outside the window with no template, or refused.
+            Unreachable: unsubscribed, outside the window with no way to write, or refused.
             TryLater: network trouble or WeChat busy.
         """
         now = self.clock.now()
@@ -507,16 +629,20 @@ class WechatSender:
         last = identity.last_inbound_at if identity is not None else None
         if last is not None and now - last < CS_WINDOW - CS_WINDOW_MARGIN:
             try:
-                await self.send_texts(chat_id, render_replies(replies))
+                await self.send_texts(chat_id, render_replies(
+                    replies, consent_link=self.consents.link_for(chat_id)))
                 return
             except _OutOfWindow:
                 log.info("wechat %s: customer-service window closed early", _short(chat_id))
         template_id, mapping = self._template(kind)
-        if not template_id:
+        if template_id:
+            await self.send_template(chat_id, template_id,
+                                     self.template_data(mapping, replies, fields or {}, now))
+        elif self.consents.sending and kind in SUBSCRIBED_KINDS:
+            await self.send_subscribed(chat_id, replies, fields or {})
+        else:
             raise Unreachable("outside WeChat's 48-hour customer-service window and no "
                               f"template message configured for {kind!r}")
-        await self.send_template(chat_id, template_id,
-                                 self.template_data(mapping, replies, fields or {}, now))
 
     def _template(self, kind: str) -> tuple[str, tuple[str, ...]]:
         if kind == "reminder":
@@ -543,8 +669,40 @@ class WechatSender:
             if not value:
                 raise Unreachable(f"template keyword {key} needs {source!r}, which was not given")
             limit = _TEMPLATE_LIMITS.get(re.sub(r"\d+$", "", key), 200)
-            data[key] = {"value": value if len(value) <= limit else value[:limit - 1] + "…"}
+            data[key] = {"value": _cut(value, limit)}
         return data
+
+    async def send_subscribed(self, openid: str, replies: Sequence[Reply],
+                              fields: Mapping[str, str]) -> None:
+        """A one-time subscription message, using one consent the citizen gave (the one for
+        this appointment first): title from the first line, the rest as its 200 characters.
+
+        Raises:
+            Unreachable: no consent left, or WeChat refused (43101: the consent is gone).
+            TryLater: network trouble or WeChat busy (the consent is kept for the retry).
+        """
+        template_id = self.settings.subscribe_template_id
+        appointment = fields.get("appointment", "")
+        async with self.database.session() as session:
+            taken = await take_consent(session, CHANNEL, openid, template_id, self.clock.now(),
+                                       appointment_id=int(appointment) if appointment.isdigit()
+                                       else None)
+        if taken is None:
+            raise Unreachable("outside WeChat's 48-hour customer-service window, no template "
+                              "message configured, and no one-time subscription allowed")
+        consent_id, scene = taken
+        text = "\n".join(r.text.strip() for r in replies if r.text.strip())
+        title, _, body = text.partition("\n")
+        payload = {"touser": openid, "template_id": template_id, "scene": str(scene),
+                   "title": _cut(title.strip().rstrip(":："), SUBSCRIBED_TITLE_LIMIT),
+                   "data": {"content": {"value": _cut(body.strip() or title,
+                                                      SUBSCRIBED_TEXT_LIMIT)}}}
+        try:
+            await self._send(openid, "message/template/subscribe", payload)
+        except TryLater:
+            async with self.database.session() as session:
+                await return_consent(session, consent_id)
+            raise
 
     async def send_texts(self, openid: str, texts: Sequence[str]) -> None:
         """Customer-service text messages, in order."""
@@ -574,6 +732,11 @@ class _OutOfWindow(Exception):
     pass
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, with "…" where it was cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 # --- the webhook -----------------------------------------------------------------------------
 
 
@@ -581,16 +744,19 @@ class WechatWebhook:
     """GET (URL check) and POST (messages) at ``wechat.path``."""
 
     def __init__(self, settings: WechatSettings, assistant: Conversation, clock: Clock,
-                 database: Database, sender: WechatSender | None) -> None:
+                 database: Database, sender: WechatSender | None, *,
+                 consents: Consents | None = None) -> None:
         self.settings, self.assistant, self.clock = settings, assistant, clock
         self.database, self.sender = database, sender
+        self.consents = consents or Consents(settings, database, clock)
         self.crypto = (WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
                        if settings.encoding_aes_key else None)
         self._late: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[Route]:
         return [Route(self.settings.path, self.get, methods=["GET"]),
-                Route(self.settings.path, self.post, methods=["POST"])]
+                Route(self.settings.path, self.post, methods=["POST"]),
+                Route(self.consents.path, self.consents.page, methods=["GET"])]
 
     async def get(self, request: Request) -> Response:
         """Answer WeChat's URL check with ``echostr`` (plain even in safe mode)."""
@@ -671,7 +837,7 @@ class WechatWebhook:
             self._late.add(late)
             late.add_done_callback(self._late.discard)
             return [], None
-        texts = render_replies(replies)
+        texts = render_replies(replies, consent_link=self.consents.link_for(incoming.user_id))
         if len(texts) <= 1:
             return texts, None
         return texts[:1], BackgroundTask(self._send_rest, incoming, texts[1:])
@@ -679,7 +845,8 @@ class WechatWebhook:
     async def _send_late(self, task: asyncio.Future[list[Reply]], incoming: Incoming) -> None:
         try:
             replies = await task
-            await self._send_rest(incoming, render_replies(replies))
+            await self._send_rest(incoming, render_replies(
+                replies, consent_link=self.consents.link_for(incoming.user_id)))
         except Exception:  # a background task: log it here, nobody awaits its result
             log.exception("wechat %s: late answer failed", _short(incoming.user_id))
 
@@ -779,9 +946,11 @@ def build_wechat(app: Any, assistant: Conversation, *,
     redact_access_tokens()
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     tokens = AccessTokens(settings, app.database, app.clock, client)
+    consents = Consents(settings, app.database, app.clock, locale=app.settings.general.locale)
     sender = WechatSender(settings, app.database, app.clock, client, tokens,
-                          timezone=app.settings.general.timezone)
-    webhook = WechatWebhook(settings, assistant, app.clock, app.database, sender)
+                          timezone=app.settings.general.timezone, consents=consents)
+    webhook = WechatWebhook(settings, assistant, app.clock, app.database, sender,
+                            consents=consents)
     return WechatChannel(webhook=webhook, sender=sender, tokens=tokens, http=client,
                          owns_http=http is None)
 

@@ -11,7 +11,7 @@ import datetime as dt
 
 from handlers import home_visit
 from handlers.context import Ctx, Event, option
-from handlers.core import Reply
+from handlers.core import ConsentRequest, Reply
 from handlers.i18n import format_day, format_time
 from handlers.menu import active_services, back_to_menu, departments, main_menu, service_name
 from handlers.render import appointment_text, calendar_file, notice_text, slot_label, when_text
@@ -416,7 +416,8 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
     text = ctx.t(key, details=details) + "\n\n" + ctx.t("booking.bring", materials="\n".join(
         f"• {m.name.get(ctx.locale)}" for m in definition.materials)) + "\n" + ctx.t(
         "booking.arrive_early", grace=ctx.centre.policy(definition).no_show_grace_minutes)
-    return [Reply(text, attachment=calendar_file(ctx, appointment, definition, department_row)),
+    return [Reply(text, attachment=calendar_file(ctx, appointment, definition, department_row),
+                  consent=ConsentRequest(ctx.t("booking.remind_link"), appointment.id)),
             main_menu(ctx)]
 
 

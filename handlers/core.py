@@ -75,6 +75,16 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class ConsentRequest:
+    """An offer to be notified later about an appointment, for channels where the citizen must
+    agree to each later message first (WeChat's one-time subscription message). ``label`` is
+    the text of the link asking for it; channels that may always write ignore it."""
+
+    label: str
+    appointment_id: int
+
+
+@dataclass(frozen=True)
 class Reply:
     """One message to show. ``choices`` are rows of buttons; ``edit`` asks a channel that can
     to replace the menu message the user just pressed instead of sending a new one."""
@@ -83,6 +93,7 @@ class Reply:
     choices: tuple[tuple[Choice, ...], ...] = ()
     attachment: Attachment | None = None
     edit: bool = False
+    consent: ConsentRequest | None = None
 
     @property
     def flat_choices(self) -> list[Choice]:
@@ -94,13 +105,17 @@ class Reply:
                 "choices": [[[c.label, c.token] for c in row] for row in self.choices],
                 "attachment": None if self.attachment is None else {
                     "filename": self.attachment.filename, "mime": self.attachment.mime,
-                    "caption": self.attachment.caption}}
+                    "caption": self.attachment.caption},
+                "consent": None if self.consent is None else [self.consent.label,
+                                                              self.consent.appointment_id]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reply:
+        consent = data.get("consent")
         return cls(text=data["text"], edit=data.get("edit", False),
                    choices=tuple(tuple(Choice(label, token) for label, token in row)
-                                 for row in data.get("choices", [])))
+                                 for row in data.get("choices", [])),
+                   consent=ConsentRequest(consent[0], int(consent[1])) if consent else None)
 
 
 @dataclass(frozen=True)

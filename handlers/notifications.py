@@ -55,12 +55,14 @@ class Note:
         return format_when(instant.astimezone(self.centre.tz), self.locale)
 
     def fields(self) -> dict[str, str]:
-        """Template values: service, when, place, code (WeChat template messages)."""
+        """Template values: service, when, place, code (WeChat template messages), and the
+        appointment's id (which WeChat subscription consent to use)."""
         if self.appointment is None or self.service is None:
             return {}
         return {"service": self.service.name.get(self.locale),
                 "when": self.when(self.appointment.starts_at),
-                "place": self.service.place.get(self.locale), "code": self.appointment.code}
+                "place": self.service.place.get(self.locale), "code": self.appointment.code,
+                "appointment": str(self.appointment.id)}
 
 
 Renderer = Callable[[Note], Awaitable[Rendered]]

@@ -222,6 +222,24 @@ class Appointment(Base, Created):
     updated_at: Mapped[instant]
 
 
+class NotificationConsent(Base, Created):
+    """A citizen's permission to send one later message, on a channel that asks for it first
+    (WeChat's one-time subscription message: each consent allows one message, in its scene)."""
+
+    __tablename__ = "notification_consent"
+    __table_args__ = (
+        UniqueConstraint("channel", "platform_user_id", "template_id", "scene"),
+        Index("ix_notification_consent_user", "channel", "platform_user_id", "used_at"),
+    )
+    id: Mapped[intpk]
+    channel: Mapped[str] = mapped_column(String(20))
+    platform_user_id: Mapped[str] = mapped_column(String(128))
+    template_id: Mapped[str] = mapped_column(String(128))
+    scene: Mapped[int]
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointment.id"), index=True)
+    used_at: Mapped[dt.datetime | None]
+
+
 class Hold(Base, Created):
     """A seat kept for one citizen while they give their details (or offered from the waitlist)."""
 

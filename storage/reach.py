@@ -1,4 +1,5 @@
-"""Who can be reached where: accounts that blocked the bot, and a staff chat that moved.
+"""Who can be reached where: accounts that blocked the bot, a staff chat that moved, and the
+permissions some channels need before each later message (WeChat's one-time subscriptions).
 
 Channels call these when a platform tells them (Telegram's 403 "bot was blocked by the user",
 its ``my_chat_member`` updates, a group upgraded to a supergroup); the dispatcher and the
@@ -9,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChannelIdentity, SharedValue
+from storage.models import ChannelIdentity, NotificationConsent, SharedValue
 from storage.outbox import insert_ignoring_duplicates
 
 TELEGRAM_STAFF_CHAT = "telegram.staff_chat_id"
@@ -84,3 +85,66 @@ async def record_chat_migration(session: AsyncSession, configured: int, old: int
                           .values(value=value, updated_at=now)
                           .execution_options(synchronize_session=False))
     return True
+
+
+# --- permissions to send one later message --------------------------------------------------
+
+
+async def grant_consent(session: AsyncSession, channel: str, platform_user_id: str,
+                        template_id: str, scene: int, appointment_id: int | None,
+                        now: dt.datetime) -> None:
+    """Record that the citizen allowed one later message in ``scene``.
+
+    Granting the same scene again while the first is unused still allows one message (WeChat
+    does not add them up); once used, a new grant allows one more.
+    """
+    key = (NotificationConsent.channel == channel,
+           NotificationConsent.platform_user_id == platform_user_id,
+           NotificationConsent.template_id == template_id, NotificationConsent.scene == scene)
+    await session.execute(
+        insert_ignoring_duplicates(session, NotificationConsent,
+                                   ["channel", "platform_user_id", "template_id", "scene"])
+        .values(channel=channel, platform_user_id=platform_user_id, template_id=template_id,
+                scene=scene, appointment_id=appointment_id, created_at=now))
+    await session.execute(
+        update(NotificationConsent).where(*key, NotificationConsent.used_at.is_not(None))
+        .values(used_at=None, appointment_id=appointment_id, created_at=now)
+        .execution_options(synchronize_session=False))
+
+
+async def take_consent(session: AsyncSession, channel: str, platform_user_id: str,
+                       template_id: str, now: dt.datetime, *,
+                       appointment_id: int | None = None) -> tuple[int, int] | None:
+    """Claim an unused permission, the one given for ``appointment_id`` first, else the
+    oldest, so that no other sender uses it too.
+
+    Returns:
+        (consent id, scene), or None when the citizen has none left.
+    """
+    mine = case((NotificationConsent.appointment_id == appointment_id, 0), else_=1) \
+        if appointment_id is not None else None
+    unused = select(NotificationConsent.id, NotificationConsent.scene).where(
+        NotificationConsent.channel == channel,
+        NotificationConsent.platform_user_id == platform_user_id,
+        NotificationConsent.template_id == template_id,
+        NotificationConsent.used_at.is_(None))
+    order = (NotificationConsent.created_at, NotificationConsent.id)
+    for _ in range(5):          # another sender may take the same one first: try the next
+        candidate = (await session.execute(
+            unused.order_by(*((mine,) if mine is not None else ()), *order).limit(1))).first()
+        if candidate is None:
+            return None
+        taken = await session.execute(
+            update(NotificationConsent)
+            .where(NotificationConsent.id == candidate.id, NotificationConsent.used_at.is_(None))
+            .values(used_at=now).execution_options(synchronize_session=False))
+        if taken.rowcount:  # type: ignore[attr-defined]
+            return candidate.id, candidate.scene
+    return None
+
+
+async def return_consent(session: AsyncSession, consent_id: int) -> None:
+    """Give back a permission taken for a message that never reached the platform."""
+    await session.execute(update(NotificationConsent)
+                          .where(NotificationConsent.id == consent_id)
+                          .values(used_at=None).execution_options(synchronize_session=False))

@@ -267,6 +267,13 @@ class TelegramSettings:
     staff_chat_id: int = 0
 
 
+def _public_url(value: str) -> str:
+    """Where citizens' browsers reach this server (the consent page WeChat redirects to)."""
+    if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ValueError("an http(s) address like https://yuyue.example.gov.cn, or empty")
+    return value.rstrip("/")
+
+
 @dataclass(frozen=True)
 class WechatSettings:
     app_id: str = ""
@@ -284,6 +291,8 @@ class WechatSettings:
     notice_template_id: str = ""
     notice_template_fields: tuple[str, ...] = _setting(
         ["thing1=summary", "time2=sent"], parse=lambda v: _template_fields(v))
+    subscribe_template_id: str = ""
+    public_url: str = _setting("", parse=_public_url)
 
 
 TEMPLATE_SOURCES = ("service", "when", "place", "code", "summary", "sent")

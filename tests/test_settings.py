@@ -38,6 +38,8 @@ def test_shipped_settings_file_is_all_defaults() -> None:
     ('[rules]\nhold_minutes = true\n', "rules.hold_minutes: expected a whole number, got True"),
     ('[rules]\ncancel_cutoff = "tomorrow"\n', 'rules.cancel_cutoff: expected working days like "1wd"'),
     ('[rules]\nlate_cancel = "fine"\n', 'rules.late_cancel: expected one of "refuse", "strike"'),
+    ('[wechat]\npublic_url = "yuyue.example.gov.cn"\n',
+     "wechat.public_url: expected an http(s) address like https://yuyue.example.gov.cn, or empty"),
     ('[rules]\nblock_tiers = [{strikes = 6, days = 90}, {strikes = 3, days = 10}]\n',
      "rules.block_tiers: expected a list like"),
     ('[database]\necho = "yes"\n', 'database.echo: expected true or false, got "yes"'),

@@ -24,7 +24,8 @@ from bot.wechat import (
 from handlers.core import Choice, Reply
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import ChannelIdentity
+from storage.models import ChannelIdentity, NotificationConsent
+from storage.reach import grant_consent
 from storage.settings import Settings, WechatSettings
 from storage.shared import read_value, take_lease, write_value
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
@@ -231,6 +232,58 @@ async def test_outside_the_window_template_or_undeliverable(
     assert notice["data"] == {"thing1": {"value": "因设备检修，11月24日停办身份证业务"},
                               "time2": {"value": "2026-11-23 09:00"}}
     assert api.count("message/custom/send") == 0
+
+
+async def consent(database: Database, clock: ManualClock, scene: int) -> None:
+    async with database.session() as session:
+        await grant_consent(session, "wechat", OPENID, "SUBS-TPL", scene, None, clock.now())
+
+
+async def unused_consents(database: Database) -> list[int]:
+    async with database.read() as session:
+        return list((await session.scalars(select(NotificationConsent.scene).where(
+            NotificationConsent.used_at.is_(None)))).all())
+
+
+async def test_outside_the_window_one_consent_is_one_subscription_message(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(days=3))
+    sender = sender_for(wechat_settings(api, subscribe_template_id="SUBS-TPL"), database, clock,
+                        http)
+    await consent(database, clock, scene=7)
+    with pytest.raises(Unreachable, match="48-hour"):          # a relay is not what was allowed
+        await sender.deliver(OPENID, [Reply("工作人员：材料齐了")], kind="relay")
+    assert await unused_consents(database) == [7]
+    long = [Reply("预约提醒：\n" + "明天 09:00 居民身份证办理，预约码：ABC234。" * 20)]
+    await sender.deliver(OPENID, long, kind="reminder", fields=FIELDS)
+    [sent] = api.sent("message/template/subscribe")
+    assert sent["touser"] == OPENID and sent["template_id"] == "SUBS-TPL" and sent["scene"] == "7"
+    assert sent["title"] == "预约提醒"
+    content = sent["data"]["content"]["value"]
+    assert len(content) == 200 and content.startswith("明天 09:00") and content.endswith("…")
+    assert await unused_consents(database) == []
+    with pytest.raises(Unreachable, match="one-time subscription"):
+        await sender.deliver(OPENID, REMINDER, kind="reminder", fields=FIELDS)
+    assert api.count("message/template/subscribe") == 1
+
+
+async def test_busy_wechat_keeps_the_consent_a_refusal_uses_it(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(days=3))
+    sender = sender_for(wechat_settings(api, subscribe_template_id="SUBS-TPL"), database, clock,
+                        http)
+    await consent(database, clock, scene=7)
+    api.fail_next("message/template/subscribe", 45009)
+    with pytest.raises(TryLater):
+        await sender.deliver(OPENID, REMINDER, kind="closure_cancelled")
+    assert await unused_consents(database) == [7]               # kept for the retry
+    await sender.deliver(OPENID, REMINDER, kind="closure_cancelled")
+    await consent(database, clock, scene=7)                     # allowed again after use
+    api.fail_next("message/template/subscribe", 43101)
+    with pytest.raises(Unreachable, match="43101"):
+        await sender.deliver(OPENID, REMINDER, kind="reminder")
+    assert await unused_consents(database) == []
+    assert len(api.sent("message/template/subscribe")) == 1
 
 
 async def test_unsubscribed_or_unknown_follower(

@@ -10,11 +10,13 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
+from bot.dispatch import Dispatcher
 from bot.web import build_web_app
 from bot.wechat import WechatChannel, build_wechat
 from bot.wiring import App
@@ -22,7 +24,14 @@ from handlers.engine import Assistant
 from storage.catalog import load_catalog, read_catalog
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, ChannelIdentity, ProcessedMessage
+from storage.models import (
+    Appointment,
+    ChannelIdentity,
+    NotificationConsent,
+    Outbox,
+    OutboxStatus,
+    ProcessedMessage,
+)
 from storage.settings import Settings, WechatSettings
 from tests.fakes.wechat_api import (
     APP_ID,
@@ -33,7 +42,7 @@ from tests.fakes.wechat_api import (
     WechatPush,
     sample,
 )
-from tests.helpers import ROOT, load_demo, make_centre, valid_id
+from tests.helpers import ROOT, load_demo, local, make_centre, valid_id
 
 OPENID = "oXyZ_12AbCdEfGhIjKlMnOpQrStU"
 LINK = re.compile(r'(\d+)\. <a href="weixin://bizmsgmenu\?msgmenucontent=(\d+)&msgmenuid=(\d+)">'
@@ -48,6 +57,7 @@ class Env:
     database: Database
     clock: ManualClock
     http: httpx.AsyncClient
+    app: App
 
 
 async def make_env(database: Database, clock: ManualClock, api: FakeWechatApi, *, safe: bool,
@@ -64,7 +74,7 @@ async def make_env(database: Database, clock: ManualClock, api: FakeWechatApi, *
         channel.webhook_routes())), base_url="http://yuyue.test")
     push = WechatPush(http, path="/wechat", token=SAMPLE_TOKEN,
                       aes_key=SAMPLE_AES_KEY if safe else "", now=clock.now)
-    return Env(api, channel, push, database, clock, http)
+    return Env(api, channel, push, database, clock, http, app)
 
 
 @pytest.fixture
@@ -153,8 +163,8 @@ async def count(database: Database, model: type) -> int:
 # --- the journey -------------------------------------------------------------------------------
 
 
-async def test_whole_booking_by_number_replies(env: Env) -> None:
-    citizen = Citizen(env)
+async def book_by_number(citizen: Citizen) -> str:
+    """Follow the account and book the first ID-card slot on 24 November; the confirmation."""
     assert "预约服务助手" in await citizen.event("event_subscribe")
     steps = [("预约办事", "青溪镇便民服务中心"), ("便民服务中心", "居民身份证"),
              ("居民身份证", "一次性告知"), ("材料已备齐", "11月24日"), ("11月24日", "09:00-09:20"),
@@ -164,8 +174,14 @@ async def test_whole_booking_by_number_replies(env: Env) -> None:
     for typed, expected in [("张三", "手机号"), ("13812345678", "身份证号"),
                             (valid_id(), "请确认预约信息")]:
         assert expected in await citizen.say(typed)
-    first = await citizen.tap("确认预约")
+    return await citizen.tap("确认预约")
+
+
+async def test_whole_booking_by_number_replies(env: Env) -> None:
+    citizen = Citizen(env)
+    first = await book_by_number(citizen)
     assert "预约成功" in first and "居民户口簿" in first
+    assert "subscribemsg" not in first          # no subscription template: no consent link
     code = re.search(r"预约码：([A-Z0-9]{6})", first)
     assert code is not None
     # WeChat got no answer in time and retries: same reply, booked once.
@@ -315,5 +331,83 @@ async def test_long_answer_first_part_passive_rest_once_as_customer_service(
     sent = len(api.texts)
     assert await citizen.resend() == citizen.passive         # WeChat's retry: first part again
     assert len(api.texts) == sent                            # ...and the rest not twice
+    await env.channel.close()
+    await env.http.aclose()
+
+
+# --- one-time subscription messages (no template message for reminders) ------------------------
+
+CONSENT_LINK = re.compile(r'<a href="(https://mp\.weixin\.qq\.com/mp/subscribemsg\?[^"]+)">([^<]*)</a>')
+PUBLIC_URL = "https://yuyue.example.gov.cn"
+
+
+async def test_consent_collected_with_the_booking_then_used_for_one_reminder(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=True, subscribe_template_id="SUBS-TPL",
+                         public_url=PUBLIC_URL)
+    citizen = Citizen(env)
+    confirmation = await book_by_number(citizen)
+    [(url, label)] = CONSENT_LINK.findall(confirmation)
+    assert "提醒" in label
+    link = urlsplit(url.replace("&amp;", "&"))
+    asked = {key: values[0] for key, values in parse_qs(link.query).items()}
+    assert link.fragment == "wechat_redirect"
+    assert asked["action"] == "get_confirm" and asked["appid"] == APP_ID
+    assert asked["template_id"] == "SUBS-TPL" and asked["redirect_url"] == f"{PUBLIC_URL}/wechat/consent"
+    assert re.fullmatch(r"[A-Za-z0-9]{1,128}", asked["reserved"])
+    assert 0 <= int(asked["scene"]) <= 10000
+
+    # WeChat sends the browser back with the citizen's answer (here: to our app directly).
+    answer = {"openid": OPENID, "template_id": "SUBS-TPL", "scene": asked["scene"],
+              "reserved": asked["reserved"]}
+    declined = await env.http.get("/wechat/consent", params=answer | {"action": "cancel"})
+    assert declined.status_code == 200 and "没有开启提醒" in declined.text
+    assert await count(database, NotificationConsent) == 0
+    forged = [answer | {"openid": "oSomebodyElse"}, answer | {"reserved": asked["reserved"][:-1] + "0"},
+              answer | {"template_id": "OTHER"}, answer | {"scene": "0"},
+              answer | {"reserved": "1" + asked["reserved"]}, {"openid": OPENID, "action": "confirm"}]
+    for params in forged:
+        refused = await env.http.get("/wechat/consent", params=params | {"action": "confirm"})
+        assert refused.status_code == 403 and "链接无效" in refused.text, params
+    assert await count(database, NotificationConsent) == 0
+    for _ in range(2):                   # a reload of the page is still one consent
+        granted = await env.http.get("/wechat/consent", params=answer | {"action": "confirm"})
+        assert granted.status_code == 200 and "已开启" in granted.text
+    assert await count(database, NotificationConsent) == 1
+
+    # The evening before, WeChat says the customer-service window is closed: the consent is
+    # used. The reminder two hours before finds none left and is recorded as undeliverable.
+    api.out_of_window.add(OPENID)
+    dispatcher = Dispatcher(database=database, centre=env.app.centre, settings=env.app.settings,
+                            clock=clock, senders={"wechat": env.channel.sender})
+    clock.set(local(2026, 11, 23, 18))
+    assert (await dispatcher.drain()).sent == 1
+    [sent] = api.sent("message/template/subscribe")
+    assert sent["touser"] == OPENID and sent["template_id"] == "SUBS-TPL"
+    assert sent["scene"] == asked["scene"] and sent["title"] == "预约提醒"
+    code = re.search(r"预约码：([A-Z0-9]{6})", confirmation)
+    assert code is not None and code.group(1) in sent["data"]["content"]["value"]
+    assert len(sent["data"]["content"]["value"]) <= 200
+    clock.set(local(2026, 11, 24, 7, 5))
+    assert (await dispatcher.drain()).undeliverable == 1
+    async with database.read() as session:
+        reminders = (await session.scalars(select(Outbox).where(Outbox.kind == "reminder")
+                                           .order_by(Outbox.due_at))).all()
+    assert [r.status for r in reminders] == [OutboxStatus.SENT, OutboxStatus.UNDELIVERABLE]
+    assert "subscription" in (reminders[1].last_error or "")
+    await env.channel.close()
+    await env.http.aclose()
+
+
+async def test_no_consent_link_when_a_reminder_template_is_configured(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=False, subscribe_template_id="SUBS-TPL",
+                         public_url=PUBLIC_URL, reminder_template_id="TPL-REMIND")
+    confirmation = await book_by_number(Citizen(env))
+    assert "预约成功" in confirmation and "subscribemsg" not in confirmation
     await env.channel.close()
     await env.http.aclose()

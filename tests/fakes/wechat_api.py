@@ -1,11 +1,11 @@
 """A small fake WeChat API server (api.weixin.qq.com) over real HTTP on 127.0.0.1.
 
 It answers the endpoints Yuyue calls — ``cgi-bin/stable_token``, ``message/custom/send``,
-``message/template/send``, ``menu/create`` — with real-shaped JSON, keeps the stable-token rules
-(normal mode returns the current token while it is valid; forced refresh replaces it and the old
-one stops working), records every call, and plays scripted errors: 40001 for an expired token
-(``expire_token()``), 45015 for a citizen outside the 48-hour window (``out_of_window``), or any
-errcode queued for a path (``fail_next``).
+``message/template/send``, ``message/template/subscribe``, ``menu/create`` — with real-shaped
+JSON, keeps the stable-token rules (normal mode returns the current token while it is valid;
+forced refresh replaces it and the old one stops working), records every call, and plays
+scripted errors: 40001 for an expired token (``expire_token()``), 45015 for a citizen outside
+the 48-hour window (``out_of_window``), or any errcode queued for a path (``fail_next``).
 
 Use: ``async with FakeWechatApi() as api:`` then point ``wechat.api_base_url`` at ``api.url``.
 """
@@ -35,7 +35,10 @@ APP_SECRET = "fake-app-secret-for-tests-0123456"
 ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
           40003: "invalid openid", 43004: "require subscribe",
           45015: "response out of time limit or subscription is canceled",
-          45009: "reach max api daily quota limit", 40013: "invalid appid"}
+          45009: "reach max api daily quota limit", 40013: "invalid appid",
+          43101: "user refuse to accept the msg"}
+SENDS = ("message/custom/send", "message/template/send", "message/template/subscribe",
+         "menu/create")
 
 
 @dataclass
@@ -112,7 +115,7 @@ class FakeWechatApi:
             return self._answer(path, token, body, self.scripted[path].popleft())
         if path == "message/custom/send" and body.get("touser") in self.out_of_window:
             return self._answer(path, token, body, 45015)
-        if path not in ("message/custom/send", "message/template/send", "menu/create"):
+        if path not in SENDS:
             return self._answer(path, token, body, 40066)
         extra = {"msgid": next(self._serial)} if path == "message/template/send" else {}
         return self._answer(path, token, body, 0, extra)
