@@ -33,7 +33,7 @@ from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Service
 from storage.seed import SeedError, seed_history
-from storage.settings import Settings, SettingsError, load_settings
+from storage.settings import Settings, SettingsError, WechatSettings, load_settings
 from storage.workdays import published_through
 
 log = logging.getLogger("yuyue")
@@ -155,12 +155,30 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
     if not settings.privacy.id_hash_key:
         note("privacy.id_hash_key is not set: a local key file under the data folder is used; "
              "set YUYUE_PRIVACY__ID_HASH_KEY in production and keep it secret")
+    if settings.wechat.token:
+        _doctor_wechat_reminders(settings.wechat, report, note)
     channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
                                       ("wechat", bool(settings.wechat.token))) if on]
     note("chat channels configured: " + (", ".join(channels) if channels else
                                           "none (yuyue run starts the terminal chat)"))
     _print("all good" if not problems else f"{problems} thing(s) to fix")
     return EXIT_OK if not problems else EXIT_FAIL
+
+
+def _doctor_wechat_reminders(wechat: WechatSettings, report: Callable[[bool, str, str], None],
+                             note: Callable[[str], None]) -> None:
+    """How WeChat reminders reach citizens outside the 48-hour customer-service window."""
+    if wechat.reminder_template_id:
+        report(True, "WeChat reminders outside the 48-hour window: template messages", "")
+    elif wechat.subscribe_template_id:
+        report(bool(wechat.public_url and wechat.app_id),
+               "WeChat reminders outside the 48-hour window: one-time subscription messages, "
+               f"consent page {wechat.public_url or '?'}{wechat.path.rstrip('/')}/consent",
+               "set wechat.public_url (this server's https address in the account's 业务域名) "
+               "and wechat.app_id, or nobody is asked for consent")
+    else:
+        note("WeChat reminders outside the 48-hour window will be undeliverable: set "
+             "wechat.reminder_template_id or wechat.subscribe_template_id (docs/wechat.md)")
 
 
 async def cmd_chat(app: App, args: argparse.Namespace) -> int:

@@ -8,14 +8,16 @@ constant-time signature check with a replay window on the timestamp, safe mode (
 citizen can tap a choice or type its number.
 
 wechatpy is synchronous and its client fetches the access token from a fixed URL; the few
-endpoints needed (stable_token, message/custom/send, message/template/send, menu/create) are
+endpoints needed (stable_token, message/custom/send, message/template/send,
+message/template/subscribe, menu/create) are
 called here with ``httpx.AsyncClient`` at ``wechat.api_base_url`` so tests reach a fake server.
 wechatpy is used for what it does well: the AES message crypto and the passive reply XML.
 
 Wiring (``yuyue run`` / ``yuyue wechat menu``)::
 
     channel = build_wechat(app, assistant)        # -> WechatChannel (app: bot.wiring.App)
-    routes = channel.webhook_routes()             # -> list[Route] at wechat.path, GET + POST
+    routes = channel.webhook_routes()             # -> list[Route]: wechat.path (GET + POST) and
+                                                  #    wechat.path + "/consent" (GET)
     channel.sender                                # WechatSender, a bot.channels.Sender
     await channel.close()                         # waits for late answers, closes the client
 
@@ -30,12 +32,17 @@ Public names:
 - ``build_wechat(app, assistant, *, http=None) -> WechatChannel``
 - ``webhook_routes(app, assistant) -> list[Route]``
 - ``WechatChannel``: ``webhook_routes()``, ``sender``, ``tokens``, ``webhook``, ``close()``
-- ``WechatSender(settings, database, clock, http, tokens, *, timezone=...)``:
+- ``WechatSender(settings, database, clock, http, tokens, *, timezone=..., consents=None)``:
   ``deliver(chat_id, replies, *, kind="message", fields=None)`` — customer-service message
   inside the 48-hour window, else a template message (``kind == "reminder"`` uses
   ``wechat.reminder_template_id``, other kinds except "relay" ``wechat.notice_template_id``),
-  else ``Unreachable``. ``fields`` gives the template values by source name (service, when,
-  place, code); "summary" (the first line of the text) and "sent" (now) are always known.
+  else for a reminder or closure a one-time subscription message the citizen allowed, else
+  ``Unreachable``. ``fields`` gives the template values by source name (service, when, place,
+  code, and the appointment's id); "summary" (the first line of the text) and "sent" (now) are
+  always known.
+- ``Consents(settings, database, clock, *, locale=...)``: ``link_for(openid)`` renders a reply's
+  ``ConsentRequest`` as the link to WeChat's confirmation page; ``page`` is the route WeChat
+  sends the citizen back to (``{wechat.path}/consent``).
 - ``AccessTokens(settings, database, clock, http, *, owner=None)``: ``get(rejected=None)``.
 - ``WechatWebhook``: the two endpoints; ``drain()`` waits for answers still being sent.
 - ``create_menu(settings, http, *, tokens=None) -> None``

@@ -70,3 +70,19 @@ def test_unreachable_database_is_explained(tmp_path: Path, capsys: pytest.Captur
     settings.write_text('[database]\nurl = "postgresql+asyncpg://nobody@127.0.0.1:9/none"\n', encoding="utf-8")
     code, out, err = run(capsys, "--settings", str(settings), "doctor")
     assert code == 1 and "database not reachable" in out and "Traceback" not in out + err
+
+
+def test_doctor_says_how_wechat_reminders_leave_the_48_hour_window(
+        settings_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUYUE_WECHAT__TOKEN", "token-for-doctor")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "WeChat reminders outside the 48-hour window will be undeliverable" in out
+    monkeypatch.setenv("YUYUE_WECHAT__SUBSCRIBE_TEMPLATE_ID", "SUBS-TPL")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "FIX   WeChat reminders outside the 48-hour window: one-time subscription" in out
+    assert "set wechat.public_url" in out
+    monkeypatch.setenv("YUYUE_WECHAT__PUBLIC_URL", "https://yuyue.example.gov.cn/")
+    monkeypatch.setenv("YUYUE_WECHAT__APP_ID", "wx49f0ab532d5d035a")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "ok    WeChat reminders outside the 48-hour window: one-time subscription messages, " \
+           "consent page https://yuyue.example.gov.cn/wechat/consent" in out
