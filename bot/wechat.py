@@ -80,7 +80,7 @@ from wechatpy.replies import TextReply
 
 from bot.channels import TryLater, Unreachable
 from handlers.context import GLOBAL_PREFIX
-from handlers.core import Choice, ConsentRequest, Incoming, Reply
+from handlers.core import Attachment, Choice, ConsentRequest, Incoming, Reply
 from handlers.i18n import translate
 from storage.clock import Clock
 from storage.db import Database
@@ -114,6 +114,7 @@ CONSENT_PATH = "/consent"
 SCENES = 10000
 SUBSCRIBED_TITLE_LIMIT, SUBSCRIBED_TEXT_LIMIT = 15, 200
 SUBSCRIBED_KINDS = {"reminder", "closure_cancelled"}
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif"}   # what media/upload takes as "image"
 MENU = ((("预约办事", "book"), ("我的预约", "my")), (("办事指南", "guide"), ("人工服务", "human")))
 
 # errcodes: https://developers.weixin.qq.com/doc/offiaccount/Getting_Started/Global_Return_Code
@@ -123,9 +124,15 @@ GONE = {40003, 43004, 43019}                 # bad openid / not following / bloc
 BUSY = {-1, 45009, 45011, 45033}             # system busy / rate limits
 
 _MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
+# WeChat has no commands of its own: a text that starts with "/" (or a full-width "／", as
+# Chinese keyboards type it) followed by a word is one.
+_COMMAND = re.compile(r"^\s*[/／]([A-Za-z]\w{0,31})(?:\s+(.*?))?\s*$", re.S)
 _TEMPLATE_LIMITS = {"thing": 20, "character_string": 32, "phrase": 5, "name": 10, "number": 32,
                     "amount": 32, "car_number": 8, "phone_number": 17, "letter": 32,
                     "symbol": 5, "time": 30, "date": 30}
+
+
+Files = dict[str, tuple[str, bytes, str]]       # multipart field -> (filename, content, type)
 
 
 class Conversation(Protocol):
@@ -238,7 +245,7 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
     created = fields.get("CreateTime", "")
     if not openid or not msg_type or not created.isdigit() or not fields.get("ToUserName"):
         raise BadRequest("not a WeChat message")
-    base = {"channel": CHANNEL, "user_id": openid, "chat_id": openid}
+    base = {"channel": CHANNEL, "user_id": openid, "chat_id": openid, "files": False}
     if msg_type == "event":
         event = fields.get("Event", "")
         # WeChat retries an event with the same sender and time: that is its identity.
@@ -258,8 +265,12 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
     message_id = fields.get("MsgId") or f"{openid}:{created}:{msg_type}"
     if msg_type == "text":
         choice = token_for_menu_id(fields.get("bizmsgmenuid", ""))
-        return Incoming(**base, text=fields.get("Content", ""), choice=choice,
-                        message_id=message_id)
+        text = fields.get("Content", "")
+        command = _COMMAND.match(text) if choice is None else None
+        if command:             # "/stats week", "/lang", a staff member's "/today"
+            return Incoming(**base, command=command.group(1), args=command.group(2) or "",
+                            message_id=message_id)
+        return Incoming(**base, text=text, choice=choice, message_id=message_id)
     if msg_type == "voice" and fields.get("Recognition", "").strip():
         # With speech recognition switched on, WeChat sends what was said as text.
         return Incoming(**base, text=fields["Recognition"].strip().rstrip("。.!！"),
@@ -441,7 +452,7 @@ class AccessTokens:
             raise Unreachable("wechat.app_id / YUYUE_WECHAT__APP_SECRET are not set")
         payload = {"grant_type": "client_credential", "appid": self.settings.app_id,
                    "secret": self.settings.app_secret, "force_refresh": force}
-        data = await _post_json(self.http, self.settings.api_base_url, "stable_token", payload)
+        data = await _post(self.http, self.settings.api_base_url, "stable_token", payload)
         if data.get("errcode"):
             raise TryLater(f"stable_token: errcode {data.get('errcode')} "
                            f"({data.get('errmsg', '')})", retry_after=60)
@@ -451,15 +462,20 @@ class AccessTokens:
             raise TryLater("stable_token: answer without a token") from None
 
 
-async def _post_json(http: httpx.AsyncClient, base_url: str, path: str, payload: Mapping[str, Any],
-                     access_token: str | None = None) -> dict[str, Any]:
-    """POST JSON to ``{base_url}/cgi-bin/{path}``; network trouble is ``TryLater``."""
+async def _post(http: httpx.AsyncClient, base_url: str, path: str, payload: Mapping[str, Any] | None,
+                access_token: str | None = None, *, files: Files | None = None,
+                query: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """POST JSON (or ``files`` as multipart) to ``{base_url}/cgi-bin/{path}``; network trouble
+    is ``TryLater``."""
     url = f"{base_url.rstrip('/')}/cgi-bin/{path}"
-    params = {"access_token": access_token} if access_token else None
+    params = {**({"access_token": access_token} if access_token else {}), **(query or {})}
     try:
-        # ensure_ascii=False: WeChat shows "\\u4f60" escapes literally in some messages.
-        response = await http.post(url, params=params, content=_json_bytes(payload),
-                                   headers={"Content-Type": "application/json; charset=utf-8"})
+        if files is not None:
+            response = await http.post(url, params=params, files=files)
+        else:
+            # ensure_ascii=False: WeChat shows "\\u4f60" escapes literally in some messages.
+            response = await http.post(url, params=params, content=_json_bytes(payload or {}),
+                                       headers={"Content-Type": "application/json; charset=utf-8"})
     except httpx.HTTPError as exc:
         raise TryLater(f"{path}: {type(exc).__name__}") from None
     if response.status_code >= 500 or response.status_code == 429:
@@ -476,7 +492,8 @@ def _json_bytes(payload: Mapping[str, Any]) -> bytes:
 
 
 async def call_api(http: httpx.AsyncClient, settings: WechatSettings, tokens: AccessTokens,
-                   path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+                   path: str, payload: Mapping[str, Any] | None, *, files: Files | None = None,
+                   query: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Call an API with the shared token; a rejected token is refreshed once and retried.
 
     Raises:
@@ -484,10 +501,11 @@ async def call_api(http: httpx.AsyncClient, settings: WechatSettings, tokens: Ac
         TryLater: network trouble, or WeChat busy.
     """
     token = await tokens.get()
-    data = await _post_json(http, settings.api_base_url, path, payload, token)
+    data = await _post(http, settings.api_base_url, path, payload, token, files=files, query=query)
     if int(data.get("errcode") or 0) in TOKEN_INVALID:
         token = await tokens.get(rejected=token)
-        data = await _post_json(http, settings.api_base_url, path, payload, token)
+        data = await _post(http, settings.api_base_url, path, payload, token, files=files,
+                           query=query)
     errcode = int(data.get("errcode") or 0)
     if errcode in BUSY:
         raise TryLater(f"{path}: errcode {errcode}", retry_after=60)
@@ -717,14 +735,26 @@ class WechatSender:
             await self._send(openid, "message/custom/send",
                              {"touser": openid, "msgtype": "text", "text": {"content": text}})
 
+    async def send_image(self, openid: str, image: Attachment) -> None:
+        """An image (a chart) as a customer-service message: uploaded as temporary media
+        first, since a passive reply cannot carry one."""
+        uploaded = await self._send(openid, "media/upload", None, query={"type": "image"},
+                                    files={"media": (image.filename, image.content, image.mime)})
+        media_id = str(uploaded.get("media_id") or "")
+        if not media_id:
+            raise TryLater("media/upload: answer without a media_id")
+        await self._send(openid, "message/custom/send",
+                         {"touser": openid, "msgtype": "image", "image": {"media_id": media_id}})
+
     async def send_template(self, openid: str, template_id: str,
                             data: Mapping[str, Mapping[str, str]]) -> None:
         await self._send(openid, "message/template/send",
                          {"touser": openid, "template_id": template_id, "data": dict(data)})
 
-    async def _send(self, openid: str, path: str, payload: Mapping[str, Any]) -> None:
+    async def _send(self, openid: str, path: str, payload: Mapping[str, Any] | None,
+                    **upload: Any) -> dict[str, Any]:
         try:
-            await call_api(self.http, self.settings, self.tokens, path, payload)
+            return await call_api(self.http, self.settings, self.tokens, path, payload, **upload)
         except WechatApiError as exc:
             if exc.errcode in OUT_OF_WINDOW and path == "message/custom/send":
                 raise _OutOfWindow(str(exc)) from None
@@ -845,22 +875,25 @@ class WechatWebhook:
             late.add_done_callback(self._late.discard)
             return [], None
         texts = render_replies(replies, consent_link=self.consents.link_for(incoming.user_id))
-        if len(texts) <= 1:
+        images = _images(replies)
+        if len(texts) <= 1 and not images:
             return texts, None
-        return texts[:1], BackgroundTask(self._send_rest, incoming, texts[1:])
+        return texts[:1], BackgroundTask(self._send_rest, incoming, texts[1:], images)
 
     async def _send_late(self, task: asyncio.Future[list[Reply]], incoming: Incoming) -> None:
         try:
             replies = await task
             await self._send_rest(incoming, render_replies(
-                replies, consent_link=self.consents.link_for(incoming.user_id)))
+                replies, consent_link=self.consents.link_for(incoming.user_id)), _images(replies))
         except Exception:  # a background task: log it here, nobody awaits its result
             log.exception("wechat %s: late answer failed", _short(incoming.user_id))
 
-    async def _send_rest(self, incoming: Incoming, texts: list[str]) -> None:
-        """Send what did not fit in the passive reply, once per message however often WeChat
-        delivers it (its retry gets the same first part again, not the rest twice)."""
-        if not texts or self.sender is None:
+    async def _send_rest(self, incoming: Incoming, texts: list[str],
+                         images: Sequence[Attachment] = ()) -> None:
+        """Send what did not fit in the passive reply, then any image (a chart), once per
+        message however often WeChat delivers it (its retry gets the same first part again,
+        not the rest twice)."""
+        if not (texts or images) or self.sender is None:
             return
         if incoming.message_id:
             async with self.database.session() as session:
@@ -872,6 +905,8 @@ class WechatWebhook:
                 return
         try:
             await self.sender.send_texts(incoming.user_id, texts)
+            for image in images:
+                await self.sender.send_image(incoming.user_id, image)
         except (Unreachable, TryLater, _OutOfWindow) as exc:
             # Not lost silently: logged; the citizen saw the first part and can ask again.
             log.warning("wechat %s: rest of an answer not sent: %s", _short(incoming.user_id), exc)
@@ -880,6 +915,13 @@ class WechatWebhook:
         """Wait for answers that are still being sent (shutdown, tests)."""
         while self._late:
             await asyncio.gather(*list(self._late), return_exceptions=True)
+
+
+def _images(replies: Sequence[Reply]) -> list[Attachment]:
+    """The attachments WeChat can show: images, sent as customer-service messages. Other files
+    (.ics, spreadsheets) cannot be sent; their replies say so or carry the details as text."""
+    return [r.attachment for r in replies
+            if r.attachment is not None and r.attachment.mime in IMAGE_TYPES]
 
 
 async def _read_body(request: Request) -> bytes:
@@ -985,7 +1027,7 @@ async def create_menu(settings: Any, http: httpx.AsyncClient, *,
     payload = {"button": buttons}
     if tokens is None:
         token, _ = await _StandaloneToken(wechat, http).fetch()
-        data = await _post_json(http, wechat.api_base_url, "menu/create", payload, token)
+        data = await _post(http, wechat.api_base_url, "menu/create", payload, token)
         if int(data.get("errcode") or 0):
             raise WechatApiError("menu/create", int(data["errcode"]), str(data.get("errmsg", "")))
         return
@@ -1000,7 +1042,7 @@ class _StandaloneToken:
     async def fetch(self) -> tuple[str, int]:
         if not (self.settings.app_id and self.settings.app_secret):
             raise ValueError("wechat.app_id and YUYUE_WECHAT__APP_SECRET must be set")
-        data = await _post_json(self.http, self.settings.api_base_url, "stable_token",
+        data = await _post(self.http, self.settings.api_base_url, "stable_token",
                                 {"grant_type": "client_credential", "appid": self.settings.app_id,
                                  "secret": self.settings.app_secret, "force_refresh": False})
         if data.get("errcode"):

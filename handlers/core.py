@@ -37,6 +37,7 @@ class Incoming:
         user_name: a display name for staff-facing messages.
         reply_to_text: the text of the bot's message this one answers (a reply in a group),
             which names the hand-off it is about ("#12").
+        files: the channel can deliver documents (spreadsheets); WeChat can send images only.
     """
 
     channel: str
@@ -52,6 +53,7 @@ class Incoming:
     is_group: bool = False
     user_name: str = ""
     reply_to_text: str = ""
+    files: bool = True
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ async def command(ctx: Ctx, name: str, args: str, reports: Reports | None) -> li
     if name == "export":
         if reports is None:
             return [ctx.reply("stats.no_files")]
+        if not ctx.incoming.files:
+            return [ctx.reply("stats.no_files_here")]
         summary = await figures(ctx.session, ctx.centre, ctx.now, period, scope)
         rows = [row async for row in appointment_rows(ctx.session, ctx.centre, period, scope,
                                                       locale=ctx.locale)]

@@ -97,6 +97,18 @@ def test_text_message() -> None:
                                                                      "24602178399870001")
 
 
+@pytest.mark.parametrize(("content", "command", "args"), [
+    ("/stats week", "stats", "week"), ("／stats chart 本月", "stats", "chart 本月"),
+    ("  /lang ", "lang", ""), ("/today", "today", ""),
+    ("/ 你好", None, ""), ("//x", None, ""), ("/统计", None, ""), ("请问 /stats", None, "")])
+def test_a_text_starting_with_a_slash_is_a_command(content: str, command: str | None,
+                                                   args: str) -> None:
+    incoming = to_incoming(fields_of("text", Content=content))
+    assert incoming is not None and (incoming.command, incoming.args) == (command, args)
+    assert incoming.text == ("" if command else content)
+    assert not incoming.files                   # WeChat cannot send spreadsheets
+
+
 def test_tapped_menu_link_carries_its_menu() -> None:
     incoming = to_incoming(fields_of("text_menu_tap"))
     assert incoming is not None and incoming.text == "1" and incoming.choice == "m1.0"

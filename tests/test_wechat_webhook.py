@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from bot.dispatch import Dispatcher
+from bot.reports import FileReports
 from bot.web import build_web_app
 from bot.wechat import WechatChannel, build_wechat
 from bot.wiring import App
@@ -32,7 +33,7 @@ from storage.models import (
     OutboxStatus,
     ProcessedMessage,
 )
-from storage.settings import Settings, WechatSettings
+from storage.settings import AccessSettings, Settings, WechatSettings
 from tests.fakes.wechat_api import (
     APP_ID,
     APP_SECRET,
@@ -61,14 +62,15 @@ class Env:
 
 
 async def make_env(database: Database, clock: ManualClock, api: FakeWechatApi, *, safe: bool,
-                   **wechat: object) -> Env:
+                   managers: tuple[str, ...] = (), **wechat: object) -> Env:
     settings = dataclasses.replace(Settings(), wechat=WechatSettings(
         app_id=APP_ID, app_secret=APP_SECRET, token=SAMPLE_TOKEN,
         encoding_aes_key=SAMPLE_AES_KEY if safe else "", api_base_url=api.url,
-        **wechat))  # type: ignore[arg-type]
+        **wechat), access=AccessSettings(managers=managers))  # type: ignore[arg-type]
     centre = make_centre()
     app = App(settings=settings, database=database, centre=centre, clock=clock)
-    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings)
+    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings,
+                          reports=FileReports())
     channel = build_wechat(app, assistant)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_web_app(
         channel.webhook_routes())), base_url="http://yuyue.test")
@@ -409,5 +411,32 @@ async def test_no_consent_link_when_a_reminder_template_is_configured(
                          public_url=PUBLIC_URL, reminder_template_id="TPL-REMIND")
     confirmation = await book_by_number(Citizen(env))
     assert "预约成功" in confirmation and "subscribemsg" not in confirmation
+    await env.channel.close()
+    await env.http.aclose()
+
+
+# --- a manager on WeChat ------------------------------------------------------------------------
+
+
+async def test_manager_gets_figures_and_the_chart_as_an_image(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=True, managers=(f"wechat:{OPENID}",))
+    manager = Citizen(env)
+    await manager.event("event_subscribe")
+    assert "预约量" in await manager.say("/stats week") and not api.uploads
+    chart = await manager.say("／stats chart month")
+    assert "每日预约、失约与号源利用率" in chart
+    [(filename, content, mime)] = api.uploads.values()
+    assert filename.endswith(".png") and mime == "image/png" and content.startswith(b"\x89PNG")
+    [image] = [b for b in api.sent("message/custom/send") if b["msgtype"] == "image"]
+    assert image["touser"] == OPENID and image["image"]["media_id"] in api.uploads
+    assert await manager.resend() == chart and len(api.uploads) == 1    # a retry: no second image
+    assert "无法发送表格" in await manager.say("/export month")
+    stranger = Citizen(env, "oStranger_0000000000000000000")
+    assert "仅对授权的中心负责人开放" in await stranger.say("/stats", msg_id=77)
+    assert "仅对授权的中心负责人开放" in await stranger.say("/stats chart", msg_id=78)
+    assert len(api.uploads) == 1
     await env.channel.close()
     await env.http.aclose()

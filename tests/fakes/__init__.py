@@ -9,11 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+Files = dict[str, tuple[str, bytes, str]]       # field -> (filename, content, content type)
+
+
+def read_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], Files]:
+    """The fields and files of a multipart/form-data body, as an HTTP client sent them."""
+    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+    fields: dict[str, str] = {}
+    files: Files = {}
+    for part in parsed.iter_parts():
+        name = str(part.get_param("name", header="content-disposition"))
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[name] = (filename, payload, part.get_content_type())
+        else:
+            fields[name] = payload.decode()
+    return fields, files
 
 
 class _QuietServer(uvicorn.Server):

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import email.parser
-import email.policy
 import itertools
 import json
 import time
@@ -28,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes import LocalServer
+from tests.fakes import Files, LocalServer, read_multipart
 
 TOKEN = "123456789:fake-token-for-tests"
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Yuyue 预约", "username": "yuyue_test_bot",
@@ -474,9 +472,6 @@ def button_labels(message: dict[str, Any]) -> list[str]:
             for b in row]
 
 
-Files = dict[str, tuple[str, bytes, str]]
-
-
 async def _read_params(request: Request) -> tuple[dict[str, Any], Files]:
     """The call's parameters as python-telegram-bot sends them (form, multipart or JSON)."""
     body = await request.body()
@@ -486,16 +481,7 @@ async def _read_params(request: Request) -> tuple[dict[str, Any], Files]:
     if content_type.startswith("application/json"):
         return (json.loads(body) if body else {}), files
     if content_type.startswith("multipart/form-data"):
-        parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-        for part in parsed.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True) or b""
-            filename = part.get_filename()
-            if filename is not None:
-                files[str(name)] = (filename, payload, part.get_content_type())
-            else:
-                raw[str(name)] = payload.decode()
+        raw, files = read_multipart(content_type, body)
     else:
         raw = dict(parse_qsl(body.decode(), keep_blank_values=True))
         raw.update(request.query_params)

@@ -1,11 +1,12 @@
 """A small fake WeChat API server (api.weixin.qq.com) over real HTTP on 127.0.0.1.
 
 It answers the endpoints Yuyue calls — ``cgi-bin/stable_token``, ``message/custom/send``,
-``message/template/send``, ``message/template/subscribe``, ``menu/create`` — with real-shaped
-JSON, keeps the stable-token rules (normal mode returns the current token while it is valid;
-forced refresh replaces it and the old one stops working), records every call, and plays
-scripted errors: 40001 for an expired token (``expire_token()``), 45015 for a citizen outside
-the 48-hour window (``out_of_window``), or any errcode queued for a path (``fail_next``).
+``message/template/send``, ``message/template/subscribe``, ``media/upload`` (multipart; the
+files are kept in ``uploads``), ``menu/create`` — with real-shaped JSON, keeps the
+stable-token rules (normal mode returns the current token while it is valid; forced refresh
+replaces it and the old one stops working), records every call, and plays scripted errors:
+40001 for an expired token (``expire_token()``), 45015 for a citizen outside the 48-hour
+window (``out_of_window``), or any errcode queued for a path (``fail_next``).
 
 Use: ``async with FakeWechatApi() as api:`` then point ``wechat.api_base_url`` at ``api.url``.
 """
@@ -30,7 +31,7 @@ from starlette.routing import Route
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
-from tests.fakes import LocalServer
+from tests.fakes import Files, LocalServer, read_multipart
 
 APP_ID = "wx49f0ab532d5d035a"
 APP_SECRET = "fake-app-secret-for-tests-0123456"
@@ -38,9 +39,10 @@ ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
           40003: "invalid openid", 43004: "require subscribe",
           45015: "response out of time limit or subscription is canceled",
           45009: "reach max api daily quota limit", 40013: "invalid appid",
-          43101: "user refuse to accept the msg"}
+          43101: "user refuse to accept the msg", 40004: "invalid media type",
+          40005: "invalid file type"}
 SENDS = ("message/custom/send", "message/template/send", "message/template/subscribe",
-         "menu/create")
+         "menu/create", "media/upload")
 
 
 @dataclass
@@ -63,6 +65,7 @@ class FakeWechatApi:
         self.scripted: dict[str, deque[int]] = defaultdict(deque)
         self._serial = itertools.count(1)
         self._called = asyncio.Event()
+        self.uploads: dict[str, tuple[str, bytes, str]] = {}     # media_id -> the file
         self.server = LocalServer(Starlette(routes=[
             Route("/cgi-bin/{path:path}", self._endpoint, methods=["POST", "GET"])]))
 
@@ -107,15 +110,22 @@ class FakeWechatApi:
     @property
     def texts(self) -> list[str]:
         """Customer-service texts delivered, in order."""
-        return [b["text"]["content"] for b in self.sent("message/custom/send")]
+        return [b["text"]["content"] for b in self.sent("message/custom/send")
+                if b.get("msgtype") == "text"]
 
     # --- the endpoints ------------------------------------------------------------------------
 
     async def _endpoint(self, request: Request) -> Response:
         path = request.path_params["path"]
         token = request.query_params.get("access_token")
+        content_type = request.headers.get("content-type", "")
+        files: Files = {}
         try:
-            body = json.loads(await request.body() or b"{}")
+            if content_type.startswith("multipart/form-data"):
+                body, files = read_multipart(content_type, await request.body())
+                body = {**body, **request.query_params}
+            else:
+                body = json.loads(await request.body() or b"{}")
         except ValueError:
             return self._answer(path, token, {}, 47001)
         if path == "stable_token":
@@ -128,8 +138,21 @@ class FakeWechatApi:
             return self._answer(path, token, body, 45015)
         if path not in SENDS:
             return self._answer(path, token, body, 40066)
+        if path == "media/upload":
+            return self._upload(token, body, files)
         extra = {"msgid": next(self._serial)} if path == "message/template/send" else {}
         return self._answer(path, token, body, 0, extra)
+
+    def _upload(self, token: str | None, body: dict[str, Any], files: Files) -> Response:
+        media = files.get("media")
+        if body.get("type") != "image" or media is None:
+            return self._answer("media/upload", token, body, 40004)   # invalid media type
+        if not media[1].startswith((b"\x89PNG", b"\xff\xd8", b"GIF8")):
+            return self._answer("media/upload", token, body, 40005)   # invalid file type
+        media_id = f"MEDIA-{next(self._serial)}"
+        self.uploads[media_id] = media
+        return self._answer("media/upload", token, body | {"filename": media[0]}, 0,
+                            {"type": "image", "media_id": media_id, "created_at": 1764633600})
 
     def _stable_token(self, body: dict[str, Any]) -> Response:
         if body.get("appid") != APP_ID or body.get("secret") != APP_SECRET \
