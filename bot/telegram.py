@@ -1029,7 +1029,7 @@ def _telegram_ids(entries: Iterable[str]) -> list[int]:
     ids = []
     for entry in entries:
         channel, _, user = entry.partition(":")
-        if channel == CHANNEL and user.lstrip("-").isdigit():
+        if channel == CHANNEL and user.lstrip("-").isdecimal():
             ids.append(int(user))
     return ids
 

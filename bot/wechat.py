@@ -61,6 +61,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import socket
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -114,6 +115,7 @@ CONSENT_PATH = "/consent"
 SCENES = 10000
 SUBSCRIBED_TITLE_LIMIT, SUBSCRIBED_TEXT_LIMIT = 15, 200
 SUBSCRIBED_KINDS = {"reminder", "closure_cancelled"}
+CONSENT_KEY = "wechat one-time subscription links"
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif"}   # what media/upload takes as "image"
 MENU = ((("预约办事", "book"), ("我的预约", "my")), (("办事指南", "guide"), ("人工服务", "human")))
 
@@ -121,6 +123,7 @@ MENU = ((("预约办事", "book"), ("我的预约", "my")), (("办事指南", "g
 TOKEN_INVALID = {40001, 40014, 42001}        # invalid / expired access token
 OUT_OF_WINDOW = {45015, 45047}               # past the 48 hours / too many messages in it
 GONE = {40003, 43004, 43019}                 # bad openid / not following / blocked us
+NO_CONSENT_LEFT = {43101}                    # a one-time subscription used up or withdrawn
 BUSY = {-1, 45009, 45011, 45033}             # system busy / rate limits
 
 _MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
@@ -158,6 +161,12 @@ class Forbidden(Exception):
 # --- signatures ------------------------------------------------------------------------------
 
 
+def _digits(text: str, most: int) -> bool:
+    """``text`` is 1 to ``most`` ASCII digits (``str.isdigit`` also takes "²", which int() does
+    not)."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
 def sign(*parts: str) -> str:
     """WeChat's signature: SHA-1 of the sorted parts joined (token, timestamp, nonce[, encrypt])."""
     return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
@@ -170,7 +179,7 @@ def verify_signature(token: str, signature: str | None, timestamp: str | None, n
     wechatpy's ``check_signature`` compares with ``!=`` and accepts any timestamp; a captured
     request could then be replayed for ever.
     """
-    if not (token and signature and timestamp and nonce) or not timestamp.isdigit():
+    if not (token and signature and timestamp and nonce) or not _digits(timestamp, 12):
         return False
     if abs(now.timestamp() - int(timestamp)) > window_seconds:
         return False
@@ -218,7 +227,7 @@ def menu_id_for(token: str) -> str:
 def token_for_menu_id(menu_id: str) -> str | None:
     """The choice token behind a tapped link's ``bizmsgmenuid``, if it is one of ours."""
     menu_id = menu_id.strip()
-    if menu_id.isdigit() and len(menu_id) >= 4:
+    if _digits(menu_id, 9) and len(menu_id) >= 4:
         number = int(menu_id)
         return f"m{number // 1000}.{number % 1000}"
     if menu_id.startswith(GLOBAL_PREFIX) and menu_id.isascii() and len(menu_id) <= 64:
@@ -243,7 +252,7 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
     """
     openid, msg_type = fields.get("FromUserName", ""), fields.get("MsgType", "").lower()
     created = fields.get("CreateTime", "")
-    if not openid or not msg_type or not created.isdigit() or not fields.get("ToUserName"):
+    if not openid or not msg_type or not _digits(created, 12) or not fields.get("ToUserName"):
         raise BadRequest("not a WeChat message")
     base = {"channel": CHANNEL, "user_id": openid, "chat_id": openid, "files": False}
     if msg_type == "event":
@@ -528,9 +537,12 @@ class Consents:
     """
 
     def __init__(self, settings: WechatSettings, database: Database, clock: Clock, *,
-                 locale: str = "zh-CN") -> None:
+                 key: bytes | None = None, locale: str = "zh-CN") -> None:
         self.settings, self.database, self.clock, self.locale = settings, database, clock, locale
-        self._key = hashlib.sha256(b"yuyue consent\0" + settings.token.encode()).digest()
+        # Links are signed with a key of their own (``IdHasher.derive``), never with the Token:
+        # a citizen sees the OpenID, the booking and the signature, and a short Token could be
+        # guessed from them. Without a key (tests, a sender alone) links verify in this object.
+        self._key = key or secrets.token_bytes(32)
 
     @property
     def asking(self) -> bool:
@@ -579,7 +591,7 @@ class Consents:
         query = request.query_params
         openid, action = query.get("openid", ""), query.get("action", "")
         appointment_id, _, signature = query.get("reserved", "").partition("x")
-        valid = (appointment_id.isdigit() and len(appointment_id) < 12 and openid
+        valid = (_digits(appointment_id, 9) and openid
                  and len(openid) <= 128 and action in ("confirm", "cancel")
                  and query.get("template_id") == self.settings.subscribe_template_id
                  and query.get("scene") == str(self.scene(int(appointment_id)))
@@ -598,6 +610,8 @@ class Consents:
             return _consent_page(locale, "invalid", status=403)
         if action == "cancel":
             return _consent_page(locale, "declined")
+        if request.method != "GET":     # Starlette answers HEAD too; only a visit grants
+            return _consent_page(locale, "granted")
         async with self.database.session() as session:
             await grant_consent(session, CHANNEL, openid, self.settings.subscribe_template_id,
                                 self.scene(int(appointment_id)), int(appointment_id),
@@ -702,32 +716,46 @@ class WechatSender:
         """A one-time subscription message, using one consent the citizen gave (the one for
         this appointment first): title from the first line, the rest as its 200 characters.
 
+        A consent WeChat says is gone (43101: used, or withdrawn) is dropped and the next one
+        tried; one that no message used (WeChat busy or refusing for another reason, a crash
+        on the way) is given back.
+
         Raises:
-            Unreachable: no consent left, or WeChat refused (43101: the consent is gone).
-            TryLater: network trouble or WeChat busy (the consent is kept for the retry).
+            Unreachable: no consent left, or WeChat refused.
+            TryLater: network trouble or WeChat busy.
         """
         template_id = self.settings.subscribe_template_id
         appointment = fields.get("appointment", "")
-        async with self.database.session() as session:
-            taken = await take_consent(session, CHANNEL, openid, template_id, self.clock.now(),
-                                       appointment_id=int(appointment) if appointment.isdigit()
-                                       else None)
-        if taken is None:
-            raise Unreachable("outside WeChat's 48-hour customer-service window, no template "
-                              "message configured, and no one-time subscription allowed")
-        consent_id, scene = taken
         text = "\n".join(r.text.strip() for r in replies if r.text.strip())
         title, _, body = text.partition("\n")
-        payload = {"touser": openid, "template_id": template_id, "scene": str(scene),
-                   "title": _cut(title.strip().rstrip(":："), SUBSCRIBED_TITLE_LIMIT),
-                   "data": {"content": {"value": _cut(body.strip() or title,
-                                                      SUBSCRIBED_TEXT_LIMIT)}}}
-        try:
-            await self._send(openid, "message/template/subscribe", payload)
-        except TryLater:
+        while True:
             async with self.database.session() as session:
-                await return_consent(session, consent_id)
-            raise
+                taken = await take_consent(session, CHANNEL, openid, template_id, self.clock.now(),
+                                           appointment_id=int(appointment)
+                                           if _digits(appointment, 9) else None)
+            if taken is None:
+                raise Unreachable("outside WeChat's 48-hour customer-service window, no template "
+                                  "message configured, and no one-time subscription allowed")
+            consent_id, scene = taken
+            payload = {"touser": openid, "template_id": template_id, "scene": str(scene),
+                       "title": _cut(title.strip().rstrip(":："), SUBSCRIBED_TITLE_LIMIT),
+                       "data": {"content": {"value": _cut(body.strip() or title,
+                                                          SUBSCRIBED_TEXT_LIMIT)}}}
+            used = False
+            try:
+                await self._send(openid, "message/template/subscribe", payload)
+                used = True
+                return
+            except _Refused as refused:
+                used = refused.errcode in NO_CONSENT_LEFT
+                if not used:
+                    raise
+                log.info("wechat %s: a one-time subscription was gone (%d)", _short(openid),
+                         refused.errcode)
+            finally:
+                if not used:
+                    async with self.database.session() as session:
+                        await return_consent(session, consent_id)
 
     async def send_texts(self, openid: str, texts: Sequence[str]) -> None:
         """Customer-service text messages, in order."""
@@ -762,11 +790,19 @@ class WechatSender:
                 async with self.database.session() as session:
                     await mark_unreachable(session, CHANNEL, openid, f"wechat {exc.errcode}",
                                            self.clock.now())
-            raise Unreachable(str(exc)) from None
+            raise _Refused(str(exc), exc.errcode) from None
 
 
 class _OutOfWindow(Exception):
     pass
+
+
+class _Refused(Unreachable):
+    """WeChat refused the call with ``errcode``."""
+
+    def __init__(self, reason: str, errcode: int) -> None:
+        super().__init__(reason)
+        self.errcode = errcode
 
 
 def _cut(text: str, limit: int) -> str:
@@ -926,7 +962,7 @@ def _images(replies: Sequence[Reply]) -> list[Attachment]:
 
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
+    if _digits(declared, 20) and int(declared) > MAX_BODY:
         raise BadRequest("body too large")
     body = bytearray()
     try:
@@ -995,7 +1031,8 @@ def build_wechat(app: Any, assistant: Conversation, *,
     redact_access_tokens()
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     tokens = AccessTokens(settings, app.database, app.clock, client)
-    consents = Consents(settings, app.database, app.clock, locale=app.settings.general.locale)
+    consents = Consents(settings, app.database, app.clock, key=app.centre.hasher.derive(CONSENT_KEY),
+                        locale=app.settings.general.locale)
     sender = WechatSender(settings, app.database, app.clock, client, tokens,
                           timezone=app.settings.general.timezone, consents=consents)
     webhook = WechatWebhook(settings, assistant, app.clock, app.database, sender,

@@ -8,6 +8,7 @@ here knows which platform that is.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,3 +128,12 @@ class Outgoing:
     channel: str
     chat_id: str
     replies: list[Reply] = field(default_factory=list)
+
+
+_ID = re.compile(r"[0-9]{1,9}")
+
+
+def as_id(text: str) -> int | None:
+    """A row id typed or carried in a token, or None: ASCII digits only, and small enough for
+    any database's integer column (a forged "g:talk:²" or a 20-digit number is not an id)."""
+    return int(text) if _ID.fullmatch(text) else None

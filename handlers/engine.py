@@ -338,7 +338,7 @@ def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
     text = incoming.text.strip()
     if items and text:
         digits = text.translate(str.maketrans("０１２３４５６７８９", "0123456789"))
-        if digits.isdigit() and 1 <= int(digits) <= len(items):
+        if digits.isdecimal() and 1 <= int(digits) <= len(items):
             return Resolved(payload=items[int(digits) - 1][0])
         for payload, label in items:
             if label.casefold() == text.casefold():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from handlers.context import Ctx, Event, option
-from handlers.core import Reply
+from handlers.core import Reply, as_id
 from handlers.i18n import format_when
 from handlers.menu import main_menu
 from storage import handoffs
@@ -86,7 +86,8 @@ async def global_action(ctx: Ctx, payload: str) -> list[Reply]:
     ("rateh": rate the help)."""
     action, _, value = payload.partition(":")
     number, _, level = value.partition(":")
-    handoff = await ctx.session.get(Handoff, int(number)) if number.isdigit() else None
+    handoff_id = as_id(number)
+    handoff = await ctx.session.get(Handoff, handoff_id) if handoff_id is not None else None
     if handoff is None or handoff.identity_id != ctx.identity.id:
         return [ctx.reply("core.stale"), main_menu(ctx)]
     if action == "talk":
@@ -94,7 +95,7 @@ async def global_action(ctx: Ctx, payload: str) -> list[Reply]:
             return [ctx.reply("relay.ended", number=handoff.id), main_menu(ctx)]
         ctx.goto(FLOW, "open", handoff=handoff.id)
         return [ctx.reply("relay.write_now", number=handoff.id)]
-    if not level.isdigit():
+    if as_id(level) is None:
         return [ctx.reply("core.stale"), main_menu(ctx)]
     feedback = ctx.settings.conversation
     rated = await handoffs.rate_handoff(

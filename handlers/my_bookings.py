@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 
 from handlers import booking, rating
 from handlers.context import Ctx, Event, option
-from handlers.core import Reply
+from handlers.core import Reply, as_id
 from handlers.i18n import format_day, format_time
 from handlers.menu import back_to_menu, main_menu
 from handlers.render import appointment_text, materials_text, when_text
@@ -188,19 +188,24 @@ async def global_action(ctx: Ctx, payload: str) -> list[Reply]:
         return await _reschedule(ctx, appointment, definition)
     if action == "rate":
         appointment_id, _, level = value.partition(":")
-        if not appointment_id.isdigit() or not level.isdigit():
+        rated, stars = as_id(appointment_id), as_id(level)
+        if rated is None or stars is None:
             return [ctx.reply("core.stale"), main_menu(ctx)]
-        return await rating.record(ctx, int(appointment_id), int(level))
+        return await rating.record(ctx, rated, stars)
     if action == "rebook":
-        service = await ctx.session.get(Service, int(value)) if value.isdigit() else None
+        service_id = as_id(value)
+        service = await ctx.session.get(Service, service_id) if service_id is not None else None
         if service is None or not service.active:
             return [ctx.reply("core.stale"), main_menu(ctx)]
         ctx.goto(booking.FLOW, "notice", service=service.id)
         return await booking.notice(ctx, Event("enter"))
     if action == "offer":
+        slot_id = as_id(value)
+        if slot_id is None:
+            return [ctx.reply("core.stale"), main_menu(ctx)]
         hold = await ctx.session.scalar(select(Hold).where(Hold.owner == ctx.owner,
-                                                           Hold.slot_id == int(value)))
-        slot = await ctx.session.get(Slot, int(value))
+                                                           Hold.slot_id == slot_id))
+        slot = await ctx.session.get(Slot, slot_id)
         if hold is None or slot is None or hold.expires_at <= ctx.now:
             return [ctx.reply("my.offer_gone"), main_menu(ctx)]
         ctx.goto(booking.FLOW, "identity", service=slot.service_id, day=slot.local_date.isoformat(),

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import func, or_, select
 
 from handlers.context import Ctx, Event, option
-from handlers.core import Reply
+from handlers.core import Reply, as_id
 from handlers.i18n import format_day, format_time
 from handlers.render import slot_label, when_text
 from storage import booking as ops
@@ -125,9 +125,9 @@ async def global_action(ctx: Ctx, payload: str) -> list[Reply]:
     action, _, value = payload.partition(":")
     if not await is_staff(ctx):
         return _refuse(ctx, f"button {action}")
-    if not value.isdigit():
+    number = as_id(value)
+    if number is None:
         return [ctx.reply("core.stale")]
-    number = int(value)
     if action == "claim":
         return await _claim(ctx, number)
     if action == "claimc":

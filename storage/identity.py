@@ -151,6 +151,12 @@ class IdHasher:
     def hash(self, number: str) -> str:
         return hmac.new(self._key, number.upper().encode(), hashlib.sha256).hexdigest()
 
+    def derive(self, purpose: str) -> bytes:
+        """A key for another purpose (signing links), independent of the ID hashes: HMAC of
+        the purpose's label under this key, so one secret serves both and neither reveals the
+        other."""
+        return hmac.new(self._key, b"yuyue derived key\0" + purpose.encode(), hashlib.sha256).digest()
+
     @classmethod
     def from_settings(cls, configured_key: str, data_dir: Path) -> IdHasher:
         """Use the configured key, or a random key kept in ``data_dir`` (made once, mode 0600)."""

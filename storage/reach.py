@@ -96,7 +96,8 @@ async def grant_consent(session: AsyncSession, channel: str, platform_user_id: s
     """Record that the citizen allowed one later message in ``scene``.
 
     Granting the same scene again while the first is unused still allows one message (WeChat
-    does not add them up); once used, a new grant allows one more.
+    does not add them up), now for the latest appointment; once used, a new grant allows one
+    more.
     """
     key = (NotificationConsent.channel == channel,
            NotificationConsent.platform_user_id == platform_user_id,
@@ -107,7 +108,7 @@ async def grant_consent(session: AsyncSession, channel: str, platform_user_id: s
         .values(channel=channel, platform_user_id=platform_user_id, template_id=template_id,
                 scene=scene, appointment_id=appointment_id, created_at=now))
     await session.execute(
-        update(NotificationConsent).where(*key, NotificationConsent.used_at.is_not(None))
+        update(NotificationConsent).where(*key)
         .values(used_at=None, appointment_id=appointment_id, created_at=now)
         .execution_options(synchronize_session=False))
 
@@ -129,7 +130,7 @@ async def take_consent(session: AsyncSession, channel: str, platform_user_id: st
         NotificationConsent.template_id == template_id,
         NotificationConsent.used_at.is_(None))
     order = (NotificationConsent.created_at, NotificationConsent.id)
-    for _ in range(5):          # another sender may take the same one first: try the next
+    while True:     # another sender may take the same one first: then try the next one
         candidate = (await session.execute(
             unused.order_by(*((mine,) if mine is not None else ()), *order).limit(1))).first()
         if candidate is None:
@@ -140,7 +141,6 @@ async def take_consent(session: AsyncSession, channel: str, platform_user_id: st
             .values(used_at=now).execution_options(synchronize_session=False))
         if taken.rowcount:  # type: ignore[attr-defined]
             return candidate.id, candidate.scene
-    return None
 
 
 async def return_consent(session: AsyncSession, consent_id: int) -> None:

@@ -303,3 +303,24 @@ async def test_cancel_command_leaves_any_flow(assistant: Assistant, database: Da
     await verify_dialog(dialog, [("/cancel", "已取消当前操作"), ("张三", "没有理解")])
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+
+
+@pytest.mark.parametrize("forged", [
+    "g:talk:²", "g:talk:99999999999999999999", "g:rateh:1:²", "g:rate:x:5", "g:rate:1:99999999999",
+    "g:rebook:１", "g:offer:abc", "g:offer:99999999999", "g:claim:²", "g:claim:99999999999",
+    "g:cancel:", "g:nonsense"])
+async def test_a_forged_button_gets_a_polite_answer_not_an_apology(assistant: Assistant,
+                                                                   forged: str) -> None:
+    # Telegram's callback data and WeChat's bizmsgmenuid come from the client and can be made up.
+    dialog = Dialog(assistant)
+    await dialog.command("start")
+    text = "\n".join(reply.text for reply in await dialog.send(choice=forged))
+    assert text and "系统出了点问题" not in text
+
+
+@pytest.mark.parametrize("typed", ["²", "１", "٣", "99999999999999999999"])
+async def test_unusual_digits_at_a_menu(assistant: Assistant, typed: str) -> None:
+    dialog = Dialog(assistant)
+    await dialog.command("start")
+    text = "\n".join(reply.text for reply in await dialog.say(typed))
+    assert text and "系统出了点问题" not in text

@@ -1,6 +1,7 @@
 """`yuyue run` as a real process with only WeChat configured: a citizen books by number replies
 over real HTTP in safe mode, allows a reminder on the consent page, and the process's
-dispatcher sends a notice through the fake WeChat API on 127.0.0.1."""
+dispatcher sends it through the fake WeChat API on 127.0.0.1 as a one-time subscription
+message."""
 
 from __future__ import annotations
 
@@ -125,13 +126,14 @@ async def test_yuyue_run_serves_a_wechat_citizen_end_to_end(api: FakeWechatApi, 
             assert page.status_code == 200 and "已开启" in page.text
             assert await count(database_url, NotificationConsent) == 1
 
-            # The reminders fall due now: the process's dispatcher sends them while the
-            # customer-service window is open.
-            reminders = await reminders_due_now(database_url)
-            assert reminders >= 1
-            await api.until(lambda: len(api.texts) >= reminders, 60)
-            assert all("预约提醒" in text for text in api.texts)
-            assert all(body["touser"] == OPENID for body in api.sent("message/custom/send"))
+            # The reminders fall due now, and WeChat says the customer-service window is closed:
+            # the process's dispatcher sends the first as the one-time subscription message.
+            api.out_of_window.add(OPENID)
+            assert await reminders_due_now(database_url) >= 1
+            await api.until(lambda: bool(api.sent("message/template/subscribe")), 60)
+            [sent] = api.sent("message/template/subscribe")
+            assert sent["touser"] == OPENID and sent["title"] == "预约提醒"
+            assert sent["scene"] == asked["scene"] and api.texts == []
         finally:
             process.send_signal(signal.SIGTERM)
             _, stderr = await process.communicate()

@@ -278,12 +278,21 @@ async def test_busy_wechat_keeps_the_consent_a_refusal_uses_it(
         await sender.deliver(OPENID, REMINDER, kind="closure_cancelled")
     assert await unused_consents(database) == [7]               # kept for the retry
     await sender.deliver(OPENID, REMINDER, kind="closure_cancelled")
+    api.fail_next("message/template/subscribe", 48001)         # e.g. no permission yet
     await consent(database, clock, scene=7)                     # allowed again after use
-    api.fail_next("message/template/subscribe", 43101)
-    with pytest.raises(Unreachable, match="43101"):
+    with pytest.raises(Unreachable, match="48001"):
         await sender.deliver(OPENID, REMINDER, kind="reminder")
+    assert await unused_consents(database) == [7]               # nothing used it: kept
+    # WeChat says the first is gone (withdrawn): it is dropped and the next one used.
+    await consent(database, clock, scene=8)
+    api.fail_next("message/template/subscribe", 43101)
+    await sender.deliver(OPENID, REMINDER, kind="reminder")
     assert await unused_consents(database) == []
-    assert len(api.sent("message/template/subscribe")) == 1
+    assert [b["scene"] for b in api.sent("message/template/subscribe")] == ["7", "8"]
+    assert [c.body["scene"] for c in api.calls if c.path == "message/template/subscribe"] == \
+        ["7", "7", "7", "7", "8"]
+    with pytest.raises(Unreachable, match="one-time subscription"):
+        await sender.deliver(OPENID, REMINDER, kind="reminder")
 
 
 async def test_unsubscribed_or_unknown_follower(

@@ -251,8 +251,18 @@ async def test_url_check_answers_echostr(env: Env) -> None:
     query = env.push.query() | {"echostr": "5837397749543249175"}
     response = await env.http.get("/wechat", params=query)
     assert response.status_code == 200 and response.text == "5837397749543249175"
-    bad = query | {"signature": "0" * 40}
-    assert (await env.http.get("/wechat", params=bad)).status_code == 403
+    for bad in (query | {"signature": "0" * 40}, query | {"timestamp": "²"},
+                query | {"timestamp": "9" * 40}):
+        assert (await env.http.get("/wechat", params=bad)).status_code == 403
+
+
+async def test_a_forged_menu_id_is_not_a_crash(env: Env) -> None:
+    citizen = Citizen(env)
+    await citizen.event("event_subscribe")
+    for menu_id in ("²²²²", "99999999999999999999", "g:talk:99999999999999999999"):
+        answer = await citizen.send(citizen.message("text_menu_tap", Content="1", bizmsgmenuid=menu_id,
+                                                    MsgId=next(citizen._ids)))
+        assert answer and "系统出了点问题" not in answer
 
 
 # --- events and other message types -------------------------------------------------------------
@@ -351,6 +361,7 @@ async def test_consent_collected_with_the_booking_then_used_for_one_reminder(
                          public_url=PUBLIC_URL)
     citizen = Citizen(env)
     confirmation = await book_by_number(citizen)
+    assert await citizen.resend() == confirmation            # WeChat's retry: the same link
     [(url, label)] = CONSENT_LINK.findall(confirmation)
     assert "提醒" in label
     link = urlsplit(url.replace("&amp;", "&"))
@@ -367,13 +378,18 @@ async def test_consent_collected_with_the_booking_then_used_for_one_reminder(
     declined = await env.http.get("/wechat/consent", params=answer | {"action": "cancel"})
     assert declined.status_code == 200 and "没有开启提醒" in declined.text
     assert await count(database, NotificationConsent) == 0
-    forged = [answer | {"openid": "oSomebodyElse"}, answer | {"reserved": asked["reserved"][:-1] + "0"},
+    other = "1" if asked["reserved"][-1] != "1" else "2"
+    forged = [answer | {"openid": "oSomebodyElse"}, answer | {"reserved": asked["reserved"][:-1] + other},
+              answer | {"reserved": "²" + asked["reserved"]}, answer | {"reserved": "x"},
               answer | {"template_id": "OTHER"}, answer | {"scene": "0"},
               answer | {"reserved": "1" + asked["reserved"]}, {"openid": OPENID, "action": "confirm"}]
     for params in forged:
         refused = await env.http.get("/wechat/consent", params=params | {"action": "confirm"})
         assert refused.status_code == 403 and "链接无效" in refused.text, params
     assert await count(database, NotificationConsent) == 0
+    assert (await env.http.head("/wechat/consent", params=answer | {"action": "confirm"})
+            ).status_code == 200
+    assert await count(database, NotificationConsent) == 0      # a HEAD request grants nothing
     for _ in range(2):                   # a reload of the page is still one consent
         granted = await env.http.get("/wechat/consent", params=answer | {"action": "confirm"})
         assert granted.status_code == 200 and "已开启" in granted.text

@@ -40,6 +40,7 @@ ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
           45015: "response out of time limit or subscription is canceled",
           45009: "reach max api daily quota limit", 40013: "invalid appid",
           43101: "user refuse to accept the msg", 40004: "invalid media type",
+          48001: "api unauthorized",
           40005: "invalid file type"}
 SENDS = ("message/custom/send", "message/template/send", "message/template/subscribe",
          "menu/create", "media/upload")
