@@ -73,17 +73,22 @@ class Speaker:
 WEEKDAYS = {"zh-CN": "一二三四五六日", "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")}
 
 
-def format_day(day: dt.date, locale: str) -> str:
-    """"11月24日 周二" / "Tue 24 Nov"."""
+def format_day(day: dt.date, locale: str, today: dt.date | None = None) -> str:
+    """"11月24日 周二" / "Tue 24 Nov"; with the year ("2027年2月21日 周日" / "Sun 21 Feb
+    2027") when ``today`` is given and falls in another year."""
+    other_year = today is not None and day.year != today.year
     if locale == "en":
-        return f"{WEEKDAYS['en'][day.weekday()]} {day.day} {day.strftime('%b')}"
-    return f"{day.month}月{day.day}日 周{WEEKDAYS['zh-CN'][day.weekday()]}"
+        text = f"{WEEKDAYS['en'][day.weekday()]} {day.day} {day.strftime('%b')}"
+        return f"{text} {day.year}" if other_year else text
+    text = f"{day.month}月{day.day}日 周{WEEKDAYS['zh-CN'][day.weekday()]}"
+    return f"{day.year}年{text}" if other_year else text
 
 
 def format_time(when: dt.datetime) -> str:
     return when.strftime("%H:%M")
 
 
-def format_when(when: dt.datetime, locale: str) -> str:
-    """A local instant as "11月24日 周二 09:00" / "Tue 24 Nov 09:00"."""
-    return f"{format_day(when.date(), locale)} {format_time(when)}"
+def format_when(when: dt.datetime, locale: str, today: dt.date | None = None) -> str:
+    """A local instant as "11月24日 周二 09:00" / "Tue 24 Nov 09:00" (with the year when it is
+    not ``today``'s)."""
+    return f"{format_day(when.date(), locale, today)} {format_time(when)}"

@@ -52,7 +52,8 @@ class Note:
         return translate(self.locale, key, **values)
 
     def when(self, instant: dt.datetime) -> str:
-        return format_when(instant.astimezone(self.centre.tz), self.locale)
+        return format_when(instant.astimezone(self.centre.tz), self.locale,
+                           self.now.astimezone(self.centre.tz).date())
 
     def fields(self) -> dict[str, str]:
         """Template values: service, when, place, code (WeChat template messages), and the

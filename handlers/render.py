@@ -96,7 +96,7 @@ def slot_label(ctx: Ctx, starts_at: dt.datetime, ends_at: dt.datetime) -> str:
 
 
 def when_text(ctx: Ctx, when: dt.datetime) -> str:
-    return format_when(ctx.local(when), ctx.locale)
+    return format_when(ctx.local(when), ctx.locale, ctx.today)
 
 
 def _ics_escape(text: str) -> str:

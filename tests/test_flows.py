@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from handlers.engine import Assistant
+from handlers.i18n import format_day
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Appointment, AppointmentStatus, Block, Hold, Person, Service, Slot
@@ -157,7 +158,7 @@ async def test_blocked_citizen_is_told_why_until_when_and_how_to_appeal(
     await verify_dialog(dialog, [
         ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
         ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:30"), ("[09:30-10:00]", "使用这些信息"),
-        ("[使用这些信息]", "请确认"), ("[确认预约]", "暂停至2月21日"),
+        ("[使用这些信息]", "请确认"), ("[确认预约]", "暂停至2027年2月21日 周日"),
     ])
     assert "人工" in dialog.text and "预约办事" in dialog.labels   # no dead end
 
@@ -324,3 +325,11 @@ async def test_unusual_digits_at_a_menu(assistant: Assistant, typed: str) -> Non
     await dialog.command("start")
     text = "\n".join(reply.text for reply in await dialog.say(typed))
     assert text and "系统出了点问题" not in text
+
+
+def test_a_date_in_another_year_carries_the_year() -> None:
+    today = dt.date(2026, 12, 30)
+    assert format_day(dt.date(2027, 1, 4), "zh-CN", today) == "2027年1月4日 周一"
+    assert format_day(dt.date(2027, 1, 4), "en", today) == "Mon 4 Jan 2027"
+    assert format_day(dt.date(2026, 12, 31), "zh-CN", today) == "12月31日 周四"
+    assert format_day(dt.date(2027, 1, 4), "zh-CN") == "1月4日 周一"
