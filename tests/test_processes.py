@@ -42,9 +42,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def settings_file(folder: Path, database_url: str, api: FakeTelegram, name: str) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(f"""
+def common_settings(folder: Path, database_url: str) -> str:
+    """The settings every `yuyue run` of these tests shares: demo catalog, database, key."""
+    return f"""
 [general]
 catalog = "{ROOT / 'catalog' / 'demo.toml'}"
 data_dir = "{folder / 'var'}"
@@ -57,6 +57,12 @@ id_hash_key = "process-test-key-0123456789"
 [notifications]
 dispatch_interval_seconds = 1
 claim_lease_seconds = 3
+"""
+
+
+def settings_file(folder: Path, database_url: str, api: FakeTelegram, name: str) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(common_settings(folder, database_url) + f"""
 [telegram]
 token = "{api.token}"
 base_url = "{api.base_url}"

@@ -22,7 +22,7 @@ from storage.db import Database
 from storage.models import Appointment, NotificationConsent, Outbox, OutboxStatus
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush, sample
 from tests.helpers import ROOT, valid_id
-from tests.test_processes import free_port, start
+from tests.test_processes import common_settings, free_port, start
 
 pytestmark = pytest.mark.slow
 OPENID = "oProcess_12AbCdEfGhIjKlMnOpQr"
@@ -38,18 +38,7 @@ async def api() -> AsyncIterator[FakeWechatApi]:
 
 def wechat_only_settings(folder: Path, database_url: str, api: FakeWechatApi, port: int) -> Path:
     path = folder / "wechat.toml"
-    path.write_text(f"""
-[general]
-catalog = "{ROOT / 'catalog' / 'demo.toml'}"
-data_dir = "{folder / 'var'}"
-log_level = "WARNING"
-[database]
-url = "{database_url}"
-pool_size = 4
-[privacy]
-id_hash_key = "process-test-key-0123456789"
-[notifications]
-dispatch_interval_seconds = 1
+    path.write_text(common_settings(folder, database_url) + f"""
 [wechat]
 app_id = "{APP_ID}"
 app_secret = "{APP_SECRET}"

@@ -12,7 +12,7 @@ import contextlib
 import email.parser
 import email.policy
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -35,6 +35,24 @@ def read_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], File
         else:
             fields[name] = payload.decode()
     return fields, files
+
+
+class Calls:
+    """What a fake API shares: a signal on every call, so tests await what they expect."""
+
+    def __init__(self) -> None:
+        self._called = asyncio.Event()   # set on every API call: tests await it, never poll
+
+    def called(self) -> None:
+        self._called.set()
+
+    async def until(self, condition: Callable[[], bool], seconds: float) -> None:
+        """Wait until ``condition()`` holds, checking after every API call (a guard of
+        ``seconds``, not a pause: it returns as soon as the condition holds)."""
+        async with asyncio.timeout(seconds):
+            while not condition():
+                self._called.clear()
+                await self._called.wait()
 
 
 class _QuietServer(uvicorn.Server):

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes import Files, LocalServer, read_multipart
+from tests.fakes import Calls, Files, LocalServer, read_multipart
 
 TOKEN = "123456789:fake-token-for-tests"
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "Yuyue 预约", "username": "yuyue_test_bot",
@@ -76,7 +76,7 @@ class Gate:
         self.released.set()
 
 
-class FakeTelegram:
+class FakeTelegram(Calls):
     """The fake server. ``clock`` stamps each recorded call (a test's FakeTime.now)."""
 
     def __init__(self, *, clock: Callable[[], float] | None = None, token: str = TOKEN,
@@ -101,7 +101,7 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._query_ids = itertools.count(4_000_000_001)
         self._arrived = asyncio.Event()
-        self._called = asyncio.Event()   # set on every API call: tests await it, never poll
+        super().__init__()
         self._closing = asyncio.Event()
         self._failures: list[_Failure] = []
         self.conflict = False
@@ -162,14 +162,6 @@ class FakeTelegram:
             while self.confirmed <= update_id:
                 self._acked.clear()
                 await self._acked.wait()
-
-    async def until(self, condition: Callable[[], bool], seconds: float) -> None:
-        """Wait until ``condition()`` holds, checking after every API call (a guard of
-        ``seconds``, not a pause: it returns as soon as the condition holds)."""
-        async with asyncio.timeout(seconds):
-            while not condition():
-                self._called.clear()
-                await self._called.wait()
 
     def block(self, chat_id: int) -> None:
         """The user blocked the bot: every message to them gets 403."""
@@ -259,7 +251,7 @@ class FakeTelegram:
         params, files = await _read_params(request)
         call = ApiCall(method, params, self.clock(), files)
         self.calls.append(call)
-        self._called.set()
+        self.called()
         if request.path_params["token"] != self.token:
             return self._error(call, 401, {"ok": False, "error_code": 401,
                                            "description": "Unauthorized"})

@@ -13,12 +13,10 @@ Use: ``async with FakeWechatApi() as api:`` then point ``wechat.api_base_url`` a
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
 from collections import defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from starlette.routing import Route
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
-from tests.fakes import Files, LocalServer, read_multipart
+from tests.fakes import Calls, Files, LocalServer, read_multipart
 
 APP_ID = "wx49f0ab532d5d035a"
 APP_SECRET = "fake-app-secret-for-tests-0123456"
@@ -54,7 +52,7 @@ class ApiCall:
     errcode: int
 
 
-class FakeWechatApi:
+class FakeWechatApi(Calls):
     """The fake server; ``calls`` lists every request in order."""
 
     def __init__(self, *, expires_in: int = 7200) -> None:
@@ -65,7 +63,7 @@ class FakeWechatApi:
         self.out_of_window: set[str] = set()
         self.scripted: dict[str, deque[int]] = defaultdict(deque)
         self._serial = itertools.count(1)
-        self._called = asyncio.Event()
+        super().__init__()
         self.uploads: dict[str, tuple[str, bytes, str]] = {}     # media_id -> the file
         self.server = LocalServer(Starlette(routes=[
             Route("/cgi-bin/{path:path}", self._endpoint, methods=["POST", "GET"])]))
@@ -92,14 +90,6 @@ class FakeWechatApi:
         self.scripted[path].extend(errcodes)
 
     # --- what happened ------------------------------------------------------------------------
-
-    async def until(self, condition: Callable[[], bool], seconds: float) -> None:
-        """Wait until ``condition()`` holds, checking after every API call (a guard of
-        ``seconds``, not a pause: it returns as soon as the condition holds)."""
-        async with asyncio.timeout(seconds):
-            while not condition():
-                self._called.clear()
-                await self._called.wait()
 
     def sent(self, path: str) -> list[dict[str, Any]]:
         """Bodies of the successful calls to ``path``."""
@@ -171,7 +161,7 @@ class FakeWechatApi:
     def _answer(self, path: str, token: str | None, body: dict[str, Any], errcode: int,
                 extra: dict[str, Any] | None = None) -> Response:
         self.calls.append(ApiCall(path, token, body, errcode))
-        self._called.set()
+        self.called()
         if errcode == 0:
             payload: dict[str, Any] = {"errcode": 0, "errmsg": "ok", **(extra or {})}
             if path == "stable_token":
