@@ -139,7 +139,7 @@ class Assistant:
             # A pressed button moves the flow on: the menu it belonged to becomes this answer.
             first = replies[0]
             replies[0] = Reply(first.text, first.choices, first.attachment, edit=True)
-        conversation.updated_at = now
+        ctx.save()
         return replies
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
