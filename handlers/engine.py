@@ -15,8 +15,9 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff, stats
 from handlers.context import GLOBAL_PREFIX, Ctx, Event
@@ -29,6 +30,7 @@ from storage.clock import Clock
 from storage.db import Database
 from storage.identity import identity_for
 from storage.models import Conversation, ProcessedMessage
+from storage.outbox import insert_ignoring_duplicates
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,27 +79,12 @@ class Assistant:
         now = self.clock.now()
         try:
             async with self.database.session() as session:
-                record = None
-                if incoming.message_id:
-                    stored = await session.get(ProcessedMessage, (incoming.channel, incoming.message_id))
-                    if stored is not None:
-                        return [Reply.from_json(r) for r in stored.response.get("replies", [])]
-                    record = ProcessedMessage(channel=incoming.channel, message_id=incoming.message_id,
-                                              processed_at=now, response={})
-                    session.add(record)
-                    try:
-                        await session.flush()
-                    except IntegrityError:
-                        raise _Duplicate from None
+                if incoming.message_id and not await _first_delivery(session, incoming, now):
+                    return await _stored_answer(session, incoming)
                 replies = await self._handle_in(session, incoming, now)
-                if record is not None:
-                    record.response = {"replies": [r.to_json() for r in replies]}
+                if incoming.message_id:
+                    await _store_answer(session, incoming, replies)
                 return replies
-        except _Duplicate:
-            # A concurrent delivery of the same message won; answer as it did.
-            async with self.database.read() as session:
-                stored = await session.get(ProcessedMessage, (incoming.channel, incoming.message_id))
-                return [Reply.from_json(r) for r in (stored.response if stored else {}).get("replies", [])]
         except Exception as exc:
             if _database_unavailable(exc):
                 # Let the channel answer "try later" so the platform delivers it again.
@@ -280,8 +267,33 @@ class Assistant:
         return await steps[ctx.step](ctx, Event("enter"))
 
 
-class _Duplicate(Exception):
-    pass
+async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.datetime) -> bool:
+    """Record the platform message id; False when it was recorded before.
+
+    A concurrent delivery of the same id waits here for the first one's transaction, and then
+    sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
+    """
+    inserted = await session.execute(
+        insert_ignoring_duplicates(session, ProcessedMessage, ["channel", "message_id"])
+        .values(channel=incoming.channel, message_id=incoming.message_id, processed_at=now,
+                response={}))
+    return bool(inserted.rowcount)  # type: ignore[attr-defined]
+
+
+async def _stored_answer(session: AsyncSession, incoming: Incoming) -> list[Reply]:
+    response = await session.scalar(select(ProcessedMessage.response).where(
+        ProcessedMessage.channel == incoming.channel,
+        ProcessedMessage.message_id == incoming.message_id))
+    return [Reply.from_json(r) for r in (response or {}).get("replies", [])]
+
+
+async def _store_answer(session: AsyncSession, incoming: Incoming, replies: list[Reply]) -> None:
+    await session.execute(
+        update(ProcessedMessage)
+        .where(ProcessedMessage.channel == incoming.channel,
+               ProcessedMessage.message_id == incoming.message_id)
+        .values(response={"replies": [r.to_json() for r in replies]})
+        .execution_options(synchronize_session=False))
 
 
 def _database_unavailable(exc: BaseException) -> bool:
