@@ -29,7 +29,7 @@ from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database
 from storage.identity import identity_for
-from storage.models import Conversation, ProcessedMessage
+from storage.models import ChannelIdentity, Conversation, ProcessedMessage
 from storage.outbox import insert_ignoring_duplicates
 from storage.settings import Settings
 
@@ -96,12 +96,7 @@ class Assistant:
             return [Reply(translate(locale, "error.apology"))]
 
     async def _handle_in(self, session, incoming: Incoming, now: dt.datetime) -> list[Reply]:  # type: ignore[no-untyped-def]
-        default_locale = self.settings.general.locale
-        identity = await identity_for(session, incoming.channel, incoming.user_id,
-                                      normalize_locale(incoming.locale, default_locale), now)
-        if incoming.event != "unsubscribe":
-            identity.last_inbound_at = now
-            identity.unreachable_at = identity.unreachable_reason = None
+        identity = await self._sender(session, incoming, now)
         # In a group each member has a conversation of their own there, apart from their
         # private chat with the bot (a staff member may also be a citizen).
         key = f"{incoming.user_id}@{incoming.chat_id}" if incoming.is_group else incoming.user_id
@@ -128,6 +123,21 @@ class Assistant:
             replies[0] = Reply(first.text, first.choices, first.attachment, edit=True)
         ctx.save()
         return replies
+
+    async def _sender(self, session: AsyncSession, incoming: Incoming, now: dt.datetime) -> ChannelIdentity:
+        """The sender's channel identity, created on first contact; unless they are leaving,
+        marked as writing now (which also makes them reachable again)."""
+        writing = incoming.event != "unsubscribe"
+        if writing:
+            known = await _mark_inbound(session, incoming, now)
+            if known is not None:
+                return known
+        identity = await identity_for(session, incoming.channel, incoming.user_id,
+                                      normalize_locale(incoming.locale, self.settings.general.locale), now)
+        if writing:
+            identity.last_inbound_at = now
+            identity.unreachable_at = identity.unreachable_reason = None
+        return identity
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
         incoming = ctx.incoming
@@ -265,6 +275,20 @@ class Assistant:
             ctx.end()
             return [main_menu(ctx)]
         return await steps[ctx.step](ctx, Event("enter"))
+
+
+async def _mark_inbound(session: AsyncSession, incoming: Incoming,
+                        now: dt.datetime) -> ChannelIdentity | None:
+    """The sender's identity marked as writing now, or None before their first contact.
+
+    One statement instead of a read and a write: it runs for every message."""
+    return await session.scalar(
+        update(ChannelIdentity)
+        .where(ChannelIdentity.channel == incoming.channel,
+               ChannelIdentity.platform_user_id == incoming.user_id)
+        .values(last_inbound_at=now, unreachable_at=None, unreachable_reason=None)
+        .returning(ChannelIdentity)
+        .execution_options(synchronize_session=False))
 
 
 async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.datetime) -> bool:
