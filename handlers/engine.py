@@ -291,6 +291,11 @@ async def _mark_inbound(session: AsyncSession, incoming: Incoming,
         .execution_options(synchronize_session=False))
 
 
+# The processed-message statements go to the table: nothing of them is loaded into the session,
+# and a plain SQL statement skips the ORM's bookkeeping (a tenth of a millisecond each).
+_PROCESSED = ProcessedMessage.__table__
+
+
 async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.datetime) -> bool:
     """Record the platform message id; False when it was recorded before.
 
@@ -298,7 +303,7 @@ async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.dat
     sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
     """
     inserted = await session.execute(
-        insert_ignoring_duplicates(session, ProcessedMessage, ["channel", "message_id"])
+        insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
         .values(channel=incoming.channel, message_id=incoming.message_id, processed_at=now,
                 response={}))
     return bool(inserted.rowcount)  # type: ignore[attr-defined]
@@ -313,11 +318,9 @@ async def _stored_answer(session: AsyncSession, incoming: Incoming) -> list[Repl
 
 async def _store_answer(session: AsyncSession, incoming: Incoming, replies: list[Reply]) -> None:
     await session.execute(
-        update(ProcessedMessage)
-        .where(ProcessedMessage.channel == incoming.channel,
-               ProcessedMessage.message_id == incoming.message_id)
-        .values(response={"replies": [r.to_json() for r in replies]})
-        .execution_options(synchronize_session=False))
+        update(_PROCESSED)
+        .where(_PROCESSED.c.channel == incoming.channel, _PROCESSED.c.message_id == incoming.message_id)
+        .values(response={"replies": [r.to_json() for r in replies]}))
 
 
 def _database_unavailable(exc: BaseException) -> bool:
