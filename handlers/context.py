@@ -55,6 +55,16 @@ class Ctx:
     conversation: Conversation
     locale: str
     notes: list[Reply] = field(default_factory=list)
+    # The conversation's state while the message is handled. Steps change these; ``save``
+    # writes them to the row once at the end, so the queries on the way do not flush the row
+    # again after every change.
+    flow: str | None = field(init=False)
+    step: str | None = field(init=False)
+    data: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.flow, self.step = self.conversation.flow, self.conversation.step
+        self.data = self.conversation.data
 
     # --- text ---------------------------------------------------------------------------------
 
@@ -82,32 +92,25 @@ class Ctx:
 
     # --- state --------------------------------------------------------------------------------
 
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.conversation.data
-
-    @property
-    def flow(self) -> str | None:
-        return self.conversation.flow
-
-    @property
-    def step(self) -> str | None:
-        return self.conversation.step
-
     def goto(self, flow: str | None, step: str | None = None, **data: Any) -> None:
         """Move to ``flow``/``step``; keyword values are added to the flow's data."""
-        if flow != self.conversation.flow:
-            keep = {k: v for k, v in self.conversation.data.items() if k.startswith("_")}
-            self.conversation.data = keep
-        self.conversation.flow, self.conversation.step = flow, step
-        self.conversation.data = {**self.conversation.data, **data}
+        if flow != self.flow:
+            self.data = {k: v for k, v in self.data.items() if k.startswith("_")}
+        self.flow, self.step = flow, step
+        self.data = {**self.data, **data}
 
     def remember(self, **data: Any) -> None:
-        self.conversation.data = {**self.conversation.data, **data}
+        self.data = {**self.data, **data}
 
     def forget(self, *keys: str) -> None:
-        self.conversation.data = {k: v for k, v in self.conversation.data.items() if k not in keys}
+        self.data = {k: v for k, v in self.data.items() if k not in keys}
 
     def end(self) -> None:
         """Leave the current flow (shared keys starting with "_" stay)."""
         self.goto(None, None)
+
+    def save(self) -> None:
+        """Write the state to the conversation row, as of now (committed with the message)."""
+        conversation = self.conversation
+        conversation.flow, conversation.step, conversation.data = self.flow, self.step, self.data
+        conversation.updated_at = self.now

@@ -15,8 +15,9 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff, stats
 from handlers.context import GLOBAL_PREFIX, Ctx, Event
@@ -28,7 +29,8 @@ from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database
 from storage.identity import identity_for
-from storage.models import Conversation, ProcessedMessage
+from storage.models import ChannelIdentity, Conversation, ProcessedMessage
+from storage.outbox import insert_ignoring_duplicates
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,28 @@ class Resolved:
     stale: bool = False             # a choice from a menu that is no longer shown
 
 
+# The statements every message runs, built once: building one and working out its cache key
+# costs about as much as running it on PostgreSQL. The processed-message statements go to the
+# table, as nothing of them is loaded into the session (the ORM's bookkeeping is pure overhead).
+_PROCESSED = ProcessedMessage.__table__
+_MARK_INBOUND = (
+    update(ChannelIdentity)
+    .where(ChannelIdentity.channel == bindparam("on_channel"),
+           ChannelIdentity.platform_user_id == bindparam("sender"))
+    .values(last_inbound_at=bindparam("now"), unreachable_at=None, unreachable_reason=None)
+    .returning(ChannelIdentity)
+    .execution_options(synchronize_session=False))
+_CONVERSATION = (
+    select(Conversation)
+    .where(Conversation.channel == bindparam("on_channel"), Conversation.user_id == bindparam("key"))
+    .with_for_update())
+_STORE_ANSWER = (
+    update(_PROCESSED)
+    .where(_PROCESSED.c.channel == bindparam("on_channel"),
+           _PROCESSED.c.message_id == bindparam("message"))
+    .values(response=bindparam("answer")))
+
+
 class Assistant:
     """Handles every incoming message of every channel the same way."""
 
@@ -77,27 +101,12 @@ class Assistant:
         now = self.clock.now()
         try:
             async with self.database.session() as session:
-                record = None
-                if incoming.message_id:
-                    stored = await session.get(ProcessedMessage, (incoming.channel, incoming.message_id))
-                    if stored is not None:
-                        return [Reply.from_json(r) for r in stored.response.get("replies", [])]
-                    record = ProcessedMessage(channel=incoming.channel, message_id=incoming.message_id,
-                                              processed_at=now, response={})
-                    session.add(record)
-                    try:
-                        await session.flush()
-                    except IntegrityError:
-                        raise _Duplicate from None
+                if incoming.message_id and not await _first_delivery(session, incoming, now):
+                    return await _stored_answer(session, incoming)
                 replies = await self._handle_in(session, incoming, now)
-                if record is not None:
-                    record.response = {"replies": [r.to_json() for r in replies]}
+                if incoming.message_id:
+                    await _store_answer(session, incoming, replies)
                 return replies
-        except _Duplicate:
-            # A concurrent delivery of the same message won; answer as it did.
-            async with self.database.read() as session:
-                stored = await session.get(ProcessedMessage, (incoming.channel, incoming.message_id))
-                return [Reply.from_json(r) for r in (stored.response if stored else {}).get("replies", [])]
         except Exception as exc:
             if _database_unavailable(exc):
                 # Let the channel answer "try later" so the platform delivers it again.
@@ -109,18 +118,11 @@ class Assistant:
             return [Reply(translate(locale, "error.apology"))]
 
     async def _handle_in(self, session, incoming: Incoming, now: dt.datetime) -> list[Reply]:  # type: ignore[no-untyped-def]
-        default_locale = self.settings.general.locale
-        identity = await identity_for(session, incoming.channel, incoming.user_id,
-                                      normalize_locale(incoming.locale, default_locale), now)
-        if incoming.event != "unsubscribe":
-            identity.last_inbound_at = now
-            identity.unreachable_at = identity.unreachable_reason = None
+        identity = await self._sender(session, incoming, now)
         # In a group each member has a conversation of their own there, apart from their
         # private chat with the bot (a staff member may also be a citizen).
         key = f"{incoming.user_id}@{incoming.chat_id}" if incoming.is_group else incoming.user_id
-        conversation = await session.scalar(
-            select(Conversation).where(Conversation.channel == incoming.channel,
-                                       Conversation.user_id == key).with_for_update())
+        conversation = await session.scalar(_CONVERSATION, {"on_channel": incoming.channel, "key": key})
         if conversation is None:
             # Group members see each other's menus: start each one's menu numbers somewhere
             # else, so a button pressed on a colleague's menu is stale, not someone else's pick.
@@ -139,8 +141,23 @@ class Assistant:
             # A pressed button moves the flow on: the menu it belonged to becomes this answer.
             first = replies[0]
             replies[0] = Reply(first.text, first.choices, first.attachment, edit=True)
-        conversation.updated_at = now
+        ctx.save()
         return replies
+
+    async def _sender(self, session: AsyncSession, incoming: Incoming, now: dt.datetime) -> ChannelIdentity:
+        """The sender's channel identity, created on first contact; unless they are leaving,
+        marked as writing now (which also makes them reachable again)."""
+        writing = incoming.event != "unsubscribe"
+        if writing:
+            known = await _mark_inbound(session, incoming, now)
+            if known is not None:
+                return known
+        identity = await identity_for(session, incoming.channel, incoming.user_id,
+                                      normalize_locale(incoming.locale, self.settings.general.locale), now)
+        if writing:
+            identity.last_inbound_at = now
+            identity.unreachable_at = identity.unreachable_reason = None
+        return identity
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
         incoming = ctx.incoming
@@ -280,8 +297,38 @@ class Assistant:
         return await steps[ctx.step](ctx, Event("enter"))
 
 
-class _Duplicate(Exception):
-    pass
+async def _mark_inbound(session: AsyncSession, incoming: Incoming,
+                        now: dt.datetime) -> ChannelIdentity | None:
+    """The sender's identity marked as writing now, or None before their first contact.
+
+    One statement instead of a read and a write: it runs for every message."""
+    return await session.scalar(_MARK_INBOUND, {"on_channel": incoming.channel,
+                                                "sender": incoming.user_id, "now": now})
+
+
+async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.datetime) -> bool:
+    """Record the platform message id; False when it was recorded before.
+
+    A concurrent delivery of the same id waits here for the first one's transaction, and then
+    sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
+    """
+    inserted = await session.execute(
+        insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
+        .values(channel=incoming.channel, message_id=incoming.message_id, processed_at=now,
+                response={}))
+    return bool(inserted.rowcount)  # type: ignore[attr-defined]
+
+
+async def _stored_answer(session: AsyncSession, incoming: Incoming) -> list[Reply]:
+    response = await session.scalar(select(ProcessedMessage.response).where(
+        ProcessedMessage.channel == incoming.channel,
+        ProcessedMessage.message_id == incoming.message_id))
+    return [Reply.from_json(r) for r in (response or {}).get("replies", [])]
+
+
+async def _store_answer(session: AsyncSession, incoming: Incoming, replies: list[Reply]) -> None:
+    await session.execute(_STORE_ANSWER, {"on_channel": incoming.channel, "message": incoming.message_id,
+                                          "answer": {"replies": [r.to_json() for r in replies]}})
 
 
 def _database_unavailable(exc: BaseException) -> bool:
