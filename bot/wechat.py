@@ -40,9 +40,12 @@ Public names:
   ``Unreachable``. ``fields`` gives the template values by source name (service, when, place,
   code, and the appointment's id); "summary" (the first line of the text) and "sent" (now) are
   always known.
-- ``Consents(settings, database, clock, *, locale=...)``: ``link_for(openid)`` renders a reply's
-  ``ConsentRequest`` as the link to WeChat's confirmation page; ``page`` is the route WeChat
-  sends the citizen back to (``{wechat.path}/consent``).
+  ``send_image(openid, attachment)`` uploads an image (a chart) and sends it as a
+  customer-service message.
+- ``Consents(settings, database, clock, *, key=None, locale=...)``: ``link_for(openid)``
+  renders a reply's ``ConsentRequest`` as the link to WeChat's confirmation page, signed with
+  ``key`` (``IdHasher.derive``); ``page`` is the route WeChat sends the citizen back to
+  (``{wechat.path}/consent``).
 - ``AccessTokens(settings, database, clock, http, *, owner=None)``: ``get(rejected=None)``.
 - ``WechatWebhook``: the two endpoints; ``drain()`` waits for answers still being sent.
 - ``create_menu(settings, http, *, tokens=None) -> None``
