@@ -3,6 +3,7 @@ customer-service messages inside the 48-hour window, template messages outside i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -293,6 +294,19 @@ async def test_busy_wechat_keeps_the_consent_a_refusal_uses_it(
         ["7", "7", "7", "7", "8"]
     with pytest.raises(Unreachable, match="one-time subscription"):
         await sender.deliver(OPENID, REMINDER, kind="reminder")
+
+
+async def test_two_senders_at_once_use_one_consent_once(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    await citizen(database, clock.now() - dt.timedelta(days=3))
+    sender = sender_for(wechat_settings(api, subscribe_template_id="SUBS-TPL"), database, clock,
+                        http)
+    await consent(database, clock, scene=7)
+    results = await asyncio.gather(*(sender.deliver(OPENID, REMINDER, kind="reminder")
+                                     for _ in range(4)), return_exceptions=True)
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, Unreachable) for r in results if r is not None)
+    assert len(api.sent("message/template/subscribe")) == 1
 
 
 async def test_unsubscribed_or_unknown_follower(
