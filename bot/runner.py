@@ -29,11 +29,21 @@ log = logging.getLogger("yuyue.run")
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: `yuyue run` owns SIGTERM and SIGINT."""
+    """uvicorn without its own signal handling: `yuyue run` owns SIGTERM and SIGINT; and
+    ``listening`` is set once its socket accepts connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
 
 
 class _Kicking:
@@ -104,9 +114,13 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
                                         port=settings.web.port, log_level="warning",
                                         lifespan="off", access_log=False))
         tasks.append(asyncio.create_task(server.serve(), name="web"))
+        # "running" is said when it is true: webhooks can be answered (or the server failed).
+        listening = asyncio.create_task(server.listening.wait())
+        await asyncio.wait([listening, tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
     scheduler.start()
     log.info("running: channels %s, web server %s", ", ".join(senders) or "none",
-             f"{settings.web.host}:{settings.web.port}" if server else "off")
+             f"listening on {settings.web.host}:{settings.web.port}" if server else "off")
     try:
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -42,13 +42,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def common_settings(folder: Path, database_url: str) -> str:
+def common_settings(folder: Path, database_url: str, log_level: str = "WARNING") -> str:
     """The settings every `yuyue run` of these tests shares: demo catalog, database, key."""
     return f"""
 [general]
 catalog = "{ROOT / 'catalog' / 'demo.toml'}"
 data_dir = "{folder / 'var'}"
-log_level = "WARNING"
+log_level = "{log_level}"
 [database]
 url = "{database_url}"
 pool_size = 4

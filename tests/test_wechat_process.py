@@ -38,7 +38,7 @@ async def api() -> AsyncIterator[FakeWechatApi]:
 
 def wechat_only_settings(folder: Path, database_url: str, api: FakeWechatApi, port: int) -> Path:
     path = folder / "wechat.toml"
-    path.write_text(common_settings(folder, database_url) + f"""
+    path.write_text(common_settings(folder, database_url, log_level="INFO") + f"""
 [wechat]
 app_id = "{APP_ID}"
 app_secret = "{APP_SECRET}"
@@ -88,9 +88,10 @@ async def test_yuyue_run_serves_a_wechat_citizen_end_to_end(api: FakeWechatApi, 
     await load_demo_catalog(database_url)
     port = free_port()
     process = await start(wechat_only_settings(tmp_path, database_url, api, port))
+    output = ProcessLog(process)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
         try:
-            await wait_for_server(http, process)
+            await output.until("running: channels wechat, web server listening", 60)
             citizen = Follower(WechatPush(http, path="/wechat", token=SAMPLE_TOKEN,
                                           aes_key=SAMPLE_AES_KEY, now=lambda: dt.datetime.now(dt.UTC)))
             assert "预约办事" in await citizen.send("event_subscribe")
@@ -125,25 +126,41 @@ async def test_yuyue_run_serves_a_wechat_citizen_end_to_end(api: FakeWechatApi, 
             assert sent["scene"] == asked["scene"] and api.texts == []
         finally:
             process.send_signal(signal.SIGTERM)
-            _, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert "Traceback" not in stderr.decode()
+            await process.wait()
+    stderr = await output.text()
+    assert process.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
     assert await count(database_url, Appointment) == 1
 
 
-async def wait_for_server(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
-    """Until /healthz answers (the process migrates nothing: the database is ready)."""
-    async with asyncio.timeout(60):
-        while True:
-            if process.returncode is not None:
-                _, stderr = await process.communicate()
-                raise AssertionError("yuyue run stopped:\n" + stderr.decode()[-3000:])
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
+class ProcessLog:
+    """The process's log (standard error), read as it comes so the pipe never fills."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.lines: list[str] = []
+        self._line = asyncio.Event()
+        self._reader = asyncio.create_task(self._read(process))
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        while line := await process.stderr.readline():
+            self.lines.append(line.decode(errors="replace"))
+            self._line.set()
+        self._line.set()
+
+    async def until(self, part: str, seconds: float) -> None:
+        """Wait for a line containing ``part``, awaiting each new line (a guard of
+        ``seconds``); the process ending first is a failure that shows its log."""
+        async with asyncio.timeout(seconds):
+            while not any(part in line for line in self.lines):
+                if self._reader.done():
+                    raise AssertionError("yuyue run stopped:\n" + "".join(self.lines)[-3000:])
+                self._line.clear()
+                await self._line.wait()
+
+    async def text(self) -> str:
+        await self._reader
+        return "".join(self.lines)
 
 
 async def reminders_due_now(database_url: str) -> int:
