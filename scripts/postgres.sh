@@ -6,7 +6,13 @@ cd "$(dirname "$0")/.."
 PGPORT=${YUYUE_PG_PORT:-55432}
 PGDATA=${YUYUE_PG_DATA:-/tmp/yuyue-pg-$PGPORT}
 
-find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+# Prints nothing (and succeeds) when PostgreSQL is not installed yet, so the install step runs.
+find_bin() {
+  local found
+  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true)
+  [ -n "$found" ] && printf '%s\n' "$found" | sort -V | tail -n 1
+  return 0
+}
 
 if [ "${1:-}" = "stop" ]; then
   bin=$(find_bin)

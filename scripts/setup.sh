@@ -21,7 +21,9 @@ extras=""
 [ "${1:-}" = "test" ] && extras="[test]"
 stamp=".venv/.installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+  # The venv's own pip and setuptools come from the Python that made it, often years old and
+  # past published advisories: bring them up to date before anything else is installed.
+  .venv/bin/python -m pip install --quiet --upgrade pip 'setuptools>=78.1.1'
   .venv/bin/python -m pip install --quiet -e ".$extras"
   touch "$stamp"
 fi

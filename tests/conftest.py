@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 
 from storage import migrate
@@ -20,6 +21,11 @@ from storage.db import Database
 from storage.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# No property test may depend on the machine's speed: a busy machine is not a failing test.
+settings.register_profile("yuyue", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("yuyue"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "yuyue")
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
