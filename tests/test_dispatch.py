@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from bot.dispatch import Dispatcher
 from bot.scheduler import Jobs, build_scheduler
-from bot.telegram import RateLimiter, TelegramChannel, build_telegram
+from bot.telegram import TelegramChannel, build_telegram
+from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from handlers.engine import Assistant
 from storage import booking

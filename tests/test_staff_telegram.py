@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
 from bot.dispatch import Dispatcher
-from bot.telegram import RateLimiter, TelegramChannel, build_telegram
+from bot.telegram import TelegramChannel, build_telegram
+from bot.telegram.limiter import RateLimiter
 from bot.wecom import WecomRobotSender, build_wecom_sender
 from bot.wiring import App
 from handlers.core import Choice, Reply

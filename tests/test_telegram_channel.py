@@ -19,15 +19,11 @@ from sqlalchemy import func, select, text
 from telegram import Update
 
 from bot.channels import Unreachable
-from bot.telegram import (
-    SECRET_HEADER,
-    PollingConflict,
-    RateLimiter,
-    TelegramChannel,
-    _log_failure,
-    build_telegram,
-    parse_update,
-)
+from bot.telegram import PollingConflict, TelegramChannel, build_telegram
+from bot.telegram.failures import log_failure
+from bot.telegram.limiter import RateLimiter
+from bot.telegram.parse import parse_update
+from bot.telegram.webhook import SECRET_HEADER
 from bot.web import build_web_app
 from bot.wiring import App
 from handlers.core import Attachment, Choice, Incoming, Reply
@@ -543,7 +539,7 @@ def test_a_logged_failure_names_the_update_but_not_what_was_said(
         raise ValueError(said)
     except ValueError as error:
         with caplog.at_level(logging.ERROR, logger="yuyue.telegram"):
-            _log_failure(804812001, error)
+            log_failure(804812001, error)
     assert "804812001" in caplog.text and "ValueError" in caplog.text
     assert "13812345678" not in caplog.text and "张三" not in caplog.text
 

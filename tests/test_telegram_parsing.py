@@ -13,24 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from telegram import Update
 
-from bot.telegram import (
-    CALLBACK_DATA_LIMIT,
-    CITIZEN_COMMANDS,
-    MANAGER_COMMANDS,
-    STAFF_COMMANDS,
-    ChatMove,
-    Limit,
-    MemberChange,
-    RateLimiter,
-    TelegramConfigError,
-    apology,
-    build_bot,
-    check_settings,
-    keyboard,
-    parse_update,
-    split_text,
-    webhook_path,
-)
+from bot.telegram.commands import CITIZEN_COMMANDS, MANAGER_COMMANDS, STAFF_COMMANDS
+from bot.telegram.config import TelegramConfigError, build_bot, check_settings
+from bot.telegram.limiter import Limit, RateLimiter
+from bot.telegram.parse import ChatMove, MemberChange, parse_update
+from bot.telegram.render import CALLBACK_DATA_LIMIT, apology, keyboard, split_text
+from bot.telegram.webhook import webhook_path
 from handlers.core import Choice, Incoming, Reply
 from storage.settings import TelegramSettings
 from tests.fakes import FakeTime

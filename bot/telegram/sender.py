@@ -1,0 +1,262 @@
+"""Sending replies to Telegram chats within the limits: a ``bot.channels.Sender``.
+
+``TelegramSender(bot, database, clock, *, staff_chat_id=0, limiter=None)``:
+``deliver(chat_id, replies, *, kind="message")`` — ``chat_id`` is a Telegram chat id as text
+or ``"staff"`` for the staff group; raises ``Unreachable`` (and records the account as
+unreachable) or ``TryLater``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, InputFile, Message
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
+
+from bot.channels import TryLater, Unreachable
+from bot.telegram.limiter import RateLimiter, retry_seconds
+from bot.telegram.parse import CHANNEL
+from bot.telegram.render import CAPTION_LIMIT, TEXT_LIMIT, fit, keyboard, split_text, units
+from handlers.core import Reply
+from storage import reach
+from storage.clock import Clock
+from storage.db import Database
+
+log = logging.getLogger("yuyue.telegram")
+
+STAFF_TARGET = "staff"
+
+
+def _forbidden_reason(error: Forbidden) -> str:
+    text = error.message.lower()
+    for words, reason in (("blocked", "blocked"), ("deactivated", "deactivated"),
+                          ("kicked", "kicked"), ("initiate", "never_started")):
+        if words in text:
+            return reason
+    return "forbidden"
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Batch:
+    texts: list[str]
+    sent: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    error: BaseException | None = None
+
+
+class TelegramSender:
+    """Sends replies to Telegram chats within the rate limits (a ``bot.channels.Sender``)."""
+
+    channel = CHANNEL
+    batch_separator = "\n\n— — —\n\n"
+    max_batch = 10
+
+    def __init__(self, bot: Bot, database: Database, clock: Clock, *, staff_chat_id: int = 0,
+                 limiter: RateLimiter | None = None, max_retries: int = 5) -> None:
+        self.bot = bot
+        self.database = database
+        self.clock = clock
+        self.limiter = limiter or RateLimiter()
+        self.max_retries = max_retries
+        self.configured_staff_chat = staff_chat_id
+        self._staff_chat: int | None = None
+        self._batches: dict[int, _Batch] = {}
+
+    async def staff_chat(self) -> int:
+        """The staff group's current chat id (0 when none is configured)."""
+        if self._staff_chat is None:
+            async with self.database.read() as session:
+                self._staff_chat = await reach.staff_chat_id(session, self.configured_staff_chat)
+        return self._staff_chat
+
+    async def follow_migration(self, old: int, new: int) -> bool:
+        """Record that group ``old`` is now ``new``; True when that was the staff group."""
+        async with self.database.session() as session:
+            moved = await reach.record_chat_migration(session, self.configured_staff_chat, old,
+                                                      new, self.clock.now())
+        if moved:
+            self._staff_chat = new
+            log.warning("the staff group moved to a supergroup: chat %s is now %s", old, new)
+        return moved
+
+    async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
+                      fields: Mapping[str, str] | None = None) -> None:
+        """Send ``replies`` to ``chat_id`` (a chat id, or "staff") in order.
+
+        Short alerts to the staff group that pile up behind its 20-a-minute limit go out
+        together as one message.
+
+        Raises:
+            Unreachable: the chat blocked or removed the bot (recorded for a user).
+            TryLater: Telegram kept saying "too many requests", or the network failed.
+        """
+        target = await self.staff_chat() if chat_id == STAFF_TARGET else int(chat_id)
+        if not target:
+            raise Unreachable("no staff group configured (telegram.staff_chat_id)")
+        group = target < 0
+        for reply in replies:
+            if group and not reply.choices and reply.attachment is None and reply.text.strip():
+                await self._send_batched(target, reply.text)
+            else:
+                await self.send_reply(target, reply)
+
+    async def send_reply(self, chat_id: int, reply: Reply) -> list[Message]:
+        """Send one reply as new message(s); its keyboard goes on the last one."""
+        markup = keyboard(reply)
+        pieces = [p for p in split_text(reply.text) if p.strip()]
+        sent: list[Message] = []
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1 and reply.attachment is None
+            sent.append(await self.call(chat_id, lambda chat, piece=piece, last=last:
+                                        self.bot.send_message(
+                                            chat, piece, reply_markup=markup if last else None)))
+        if reply.attachment is not None:
+            sent.append(await self._send_document(chat_id, reply, markup))
+        if not sent:
+            log.warning("an empty reply to chat %s was not sent", chat_id)
+        return sent
+
+    async def _send_document(self, chat_id: int, reply: Reply,
+                             markup: InlineKeyboardMarkup | None) -> Message:
+        attachment = reply.attachment
+        assert attachment is not None
+        caption = attachment.caption
+        if units(caption) > CAPTION_LIMIT:
+            caption = caption[:fit(caption, CAPTION_LIMIT - 1)] + "…"
+
+        def upload(chat: int) -> Awaitable[Message]:
+            # A fresh InputFile per try: a retried upload must send the whole file again.
+            document = InputFile(attachment.content, filename=attachment.filename)
+            document.mimetype = attachment.mime
+            return self.bot.send_document(chat, document, caption=caption or None,
+                                          reply_markup=markup)
+
+        return await self.call(chat_id, upload)
+
+    async def edit_reply(self, chat_id: int, message_id: int, reply: Reply) -> bool:
+        """Show ``reply`` in place of the menu message ``message_id``.
+
+        Returns:
+            False when the message cannot be edited (too old, gone, or the reply is a
+            document): the caller sends the reply as a new message instead.
+        """
+        if reply.attachment is not None or not reply.text.strip():
+            # A document cannot replace text: retire the old keyboard, send the reply anew.
+            await self.retire_keyboard(chat_id, message_id)
+            return False
+        pieces = [p for p in split_text(reply.text) if p.strip()]
+        markup = keyboard(reply)
+        first_markup = markup if len(pieces) == 1 else None
+        edited = await self._edit(chat_id, lambda chat: self.bot.edit_message_text(
+            pieces[0], chat, message_id, reply_markup=first_markup))
+        if not edited:
+            return False
+        if len(pieces) > 1:
+            await self.send_reply(chat_id, dataclasses.replace(
+                reply, text="".join(pieces[1:]), edit=False))
+        return True
+
+    async def retire_keyboard(self, chat_id: int, message_id: int) -> None:
+        """Remove the buttons of an old menu message (its text stays)."""
+        await self._edit(chat_id, lambda chat: self.bot.edit_message_reply_markup(
+            chat, message_id, reply_markup=None))
+
+    async def _edit(self, chat_id: int, make: Callable[[int], Awaitable[Any]]) -> bool:
+        try:
+            await self.call(chat_id, make)
+        except BadRequest as error:
+            if "not modified" in error.message.lower():
+                return True  # the same press twice: the message already shows this
+            log.info("menu message in chat %s could not be edited (%s); sending anew",
+                     chat_id, error.message)
+            return False
+        return True
+
+    async def answer(self, query: CallbackQuery, text: str | None = None) -> None:
+        """Stop the button's spinner; a query that is too old is not an error."""
+        try:
+            await query.answer(text)
+        except BadRequest as error:
+            log.info("callback query not answered: %s", error.message)
+        except NetworkError as error:
+            log.warning("callback query not answered: %s", type(error).__name__)
+
+    async def call(self, chat_id: int, make: Callable[[int], Awaitable[T]]) -> T:
+        """Run one Bot API call to ``chat_id`` within the limits, waiting out 429s.
+
+        Raises:
+            Unreachable: 403 (recorded for a user) or "chat not found".
+            TryLater: still 429 after ``max_retries`` waits, or a network failure.
+        """
+        retries = 0
+        while True:
+            await self.limiter.acquire(chat_id)
+            try:
+                return await make(chat_id)
+            except RetryAfter as error:
+                seconds = retry_seconds(error)
+                self.limiter.pause(chat_id, seconds)
+                retries += 1
+                if retries > self.max_retries:
+                    raise TryLater("Telegram flood control", seconds) from None
+                log.info("Telegram asked to wait %.0f s before writing to chat %s",
+                         seconds, chat_id)
+            except ChatMigrated as error:
+                await self.follow_migration(chat_id, error.new_chat_id)
+                chat_id = error.new_chat_id
+            except Forbidden as error:
+                reason = _forbidden_reason(error)
+                if chat_id > 0:
+                    await self._mark_unreachable(chat_id, reason)
+                else:
+                    log.error("the bot cannot write to group %s (%s): add it to the group "
+                              "again", chat_id, reason)
+                raise Unreachable(reason) from None
+            except BadRequest as error:
+                if "chat not found" in error.message.lower():
+                    raise Unreachable("chat_not_found") from None
+                raise
+            except NetworkError as error:
+                raise TryLater(f"network: {type(error).__name__}") from None
+
+    async def _mark_unreachable(self, user_id: int, reason: str) -> None:
+        async with self.database.session() as session:
+            newly = await reach.mark_unreachable(session, CHANNEL, str(user_id), reason,
+                                                 self.clock.now())
+        if newly:
+            log.info("telegram user %s is unreachable (%s): no more messages to them",
+                     user_id, reason)
+
+    async def _send_batched(self, chat_id: int, text: str) -> None:
+        batch = self._batches.get(chat_id)
+        if (batch is not None and len(batch.texts) < self.max_batch
+                and units(self.batch_separator.join([*batch.texts, text])) <= TEXT_LIMIT):
+            batch.texts.append(text)
+            await batch.sent.wait()
+            if batch.error is not None:
+                raise batch.error
+            return
+        batch = _Batch([text])
+        self._batches[chat_id] = batch
+        try:
+            # Alerts arriving while this one waits for the group's limit join it.
+            while (wait := self.limiter.delay(chat_id)) > 0:
+                await self.limiter.sleep(wait)
+            if self._batches.get(chat_id) is batch:
+                del self._batches[chat_id]
+            combined = self.batch_separator.join(batch.texts)
+            await self.call(chat_id, lambda chat: self.bot.send_message(chat, combined))
+        except BaseException as error:
+            batch.error = error
+            raise
+        finally:
+            if self._batches.get(chat_id) is batch:
+                del self._batches[chat_id]
+            batch.sent.set()
