@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.dispatch import Dispatcher
-from bot.wechat import AccessTokens, WechatSender
+from bot.wechat.api import AccessTokens
+from bot.wechat.sender import WechatSender
 from handlers.engine import Assistant
 from storage import handoffs
 from storage.clock import ManualClock

@@ -10,18 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from bot import wechat
-from bot.wechat import (
+from bot.wechat.inbound import (
     BadRequest,
     menu_id_for,
     parse_xml,
-    render_choice,
-    render_replies,
-    split_text,
+    sign,
     to_incoming,
     token_for_menu_id,
     verify_signature,
 )
+from bot.wechat.render import cdata, render_choice, render_replies, split_text
 from handlers.core import Attachment, Choice, Reply
 from tests.fakes.wechat_api import APP_ID, SAMPLE_AES_KEY, SAMPLE_TOKEN, sample
 
@@ -60,7 +58,7 @@ def test_published_sample_is_refused_years_later_and_when_changed() -> None:
                                             (301, False)])
 def test_replay_window_on_the_timestamp(offset: int, ok: bool) -> None:
     timestamp = str(int(NOW.timestamp()) + offset)
-    signature = wechat.sign("tok", timestamp, "42")
+    signature = sign("tok", timestamp, "42")
     assert verify_signature("tok", signature, timestamp, "42", now=NOW, window_seconds=300) is ok
 
 
@@ -68,9 +66,9 @@ def test_replay_window_on_the_timestamp(offset: int, ok: bool) -> None:
 def test_missing_or_wrong_signature(signature: str | None) -> None:
     timestamp = str(int(NOW.timestamp()))
     assert not verify_signature("tok", signature, timestamp, "42", now=NOW, window_seconds=300)
-    assert not verify_signature("", wechat.sign("", timestamp, "42"), timestamp, "42", now=NOW,
+    assert not verify_signature("", sign("", timestamp, "42"), timestamp, "42", now=NOW,
                                 window_seconds=300)
-    assert not verify_signature("tok", wechat.sign("tok", "x", "42"), "x", "42", now=NOW,
+    assert not verify_signature("tok", sign("tok", "x", "42"), "x", "42", now=NOW,
                                 window_seconds=300)
 
 
@@ -196,4 +194,4 @@ def test_split_keeps_every_character_and_the_limit(lines: list[str], limit: int)
 
 
 def test_cdata_end_in_text_cannot_break_the_reply() -> None:
-    assert wechat._cdata("a]]>b") == "a]]]]><![CDATA[>b"
+    assert cdata("a]]>b") == "a]]]]><![CDATA[>b"

@@ -14,14 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
-from bot.wechat import (
-    TOKEN_KEY,
-    TOKEN_LEASE,
-    AccessTokens,
-    WechatSender,
-    create_menu,
-    redact_access_tokens,
-)
+from bot.wechat import create_menu
+from bot.wechat.api import TOKEN_KEY, TOKEN_LEASE, AccessTokens, redact_access_tokens
+from bot.wechat.sender import WechatSender
 from handlers.core import Choice, Reply
 from storage.clock import ManualClock
 from storage.db import Database

@@ -1,0 +1,208 @@
+"""The webhook WeChat calls: verify, decrypt, call the conversation, answer within 5 seconds.
+
+It follows wechatpy's echo example (check the signature, parse the message, call the core,
+render a reply) with what that example leaves out: a constant-time signature check with a
+replay window on the timestamp, safe mode (AES) with ``msg_signature`` checked and the reply
+encrypted, a body-size limit, and an answer within WeChat's 5 seconds (slower answers, and
+what does not fit in the one passive reply, go out as customer-service messages).
+wechatpy is used for what it does well: the AES message crypto and the passive reply XML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.replies import TextReply
+
+from bot.channels import TryLater, Unreachable
+from bot.wechat.consent import Consents
+from bot.wechat.inbound import BadRequest, Forbidden, digits, parse_xml, to_incoming, verify_signature
+from bot.wechat.render import cdata, render_replies, short_openid
+from bot.wechat.sender import OutOfWindow, WechatSender
+from handlers.core import Attachment, Incoming, Reply
+from storage.clock import Clock
+from storage.db import Database
+from storage.models import ProcessedMessage
+from storage.outbox import insert_ignoring_duplicates
+from storage.settings import WechatSettings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024                # WeChat's messages are a few KB; anything bigger is not WeChat
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif"}   # what media/upload takes as "image"
+
+
+class Conversation(Protocol):
+    async def handle(self, incoming: Incoming) -> list[Reply]: ...
+
+
+class WechatWebhook:
+    """GET (URL check) and POST (messages) at ``wechat.path``."""
+
+    def __init__(self, settings: WechatSettings, assistant: Conversation, clock: Clock,
+                 database: Database, sender: WechatSender | None, *,
+                 consents: Consents | None = None) -> None:
+        self.settings, self.assistant, self.clock = settings, assistant, clock
+        self.database, self.sender = database, sender
+        self.consents = consents or Consents(settings, database, clock)
+        self.crypto = (WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
+                       if settings.encoding_aes_key else None)
+        self._late: set[asyncio.Task[None]] = set()
+
+    def routes(self) -> list[Route]:
+        return [Route(self.settings.path, self.get, methods=["GET"]),
+                Route(self.settings.path, self.post, methods=["POST"]),
+                Route(self.consents.path, self.consents.page, methods=["GET"])]
+
+    async def get(self, request: Request) -> Response:
+        """Answer WeChat's URL check with ``echostr`` (plain even in safe mode)."""
+        query = request.query_params
+        if not self._signed(query.get("signature"), query.get("timestamp"), query.get("nonce")):
+            return PlainTextResponse("forbidden", status_code=403)
+        return PlainTextResponse(query.get("echostr", ""))
+
+    async def post(self, request: Request) -> Response:
+        """Verify, decrypt, answer one message."""
+        query = request.query_params
+        timestamp, nonce = query.get("timestamp"), query.get("nonce")
+        if not self._signed(query.get("signature"), timestamp, nonce):
+            return PlainTextResponse("forbidden", status_code=403)
+        try:
+            body = await _read_body(request)
+            safe = query.get("encrypt_type", "").lower() == "aes"
+            fields = parse_xml(body)
+            if safe:
+                fields = parse_xml(self._decrypt(fields, query.get("msg_signature"),
+                                                 str(timestamp), str(nonce)).encode("utf-8"))
+            incoming = to_incoming(fields)
+        except Forbidden:
+            return PlainTextResponse("forbidden", status_code=403)
+        except BadRequest as exc:
+            log.info("wechat webhook: bad request (%s)", exc)
+            return PlainTextResponse("bad request", status_code=400)
+        if incoming is None:
+            return PlainTextResponse("success")
+        texts, rest = await self._answer(incoming)
+        if not texts:
+            return PlainTextResponse("success", background=rest)
+        reply = TextReply(source=fields["ToUserName"], target=incoming.user_id,
+                          content=cdata(texts[0]), time=int(self.clock.now().timestamp()))
+        xml = reply.render()
+        if safe and self.crypto is not None:
+            stamp = str(int(self.clock.now().timestamp()))
+            xml = self.crypto.encrypt_message(xml, str(nonce), stamp)
+        return Response(xml, media_type="application/xml", background=rest)
+
+    def _signed(self, signature: str | None, timestamp: str | None, nonce: str | None) -> bool:
+        return verify_signature(self.settings.token, signature, timestamp, nonce,
+                                now=self.clock.now(),
+                                window_seconds=self.settings.replay_window_seconds)
+
+    def _decrypt(self, fields: Mapping[str, str], msg_signature: str | None, timestamp: str,
+                 nonce: str) -> str:
+        if self.crypto is None:
+            raise BadRequest("safe mode message but no wechat.encoding_aes_key")
+        encrypt = fields.get("Encrypt", "")
+        if not encrypt:
+            raise BadRequest("safe mode message without Encrypt")
+        if not verify_signature(self.settings.token, msg_signature, timestamp, nonce,
+                                now=self.clock.now(),
+                                window_seconds=self.settings.replay_window_seconds,
+                                encrypt=encrypt):
+            raise Forbidden
+        try:
+            # The signature is checked above in constant time, so the cipher is used directly.
+            return str(PrpCrypto(self.crypto.key).decrypt(encrypt, self.settings.app_id))
+        except Exception as exc:  # bad base64, padding, length or app id: all "not ours"
+            raise BadRequest("cannot decrypt") from exc
+
+    async def _answer(self, incoming: Incoming) -> tuple[list[str], BackgroundTask | None]:
+        """The passive text, and a task sending the rest after the HTTP answer.
+
+        If the conversation is slower than ``wechat.reply_deadline_ms``, the answer is
+        "success" now and the replies follow as customer-service messages.
+        """
+        task = asyncio.ensure_future(self.assistant.handle(incoming))
+        try:
+            replies = await asyncio.wait_for(asyncio.shield(task),
+                                             self.settings.reply_deadline_ms / 1000)
+        except TimeoutError:
+            log.warning("wechat %s: answer slower than %d ms, sent as customer-service message",
+                        short_openid(incoming.user_id), self.settings.reply_deadline_ms)
+            late = asyncio.ensure_future(self._send_late(task, incoming))
+            self._late.add(late)
+            late.add_done_callback(self._late.discard)
+            return [], None
+        texts = render_replies(replies, consent_link=self.consents.link_for(incoming.user_id))
+        images = _images(replies)
+        if len(texts) <= 1 and not images:
+            return texts, None
+        return texts[:1], BackgroundTask(self._send_rest, incoming, texts[1:], images)
+
+    async def _send_late(self, task: asyncio.Future[list[Reply]], incoming: Incoming) -> None:
+        try:
+            replies = await task
+            await self._send_rest(incoming, render_replies(
+                replies, consent_link=self.consents.link_for(incoming.user_id)), _images(replies))
+        except Exception:  # a background task: log it here, nobody awaits its result
+            log.exception("wechat %s: late answer failed", short_openid(incoming.user_id))
+
+    async def _send_rest(self, incoming: Incoming, texts: list[str],
+                         images: Sequence[Attachment] = ()) -> None:
+        """Send what did not fit in the passive reply, then any image (a chart), once per
+        message however often WeChat delivers it (its retry gets the same first part again,
+        not the rest twice)."""
+        if not (texts or images) or self.sender is None:
+            return
+        if incoming.message_id:
+            async with self.database.session() as session:
+                inserted = await session.execute(
+                    insert_ignoring_duplicates(session, ProcessedMessage, ["channel", "message_id"])
+                    .values(channel="wechat:rest", message_id=incoming.message_id[:128],
+                            processed_at=self.clock.now(), response={}))
+            if not inserted.rowcount:  # type: ignore[attr-defined]
+                return
+        try:
+            await self.sender.send_texts(incoming.user_id, texts)
+            for image in images:
+                await self.sender.send_image(incoming.user_id, image)
+        except (Unreachable, TryLater, OutOfWindow) as exc:
+            # Not lost silently: logged; the citizen saw the first part and can ask again.
+            log.warning("wechat %s: rest of an answer not sent: %s", short_openid(incoming.user_id), exc)
+
+    async def drain(self) -> None:
+        """Wait for answers that are still being sent (shutdown, tests)."""
+        while self._late:
+            await asyncio.gather(*list(self._late), return_exceptions=True)
+
+
+def _images(replies: Sequence[Reply]) -> list[Attachment]:
+    """The attachments WeChat can show: images, sent as customer-service messages. Other files
+    (.ics, spreadsheets) cannot be sent; their replies say so or carry the details as text."""
+    return [r.attachment for r in replies
+            if r.attachment is not None and r.attachment.mime in IMAGE_TYPES]
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if digits(declared, 20) and int(declared) > MAX_BODY:
+        raise BadRequest("body too large")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise BadRequest("body too large")
+    except ClientDisconnect:
+        raise BadRequest("client went away") from None
+    if not body:
+        raise BadRequest("empty body")
+    return bytes(body)
