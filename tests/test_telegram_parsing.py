@@ -4,6 +4,7 @@ the rate limiter's arithmetic on a clock that only moves when told."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from telegram import Update
+from telegram.error import RetryAfter
 
 from bot.telegram.commands import CITIZEN_COMMANDS, MANAGER_COMMANDS, STAFF_COMMANDS
 from bot.telegram.config import TelegramConfigError, build_bot, check_settings
@@ -155,11 +157,14 @@ def test_settings_that_cannot_work_are_refused_with_what_to_set() -> None:
     assert webhook_path("") == "/telegram"
 
 
-def test_bot_points_at_the_configured_server() -> None:
+def test_bot_points_at_the_configured_server_through_the_limiter() -> None:
+    limiter = RateLimiter()
     bot = build_bot(TelegramSettings(token="42:abc", base_url="http://127.0.0.1:8081/bot",
-                                     base_file_url="http://127.0.0.1:8081/file/bot"))
+                                     base_file_url="http://127.0.0.1:8081/file/bot"),
+                    limiter=limiter)
     assert bot.base_url == "http://127.0.0.1:8081/bot42:abc"
     assert bot.base_file_url == "http://127.0.0.1:8081/file/bot42:abc"
+    assert bot.rate_limiter is limiter
 
 
 # --- the rate limiter -------------------------------------------------------------------------
@@ -212,3 +217,43 @@ async def test_pause_holds_one_chat_only() -> None:
     assert limiter.delay(7) == pytest.approx(12) and limiter.delay(8) == 0
     await limiter.acquire(7)
     assert time.now() == pytest.approx(1012.0)
+
+
+async def test_a_429_holds_that_chat_only_and_the_call_is_made_again() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(max_retries=2, now=time.now, sleep=time.sleep)
+    start = time.now()
+    tries: list[float] = []
+
+    async def flooded(*_: Any) -> bool:
+        tries.append(time.now() - start)
+        raise RetryAfter(dt.timedelta(seconds=7))
+
+    with pytest.raises(RetryAfter):
+        await limiter.process_request(flooded, (), {}, "sendMessage",
+                                      {"chat_id": 42, "text": "提醒"}, None)
+    assert tries == pytest.approx([0.0, 7.0, 14.0])      # the first try and max_retries more
+    assert limiter.delay(42) == pytest.approx(7.0) and limiter.delay(43) == 0
+    tries.clear()
+    with pytest.raises(RetryAfter):                      # a call's own retry count
+        await limiter.process_request(flooded, (), {}, "sendMessage", {"chat_id": 43}, 0)
+    assert len(tries) == 1
+
+
+async def test_calls_without_a_chat_pass_through_uncounted() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(now=time.now, sleep=time.sleep)
+    calls: list[tuple[Any, ...]] = []
+
+    async def answer(*args: Any, **kwargs: Any) -> bool:
+        calls.append((args, kwargs))
+        return True
+
+    for _ in range(40):
+        assert await limiter.process_request(answer, ("answerCallbackQuery", {}), {"read_timeout": 5},
+                                             "answerCallbackQuery", {"callback_query_id": "1"}, None)
+    assert calls[0] == (("answerCallbackQuery", {}), {"read_timeout": 5}) and len(calls) == 40
+    assert time.slept == [] and limiter.delay(42) == 0
+    for _ in range(3):
+        await limiter.process_request(answer, (), {}, "sendMessage", {"chat_id": "42"}, None)
+    assert limiter.delay(42) > 0                         # a chat id given as text is the same chat

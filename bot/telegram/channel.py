@@ -35,8 +35,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 from starlette.routing import Route
-from telegram import Bot, BotCommandScopeChat, Update
+from telegram import BotCommandScopeChat, Update
 from telegram.error import TelegramError
+from telegram.ext import ExtBot
 
 from bot.channels import TryLater, Unreachable
 from bot.telegram.commands import STAFF_COMMANDS, register_commands, set_commands
@@ -89,7 +90,7 @@ class TelegramChannel:
     """Everything Telegram in one process: receiving (polling or webhook) and replying."""
 
     def __init__(self, settings: Settings, database: Database, clock: Clock,
-                 assistant: Conversation, bot: Bot, sender: TelegramSender, *,
+                 assistant: Conversation, bot: ExtBot[int], sender: TelegramSender, *,
                  poll_timeout: int = 25, concurrency: int = 16) -> None:
         self.settings = settings
         self.database = database
@@ -268,11 +269,12 @@ class TelegramChannel:
             log_failure(update.update_id, error)
 
 
-def build_telegram(app: Any, assistant: Conversation, *, limiter: RateLimiter | None = None,
-                   bot: Bot | None = None) -> TelegramChannel:
-    """The Telegram channel for ``app`` (a bot.wiring.App) talking to ``assistant``."""
+def build_telegram(app: Any, assistant: Conversation, *,
+                   limiter: RateLimiter | None = None) -> TelegramChannel:
+    """The Telegram channel for ``app`` (a bot.wiring.App) talking to ``assistant``; its Bot
+    API calls go through ``limiter`` (a default ``RateLimiter`` if none is given)."""
     settings: Settings = app.settings
-    bot = bot or build_bot(settings.telegram)
+    bot = build_bot(settings.telegram, limiter=limiter)
     sender = TelegramSender(bot, app.database, app.clock,
-                            staff_chat_id=settings.telegram.staff_chat_id, limiter=limiter)
+                            staff_chat_id=settings.telegram.staff_chat_id)
     return TelegramChannel(settings, app.database, app.clock, assistant, bot, sender)

@@ -95,8 +95,8 @@ async def register_commands(bot: Bot, access: AccessSettings, *, staff_chat: int
         if user in managers:
             specs += MANAGER_COMMANDS
         scopes.append((BotCommandScopeChat(user), _unique(specs)))
-    for scope, specs in scopes:
-        await set_commands(bot, scope, specs, default_locale=default_locale)
+    for scope, scoped in scopes:
+        await set_commands(bot, scope, scoped, default_locale=default_locale)
 
 
 async def set_commands(bot: Bot, scope: BotCommandScope, specs: Sequence[CommandSpec], *,

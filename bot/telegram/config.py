@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import Any
 
-from telegram import Bot
+from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
+from bot.telegram.limiter import RateLimiter
 from storage.settings import TelegramSettings
 
 # What Telegram accepts as a webhook's secret token.
@@ -37,22 +39,25 @@ def check_settings(telegram: TelegramSettings) -> None:
                 "A-Z, a-z, 0-9, _ and - (set YUYUE_TELEGRAM__SECRET_TOKEN)")
 
 
-def build_bot(telegram: TelegramSettings, *, poll_timeout: int = 25) -> Bot:
-    """A Bot for the configured (or self-hosted) Bot API server."""
+def build_bot(telegram: TelegramSettings, *, limiter: RateLimiter | None = None,
+              poll_timeout: int = 25) -> ExtBot[int]:
+    """A Bot for the configured (or self-hosted) Bot API server, every call to a chat passing
+    through ``limiter`` (python-telegram-bot's rate-limiter hook)."""
     # Opt in to PTB's coming timedelta durations now: otherwise every 429 it parses emits a
     # deprecation warning (and fails tests that treat warnings as errors).
     os.environ.setdefault("PTB_TIMEDELTA", "true")
-    urls = {}
+    urls: dict[str, Any] = {}
     if telegram.base_url:
         urls["base_url"] = telegram.base_url
     if telegram.base_file_url:
         urls["base_file_url"] = telegram.base_file_url
-    return Bot(telegram.token,
-               request=HTTPXRequest(connection_pool_size=64, read_timeout=20.0,
-                                    write_timeout=20.0, connect_timeout=10.0, pool_timeout=30.0),
-               get_updates_request=HTTPXRequest(connection_pool_size=2,
-                                                read_timeout=poll_timeout + 10.0),
-               **urls)
+    return ExtBot(telegram.token,
+                  request=HTTPXRequest(connection_pool_size=64, read_timeout=20.0,
+                                       write_timeout=20.0, connect_timeout=10.0,
+                                       pool_timeout=30.0),
+                  get_updates_request=HTTPXRequest(connection_pool_size=2,
+                                                   read_timeout=poll_timeout + 10.0),
+                  rate_limiter=limiter or RateLimiter(), **urls)
 
 
 

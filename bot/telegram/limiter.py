@@ -1,15 +1,29 @@
-"""Outgoing messages kept inside Telegram's limits, waiting (never dropping) when needed."""
+"""Outgoing messages kept inside Telegram's limits, waiting (never dropping) when needed.
+
+``RateLimiter`` is a python-telegram-bot ``BaseRateLimiter``: ``build_bot`` gives it to the
+``ExtBot``, and every Bot API call passes through ``process_request`` (getUpdates excepted, by
+the library). PTB's own ``AIORateLimiter`` limits overall and per group only and, on a 429,
+halts every chat; ours also limits each private chat and holds only the chat Telegram named.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from telegram.error import RetryAfter
+from telegram.ext import BaseRateLimiter
+
+log = logging.getLogger("yuyue.telegram")
+
+JSONResult = bool | dict[str, Any] | list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -20,23 +34,61 @@ class Limit:
     period: float
 
 
-class RateLimiter:
-    """Keeps outgoing messages inside Telegram's limits, waiting (never dropping) when needed.
+class RateLimiter(BaseRateLimiter[int]):
+    """Keeps messages to chats inside Telegram's limits, waiting (never dropping) when needed.
 
     Defaults: 29 messages per second overall (Telegram allows about 30: one less keeps clear
     of its 429s); a private chat averages 1 per second with
     bursts of 3 (an answer is often two or three messages, which Telegram tolerates); a group
-    20 per minute. ``now`` and ``sleep`` are injectable so tests move time instead of waiting.
+    20 per minute. A 429 (``RetryAfter``) holds that chat for the time Telegram asked and the
+    call is made again, up to ``max_retries`` times (``rate_limit_args`` of a Bot call may give
+    another number); then the ``RetryAfter`` is raised. Calls without a chat (getMe,
+    setMyCommands, answerCallbackQuery) are not messages and go straight through.
+    ``now`` and ``sleep`` are injectable so tests move time instead of waiting.
     """
 
     def __init__(self, *, overall: Limit = Limit(29, 1.0), private: Limit = Limit(3, 3.0),
-                 group: Limit = Limit(20, 60.0), now: Callable[[], float] = time.monotonic,
+                 group: Limit = Limit(20, 60.0), max_retries: int = 5,
+                 now: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.overall, self.private, self.group = overall, private, group
+        self.max_retries = max_retries
         self.now, self.sleep = now, sleep
         self._sent: dict[int | None, deque[float]] = defaultdict(deque)
         self._paused_until: dict[int, float] = {}
         self._acquired = 0
+
+    async def initialize(self) -> None:
+        """Nothing to set up: the counts live in this object."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+    async def process_request(self, callback: Callable[..., Coroutine[Any, Any, JSONResult]],
+                              args: Any, kwargs: dict[str, Any], endpoint: str,
+                              data: dict[str, Any], rate_limit_args: int | None) -> JSONResult:
+        """Make one Bot API call when its chat's limits allow, waiting out 429s.
+
+        Raises:
+            RetryAfter: Telegram still said "too many requests" after the last retry.
+        """
+        chat_id = _chat_of(data)
+        if chat_id is None:
+            return await callback(*args, **kwargs)
+        retries = self.max_retries if rate_limit_args is None else rate_limit_args
+        attempt = 0
+        while True:
+            await self.acquire(chat_id)
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as error:
+                seconds = retry_seconds(error)
+                self.pause(chat_id, seconds)
+                attempt += 1
+                if attempt > retries:
+                    raise
+                log.info("Telegram asked to wait %.0f s before %s to chat %s", seconds,
+                         endpoint, chat_id)
 
     def _limit_for(self, chat_id: int) -> Limit:
         # Telegram gives users positive ids and groups negative ones.
@@ -80,7 +132,15 @@ class RateLimiter:
             del self._paused_until[key]
 
 
+def _chat_of(data: dict[str, Any]) -> int | None:
+    """The numeric chat a call writes to, if it names one."""
+    with contextlib.suppress(TypeError, ValueError):
+        return int(data["chat_id"]) if "chat_id" in data else None
+    return None  # "@channelname": not a chat of ours
+
+
 def retry_seconds(error: RetryAfter) -> float:
+    """How long Telegram asked to wait, in seconds."""
     with warnings.catch_warnings():
         # PTB 22 warns that retry_after will become a timedelta; both are handled here.
         warnings.simplefilter("ignore")

@@ -1,22 +1,25 @@
 """Sending replies to Telegram chats within the limits: a ``bot.channels.Sender``.
 
-``TelegramSender(bot, database, clock, *, staff_chat_id=0, limiter=None)``:
+``TelegramSender(bot, database, clock, *, staff_chat_id=0)``:
 ``deliver(chat_id, replies, *, kind="message")`` — ``chat_id`` is a Telegram chat id as text
 or ``"staff"`` for the staff group; raises ``Unreachable`` (and records the account as
-unreachable) or ``TryLater``.
+unreachable) or ``TryLater``. The bot's rate limiter (``bot.telegram.limiter``) paces every
+call and waits out Telegram's 429s; the sender handles what a retry cannot mend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, InputFile, Message
+from telegram import CallbackQuery, InlineKeyboardMarkup, InputFile, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
+from telegram.ext import ExtBot
 
 from bot.channels import TryLater, Unreachable
 from bot.telegram.limiter import RateLimiter, retry_seconds
@@ -58,13 +61,14 @@ class TelegramSender:
     batch_separator = "\n\n— — —\n\n"
     max_batch = 10
 
-    def __init__(self, bot: Bot, database: Database, clock: Clock, *, staff_chat_id: int = 0,
-                 limiter: RateLimiter | None = None, max_retries: int = 5) -> None:
+    def __init__(self, bot: ExtBot[int], database: Database, clock: Clock, *,
+                 staff_chat_id: int = 0) -> None:
+        if not isinstance(bot.rate_limiter, RateLimiter):
+            raise TypeError("the sender needs a bot built with a RateLimiter (build_bot)")
         self.bot = bot
         self.database = database
         self.clock = clock
-        self.limiter = limiter or RateLimiter()
-        self.max_retries = max_retries
+        self.limiter: RateLimiter = bot.rate_limiter
         self.configured_staff_chat = staff_chat_id
         self._staff_chat: int | None = None
         self._batches: dict[int, _Batch] = {}
@@ -114,9 +118,8 @@ class TelegramSender:
         sent: list[Message] = []
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1 and reply.attachment is None
-            sent.append(await self.call(chat_id, lambda chat, piece=piece, last=last:
-                                        self.bot.send_message(
-                                            chat, piece, reply_markup=markup if last else None)))
+            sent.append(await self.call(chat_id, functools.partial(
+                self.bot.send_message, text=piece, reply_markup=markup if last else None)))
         if reply.attachment is not None:
             sent.append(await self._send_document(chat_id, reply, markup))
         if not sent:
@@ -131,14 +134,11 @@ class TelegramSender:
         if units(caption) > CAPTION_LIMIT:
             caption = caption[:fit(caption, CAPTION_LIMIT - 1)] + "…"
 
-        def upload(chat: int) -> Awaitable[Message]:
-            # A fresh InputFile per try: a retried upload must send the whole file again.
-            document = InputFile(attachment.content, filename=attachment.filename)
-            document.mimetype = attachment.mime
-            return self.bot.send_document(chat, document, caption=caption or None,
-                                          reply_markup=markup)
-
-        return await self.call(chat_id, upload)
+        # The content is bytes, so a retried upload (after a 429) sends the whole file again.
+        document = InputFile(attachment.content, filename=attachment.filename)
+        document.mimetype = attachment.mime
+        return await self.call(chat_id, lambda chat: self.bot.send_document(
+            chat, document, caption=caption or None, reply_markup=markup))
 
     async def edit_reply(self, chat_id: int, message_id: int, reply: Reply) -> bool:
         """Show ``reply`` in place of the menu message ``message_id``.
@@ -189,25 +189,18 @@ class TelegramSender:
             log.warning("callback query not answered: %s", type(error).__name__)
 
     async def call(self, chat_id: int, make: Callable[[int], Awaitable[T]]) -> T:
-        """Run one Bot API call to ``chat_id`` within the limits, waiting out 429s.
+        """Run one Bot API call to ``chat_id`` (paced, 429s waited out by the rate limiter),
+        following a group that became a supergroup.
 
         Raises:
             Unreachable: 403 (recorded for a user) or "chat not found".
-            TryLater: still 429 after ``max_retries`` waits, or a network failure.
+            TryLater: still 429 after the limiter's retries, or a network failure.
         """
-        retries = 0
         while True:
-            await self.limiter.acquire(chat_id)
             try:
                 return await make(chat_id)
             except RetryAfter as error:
-                seconds = retry_seconds(error)
-                self.limiter.pause(chat_id, seconds)
-                retries += 1
-                if retries > self.max_retries:
-                    raise TryLater("Telegram flood control", seconds) from None
-                log.info("Telegram asked to wait %.0f s before writing to chat %s",
-                         seconds, chat_id)
+                raise TryLater("Telegram flood control", retry_seconds(error)) from None
             except ChatMigrated as error:
                 await self.follow_migration(chat_id, error.new_chat_id)
                 chat_id = error.new_chat_id

@@ -8,6 +8,7 @@ constant-time with a replay window. The XML is read with entities off and any DT
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -132,34 +133,35 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
     created = fields.get("CreateTime", "")
     if not openid or not msg_type or not digits(created, 12) or not fields.get("ToUserName"):
         raise BadRequest("not a WeChat message")
-    base = {"channel": CHANNEL, "user_id": openid, "chat_id": openid, "files": False}
+    incoming = functools.partial(Incoming, channel=CHANNEL, user_id=openid, chat_id=openid,
+                                 files=False)
     if msg_type == "event":
         event = fields.get("Event", "")
         # WeChat retries an event with the same sender and time: that is its identity.
         message_id = f"{openid}:{created}:{event}"
         kind = event.lower()
         if kind == "subscribe":          # also "subscribe" after scanning a QR code
-            return Incoming(**base, event="subscribe", message_id=message_id)
+            return incoming(event="subscribe", message_id=message_id)
         if kind == "unsubscribe":
-            return Incoming(**base, event="unsubscribe", message_id=message_id)
+            return incoming(event="unsubscribe", message_id=message_id)
         if kind == "click":
             # Two different buttons can be pressed within one second; a retry repeats the key.
             key = fields.get("EventKey", "").strip()
-            return Incoming(**base, event=f"menu:{key}", message_id=f"{message_id}:{key}")
+            return incoming(event=f"menu:{key}", message_id=f"{message_id}:{key}")
         if kind in _SILENT_EVENTS:
             return None
-        return Incoming(**base, event="unsupported", message_id=message_id)
+        return incoming(event="unsupported", message_id=message_id)
     message_id = fields.get("MsgId") or f"{openid}:{created}:{msg_type}"
     if msg_type == "text":
         choice = token_for_menu_id(fields.get("bizmsgmenuid", ""))
         text = fields.get("Content", "")
         command = _COMMAND.match(text) if choice is None else None
         if command:             # "/stats week", "/lang", a staff member's "/today"
-            return Incoming(**base, command=command.group(1), args=command.group(2) or "",
+            return incoming(command=command.group(1), args=command.group(2) or "",
                             message_id=message_id)
-        return Incoming(**base, text=text, choice=choice, message_id=message_id)
+        return incoming(text=text, choice=choice, message_id=message_id)
     if msg_type == "voice" and fields.get("Recognition", "").strip():
         # With speech recognition switched on, WeChat sends what was said as text.
-        return Incoming(**base, text=fields["Recognition"].strip().rstrip("。.!！"),
+        return incoming(text=fields["Recognition"].strip().rstrip("。.!！"),
                         message_id=message_id)
-    return Incoming(**base, event="unsupported", message_id=message_id)
+    return incoming(event="unsupported", message_id=message_id)
