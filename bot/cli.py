@@ -19,11 +19,13 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from telegram.error import TelegramError
 
 from bot import bench
+from bot.channels import TryLater
 from bot.reports import FileReports
 from bot.runner import run_channels
 from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
+from bot.wechat.api import AccessTokens
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
@@ -223,9 +225,14 @@ async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
     """Create the WeChat custom menu (预约办事 / 我的预约 / 办事指南 / 人工服务)."""
     if not app.settings.wechat.app_id or not app.settings.wechat.app_secret:
         raise CommandError("set wechat.app_id and YUYUE_WECHAT__APP_SECRET first")
+    await _require_schema(app)              # the access token is shared through the database
     async with httpx.AsyncClient(timeout=10) as http:
-        await create_menu(app.settings, http)
-    _print("WeChat menu created: 预约办事 / 我的预约 / 办事指南 / 人工服务")
+        try:
+            labels = await create_menu(AccessTokens(app.settings.wechat, app.database, app.clock,
+                                                    http))
+        except TryLater as error:
+            raise CommandError(f"WeChat did not answer ({error}): try again later") from None
+    _print("WeChat menu created: " + " / ".join(labels))
     return EXIT_OK
 
 

@@ -78,7 +78,7 @@ def telegram() -> Recorder:
 def dispatcher(assistant: Assistant, settings: Settings, http: httpx.AsyncClient,
                group: Recorder, telegram: Recorder) -> Dispatcher:
     tokens = AccessTokens(settings.wechat, assistant.database, assistant.clock, http, owner="t")
-    wechat = WechatSender(settings.wechat, assistant.database, assistant.clock, http, tokens)
+    wechat = WechatSender(settings.wechat, assistant.database, assistant.clock, tokens)
     return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
                       clock=assistant.clock, senders={"telegram": telegram, "wechat": wechat},
                       staff_senders=[group])

@@ -3,6 +3,7 @@ customer-service messages inside the 48-hour window, template messages outside i
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import datetime as dt
@@ -13,19 +14,22 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from bot import cli
 from bot.channels import TryLater, Unreachable
 from bot.wechat import create_menu
 from bot.wechat.api import TOKEN_KEY, TOKEN_LEASE, AccessTokens, redact_access_tokens
 from bot.wechat.sender import WechatSender
+from bot.wiring import App
 from handlers.core import Choice, Reply
 from storage.clock import ManualClock
 from storage.db import Database
+from storage.handoffs import WECHAT_REPLY_WINDOW
 from storage.models import ChannelIdentity, NotificationConsent
 from storage.reach import grant_consent
 from storage.settings import Settings, WechatSettings
 from storage.shared import read_value, take_lease, write_value
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
-from tests.helpers import account
+from tests.helpers import account, make_centre
 
 Http = httpx.AsyncClient
 OPENID = "oXyZ_12AbCdEfGhIjKlMnOpQrStU"
@@ -60,7 +64,7 @@ def tokens_for(settings: WechatSettings, database: Database, clock: ManualClock,
 def sender_for(settings: WechatSettings, database: Database, clock: ManualClock,
                http: httpx.AsyncClient) -> WechatSender:
     tokens = tokens_for(settings, database, clock, http)
-    return WechatSender(settings, database, clock, http, tokens)
+    return WechatSender(settings, database, clock, tokens)
 
 
 async def citizen(database: Database, when: dt.datetime) -> None:
@@ -162,6 +166,17 @@ async def test_inside_the_window_a_customer_service_message(
     assert sent["touser"] == OPENID and sent["msgtype"] == "text"
     assert "预约码：ABC234" in sent["text"]["content"]
     assert 'msgmenuid=g:cancel:ABC234">取消预约</a>' in sent["text"]["content"]
+
+
+async def test_the_customer_service_window_ends_where_storage_says(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
+    sender = sender_for(wechat_settings(api), database, clock, http)
+    await citizen(database, clock.now() - WECHAT_REPLY_WINDOW + dt.timedelta(seconds=1))
+    await sender.deliver(OPENID, [Reply("工作人员：材料齐了")], kind="relay")
+    assert api.texts == ["工作人员：材料齐了"]
+    clock.advance(seconds=1)                  # the same edge at which staff may no longer answer
+    with pytest.raises(Unreachable, match="48-hour"):
+        await sender.deliver(OPENID, [Reply("工作人员：还在吗")], kind="relay")
 
 
 async def test_expired_token_forces_one_refresh_and_retry(
@@ -332,20 +347,32 @@ async def test_rate_limit_is_try_later(
 # --- the custom menu ----------------------------------------------------------------------------
 
 
-async def test_create_menu(api: FakeWechatApi, http: httpx.AsyncClient, database: Database,
-                           clock: ManualClock) -> None:
-    settings = dataclasses.replace(Settings(), wechat=wechat_settings(api))
-    await create_menu(settings, http)
+async def test_create_menu_uses_the_token_the_running_processes_hold(
+        api: FakeWechatApi, http: httpx.AsyncClient, database: Database,
+        clock: ManualClock) -> None:
+    settings = wechat_settings(api)
+    held = await tokens_for(settings, database, clock, http).get()        # `yuyue run`
+    labels = await create_menu(tokens_for(settings, database, clock, http, owner="cli"))
     [menu] = api.sent("menu/create")
     assert [(b["type"], b["name"], b["key"]) for b in menu["button"]] == [
         ("click", "预约办事", "book"), ("click", "我的预约", "my"), ("click", "办事指南", "guide"),
         ("click", "人工服务", "human")]
-    tokens = tokens_for(settings.wechat, database, clock, http)
-    await create_menu(settings, http, tokens=tokens)
-    # Normal mode both times: the token the running processes hold stays valid.
-    modes = [c.body["force_refresh"] for c in api.calls if c.path == "stable_token"]
-    assert modes == [False, False]
-    assert len({c.access_token for c in api.calls if c.path == "menu/create"}) == 1
+    assert labels == ["预约办事", "我的预约", "办事指南", "人工服务"]
+    # The stored token, not a second fetch: one refresher, and its token stays valid.
+    assert [c.path for c in api.calls].count("stable_token") == 1
+    assert {c.access_token for c in api.calls if c.path == "menu/create"} == {held}
+
+
+async def test_the_menu_command_names_the_buttons_and_explains_a_busy_wechat(
+        api: FakeWechatApi, database: Database, clock: ManualClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = dataclasses.replace(Settings(), wechat=wechat_settings(api))
+    app = App(settings=settings, database=database, centre=make_centre(), clock=clock)
+    assert await cli.cmd_wechat_menu(app, argparse.Namespace()) == cli.EXIT_OK
+    assert "WeChat menu created: 预约办事 / 我的预约 / 办事指南 / 人工服务" in capsys.readouterr().out
+    api.fail_next("menu/create", -1)                     # "system busy"
+    with pytest.raises(cli.CommandError, match=r"WeChat did not answer .*try again later"):
+        await cli.cmd_wechat_menu(app, argparse.Namespace())
 
 
 async def test_access_token_never_reaches_the_log(

@@ -6,7 +6,8 @@ message/template/subscribe, media/upload, menu/create) are called here with
 ``httpx.AsyncClient`` at ``wechat.api_base_url`` so tests reach a fake server.
 
 - ``AccessTokens(settings, database, clock, http, *, owner=None)``: ``get(rejected=None)``.
-- ``call_api(http, settings, tokens, path, payload)``: one call, a rejected token refreshed.
+- ``call_api(tokens, path, payload)``: one call with the shared token (and the tokens' HTTP
+  client and settings); a rejected token is refreshed once.
 - ``redact_access_tokens()``: keeps tokens out of httpx's log lines.
 """
 
@@ -135,7 +136,7 @@ class AccessTokens:
             raise Unreachable("wechat.app_id / YUYUE_WECHAT__APP_SECRET are not set")
         payload = {"grant_type": "client_credential", "appid": self.settings.app_id,
                    "secret": self.settings.app_secret, "force_refresh": force}
-        data = await post(self.http, self.settings.api_base_url, "stable_token", payload)
+        data = await _post(self.http, self.settings.api_base_url, "stable_token", payload)
         if data.get("errcode"):
             raise TryLater(f"stable_token: errcode {data.get('errcode')} "
                            f"({data.get('errmsg', '')})", retry_after=60)
@@ -145,7 +146,7 @@ class AccessTokens:
             raise TryLater("stable_token: answer without a token") from None
 
 
-async def post(http: httpx.AsyncClient, base_url: str, path: str, payload: Mapping[str, Any] | None,
+async def _post(http: httpx.AsyncClient, base_url: str, path: str, payload: Mapping[str, Any] | None,
                 access_token: str | None = None, *, files: Files | None = None,
                 query: Mapping[str, str] | None = None) -> dict[str, Any]:
     """POST JSON (or ``files`` as multipart) to ``{base_url}/cgi-bin/{path}``; network trouble
@@ -174,8 +175,8 @@ def _json_bytes(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-async def call_api(http: httpx.AsyncClient, settings: WechatSettings, tokens: AccessTokens,
-                   path: str, payload: Mapping[str, Any] | None, *, files: Files | None = None,
+async def call_api(tokens: AccessTokens, path: str, payload: Mapping[str, Any] | None, *,
+                   files: Files | None = None,
                    query: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Call an API with the shared token; a rejected token is refreshed once and retried.
 
@@ -183,12 +184,12 @@ async def call_api(http: httpx.AsyncClient, settings: WechatSettings, tokens: Ac
         WechatApiError: WeChat answered with another non-zero errcode.
         TryLater: network trouble, or WeChat busy.
     """
+    base_url = tokens.settings.api_base_url
     token = await tokens.get()
-    data = await post(http, settings.api_base_url, path, payload, token, files=files, query=query)
+    data = await _post(tokens.http, base_url, path, payload, token, files=files, query=query)
     if int(data.get("errcode") or 0) in TOKEN_INVALID:
         token = await tokens.get(rejected=token)
-        data = await post(http, settings.api_base_url, path, payload, token, files=files,
-                           query=query)
+        data = await _post(tokens.http, base_url, path, payload, token, files=files, query=query)
     errcode = int(data.get("errcode") or 0)
     if errcode in BUSY:
         raise TryLater(f"{path}: errcode {errcode}", retry_after=60)

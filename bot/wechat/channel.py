@@ -65,7 +65,7 @@ def build_wechat(app: Any, assistant: Conversation, *,
     tokens = AccessTokens(settings, app.database, app.clock, client)
     consents = Consents(settings, app.database, app.clock, key=app.centre.hasher.derive(CONSENT_KEY),
                         locale=app.settings.general.locale)
-    sender = WechatSender(settings, app.database, app.clock, client, tokens,
+    sender = WechatSender(settings, app.database, app.clock, tokens,
                           timezone=app.settings.general.timezone, consents=consents)
     webhook = WechatWebhook(settings, assistant, app.clock, app.database, sender,
                             consents=consents)

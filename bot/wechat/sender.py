@@ -1,6 +1,6 @@
 """Messages to a citizen outside a conversation: reminders, relays, notices (a ``Sender``).
 
-``WechatSender(settings, database, clock, http, tokens, *, timezone=..., consents=None)``:
+``WechatSender(settings, database, clock, tokens, *, timezone=..., consents=None)``:
 ``deliver(chat_id, replies, *, kind="message", fields=None)`` — customer-service message
 inside the 48-hour window, else a template message (``kind == "reminder"`` uses
 ``wechat.reminder_template_id``, other kinds except "relay" ``wechat.notice_template_id``),
@@ -20,7 +20,6 @@ import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
@@ -31,16 +30,13 @@ from bot.wechat.render import render_replies, short_openid
 from handlers.core import Attachment, Reply
 from storage.clock import Clock
 from storage.db import Database
+from storage.handoffs import WECHAT_REPLY_WINDOW
 from storage.models import ChannelIdentity
 from storage.reach import mark_unreachable, return_consent, take_consent
 from storage.settings import WechatSettings
 
 log = logging.getLogger(__name__)
 
-CS_WINDOW = dt.timedelta(hours=48)
-# Stay clear of the window's edge: a reminder computed a minute before the end can reach
-# WeChat after it.
-CS_WINDOW_MARGIN = dt.timedelta(minutes=10)
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 # One-time subscription messages: the limits of one, and the notices a consent may be used for.
 SUBSCRIBED_TITLE_LIMIT, SUBSCRIBED_TEXT_LIMIT = 15, 200
@@ -56,10 +52,10 @@ class WechatSender:
     channel = CHANNEL
 
     def __init__(self, settings: WechatSettings, database: Database, clock: Clock,
-                 http: httpx.AsyncClient, tokens: AccessTokens, *,
-                 timezone: dt.tzinfo = SHANGHAI, consents: Consents | None = None) -> None:
+                 tokens: AccessTokens, *, timezone: dt.tzinfo = SHANGHAI,
+                 consents: Consents | None = None) -> None:
         self.settings, self.database, self.clock = settings, database, clock
-        self.http, self.tokens, self.timezone = http, tokens, timezone
+        self.tokens, self.timezone = tokens, timezone
         self.consents = consents or Consents(settings, database, clock)
 
     async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
@@ -81,7 +77,7 @@ class WechatSender:
         if identity is not None and identity.unreachable_at is not None:
             raise Unreachable(f"wechat user unreachable: {identity.unreachable_reason or '-'}")
         last = identity.last_inbound_at if identity is not None else None
-        if last is not None and now - last < CS_WINDOW - CS_WINDOW_MARGIN:
+        if last is not None and now - last < WECHAT_REPLY_WINDOW:
             try:
                 await self.send_texts(chat_id, render_replies(
                     replies, consent_link=self.consents.link_for(chat_id)))
@@ -197,7 +193,7 @@ class WechatSender:
     async def _send(self, openid: str, path: str, payload: Mapping[str, Any] | None,
                     **upload: Any) -> dict[str, Any]:
         try:
-            return await call_api(self.http, self.settings, self.tokens, path, payload, **upload)
+            return await call_api(self.tokens, path, payload, **upload)
         except WechatApiError as exc:
             if exc.errcode in OUT_OF_WINDOW and path == "message/custom/send":
                 raise OutOfWindow(str(exc)) from None
