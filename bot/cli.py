@@ -229,7 +229,7 @@ async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(timeout=10) as http:
         try:
             labels = await create_menu(AccessTokens(app.settings.wechat, app.database, app.clock,
-                                                    http))
+                                                    http), locale=app.settings.general.locale)
         except TryLater as error:
             raise CommandError(f"WeChat did not answer ({error}): try again later") from None
     _print("WeChat menu created: " + " / ".join(labels))

@@ -134,7 +134,9 @@ def test_commands_are_valid_for_telegram_and_described_in_both_languages() -> No
     assert [c.name for c in MANAGER_COMMANDS] == ["stats", "export"]
     for spec in (*CITIZEN_COMMANDS, *STAFF_COMMANDS, *MANAGER_COMMANDS):
         assert spec.name.isascii() and spec.name.islower() and len(spec.name) <= 32
-        assert 0 < len(spec.zh) <= 256 and 0 < len(spec.en) <= 256 and spec.zh != spec.en
+        zh, en = spec.describe("zh-CN"), spec.describe("en")
+        assert 0 < len(zh) <= 256 and 0 < len(en) <= 256 and zh != en
+        assert not zh.startswith("commands.") and not en.startswith("commands.")   # in the catalogs
 
 
 def test_apology_in_the_users_language() -> None:

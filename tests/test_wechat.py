@@ -19,8 +19,10 @@ from bot.wechat.inbound import (
     token_for_menu_id,
     verify_signature,
 )
+from bot.wechat.menu import menu_labels
 from bot.wechat.render import cdata, render_choice, render_replies, split_text
 from handlers.core import Attachment, Choice, Reply
+from handlers.i18n import LOCALES
 from tests.fakes.wechat_api import APP_ID, SAMPLE_AES_KEY, SAMPLE_TOKEN, sample
 
 # WeChat's published message-crypto sample (token 123456, the AES key above, app id wx49f0...).
@@ -195,3 +197,11 @@ def test_split_keeps_every_character_and_the_limit(lines: list[str], limit: int)
 
 def test_cdata_end_in_text_cannot_break_the_reply() -> None:
     assert cdata("a]]>b") == "a]]]]><![CDATA[>b"
+
+
+def test_the_menu_labels_fit_wechat_in_both_languages() -> None:
+    assert menu_labels("zh-CN") == ["预约办事", "我的预约", "办事指南", "人工服务"]
+    assert menu_labels("en") != menu_labels("zh-CN")
+    for locale in LOCALES:
+        # WeChat takes a top-level button's name in at most 16 bytes.
+        assert all(0 < len(label.encode()) <= 16 for label in menu_labels(locale)), locale

@@ -352,7 +352,8 @@ async def test_create_menu_uses_the_token_the_running_processes_hold(
         clock: ManualClock) -> None:
     settings = wechat_settings(api)
     held = await tokens_for(settings, database, clock, http).get()        # `yuyue run`
-    labels = await create_menu(tokens_for(settings, database, clock, http, owner="cli"))
+    labels = await create_menu(tokens_for(settings, database, clock, http, owner="cli"),
+                               locale="zh-CN")
     [menu] = api.sent("menu/create")
     assert [(b["type"], b["name"], b["key"]) for b in menu["button"]] == [
         ("click", "预约办事", "book"), ("click", "我的预约", "my"), ("click", "办事指南", "guide"),

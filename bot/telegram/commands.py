@@ -21,62 +21,37 @@ from telegram import (
 from telegram.error import BadRequest
 
 from bot.telegram.parse import CHANNEL
+from handlers.i18n import normalize_locale, translate
 from storage.settings import AccessSettings
 
 log = logging.getLogger("yuyue.telegram")
 
 
-
-
 @dataclass(frozen=True)
 class CommandSpec:
+    """A command in Telegram's menu; its description is ``commands.<audience>.<name>`` in the
+    message catalogs (a staff member's "book" is not a citizen's)."""
+
     name: str
-    zh: str
-    en: str
+    audience: str
 
     def describe(self, locale: str) -> str:
-        return self.en if locale == "en" else self.zh
+        return translate(normalize_locale(locale), f"commands.{self.audience}.{self.name}")
 
 
-CITIZEN_COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("start", "开始 / 主菜单", "Start / main menu"),
-    CommandSpec("book", "预约办事", "Book an appointment"),
-    CommandSpec("my", "我的预约（查看、取消、改期）", "My bookings (view, cancel, change)"),
-    CommandSpec("guide", "办事指南与所需材料", "Service guide and what to bring"),
-    CommandSpec("human", "人工服务", "Talk to a person"),
-    CommandSpec("lang", "切换语言 / Language", "Language / 切换语言"),
-    CommandSpec("help", "帮助", "Help"),
-    CommandSpec("cancel", "退出当前操作", "Stop what you are doing"),
-)
+CITIZEN_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "citizen") for name in (
+    "start", "book", "my", "guide", "human", "lang", "help", "cancel",
+))
 
-STAFF_COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("today", "今日预约 [事项]", "Today's appointments [service]"),
-    CommandSpec("find", "查询预约：预约码或手机号", "Find bookings: code or mobile"),
-    CommandSpec("checkin", "签到：预约码 [证件后4位]", "Check in: code [ID last 4]"),
-    CommandSpec("done", "办结：预约码", "Mark done: code"),
-    CommandSpec("noshow", "标记爽约：预约码", "Mark no-show: code"),
-    CommandSpec("undo", "撤销上一次标记：预约码", "Undo the last mark: code"),
-    CommandSpec("book", "代办预约（现场/电话）", "Book for a walk-in or caller"),
-    CommandSpec("closure", "停办/停诊", "Close a service for a period"),
-    CommandSpec("blocks", "当前限制预约名单", "Current blacklist"),
-    CommandSpec("unblock", "解除限制：人员 原因", "Lift a block: person reason"),
-    CommandSpec("claim", "认领人工服务：编号", "Claim a hand-off: number"),
-    CommandSpec("reply", "答复市民：编号 内容", "Answer a citizen: number text"),
-    CommandSpec("close", "结束人工服务：编号 小结", "Close a hand-off: number summary"),
-    CommandSpec("open", "未结的人工服务、投诉和申请", "Open hand-offs, complaints, requests"),
-    CommandSpec("claimc", "认领投诉：编号", "Claim a complaint: number"),
-    CommandSpec("answer", "答复投诉：编号 内容", "Answer a complaint: number text"),
-    CommandSpec("resolve", "办结投诉：编号 结果", "Resolve a complaint: number outcome"),
-    CommandSpec("approve", "同意上门服务：编号 时间", "Approve a home visit: number time"),
-    CommandSpec("decline", "不同意上门服务：编号 原因", "Decline a home visit: number reason"),
-    CommandSpec("walkin", "代办预约（私聊）", "Book for a walk-in (private chat)"),
-    CommandSpec("staffhelp", "工作人员命令说明", "Staff commands"),
-)
+STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for name in (
+    "today", "find", "checkin", "done", "noshow", "undo", "book", "closure", "blocks", "unblock",
+    "claim", "reply", "close", "open", "claimc", "answer", "resolve", "approve", "decline",
+    "walkin", "staffhelp",
+))
 
-MANAGER_COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("stats", "运行统计", "Figures"),
-    CommandSpec("export", "导出数据", "Export data"),
-)
+MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (
+    "stats", "export",
+))
 
 
 async def register_commands(bot: Bot, access: AccessSettings, *, staff_chat: int,
