@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from handlers.i18n import catalog
 from storage.stats import DayPoint
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,7 @@ _CJK_FILE_HINTS = ("notosanscjk", "sourcehansans", "wqy", "wenquanyi", "droidsan
 WIDTH_PX, HEIGHT_PX, DPI = 1080, 1080, 100
 BOOKINGS_COLOUR, NO_SHOW_COLOUR, UTILISATION_COLOUR = "#2f6db5", "#d9534f", "#2e9e5b"
 
-LABELS = {
-    "zh": {"bookings": "预约量", "no_shows": "失约", "utilisation": "号源利用率",
-           "count": "人次", "empty": "该时段没有数据"},
-    "en": {"bookings": "Bookings", "no_shows": "No-shows", "utilisation": "Utilisation",
-           "count": "Appointments", "empty": "No data for this period"},
-}
+LABELS = ("bookings", "no_shows", "utilisation", "count", "empty")    # chart.* in the catalogs
 
 
 @dataclass(frozen=True)
@@ -79,9 +75,11 @@ def cjk_font() -> ChartFont | None:
     return None
 
 
-def _labels(locale: str, font: ChartFont | None) -> dict[str, str]:
+def labels(locale: str, font: ChartFont | None) -> dict[str, str]:
+    """The chart's words: Chinese only with a font that can draw them."""
     wants_chinese = locale.lower().startswith("zh")
-    return LABELS["zh" if wants_chinese and font is not None else "en"]
+    words = catalog("zh-CN" if wants_chinese and font is not None else "en")
+    return {name: words[f"chart.{name}"] for name in LABELS}
 
 
 def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") -> bytes:
@@ -96,7 +94,7 @@ def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") 
         A 1080 x 1080 PNG, with large type for a phone screen.
     """
     font = cjk_font()
-    text = _labels(locale, font)
+    text = labels(locale, font)
     families = [font.family, "DejaVu Sans"] if font else ["DejaVu Sans"]
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(figure)

@@ -14,11 +14,13 @@ from matplotlib.ft2font import FT2Font
 
 from bot import charts
 from bot.charts import cjk_font, render_chart
-from bot.export import SUMMARY_LABELS, export_csv, export_xlsx, summary_csv, summary_rows
+from bot.export import export_csv, export_xlsx, summary_csv, summary_rows
+from handlers.i18n import LOCALES, catalog
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.stats import DayPoint, appointment_rows, daily_series, figures
+from storage.models import AppointmentStatus, CancelKind, Channel
+from storage.stats import EXPORT_COLUMNS, DayPoint, appointment_rows, daily_series, figures
 from tests.helpers import local, make_centre
 from tests.test_stats import NOW, WEEK, Story, build_story
 
@@ -43,7 +45,7 @@ def test_the_cjk_font_has_the_glyphs_of_the_labels() -> None:
     if font is None:
         pytest.skip("no CJK font on this machine: run scripts/setup.sh (fonts-noto-cjk)")
     face = FT2Font(str(font.path))
-    for label in charts.LABELS["zh"].values():
+    for label in charts.labels("zh-CN", font).values():
         for char in label:
             assert face.get_char_index(ord(char)) != 0, char  # 0 is the missing-glyph box
 
@@ -134,9 +136,18 @@ async def test_xlsx_reads_back_with_two_sheets(story: Story) -> None:
     assert book["汇总"]["B1"].value == "2026-11-23..2026-11-29"
 
 
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_column_value_and_chart_word_is_in_the_catalog(locale: str) -> None:
+    words = catalog(locale)
+    wanted = ({f"export.column.{column}" for column in EXPORT_COLUMNS}
+              | {f"export.value.{code}" for code in (*AppointmentStatus, *Channel, *CancelKind,
+                                                     "yes", "no")}
+              | {f"chart.{name}" for name in charts.LABELS})
+    assert not wanted - set(words)
+
+
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])
 async def test_every_summary_figure_has_a_label(story: Story, locale: str) -> None:
     _, summary = await _rows_and_summary(story)
-    assert set(SUMMARY_LABELS["zh"]) == set(SUMMARY_LABELS["en"])
     for label, _, _, key in summary_rows(summary, locale):
         assert label != key, key
