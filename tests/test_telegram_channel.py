@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 from telegram import Update
 
 from bot.channels import Unreachable
+from bot.reports import FileReports
 from bot.telegram import PollingConflict, TelegramChannel, build_telegram
 from bot.telegram.failures import log_failure
 from bot.telegram.limiter import RateLimiter
@@ -102,7 +103,8 @@ async def channel(api: FakeTelegram, database: Database, clock: ManualClock, set
         await load_demo(session, clock.now())
     centre = make_centre()
     app = App(settings=settings, database=database, centre=centre, clock=clock)
-    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings)
+    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings,
+                          reports=FileReports())
     channel = build_telegram(app, assistant, limiter=limiter)
     await channel.start()
     try:
@@ -257,6 +259,22 @@ async def test_booking_journey_in_english_over_the_webhook(
     assert "Please arrive 5 minutes early" in user.shown
     assert any(c.files["document"][0].endswith(".ics")
                for c in api.calls_to("sendDocument") if c.ok)
+
+
+async def test_a_managers_chart_comes_as_a_photo_and_the_export_as_documents(
+        api: FakeTelegram, web: httpx.AsyncClient) -> None:
+    manager = TelegramUser(api, MANAGER, webhook_sender(web))
+    await manager.say("/stats chart week")
+    [photo] = [c for c in api.sent_to(MANAGER) if c.method == "sendphoto"]
+    name, content, mime = photo.files["photo"]
+    assert name.endswith(".png") and mime == "image/png" and content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert api.chat_messages(MANAGER)[-1]["photo"][0]["width"] == 1080
+    assert api.calls_to("sendDocument") == []
+    await manager.say("/export week")
+    documents = [c.files["document"] for c in api.sent_to(MANAGER) if c.method == "senddocument"]
+    assert [mime for _, _, mime in documents] == [
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "text/csv"]
+    assert len(api.calls_to("sendPhoto")) == 1
 
 
 async def test_a_reply_marked_edit_replaces_the_pressed_menu(

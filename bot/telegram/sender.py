@@ -33,6 +33,7 @@ from storage.db import Database
 log = logging.getLogger("yuyue.telegram")
 
 STAFF_TARGET = "staff"
+PHOTO_TYPES = {"image/png", "image/jpeg"}     # what sendPhoto shows as a picture
 
 
 def _forbidden_reason(error: Forbidden) -> str:
@@ -121,13 +122,15 @@ class TelegramSender:
             sent.append(await self.call(chat_id, functools.partial(
                 self.bot.send_message, text=piece, reply_markup=markup if last else None)))
         if reply.attachment is not None:
-            sent.append(await self._send_document(chat_id, reply, markup))
+            sent.append(await self._send_file(chat_id, reply, markup))
         if not sent:
             log.warning("an empty reply to chat %s was not sent", chat_id)
         return sent
 
-    async def _send_document(self, chat_id: int, reply: Reply,
-                             markup: InlineKeyboardMarkup | None) -> Message:
+    async def _send_file(self, chat_id: int, reply: Reply,
+                         markup: InlineKeyboardMarkup | None) -> Message:
+        """An image (a chart) as a photo, shown in the chat; anything else (.ics, spreadsheets)
+        as a document to open or save."""
         attachment = reply.attachment
         assert attachment is not None
         caption = attachment.caption
@@ -135,20 +138,23 @@ class TelegramSender:
             caption = caption[:fit(caption, CAPTION_LIMIT - 1)] + "…"
 
         # The content is bytes, so a retried upload (after a 429) sends the whole file again.
-        document = InputFile(attachment.content, filename=attachment.filename)
-        document.mimetype = attachment.mime
+        upload = InputFile(attachment.content, filename=attachment.filename)
+        upload.mimetype = attachment.mime
+        if attachment.mime in PHOTO_TYPES:
+            return await self.call(chat_id, lambda chat: self.bot.send_photo(
+                chat, upload, caption=caption or None, reply_markup=markup))
         return await self.call(chat_id, lambda chat: self.bot.send_document(
-            chat, document, caption=caption or None, reply_markup=markup))
+            chat, upload, caption=caption or None, reply_markup=markup))
 
     async def edit_reply(self, chat_id: int, message_id: int, reply: Reply) -> bool:
         """Show ``reply`` in place of the menu message ``message_id``.
 
         Returns:
-            False when the message cannot be edited (too old, gone, or the reply is a
-            document): the caller sends the reply as a new message instead.
+            False when the message cannot be edited (too old, gone, or the reply carries a
+            file): the caller sends the reply as a new message instead.
         """
         if reply.attachment is not None or not reply.text.strip():
-            # A document cannot replace text: retire the old keyboard, send the reply anew.
+            # A file cannot replace text: retire the old keyboard, send the reply anew.
             await self.retire_keyboard(chat_id, message_id)
             return False
         pieces = [p for p in split_text(reply.text) if p.strip()]

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import itertools
 import json
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ _TEXT_PARAMS = {"text", "caption", "url", "secret_token", "language_code", "call
                 "parse_mode", "ip_address"}
 _METHODS = {"getme", "getupdates", "setwebhook", "deletewebhook", "getwebhookinfo", "sendmessage",
             "editmessagetext", "editmessagereplymarkup", "answercallbackquery", "senddocument",
-            "setmycommands", "deletemycommands", "close", "logout"}
+            "sendphoto", "setmycommands", "deletemycommands", "close", "logout"}
 
 
 @dataclass
@@ -229,9 +230,9 @@ class FakeTelegram(Calls):
         return [c for c in self.calls if c.method == method.lower()]
 
     def sent_to(self, chat_id: int) -> list[ApiCall]:
-        """Successful sendMessage/sendDocument calls to a chat, in order."""
-        return [c for c in self.calls if c.ok and c.method in ("sendmessage", "senddocument")
-                and c.chat_id == chat_id]
+        """Successful sendMessage/sendDocument/sendPhoto calls to a chat, in order."""
+        return [c for c in self.calls if c.ok and c.chat_id == chat_id
+                and c.method in ("sendmessage", "senddocument", "sendphoto")]
 
     def chat_messages(self, chat_id: int) -> list[dict[str, Any]]:
         """The messages now shown in a chat (edits applied), oldest first."""
@@ -421,6 +422,25 @@ class FakeTelegram(Calls):
                     "file_name": name, "mime_type": mime, "file_size": len(content)}
         return self._store(int(params["chat_id"]), document=document,
                            caption=params.get("caption"), reply_markup=params.get("reply_markup"))
+
+    async def _m_sendphoto(self, params: dict[str, Any], files: Any) -> Any:
+        _name, content, _mime = files["photo"]
+        if content[:8] == b"\x89PNG\r\n\x1a\n":
+            width, height = struct.unpack(">II", content[16:24])
+        elif content[:3] == b"\xff\xd8\xff":
+            width, height = 1280, 1280          # JPEG: dimensions not worth parsing here
+        else:
+            return JSONResponse({"ok": False, "error_code": 400,
+                                 "description": "Bad Request: IMAGE_PROCESS_FAILED"},
+                                status_code=400)
+        if len(content) > 10 * 1024 * 1024 or width + height > 10000:
+            return JSONResponse({"ok": False, "error_code": 400,
+                                 "description": "Bad Request: PHOTO_INVALID_DIMENSIONS"},
+                                status_code=400)
+        photo = [{"file_id": f"AgACAgIAAx{len(self.calls)}", "file_unique_id": "AQAD1",
+                  "width": width, "height": height, "file_size": len(content)}]
+        return self._store(int(params["chat_id"]), photo=photo, caption=params.get("caption"),
+                           reply_markup=params.get("reply_markup"))
 
     async def _m_setmycommands(self, params: dict[str, Any], _files: Any) -> Any:
         scope = params.get("scope") or {"type": "default"}
