@@ -1,6 +1,6 @@
 """The conversation core's vocabulary: what comes in from any channel and what goes back.
 
-Transports (bot/telegram.py, bot/wechat.py, bot/terminal.py) turn a platform update into an
+Transports (bot/telegram/, bot/wechat/, bot/terminal.py) turn a platform update into an
 ``Incoming``, call ``Assistant.handle`` and render each ``Reply`` for their platform. Nothing
 here knows which platform that is.
 """
