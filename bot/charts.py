@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from storage.stats import DayPoint
+from storage.stats.series import DayPoint
 
 log = logging.getLogger(__name__)
 

@@ -86,10 +86,10 @@ from bot.channels import TryLater, Unreachable
 from handlers.context import GLOBAL_PREFIX
 from handlers.core import Attachment, Choice, ConsentRequest, Incoming, Reply
 from handlers.i18n import translate
+from storage import conversations
 from storage.clock import Clock
 from storage.db import Database
-from storage.models import Appointment, ChannelIdentity, ProcessedMessage
-from storage.outbox import insert_ignoring_duplicates
+from storage.models import Appointment, ChannelIdentity
 from storage.reach import grant_consent, mark_unreachable, return_consent, take_consent
 from storage.settings import WechatSettings
 from storage.shared import read_value, release_lease, take_lease, write_value
@@ -936,11 +936,9 @@ class WechatWebhook:
             return
         if incoming.message_id:
             async with self.database.session() as session:
-                inserted = await session.execute(
-                    insert_ignoring_duplicates(session, ProcessedMessage, ["channel", "message_id"])
-                    .values(channel="wechat:rest", message_id=incoming.message_id[:128],
-                            processed_at=self.clock.now(), response={}))
-            if not inserted.rowcount:  # type: ignore[attr-defined]
+                first = await conversations.first_time(session, CHANNEL, "rest",
+                                                       incoming.message_id, self.clock.now())
+            if not first:
                 return
         try:
             await self.sender.send_texts(incoming.user_id, texts)

@@ -15,8 +15,8 @@ from handlers.core import ConsentRequest, Reply
 from handlers.i18n import format_day, format_time
 from handlers.menu import active_services, back_to_menu, departments, main_menu, service_name
 from handlers.render import appointment_text, calendar_file, notice_text, slot_label, when_text
-from storage import booking as ops
-from storage.booking import BookingRefused, Refusal
+from storage import booking, seats
+from storage import waitlist as waitlist_ops
 from storage.catalog import ServiceDef
 from storage.identity import (
     InvalidValue,
@@ -30,6 +30,7 @@ from storage.identity import (
     validate_name,
 )
 from storage.models import Appointment, Channel, Department, Person, Service, WaitKind
+from storage.refusals import BookingRefused, Refusal
 from storage.rules import can_change
 from storage.slots import DayState, availability
 
@@ -223,7 +224,7 @@ async def slot(ctx: Ctx, event: Event) -> list[Reply]:
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
     try:
-        held = await ops.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.owner, slot_id=slot_id)
+        held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.owner, slot_id=slot_id)
     except BookingRefused as refused:
         return await refusal(ctx, refused)
     ctx.goto(FLOW, "identity" if ctx.data.get("mode") != "reschedule" else "summary",
@@ -245,7 +246,7 @@ async def waitlist(ctx: Ctx, event: Event) -> list[Reply]:
     kind = WaitKind(ctx.data.get("wait", WaitKind.SEAT.value))
     if event.value == "join":
         try:
-            await ops.join_waitlist(ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
+            await waitlist_ops.join_waitlist(ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
                                     service_id=row.id, day=day, slot_id=ctx.data.get("slot_id"),
                                     kind=kind)
         except BookingRefused as refused:
@@ -356,13 +357,13 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
     if event.value == "confirm":
         return await _confirm(ctx, row, definition)
     if event.value == "time":
-        await ops.release_holds(ctx.session, ctx.owner)
+        await seats.release_holds(ctx.session, ctx.owner)
         ctx.goto(FLOW, "date")
         return await date(ctx, Event("enter"))
     if event.value == "cancel":
         return await _abandon(ctx, "core.cancelled")
     try:
-        info = await ops.slot_info(ctx.session, ctx.data["slot_id"])
+        info = await seats.slot_info(ctx.session, ctx.data["slot_id"])
     except BookingRefused:
         return _lost(ctx)
     start = ctx.local(info.slot.starts_at)
@@ -397,12 +398,12 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
     slot_id = int(ctx.data["slot_id"])
     try:
         if ctx.data.get("mode") == "reschedule":
-            result = await ops.reschedule(ctx.session, ctx.centre, ctx.now, int(ctx.data["appointment"]),
+            result = await booking.reschedule(ctx.session, ctx.centre, ctx.now, int(ctx.data["appointment"]),
                                           slot_id, actor=ctx.actor, owner=ctx.owner)
             appointment = result.appointment
             key = "booking.rescheduled"
         else:
-            appointment = await ops.book(
+            appointment = await booking.book(
                 ctx.session, ctx.centre, ctx.now, person_id=int(ctx.data["person"]), slot_id=slot_id,
                 identity_id=ctx.identity.id, channel=Channel(ctx.incoming.channel)
                 if ctx.incoming.channel in Channel._value2member_map_ else Channel.TERMINAL,
@@ -422,7 +423,7 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
 
 
 async def _abandon(ctx: Ctx, key: str) -> list[Reply]:
-    await ops.release_holds(ctx.session, ctx.owner)
+    await seats.release_holds(ctx.session, ctx.owner)
     ctx.end()
     return [ctx.reply(key), main_menu(ctx)]
 
@@ -447,7 +448,7 @@ async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
                 for a in alternatives]
         rows.append([option(ctx.t("booking.other_day"), "back:")])
         return [ctx.reply(key if alternatives else "refusal.full_no_alternative", *rows)]
-    await ops.release_holds(ctx.session, ctx.owner)
+    await seats.release_holds(ctx.session, ctx.owner)
     values: dict[str, object] = {}
     if "until" in details:
         values["until"] = when_text(ctx, details["until"])

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handlers.core import Choice, Incoming, Reply
 from handlers.i18n import translate
-from storage.booking import owner_key
 from storage.centre import Centre
+from storage.conversations import save_conversation
+from storage.db import Session
 from storage.models import ChannelIdentity, Conversation
+from storage.seats import owner_key
 from storage.settings import Settings
 
 GLOBAL_PREFIX = "g:"
@@ -46,7 +46,7 @@ def global_option(label: str, payload: str) -> Choice:
 class Ctx:
     """One incoming message being handled, inside one database transaction."""
 
-    session: AsyncSession
+    session: Session
     centre: Centre
     settings: Settings
     now: dt.datetime
@@ -111,6 +111,4 @@ class Ctx:
 
     def save(self) -> None:
         """Write the state to the conversation row, as of now (committed with the message)."""
-        conversation = self.conversation
-        conversation.flow, conversation.step, conversation.data = self.flow, self.step, self.data
-        conversation.updated_at = self.now
+        save_conversation(self.conversation, self.flow, self.step, self.data, self.now)

@@ -15,22 +15,16 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff, stats
 from handlers.context import GLOBAL_PREFIX, Ctx, Event
 from handlers.core import Choice, Incoming, Reply
 from handlers.i18n import normalize_locale, translate
 from handlers.menu import main_menu, search_services
-from storage.booking import release_holds
+from storage import conversations
 from storage.centre import Centre
 from storage.clock import Clock
-from storage.db import Database
-from storage.identity import identity_for
-from storage.models import ChannelIdentity, Conversation, ProcessedMessage
-from storage.outbox import insert_ignoring_duplicates
+from storage.db import Database, is_outage
+from storage.seats import release_holds
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,28 +56,6 @@ class Resolved:
     stale: bool = False             # a choice from a menu that is no longer shown
 
 
-# The statements every message runs, built once: building one and working out its cache key
-# costs about as much as running it on PostgreSQL. The processed-message statements go to the
-# table, as nothing of them is loaded into the session (the ORM's bookkeeping is pure overhead).
-_PROCESSED = ProcessedMessage.__table__
-_MARK_INBOUND = (
-    update(ChannelIdentity)
-    .where(ChannelIdentity.channel == bindparam("on_channel"),
-           ChannelIdentity.platform_user_id == bindparam("sender"))
-    .values(last_inbound_at=bindparam("now"), unreachable_at=None, unreachable_reason=None)
-    .returning(ChannelIdentity)
-    .execution_options(synchronize_session=False))
-_CONVERSATION = (
-    select(Conversation)
-    .where(Conversation.channel == bindparam("on_channel"), Conversation.user_id == bindparam("key"))
-    .with_for_update())
-_STORE_ANSWER = (
-    update(_PROCESSED)
-    .where(_PROCESSED.c.channel == bindparam("on_channel"),
-           _PROCESSED.c.message_id == bindparam("message"))
-    .values(response=bindparam("answer")))
-
-
 class Assistant:
     """Handles every incoming message of every channel the same way."""
 
@@ -101,14 +73,18 @@ class Assistant:
         now = self.clock.now()
         try:
             async with self.database.session() as session:
-                if incoming.message_id and not await _first_delivery(session, incoming, now):
-                    return await _stored_answer(session, incoming)
+                message_id = incoming.message_id
+                if message_id and not await conversations.record_delivery(
+                        session, incoming.channel, message_id, now):
+                    stored = await conversations.stored_answer(session, incoming.channel, message_id)
+                    return [Reply.from_json(reply) for reply in stored]
                 replies = await self._handle_in(session, incoming, now)
-                if incoming.message_id:
-                    await _store_answer(session, incoming, replies)
+                if message_id:
+                    await conversations.store_answer(session, incoming.channel, message_id,
+                                                     [reply.to_json() for reply in replies])
                 return replies
         except Exception as exc:
-            if _database_unavailable(exc):
+            if is_outage(exc):
                 # Let the channel answer "try later" so the platform delivers it again.
                 raise
             # Type and place only: messages of some exceptions quote what the user typed.
@@ -118,19 +94,19 @@ class Assistant:
             return [Reply(translate(locale, "error.apology"))]
 
     async def _handle_in(self, session, incoming: Incoming, now: dt.datetime) -> list[Reply]:  # type: ignore[no-untyped-def]
-        identity = await self._sender(session, incoming, now)
+        identity = await conversations.sender(
+            session, incoming.channel, incoming.user_id,
+            normalize_locale(incoming.locale, self.settings.general.locale), now,
+            writing=incoming.event != "unsubscribe")
         # In a group each member has a conversation of their own there, apart from their
         # private chat with the bot (a staff member may also be a citizen).
         key = f"{incoming.user_id}@{incoming.chat_id}" if incoming.is_group else incoming.user_id
-        conversation = await session.scalar(_CONVERSATION, {"on_channel": incoming.channel, "key": key})
-        if conversation is None:
-            # Group members see each other's menus: start each one's menu numbers somewhere
-            # else, so a button pressed on a colleague's menu is stale, not someone else's pick.
-            data = {"_menu": {"id": secrets.randbelow(10**6) * 1000, "items": []}} \
-                if incoming.is_group else {}
-            conversation = Conversation(channel=incoming.channel, user_id=key,
-                                        flow=None, step=None, data=data, updated_at=now)
-            session.add(conversation)
+        # Group members see each other's menus: start each one's menu numbers somewhere else,
+        # so a button pressed on a colleague's menu is stale, not someone else's pick.
+        initial = {"_menu": {"id": secrets.randbelow(10**6) * 1000, "items": []}} \
+            if incoming.is_group else {}
+        conversation = await conversations.lock_conversation(session, incoming.channel, key, now,
+                                                             initial=initial)
         ctx = Ctx(session=session, centre=self.centre, settings=self.settings, now=now,
                   incoming=incoming, identity=identity, conversation=conversation,
                   locale=identity.locale)
@@ -143,21 +119,6 @@ class Assistant:
             replies[0] = Reply(first.text, first.choices, first.attachment, edit=True)
         ctx.save()
         return replies
-
-    async def _sender(self, session: AsyncSession, incoming: Incoming, now: dt.datetime) -> ChannelIdentity:
-        """The sender's channel identity, created on first contact; unless they are leaving,
-        marked as writing now (which also makes them reachable again)."""
-        writing = incoming.event != "unsubscribe"
-        if writing:
-            known = await _mark_inbound(session, incoming, now)
-            if known is not None:
-                return known
-        identity = await identity_for(session, incoming.channel, incoming.user_id,
-                                      normalize_locale(incoming.locale, self.settings.general.locale), now)
-        if writing:
-            identity.last_inbound_at = now
-            identity.unreachable_at = identity.unreachable_reason = None
-        return identity
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
         incoming = ctx.incoming
@@ -295,50 +256,6 @@ class Assistant:
             ctx.end()
             return [main_menu(ctx)]
         return await steps[ctx.step](ctx, Event("enter"))
-
-
-async def _mark_inbound(session: AsyncSession, incoming: Incoming,
-                        now: dt.datetime) -> ChannelIdentity | None:
-    """The sender's identity marked as writing now, or None before their first contact.
-
-    One statement instead of a read and a write: it runs for every message."""
-    return await session.scalar(_MARK_INBOUND, {"on_channel": incoming.channel,
-                                                "sender": incoming.user_id, "now": now})
-
-
-async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.datetime) -> bool:
-    """Record the platform message id; False when it was recorded before.
-
-    A concurrent delivery of the same id waits here for the first one's transaction, and then
-    sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
-    """
-    inserted = await session.execute(
-        insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
-        .values(channel=incoming.channel, message_id=incoming.message_id, processed_at=now,
-                response={}))
-    return bool(inserted.rowcount)  # type: ignore[attr-defined]
-
-
-async def _stored_answer(session: AsyncSession, incoming: Incoming) -> list[Reply]:
-    response = await session.scalar(select(ProcessedMessage.response).where(
-        ProcessedMessage.channel == incoming.channel,
-        ProcessedMessage.message_id == incoming.message_id))
-    return [Reply.from_json(r) for r in (response or {}).get("replies", [])]
-
-
-async def _store_answer(session: AsyncSession, incoming: Incoming, replies: list[Reply]) -> None:
-    await session.execute(_STORE_ANSWER, {"on_channel": incoming.channel, "message": incoming.message_id,
-                                          "answer": {"replies": [r.to_json() for r in replies]}})
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    """A passing outage (connection lost, server down, SQLite busy), not a bug."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, InterfaceError | ConnectionError | TimeoutError):
-        return True
-    return isinstance(exc, OperationalError) and any(
-        word in str(exc.orig).lower() for word in ("locked", "connect", "timeout", "terminat"))
 
 
 def _where(exc: BaseException) -> str:

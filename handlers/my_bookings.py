@@ -15,8 +15,8 @@ from handlers.core import Reply, as_id
 from handlers.i18n import format_day, format_time
 from handlers.menu import back_to_menu, main_menu
 from handlers.render import appointment_text, materials_text, when_text
-from storage import booking as ops
-from storage.booking import BookingRefused
+from storage import booking as booking_ops
+from storage import waitlist
 from storage.catalog import ServiceDef
 from storage.models import (
     Appointment,
@@ -28,6 +28,7 @@ from storage.models import (
     WaitlistEntry,
     WaitStatus,
 )
+from storage.refusals import BookingRefused
 from storage.rules import can_change
 
 FLOW = "my"
@@ -73,7 +74,7 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
             ctx.goto(FLOW, "detail", appointment=int(value))
             return await detail(ctx, Event("enter"))
         if kind == "wait":
-            left = await ops.leave_waitlist(ctx.session, ctx.centre, ctx.now, int(value), ctx.identity.id)
+            left = await waitlist.leave_waitlist(ctx.session, ctx.centre, ctx.now, int(value), ctx.identity.id)
             return [ctx.reply("my.left_waitlist" if left else "core.stale"), *await listing(ctx, Event("enter"))]
     appointments = await _mine(ctx)
     waiting = await _waiting(ctx)
@@ -153,7 +154,7 @@ async def confirm_cancel(ctx: Ctx, event: Event) -> list[Reply]:
         return [ctx.reply("my.kept"), *await detail(ctx, Event("enter"))]
     appointment_id = int(ctx.data["appointment"])
     try:
-        result = await ops.cancel(ctx.session, ctx.centre, ctx.now, appointment_id, actor=ctx.actor)
+        result = await booking_ops.cancel(ctx.session, ctx.centre, ctx.now, appointment_id, actor=ctx.actor)
     except BookingRefused as refused:
         return await booking.refusal(ctx, refused)
     ctx.end()

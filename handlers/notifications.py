@@ -11,8 +11,6 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handlers import staff_alerts
 from handlers.context import global_option
 from handlers.core import Choice, Reply
@@ -21,6 +19,7 @@ from handlers.rating import rating_choices
 from handlers.render import materials_text
 from storage.catalog import ServiceDef
 from storage.centre import Centre
+from storage.db import Session
 from storage.models import Appointment, AppointmentStatus, ChannelIdentity, Outbox, Service, Slot
 from storage.rules import can_change
 from storage.settings import Settings
@@ -39,7 +38,7 @@ class Rendered:
 class Note:
     """Everything a renderer may need, looked up once."""
 
-    session: AsyncSession
+    session: Session
     centre: Centre
     settings: Settings
     now: dt.datetime
@@ -69,7 +68,7 @@ class Note:
 Renderer = Callable[[Note], Awaitable[Rendered]]
 
 
-async def render(session: AsyncSession, centre: Centre, settings: Settings, row: Outbox,
+async def render(session: Session, centre: Centre, settings: Settings, row: Outbox,
                  identity: ChannelIdentity | None, now: dt.datetime) -> Rendered:
     """The messages for one outbox row, in the recipient's language."""
     locale = identity.locale if identity is not None else settings.general.locale

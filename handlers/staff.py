@@ -20,9 +20,8 @@ from handlers.context import Ctx, Event, option
 from handlers.core import Reply, as_id
 from handlers.i18n import format_day, format_time
 from handlers.render import slot_label, when_text
-from storage import booking as ops
-from storage import handoffs
-from storage.booking import BookingRefused, Refusal
+from storage import attendance, booking, closures, handoffs
+from storage import blocks as block_ops
 from storage.catalog import ServiceDef
 from storage.handoffs import StaffRefusal, StaffRefused
 from storage.identity import (
@@ -40,6 +39,7 @@ from storage.models import (
     Block,
     Channel,
     ChannelIdentity,
+    Complaint,
     Department,
     Handoff,
     Person,
@@ -48,6 +48,7 @@ from storage.models import (
     Slot,
 )
 from storage.reach import staff_chat_id
+from storage.refusals import BookingRefused, Refusal
 from storage.rules import at_local
 from storage.slots import active_closures, ensure_slots, is_closed
 
@@ -294,7 +295,7 @@ async def checkin(ctx: Ctx, args: str) -> list[Reply]:
     if not code:
         return [ctx.reply("staff.usage_checkin")]
     try:
-        appointment = await ops.check_in(ctx.session, ctx.centre, ctx.now, code, actor=ctx.actor,
+        appointment = await attendance.check_in(ctx.session, ctx.centre, ctx.now, code, actor=ctx.actor,
                                          id_last4=last4.strip() or None)
     except BookingRefused as refused:
         return [_booking_refusal(ctx, refused, code)]
@@ -306,7 +307,7 @@ async def done(ctx: Ctx, args: str) -> list[Reply]:
     if not args:
         return [ctx.reply("staff.usage_done")]
     try:
-        appointment = await ops.complete(ctx.session, ctx.centre, ctx.now, args.split()[0],
+        appointment = await attendance.complete(ctx.session, ctx.centre, ctx.now, args.split()[0],
                                          actor=ctx.actor)
     except BookingRefused as refused:
         return [_booking_refusal(ctx, refused, args)]
@@ -319,10 +320,10 @@ async def noshow(ctx: Ctx, args: str) -> list[Reply]:
         return [ctx.reply("staff.usage_noshow")]
     code = args.split()[0]
     try:
-        outcome = await ops.mark_no_show(ctx.session, ctx.centre, ctx.now, code, actor=ctx.actor)
+        outcome = await attendance.mark_no_show(ctx.session, ctx.centre, ctx.now, code, actor=ctx.actor)
     except BookingRefused as refused:
         return [_booking_refusal(ctx, refused, code)]
-    appointment = await ops.appointment_by_code(ctx.session, code)
+    appointment = await booking.appointment_by_code(ctx.session, code)
     line = await _done_line(ctx, "staff.marked_no_show", appointment)
     if outcome.blocked_until is not None:
         return [line, ctx.reply("staff.now_blocked", count=outcome.count,
@@ -336,7 +337,7 @@ async def undo(ctx: Ctx, args: str) -> list[Reply]:
     if not code:
         return [ctx.reply("staff.usage_undo")]
     try:
-        appointment = await ops.undo(ctx.session, ctx.centre, ctx.now, code, actor=ctx.actor,
+        appointment = await attendance.undo(ctx.session, ctx.centre, ctx.now, code, actor=ctx.actor,
                                      reason=reason.strip() or None)
     except BookingRefused as refused:
         return [_booking_refusal(ctx, refused, code)]
@@ -381,7 +382,7 @@ async def unblock(ctx: Ctx, args: str) -> list[Reply]:
     lifted = []
     for person in people:
         try:
-            await ops.lift_block(ctx.session, ctx.now, person.id, actor=ctx.actor, reason=reason)
+            await block_ops.lift_block(ctx.session, ctx.now, person.id, actor=ctx.actor, reason=reason)
         except BookingRefused:
             continue
         lifted.append(person)
@@ -396,7 +397,7 @@ async def unblock(ctx: Ctx, args: str) -> list[Reply]:
 
 async def _claim(ctx: Ctx, number: int) -> list[Reply]:
     try:
-        handoff = await handoffs.claim_handoff(ctx.session, ctx.now, number, actor=ctx.actor,
+        handoff = await handoffs.claim(ctx.session, ctx.now, Handoff, number, actor=ctx.actor,
                                                name=ctx.incoming.user_name)
     except StaffRefused as refused:
         return [_staff_refusal(ctx, refused, "handoff")]
@@ -448,7 +449,7 @@ async def close(ctx: Ctx, args: str) -> list[Reply]:
 
 async def _claim_complaint(ctx: Ctx, number: int) -> list[Reply]:
     try:
-        await handoffs.claim_complaint(ctx.session, ctx.now, number, actor=ctx.actor,
+        await handoffs.claim(ctx.session, ctx.now, Complaint, number, actor=ctx.actor,
                                        name=ctx.incoming.user_name)
     except StaffRefused as refused:
         return [_staff_refusal(ctx, refused, "complaint")]
@@ -667,7 +668,7 @@ async def closure(ctx: Ctx, args: str) -> list[Reply]:
     if not reason:
         return [ctx.reply("staff.closure_reason")]
     service_id, department_id, name = scope
-    plan = await ops.plan_closure(ctx.session, ctx.centre, ctx.now, starts_at=starts_at,
+    plan = await closures.plan_closure(ctx.session, ctx.centre, ctx.now, starts_at=starts_at,
                                   ends_at=ends_at, service_id=service_id,
                                   department_id=department_id)
     ctx.goto(FLOW, "closure_confirm", service=service_id, department=department_id, name=name,
@@ -688,7 +689,7 @@ async def closure_confirm(ctx: Ctx, event: Event) -> list[Reply]:
         ctx.end()
         return [ctx.reply("staff.closure_dropped")]
     try:
-        done_closure = await ops.apply_closure(
+        done_closure = await closures.apply_closure(
             ctx.session, ctx.centre, ctx.now,
             starts_at=dt.datetime.fromisoformat(data["starts_at"]),
             ends_at=dt.datetime.fromisoformat(data["ends_at"]), reason=data["reason"],
@@ -858,7 +859,7 @@ async def _walkin_book(ctx: Ctx, person: Person, slot: Slot) -> list[Reply]:
                                          ChannelIdentity.unreachable_at.is_(None))
         .order_by(ChannelIdentity.last_inbound_at.desc()).limit(1))
     try:
-        appointment = await ops.book(ctx.session, ctx.centre, ctx.now, person_id=person.id,
+        appointment = await booking.book(ctx.session, ctx.centre, ctx.now, person_id=person.id,
                                      slot_id=slot.id, identity_id=identity_id,
                                      channel=Channel.STAFF, made_by=ctx.actor, offline=True)
     except BookingRefused as refused:

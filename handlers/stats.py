@@ -14,18 +14,10 @@ from typing import Protocol
 from handlers.context import Ctx
 from handlers.core import Attachment, Reply
 from handlers.i18n import Speaker, format_day
-from storage.stats import (
-    AppointmentRow,
-    DayPoint,
-    Figures,
-    Period,
-    StatsError,
-    appointment_rows,
-    daily_series,
-    figures,
-    parse_period,
-    resolve_scope,
-)
+from storage.stats.exports import AppointmentRow, appointment_rows
+from storage.stats.figures import Figures, figures
+from storage.stats.periods import Period, StatsError, parse_period, resolve_scope
+from storage.stats.series import DayPoint, daily_series
 
 log = logging.getLogger("yuyue.stats")
 

@@ -18,7 +18,9 @@ from bot.export import SUMMARY_LABELS, export_csv, export_xlsx, summary_csv, sum
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.stats import DayPoint, appointment_rows, daily_series, figures
+from storage.stats.exports import appointment_rows
+from storage.stats.figures import figures
+from storage.stats.series import DayPoint, daily_series
 from tests.helpers import local, make_centre
 from tests.test_stats import NOW, WEEK, Story, build_story
 
