@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.channels import Sender, TryLater, Unreachable
-from handlers.notifications import Rendered, render
+from handlers.notices import render
+from handlers.notices.base import Rendered
 from storage import outbox
 from storage.centre import Centre
 from storage.clock import Clock

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.identity import identity_for
-from storage.models import ChannelIdentity, Conversation, ProcessedMessage
+from storage.models import Base, ChannelIdentity, Conversation
 from storage.outbox import insert_ignoring_duplicates
 
 MESSAGE_ID_LENGTH = 128     # the column's length; longer platform ids are cut to it
@@ -28,7 +28,7 @@ MESSAGE_ID_LENGTH = 128     # the column's length; longer platform ids are cut t
 # The statements every message runs, built once: building one and working out its cache key
 # costs about as much as running it on PostgreSQL. The processed-message statements go to the
 # table, as nothing of them is loaded into the session (the ORM's bookkeeping is pure overhead).
-_PROCESSED = ProcessedMessage.__table__
+_PROCESSED = Base.metadata.tables["processed_message"]
 _MARK_INBOUND = (
     update(ChannelIdentity)
     .where(ChannelIdentity.channel == bindparam("on_channel"),

@@ -37,6 +37,7 @@ from storage.models import (
 )
 from storage.outbox import STAFF_TARGET, enqueue
 from storage.reach import in_wechat_window
+from storage.rules import working_days_later
 from storage.shared import read_value, write_value
 
 ACTIVE = (RequestStatus.OPEN, RequestStatus.CLAIMED)
@@ -341,6 +342,27 @@ async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_i
 
 
 # --- home visits ------------------------------------------------------------------------------
+
+
+async def request_home_visit(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                             identity_id: int, person_id: int | None, service_id: int,
+                             address: str, preferred_times: str, ground: str,
+                             age: int | None) -> HomeVisitRequest:
+    """Record a citizen's home-visit request (上门服务), due for a decision within one working
+    day, and alert the staff group (outbox kind "home_visit_alert").
+
+    Args:
+        ground: what makes the citizen eligible: "age" or "disability".
+    """
+    request = HomeVisitRequest(
+        identity_id=identity_id, person_id=person_id, service_id=service_id, address=address,
+        preferred_times=preferred_times, eligibility=ground, age=age, status=RequestStatus.OPEN,
+        created_at=now, due_at=working_days_later(now, 1, centre.calendar, centre.tz))
+    session.add(request)
+    await session.flush()
+    await enqueue(session, kind="home_visit_alert", now=now, target=STAFF_TARGET,
+                  dedup_key=f"home:{request.id}:open", payload={"request": request.id})
+    return request
 
 
 async def _decide(session: AsyncSession, now: dt.datetime, request_id: int, actor: str,
