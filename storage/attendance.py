@@ -1,5 +1,6 @@
 """At the window: check-in, completion, no-shows (marked by staff or swept after the grace
-period) and undoing the last mark, each audited. Nothing here commits."""
+period) and undoing the last mark, each audited; and the lists staff work from (a day's
+appointments, a booking found by code or mobile). Nothing here commits."""
 
 from __future__ import annotations
 

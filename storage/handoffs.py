@@ -1,5 +1,6 @@
-"""Staff work on requests: hand-offs (人工服务) with first-claim ownership (首问负责) and
-relay, complaints, home-visit decisions, and escalation of whatever is overdue.
+"""Requests staff work on: hand-offs (人工服务), opened for a citizen and owned by the first to
+claim them (首问负责), with relay both ways; complaints, claimed the same way; home-visit
+requests and their decisions; and escalation of whatever is overdue.
 
 Claims are conditional UPDATEs (``... WHERE status = 'open'``): on PostgreSQL a second claimer
 waits on the row lock and then re-checks the condition against the first claimer's committed
