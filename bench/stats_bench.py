@@ -33,7 +33,10 @@ from storage.identity import IdHasher
 from storage.models import Appointment, Service
 from storage.seed import seed_history
 from storage.settings import RuleSettings
-from storage.stats import appointment_rows, daily_series, figures, parse_period, resolve_scope
+from storage.stats.exports import appointment_rows
+from storage.stats.figures import figures
+from storage.stats.periods import parse_period, resolve_scope
+from storage.stats.series import daily_series
 from storage.workdays import WorkCalendar
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,13 +26,13 @@ from sqlalchemy.engine import make_url
 from handlers.core import Incoming
 from handlers.engine import Assistant
 from storage import booking, migrate
-from storage.booking import BookingRefused, Refusal
 from storage.catalog import load_catalog, parse_catalog, read_catalog
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.identity import PersonDetails, find_or_create_person
 from storage.models import Appointment, Base, Channel, Service, Slot
+from storage.refusals import BookingRefused, Refusal
 from storage.settings import Settings
 from storage.slots import availability, ensure_slots
 

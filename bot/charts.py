@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from handlers.i18n import catalog
-from storage.stats import DayPoint
+from storage.stats.series import DayPoint
 
 log = logging.getLogger(__name__)
 

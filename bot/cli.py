@@ -29,13 +29,17 @@ from bot.wechat.api import AccessTokens
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
-from storage import migrate, stats
+from storage import migrate
 from storage.catalog import CatalogError, load_catalog, read_catalog
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Service
 from storage.seed import SeedError, seed_history
 from storage.settings import Settings, SettingsError, WechatSettings, load_settings
+from storage.stats.exports import appointment_rows
+from storage.stats.figures import figures
+from storage.stats.periods import StatsError, parse_period, resolve_scope
+from storage.stats.series import daily_series
 from storage.workdays import published_through
 
 log = logging.getLogger("yuyue")
@@ -283,10 +287,10 @@ async def cmd_stats(app: App, args: argparse.Namespace) -> int:
     speaker = Speaker(_cli_locale(app, args))
     async with app.database.read() as session:
         period, scope = await _period_scope(app, session, args)
-        result = await stats.figures(session, app.centre, app.clock.now(), period, scope)
+        result = await figures(session, app.centre, app.clock.now(), period, scope)
         _print(render_figures(speaker, result))
         if args.chart:
-            series = await stats.daily_series(session, app.centre, period, scope)
+            series = await daily_series(session, app.centre, period, scope)
             picture = FileReports().chart(
                 series, speaker.t("stats.chart_title", period=period.label,
                                   scope=scope.code if scope else speaker.t("stats.whole_centre")),
@@ -304,9 +308,9 @@ async def cmd_export(app: App, args: argparse.Namespace) -> int:
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     async with app.database.read() as session:
         period, scope = await _period_scope(app, session, args)
-        summary = await stats.figures(session, app.centre, app.clock.now(), period, scope)
-        rows = [row async for row in stats.appointment_rows(session, app.centre, period, scope,
-                                                            locale=locale)]
+        summary = await figures(session, app.centre, app.clock.now(), period, scope)
+        rows = [row async for row in appointment_rows(session, app.centre, period, scope,
+                                                      locale=locale)]
     stem = out / f"yuyue-{period.first.isoformat()}-{period.last.isoformat()}"
     reports = FileReports()
     stem.with_suffix(".csv").write_bytes(reports.csv(rows, summary, locale))
@@ -321,9 +325,9 @@ def _cli_locale(app: App, args: argparse.Namespace) -> str:
 
 async def _period_scope(app: App, session: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     try:
-        period = stats.parse_period(args.period, app.clock.now(), app.centre.tz)
-        return period, await stats.resolve_scope(session, args.scope)
-    except stats.StatsError as error:
+        period = parse_period(args.period, app.clock.now(), app.centre.tz)
+        return period, await resolve_scope(session, args.scope)
+    except StatsError as error:
         speaker = Speaker(_cli_locale(app, args))
         details = {k: str(v) for k, v in error.details.items()}
         raise CommandError(speaker.t(f"stats.error_{error.code.value}", **details)) from None

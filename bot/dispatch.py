@@ -1,11 +1,8 @@
-"""The outbox dispatcher: claims due notifications, renders them, sends them through their
-channel, and records what happened.
+"""The outbox dispatcher: renders the notifications storage.outbox says are due and sends them
+through their channel.
 
-Claiming is safe with several processes: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED``
-(a row claimed by one process is skipped by the others); on SQLite, where SQLAlchemy drops FOR
-UPDATE, one ``UPDATE ... RETURNING`` claims the batch under SQLite's single writer lock. A
-claim is a lease: a process killed mid-send leaves rows in "sending" that go back to "pending"
-when the lease runs out, so nothing is lost (the one in flight may be sent twice).
+What is due, how a claim is leased, when a failure is tried again and when it is given up are
+storage.outbox's policy; the dispatcher renders, sends, and hands each outcome back to it.
 Nothing is sent while a database transaction is open.
 """
 
@@ -19,16 +16,15 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.channels import Sender, TryLater, Unreachable
-from handlers.notifications import Rendered, render
+from handlers.notices import render
+from handlers.notices.base import Rendered
+from storage import outbox
 from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database
-from storage.models import ChannelIdentity, Outbox, OutboxStatus
-from storage.outbox import STAFF_TARGET, enqueue
+from storage.models import ChannelIdentity, OutboxStatus
+from storage.outbox import STAFF_TARGET, DeliveryPolicy, Outcome
 from storage.settings import Settings
 
 log = logging.getLogger("yuyue.dispatch")
@@ -43,13 +39,6 @@ class DispatchReport:
     undeliverable: int = 0
     dropped: int = 0
     outcomes: dict[int, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: OutboxStatus
-    error: str | None = None
-    retry_after: float | None = None
 
 
 class Dispatcher:
@@ -67,6 +56,12 @@ class Dispatcher:
         self.staff_senders = list(staff_senders)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency
+        notifications = settings.notifications
+        self.policy = DeliveryPolicy(
+            batch_size=notifications.batch_size,
+            lease=dt.timedelta(seconds=notifications.claim_lease_seconds),
+            max_attempts=notifications.max_attempts,
+            retry_base_seconds=notifications.retry_base_seconds)
 
     async def drain(self, max_rounds: int = 1000) -> DispatchReport:
         """Dispatch rounds until nothing due is left (bounded)."""
@@ -76,7 +71,7 @@ class Dispatcher:
             for name in ("claimed", "sent", "retried", "failed", "undeliverable", "dropped"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             total.outcomes.update(report.outcomes)
-            if report.claimed < self.settings.notifications.batch_size:
+            if report.claimed < self.policy.batch_size:
                 break
         return total
 
@@ -113,83 +108,49 @@ class Dispatcher:
         return report
 
     async def _keep_claims(self) -> None:
-        """Renew the lease on the rows still being sent, so a slow batch (rate limits) is
-        not taken over by another process; a process that dies stops renewing."""
-        lease = self.settings.notifications.claim_lease_seconds
+        """Renew the lease on the rows still being sent while a slow batch (rate limits) goes
+        out."""
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(self.policy.lease.total_seconds() / 3)
             async with self.database.session() as session:
-                await session.execute(update(Outbox).where(
-                    Outbox.claimed_by == self.owner, Outbox.status == OutboxStatus.SENDING)
-                    .values(claimed_until=self.clock.now() + dt.timedelta(seconds=lease))
-                    .execution_options(synchronize_session=False))
+                await outbox.renew_claims(session, self.owner, self.clock.now() + self.policy.lease)
 
     async def _by_recipient(self, ids: list[int]) -> list[list[int]]:
         async with self.database.read() as session:
-            rows = (await session.execute(select(Outbox.id, Outbox.identity_id, Outbox.target)
-                                          .where(Outbox.id.in_(ids)).order_by(Outbox.id))).all()
-        groups: dict[tuple[int | None, str | None], list[int]] = {}
-        for row_id, identity_id, target in rows:
-            groups.setdefault((identity_id, target), []).append(row_id)
-        return list(groups.values())
-
-    # --- claiming -------------------------------------------------------------------------------
+            return await outbox.by_recipient(session, ids)
 
     async def _claim(self, now: dt.datetime) -> list[int]:
-        batch = self.settings.notifications.batch_size
         async with self.database.session() as session:
-            # Rows left "sending" by a process that died go back in the queue.
-            await session.execute(update(Outbox).where(
-                Outbox.status == OutboxStatus.SENDING, Outbox.claimed_until < now)
-                .values(status=OutboxStatus.PENDING).execution_options(synchronize_session=False))
-            due = select(Outbox.id).where(Outbox.status == OutboxStatus.PENDING,
-                                          Outbox.due_at <= now).order_by(Outbox.due_at, Outbox.id)
-            lease = dt.timedelta(seconds=self.settings.notifications.claim_lease_seconds)
-            claim = dict(status=OutboxStatus.SENDING, claimed_by=self.owner,
-                         claimed_until=now + lease, attempts=Outbox.attempts + 1)
-            if self.database.is_sqlite:
-                # SQLite: one UPDATE ... RETURNING under the writer lock (FOR UPDATE is dropped).
-                rows = await session.execute(update(Outbox).where(
-                    Outbox.id.in_(due.limit(batch).scalar_subquery())).values(**claim)
-                    .returning(Outbox.id).execution_options(synchronize_session=False))
-                return sorted(rows.scalars().all())
-            # PostgreSQL: rows another dispatcher has locked are skipped, not waited for.
-            ids = list((await session.scalars(due.limit(batch).with_for_update(skip_locked=True))).all())
-            if ids:
-                await session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**claim)
-                                      .execution_options(synchronize_session=False))
-            return ids
+            return await outbox.claim_due(session, now, self.owner, self.policy)
 
     # --- sending --------------------------------------------------------------------------------
 
-    async def _send(self, row_id: int) -> _Outcome:
+    async def _send(self, row_id: int) -> Outcome:
         now = self.clock.now()
         async with self.database.read() as session:
-            row = await session.get(Outbox, row_id)
-            if row is None or row.status != OutboxStatus.SENDING or row.claimed_by != self.owner:
-                return _Outcome(OutboxStatus.DROPPED, "claimed elsewhere")
-            if row.expires_at is not None and row.expires_at <= now:
-                return _Outcome(OutboxStatus.DROPPED, "too late")
-            identity = await session.get(ChannelIdentity, row.identity_id) if row.identity_id else None
+            claimed = await outbox.to_send(session, row_id, self.owner, now)
+            if isinstance(claimed, Outcome):
+                return claimed
+            row, identity = claimed
             rendered = await render(session, self.centre, self.settings, row, identity, now)
             kind, target = row.kind, row.target
         if rendered.drop:
-            return _Outcome(OutboxStatus.DROPPED, rendered.drop)
+            return Outcome(OutboxStatus.DROPPED, rendered.drop)
         try:
             if identity is not None:
                 await self._to_citizen(identity, kind, rendered)
             elif target:
                 await self._to_staff(target, kind, rendered)
             else:
-                return _Outcome(OutboxStatus.UNDELIVERABLE, "no recipient")
+                return Outcome(OutboxStatus.UNDELIVERABLE, "no recipient")
         except Unreachable as gone:
-            return _Outcome(OutboxStatus.UNDELIVERABLE, str(gone)[:300] or "unreachable")
+            return Outcome(OutboxStatus.UNDELIVERABLE, str(gone)[:300] or "unreachable")
         except TryLater as later:
-            return _Outcome(OutboxStatus.PENDING, str(later)[:300], later.retry_after)
+            return Outcome(OutboxStatus.PENDING, str(later)[:300], later.retry_after)
         except Exception as error:  # a channel bug must not stop the other notifications
             log.warning("outbox %s (%s): %s", row_id, kind, type(error).__name__)
-            return _Outcome(OutboxStatus.PENDING, type(error).__name__)
-        return _Outcome(OutboxStatus.SENT)
+            return Outcome(OutboxStatus.PENDING, type(error).__name__)
+        return Outcome(OutboxStatus.SENT)
 
     async def _to_citizen(self, identity: ChannelIdentity, kind: str, rendered: Rendered) -> None:
         if identity.unreachable_at is not None:
@@ -220,45 +181,11 @@ class Dispatcher:
             raise Unreachable(f"no channel for {channel}")
         await _deliver(sender, chat_id, rendered, kind)
 
-    # --- recording ------------------------------------------------------------------------------
-
-    async def _record(self, row_id: int, outcome: _Outcome) -> None:
-        now = self.clock.now()
-        settings = self.settings.notifications
+    async def _record(self, row_id: int, outcome: Outcome) -> None:
         async with self.database.session() as session:
-            row = await session.get(Outbox, row_id, with_for_update=True)
-            if row is None or row.claimed_by != self.owner:
-                return
-            row.last_error = outcome.error
-            row.claimed_until = None
-            if outcome.status != OutboxStatus.PENDING:
-                row.status = outcome.status
-                row.sent_at = now if outcome.status == OutboxStatus.SENT else None
-                if outcome.status == OutboxStatus.UNDELIVERABLE and row.kind == "relay":
-                    # A staff answer that cannot reach the citizen: its author must know.
-                    await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
-                                  dedup_key=f"relay-failed:{row.id}",
-                                  payload={**row.payload, "error": (outcome.error or "")[:200]})
-                return
-            if row.attempts >= settings.max_attempts:
-                row.status = OutboxStatus.FAILED
-                await _alert_staff_once(session, row, now)
-                return
-            backoff = settings.retry_base_seconds * 2 ** (row.attempts - 1)
-            row.status = OutboxStatus.PENDING
-            row.due_at = now + dt.timedelta(seconds=max(backoff, outcome.retry_after or 0))
+            await outbox.record_outcome(session, row_id, self.owner, outcome, self.clock.now(),
+                                        self.policy)
 
 
 async def _deliver(sender: Sender, chat_id: str, rendered: Rendered, kind: str) -> None:
     await sender.deliver(chat_id, rendered.replies, kind=kind, fields=rendered.fields)
-
-
-async def _alert_staff_once(session: AsyncSession, row: Outbox, now: dt.datetime) -> None:
-    """Tell staff a notification was given up on (once; never about a staff alert itself)."""
-    if row.target == STAFF_TARGET:
-        log.error("staff alert %s (%s) could not be delivered", row.id, row.kind)
-        return
-    await enqueue(session, kind="delivery_failed", now=now, target=STAFF_TARGET,
-                  dedup_key=f"failed:{row.id}",
-                  payload={"outbox": row.id, "kind": row.kind, "error": (row.last_error or "")[:200],
-                           "attempts": row.attempts})

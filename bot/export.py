@@ -19,7 +19,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 
 from handlers.i18n import catalog
-from storage.stats import EXPORT_COLUMNS, AppointmentRow, Figures
+from storage.stats.exports import EXPORT_COLUMNS, AppointmentRow
+from storage.stats.figures import Figures
 
 Value = int | float | str | None
 

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 from bot.charts import render_chart
 from bot.export import export_csv, export_xlsx
-from storage.stats import AppointmentRow, DayPoint, Figures
+from storage.stats.exports import AppointmentRow
+from storage.stats.figures import Figures
+from storage.stats.series import DayPoint
 
 
 class FileReports:

@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import booking, jobs
+from storage import attendance, jobs, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -56,9 +56,9 @@ class Jobs:
         app, now = self.app, self.app.clock.now()
         settings = app.settings
         async with app.database.session() as session:
-            await booking.expire_holds(session, app.centre, now)
+            await waitlist.expire_holds(session, app.centre, now)
         async with app.database.session() as session:
-            await booking.sweep_no_shows(session, app.centre, now)
+            await attendance.sweep_no_shows(session, app.centre, now)
         async with app.database.session() as session:
             await jobs.request_ratings(session, app.centre, now,
                                        settings.notifications.rating_delay_minutes)

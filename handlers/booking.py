@@ -1,108 +1,109 @@
 """Booking: department → service → materials (一次性告知) → date → slot (seat held) →
-real-name details → summary → confirm → booking code and calendar file.
+who it is for and their real-name details (handlers/details.py) → summary → confirm → booking
+code and calendar file.
 
-The same date and slot steps serve rescheduling (``mode = "reschedule"``).
-Diagram: docs/flows/booking.mmd.
+The same steps run in three modes (``BookingMode``): a citizen booking, a citizen moving a
+booking (date → slot → summary), and staff booking a walk-in or phone caller from the seats
+kept for the window (service → date → slot → details → summary; handlers/staff/walkin.py says
+what differs). Diagrams: docs/flows/booking.mmd, docs/flows/staff_book.mmd.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from handlers import home_visit
-from handlers.context import Ctx, Event, option
+from handlers import details
+from handlers.context import Ctx, Event, EventKind, option
 from handlers.core import ConsentRequest, Reply
+from handlers.details import Asking, Given, IdNumber, Voice
+from handlers.flow import Flow
 from handlers.i18n import format_day, format_time
-from handlers.menu import active_services, back_to_menu, departments, main_menu, service_name
-from handlers.render import appointment_text, calendar_file, notice_text, slot_label, when_text
-from storage import booking as ops
-from storage.booking import BookingRefused, Refusal
-from storage.catalog import ServiceDef
-from storage.identity import (
-    InvalidValue,
-    PersonDetails,
-    age_on,
-    find_or_create_person,
-    mask_mobile,
-    mask_name,
-    validate_id_number,
-    validate_mobile,
-    validate_name,
+from handlers.menu import back_to_menu, department_name, leave, main_menu, service_name
+from handlers.payloads import (
+    Button,
+    DayPick,
+    DepartmentPick,
+    Rebook,
+    ServicePick,
+    SlotPick,
+    TakeOffer,
+    WaitForDay,
+    WaitForSlot,
 )
-from storage.models import Appointment, Channel, Department, Person, Service, WaitKind
+from handlers.render import appointment_text, calendar_file, notice_text, slot_label, when_text
+from handlers.staff import walkin
+from handlers.staff.replies import stop as stop_for_staff
+from handlers.steps import Booking, BookingMode, HomeVisit, MyBookings
+from storage import booking, services, waitlist
+from storage.catalog import ServiceDef
+from storage.identity import find_or_create_person, mask_mobile, mask_name
+from storage.models import Appointment, Channel, Department, Person, Service, Slot, WaitKind
+from storage.refusals import BookingRefused, Refusal
 from storage.rules import can_change
-from storage.slots import DayState, availability
+from storage.seats import hold_of, release_holds, slot_info
+from storage.slots import DayState, DayView, availability
 
-FLOW = "booking"
-TEXT_STEPS = ("name", "mobile", "id_number")
 SHOWN_DAYS = 7
 
 
 # --- lookups ----------------------------------------------------------------------------------
 
 
+def _mode(ctx: Ctx) -> BookingMode:
+    return BookingMode(ctx.data.get("mode", BookingMode.BOOK))
+
+
 async def _service(ctx: Ctx) -> tuple[Service, ServiceDef] | None:
-    service = await ctx.session.get(Service, ctx.data.get("service"))
-    if service is None or not service.active:
-        return None
-    return service, ServiceDef.from_json(service.definition)
-
-
-async def _department(ctx: Ctx, service: Service) -> Department | None:
-    return await ctx.session.get(Department, service.department_id)
-
-
-async def _person(ctx: Ctx) -> Person | None:
-    if ctx.identity.person_id is None:
-        return None
-    return await ctx.session.get(Person, ctx.identity.person_id)
+    return await services.active_service(ctx.session, ctx.data.get("service"))
 
 
 def _lost(ctx: Ctx) -> list[Reply]:
     ctx.end()
+    if _mode(ctx) == BookingMode.WALK_IN:
+        return [ctx.reply("staff.walkin_lost")]
     return [ctx.reply("booking.lost"), main_menu(ctx)]
 
 
 # --- department and service -------------------------------------------------------------------
 
 
-async def start(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask which department, or go straight to the services when there is only one."""
-    ctx.goto(FLOW, "department")
-    return await department(ctx, Event("enter"))
+async def book(ctx: Ctx, args: str) -> list[Reply]:
+    """Start a booking (a seat held before is given back)."""
+    await release_holds(ctx.session, ctx.actor)
+    return await ctx.enter(Booking.DEPARTMENT)
 
 
 async def department(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask which department (or centre) the citizen needs."""
-    if event.kind == "choice" and event.value.startswith("dep:"):
-        ctx.goto(FLOW, "service", department=int(event.value[4:]))
-        return await service(ctx, Event("enter"))
-    found = await departments(ctx)
+    """Ask which department (or centre), or go straight to its services when there is one."""
+    if (picked := event.pick(DepartmentPick)) is not None:
+        return await ctx.enter(Booking.SERVICE, department=picked.department)
+    found = await services.departments(ctx.session)
     if len(found) == 1:
-        ctx.goto(FLOW, "service", department=found[0].id)
-        return await service(ctx, Event("enter"))
-    rows = [[option(d.name_en if ctx.locale == "en" else d.name_zh, f"dep:{d.id}")] for d in found]
-    return [ctx.reply("booking.pick_department", *rows, back_to_menu(ctx), edit=event.kind == "choice")]
+        return await ctx.enter(Booking.SERVICE, department=found[0].id)
+    rows = [[option(department_name(ctx, d), DepartmentPick(d.id))] for d in found]
+    return [ctx.reply("booking.pick_department", *rows, back_to_menu(ctx),
+                      edit=event.kind == EventKind.CHOICE)]
 
 
 async def service(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask which service of the department."""
-    if event.kind == "choice" and event.value.startswith("svc:"):
-        ctx.goto(FLOW, "notice", service=int(event.value[4:]))
-        return await notice(ctx, Event("enter"))
-    if event.value == "back":
-        ctx.goto(FLOW, "department")
-        return await department(ctx, Event("enter"))
-    found = await active_services(ctx, ctx.data.get("department"))
-    rows = [[option(service_name(ctx, s), f"svc:{s.id}")] for s in found]
+    """Ask which service of the department (for a walk-in: of the centre)."""
+    walk_in = _mode(ctx) == BookingMode.WALK_IN
+    if (picked := event.pick(ServicePick)) is not None:
+        return await ctx.enter(Booking.DATE if walk_in else Booking.NOTICE, service=picked.service)
+    if walk_in:
+        return [walkin.pick_service(ctx, await services.active_services(ctx.session))]
+    if event.button is Button.BACK:
+        return await ctx.enter(Booking.DEPARTMENT)
+    found = await services.active_services(ctx.session, ctx.data.get("department"))
+    rows = [[option(service_name(ctx, s), ServicePick(s.id))] for s in found]
     return [ctx.reply("booking.pick_service", *rows,
-                      [option(ctx.t("common.back"), "back"), *back_to_menu(ctx)])]
+                      [option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)])]
 
 
 async def show_search(ctx: Ctx, found: list[Service]) -> list[Reply]:
     """Offer the services a free-text search found."""
-    ctx.goto(FLOW, "service", department=None)
-    rows = [[option(service_name(ctx, s), f"svc:{s.id}")] for s in found]
+    ctx.goto(Booking.SERVICE, department=None)
+    rows = [[option(service_name(ctx, s), ServicePick(s.id))] for s in found]
     return [ctx.reply("booking.search_results", *rows, back_to_menu(ctx), count=len(found))]
 
 
@@ -115,31 +116,30 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
     if found is None:
         return _lost(ctx)
     row, definition = found
-    if event.value == "ready":
-        ctx.goto(FLOW, "date")
-        return await date(ctx, Event("enter"))
-    if event.value == "home":
-        return await home_visit.start(ctx, row.id)
-    if event.value == "back":
-        ctx.goto(FLOW, "service")
-        return await service(ctx, Event("enter"))
-    buttons = [[option(ctx.t("booking.materials_ready"), "ready")]]
+    button = event.button
+    if button is Button.READY:
+        return await ctx.enter(Booking.DATE)
+    if button is Button.HOME_VISIT:
+        return await ctx.enter(HomeVisit.REASON, service=row.id)
+    if button is Button.BACK:
+        return await ctx.enter(Booking.SERVICE)
+    buttons = [[option(ctx.t("booking.materials_ready"), Button.READY)]]
     if definition.home_visit.offered:
-        buttons.append([option(ctx.t("booking.home_visit"), "home")])
-    buttons.append([option(ctx.t("common.back"), "back"), *back_to_menu(ctx)])
+        buttons.append([option(ctx.t("booking.home_visit"), Button.HOME_VISIT)])
+    buttons.append([option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)])
     return [ctx.reply("booking.notice", *buttons, text=notice_text(ctx, definition))]
 
 
 # --- date and slot ----------------------------------------------------------------------------
 
 
-def _day_label(ctx: Ctx, view) -> str:  # type: ignore[no-untyped-def]
+def _day_label(ctx: Ctx, view: DayView) -> str:
     label = format_day(view.day, ctx.locale)
     if view.state == DayState.OPEN:
         label += ctx.t("booking.day_open", left=view.remaining)
     elif view.state == DayState.FULL:
         label += ctx.t("booking.day_full")
-    elif view.state == DayState.NOT_RELEASED:
+    elif view.state == DayState.NOT_RELEASED and view.opens_at is not None:
         label += ctx.t("booking.day_opens", when=when_text(ctx, view.opens_at))
     if view.provisional:
         label += ctx.t("booking.provisional_mark")
@@ -152,90 +152,99 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
     if found is None:
         return _lost(ctx)
     row, definition = found
-    if event.kind == "choice":
-        kind, _, value = event.value.partition(":")
-        if kind == "day":
-            ctx.goto(FLOW, "slot", day=value)
-            return await slot(ctx, Event("enter"))
-        if kind in ("full", "rel"):
-            ctx.goto(FLOW, "waitlist", day=value, wait=WaitKind.SEAT.value if kind == "full"
-                     else WaitKind.RELEASE.value, slot_id=None)
-            return await waitlist(ctx, Event("enter"))
-        if kind == "back":
-            if ctx.data.get("mode") == "reschedule":
-                from handlers import my_bookings
-                return await my_bookings.start(ctx, Event("enter"))
-            ctx.goto(FLOW, "notice")
-            return await notice(ctx, Event("enter"))
+    mode = _mode(ctx)
+    if (day := event.pick(DayPick)) is not None:
+        return await ctx.enter(Booking.SLOT, day=day.day.isoformat())
+    if mode == BookingMode.WALK_IN:
+        return [await walkin.pick_day(ctx, row)]
+    if (wait := event.pick(WaitForDay)) is not None:
+        return await ctx.enter(Booking.WAITLIST, day=wait.day.isoformat(), wait=wait.kind.value,
+                               slot_id=None)
+    if event.button is Button.BACK:
+        if mode == BookingMode.RESCHEDULE:
+            return await ctx.enter(MyBookings.LIST)
+        return await ctx.enter(Booking.NOTICE)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     rows = []
-    provisional = False
     for view in views:
-        provisional |= view.provisional
         if view.state == DayState.OPEN:
-            rows.append([option(_day_label(ctx, view), f"day:{view.day.isoformat()}")])
-        elif view.state == DayState.FULL:
-            rows.append([option(_day_label(ctx, view), f"full:{view.day.isoformat()}")])
-        elif view.state == DayState.NOT_RELEASED:
-            rows.append([option(_day_label(ctx, view), f"rel:{view.day.isoformat()}")])
+            rows.append([option(_day_label(ctx, view), DayPick(view.day))])
+        elif view.state in (DayState.FULL, DayState.NOT_RELEASED):
+            kind = WaitKind.SEAT if view.state == DayState.FULL else WaitKind.RELEASE
+            rows.append([option(_day_label(ctx, view), WaitForDay(kind, view.day))])
     key = "booking.pick_date" if rows else "booking.no_dates"
     text = ctx.t(key, service=definition.name.get(ctx.locale))
-    if provisional:
+    if any(view.provisional for view in views):
         text += "\n" + ctx.t("booking.provisional_note")
-    return [Reply(text, (*tuple(tuple(r) for r in rows), (option(ctx.t("common.back"), "back:"), *back_to_menu(ctx))))]
+    return [Reply(text, (*tuple(tuple(r) for r in rows),
+                         (option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx))))]
 
 
 async def slot(ctx: Ctx, event: Event) -> list[Reply]:
-    """Offer the time slots of the chosen day with seats left; picking one holds a seat."""
+    """Offer the time slots of the chosen day with seats left; picking one holds a seat (a
+    walk-in's seat is taken when it is booked)."""
     found = await _service(ctx)
     if found is None:
         return _lost(ctx)
     row, definition = found
     day = dt.date.fromisoformat(ctx.data["day"])
-    if event.kind == "choice":
-        kind, _, value = event.value.partition(":")
-        if kind == "slot":
-            return await _hold(ctx, int(value))
-        if kind == "wait":
-            ctx.goto(FLOW, "waitlist", wait=WaitKind.SEAT.value, slot_id=int(value))
-            return await waitlist(ctx, Event("enter"))
-        if kind == "back":
-            ctx.goto(FLOW, "date")
-            return await date(ctx, Event("enter"))
+    if _mode(ctx) == BookingMode.WALK_IN:
+        if (picked := event.pick(SlotPick)) is not None:
+            ctx.remember(slot_id=picked.slot)
+            return await details.ask(ctx, _asking(ctx, definition))
+        return [await walkin.pick_slot(ctx, row, day)]
+    if (picked := event.pick(SlotPick)) is not None:
+        return await _hold(ctx, picked.slot)
+    if (wait := event.pick(WaitForSlot)) is not None:
+        return await ctx.enter(Booking.WAITLIST, wait=WaitKind.SEAT.value, slot_id=wait.slot)
+    if event.button is Button.BACK:
+        return await ctx.enter(Booking.DATE)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     view = next((v for v in views if v.day == day), None)
     if view is None or view.state not in (DayState.OPEN, DayState.FULL):
-        ctx.goto(FLOW, "date")
-        return [ctx.reply("booking.day_gone"), *await date(ctx, Event("enter"))]
+        return [ctx.reply("booking.day_gone"), *await ctx.enter(Booking.DATE)]
     rows = []
     for s in view.slots:
         if not s.bookable:
             continue
         label = slot_label(ctx, s.starts_at, s.ends_at)
         if s.remaining:
-            rows.append(option(label + ctx.t("booking.slot_left", left=s.remaining), f"slot:{s.slot_id}"))
+            rows.append(option(label + ctx.t("booking.slot_left", left=s.remaining), SlotPick(s.slot_id)))
         else:
-            rows.append(option(label + ctx.t("booking.slot_full"), f"wait:{s.slot_id}"))
+            rows.append(option(label + ctx.t("booking.slot_full"), WaitForSlot(s.slot_id)))
     grid = [rows[i:i + 2] for i in range(0, len(rows), 2)]
-    return [ctx.reply("booking.pick_slot", *grid, [option(ctx.t("common.back"), "back:")],
+    return [ctx.reply("booking.pick_slot", *grid, [option(ctx.t("common.back"), Button.BACK)],
                       day=format_day(day, ctx.locale), service=definition.name.get(ctx.locale))]
+
+
+def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
+    """What booking needs to know about the person: the ID number if the service asks for it."""
+    return Asking(voice=Voice.STAFF if _mode(ctx) == BookingMode.WALK_IN else Voice.CITIZEN,
+                  id_number=IdNumber.IF_MISSING if definition.id_required else IdNumber.NOT_NEEDED)
 
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
     try:
-        held = await ops.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.owner, slot_id=slot_id)
+        held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.actor,
+                                       slot_id=slot_id)
     except BookingRefused as refused:
         return await refusal(ctx, refused)
-    ctx.goto(FLOW, "identity" if ctx.data.get("mode") != "reschedule" else "summary",
-             slot_id=slot_id, hold_until=held.expires_at.isoformat())
+    ctx.goto(Booking.SLOT, slot_id=slot_id, hold_until=held.expires_at.isoformat())
     note = ctx.reply("booking.held", until=format_time(ctx.local(held.expires_at)),
                      minutes=int((held.expires_at - ctx.now).total_seconds() // 60))
-    if ctx.data.get("mode") == "reschedule":
-        return [note, *await summary(ctx, Event("enter"))]
-    return [note, *await identity(ctx, Event("enter"))]
+    if _mode(ctx) == BookingMode.RESCHEDULE:
+        return [note, *await ctx.enter(Booking.SUMMARY)]
+    return [note, *await _ask_details(ctx)]
 
 
-async def waitlist(ctx: Ctx, event: Event) -> list[Reply]:
+async def _ask_details(ctx: Ctx) -> list[Reply]:
+    found = await _service(ctx)
+    if found is None:
+        return _lost(ctx)
+    return await details.ask(ctx, _asking(ctx, found[1]))
+
+
+async def waitlist_step(ctx: Ctx, event: Event) -> list[Reply]:
     """Offer to tell the citizen when a seat frees up (or when the day is released)."""
     found = await _service(ctx)
     if found is None:
@@ -243,105 +252,39 @@ async def waitlist(ctx: Ctx, event: Event) -> list[Reply]:
     row, _ = found
     day = dt.date.fromisoformat(ctx.data["day"])
     kind = WaitKind(ctx.data.get("wait", WaitKind.SEAT.value))
-    if event.value == "join":
+    if event.button is Button.JOIN:
         try:
-            await ops.join_waitlist(ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
-                                    service_id=row.id, day=day, slot_id=ctx.data.get("slot_id"),
-                                    kind=kind)
+            await waitlist.join_waitlist(ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
+                                         service_id=row.id, day=day, slot_id=ctx.data.get("slot_id"),
+                                         kind=kind)
         except BookingRefused as refused:
             return await refusal(ctx, refused)
         ctx.end()
         return [ctx.reply("booking.waitlist_joined" if kind == WaitKind.SEAT else "booking.release_watch",
                           day=format_day(day, ctx.locale)), main_menu(ctx)]
-    if event.value == "back":
-        ctx.goto(FLOW, "date")
-        return await date(ctx, Event("enter"))
+    if event.button is Button.BACK:
+        return await ctx.enter(Booking.DATE)
     key = "booking.waitlist_offer" if kind == WaitKind.SEAT else "booking.release_offer"
-    return [ctx.reply(key, [option(ctx.t("booking.notify_me"), "join")],
-                      [option(ctx.t("common.back"), "back")], day=format_day(day, ctx.locale),
+    return [ctx.reply(key, [option(ctx.t("booking.notify_me"), Button.JOIN)],
+                      [option(ctx.t("common.back"), Button.BACK)], day=format_day(day, ctx.locale),
                       minutes=ctx.centre.rules.hold_minutes)]
 
 
-# --- real-name details ------------------------------------------------------------------------
+# --- who it is for ------------------------------------------------------------------------------
 
 
-async def identity(ctx: Ctx, event: Event) -> list[Reply]:
-    """Offer the saved details (masked) or ask for them, after the personal-data notice."""
-    found = await _service(ctx)
-    if found is None:
-        return _lost(ctx)
-    _, definition = found
-    person = await _person(ctx)
-    if event.value == "use" and person is not None:
-        if definition.id_required and not person.id_hash:
-            ctx.goto(FLOW, "id_number", name=person.name, mobile=person.mobile)
-            return [ctx.reply("booking.ask_id")]
-        ctx.goto(FLOW, "summary", person=person.id)
-        return await summary(ctx, Event("enter"))
-    if event.value in ("change", "agree") and (event.value == "change" or person is None):
-        ctx.goto(FLOW, "name")
-        return [ctx.reply("booking.ask_name")]
-    if event.value == "disagree":
-        return await _abandon(ctx, "booking.consent_declined")
-    if person is not None:
-        saved = ctx.t("booking.saved_details", name=mask_name(person.name),
-                      mobile=mask_mobile(person.mobile), id=person.id_masked or ctx.t("booking.no_id"))
-        return [Reply(saved, ((option(ctx.t("booking.use_saved"), "use"),
-                               option(ctx.t("booking.change_details"), "change")),))]
-    ctx.goto(FLOW, "identity")
-    return [ctx.reply("booking.consent", [option(ctx.t("booking.agree"), "agree")],
-                      [option(ctx.t("booking.disagree"), "disagree")])]
-
-
-async def name(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask for the real name; re-ask with the precise problem."""
-    if event.is_enter:
-        return [ctx.reply("booking.ask_name")]
-    try:
-        value = validate_name(event.value)
-    except InvalidValue as bad:
-        return [ctx.reply(f"invalid.{bad.code}")]
-    ctx.goto(FLOW, "mobile", name=value)
-    return [ctx.reply("booking.ask_mobile")]
-
-
-async def mobile(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask for the mainland mobile number; re-ask with the precise problem."""
-    if event.is_enter:
-        return [ctx.reply("booking.ask_mobile")]
-    try:
-        value = validate_mobile(event.value)
-    except InvalidValue as bad:
-        return [ctx.reply(f"invalid.{bad.code}")]
-    found = await _service(ctx)
-    if found is None:
-        return _lost(ctx)
-    ctx.remember(mobile=value)
-    if found[1].id_required:
-        ctx.goto(FLOW, "id_number")
-        return [ctx.reply("booking.ask_id")]
-    return await _save_person(ctx, PersonDetails(ctx.data["name"], value), None)
-
-
-async def id_number(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask for the resident ID number; it is checked, hashed and masked, never kept."""
-    if event.is_enter:
-        return [ctx.reply("booking.ask_id")]
-    try:
-        value = validate_id_number(event.value, ctx.today)
-    except InvalidValue as bad:
-        return [ctx.reply(f"invalid.{bad.code}")]
-    details = PersonDetails(ctx.data["name"], ctx.data["mobile"], value)
-    born = details.birth_date
-    return await _save_person(ctx, details, age_on(born, ctx.today) if born else None)
-
-
-async def _save_person(ctx: Ctx, details: PersonDetails, age: int | None) -> list[Reply]:
-    person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now)
-    ctx.identity.person_id = person.id
+async def _given(ctx: Ctx, given: Given) -> list[Reply]:
+    """The details sub-flow is done: keep the person (a citizen's own details stay with their
+    account; a walk-in's do not) and show the summary."""
+    if given.person is not None:
+        return await ctx.enter(Booking.SUMMARY, person=given.person.id)
+    assert given.details is not None
+    person = await find_or_create_person(ctx.session, given.details, ctx.centre.hasher, ctx.now)
     ctx.forget("name", "mobile")
-    ctx.goto(FLOW, "summary", person=person.id, age=age)
-    return await summary(ctx, Event("enter"))
+    if _mode(ctx) == BookingMode.WALK_IN:
+        return await ctx.enter(Booking.SUMMARY, person=person.id)
+    ctx.identity.person_id = person.id
+    return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)
 
 
 # --- summary and confirmation -----------------------------------------------------------------
@@ -353,20 +296,21 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
     if found is None:
         return _lost(ctx)
     row, definition = found
-    if event.value == "confirm":
+    mode = _mode(ctx)
+    if mode == BookingMode.WALK_IN:
+        return await _walk_in_summary(ctx, event, row)
+    button = event.button
+    if button is Button.CONFIRM:
         return await _confirm(ctx, row, definition)
-    if event.value == "time":
-        await ops.release_holds(ctx.session, ctx.owner)
-        ctx.goto(FLOW, "date")
-        return await date(ctx, Event("enter"))
-    if event.value == "cancel":
-        return await _abandon(ctx, "core.cancelled")
+    if button is Button.OTHER_TIME:
+        await release_holds(ctx.session, ctx.actor)
+        return await ctx.enter(Booking.DATE)
     try:
-        info = await ops.slot_info(ctx.session, ctx.data["slot_id"])
+        info = await slot_info(ctx.session, ctx.data["slot_id"])
     except BookingRefused:
         return _lost(ctx)
     start = ctx.local(info.slot.starts_at)
-    if ctx.data.get("mode") == "reschedule":
+    if mode == BookingMode.RESCHEDULE:
         appointment = await ctx.session.get(Appointment, ctx.data["appointment"])
         if appointment is None:
             return _lost(ctx)
@@ -375,10 +319,10 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
                      new=f"{format_day(start.date(), ctx.locale)} "
                          f"{slot_label(ctx, info.slot.starts_at, info.slot.ends_at)}")
     else:
-        person = await _person(ctx)
+        person = await ctx.session.get(Person, ctx.identity.person_id) \
+            if ctx.identity.person_id is not None else None
         if person is None:
-            ctx.goto(FLOW, "identity")
-            return await identity(ctx, Event("enter"))
+            return await _ask_details(ctx)
         text = ctx.t("booking.summary", service=definition.name.get(ctx.locale),
                      day=format_day(start.date(), ctx.locale),
                      time=slot_label(ctx, info.slot.starts_at, info.slot.ends_at),
@@ -388,32 +332,43 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
                           ctx.centre.calendar, ctx.centre.tz)
     if not decision.allowed:
         text += "\n" + ctx.t("booking.no_changes_after", deadline=when_text(ctx, decision.deadline))
-    return [Reply(text, ((option(ctx.t("booking.confirm"), "confirm"),),
-                         (option(ctx.t("booking.other_time"), "time"),
-                          option(ctx.t("common.cancel"), "cancel"))))]
+    return [Reply(text, ((option(ctx.t("booking.confirm"), Button.CONFIRM),),
+                         (option(ctx.t("booking.other_time"), Button.OTHER_TIME),
+                          option(ctx.t("common.cancel"), Button.STOP))))]
+
+
+async def _walk_in_summary(ctx: Ctx, event: Event, service: Service) -> list[Reply]:
+    person = await ctx.session.get(Person, ctx.data.get("person"))
+    slot = await ctx.session.get(Slot, ctx.data.get("slot_id"))
+    if person is None or slot is None:
+        return _lost(ctx)
+    if event.button is Button.YES:
+        return await walkin.book(ctx, person, slot)
+    return [walkin.summary(ctx, service, person, slot)]
 
 
 async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply]:
     slot_id = int(ctx.data["slot_id"])
     try:
-        if ctx.data.get("mode") == "reschedule":
-            result = await ops.reschedule(ctx.session, ctx.centre, ctx.now, int(ctx.data["appointment"]),
-                                          slot_id, actor=ctx.actor, owner=ctx.owner)
+        if _mode(ctx) == BookingMode.RESCHEDULE:
+            result = await booking.reschedule(ctx.session, ctx.centre, ctx.now,
+                                              int(ctx.data["appointment"]), slot_id,
+                                              actor=ctx.actor, owner=ctx.actor)
             appointment = result.appointment
             key = "booking.rescheduled"
         else:
-            appointment = await ops.book(
+            appointment = await booking.book(
                 ctx.session, ctx.centre, ctx.now, person_id=int(ctx.data["person"]), slot_id=slot_id,
                 identity_id=ctx.identity.id, channel=Channel(ctx.incoming.channel)
                 if ctx.incoming.channel in Channel._value2member_map_ else Channel.TERMINAL,
-                made_by=ctx.actor, owner=ctx.owner, age=ctx.data.get("age"), confirm=False)
+                made_by=ctx.actor, owner=ctx.actor, age=ctx.data.get("age"), confirm=False)
             key = "booking.booked"
     except BookingRefused as refused:
         return await refusal(ctx, refused)
-    department_row = await _department(ctx, row)
+    department_row = await ctx.session.get(Department, row.department_id)
     ctx.end()
-    details = appointment_text(ctx, appointment, definition, department_row)
-    text = ctx.t(key, details=details) + "\n\n" + ctx.t("booking.bring", materials="\n".join(
+    details_text = appointment_text(ctx, appointment, definition, department_row)
+    text = ctx.t(key, details=details_text) + "\n\n" + ctx.t("booking.bring", materials="\n".join(
         f"• {m.name.get(ctx.locale)}" for m in definition.materials)) + "\n" + ctx.t(
         "booking.arrive_early", grace=ctx.centre.policy(definition).no_show_grace_minutes)
     return [Reply(text, attachment=calendar_file(ctx, appointment, definition, department_row),
@@ -421,10 +376,11 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
             main_menu(ctx)]
 
 
-async def _abandon(ctx: Ctx, key: str) -> list[Reply]:
-    await ops.release_holds(ctx.session, ctx.owner)
-    ctx.end()
-    return [ctx.reply(key), main_menu(ctx)]
+async def cancel(ctx: Ctx) -> list[Reply]:
+    """Leave the booking: a walk-in's is dropped for staff, a citizen's seat is given back."""
+    if _mode(ctx) == BookingMode.WALK_IN:
+        return await stop_for_staff(ctx)
+    return await leave(ctx)
 
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -432,48 +388,66 @@ async def _abandon(ctx: Ctx, key: str) -> list[Reply]:
 
 async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
     """Explain why the rules said no, and offer the way forward (never a dead end)."""
-    details = refused.details
+    booking_details = refused.details
     reason = refused.reason
     if reason == Refusal.FULL:
-        alternatives = details.get("alternatives") or []
+        alternatives = booking_details.get("alternatives") or []
         held_before = ctx.data.get("hold_until")
         key = "refusal.full_after_hold" if held_before and dt.datetime.fromisoformat(held_before) <= ctx.now \
             else "refusal.full"
-        ctx.goto(FLOW, "slot", day=ctx.data.get("day"))
+        ctx.goto(Booking.SLOT, day=ctx.data.get("day"))
         if ctx.data.get("day") is None and alternatives:
             ctx.remember(day=alternatives[0].local_date.isoformat())
         rows = [[option(f"{format_day(a.local_date, ctx.locale)} {slot_label(ctx, a.starts_at, a.ends_at)}"
-                        + ctx.t("booking.slot_left", left=a.remaining), f"slot:{a.slot_id}")]
+                        + ctx.t("booking.slot_left", left=a.remaining), SlotPick(a.slot_id))]
                 for a in alternatives]
-        rows.append([option(ctx.t("booking.other_day"), "back:")])
+        rows.append([option(ctx.t("booking.other_day"), Button.BACK)])
         return [ctx.reply(key if alternatives else "refusal.full_no_alternative", *rows)]
-    await ops.release_holds(ctx.session, ctx.owner)
+    await release_holds(ctx.session, ctx.actor)
     values: dict[str, object] = {}
-    if "until" in details:
-        values["until"] = when_text(ctx, details["until"])
-    if "opens_at" in details:
-        values["when"] = when_text(ctx, details["opens_at"])
-    if "deadline" in details:
-        values["deadline"] = when_text(ctx, details["deadline"])
-    if "closed_at" in details:
-        values["when"] = when_text(ctx, details["closed_at"])
-    values["code"] = details.get("code", "")
-    values["limit"] = details.get("limit", "")
-    values["strikes"] = details.get("strikes", "")
+    if "until" in booking_details:
+        values["until"] = when_text(ctx, booking_details["until"])
+    if "opens_at" in booking_details:
+        values["when"] = when_text(ctx, booking_details["opens_at"])
+    if "deadline" in booking_details:
+        values["deadline"] = when_text(ctx, booking_details["deadline"])
+    if "closed_at" in booking_details:
+        values["when"] = when_text(ctx, booking_details["closed_at"])
+    values["code"] = booking_details.get("code", "")
+    values["limit"] = booking_details.get("limit", "")
+    values["strikes"] = booking_details.get("strikes", "")
     ctx.end()
     return [ctx.reply(f"refusal.{reason.value}", **values), main_menu(ctx)]
 
 
-STEPS = {
-    "department": department,
-    "service": service,
-    "notice": notice,
-    "date": date,
-    "slot": slot,
-    "waitlist": waitlist,
-    "identity": identity,
-    "name": name,
-    "mobile": mobile,
-    "id_number": id_number,
-    "summary": summary,
-}
+# --- buttons in notifications -------------------------------------------------------------------
+
+
+async def rebook(ctx: Ctx, payload: Rebook) -> list[Reply]:
+    """Book a service again (after the centre cancelled, or a request was declined)."""
+    if await services.active_service(ctx.session, payload.service) is None:
+        return [ctx.reply("core.stale"), main_menu(ctx)]
+    return await ctx.enter(Booking.NOTICE, service=payload.service)
+
+
+async def take_offer(ctx: Ctx, payload: TakeOffer) -> list[Reply]:
+    """Take the seat the waitlist offered, held for the citizen: on to their details."""
+    hold = await hold_of(ctx.session, ctx.actor, payload.slot)
+    offered = await ctx.session.get(Slot, payload.slot)
+    if hold is None or offered is None or hold.expires_at <= ctx.now:
+        return [ctx.reply("my.offer_gone"), main_menu(ctx)]
+    ctx.goto(Booking.SLOT, service=offered.service_id, day=offered.local_date.isoformat(),
+             slot_id=offered.id, hold_until=hold.expires_at.isoformat())
+    return [ctx.reply("my.offer_taken", until=format_time(ctx.local(hold.expires_at))),
+            *await _ask_details(ctx)]
+
+
+FLOW = Flow(
+    "booking",
+    steps={Booking.DEPARTMENT: department, Booking.SERVICE: service, Booking.NOTICE: notice,
+           Booking.DATE: date, Booking.SLOT: slot, Booking.WAITLIST: waitlist_step,
+           Booking.SUMMARY: summary, **details.steps(_given)},
+    text_steps=details.TEXT_STEPS,
+    commands={"book": book},
+    actions={Rebook: rebook, TakeOffer: take_offer},
+    cancel=cancel)

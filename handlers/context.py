@@ -4,49 +4,90 @@ and helpers to translate, offer choices and move between steps."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import enum
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from handlers.core import Choice, Incoming, Reply
+from handlers.core import Choice, Incoming, Reply, Reports
 from handlers.i18n import translate
-from storage.booking import owner_key
+from handlers.payloads import WIRE_LIMIT, Button, Payload, pressed
+from handlers.steps import StepName
 from storage.centre import Centre
+from storage.conversations import save_conversation
+from storage.db import Session
 from storage.models import ChannelIdentity, Conversation
+from storage.seats import owner_key
 from storage.settings import Settings
 
 GLOBAL_PREFIX = "g:"
+
+P = TypeVar("P", bound=Payload)
+
+
+class EventKind(enum.StrEnum):
+    ENTER = "enter"      # the step is entered (or shown again)
+    CHOICE = "choice"    # a choice was picked; ``value`` is its payload
+    TEXT = "text"        # text was typed (only steps that take text get it)
 
 
 @dataclass(frozen=True)
 class Event:
     """What a step reacts to: entering it, a picked choice's payload, or typed text."""
 
-    kind: str            # "enter", "choice" or "text"
+    kind: EventKind
     value: str = ""
+
+    @classmethod
+    def enter(cls) -> Event:
+        return cls(EventKind.ENTER)
 
     @property
     def is_enter(self) -> bool:
-        return self.kind == "enter"
+        return self.kind == EventKind.ENTER
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind == EventKind.TEXT
+
+    @property
+    def button(self) -> Button | None:
+        """The plain button picked, if the event is one."""
+        return pressed(self.value) if self.kind == EventKind.CHOICE else None
+
+    def pick(self, kind: type[P]) -> P | None:
+        """The payload of this kind that was picked, if the event is one."""
+        return kind.read(self.value) if self.kind == EventKind.CHOICE else None
 
 
-def option(label: str, payload: str) -> Choice:
+def option(label: str, payload: Payload | Button) -> Choice:
     """A choice whose meaning (``payload``) stays in the conversation state, not on the wire."""
-    return Choice(label, payload)
+    return Choice(label, payload.encode() if isinstance(payload, Payload) else payload.value)
 
 
-def global_option(label: str, payload: str) -> Choice:
-    """A self-contained choice (for notifications) that works outside any flow."""
-    return Choice(label, GLOBAL_PREFIX + payload)
+def global_option(label: str, payload: Payload) -> Choice:
+    """A self-contained choice (for notifications) that works outside any flow: its payload
+    travels on the wire, so it must fit Telegram's callback data."""
+    token = GLOBAL_PREFIX + payload.encode()
+    if len(token.encode()) > WIRE_LIMIT:
+        raise ValueError(f"a button's payload is longer than {WIRE_LIMIT} bytes: {token!r}")
+    return Choice(label, token)
+
+
+StepHandler = Callable[["Ctx", Event], Awaitable[list[Reply]]]
+
+
+class Steps(Protocol):
+    """Where ``ctx.enter`` finds the handler of a step (the registry of flows)."""
+
+    def handler(self, flow: str | None, step: str | None) -> StepHandler | None: ...
 
 
 @dataclass
 class Ctx:
     """One incoming message being handled, inside one database transaction."""
 
-    session: AsyncSession
+    session: Session
     centre: Centre
     settings: Settings
     now: dt.datetime
@@ -54,6 +95,8 @@ class Ctx:
     identity: ChannelIdentity
     conversation: Conversation
     locale: str
+    steps: Steps
+    reports: Reports | None = None   # charts and spreadsheets for managers, drawn in bot/
     notes: list[Reply] = field(default_factory=list)
     # The conversation's state while the message is handled. Steps change these; ``save``
     # writes them to the row once at the end, so the queries on the way do not flush the row
@@ -83,21 +126,30 @@ class Ctx:
         return self.centre.today(self.now)
 
     @property
-    def owner(self) -> str:
-        return owner_key(self.incoming.channel, self.incoming.user_id)
-
-    @property
     def actor(self) -> str:
+        """Who is acting: one chat user on one channel (the holder of seats, the author of
+        staff actions)."""
         return owner_key(self.incoming.channel, self.incoming.user_id)
 
     # --- state --------------------------------------------------------------------------------
 
-    def goto(self, flow: str | None, step: str | None = None, **data: Any) -> None:
-        """Move to ``flow``/``step``; keyword values are added to the flow's data."""
+    def goto(self, step: StepName, **data: Any) -> None:
+        """Move to ``step`` without showing it; keyword values are added to the flow's data.
+        Entering another flow starts its data afresh (shared keys starting with "_" stay); a
+        sub-flow's step runs inside the current flow and keeps its data."""
+        flow = step.flow or self.flow
         if flow != self.flow:
             self.data = {k: v for k, v in self.data.items() if k.startswith("_")}
-        self.flow, self.step = flow, step
+        self.flow, self.step = flow, step.value
         self.data = {**self.data, **data}
+
+    async def enter(self, step: StepName, **data: Any) -> list[Reply]:
+        """Move to ``step`` and show it."""
+        self.goto(step, **data)
+        handler = self.steps.handler(self.flow, self.step)
+        if handler is None:
+            raise LookupError(f"no step {step.value!r} in flow {self.flow!r}")
+        return await handler(self, Event.enter())
 
     def remember(self, **data: Any) -> None:
         self.data = {**self.data, **data}
@@ -107,10 +159,10 @@ class Ctx:
 
     def end(self) -> None:
         """Leave the current flow (shared keys starting with "_" stay)."""
-        self.goto(None, None)
+        if self.flow is not None:
+            self.data = {k: v for k, v in self.data.items() if k.startswith("_")}
+        self.flow, self.step = None, None
 
     def save(self) -> None:
         """Write the state to the conversation row, as of now (committed with the message)."""
-        conversation = self.conversation
-        conversation.flow, conversation.step, conversation.data = self.flow, self.step, self.data
-        conversation.updated_at = self.now
+        save_conversation(self.conversation, self.flow, self.step, self.data, self.now)

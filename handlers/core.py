@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from storage.stats.exports import AppointmentRow
+from storage.stats.figures import Figures
+from storage.stats.series import DayPoint
 
 
 class ChannelName(enum.StrEnum):
@@ -128,6 +133,17 @@ class Outgoing:
     channel: str
     chat_id: str
     replies: list[Reply] = field(default_factory=list)
+
+
+class Reports(Protocol):
+    """Files made from the manager's figures, drawn by bot/ (matplotlib, openpyxl) and handed
+    to the assistant, so handlers/ stays free of those libraries."""
+
+    def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes: ...
+
+    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
+
+    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
 
 
 _ID = re.compile(r"[0-9]{1,9}")

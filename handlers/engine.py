@@ -2,54 +2,41 @@
 
 It de-duplicates platform retries, keeps each user's conversation state in the database, turns
 typed numbers and pressed buttons back into the meaning of the current menu (and recognises an
-out-of-date menu), expires idle conversations, and routes everything else to the flows.
+out-of-date menu), expires idle conversations, and routes everything else to the flows listed
+in handlers/registry.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
 import secrets
 import traceback
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from handlers import booking, guide, handoff, home_visit, my_bookings, rating, staff, stats
-from handlers.context import GLOBAL_PREFIX, Ctx, Event
-from handlers.core import Choice, Incoming, Reply
+from handlers import booking, handoff
+from handlers.context import GLOBAL_PREFIX, Ctx, Event, EventKind
+from handlers.core import Choice, Incoming, Reply, Reports
 from handlers.i18n import normalize_locale, translate
-from handlers.menu import main_menu, search_services
-from storage.booking import release_holds
+from handlers.menu import language, leave, main_menu, search_services
+from handlers.payloads import Button, Language, Main, prefix_of, pressed
+from handlers.registry import FLOWS
+from handlers.staff.replies import stop as stop_for_staff
+from handlers.staff.requests import group_text as answer_from_staff
+from storage import conversations
 from storage.centre import Centre
 from storage.clock import Clock
-from storage.db import Database
-from storage.identity import identity_for
-from storage.models import ChannelIdentity, Conversation, ProcessedMessage
-from storage.outbox import insert_ignoring_duplicates
+from storage.db import Database, Session, is_outage
+from storage.seats import release_holds
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Step = Callable[[Ctx, Event], Awaitable[list[Reply]]]
-
-# Each flow: its steps by name. A flow's "enter" event re-renders the step (after a stale menu).
-FLOWS: dict[str, dict[str, Step]] = {
-    booking.FLOW: booking.STEPS,
-    my_bookings.FLOW: my_bookings.STEPS,
-    guide.FLOW: guide.STEPS,
-    handoff.FLOW: handoff.STEPS,
-    home_visit.FLOW: home_visit.STEPS,
-    rating.FLOW: rating.STEPS,
-    staff.FLOW: staff.STEPS,
-}
-
 _MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
 _CANCEL_WORDS = {"取消", "退出", "cancel", "quit", "exit", "/cancel"}
+_CANCEL_COMMANDS = {"cancel", "stop"}
 _HUMAN_WORDS = {"人工", "转人工", "人工服务", "客服", "human", "agent", "talk to staff"}
 _MENU_WORDS = {"菜单", "主菜单", "menu", "开始", "start", "你好", "您好", "hi", "hello"}
 
@@ -59,36 +46,15 @@ class Resolved:
     """What an incoming message means once menus are looked up."""
 
     payload: str | None = None      # a choice's payload
+    wire: bool = False              # the payload came on the wire (a notification's button)
     stale: bool = False             # a choice from a menu that is no longer shown
-
-
-# The statements every message runs, built once: building one and working out its cache key
-# costs about as much as running it on PostgreSQL. The processed-message statements go to the
-# table, as nothing of them is loaded into the session (the ORM's bookkeeping is pure overhead).
-_PROCESSED = ProcessedMessage.__table__
-_MARK_INBOUND = (
-    update(ChannelIdentity)
-    .where(ChannelIdentity.channel == bindparam("on_channel"),
-           ChannelIdentity.platform_user_id == bindparam("sender"))
-    .values(last_inbound_at=bindparam("now"), unreachable_at=None, unreachable_reason=None)
-    .returning(ChannelIdentity)
-    .execution_options(synchronize_session=False))
-_CONVERSATION = (
-    select(Conversation)
-    .where(Conversation.channel == bindparam("on_channel"), Conversation.user_id == bindparam("key"))
-    .with_for_update())
-_STORE_ANSWER = (
-    update(_PROCESSED)
-    .where(_PROCESSED.c.channel == bindparam("on_channel"),
-           _PROCESSED.c.message_id == bindparam("message"))
-    .values(response=bindparam("answer")))
 
 
 class Assistant:
     """Handles every incoming message of every channel the same way."""
 
     def __init__(self, *, database: Database, centre: Centre, clock: Clock, settings: Settings,
-                 reports: stats.Reports | None = None) -> None:
+                 reports: Reports | None = None) -> None:
         self.database = database
         self.centre = centre
         self.clock = clock
@@ -101,14 +67,18 @@ class Assistant:
         now = self.clock.now()
         try:
             async with self.database.session() as session:
-                if incoming.message_id and not await _first_delivery(session, incoming, now):
-                    return await _stored_answer(session, incoming)
+                message_id = incoming.message_id
+                if message_id and not await conversations.record_delivery(
+                        session, incoming.channel, message_id, now):
+                    stored = await conversations.stored_answer(session, incoming.channel, message_id)
+                    return [Reply.from_json(reply) for reply in stored]
                 replies = await self._handle_in(session, incoming, now)
-                if incoming.message_id:
-                    await _store_answer(session, incoming, replies)
+                if message_id:
+                    await conversations.store_answer(session, incoming.channel, message_id,
+                                                     [reply.to_json() for reply in replies])
                 return replies
         except Exception as exc:
-            if _database_unavailable(exc):
+            if is_outage(exc):
                 # Let the channel answer "try later" so the platform delivers it again.
                 raise
             # Type and place only: messages of some exceptions quote what the user typed.
@@ -117,59 +87,44 @@ class Assistant:
             locale = normalize_locale(incoming.locale, self.settings.general.locale)
             return [Reply(translate(locale, "error.apology"))]
 
-    async def _handle_in(self, session, incoming: Incoming, now: dt.datetime) -> list[Reply]:  # type: ignore[no-untyped-def]
-        identity = await self._sender(session, incoming, now)
+    async def _handle_in(self, session: Session, incoming: Incoming, now: dt.datetime) -> list[Reply]:
+        identity = await conversations.sender(
+            session, incoming.channel, incoming.user_id,
+            normalize_locale(incoming.locale, self.settings.general.locale), now,
+            writing=incoming.event != "unsubscribe")
         # In a group each member has a conversation of their own there, apart from their
         # private chat with the bot (a staff member may also be a citizen).
         key = f"{incoming.user_id}@{incoming.chat_id}" if incoming.is_group else incoming.user_id
-        conversation = await session.scalar(_CONVERSATION, {"on_channel": incoming.channel, "key": key})
-        if conversation is None:
-            # Group members see each other's menus: start each one's menu numbers somewhere
-            # else, so a button pressed on a colleague's menu is stale, not someone else's pick.
-            data = {"_menu": {"id": secrets.randbelow(10**6) * 1000, "items": []}} \
-                if incoming.is_group else {}
-            conversation = Conversation(channel=incoming.channel, user_id=key,
-                                        flow=None, step=None, data=data, updated_at=now)
-            session.add(conversation)
+        # Group members see each other's menus: start each one's menu numbers somewhere else,
+        # so a button pressed on a colleague's menu is stale, not someone else's pick.
+        initial = {"_menu": {"id": secrets.randbelow(10**6) * 1000, "items": []}} \
+            if incoming.is_group else {}
+        conversation = await conversations.lock_conversation(session, incoming.channel, key, now,
+                                                             initial=initial)
         ctx = Ctx(session=session, centre=self.centre, settings=self.settings, now=now,
                   incoming=incoming, identity=identity, conversation=conversation,
-                  locale=identity.locale)
+                  locale=identity.locale, steps=FLOWS, reports=self.reports)
         replies = await self._route(ctx)
         replies = _assign_menu(ctx, ctx.notes + replies)
         if incoming.choice and replies and not replies[0].edit and replies[0].attachment is None \
                 and not ctx.notes:
             # A pressed button moves the flow on: the menu it belonged to becomes this answer.
-            first = replies[0]
-            replies[0] = Reply(first.text, first.choices, first.attachment, edit=True)
+            replies[0] = dataclasses.replace(replies[0], edit=True)
         ctx.save()
         return replies
-
-    async def _sender(self, session: AsyncSession, incoming: Incoming, now: dt.datetime) -> ChannelIdentity:
-        """The sender's channel identity, created on first contact; unless they are leaving,
-        marked as writing now (which also makes them reachable again)."""
-        writing = incoming.event != "unsubscribe"
-        if writing:
-            known = await _mark_inbound(session, incoming, now)
-            if known is not None:
-                return known
-        identity = await identity_for(session, incoming.channel, incoming.user_id,
-                                      normalize_locale(incoming.locale, self.settings.general.locale), now)
-        if writing:
-            identity.last_inbound_at = now
-            identity.unreachable_at = identity.unreachable_reason = None
-        return identity
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
         incoming = ctx.incoming
         if incoming.event:
             return await self._event(ctx, incoming.event)
-        idle = dt.timedelta(minutes=self.settings.conversation.idle_minutes)
-        # A citizen waiting for staff may wait longer than a menu stays open.
-        if ctx.flow and ctx.flow != handoff.FLOW and ctx.now - ctx.conversation.updated_at > idle:
-            await release_holds(ctx.session, ctx.owner)
+        conversation = self.settings.conversation
+        flow = FLOWS.flow(ctx.flow)
+        if ctx.flow and (flow is None or flow.expires) \
+                and ctx.now - ctx.conversation.updated_at > dt.timedelta(minutes=conversation.idle_minutes):
+            await release_holds(ctx.session, ctx.actor)
             ctx.end()
             ctx.forget("_menu")
-            ctx.notes.append(ctx.reply("core.expired", minutes=self.settings.conversation.idle_minutes))
+            ctx.notes.append(ctx.reply("core.expired", minutes=conversation.idle_minutes))
         if incoming.command:
             return await self._command(ctx, incoming.command.lower(), incoming.args.strip())
         resolved = _resolve(ctx, incoming)
@@ -178,6 +133,8 @@ class Assistant:
             return await self._reenter(ctx)
         if resolved.payload is not None:
             ctx.remember(_misunderstood=0)
+            if resolved.wire:
+                return await self._action(ctx, resolved.payload)
             return await self._choice(ctx, resolved.payload)
         return await self._text(ctx, incoming.text.strip())
 
@@ -187,78 +144,72 @@ class Assistant:
             return [ctx.reply("core.welcome"), main_menu(ctx)]
         if event == "unsubscribe":
             ctx.identity.unreachable_at, ctx.identity.unreachable_reason = ctx.now, "unsubscribed"
-            await release_holds(ctx.session, ctx.owner)
+            await release_holds(ctx.session, ctx.actor)
             ctx.end()
             return []
         if event.startswith("menu:"):
             return await self._command(ctx, event.removeprefix("menu:"), "")
         return [ctx.reply("core.unsupported"), main_menu(ctx)]
 
-    async def _command(self, ctx: Ctx, command: str, args: str) -> list[Reply]:
-        if command in stats.COMMANDS:
-            return await stats.command(ctx, command, args, self.reports)
-        if command in ("cancel", "stop") and ctx.incoming.is_group:
-            return await staff.stopped(ctx)
-        if command not in ("cancel", "stop"):
-            answer = await staff.command(ctx, command, args)
-            if answer is not None:
-                return answer
-        if command in ("cancel", "stop"):
-            return await self.leave(ctx, "core.cancelled")
-        if command in ("start", "menu"):
-            await release_holds(ctx.session, ctx.owner)
-            ctx.end()
-            return [ctx.reply("core.welcome") if command == "start" else ctx.reply("core.menu_intro"),
-                    main_menu(ctx)]
-        if command == "help":
-            return [ctx.reply("core.help"), main_menu(ctx)]
-        if command == "lang":
-            return _language(ctx, args)
-        starters = {"book": booking.start, "my": my_bookings.start, "guide": guide.start,
-                    "human": handoff.start}
-        if command in starters:
-            await release_holds(ctx.session, ctx.owner)
-            return await starters[command](ctx, Event("enter", args))
-        return [ctx.reply("core.unknown_command", command=command), main_menu(ctx)]
+    async def _command(self, ctx: Ctx, name: str, args: str) -> list[Reply]:
+        if name in _CANCEL_COMMANDS:
+            return await self._cancel(ctx)
+        found = await FLOWS.command(ctx, name)
+        if found is None:
+            return [ctx.reply("core.unknown_command", command=name), main_menu(ctx)]
+        flow, command = found
+        if flow.guard is not None and (refused := await flow.guard(ctx, f"/{name}")) is not None:
+            return refused
+        return await command(ctx, args)
 
-    async def leave(self, ctx: Ctx, key: str) -> list[Reply]:
-        """Leave any flow cleanly: seats held are given back, the menu is shown."""
-        await release_holds(ctx.session, ctx.owner)
-        ctx.end()
-        return [ctx.reply(key), main_menu(ctx)]
+    async def _cancel(self, ctx: Ctx) -> list[Reply]:
+        """Leave the current flow the way it says (the staff group: staff stop)."""
+        if ctx.incoming.is_group:
+            return await stop_for_staff(ctx)
+        flow = FLOWS.flow(ctx.flow)
+        if flow is not None and flow.cancel is not None:
+            return await flow.cancel(ctx)
+        return await leave(ctx)
+
+    async def _action(self, ctx: Ctx, text: str) -> list[Reply]:
+        """A notification's button: it works outside any flow, once its payload checks out."""
+        found = FLOWS.action(text)
+        if found is None:
+            return [ctx.reply("core.stale"), main_menu(ctx)]
+        flow, kind, action = found
+        if flow.guard is not None and (
+                refused := await flow.guard(ctx, f"button {prefix_of(text)}")) is not None:
+            return refused
+        payload = kind.read(text)
+        if payload is None:
+            return flow.stale(ctx) if flow.stale is not None else [ctx.reply("core.stale"), main_menu(ctx)]
+        return await action(ctx, payload)
 
     async def _choice(self, ctx: Ctx, payload: str) -> list[Reply]:
-        head, _, rest = payload.partition(":")
-        if head == "main":
-            return await self._command(ctx, rest, "")
-        if head == "lang":
-            return _language(ctx, rest)
-        if head == "global":
-            action = rest.partition(":")[0]
-            if action in staff.GLOBAL_ACTIONS:
-                return await staff.global_action(ctx, rest)
-            if action in handoff.CITIZEN_ACTIONS:
-                return await handoff.global_action(ctx, rest)
-            return await my_bookings.global_action(ctx, rest)
-        steps = FLOWS.get(ctx.flow or "")
-        if steps is None or ctx.step not in steps:
+        if (main := Main.read(payload)) is not None:
+            return await self._command(ctx, main.command, "")
+        if (chosen := Language.read(payload)) is not None:
+            return await language(ctx, chosen.code)
+        if pressed(payload) is Button.STOP:
+            return await self._cancel(ctx)
+        handler = FLOWS.handler(ctx.flow, ctx.step)
+        if handler is None:
             return [ctx.reply("core.stale"), main_menu(ctx)]
-        return await steps[ctx.step](ctx, Event("choice", payload))
+        return await handler(ctx, Event(EventKind.CHOICE, payload))
 
     async def _text(self, ctx: Ctx, text: str) -> list[Reply]:
-        lowered = text.casefold()
         if ctx.incoming.is_group:
             return await self._group_text(ctx, text)
+        lowered = text.casefold()
         if lowered in _CANCEL_WORDS:
-            return await self.leave(ctx, "core.cancelled")
+            return await self._cancel(ctx)
         if lowered in _HUMAN_WORDS:
-            await release_holds(ctx.session, ctx.owner)
-            return await handoff.start(ctx, Event("enter"))
+            return await self._command(ctx, "human", "")
         if lowered in _MENU_WORDS:
             return await self._command(ctx, "menu", "")
-        steps = FLOWS.get(ctx.flow or "")
-        if steps is not None and ctx.step in steps and ctx.step in _TEXT_STEPS.get(ctx.flow or "", ()):
-            return await steps[ctx.step](ctx, Event("text", text))
+        handler = FLOWS.text_handler(ctx.flow, ctx.step)
+        if handler is not None:
+            return await handler(ctx, Event(EventKind.TEXT, text))
         if text:
             found = await search_services(ctx, text)
             if found:
@@ -270,11 +221,11 @@ class Assistant:
         """Group text reaches the bot only as a reply to one of its messages: an answer to a
         staff flow's question, or else an answer for a hand-off's citizen."""
         if text.casefold() in _CANCEL_WORDS:
-            return await staff.stopped(ctx)
-        steps = FLOWS.get(ctx.flow or "", {})
-        if ctx.step in steps and ctx.step in _TEXT_STEPS.get(ctx.flow or "", ()):
-            return await steps[ctx.step](ctx, Event("text", text))
-        return await staff.group_text(ctx, text)
+            return await self._cancel(ctx)
+        handler = FLOWS.text_handler(ctx.flow, ctx.step)
+        if handler is not None:
+            return await handler(ctx, Event(EventKind.TEXT, text))
+        return await answer_from_staff(ctx, text)
 
     async def _misunderstood(self, ctx: Ctx, text: str = "") -> list[Reply]:
         count = int(ctx.data.get("_misunderstood", 0)) + 1
@@ -290,55 +241,11 @@ class Assistant:
         return [ctx.reply("core.not_understood"), main_menu(ctx)]
 
     async def _reenter(self, ctx: Ctx) -> list[Reply]:
-        steps = FLOWS.get(ctx.flow or "")
-        if steps is None or ctx.step not in steps:
+        handler = FLOWS.handler(ctx.flow, ctx.step)
+        if handler is None:
             ctx.end()
             return [main_menu(ctx)]
-        return await steps[ctx.step](ctx, Event("enter"))
-
-
-async def _mark_inbound(session: AsyncSession, incoming: Incoming,
-                        now: dt.datetime) -> ChannelIdentity | None:
-    """The sender's identity marked as writing now, or None before their first contact.
-
-    One statement instead of a read and a write: it runs for every message."""
-    return await session.scalar(_MARK_INBOUND, {"on_channel": incoming.channel,
-                                                "sender": incoming.user_id, "now": now})
-
-
-async def _first_delivery(session: AsyncSession, incoming: Incoming, now: dt.datetime) -> bool:
-    """Record the platform message id; False when it was recorded before.
-
-    A concurrent delivery of the same id waits here for the first one's transaction, and then
-    sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
-    """
-    inserted = await session.execute(
-        insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
-        .values(channel=incoming.channel, message_id=incoming.message_id, processed_at=now,
-                response={}))
-    return bool(inserted.rowcount)  # type: ignore[attr-defined]
-
-
-async def _stored_answer(session: AsyncSession, incoming: Incoming) -> list[Reply]:
-    response = await session.scalar(select(ProcessedMessage.response).where(
-        ProcessedMessage.channel == incoming.channel,
-        ProcessedMessage.message_id == incoming.message_id))
-    return [Reply.from_json(r) for r in (response or {}).get("replies", [])]
-
-
-async def _store_answer(session: AsyncSession, incoming: Incoming, replies: list[Reply]) -> None:
-    await session.execute(_STORE_ANSWER, {"on_channel": incoming.channel, "message": incoming.message_id,
-                                          "answer": {"replies": [r.to_json() for r in replies]}})
-
-
-def _database_unavailable(exc: BaseException) -> bool:
-    """A passing outage (connection lost, server down, SQLite busy), not a bug."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, InterfaceError | ConnectionError | TimeoutError):
-        return True
-    return isinstance(exc, OperationalError) and any(
-        word in str(exc.orig).lower() for word in ("locked", "connect", "timeout", "terminat"))
+        return await handler(ctx, Event.enter())
 
 
 def _where(exc: BaseException) -> str:
@@ -350,34 +257,13 @@ def _where(exc: BaseException) -> str:
         if last else "?"
 
 
-# Steps that take typed text; anywhere else, text is a search, a menu number or a question.
-_TEXT_STEPS: dict[str, tuple[str, ...]] = {
-    booking.FLOW: booking.TEXT_STEPS,
-    my_bookings.FLOW: my_bookings.TEXT_STEPS,
-    guide.FLOW: guide.TEXT_STEPS,
-    handoff.FLOW: handoff.TEXT_STEPS,
-    home_visit.FLOW: home_visit.TEXT_STEPS,
-    rating.FLOW: rating.TEXT_STEPS,
-    staff.FLOW: staff.TEXT_STEPS,
-}
-
-
-def _language(ctx: Ctx, args: str) -> list[Reply]:
-    chosen = args.strip().lower()
-    if chosen in ("zh", "zh-cn", "中文", "cn", "en", "english", "英文"):
-        ctx.identity.locale = "en" if chosen in ("en", "english", "英文") else "zh-CN"
-        ctx.locale = ctx.identity.locale
-        return [ctx.reply("core.language_set"), main_menu(ctx)]
-    return [ctx.reply("core.pick_language", [Choice("中文", "lang:zh"), Choice("English", "lang:en")])]
-
-
 def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
     menu = ctx.data.get("_menu") or {}
     items: list[list[str]] = menu.get("items", [])
     if incoming.choice:
         token = incoming.choice
         if token.startswith(GLOBAL_PREFIX):
-            return Resolved(payload="global:" + token.removeprefix(GLOBAL_PREFIX))
+            return Resolved(payload=token.removeprefix(GLOBAL_PREFIX), wire=True)
         match = _MENU_TOKEN.match(token)
         if not match or int(match.group(1)) != menu.get("id") or int(match.group(2)) >= len(items):
             return Resolved(stale=True)
@@ -415,7 +301,7 @@ def _assign_menu(ctx: Ctx, replies: list[Reply]) -> list[Reply]:
                 new_row.append(Choice(choice.label, f"m{menu_id}.{len(items)}"))
                 items.append([choice.token, choice.label])
             rows.append(tuple(new_row))
-        out.append(Reply(reply.text, tuple(rows), reply.attachment, reply.edit))
+        out.append(dataclasses.replace(reply, choices=tuple(rows)))
     if items:
         ctx.remember(_menu={"id": menu_id, "items": items})
     return out

@@ -3,51 +3,47 @@ without booking. Diagram: docs/flows/guide.mmd."""
 
 from __future__ import annotations
 
-from handlers import booking
 from handlers.context import Ctx, Event, option
 from handlers.core import Reply
-from handlers.menu import active_services, back_to_menu, departments, service_name
+from handlers.flow import Flow
+from handlers.menu import back_to_menu, service_name
+from handlers.payloads import Button, ServicePick
 from handlers.render import service_details
-from storage.catalog import ServiceDef
-from storage.models import Department, Service
+from handlers.steps import Booking, Guide
+from storage import services
+from storage.models import Department
+from storage.seats import release_holds
 
-FLOW = "guide"
-TEXT_STEPS: tuple[str, ...] = ()
 
-
-async def start(ctx: Ctx, event: Event) -> list[Reply]:
-    """List every service, grouped by department."""
-    ctx.goto(FLOW, "pick")
-    return await pick(ctx, Event("enter"))
+async def guide(ctx: Ctx, args: str) -> list[Reply]:
+    """Open the guide (a seat held before is given back)."""
+    await release_holds(ctx.session, ctx.actor)
+    return await ctx.enter(Guide.PICK)
 
 
 async def pick(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask which service to explain."""
-    if event.kind == "choice" and event.value.startswith("svc:"):
-        ctx.goto(FLOW, "show", service=int(event.value[4:]))
-        return await show(ctx, Event("enter"))
+    """List every service, grouped by department, and ask which one to explain."""
+    if (picked := event.pick(ServicePick)) is not None:
+        return await ctx.enter(Guide.SHOW, service=picked.service)
     rows = []
-    for department in await departments(ctx):
-        for service in await active_services(ctx, department.id):
-            rows.append([option(service_name(ctx, service), f"svc:{service.id}")])
+    for department in await services.departments(ctx.session):
+        for service in await services.active_services(ctx.session, department.id):
+            rows.append([option(service_name(ctx, service), ServicePick(service.id))])
     return [ctx.reply("guide.pick", *rows, back_to_menu(ctx))]
 
 
 async def show(ctx: Ctx, event: Event) -> list[Reply]:
     """Show the full guide of one service, with a way to book it."""
-    service = await ctx.session.get(Service, ctx.data.get("service"))
-    if service is None or not service.active:
-        return await start(ctx, Event("enter"))
-    if event.value == "book":
-        ctx.goto(booking.FLOW, "notice", service=service.id)
-        return await booking.notice(ctx, Event("enter"))
-    if event.value == "back":
-        return await start(ctx, Event("enter"))
-    definition = ServiceDef.from_json(service.definition)
+    found = await services.active_service(ctx.session, ctx.data.get("service"))
+    if found is None or event.button is Button.BACK:
+        return await ctx.enter(Guide.PICK)
+    service, definition = found
+    if event.button is Button.BOOK:
+        return await ctx.enter(Booking.NOTICE, service=service.id)
     department = await ctx.session.get(Department, service.department_id)
     return [Reply(service_details(ctx, definition, department),
-                  ((option(ctx.t("guide.book_this"), "book"),),
-                   (option(ctx.t("common.back"), "back"), *back_to_menu(ctx))))]
+                  ((option(ctx.t("guide.book_this"), Button.BOOK),),
+                   (option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx))))]
 
 
-STEPS = {"pick": pick, "show": show}
+FLOW = Flow("guide", steps={Guide.PICK: pick, Guide.SHOW: show}, commands={"guide": guide})

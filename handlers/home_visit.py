@@ -1,145 +1,107 @@
 """Home-visit request (上门服务) for citizens who qualify by age (from the ID number) or a
-self-declared disability: address and preferred times go to staff for a decision within one
-working day. Diagram: docs/flows/home_visit.mmd."""
+self-declared disability: who it is for (handlers/details.py), then address and preferred
+times go to staff for a decision within one working day. Diagram: docs/flows/home_visit.mmd."""
 
 from __future__ import annotations
 
+from handlers import details
 from handlers.context import Ctx, Event, option
 from handlers.core import Reply
+from handlers.details import Asking, Consent, Given, IdNumber
+from handlers.flow import Flow
 from handlers.menu import main_menu
+from handlers.payloads import Button, Main
+from handlers.steps import HomeVisit
+from storage import handoffs, services
 from storage.catalog import ServiceDef
-from storage.identity import (
-    InvalidValue,
-    PersonDetails,
-    age_on,
-    find_or_create_person,
-    validate_id_number,
-    validate_mobile,
-    validate_name,
-)
-from storage.models import HomeVisitRequest, Person, RequestStatus, Service
-from storage.outbox import STAFF_TARGET, enqueue
-from storage.rules import home_visit_eligible, working_days_later
+from storage.identity import PersonDetails, find_or_create_person
+from storage.rules import home_visit_eligible
 
-FLOW = "home_visit"
-TEXT_STEPS = ("name", "mobile", "id_number", "address", "times")
+_GROUNDS = {Button.AGE: "age", Button.DISABILITY: "disability"}
 
 
 async def _definition(ctx: Ctx) -> ServiceDef | None:
-    service = await ctx.session.get(Service, ctx.data.get("service"))
-    return ServiceDef.from_json(service.definition) if service and service.active else None
+    found = await services.active_service(ctx.session, ctx.data.get("service"))
+    return found[1] if found else None
 
 
-async def start(ctx: Ctx, service_id: int) -> list[Reply]:
-    """Ask on what ground the citizen asks for a home visit."""
-    ctx.goto(FLOW, "reason", service=service_id)
-    return await reason(ctx, Event("enter"))
+def _min_age(ctx: Ctx, definition: ServiceDef) -> int:
+    return definition.home_visit.min_age or ctx.centre.policy(definition).home_visit_min_age
 
 
 async def reason(ctx: Ctx, event: Event) -> list[Reply]:
-    """Age (checked from the ID number) or a self-declared disability."""
+    """Ask on what ground the citizen asks: age (checked from the ID number) or a
+    self-declared disability."""
     definition = await _definition(ctx)
     if definition is None:
         ctx.end()
         return [main_menu(ctx)]
-    policy = ctx.centre.policy(definition)
-    min_age = definition.home_visit.min_age or policy.home_visit_min_age
-    if event.value in ("age", "disability"):
-        ctx.remember(ground=event.value)
-        person = await ctx.session.get(Person, ctx.identity.person_id) if ctx.identity.person_id else None
-        if person is None:
-            ctx.goto(FLOW, "name")
-            return [ctx.reply("booking.consent_short"), ctx.reply("booking.ask_name")]
-        ctx.remember(name=person.name, mobile=person.mobile)
-        if event.value == "age" or definition.id_required:
-            ctx.goto(FLOW, "id_number")
-            return [ctx.reply("home.ask_id")]
-        return await _ask_address(ctx, None)
-    rows = [[option(ctx.t("home.by_age", age=min_age), "age")]]
+    ground = _GROUNDS.get(event.button) if event.button else None
+    if ground is not None:
+        ctx.remember(ground=ground)
+        # The age comes from the ID number, so it is asked even when one is on file; a new
+        # person is always asked for it.
+        needed = ground == "age" or definition.id_required or ctx.identity.person_id is None
+        return await details.ask(ctx, Asking(id_number=IdNumber.ASK if needed else IdNumber.NOT_NEEDED,
+                                             id_prompt="home.ask_id", consent=Consent.NOTICE,
+                                             choose_saved=False))
+    rows = [[option(ctx.t("home.by_age", age=_min_age(ctx, definition)), Button.AGE)]]
     if definition.home_visit.disability:
-        rows.append([option(ctx.t("home.by_disability"), "disability")])
-    rows.append([option(ctx.t("common.cancel"), "main:menu")])
+        rows.append([option(ctx.t("home.by_disability"), Button.DISABILITY)])
+    rows.append([option(ctx.t("common.cancel"), Main("menu"))])
     note = definition.home_visit.note.get(ctx.locale) if definition.home_visit.note else ""
     return [ctx.reply("home.intro", *rows, note=note)]
 
 
-async def name(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask for the real name."""
-    try:
-        ctx.remember(name=validate_name(event.value))
-    except InvalidValue as bad:
-        return [ctx.reply(f"invalid.{bad.code}")]
-    ctx.goto(FLOW, "mobile")
-    return [ctx.reply("booking.ask_mobile")]
-
-
-async def mobile(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask for the mobile number."""
-    try:
-        ctx.remember(mobile=validate_mobile(event.value))
-    except InvalidValue as bad:
-        return [ctx.reply(f"invalid.{bad.code}")]
-    ctx.goto(FLOW, "id_number")
-    return [ctx.reply("home.ask_id")]
-
-
-async def id_number(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask for the ID number: it gives the age; only its hash and masked form are kept."""
-    try:
-        number = validate_id_number(event.value, ctx.today)
-    except InvalidValue as bad:
-        return [ctx.reply(f"invalid.{bad.code}")]
-    details = PersonDetails(ctx.data["name"], ctx.data["mobile"], number)
-    born = details.birth_date
-    return await _ask_address(ctx, details, age_on(born, ctx.today) if born else None)
-
-
-async def _ask_address(ctx: Ctx, details: PersonDetails | None, age: int | None = None) -> list[Reply]:
+async def _given(ctx: Ctx, given: Given) -> list[Reply]:
+    """The details are in: check eligibility, keep the person, ask for the address."""
     definition = await _definition(ctx)
     if definition is None:
         ctx.end()
         return [main_menu(ctx)]
-    ground = home_visit_eligible(age, ctx.data.get("ground") == "disability", definition,
+    ground = home_visit_eligible(given.age, ctx.data.get("ground") == "disability", definition,
                                  ctx.centre.policy(definition))
     if ground is None:
         ctx.end()
-        min_age = definition.home_visit.min_age or ctx.centre.policy(definition).home_visit_min_age
-        return [ctx.reply("home.not_eligible", age=min_age), main_menu(ctx)]
-    if details is None:
-        details = PersonDetails(ctx.data["name"], ctx.data["mobile"])
-    person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now)
+        return [ctx.reply("home.not_eligible", age=_min_age(ctx, definition)), main_menu(ctx)]
+    person_details = given.details
+    if person_details is None:
+        assert given.person is not None
+        person_details = PersonDetails(given.person.name, given.person.mobile)
+    person = await find_or_create_person(ctx.session, person_details, ctx.centre.hasher, ctx.now)
     ctx.identity.person_id = person.id
     ctx.forget("name", "mobile")
-    ctx.goto(FLOW, "address", ground=ground, age=age)
-    return [ctx.reply("home.ask_address")]
+    return await ctx.enter(HomeVisit.ADDRESS, ground=ground, age=given.age)
 
 
 async def address(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask where the visit should take place."""
+    if not event.is_text:
+        return [ctx.reply("home.ask_address")]
     text = event.value.strip()
     if not 5 <= len(text) <= 200:
         return [ctx.reply("home.bad_address")]
-    ctx.goto(FLOW, "times", address=text)
-    return [ctx.reply("home.ask_times")]
+    return await ctx.enter(HomeVisit.TIMES, address=text)
 
 
 async def times(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask for preferred times, then send the request to staff."""
+    if not event.is_text:
+        return [ctx.reply("home.ask_times")]
     text = event.value.strip()
     if not 2 <= len(text) <= 200:
         return [ctx.reply("home.bad_times")]
-    request = HomeVisitRequest(
-        identity_id=ctx.identity.id, person_id=ctx.identity.person_id, service_id=ctx.data["service"],
-        address=ctx.data["address"], preferred_times=text, eligibility=ctx.data["ground"],
-        age=ctx.data.get("age"), status=RequestStatus.OPEN, created_at=ctx.now,
-        due_at=working_days_later(ctx.now, 1, ctx.centre.calendar, ctx.centre.tz))
-    ctx.session.add(request)
-    await ctx.session.flush()
-    await enqueue(ctx.session, kind="home_visit_alert", now=ctx.now, target=STAFF_TARGET,
-                  dedup_key=f"home:{request.id}:open", payload={"request": request.id})
+    request = await handoffs.request_home_visit(
+        ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
+        person_id=ctx.identity.person_id, service_id=ctx.data["service"],
+        address=ctx.data["address"], preferred_times=text, ground=ctx.data["ground"],
+        age=ctx.data.get("age"))
     ctx.end()
     return [ctx.reply("home.sent", number=request.id), main_menu(ctx)]
 
 
-STEPS = {"reason": reason, "name": name, "mobile": mobile, "id_number": id_number,
-         "address": address, "times": times}
+FLOW = Flow(
+    "home_visit",
+    steps={HomeVisit.REASON: reason, HomeVisit.ADDRESS: address, HomeVisit.TIMES: times,
+           **details.steps(_given)},
+    text_steps=details.TEXT_STEPS | {HomeVisit.ADDRESS, HomeVisit.TIMES})

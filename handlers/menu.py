@@ -1,40 +1,45 @@
-"""The main menu and the service search every flow can fall back on."""
+"""The main menu, leaving a flow, the language, and the service search every flow falls back on."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from handlers.context import Ctx, option
-from handlers.core import Reply
+from handlers.core import Choice, Reply
+from handlers.flow import Flow
+from handlers.payloads import Language, Main
+from storage import services
 from storage.catalog import ServiceDef
 from storage.models import Department, Service
+from storage.seats import release_holds
+
+_LANGUAGES = {"zh": "zh-CN", "zh-cn": "zh-CN", "中文": "zh-CN", "cn": "zh-CN",
+              "en": "en", "english": "en", "英文": "en"}
 
 
 def main_menu(ctx: Ctx) -> Reply:
     """Show the four things a citizen can do."""
     return ctx.reply(
         "menu.prompt",
-        [option(ctx.t("menu.book"), "main:book"), option(ctx.t("menu.my"), "main:my")],
-        [option(ctx.t("menu.guide"), "main:guide"), option(ctx.t("menu.human"), "main:human")])
+        [option(ctx.t("menu.book"), Main("book")), option(ctx.t("menu.my"), Main("my"))],
+        [option(ctx.t("menu.guide"), Main("guide")), option(ctx.t("menu.human"), Main("human"))])
 
 
-def back_to_menu(ctx: Ctx) -> list:  # type: ignore[type-arg]
-    return [option(ctx.t("menu.back_main"), "main:menu")]
+def back_to_menu(ctx: Ctx) -> list[Choice]:
+    return [option(ctx.t("menu.back_main"), Main("menu"))]
 
 
-async def active_services(ctx: Ctx, department_id: int | None = None) -> list[Service]:
-    query = select(Service).where(Service.active.is_(True)).order_by(Service.id)
-    if department_id is not None:
-        query = query.where(Service.department_id == department_id)
-    return list((await ctx.session.scalars(query)).all())
-
-
-async def departments(ctx: Ctx) -> list[Department]:
-    return list((await ctx.session.scalars(select(Department).order_by(Department.id))).all())
+async def leave(ctx: Ctx, key: str = "core.cancelled") -> list[Reply]:
+    """Leave any flow cleanly: seats held are given back, the menu is shown."""
+    await release_holds(ctx.session, ctx.actor)
+    ctx.end()
+    return [ctx.reply(key), main_menu(ctx)]
 
 
 def service_name(ctx: Ctx, service: Service) -> str:
     return service.name_en if ctx.locale == "en" else service.name_zh
+
+
+def department_name(ctx: Ctx, department: Department) -> str:
+    return department.name_en if ctx.locale == "en" else department.name_zh
 
 
 async def search_services(ctx: Ctx, text: str) -> list[Service]:
@@ -43,9 +48,44 @@ async def search_services(ctx: Ctx, text: str) -> list[Service]:
     if len(needle) < 2 or needle.isdigit():
         return []
     found = []
-    for service in await active_services(ctx):
+    for service in await services.active_services(ctx.session):
         definition = ServiceDef.from_json(service.definition)
         haystack = [service.name_zh, service.name_en, *definition.keywords]
         if any(needle in h.casefold() or (len(h) >= 2 and h.casefold() in needle) for h in haystack):
             found.append(service)
     return found
+
+
+# --- the commands of the menu itself --------------------------------------------------------------
+
+
+async def start(ctx: Ctx, args: str) -> list[Reply]:
+    """Greet the citizen and show the menu (any seat held is given back)."""
+    await release_holds(ctx.session, ctx.actor)
+    ctx.end()
+    return [ctx.reply("core.welcome"), main_menu(ctx)]
+
+
+async def menu(ctx: Ctx, args: str) -> list[Reply]:
+    """Show the menu (any seat held is given back)."""
+    await release_holds(ctx.session, ctx.actor)
+    ctx.end()
+    return [ctx.reply("core.menu_intro"), main_menu(ctx)]
+
+
+async def help_command(ctx: Ctx, args: str) -> list[Reply]:
+    """Say what the bot can do."""
+    return [ctx.reply("core.help"), main_menu(ctx)]
+
+
+async def language(ctx: Ctx, args: str) -> list[Reply]:
+    """Switch the language, or offer the two."""
+    chosen = _LANGUAGES.get(args.strip().lower())
+    if chosen is not None:
+        ctx.identity.locale = ctx.locale = chosen
+        return [ctx.reply("core.language_set"), main_menu(ctx)]
+    return [ctx.reply("core.pick_language", [option("中文", Language("zh")),
+                                             option("English", Language("en"))])]
+
+
+FLOW = Flow("menu", commands={"start": start, "menu": menu, "help": help_command, "lang": language})

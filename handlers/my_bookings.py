@@ -1,56 +1,29 @@
 """My bookings: upcoming and recent appointments, cancel (with confirmation), reschedule, and
-the waitlist. Also the self-contained actions offered in notifications (cancel, reschedule,
-take an offered seat). Diagram: docs/flows/my_bookings.mmd.
+the waitlist; also the cancel and reschedule buttons of notifications. Diagram:
+docs/flows/my_bookings.mmd.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import or_, select
-
-from handlers import booking, rating
+from handlers.booking import refusal
 from handlers.context import Ctx, Event, option
-from handlers.core import Reply, as_id
+from handlers.core import Reply
+from handlers.flow import Flow
 from handlers.i18n import format_day, format_time
-from handlers.menu import back_to_menu, main_menu
+from handlers.menu import back_to_menu, main_menu, service_name
+from handlers.payloads import AppointmentPick, Button, CancelBooking, LeaveWaitlist, RescheduleBooking
 from handlers.render import appointment_text, materials_text, when_text
-from storage import booking as ops
-from storage.booking import BookingRefused
+from handlers.steps import Booking, BookingMode, MyBookings
+from storage import booking, waitlist
 from storage.catalog import ServiceDef
-from storage.models import (
-    Appointment,
-    AppointmentStatus,
-    Department,
-    Hold,
-    Service,
-    Slot,
-    WaitlistEntry,
-    WaitStatus,
-)
+from storage.models import Appointment, AppointmentStatus, Department, Service
+from storage.refusals import BookingRefused
 from storage.rules import can_change
+from storage.seats import release_holds
 
-FLOW = "my"
-TEXT_STEPS: tuple[str, ...] = ()
 RECENT_DAYS = 30
-
-
-async def _mine(ctx: Ctx) -> list[Appointment]:
-    if ctx.identity.person_id is None:
-        return []
-    since = ctx.now - dt.timedelta(days=RECENT_DAYS)
-    return list((await ctx.session.scalars(
-        select(Appointment).where(Appointment.person_id == ctx.identity.person_id,
-                                  or_(Appointment.starts_at >= since,
-                                      Appointment.status == AppointmentStatus.BOOKED))
-        .order_by(Appointment.starts_at.desc()).limit(20))).all())
-
-
-async def _waiting(ctx: Ctx) -> list[WaitlistEntry]:
-    return list((await ctx.session.scalars(select(WaitlistEntry).where(
-        WaitlistEntry.identity_id == ctx.identity.id,
-        WaitlistEntry.status.in_([WaitStatus.WAITING, WaitStatus.OFFERED]))
-        .order_by(WaitlistEntry.local_date))).all())
 
 
 async def _service_of(ctx: Ctx, appointment: Appointment) -> tuple[Service, ServiceDef]:
@@ -59,24 +32,26 @@ async def _service_of(ctx: Ctx, appointment: Appointment) -> tuple[Service, Serv
     return service, ServiceDef.from_json(service.definition)
 
 
-async def start(ctx: Ctx, event: Event) -> list[Reply]:
-    """List the citizen's upcoming and recent appointments and their waitlist places."""
-    ctx.goto(FLOW, "list")
-    return await listing(ctx, Event("enter"))
+async def my(ctx: Ctx, args: str) -> list[Reply]:
+    """List the citizen's appointments (a seat held before is given back)."""
+    await release_holds(ctx.session, ctx.actor)
+    return await ctx.enter(MyBookings.LIST)
 
 
 async def listing(ctx: Ctx, event: Event) -> list[Reply]:
-    """Show the list; a pick opens one appointment or waitlist entry."""
-    if event.kind == "choice":
-        kind, _, value = event.value.partition(":")
-        if kind == "appt":
-            ctx.goto(FLOW, "detail", appointment=int(value))
-            return await detail(ctx, Event("enter"))
-        if kind == "wait":
-            left = await ops.leave_waitlist(ctx.session, ctx.centre, ctx.now, int(value), ctx.identity.id)
-            return [ctx.reply("my.left_waitlist" if left else "core.stale"), *await listing(ctx, Event("enter"))]
-    appointments = await _mine(ctx)
-    waiting = await _waiting(ctx)
+    """List the citizen's upcoming and recent appointments and their waitlist places; a pick
+    opens one appointment or leaves a waitlist."""
+    if (picked := event.pick(AppointmentPick)) is not None:
+        return await ctx.enter(MyBookings.DETAIL, appointment=picked.appointment)
+    if (leaving := event.pick(LeaveWaitlist)) is not None:
+        left = await waitlist.leave_waitlist(ctx.session, ctx.centre, ctx.now, leaving.entry,
+                                             ctx.identity.id)
+        return [ctx.reply("my.left_waitlist" if left else "core.stale"),
+                *await ctx.enter(MyBookings.LIST)]
+    person_id = ctx.identity.person_id
+    appointments = [] if person_id is None else await booking.recent_appointments(
+        ctx.session, person_id, ctx.now - dt.timedelta(days=RECENT_DAYS))
+    waiting = await waitlist.waiting_entries(ctx.session, ctx.identity.id)
     if not appointments and not waiting:
         ctx.end()
         return [ctx.reply("my.none"), main_menu(ctx)]
@@ -87,12 +62,12 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
         label = ctx.t("my.item", day=format_day(start.date(), ctx.locale), time=format_time(start),
                       service=definition.name.get(ctx.locale),
                       status=ctx.t(f"status.{appointment.status.value}"))
-        rows.append([option(label, f"appt:{appointment.id}")])
+        rows.append([option(label, AppointmentPick(appointment.id))])
     for entry in waiting:
         service = await ctx.session.get(Service, entry.service_id)
-        name = (service.name_en if ctx.locale == "en" else service.name_zh) if service else "?"
+        name = service_name(ctx, service) if service else "?"
         rows.append([option(ctx.t("my.waiting_item", day=format_day(entry.local_date, ctx.locale),
-                                  service=name), f"wait:{entry.id}")])
+                                  service=name), LeaveWaitlist(entry.id))])
     return [ctx.reply("my.list", *rows, back_to_menu(ctx))]
 
 
@@ -100,21 +75,23 @@ async def detail(ctx: Ctx, event: Event) -> list[Reply]:
     """Show one appointment with cancel and reschedule while they are allowed."""
     appointment = await ctx.session.get(Appointment, ctx.data.get("appointment"))
     if appointment is None or appointment.person_id != ctx.identity.person_id:
-        return await start(ctx, Event("enter"))
+        return await ctx.enter(MyBookings.LIST)
     service, definition = await _service_of(ctx, appointment)
-    if event.value == "cancel":
+    button = event.button
+    if button is Button.CANCEL:
         return await _ask_cancel(ctx, appointment, definition)
-    if event.value == "resched":
+    if button is Button.RESCHEDULE:
         return await _reschedule(ctx, appointment, definition)
-    if event.value == "back":
-        return await start(ctx, Event("enter"))
+    if button is Button.BACK:
+        return await ctx.enter(MyBookings.LIST)
     department = await ctx.session.get(Department, service.department_id)
     text = appointment_text(ctx, appointment, definition, department)
     rows = []
     if appointment.status == AppointmentStatus.BOOKED:
         text += "\n\n" + ctx.t("my.materials", materials=materials_text(ctx, definition))
-        rows.append([option(ctx.t("my.cancel"), "cancel"), option(ctx.t("my.reschedule"), "resched")])
-    rows.append([option(ctx.t("common.back"), "back")])
+        rows.append([option(ctx.t("my.cancel"), Button.CANCEL),
+                     option(ctx.t("my.reschedule"), Button.RESCHEDULE)])
+    rows.append([option(ctx.t("common.back"), Button.BACK)])
     return [Reply(text, tuple(tuple(r) for r in rows))]
 
 
@@ -140,22 +117,22 @@ async def _ask_cancel(ctx: Ctx, appointment: Appointment, definition: ServiceDef
         return [refused, main_menu(ctx)]
     decision = can_change(appointment.starts_at, ctx.now, ctx.centre.policy(definition),
                           ctx.centre.calendar, ctx.centre.tz)
-    ctx.goto(FLOW, "confirm_cancel", appointment=appointment.id)
+    ctx.goto(MyBookings.CONFIRM_CANCEL, appointment=appointment.id)
     key = "my.confirm_cancel_late" if decision.late else "my.confirm_cancel"
-    return [ctx.reply(key, [option(ctx.t("my.yes_cancel"), "yes"), option(ctx.t("my.no_keep"), "no")],
+    return [ctx.reply(key, [option(ctx.t("my.yes_cancel"), Button.YES),
+                            option(ctx.t("my.no_keep"), Button.NO)],
                       code=appointment.code, when=when_text(ctx, appointment.starts_at))]
 
 
 async def confirm_cancel(ctx: Ctx, event: Event) -> list[Reply]:
     """Cancel only after an explicit yes."""
-    if event.value != "yes":
-        ctx.goto(FLOW, "detail")
-        return [ctx.reply("my.kept"), *await detail(ctx, Event("enter"))]
-    appointment_id = int(ctx.data["appointment"])
+    if event.button is not Button.YES:
+        return [ctx.reply("my.kept"), *await ctx.enter(MyBookings.DETAIL)]
     try:
-        result = await ops.cancel(ctx.session, ctx.centre, ctx.now, appointment_id, actor=ctx.actor)
+        result = await booking.cancel(ctx.session, ctx.centre, ctx.now, int(ctx.data["appointment"]),
+                                      actor=ctx.actor)
     except BookingRefused as refused:
-        return await booking.refusal(ctx, refused)
+        return await refusal(ctx, refused)
     ctx.end()
     replies = [ctx.reply("my.cancelled", code=result.appointment.code)]
     if result.strike is not None:
@@ -167,56 +144,41 @@ async def _reschedule(ctx: Ctx, appointment: Appointment, definition: ServiceDef
     refused = _change_refused(ctx, appointment, definition)
     if refused is not None:
         return [refused, main_menu(ctx)]
-    ctx.goto(booking.FLOW, "date", mode="reschedule", appointment=appointment.id,
-             service=appointment.service_id)
-    return [ctx.reply("my.reschedule_intro", code=appointment.code),
-            *await booking.date(ctx, Event("enter"))]
+    intro = ctx.reply("my.reschedule_intro", code=appointment.code)
+    return [intro, *await ctx.enter(Booking.DATE, mode=BookingMode.RESCHEDULE.value,
+                                    appointment=appointment.id, service=appointment.service_id)]
 
 
-async def global_action(ctx: Ctx, payload: str) -> list[Reply]:
-    """A choice offered in a notification: cancel or reschedule an appointment, take an
-    offered seat. Each checks that it belongs to this citizen and is still possible."""
-    action, _, value = payload.partition(":")
-    if action in ("cancel", "resched"):
-        appointment = await ctx.session.scalar(select(Appointment).where(Appointment.code == value))
-        if appointment is None or appointment.person_id != ctx.identity.person_id \
-                or appointment.status != AppointmentStatus.BOOKED:
-            return [ctx.reply("core.stale"), main_menu(ctx)]
-        _, definition = await _service_of(ctx, appointment)
-        if action == "cancel":
-            return await _ask_cancel(ctx, appointment, definition)
-        return await _reschedule(ctx, appointment, definition)
-    if action == "rate":
-        appointment_id, _, level = value.partition(":")
-        rated, stars = as_id(appointment_id), as_id(level)
-        if rated is None or stars is None:
-            return [ctx.reply("core.stale"), main_menu(ctx)]
-        return await rating.record(ctx, rated, stars)
-    if action == "rebook":
-        service_id = as_id(value)
-        service = await ctx.session.get(Service, service_id) if service_id is not None else None
-        if service is None or not service.active:
-            return [ctx.reply("core.stale"), main_menu(ctx)]
-        ctx.goto(booking.FLOW, "notice", service=service.id)
-        return await booking.notice(ctx, Event("enter"))
-    if action == "offer":
-        slot_id = as_id(value)
-        if slot_id is None:
-            return [ctx.reply("core.stale"), main_menu(ctx)]
-        hold = await ctx.session.scalar(select(Hold).where(Hold.owner == ctx.owner,
-                                                           Hold.slot_id == slot_id))
-        slot = await ctx.session.get(Slot, slot_id)
-        if hold is None or slot is None or hold.expires_at <= ctx.now:
-            return [ctx.reply("my.offer_gone"), main_menu(ctx)]
-        ctx.goto(booking.FLOW, "identity", service=slot.service_id, day=slot.local_date.isoformat(),
-                 slot_id=slot.id, hold_until=hold.expires_at.isoformat())
-        return [ctx.reply("my.offer_taken", until=format_time(ctx.local(hold.expires_at))),
-                *await booking.identity(ctx, Event("enter"))]
-    return [ctx.reply("core.stale"), main_menu(ctx)]
+async def _booked(ctx: Ctx, code: str) -> tuple[Appointment, ServiceDef] | None:
+    """The citizen's own booked appointment with this code, or None."""
+    try:
+        appointment = await booking.appointment_by_code(ctx.session, code)
+    except BookingRefused:
+        return None
+    if appointment.person_id != ctx.identity.person_id or appointment.status != AppointmentStatus.BOOKED:
+        return None
+    return appointment, (await _service_of(ctx, appointment))[1]
 
 
-STEPS = {
-    "list": listing,
-    "detail": detail,
-    "confirm_cancel": confirm_cancel,
-}
+async def cancel_button(ctx: Ctx, payload: CancelBooking) -> list[Reply]:
+    """A notification's cancel button: ask to confirm, while it is allowed."""
+    found = await _booked(ctx, payload.code)
+    if found is None:
+        return [ctx.reply("core.stale"), main_menu(ctx)]
+    return await _ask_cancel(ctx, *found)
+
+
+async def reschedule_button(ctx: Ctx, payload: RescheduleBooking) -> list[Reply]:
+    """A notification's reschedule button: on to the dates, while it is allowed."""
+    found = await _booked(ctx, payload.code)
+    if found is None:
+        return [ctx.reply("core.stale"), main_menu(ctx)]
+    return await _reschedule(ctx, *found)
+
+
+FLOW = Flow(
+    "my",
+    steps={MyBookings.LIST: listing, MyBookings.DETAIL: detail,
+           MyBookings.CONFIRM_CANCEL: confirm_cancel},
+    commands={"my": my},
+    actions={CancelBooking: cancel_button, RescheduleBooking: reschedule_button})

@@ -4,41 +4,41 @@ docs/flows/rating.mmd."""
 
 from __future__ import annotations
 
-from handlers.context import Ctx, Event, global_option, option
+from handlers.context import Ctx, Event, option
 from handlers.core import Reply
+from handlers.flow import Flow
 from handlers.menu import main_menu
-from storage.feedback import COMPLAINT_AT_OR_BELOW, LEVELS, FeedbackError, add_comment, rate
-
-FLOW = "rating"
-TEXT_STEPS = ("comment",)
-
-
-def rating_choices(ctx: Ctx, appointment_id: int) -> tuple[tuple, ...]:  # type: ignore[type-arg]
-    """Five buttons, 非常满意 first, that work outside any flow (they come in a notification)."""
-    return tuple((global_option(ctx.t(f"rating.level_{level}"), f"rate:{appointment_id}:{level}"),)
-                 for level in LEVELS)
+from handlers.payloads import Button, Rate
+from handlers.steps import Rating
+from storage.feedback import COMPLAINT_AT_OR_BELOW, FeedbackError, add_comment, rate
 
 
-async def record(ctx: Ctx, appointment_id: int, level: int) -> list[Reply]:
+async def record(ctx: Ctx, payload: Rate) -> list[Reply]:
     """Save the rating (one per appointment) and ask for an optional comment."""
     feedback = ctx.settings.conversation
     try:
         rating, complaint = await rate(
-            ctx.session, ctx.centre, ctx.now, appointment_id=appointment_id,
-            identity_id=ctx.identity.id, person_id=ctx.identity.person_id, level=level,
+            ctx.session, ctx.centre, ctx.now, appointment_id=payload.appointment,
+            identity_id=ctx.identity.id, person_id=ctx.identity.person_id, level=payload.level,
             answer_days=feedback.complaint_answer_working_days,
             resolve_days=feedback.complaint_resolution_working_days)
     except FeedbackError as refused:
         return [ctx.reply(f"rating.{refused.reason.value}"), main_menu(ctx)]
-    ctx.goto(FLOW, "comment", rating=rating.id)
-    key = "rating.thanks_low" if level <= COMPLAINT_AT_OR_BELOW else "rating.thanks"
-    return [ctx.reply(key, [option(ctx.t("rating.no_comment"), "skip")],
-                      number=complaint.id if complaint else "")]
+    return ask_comment(ctx, rating.id, low=payload.level <= COMPLAINT_AT_OR_BELOW,
+                       complaint=complaint.id if complaint else None)
+
+
+def ask_comment(ctx: Ctx, rating_id: int, *, low: bool, complaint: int | None) -> list[Reply]:
+    """Thank the citizen and offer to add a comment (a low rating has opened a complaint)."""
+    ctx.goto(Rating.COMMENT, rating=rating_id)
+    return [ctx.reply("rating.thanks_low" if low else "rating.thanks",
+                      [option(ctx.t("rating.no_comment"), Button.SKIP)],
+                      number=complaint if complaint is not None else "")]
 
 
 async def comment(ctx: Ctx, event: Event) -> list[Reply]:
     """Keep the citizen's comment with the rating (and its complaint, if one was opened)."""
-    if event.kind == "text" and event.value.strip():
+    if event.is_text and event.value.strip():
         await add_comment(ctx.session, int(ctx.data["rating"]), event.value.strip())
         ctx.end()
         return [ctx.reply("rating.comment_saved"), main_menu(ctx)]
@@ -46,4 +46,5 @@ async def comment(ctx: Ctx, event: Event) -> list[Reply]:
     return [main_menu(ctx)]
 
 
-STEPS = {"comment": comment}
+FLOW = Flow("rating", steps={Rating.COMMENT: comment}, text_steps=frozenset({Rating.COMMENT}),
+            actions={Rate: record})

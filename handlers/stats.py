@@ -1,90 +1,89 @@
 """Manager figures in the chat: /stats, /stats chart, /export. Allow-listed managers only, in a
 private chat; everyone else gets a polite refusal (logged without personal data).
 
-Charts and spreadsheets are drawn by bot/ (matplotlib, openpyxl) and handed in as ``Reports``,
+Charts and spreadsheets are drawn by bot/ (matplotlib, openpyxl) and handed in as ``Reports``
+(handlers/core.py),
 so this module stays free of them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol
 
 from handlers.context import Ctx
 from handlers.core import Attachment, Reply
+from handlers.flow import Flow
 from handlers.i18n import Speaker, format_day
-from storage.stats import (
-    AppointmentRow,
-    DayPoint,
-    Figures,
-    Period,
-    StatsError,
-    appointment_rows,
-    daily_series,
-    figures,
-    parse_period,
-    resolve_scope,
-)
+from storage.stats.exports import appointment_rows
+from storage.stats.figures import Figures, figures
+from storage.stats.periods import Period, Scope, StatsError, parse_period, resolve_scope
+from storage.stats.series import daily_series
 
 log = logging.getLogger("yuyue.stats")
 
-COMMANDS = ("stats", "export")
-
-
-class Reports(Protocol):
-    """Files made from the figures (implemented in bot/ with matplotlib and openpyxl)."""
-
-    def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes: ...
-
-    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
-
-    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
-
-
 def is_manager(ctx: Ctx) -> bool:
-    return f"{ctx.incoming.channel}:{ctx.incoming.user_id}" in ctx.settings.access.managers
+    return ctx.actor in ctx.settings.access.managers
 
 
-async def command(ctx: Ctx, name: str, args: str, reports: Reports | None) -> list[Reply]:
-    """Answer /stats [chart] [period] [service] and /export [period] [service]."""
-    if not is_manager(ctx) or ctx.incoming.is_group:
-        log.warning("refused /%s from a %s user who is not an allow-listed manager (%s chat)",
-                    name, ctx.incoming.channel, "group" if ctx.incoming.is_group else "private")
-        return [ctx.reply("stats.refused")]
-    words = args.split()
-    chart = name == "stats" and bool(words) and words[0].lower() in ("chart", "图表")
-    if chart:
-        words = words[1:]
+async def guard(ctx: Ctx, what: str) -> list[Reply] | None:
+    """Only allow-listed managers, in a private chat; anyone else is refused (and logged
+    without who it was)."""
+    if is_manager(ctx) and not ctx.incoming.is_group:
+        return None
+    log.warning("refused %s from a %s user who is not an allow-listed manager (%s chat)",
+                what, ctx.incoming.channel, "group" if ctx.incoming.is_group else "private")
+    return [ctx.reply("stats.refused")]
+
+
+async def _asked(ctx: Ctx, words: list[str]) -> tuple[Period, Scope | None] | Reply:
+    """The period and scope the manager asked for, or the message saying what is wrong."""
     try:
         period, scope_code = _period_and_scope(ctx, words)
-        scope = await resolve_scope(ctx.session, scope_code)
+        return period, await resolve_scope(ctx.session, scope_code)
     except StatsError as error:
-        return [ctx.reply(f"stats.error_{error.code.value}", **_details(ctx, error))]
-    if name == "export":
-        if reports is None:
-            return [ctx.reply("stats.no_files")]
-        if not ctx.incoming.files:
-            return [ctx.reply("stats.no_files_here")]
-        summary = await figures(ctx.session, ctx.centre, ctx.now, period, scope)
-        rows = [row async for row in appointment_rows(ctx.session, ctx.centre, period, scope,
-                                                      locale=ctx.locale)]
-        stem = f"yuyue-{period.first.isoformat()}-{period.last.isoformat()}"
-        return [Reply(ctx.t("stats.export_ready", count=len(rows), period=_period_text(ctx, period)),
-                      attachment=Attachment(f"{stem}.xlsx", reports.xlsx(rows, summary, ctx.locale),
-                                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
-                Reply(ctx.t("stats.export_csv"),
-                      attachment=Attachment(f"{stem}.csv", reports.csv(rows, summary, ctx.locale),
-                                            "text/csv"))]
-    if chart:
-        if reports is None:
-            return [ctx.reply("stats.no_files")]
-        series = await daily_series(ctx.session, ctx.centre, period, scope)
-        title = ctx.t("stats.chart_title", period=_period_text(ctx, period),
-                      scope=_scope_text(ctx, scope))
-        return [Reply(title, attachment=Attachment(
-            f"yuyue-{period.first.isoformat()}.png", reports.chart(series, title, ctx.locale), "image/png"))]
-    return [Reply(render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope)))]
+        return ctx.reply(f"stats.error_{error.code.value}", **_details(ctx, error))
+
+
+async def stats(ctx: Ctx, args: str) -> list[Reply]:
+    """Answer /stats [chart] [period] [service]: the figures, or their chart."""
+    words = args.split()
+    chart = bool(words) and words[0].lower() in ("chart", "图表")
+    asked = await _asked(ctx, words[1:] if chart else words)
+    if isinstance(asked, Reply):
+        return [asked]
+    period, scope = asked
+    if not chart:
+        return [Reply(render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope)))]
+    reports = ctx.reports
+    if reports is None:
+        return [ctx.reply("stats.no_files")]
+    series = await daily_series(ctx.session, ctx.centre, period, scope)
+    title = ctx.t("stats.chart_title", period=_period_text(ctx, period), scope=_scope_text(ctx, scope))
+    return [Reply(title, attachment=Attachment(
+        f"yuyue-{period.first.isoformat()}.png", reports.chart(series, title, ctx.locale), "image/png"))]
+
+
+async def export(ctx: Ctx, args: str) -> list[Reply]:
+    """Answer /export [period] [service]: a spreadsheet and a CSV file of the appointments."""
+    asked = await _asked(ctx, args.split())
+    if isinstance(asked, Reply):
+        return [asked]
+    period, scope = asked
+    reports = ctx.reports
+    if reports is None:
+        return [ctx.reply("stats.no_files")]
+    if not ctx.incoming.files:
+        return [ctx.reply("stats.no_files_here")]
+    summary = await figures(ctx.session, ctx.centre, ctx.now, period, scope)
+    rows = [row async for row in appointment_rows(ctx.session, ctx.centre, period, scope,
+                                                  locale=ctx.locale)]
+    stem = f"yuyue-{period.first.isoformat()}-{period.last.isoformat()}"
+    return [Reply(ctx.t("stats.export_ready", count=len(rows), period=_period_text(ctx, period)),
+                  attachment=Attachment(f"{stem}.xlsx", reports.xlsx(rows, summary, ctx.locale),
+                                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
+            Reply(ctx.t("stats.export_csv"),
+                  attachment=Attachment(f"{stem}.csv", reports.csv(rows, summary, ctx.locale),
+                                        "text/csv"))]
 
 
 def _period_and_scope(ctx: Ctx, words: list[str]) -> tuple[Period, str | None]:
@@ -173,3 +172,6 @@ def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:
               undeliverable=n.undeliverable),
     ]
     return "\n".join(lines)
+
+
+FLOW = Flow("stats", commands={"stats": stats, "export": export}, guard=guard)

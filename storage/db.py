@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +27,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+# What callers of the storage layer pass around: one transaction, opened by ``Database.session``
+# or ``Database.read`` at the boundary and handed to every operation.
+Session = AsyncSession
 
 _READ_ONLY = "yuyue_read_only"
 
@@ -48,6 +53,17 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error is a passing database outage (connection lost, server down, SQLite
+    busy) rather than a bug: the caller should answer "try later" and be called again."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, InterfaceError | ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OperationalError) and any(
+        word in str(exc.orig).lower() for word in ("locked", "connect", "timeout", "terminat"))
 
 
 def resolve_url(url: str, base_dir: Path) -> str:

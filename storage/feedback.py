@@ -9,7 +9,7 @@ import enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.booking import audit
+from storage.audit import audit
 from storage.centre import Centre
 from storage.models import Appointment, AppointmentStatus, Complaint, Rating, RequestStatus
 from storage.outbox import STAFF_TARGET, enqueue

@@ -1,5 +1,6 @@
-"""Staff work on requests: hand-offs (人工服务) with first-claim ownership (首问负责) and
-relay, complaints, home-visit decisions, and escalation of whatever is overdue.
+"""Requests staff work on: hand-offs (人工服务), opened for a citizen and owned by the first to
+claim them (首问负责), with relay both ways; complaints, claimed the same way; home-visit
+requests and their decisions; and escalation of whatever is overdue.
 
 Claims are conditional UPDATEs (``... WHERE status = 'open'``): on PostgreSQL a second claimer
 waits on the row lock and then re-checks the condition against the first claimer's committed
@@ -16,29 +17,30 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import secrets
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.booking import audit
+from storage.audit import audit
 from storage.centre import Centre
 from storage.feedback import COMPLAINT_AT_OR_BELOW, LEVELS, open_complaint
+from storage.identity import mask_mobile, mask_name
 from storage.models import (
     Channel,
     ChannelIdentity,
     Complaint,
     Handoff,
     HomeVisitRequest,
+    Person,
     Rating,
     RequestStatus,
 )
 from storage.outbox import STAFF_TARGET, enqueue
+from storage.reach import in_wechat_window
+from storage.rules import working_days_later
 from storage.shared import read_value, write_value
 
-# WeChat lets an account answer a citizen with customer-service messages only within 48 hours
-# of the citizen's last message; a few minutes are kept in hand for the send itself.
-WECHAT_REPLY_WINDOW = dt.timedelta(hours=48) - dt.timedelta(minutes=10)
 ACTIVE = (RequestStatus.OPEN, RequestStatus.CLAIMED)
 KEPT_MESSAGES = 10
 
@@ -87,57 +89,106 @@ async def staff_name(session: AsyncSession, actor: str | None) -> str:
     return stored.value if stored is not None and stored.value else actor
 
 
-# --- hand-offs --------------------------------------------------------------------------------
+# --- claiming: hand-offs and complaints alike -------------------------------------------------
+
+Request = TypeVar("Request", Handoff, Complaint)
 
 
-async def _handoff(session: AsyncSession, handoff_id: int, *, lock: bool = False) -> Handoff:
-    query = select(Handoff).where(Handoff.id == handoff_id).execution_options(
-        populate_existing=True)
-    handoff = await session.scalar(query.with_for_update() if lock else query)
-    if handoff is None:
-        raise StaffRefused(StaffRefusal.UNKNOWN, number=handoff_id)
-    return handoff
+async def _request(session: AsyncSession, model: type[Request], number: int) -> Request:
+    """A hand-off or complaint as it is now in the database (another process may have claimed it)."""
+    found = await session.scalar(select(model).where(model.id == number)
+                                 .execution_options(populate_existing=True))
+    if found is None:
+        raise StaffRefused(StaffRefusal.UNKNOWN, number=number)
+    return found
 
 
-async def claim_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int, *,
-                        actor: str, name: str = "") -> Handoff:
-    """Make ``actor`` the owner of an open hand-off (首问负责); the first claim wins.
+async def claim(session: AsyncSession, now: dt.datetime, model: type[Request], number: int, *,
+                actor: str, name: str = "") -> Request:
+    """Make ``actor`` the owner of an open hand-off (首问负责) or complaint; the first claim wins.
 
-    Claiming one's own hand-off again is not an error (a double press).
+    Claiming what one already owns again is not an error (a double press).
+
+    Args:
+        model: ``Handoff`` or ``Complaint``.
+        name: the display name the staff member shows on their platform (for "owned by ...").
 
     Raises:
         StaffRefused: UNKNOWN, ALREADY_CLAIMED (owner, since), CLOSED.
     """
     await remember_staff_name(session, actor, name, now)
     won = await session.execute(
-        update(Handoff).where(Handoff.id == handoff_id, Handoff.status == RequestStatus.OPEN)
+        update(model).where(model.id == number, model.status == RequestStatus.OPEN)
         .values(status=RequestStatus.CLAIMED, claimed_by=actor, claimed_at=now)
         .execution_options(synchronize_session=False))
-    handoff = await _handoff(session, handoff_id)
+    found = await _request(session, model, number)
     if won.rowcount:  # type: ignore[attr-defined]
-        await audit(session, now, actor, "claim", "handoff", handoff_id)
-        return handoff
-    if handoff.status == RequestStatus.CLOSED:
-        raise StaffRefused(StaffRefusal.CLOSED, number=handoff_id)
-    if handoff.claimed_by == actor:
-        return handoff
-    raise StaffRefused(StaffRefusal.ALREADY_CLAIMED, number=handoff_id,
-                       owner=await staff_name(session, handoff.claimed_by),
-                       since=handoff.claimed_at)
+        await audit(session, now, actor, "claim", model.__tablename__, number)
+        return found
+    if found.status == RequestStatus.CLOSED:
+        raise StaffRefused(StaffRefusal.CLOSED, number=number)
+    if found.claimed_by == actor:
+        return found
+    raise StaffRefused(StaffRefusal.ALREADY_CLAIMED, number=number,
+                       owner=await staff_name(session, found.claimed_by), since=found.claimed_at)
 
 
-async def _owned(session: AsyncSession, now: dt.datetime, handoff_id: int, actor: str,
-                 name: str) -> Handoff:
-    """The hand-off, claimed by ``actor`` now if nobody had (acting on it is claiming it)."""
-    handoff = await _handoff(session, handoff_id)
-    if handoff.status == RequestStatus.OPEN:
-        handoff = await claim_handoff(session, now, handoff_id, actor=actor, name=name)
-    if handoff.status == RequestStatus.CLOSED:
-        raise StaffRefused(StaffRefusal.CLOSED, number=handoff_id)
-    if handoff.claimed_by != actor:
-        raise StaffRefused(StaffRefusal.NOT_OWNER, number=handoff_id,
-                           owner=await staff_name(session, handoff.claimed_by))
+async def _owned(session: AsyncSession, now: dt.datetime, model: type[Request], number: int,
+                 actor: str, name: str) -> Request:
+    """The hand-off or complaint, claimed by ``actor`` now if nobody had (acting on it is
+    claiming it)."""
+    found = await _request(session, model, number)
+    if found.status == RequestStatus.OPEN:
+        found = await claim(session, now, model, number, actor=actor, name=name)
+    if found.status == RequestStatus.CLOSED:
+        raise StaffRefused(StaffRefusal.CLOSED, number=number)
+    if found.claimed_by != actor:
+        raise StaffRefused(StaffRefusal.NOT_OWNER, number=number,
+                           owner=await staff_name(session, found.claimed_by))
+    return found
+
+
+# --- hand-offs --------------------------------------------------------------------------------
+
+
+async def active_handoff(session: AsyncSession, identity_id: int) -> Handoff | None:
+    """The citizen's hand-off that is open or claimed, if any."""
+    return await session.scalar(select(Handoff).where(
+        Handoff.identity_id == identity_id, Handoff.status.in_(ACTIVE)))
+
+
+async def open_handoff(session: AsyncSession, now: dt.datetime, *, identity_id: int,
+                       person_id: int | None, channel: str, came_from: str | None, locale: str,
+                       said: list[str], answer_from: dt.datetime | None = None) -> Handoff:
+    """Open a hand-off (人工服务) for a citizen and alert the staff group (outbox kind
+    "handoff_alert", naming the citizen masked).
+
+    Args:
+        came_from: the flow the citizen was in, for staff.
+        said: what the bot did not understand, so staff need not ask again.
+        answer_from: when staff are back, if they are not now: escalation counts from then,
+            not from a night-time request.
+    """
+    person = await session.get(Person, person_id) if person_id is not None else None
+    context: dict[str, Any] = {"flow": came_from, "locale": locale, "messages": said}
+    if answer_from is not None:
+        context["answer_from"] = answer_from.isoformat()
+    handoff = Handoff(identity_id=identity_id, status=RequestStatus.OPEN, opened_at=now,
+                      context=context)
+    session.add(handoff)
+    await session.flush()
+    await enqueue(session, kind="handoff_alert", now=now, target=STAFF_TARGET,
+                  dedup_key=f"handoff:{handoff.id}:open",
+                  payload={"handoff": handoff.id, "channel": channel, "flow": came_from,
+                           "name": mask_name(person.name) if person else None,
+                           "mobile": mask_mobile(person.mobile) if person else None})
     return handoff
+
+
+async def unclosed_handoffs(session: AsyncSession) -> list[Handoff]:
+    """Every hand-off not closed yet, the oldest first."""
+    return list((await session.scalars(select(Handoff).where(Handoff.status.in_(ACTIVE))
+                                       .order_by(Handoff.opened_at))).all())
 
 
 def _message_key(message_key: str | None) -> str:
@@ -159,13 +210,11 @@ async def reply_to_citizen(session: AsyncSession, now: dt.datetime, handoff_id: 
     """
     if not text.strip():
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=handoff_id)
-    handoff = await _owned(session, now, handoff_id, actor, name)
+    handoff = await _owned(session, now, Handoff, handoff_id, actor, name)
     identity = await session.get(ChannelIdentity, handoff.identity_id)
     if identity is None or identity.unreachable_at is not None:
         raise StaffRefused(StaffRefusal.UNREACHABLE, number=handoff_id)
-    if identity.channel == Channel.WECHAT and (
-            identity.last_inbound_at is None
-            or now - identity.last_inbound_at >= WECHAT_REPLY_WINDOW):
+    if identity.channel == Channel.WECHAT and not in_wechat_window(identity.last_inbound_at, now):
         raise StaffRefused(StaffRefusal.WINDOW_CLOSED, number=handoff_id,
                            last=identity.last_inbound_at)
     if handoff.first_reply_at is None:
@@ -206,7 +255,7 @@ async def close_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int
     """
     if not summary.strip():
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=handoff_id)
-    handoff = await _owned(session, now, handoff_id, actor, name)
+    handoff = await _owned(session, now, Handoff, handoff_id, actor, name)
     handoff.status, handoff.closed_at, handoff.summary = RequestStatus.CLOSED, now, summary.strip()
     await audit(session, now, actor, "close", "handoff", handoff_id)
     await enqueue(session, kind="handoff_closed", now=now, identity_id=handoff.identity_id,
@@ -250,53 +299,6 @@ async def rate_handoff(session: AsyncSession, centre: Centre, now: dt.datetime, 
 # --- complaints -------------------------------------------------------------------------------
 
 
-async def _complaint(session: AsyncSession, complaint_id: int) -> Complaint:
-    complaint = await session.scalar(select(Complaint).where(Complaint.id == complaint_id)
-                                     .execution_options(populate_existing=True))
-    if complaint is None:
-        raise StaffRefused(StaffRefusal.UNKNOWN, number=complaint_id)
-    return complaint
-
-
-async def claim_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
-                          actor: str, name: str = "") -> Complaint:
-    """Make ``actor`` responsible for a complaint; the first claim wins.
-
-    Raises:
-        StaffRefused: UNKNOWN, ALREADY_CLAIMED (owner), CLOSED.
-    """
-    await remember_staff_name(session, actor, name, now)
-    won = await session.execute(
-        update(Complaint).where(Complaint.id == complaint_id,
-                                Complaint.status == RequestStatus.OPEN)
-        .values(status=RequestStatus.CLAIMED, claimed_by=actor, claimed_at=now)
-        .execution_options(synchronize_session=False))
-    complaint = await _complaint(session, complaint_id)
-    if won.rowcount:  # type: ignore[attr-defined]
-        await audit(session, now, actor, "claim", "complaint", complaint_id)
-        return complaint
-    if complaint.status == RequestStatus.CLOSED:
-        raise StaffRefused(StaffRefusal.CLOSED, number=complaint_id)
-    if complaint.claimed_by == actor:
-        return complaint
-    raise StaffRefused(StaffRefusal.ALREADY_CLAIMED, number=complaint_id,
-                       owner=await staff_name(session, complaint.claimed_by),
-                       since=complaint.claimed_at)
-
-
-async def _owned_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int,
-                           actor: str, name: str) -> Complaint:
-    complaint = await _complaint(session, complaint_id)
-    if complaint.status == RequestStatus.OPEN:
-        complaint = await claim_complaint(session, now, complaint_id, actor=actor, name=name)
-    if complaint.status == RequestStatus.CLOSED:
-        raise StaffRefused(StaffRefusal.CLOSED, number=complaint_id)
-    if complaint.claimed_by != actor:
-        raise StaffRefused(StaffRefusal.NOT_OWNER, number=complaint_id,
-                           owner=await staff_name(session, complaint.claimed_by))
-    return complaint
-
-
 async def answer_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
                            actor: str, text: str, name: str = "",
                            message_key: str | None = None) -> Complaint:
@@ -308,7 +310,7 @@ async def answer_complaint(session: AsyncSession, now: dt.datetime, complaint_id
     """
     if not text.strip():
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=complaint_id)
-    complaint = await _owned_complaint(session, now, complaint_id, actor, name)
+    complaint = await _owned(session, now, Complaint, complaint_id, actor, name)
     if complaint.answered_at is None:
         complaint.answered_at = now
     complaint.status = RequestStatus.ANSWERED
@@ -328,7 +330,7 @@ async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_i
     """
     if not outcome.strip():
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=complaint_id)
-    complaint = await _owned_complaint(session, now, complaint_id, actor, name)
+    complaint = await _owned(session, now, Complaint, complaint_id, actor, name)
     if complaint.answered_at is None:
         complaint.answered_at = now
     complaint.status, complaint.resolved_at = RequestStatus.CLOSED, now
@@ -341,6 +343,27 @@ async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_i
 
 
 # --- home visits ------------------------------------------------------------------------------
+
+
+async def request_home_visit(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                             identity_id: int, person_id: int | None, service_id: int,
+                             address: str, preferred_times: str, ground: str,
+                             age: int | None) -> HomeVisitRequest:
+    """Record a citizen's home-visit request (上门服务), due for a decision within one working
+    day, and alert the staff group (outbox kind "home_visit_alert").
+
+    Args:
+        ground: what makes the citizen eligible: "age" or "disability".
+    """
+    request = HomeVisitRequest(
+        identity_id=identity_id, person_id=person_id, service_id=service_id, address=address,
+        preferred_times=preferred_times, eligibility=ground, age=age, status=RequestStatus.OPEN,
+        created_at=now, due_at=working_days_later(now, 1, centre.calendar, centre.tz))
+    session.add(request)
+    await session.flush()
+    await enqueue(session, kind="home_visit_alert", now=now, target=STAFF_TARGET,
+                  dedup_key=f"home:{request.id}:open", payload={"request": request.id})
+    return request
 
 
 async def _decide(session: AsyncSession, now: dt.datetime, request_id: int, actor: str,

@@ -1,20 +1,32 @@
-"""The outbox: notifications written in the same transaction as the change that causes them.
+"""The outbox: notifications written in the same transaction as the change that causes them,
+and the policy of working through them.
 
-A dispatcher in bot/ claims due rows, renders them in the citizen's language and sends them.
-Each row has a de-duplication key, so one cause never produces two notifications.
+Each row has a de-duplication key, so one cause never produces two notifications. A dispatcher
+in bot/ claims due rows here, renders and sends them, and records here what happened; when to
+try again, when to give up and whom to tell is decided here, not by the dispatcher.
+
+Claiming is safe with several processes: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED``
+(a row claimed by one process is skipped by the others); on SQLite, where SQLAlchemy drops FOR
+UPDATE, one ``UPDATE ... RETURNING`` claims the batch under SQLite's single writer lock. A
+claim is a lease: a process killed mid-send leaves rows in "sending" that go back to "pending"
+when the lease runs out, so nothing is lost (the one in flight may be sent twice).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Outbox, OutboxStatus
+from storage.models import ChannelIdentity, Outbox, OutboxStatus
+
+log = logging.getLogger("yuyue.dispatch")
 
 STAFF_TARGET = "staff"
 
@@ -80,3 +92,137 @@ async def drop_pending(session: AsyncSession, appointment_id: int, kinds: Iterab
         .values(status=OutboxStatus.DROPPED, last_error=reason)
         .execution_options(synchronize_session=False))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- working through the outbox ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How the outbox is worked through (the ``notifications`` settings)."""
+
+    batch_size: int = 100                               # rows claimed at once
+    lease: dt.timedelta = dt.timedelta(seconds=120)     # a claim runs out unless renewed
+    max_attempts: int = 6                               # then the row is given up on
+    retry_base_seconds: float = 30                      # the first back-off, doubled each time
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one row: sent, to be tried again (``PENDING``, after ``retry_after``
+    seconds if the platform said so), dropped, or undeliverable; ``error`` says why."""
+
+    status: OutboxStatus
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def retry_delay(attempts: int, policy: DeliveryPolicy,
+                retry_after: float | None = None) -> dt.timedelta:
+    """The back-off after the ``attempts``-th failed attempt: the base doubled each time, or
+    longer if the platform asked for it."""
+    backoff = policy.retry_base_seconds * 2 ** (attempts - 1)
+    return dt.timedelta(seconds=max(backoff, retry_after or 0))
+
+
+async def claim_due(session: AsyncSession, now: dt.datetime, owner: str,
+                    policy: DeliveryPolicy) -> list[int]:
+    """Claim a batch of due rows for ``owner`` until ``now + lease``; rows left "sending" by a
+    process whose lease ran out go back in the queue first.
+
+    Returns:
+        The ids claimed, oldest due first.
+    """
+    await session.execute(update(Outbox).where(
+        Outbox.status == OutboxStatus.SENDING, Outbox.claimed_until < now)
+        .values(status=OutboxStatus.PENDING).execution_options(synchronize_session=False))
+    due = select(Outbox.id).where(Outbox.status == OutboxStatus.PENDING,
+                                  Outbox.due_at <= now).order_by(Outbox.due_at, Outbox.id)
+    claim = dict(status=OutboxStatus.SENDING, claimed_by=owner, claimed_until=now + policy.lease,
+                 attempts=Outbox.attempts + 1)
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite: one UPDATE ... RETURNING under the writer lock (FOR UPDATE is dropped).
+        rows = await session.execute(update(Outbox).where(
+            Outbox.id.in_(due.limit(policy.batch_size).scalar_subquery())).values(**claim)
+            .returning(Outbox.id).execution_options(synchronize_session=False))
+        return sorted(rows.scalars().all())
+    # PostgreSQL: rows another dispatcher has locked are skipped, not waited for.
+    ids = list((await session.scalars(
+        due.limit(policy.batch_size).with_for_update(skip_locked=True))).all())
+    if ids:
+        await session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**claim)
+                              .execution_options(synchronize_session=False))
+    return ids
+
+
+async def renew_claims(session: AsyncSession, owner: str, until: dt.datetime) -> None:
+    """Extend the lease on the rows ``owner`` is still sending (a slow batch is not taken over
+    by another process; a process that dies stops renewing)."""
+    await session.execute(update(Outbox).where(
+        Outbox.claimed_by == owner, Outbox.status == OutboxStatus.SENDING)
+        .values(claimed_until=until).execution_options(synchronize_session=False))
+
+
+async def by_recipient(session: AsyncSession, ids: list[int]) -> list[list[int]]:
+    """The claimed ids grouped by recipient, each group in the order it was queued: one
+    recipient's notifications go out one after another (a no-show notice before the strike
+    warning it caused)."""
+    rows = (await session.execute(select(Outbox.id, Outbox.identity_id, Outbox.target)
+                                  .where(Outbox.id.in_(ids)).order_by(Outbox.id))).all()
+    groups: dict[tuple[int | None, str | None], list[int]] = {}
+    for row_id, identity_id, target in rows:
+        groups.setdefault((identity_id, target), []).append(row_id)
+    return list(groups.values())
+
+
+async def to_send(session: AsyncSession, row_id: int, owner: str,
+                  now: dt.datetime) -> tuple[Outbox, ChannelIdentity | None] | Outcome:
+    """A row ``owner`` claimed, with the citizen account it goes to (None: a staff target),
+    or the outcome when it is not to be sent any more (claimed elsewhere, too late)."""
+    row = await session.get(Outbox, row_id)
+    if row is None or row.status != OutboxStatus.SENDING or row.claimed_by != owner:
+        return Outcome(OutboxStatus.DROPPED, "claimed elsewhere")
+    if row.expires_at is not None and row.expires_at <= now:
+        return Outcome(OutboxStatus.DROPPED, "too late")
+    identity = await session.get(ChannelIdentity, row.identity_id) if row.identity_id else None
+    return row, identity
+
+
+async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome: Outcome,
+                         now: dt.datetime, policy: DeliveryPolicy) -> None:
+    """Record what became of a row ``owner`` claimed.
+
+    A failed attempt is tried again after ``retry_delay``; after ``max_attempts`` the row is
+    given up ("failed") and staff are told once. A staff answer that cannot reach its citizen
+    is told to staff at once (its author must know).
+    """
+    row = await session.get(Outbox, row_id, with_for_update=True)
+    if row is None or row.claimed_by != owner:
+        return
+    row.last_error = outcome.error
+    row.claimed_until = None
+    if outcome.status != OutboxStatus.PENDING:
+        row.status = outcome.status
+        row.sent_at = now if outcome.status == OutboxStatus.SENT else None
+        if outcome.status == OutboxStatus.UNDELIVERABLE and row.kind == "relay":
+            await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
+                          dedup_key=f"relay-failed:{row.id}",
+                          payload={**row.payload, "error": (outcome.error or "")[:200]})
+        return
+    if row.attempts >= policy.max_attempts:
+        row.status = OutboxStatus.FAILED
+        await _alert_staff_once(session, row, now)
+        return
+    row.status = OutboxStatus.PENDING
+    row.due_at = now + retry_delay(row.attempts, policy, outcome.retry_after)
+
+
+async def _alert_staff_once(session: AsyncSession, row: Outbox, now: dt.datetime) -> None:
+    """Tell staff a notification was given up on (once; never about a staff alert itself)."""
+    if row.target == STAFF_TARGET:
+        log.error("staff alert %s (%s) could not be delivered", row.id, row.kind)
+        return
+    await enqueue(session, kind="delivery_failed", now=now, target=STAFF_TARGET,
+                  dedup_key=f"failed:{row.id}",
+                  payload={"outbox": row.id, "kind": row.kind, "error": (row.last_error or "")[:200],
+                           "attempts": row.attempts})

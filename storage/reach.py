@@ -1,5 +1,6 @@
-"""Who can be reached where: accounts that blocked the bot, a staff chat that moved, and the
-permissions some channels need before each later message (WeChat's one-time subscriptions).
+"""Who can be reached where: accounts that blocked the bot, a staff chat that moved, WeChat's
+48-hour window for free-form messages, and the permissions some channels need before each later
+message (WeChat's one-time subscriptions).
 
 Channels call these when a platform tells them (Telegram's 403 "bot was blocked by the user",
 its ``my_chat_member`` updates, a group upgraded to a supergroup); the dispatcher and the
@@ -17,6 +18,17 @@ from storage.models import ChannelIdentity, NotificationConsent, SharedValue
 from storage.outbox import insert_ignoring_duplicates
 
 TELEGRAM_STAFF_CHAT = "telegram.staff_chat_id"
+
+# WeChat lets an account write to a citizen with customer-service messages only within 48 hours
+# of the citizen's last message; a few minutes are kept in hand for the send itself.
+WECHAT_CS_WINDOW = dt.timedelta(hours=48)
+WECHAT_CS_MARGIN = dt.timedelta(minutes=10)
+
+
+def in_wechat_window(last_inbound_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a WeChat citizen who last wrote at ``last_inbound_at`` can still be written to
+    with customer-service messages at ``now`` (outside it: template or subscription messages)."""
+    return last_inbound_at is not None and now - last_inbound_at < WECHAT_CS_WINDOW - WECHAT_CS_MARGIN
 
 
 async def mark_unreachable(session: AsyncSession, channel: str, platform_user_id: str,

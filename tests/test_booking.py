@@ -7,8 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from storage import booking
-from storage.booking import BookingRefused, Refusal, owner_key
+from storage import attendance, blocks, booking, closures, seats, waitlist
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import (
@@ -23,8 +22,11 @@ from storage.models import (
     OutboxStatus,
     Slot,
     Strike,
+    WaitlistEntry,
     WaitStatus,
 )
+from storage.refusals import BookingRefused, Refusal
+from storage.seats import owner_key
 from storage.settings import BlockTier
 from storage.slots import DayState, availability
 from tests.helpers import account, load_demo, local, make_centre, person, slots_of, valid_id
@@ -183,11 +185,11 @@ async def test_an_expired_hold_frees_the_seat(database, centre, clock) -> None: 
     slot = slots[0]
     async with database.session() as session:
         await booking.hold_seat(session, centre, clock.now(), owner="telegram:1", slot_id=slot.id)
-        views = await availability(session, centre, (await booking.slot_info(session, slot.id)).service, clock.now())
+        views = await availability(session, centre, (await seats.slot_info(session, slot.id)).service, clock.now())
         assert next(s for s in views[1].slots if s.slot_id == slot.id).remaining == 0
     clock.advance(minutes=10)
     async with database.read() as session:
-        views = await availability(session, centre, (await booking.slot_info(session, slot.id)).service, clock.now())
+        views = await availability(session, centre, (await seats.slot_info(session, slot.id)).service, clock.now())
         assert next(s for s in views[1].slots if s.slot_id == slot.id).remaining == 1  # read-only, right
     await book_one(database, centre, clock, slot.id, n=2)
     assert await slot_counts(database, slot.id) == (1, 0)
@@ -204,7 +206,7 @@ async def test_picking_another_slot_gives_the_first_hold_back(database, centre, 
     assert await slot_counts(database, slots[0].id) == (0, 0)
     assert await slot_counts(database, slots[1].id) == (0, 1)
     async with database.session() as session:
-        assert await booking.release_holds(session, "wechat:o1") == 1
+        assert await seats.release_holds(session, "wechat:o1") == 1
     assert await slot_counts(database, slots[1].id) == (0, 0)
 
 
@@ -283,19 +285,19 @@ async def test_no_show_sweep_strikes_and_blocks(database, centre, clock) -> None
                                              channel=Channel.TELEGRAM, made_by="telegram:1")
         clock.set(slot.starts_at + 29 * MINUTE)
         async with database.session() as session:
-            assert await booking.sweep_no_shows(session, centre, clock.now()) == []
+            assert await attendance.sweep_no_shows(session, centre, clock.now()) == []
         clock.set(slot.starts_at + 30 * MINUTE)
         async with database.session() as session:
-            assert await booking.sweep_no_shows(session, centre, clock.now()) == [appointment.id]
+            assert await attendance.sweep_no_shows(session, centre, clock.now()) == [appointment.id]
         async with database.session() as session:
-            assert await booking.sweep_no_shows(session, centre, clock.now()) == []   # idempotent
+            assert await attendance.sweep_no_shows(session, centre, clock.now()) == []   # idempotent
         async with database.read() as session:
             kinds = (await session.scalars(select(Outbox.kind).where(Outbox.identity_id == identity_id)
                                            .order_by(Outbox.id))).all()
             assert kinds[-1] == ("blocked" if number == 3 else "strike_warning")
             assert await session.scalar(select(func.count()).select_from(Strike)) == number
     async with database.read() as session:
-        block = await booking.active_block(session, person_id, clock.now())
+        block = await blocks.active_block(session, person_id, clock.now())
         assert block is not None and block.ends_at == clock.now() + dt.timedelta(days=90)
         block_end = block.ends_at
     with pytest.raises(BookingRefused) as refused:
@@ -307,7 +309,7 @@ async def test_no_show_sweep_strikes_and_blocks(database, centre, clock) -> None
     assert refused.value.reason == Refusal.BLOCKED and refused.value.details["until"] == block_end
     clock.set(block_end)
     async with database.read() as session:
-        assert await booking.active_block(session, person_id, clock.now()) is None   # ends by itself
+        assert await blocks.active_block(session, person_id, clock.now()) is None   # ends by itself
 
 
 async def test_window_operations_and_undo(database, centre, clock) -> None:  # type: ignore[no-untyped-def]
@@ -315,27 +317,27 @@ async def test_window_operations_and_undo(database, centre, clock) -> None:  # t
     appointment = await book_one(database, centre, clock, slots[0].id)
     with pytest.raises(BookingRefused) as refused:
         async with database.session() as session:
-            await booking.check_in(session, centre, clock.now(), appointment.code, actor="staff:1")
+            await attendance.check_in(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert refused.value.reason == Refusal.WRONG_DAY
     clock.set(slots[0].starts_at - 5 * MINUTE)
     for bad, reason in (("ZZZZZZ", Refusal.UNKNOWN_CODE),):
         with pytest.raises(BookingRefused) as refused:
             async with database.session() as session:
-                await booking.check_in(session, centre, clock.now(), bad, actor="staff:1")
+                await attendance.check_in(session, centre, clock.now(), bad, actor="staff:1")
         assert refused.value.reason == reason
     with pytest.raises(BookingRefused) as refused:
         async with database.session() as session:
-            await booking.check_in(session, centre, clock.now(), appointment.code, actor="staff:1", id_last4="1234")
+            await attendance.check_in(session, centre, clock.now(), appointment.code, actor="staff:1", id_last4="1234")
     assert refused.value.reason == Refusal.ID_MISMATCH
     async with database.session() as session:
-        checked = await booking.check_in(session, centre, clock.now(), appointment.code.lower(),
+        checked = await attendance.check_in(session, centre, clock.now(), appointment.code.lower(),
                                          actor="staff:1", id_last4=citizen_id(1)[-4:].lower())
     assert checked.status == AppointmentStatus.CHECKED_IN
     async with database.session() as session:
-        done = await booking.complete(session, centre, clock.now(), appointment.code, actor="staff:1")
+        done = await attendance.complete(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert done.status == AppointmentStatus.COMPLETED
     async with database.session() as session:
-        undone = await booking.undo(session, centre, clock.now(), appointment.code, actor="staff:1")
+        undone = await attendance.undo(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert undone.status == AppointmentStatus.CHECKED_IN
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(Outbox).where(
@@ -348,19 +350,19 @@ async def test_undo_of_a_no_show_voids_the_strike_and_lifts_its_block(database, 
     appointment = await book_one(database, centre, clock, slots[0].id)
     clock.set(slots[0].starts_at + 5 * MINUTE)
     async with database.session() as session:
-        outcome = await booking.mark_no_show(session, centre, clock.now(), appointment.code, actor="staff:1")
+        outcome = await attendance.mark_no_show(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert outcome.blocked_until is not None
     async with database.session() as session:
-        await booking.undo(session, centre, clock.now(), appointment.code, actor="staff:1", reason="came late")
+        await attendance.undo(session, centre, clock.now(), appointment.code, actor="staff:1", reason="came late")
     async with database.read() as session:
-        assert await booking.active_block(session, appointment.person_id, clock.now()) is None
+        assert await blocks.active_block(session, appointment.person_id, clock.now()) is None
         strike = await session.scalar(select(Strike))
         assert strike is not None and strike.voided_at is not None
         again = await session.get(Appointment, appointment.id)
         assert again is not None and again.status == AppointmentStatus.BOOKED
     with pytest.raises(BookingRefused) as refused:
         async with database.session() as session:
-            await booking.undo(session, centre, clock.now(), appointment.code, actor="staff:1")
+            await attendance.undo(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert refused.value.reason == Refusal.NOTHING_TO_UNDO
 
 
@@ -372,12 +374,12 @@ async def test_lift_block_needs_a_reason(database, centre, clock) -> None:  # ty
     for reason, refusal in (("", Refusal.REASON_REQUIRED),):
         with pytest.raises(BookingRefused) as refused:
             async with database.session() as session:
-                await booking.lift_block(session, clock.now(), person_id, actor="staff:1", reason=reason)
+                await blocks.lift_block(session, clock.now(), person_id, actor="staff:1", reason=reason)
         assert refused.value.reason == refusal
     async with database.session() as session:
-        assert await booking.lift_block(session, clock.now(), person_id, actor="staff:1", reason="hospital record") == 1
+        assert await blocks.lift_block(session, clock.now(), person_id, actor="staff:1", reason="hospital record") == 1
     async with database.read() as session:
-        assert await booking.active_block(session, person_id, clock.now()) is None
+        assert await blocks.active_block(session, person_id, clock.now()) is None
         assert await session.scalar(select(AuditLog.detail).where(AuditLog.action == "lift_block")) == {
             "block": 1, "reason": "hospital record"}
 
@@ -389,11 +391,11 @@ async def test_closure_cancels_apologises_and_flags_late_notice(database, centre
     clock.set(slots[0].starts_at - dt.timedelta(hours=1))                 # 1 hour's notice for the first
     start, end = local(2026, 11, 24, 0), local(2026, 11, 26, 0)
     async with database.read() as session:
-        plan = await booking.plan_closure(session, centre, clock.now(), starts_at=start, ends_at=end,
+        plan = await closures.plan_closure(session, centre, clock.now(), starts_at=start, ends_at=end,
                                           service_id=services["id_card"].id)
     assert [a.id for a in plan.appointments] == [early.id, later.id] and plan.late == 1
     async with database.session() as session:
-        closure = await booking.apply_closure(session, centre, clock.now(), starts_at=start, ends_at=end,
+        closure = await closures.apply_closure(session, centre, clock.now(), starts_at=start, ends_at=end,
                                               reason="系统升级", actor="staff:1",
                                               service_id=services["id_card"].id)
     assert (closure.affected, closure.late_notices) == (2, 1)
@@ -413,7 +415,7 @@ async def test_closure_cancels_apologises_and_flags_late_notice(database, centre
     assert refused.value.reason == Refusal.SUSPENDED
     with pytest.raises(BookingRefused) as refused:
         async with database.session() as session:
-            await booking.plan_closure(session, centre, clock.now(), starts_at=end, ends_at=start)
+            await closures.plan_closure(session, centre, clock.now(), starts_at=end, ends_at=start)
     assert refused.value.reason == Refusal.BAD_RANGE
 
 
@@ -425,9 +427,9 @@ async def test_waitlist_offers_a_freed_seat_in_order_then_to_everyone(database, 
     for n in (2, 3):
         _, identity_id = await new_citizen(database, centre, clock, n)
         async with database.session() as session:
-            entry = await booking.join_waitlist(session, centre, clock.now(), identity_id=identity_id,
+            entry = await waitlist.join_waitlist(session, centre, clock.now(), identity_id=identity_id,
                                                 service_id=services["dental"].id, day=TUESDAY)
-            again = await booking.join_waitlist(session, centre, clock.now(), identity_id=identity_id,
+            again = await waitlist.join_waitlist(session, centre, clock.now(), identity_id=identity_id,
                                                 service_id=services["dental"].id, day=TUESDAY)
             assert again.id == entry.id
         waiting.append(entry.id)
@@ -438,10 +440,10 @@ async def test_waitlist_offers_a_freed_seat_in_order_then_to_everyone(database, 
         await book_one(database, centre, clock, slot.id, n=4)        # not for anyone else
     clock.advance(minutes=10)
     async with database.session() as session:
-        assert await booking.expire_holds(session, centre, clock.now()) == 1
+        assert await waitlist.expire_holds(session, centre, clock.now()) == 1
         hold = await session.scalar(select(Hold))
         assert hold is not None and hold.owner == owner_key("telegram", "3")   # the next one
-        entries = {e.id: e.status for e in (await session.scalars(select(booking.WaitlistEntry))).all()}
+        entries = {e.id: e.status for e in (await session.scalars(select(WaitlistEntry))).all()}
         assert entries == {waiting[0]: WaitStatus.EXPIRED, waiting[1]: WaitStatus.OFFERED}
     second = await book_one(database, centre, clock, slot.id, n=3, owner=owner_key("telegram", "3"))
     assert second.slot_id == slot.id and await slot_counts(database, slot.id) == (1, 0)

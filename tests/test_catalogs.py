@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 from handlers.i18n import LOCALES, catalog, format_day, normalize_locale
-from storage.booking import Refusal
 from storage.catalog import MATERIAL_FORMS
 from storage.models import AppointmentStatus
+from storage.refusals import Refusal
 
 HANDLERS = Path(__file__).resolve().parent.parent / "handlers"
 INVALID_CODES = ("name_length", "name_digits", "name_chars", "mobile_format", "id_format",

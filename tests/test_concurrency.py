@@ -8,12 +8,12 @@ import datetime as dt
 from sqlalchemy import func, select
 
 from storage import booking
-from storage.booking import BookingRefused, Refusal
 from storage.catalog import load_catalog, parse_catalog
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.identity import PersonDetails, find_or_create_person
 from storage.models import Appointment, Channel, Service, Slot
+from storage.refusals import BookingRefused, Refusal
 from tests.helpers import make_centre, slots_of
 
 RUSH = """

@@ -17,11 +17,12 @@ from bot.telegram import TelegramChannel, build_telegram
 from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from handlers.engine import Assistant
-from storage import booking
+from storage import attendance, booking, waitlist
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.identity import identity_for
 from storage.models import (
+    Appointment,
     Channel,
     ChannelIdentity,
     Complaint,
@@ -80,7 +81,7 @@ def dispatcher(app: App, channel: TelegramChannel) -> Dispatcher:
 
 
 async def citizen_books(app: App, day: dt.date, index: int = 0, service: str = "id_card",
-                        user: int = CITIZEN) -> booking.Appointment:
+                        user: int = CITIZEN) -> Appointment:
     async with app.database.session() as session:
         services = {s.code: s for s in (await session.scalars(select(Service))).all()}
         slot = (await slots_of(session, app.centre, services[service], app.clock.now(), day))[index]
@@ -173,8 +174,8 @@ async def test_rating_request_a_bad_rating_and_the_staff_alert(app: App, api: Fa
     appointment = await citizen_books(app, dt.date(2026, 11, 24), index=6)
     clock.set(appointment.starts_at)
     async with app.database.session() as session:
-        await booking.check_in(session, app.centre, clock.now(), appointment.code, actor="staff:1")
-        await booking.complete(session, app.centre, clock.now(), appointment.code, actor="staff:1")
+        await attendance.check_in(session, app.centre, clock.now(), appointment.code, actor="staff:1")
+        await attendance.complete(session, app.centre, clock.now(), appointment.code, actor="staff:1")
     await dispatcher.drain()
     request = api.chat_messages(CITIZEN)[-1]
     assert "请为本次服务评价" in request["text"]
@@ -207,7 +208,7 @@ async def test_release_notification(app: App, api: FakeTelegram, dispatcher: Dis
         session.add(identity)
         await session.flush()
         assert service is not None
-        await booking.join_waitlist(session, app.centre, clock.now(), identity_id=identity.id,
+        await waitlist.join_waitlist(session, app.centre, clock.now(), identity_id=identity.id,
                                     service_id=service.id, day=dt.date(2026, 12, 1), kind=WaitKind.RELEASE)
     jobs = Jobs(app, dispatcher)
     clock.set(local(2026, 11, 24, 7, 59))

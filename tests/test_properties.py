@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from storage import booking
-from storage.booking import BookingRefused
+from storage import blocks, booking, closures, seats, waitlist
 from storage.catalog import ServiceDef, load_catalog, parse_catalog
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.identity import PersonDetails, find_or_create_person
 from storage.models import Appointment, AppointmentStatus, Block, Channel, Hold, Service, Slot
+from storage.refusals import BookingRefused
 from storage.settings import RuleSettings
 from storage.slots import ensure_slots, slot_times
 from tests.conftest import _truncate_all, postgres_url
@@ -110,16 +110,16 @@ async def run_operations(url: str, operations: list[tuple[str, int, int]]) -> No
                         await booking.reschedule(session, centre, now, appointments[a % len(appointments)],
                                                  slot_ids[b], actor="t")
                     elif name == "release":
-                        await booking.release_holds(session, owner)
+                        await seats.release_holds(session, owner)
                     elif name == "wait":
-                        await booking.join_waitlist(session, centre, now, identity_id=identities[a],
+                        await waitlist.join_waitlist(session, centre, now, identity_id=identities[a],
                                                     service_id=service.id, day=day)
                     elif name == "time":
                         clock.advance(minutes=a)
-                        await booking.expire_holds(session, centre, clock.now())
+                        await waitlist.expire_holds(session, centre, clock.now())
                     elif name == "closure":
                         start = slots[a].starts_at
-                        await booking.apply_closure(session, centre, now, starts_at=start,
+                        await closures.apply_closure(session, centre, now, starts_at=start,
                                                     ends_at=start + dt.timedelta(minutes=30),
                                                     reason="检修", actor="staff", service_id=service.id)
             except BookingRefused:
@@ -179,7 +179,7 @@ async def run_strikes(url: str, days: list[int]) -> list[tuple[int, int]]:
                                                  centre.hasher, START)
         for day in days:
             async with database.session() as session:
-                await booking.add_strike(session, centre, START + dt.timedelta(days=day), person.id, "no_show")
+                await blocks.add_strike(session, centre, START + dt.timedelta(days=day), person.id, "no_show")
         async with database.read() as session:
             rows = (await session.scalars(select(Block).order_by(Block.id))).all()
             return [((b.starts_at - START).days, (b.ends_at - b.starts_at).days) for b in rows]

@@ -181,7 +181,7 @@ async def test_two_staff_claiming_at_once_one_owns_it(database: Database,
 
         async def claim(actor: str, name: str, number: int = number) -> Handoff:
             async with database.session() as session:
-                return await handoffs.claim_handoff(session, now, number, actor=actor, name=name)
+                return await handoffs.claim(session, now, Handoff, number, actor=actor, name=name)
 
         results = await asyncio.gather(claim("telegram:1", "甲"), claim("telegram:2", "乙"),
                                        return_exceptions=True)

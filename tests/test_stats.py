@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from storage import booking
+from storage import attendance, booking, closures
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
@@ -27,16 +27,10 @@ from storage.models import (
     Slot,
 )
 from storage.slots import ensure_slots
-from storage.stats import (
-    Period,
-    StatsError,
-    StatsErrorCode,
-    appointment_rows,
-    daily_series,
-    figures,
-    parse_period,
-    resolve_scope,
-)
+from storage.stats.exports import appointment_rows
+from storage.stats.figures import figures
+from storage.stats.periods import Period, StatsError, StatsErrorCode, parse_period, resolve_scope
+from storage.stats.series import daily_series
 from tests.helpers import TZ, account, load_demo, local, make_centre, person, valid_id
 
 NOW = local(2026, 11, 25, 18, 0)  # Wednesday evening
@@ -113,7 +107,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     await s.book("P1", "id_card", local(2026, 11, 17, 9, 0), Channel.TELEGRAM)
     await s.book("P2", "id_card", local(2026, 11, 23, 9, 0), Channel.WECHAT)
     s.at(local(2026, 11, 17, 9, 10))
-    await s.run(booking.complete, s.codes["P1"], actor="staff:7")
+    await s.run(attendance.complete, s.codes["P1"], actor="staff:7")
     s.at(local(2026, 11, 18, 10, 0))
     await s.ensure()
     await s.book("P3", "id_card", local(2026, 11, 24, 9, 0), Channel.WECHAT)
@@ -122,7 +116,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     await s.run(booking.cancel, s.ids["P4"], actor="terminal:u4")  # before the cutoff
     # --- this week ---
     s.at(local(2026, 11, 23, 9, 10))
-    await s.run(booking.complete, s.codes["P2"], actor="staff:7")
+    await s.run(attendance.complete, s.codes["P2"], actor="staff:7")
     s.at(local(2026, 11, 23, 10, 0))
     await s.ensure()
     await s.book("P5", "id_card", local(2026, 11, 25, 9, 0), Channel.TELEGRAM)
@@ -133,9 +127,9 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     s.at(local(2026, 11, 23, 11, 0))
     await s.book("P9", "id_card", local(2026, 11, 27, 9, 0), Channel.TELEGRAM)
     s.at(local(2026, 11, 23, 14, 20))
-    await s.run(booking.complete, s.codes["P7"], actor="staff:7")
+    await s.run(attendance.complete, s.codes["P7"], actor="staff:7")
     s.at(local(2026, 11, 24, 10, 0))
-    assert await s.run(booking.sweep_no_shows) == [s.ids["P3"]]
+    assert await s.run(attendance.sweep_no_shows) == [s.ids["P3"]]
     await s.ensure()
     await s.book("P10", "id_card", local(2026, 11, 27, 10, 0), Channel.WECHAT)
     await s.book("P11", "id_card", local(2026, 11, 25, 13, 30), Channel.TERMINAL)
@@ -143,13 +137,13 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     result = await s.run(booking.cancel, s.ids["P11"], actor="terminal:u11")
     assert result.late
     s.at(local(2026, 11, 25, 8, 40))
-    await s.run(booking.mark_no_show, s.codes["P6"], actor="staff:7")
+    await s.run(attendance.mark_no_show, s.codes["P6"], actor="staff:7")
     s.at(local(2026, 11, 25, 9, 20))
-    await s.run(booking.complete, s.codes["P5"], actor="staff:7")
+    await s.run(attendance.complete, s.codes["P5"], actor="staff:7")
     s.at(local(2026, 11, 25, 9, 55))
-    await s.run(booking.check_in, s.codes["P12"], actor="staff:7")
+    await s.run(attendance.check_in, s.codes["P12"], actor="staff:7")
     s.at(local(2026, 11, 25, 10, 0))
-    await s.run(booking.apply_closure, starts_at=local(2026, 11, 26, 8, 0),
+    await s.run(closures.apply_closure, starts_at=local(2026, 11, 26, 8, 0),
                 ends_at=local(2026, 11, 26, 12, 0), reason="设备检修", actor="staff:7",
                 service_id=s.services["internal_medicine"].id)
     s.at(local(2026, 11, 25, 11, 0))

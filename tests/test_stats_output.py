@@ -20,7 +20,9 @@ from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import AppointmentStatus, CancelKind, Channel
-from storage.stats import EXPORT_COLUMNS, DayPoint, appointment_rows, daily_series, figures
+from storage.stats.exports import EXPORT_COLUMNS, appointment_rows
+from storage.stats.figures import figures
+from storage.stats.series import DayPoint, daily_series
 from tests.helpers import local, make_centre
 from tests.test_stats import NOW, WEEK, Story, build_story
 

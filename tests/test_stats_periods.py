@@ -13,16 +13,9 @@ from storage.centre import Centre
 from storage.db import Database
 from storage.models import Appointment, Slot
 from storage.seed import SeedError, booking_code, seed_history
-from storage.stats import (
-    MAX_PERIOD_DAYS,
-    Period,
-    StatsError,
-    StatsErrorCode,
-    daily_series,
-    figures,
-    parse_period,
-    resolve_scope,
-)
+from storage.stats.figures import figures
+from storage.stats.periods import MAX_PERIOD_DAYS, Period, StatsError, StatsErrorCode, parse_period, resolve_scope
+from storage.stats.series import daily_series
 from tests.helpers import TZ, load_demo, local, make_centre
 
 NOW = local(2026, 11, 25, 18, 0)  # a Wednesday

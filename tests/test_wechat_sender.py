@@ -23,9 +23,8 @@ from bot.wiring import App
 from handlers.core import Choice, Reply
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.handoffs import WECHAT_REPLY_WINDOW
 from storage.models import ChannelIdentity, NotificationConsent
-from storage.reach import grant_consent
+from storage.reach import WECHAT_CS_MARGIN, WECHAT_CS_WINDOW, grant_consent
 from storage.settings import Settings, WechatSettings
 from storage.shared import read_value, take_lease, write_value
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
@@ -171,7 +170,7 @@ async def test_inside_the_window_a_customer_service_message(
 async def test_the_customer_service_window_ends_where_storage_says(
         api: FakeWechatApi, http: Http, database: Database, clock: ManualClock) -> None:
     sender = sender_for(wechat_settings(api), database, clock, http)
-    await citizen(database, clock.now() - WECHAT_REPLY_WINDOW + dt.timedelta(seconds=1))
+    await citizen(database, clock.now() - (WECHAT_CS_WINDOW - WECHAT_CS_MARGIN) + dt.timedelta(seconds=1))
     await sender.deliver(OPENID, [Reply("工作人员：材料齐了")], kind="relay")
     assert api.texts == ["工作人员：材料齐了"]
     clock.advance(seconds=1)                  # the same edge at which staff may no longer answer

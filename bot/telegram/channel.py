@@ -51,10 +51,10 @@ from bot.telegram.sender import TelegramSender
 from bot.telegram.webhook import TelegramWebhook
 from handlers.core import Incoming, Reply
 from handlers.i18n import normalize_locale
-from storage import reach
+from storage import conversations, reach
 from storage.clock import Clock
 from storage.db import Database
-from storage.models import ChannelIdentity, ProcessedMessage
+from storage.models import ChannelIdentity
 from storage.settings import Settings
 
 log = logging.getLogger("yuyue.telegram")
@@ -226,11 +226,10 @@ class TelegramChannel:
         await self._render(update, incoming, replies)
 
     async def _already_processed(self, incoming: Incoming) -> bool:
+        if not incoming.message_id:
+            return False
         async with self.database.read() as session:
-            found = await session.scalar(select(ProcessedMessage.message_id).where(
-                ProcessedMessage.channel == CHANNEL,
-                ProcessedMessage.message_id == incoming.message_id))
-        return found is not None
+            return await conversations.was_processed(session, CHANNEL, incoming.message_id)
 
     async def _locale_of(self, incoming: Incoming) -> str:
         """The user's chosen language if the database still answers, else their client's."""

@@ -30,9 +30,8 @@ from bot.wechat.render import render_replies, short_openid
 from handlers.core import Attachment, Reply
 from storage.clock import Clock
 from storage.db import Database
-from storage.handoffs import WECHAT_REPLY_WINDOW
 from storage.models import ChannelIdentity
-from storage.reach import mark_unreachable, return_consent, take_consent
+from storage.reach import in_wechat_window, mark_unreachable, return_consent, take_consent
 from storage.settings import WechatSettings
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ class WechatSender:
         if identity is not None and identity.unreachable_at is not None:
             raise Unreachable(f"wechat user unreachable: {identity.unreachable_reason or '-'}")
         last = identity.last_inbound_at if identity is not None else None
-        if last is not None and now - last < WECHAT_REPLY_WINDOW:
+        if in_wechat_window(last, now):
             try:
                 await self.send_texts(chat_id, render_replies(
                     replies, consent_link=self.consents.link_for(chat_id)))

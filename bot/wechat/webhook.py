@@ -24,14 +24,13 @@ from wechatpy.replies import TextReply
 
 from bot.channels import TryLater, Unreachable
 from bot.wechat.consent import Consents
-from bot.wechat.inbound import BadRequest, Forbidden, digits, parse_xml, to_incoming, verify_signature
+from bot.wechat.inbound import CHANNEL, BadRequest, Forbidden, digits, parse_xml, to_incoming, verify_signature
 from bot.wechat.render import cdata, render_replies, short_openid
 from bot.wechat.sender import OutOfWindow, WechatSender
 from handlers.core import Attachment, Incoming, Reply
+from storage import conversations
 from storage.clock import Clock
 from storage.db import Database
-from storage.models import ProcessedMessage
-from storage.outbox import insert_ignoring_duplicates
 from storage.settings import WechatSettings
 
 log = logging.getLogger(__name__)
@@ -164,11 +163,9 @@ class WechatWebhook:
             return
         if incoming.message_id:
             async with self.database.session() as session:
-                inserted = await session.execute(
-                    insert_ignoring_duplicates(session, ProcessedMessage, ["channel", "message_id"])
-                    .values(channel="wechat:rest", message_id=incoming.message_id[:128],
-                            processed_at=self.clock.now(), response={}))
-            if not inserted.rowcount:  # type: ignore[attr-defined]
+                first = await conversations.first_time(session, CHANNEL, "rest",
+                                                       incoming.message_id, self.clock.now())
+            if not first:
                 return
         try:
             await self.sender.send_texts(incoming.user_id, texts)

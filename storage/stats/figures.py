@@ -1,4 +1,4 @@
-"""Manager figures (/stats, charts, exports): what happened in a period, counted in the database.
+"""Manager figures (/stats): what happened in a period, counted in the database.
 
 Every number is an aggregate query (COUNT/SUM/AVG with CASE) over an indexed range, so a month
 over a million appointments stays well under a second; nothing loops over appointments in
@@ -25,222 +25,39 @@ What each figure counts, so the parts add up (``Figures.problems`` checks that t
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
-import enum
-import re
-import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    and_,
-    case,
-    cast,
-    exists,
-    extract,
-    false,
-    func,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
 from storage.centre import Centre
-from storage.identity import mask_mobile, mask_name
 from storage.models import (
     Appointment,
     AppointmentStatus,
     Block,
     CancelKind,
     Channel,
-    Closure,
     Complaint,
-    Department,
     Handoff,
     Outbox,
     OutboxStatus,
-    Person,
     Rating,
     Service,
     Slot,
 )
 from storage.rules import at_local, last_released_day
 from storage.slots import free_seats_column
+from storage.stats.counting import count_where, dialect_of, in_scope, minutes_between, ratio, slot_closed, sum_where
+from storage.stats.periods import Period, Scope
 
-MAX_PERIOD_DAYS = 366
 REMAINING_DAYS = 7
 SATISFIED_LEVEL = 4  # 满意 (4) and 非常满意 (5) on the five-level 好差评 scale
 CENTRE_WIDE = ("handoffs", "notifications", "blocked_now")
-
-_ALIASES = {
-    "today": "today", "今天": "today", "今日": "today",
-    "week": "week", "本周": "week",
-    "month": "month", "本月": "month",
-}
-_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_RANGE = re.compile(r"^(.+?)\s*(?:\.\.|~|至)\s*(.+)$")
-
-
-# --- periods and scope ------------------------------------------------------------------------
-
-
-class StatsErrorCode(enum.StrEnum):
-    UNKNOWN_PERIOD = "unknown_period"
-    BAD_DATE = "bad_date"
-    BACKWARDS_RANGE = "backwards_range"
-    RANGE_TOO_LONG = "range_too_long"
-    UNKNOWN_SCOPE = "unknown_scope"
-
-
-class StatsError(ValueError):
-    """A manager's request the figures cannot answer; ``code`` names the problem for the chat's
-    message, ``details`` the facts it needs (the text typed, the limit...)."""
-
-    def __init__(self, code: StatsErrorCode, /, **details: Any) -> None:
-        super().__init__(code.value)
-        self.code = code
-        self.details = details
-
-
-@dataclass(frozen=True)
-class Period:
-    """A range of local calendar days, both ends included."""
-
-    kind: Literal["today", "week", "month", "range"]
-    first: dt.date
-    last: dt.date
-
-    @property
-    def days(self) -> int:
-        return (self.last - self.first).days + 1
-
-    @property
-    def label(self) -> str:
-        if self.first == self.last:
-            return self.first.isoformat()
-        return f"{self.first.isoformat()}..{self.last.isoformat()}"
-
-    def starts_at(self, tz: ZoneInfo) -> dt.datetime:
-        """The first instant of the period (local midnight), in UTC."""
-        return at_local(self.first, dt.time(0), tz)
-
-    def ends_at(self, tz: ZoneInfo) -> dt.datetime:
-        """The instant just after the period (the next local midnight), in UTC."""
-        return at_local(self.last + dt.timedelta(days=1), dt.time(0), tz)
-
-    def previous(self) -> Period:
-        """The period to compare with: the same number of days just before; for a calendar
-        month, the previous calendar month (环比), which is what a manager compares a month with."""
-        if self.kind == "month":
-            last = self.first - dt.timedelta(days=1)
-            return Period("month", last.replace(day=1), last)
-        return Period(self.kind, self.first - dt.timedelta(days=self.days),
-                      self.first - dt.timedelta(days=1))
-
-
-def _parse_date(text: str) -> dt.date:
-    match = _DATE.match(text)
-    if match is None:
-        raise StatsError(StatsErrorCode.UNKNOWN_PERIOD, text=text)
-    try:
-        return dt.date(*(int(part) for part in match.groups()))
-    except ValueError:
-        raise StatsError(StatsErrorCode.BAD_DATE, text=text) from None
-
-
-def parse_period(text: str | None, now: dt.datetime, tz: ZoneInfo, *,
-                 max_days: int = MAX_PERIOD_DAYS) -> Period:
-    """Read a period as a manager types it, in the centre's time zone.
-
-    ``today`` (今天), ``week`` (本周: Monday to Sunday of this week), ``month`` (本月: this
-    calendar month), one day ``YYYY-MM-DD``, or a range ``YYYY-MM-DD..YYYY-MM-DD`` (both days
-    included; ``~`` or ``至`` also separate). Empty means today. Full-width characters are
-    accepted.
-
-    Returns:
-        The period.
-
-    Raises:
-        StatsError: UNKNOWN_PERIOD (text), BAD_DATE (text: shaped like a date but no such day),
-            BACKWARDS_RANGE (first, last), RANGE_TOO_LONG (days, limit).
-    """
-    cleaned = unicodedata.normalize("NFKC", text or "").strip().lower()
-    today = now.astimezone(tz).date()
-    kind = _ALIASES.get(cleaned or "today")
-    if kind == "today":
-        return Period("today", today, today)
-    if kind == "week":
-        monday = today - dt.timedelta(days=today.weekday())
-        return Period("week", monday, monday + dt.timedelta(days=6))
-    if kind == "month":
-        days_in_month = calendar.monthrange(today.year, today.month)[1]
-        return Period("month", today.replace(day=1), today.replace(day=days_in_month))
-    match = _RANGE.match(cleaned)
-    first, last = ((_parse_date(match.group(1)), _parse_date(match.group(2))) if match
-                   else (_parse_date(cleaned),) * 2)
-    if last < first:
-        raise StatsError(StatsErrorCode.BACKWARDS_RANGE, first=first, last=last)
-    days = (last - first).days + 1
-    if days > max_days:
-        raise StatsError(StatsErrorCode.RANGE_TOO_LONG, days=days, limit=max_days)
-    return Period("range", first, last)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The figures of one service or one department instead of the whole centre."""
-
-    kind: Literal["service", "department"]
-    code: str
-    name_zh: str
-    name_en: str
-    service_ids: tuple[int, ...]
-
-
-async def resolve_scope(session: AsyncSession, code: str | None) -> Scope | None:
-    """Find the service or department a manager named by its catalog code (services first).
-
-    Returns:
-        The scope, or None for the whole centre when ``code`` is empty.
-
-    Raises:
-        StatsError: UNKNOWN_SCOPE (code).
-    """
-    if code is None or not code.strip():
-        return None
-    wanted = unicodedata.normalize("NFKC", code).strip()
-    service = await session.scalar(select(Service).where(Service.code == wanted))
-    if service is not None:
-        return Scope("service", service.code, service.name_zh, service.name_en, (service.id,))
-    department = await session.scalar(select(Department).where(Department.code == wanted))
-    if department is None:
-        raise StatsError(StatsErrorCode.UNKNOWN_SCOPE, code=wanted)
-    ids = (await session.scalars(select(Service.id).where(Service.department_id == department.id)
-                                 .order_by(Service.id))).all()
-    return Scope("department", department.code, department.name_zh, department.name_en,
-                 tuple(ids))
-
-
-def _in_scope(column: Any, scope: Scope | None) -> ColumnElement[bool]:
-    if scope is None:
-        return true()
-    if not scope.service_ids:
-        return false()
-    return column.in_(scope.service_ids)  # type: ignore[no-any-return]
-
-
-# --- the figures --------------------------------------------------------------------------------
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
 
 
 @dataclass(frozen=True)
@@ -271,7 +88,7 @@ class Appointments:
     @property
     def no_show_rate(self) -> float | None:
         """失约率: no-shows / appointments held whose time has come; None when none has."""
-        return _ratio(self.no_shows, self.due)
+        return ratio(self.no_shows, self.due)
 
 
 @dataclass(frozen=True)
@@ -296,7 +113,7 @@ class Seats:
 
     @property
     def utilisation(self) -> float | None:
-        return _ratio(self.booked, self.offered)
+        return ratio(self.booked, self.offered)
 
 
 @dataclass(frozen=True)
@@ -311,7 +128,7 @@ class Ratings:
     @property
     def satisfied_share(self) -> float | None:
         """满意率: share of ratings at 满意 or better."""
-        return _ratio(self.satisfied, self.count)
+        return ratio(self.satisfied, self.count)
 
 
 @dataclass(frozen=True)
@@ -458,34 +275,6 @@ def check_totals(figures: Figures) -> list[str]:
 # --- counting ---------------------------------------------------------------------------------
 
 
-def _count(condition: ColumnElement[bool]) -> Any:
-    """COUNT of the rows where ``condition`` holds (0, never NULL)."""
-    return func.count(case((condition, 1)))
-
-
-def _sum(condition: ColumnElement[bool] | None, value: Any) -> Any:
-    expression = value if condition is None else case((condition, value), else_=0)
-    return func.coalesce(func.sum(expression), 0)
-
-
-def _minutes_between(dialect: str, start: Any, end: Any) -> Any:
-    """Minutes from ``start`` to ``end``: each database spells interval arithmetic its own way."""
-    if dialect == "postgresql":
-        return extract("epoch", end - start) / 60.0
-    return (func.julianday(end) - func.julianday(start)) * 1440.0
-
-
-def _epoch_bucket(dialect: str, column: Any, seconds: int) -> Any:
-    """The instant's number of ``seconds``-long steps since 1970 (UTC), as an integer."""
-    if dialect == "postgresql":
-        return func.floor(extract("epoch", column) / seconds)
-    return cast(func.strftime("%s", column), Integer) // seconds
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
 class _Window:
     """The previous and current period together: one query covers both, a CASE splits them."""
 
@@ -523,11 +312,11 @@ async def _bookings(session: AsyncSession, window: _Window,
     is_current = window.by_instant(Appointment.created_at)
     rows = (await session.execute(
         select(is_current, func.count(),
-               _count(and_(online, Appointment.channel == Channel.WECHAT)),
-               _count(and_(online, Appointment.channel == Channel.TELEGRAM)),
-               _count(by_staff),
-               _count(and_(online, Appointment.channel == Channel.TERMINAL)))
-        .where(window.instants(Appointment.created_at), _in_scope(Appointment.service_id, scope))
+               count_where(and_(online, Appointment.channel == Channel.WECHAT)),
+               count_where(and_(online, Appointment.channel == Channel.TELEGRAM)),
+               count_where(by_staff),
+               count_where(and_(online, Appointment.channel == Channel.TERMINAL)))
+        .where(window.instants(Appointment.created_at), in_scope(Appointment.service_id, scope))
         .group_by(is_current))).all()
     return {key: Bookings(*map(int, values)) for key, values in _split(rows).items()}
 
@@ -539,43 +328,34 @@ async def _appointments(session: AsyncSession, window: _Window, scope: Scope | N
     kind = Appointment.cancel_kind
     is_current = window.by_day(Appointment.local_date)
     rows = (await session.execute(
-        select(is_current, func.count(), _count(held),
-               _count(status == AppointmentStatus.BOOKED),
-               _count(status == AppointmentStatus.CHECKED_IN),
-               _count(status == AppointmentStatus.COMPLETED),
-               _count(status == AppointmentStatus.NO_SHOW),
-               _count(and_(held, or_(Appointment.starts_at <= now, status.in_(
+        select(is_current, func.count(), count_where(held),
+               count_where(status == AppointmentStatus.BOOKED),
+               count_where(status == AppointmentStatus.CHECKED_IN),
+               count_where(status == AppointmentStatus.COMPLETED),
+               count_where(status == AppointmentStatus.NO_SHOW),
+               count_where(and_(held, or_(Appointment.starts_at <= now, status.in_(
                    [AppointmentStatus.COMPLETED, AppointmentStatus.NO_SHOW])))),
-               _count(and_(held, Appointment.offline.is_(False))),
-               _count(and_(held, Appointment.offline.is_(True))),
-               _count(status == AppointmentStatus.CANCELLED),
-               _count(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.CITIZEN)),
-               _count(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.LATE)),
-               _count(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.CENTRE)),
-               _count(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.STAFF)))
-        .where(window.days(Appointment.local_date), _in_scope(Appointment.service_id, scope))
+               count_where(and_(held, Appointment.offline.is_(False))),
+               count_where(and_(held, Appointment.offline.is_(True))),
+               count_where(status == AppointmentStatus.CANCELLED),
+               count_where(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.CITIZEN)),
+               count_where(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.LATE)),
+               count_where(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.CENTRE)),
+               count_where(and_(status == AppointmentStatus.CANCELLED, kind == CancelKind.STAFF)))
+        .where(window.days(Appointment.local_date), in_scope(Appointment.service_id, scope))
         .group_by(is_current))).all()
     return {key: (Appointments(*map(int, values[:9])), Cancellations(*map(int, values[9:])))
             for key, values in _split(rows).items()}
 
 
-def _slot_closed() -> ColumnElement[bool]:
-    """The slot lies in a closure of its service, its department or the whole centre."""
-    return exists().where(
-        Closure.starts_at < Slot.ends_at, Closure.ends_at > Slot.starts_at,
-        or_(Closure.service_id == Slot.service_id,
-            and_(Closure.service_id.is_(None), Closure.department_id == Service.department_id),
-            and_(Closure.service_id.is_(None), Closure.department_id.is_(None))))
-
-
 async def _seats(session: AsyncSession, window: _Window, scope: Scope | None) -> dict[int, Seats]:
-    open_slot = ~_slot_closed()
+    open_slot = ~slot_closed()
     is_current = window.by_day(Slot.local_date)
     rows = (await session.execute(
-        select(is_current, _sum(open_slot, Slot.online_capacity), _sum(open_slot, Slot.booked),
-               _sum(None, Slot.booked), _count(~open_slot))
+        select(is_current, sum_where(open_slot, Slot.online_capacity), sum_where(open_slot, Slot.booked),
+               sum_where(None, Slot.booked), count_where(~open_slot))
         .join(Service, Service.id == Slot.service_id)
-        .where(window.days(Slot.local_date), _in_scope(Slot.service_id, scope))
+        .where(window.days(Slot.local_date), in_scope(Slot.service_id, scope))
         .group_by(is_current))).all()
     return {key: Seats(*map(int, values)) for key, values in _split(rows).items()}
 
@@ -584,12 +364,12 @@ async def _ratings(session: AsyncSession, window: _Window,
                    scope: Scope | None) -> dict[int, Ratings]:
     is_current = window.by_instant(Rating.created_at)
     query = (select(is_current, func.count(), func.avg(Rating.level),
-                    _count(Rating.level >= SATISFIED_LEVEL),
-                    *(_count(Rating.level == level) for level in range(1, 6)))
+                    count_where(Rating.level >= SATISFIED_LEVEL),
+                    *(count_where(Rating.level == level) for level in range(1, 6)))
              .where(window.instants(Rating.created_at)).group_by(is_current))
     if scope is not None:  # only ratings of appointments can belong to a service
         query = query.join(Appointment, Appointment.id == Rating.appointment_id).where(
-            _in_scope(Appointment.service_id, scope))
+            in_scope(Appointment.service_id, scope))
     result: dict[int, Ratings] = {}
     rows = _split((await session.execute(query)).all())
     for key, (count, average, satisfied, *levels) in rows.items():
@@ -603,14 +383,14 @@ async def _complaints(session: AsyncSession, window: _Window, scope: Scope | Non
     answered, due = Complaint.answered_at, Complaint.first_answer_due
     is_current = window.by_instant(Complaint.opened_at)
     query = (select(is_current, func.count(),
-                    _count(and_(answered.is_not(None), answered <= due)),
-                    _count(and_(answered.is_not(None), answered > due)),
-                    _count(and_(answered.is_(None), due < now)),
-                    _count(and_(answered.is_(None), due >= now)))
+                    count_where(and_(answered.is_not(None), answered <= due)),
+                    count_where(and_(answered.is_not(None), answered > due)),
+                    count_where(and_(answered.is_(None), due < now)),
+                    count_where(and_(answered.is_(None), due >= now)))
              .where(window.instants(Complaint.opened_at)).group_by(is_current))
     if scope is not None:  # a complaint about no appointment belongs to no service
         query = query.join(Appointment, Appointment.id == Complaint.appointment_id).where(
-            _in_scope(Appointment.service_id, scope))
+            in_scope(Appointment.service_id, scope))
     rows = (await session.execute(query)).all()
     return {key: Complaints(*map(int, values)) for key, values in _split(rows).items()}
 
@@ -620,7 +400,7 @@ async def _median_minutes_to_claim(session: AsyncSession, start: dt.datetime, en
     """The median in SQL both databases speak: sort, skip to the middle, take one or two."""
     if not claimed:
         return None
-    minutes = _minutes_between(_dialect(session), Handoff.opened_at, Handoff.claimed_at)
+    minutes = minutes_between(dialect_of(session), Handoff.opened_at, Handoff.claimed_at)
     middle = (await session.scalars(
         select(minutes).where(Handoff.opened_at >= start, Handoff.opened_at < end,
                               Handoff.claimed_at.is_not(None))
@@ -631,8 +411,8 @@ async def _median_minutes_to_claim(session: AsyncSession, start: dt.datetime, en
 async def _handoffs(session: AsyncSession, window: _Window) -> dict[int, Handoffs]:
     is_current = window.by_instant(Handoff.opened_at)
     rows = _split((await session.execute(
-        select(is_current, func.count(), _count(Handoff.claimed_at.is_not(None)),
-               _count(Handoff.claimed_at.is_(None)))
+        select(is_current, func.count(), count_where(Handoff.claimed_at.is_not(None)),
+               count_where(Handoff.claimed_at.is_(None)))
         .where(window.instants(Handoff.opened_at)).group_by(is_current))).all())
     result = {}
     for key, (opened, claimed, unclaimed) in rows.items():
@@ -645,8 +425,8 @@ async def _handoffs(session: AsyncSession, window: _Window) -> dict[int, Handoff
 async def _notifications(session: AsyncSession, window: _Window) -> dict[int, Notifications]:
     is_current = window.by_instant(Outbox.due_at)
     rows = (await session.execute(
-        select(is_current, _count(Outbox.status == OutboxStatus.FAILED),
-               _count(Outbox.status == OutboxStatus.UNDELIVERABLE))
+        select(is_current, count_where(Outbox.status == OutboxStatus.FAILED),
+               count_where(Outbox.status == OutboxStatus.UNDELIVERABLE))
         .where(Outbox.status.in_([OutboxStatus.FAILED, OutboxStatus.UNDELIVERABLE]),
                window.instants(Outbox.due_at))
         .group_by(is_current))).all()
@@ -666,7 +446,7 @@ async def remaining_seats(session: AsyncSession, centre: Centre, now: dt.datetim
     today = centre.today(now)
     services = (await session.execute(
         select(Service.id, Service.definition).where(Service.active.is_(True),
-                                                     _in_scope(Service.id, scope)))).all()
+                                                     in_scope(Service.id, scope)))).all()
     bookable: list[ColumnElement[bool]] = []
     for service_id, definition_json in services:
         definition = ServiceDef.from_json(definition_json)
@@ -693,7 +473,7 @@ async def remaining_seats(session: AsyncSession, centre: Centre, now: dt.datetim
         .select_from(Slot).join(Service, Service.id == Slot.service_id)
         .outerjoin(stale, stale.c.slot_id == Slot.id)
         .where(Slot.local_date >= today, Slot.local_date < today + dt.timedelta(days=days),
-               or_(*bookable), ~_slot_closed()))
+               or_(*bookable), ~slot_closed()))
     return int(total or 0)
 
 
@@ -735,141 +515,3 @@ async def figures(session: AsyncSession, centre: Centre, now: dt.datetime, perio
                    previous=part(0, window.previous),
                    remaining_seats=await remaining_seats(session, centre, now, scope),
                    blocked_now=await blocked_now(session, now))
-
-
-# --- daily series for the chart ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DayPoint:
-    """One day of the chart: bookings made that day, no-shows among that day's appointments,
-    and the day's online seats."""
-
-    day: dt.date
-    bookings: int = 0
-    no_shows: int = 0
-    offered: int = 0
-    booked: int = 0
-
-    @property
-    def utilisation(self) -> float | None:
-        return _ratio(self.booked, self.offered)
-
-
-_BUCKET_SECONDS = 900  # every time zone's offset is a whole number of quarter hours
-
-
-async def daily_series(session: AsyncSession, centre: Centre, period: Period,
-                       scope: Scope | None = None) -> list[DayPoint]:
-    """Per day of ``period``: bookings made, no-shows, online seats offered and booked.
-
-    Bookings are counted per quarter hour in the database and the quarters placed on local
-    days here: SQLite has no time-zone database, and this stays exact for every zone.
-
-    Returns:
-        One point per day of the period, in order, days without anything included.
-    """
-    start, end = period.starts_at(centre.tz), period.ends_at(centre.tz)
-    bucket = _epoch_bucket(_dialect(session), Appointment.created_at, _BUCKET_SECONDS).label("q")
-    made: dict[dt.date, int] = {}
-    for quarter, count in (await session.execute(
-            select(bucket, func.count())
-            .where(Appointment.created_at >= start, Appointment.created_at < end,
-                   _in_scope(Appointment.service_id, scope))
-            .group_by(bucket))).all():
-        day = dt.datetime.fromtimestamp(int(quarter) * _BUCKET_SECONDS, dt.UTC).astimezone(
-            centre.tz).date()
-        made[day] = made.get(day, 0) + int(count)
-    no_shows = dict((await session.execute(
-        select(Appointment.local_date, func.count())
-        .where(Appointment.local_date >= period.first, Appointment.local_date <= period.last,
-               Appointment.status == AppointmentStatus.NO_SHOW,
-               _in_scope(Appointment.service_id, scope))
-        .group_by(Appointment.local_date))).all())
-    open_slot = ~_slot_closed()
-    seats = {day: (int(offered), int(booked)) for day, offered, booked in (await session.execute(
-        select(Slot.local_date, _sum(open_slot, Slot.online_capacity), _sum(open_slot, Slot.booked))
-        .join(Service, Service.id == Slot.service_id)
-        .where(Slot.local_date >= period.first, Slot.local_date <= period.last,
-               _in_scope(Slot.service_id, scope))
-        .group_by(Slot.local_date))).all()}
-    points = []
-    for offset in range(period.days):
-        day = period.first + dt.timedelta(days=offset)
-        offered, booked = seats.get(day, (0, 0))
-        points.append(DayPoint(day, made.get(day, 0), int(no_shows.get(day, 0)), offered, booked))
-    return points
-
-
-# --- rows for exports ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AppointmentRow:
-    """One appointment for an export, personal data masked. Times are local to the centre."""
-
-    code: str
-    service_code: str
-    service_name: str
-    local_date: dt.date
-    starts_at: dt.datetime
-    status: str
-    channel: str
-    offline: bool
-    name: str            # masked: 张*
-    mobile: str          # masked: 138****5678
-    id_number: str       # the stored masked form (110***********1234), or ""
-    created_at: dt.datetime
-    checked_in_at: dt.datetime | None
-    completed_at: dt.datetime | None
-    cancelled_at: dt.datetime | None
-    cancel_kind: str
-    rating: int | None
-
-
-EXPORT_COLUMNS = tuple(f.name for f in fields(AppointmentRow))
-
-
-async def appointment_rows(session: AsyncSession, centre: Centre, period: Period,
-                           scope: Scope | None = None, *,
-                           locale: str = "zh-CN") -> AsyncIterator[AppointmentRow]:
-    """Yield the period's appointments one by one (streamed), in start order, masked.
-
-    Names and mobiles are masked here, ID numbers exist only in their stored masked form, so no
-    export can carry them in full.
-
-    Args:
-        locale: picks the service name's language ("zh..." or anything else for English).
-
-    Yields:
-        One row per appointment scheduled in the period, cancelled ones included.
-    """
-    name_column = Service.name_zh if locale.lower().startswith("zh") else Service.name_en
-    query = (select(Appointment.code, Service.code, name_column, Appointment.local_date,
-                    Appointment.starts_at, Appointment.status, Appointment.channel,
-                    Appointment.offline, Person.name, Person.mobile, Person.id_masked,
-                    Appointment.created_at, Appointment.checked_in_at, Appointment.completed_at,
-                    Appointment.cancelled_at, Appointment.cancel_kind, Rating.level)
-             .join(Service, Service.id == Appointment.service_id)
-             .join(Person, Person.id == Appointment.person_id)
-             .outerjoin(Rating, Rating.appointment_id == Appointment.id)
-             .where(Appointment.local_date >= period.first, Appointment.local_date <= period.last,
-                    _in_scope(Appointment.service_id, scope))
-             .order_by(Appointment.starts_at, Appointment.id))
-    tz = centre.tz
-
-    def local(value: dt.datetime | None) -> dt.datetime | None:
-        return value.astimezone(tz) if value is not None else None
-
-    result = await session.stream(query.execution_options(yield_per=1000))
-    async for (code, service_code, service_name, day, starts_at, status, channel, offline, name,
-               mobile, id_masked, created_at, checked_in_at, completed_at, cancelled_at,
-               cancel_kind, level) in result:
-        yield AppointmentRow(
-            code=code, service_code=service_code, service_name=service_name, local_date=day,
-            starts_at=starts_at.astimezone(tz), status=str(status), channel=str(channel),
-            offline=bool(offline), name=mask_name(name), mobile=mask_mobile(mobile),
-            id_number=id_masked or "", created_at=created_at.astimezone(tz),
-            checked_in_at=local(checked_in_at), completed_at=local(completed_at),
-            cancelled_at=local(cancelled_at), cancel_kind=str(cancel_kind) if cancel_kind else "",
-            rating=level)

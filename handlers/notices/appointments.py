@@ -1,91 +1,20 @@
-"""Turning an outbox row into the messages a citizen (or the staff group) sees.
-
-The outbox stores the cause (kind, appointment, a few values); the text is made when it is
-sent, in the recipient's language, so a reminder always shows the appointment as it is now.
-A row that no longer makes sense (the appointment was cancelled, has started) is dropped.
-"""
+"""What a citizen is told about their appointments: confirmation, reminders (with the materials
+again, and cancel / reschedule while allowed), cancellations by the centre, no-shows, strikes and
+blocks, waitlist offers, released days, and the request to rate the service."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from handlers import staff_alerts
 from handlers.context import global_option
 from handlers.core import Choice, Reply
-from handlers.i18n import Speaker, format_day, format_time, format_when, translate
-from handlers.rating import rating_choices
+from handlers.i18n import Speaker, format_day, format_time
+from handlers.notices.base import Note, Rendered, Renderer, rating_buttons
+from handlers.payloads import CancelBooking, Rate, Rebook, RescheduleBooking, TakeOffer
 from handlers.render import materials_text
 from storage.catalog import ServiceDef
-from storage.centre import Centre
-from storage.models import Appointment, AppointmentStatus, ChannelIdentity, Outbox, Service, Slot
+from storage.models import AppointmentStatus, Service, Slot
 from storage.rules import can_change
-from storage.settings import Settings
-
-
-@dataclass
-class Rendered:
-    """What to send, the values a template message needs, or why not to send at all."""
-
-    replies: list[Reply] = field(default_factory=list)
-    fields: dict[str, str] = field(default_factory=dict)
-    drop: str | None = None
-
-
-@dataclass
-class Note:
-    """Everything a renderer may need, looked up once."""
-
-    session: AsyncSession
-    centre: Centre
-    settings: Settings
-    now: dt.datetime
-    row: Outbox
-    locale: str
-    appointment: Appointment | None = None
-    service: ServiceDef | None = None
-
-    def t(self, key: str, **values: object) -> str:
-        return translate(self.locale, key, **values)
-
-    def when(self, instant: dt.datetime) -> str:
-        return format_when(instant.astimezone(self.centre.tz), self.locale,
-                           self.now.astimezone(self.centre.tz).date())
-
-    def fields(self) -> dict[str, str]:
-        """Template values: service, when, place, code (WeChat template messages), and the
-        appointment's id (which WeChat subscription consent to use)."""
-        if self.appointment is None or self.service is None:
-            return {}
-        return {"service": self.service.name.get(self.locale),
-                "when": self.when(self.appointment.starts_at),
-                "place": self.service.place.get(self.locale), "code": self.appointment.code,
-                "appointment": str(self.appointment.id)}
-
-
-Renderer = Callable[[Note], Awaitable[Rendered]]
-
-
-async def render(session: AsyncSession, centre: Centre, settings: Settings, row: Outbox,
-                 identity: ChannelIdentity | None, now: dt.datetime) -> Rendered:
-    """The messages for one outbox row, in the recipient's language."""
-    locale = identity.locale if identity is not None else settings.general.locale
-    note = Note(session, centre, settings, now, row, locale)
-    if row.appointment_id is not None:
-        note.appointment = await session.get(Appointment, row.appointment_id)
-        if note.appointment is not None:
-            service = await session.get(Service, note.appointment.service_id)
-            note.service = ServiceDef.from_json(service.definition) if service else None
-    renderer = RENDERERS.get(row.kind) or staff_alerts.RENDERERS.get(row.kind)
-    if renderer is None:
-        return Rendered(drop=f"no renderer for {row.kind}")
-    rendered = await renderer(note)
-    if not rendered.fields:
-        rendered.fields = note.fields()
-    return rendered
 
 
 def _summary_line(note: Note) -> str:
@@ -104,8 +33,8 @@ def _change_choices(note: Note) -> tuple[tuple[Choice, ...], ...]:
     if not decision.allowed or decision.late:
         return ()
     code = note.appointment.code
-    return ((global_option(note.t("my.cancel"), f"cancel:{code}"),
-             global_option(note.t("my.reschedule"), f"resched:{code}")),)
+    return ((global_option(note.t("my.cancel"), CancelBooking(code)),
+             global_option(note.t("my.reschedule"), RescheduleBooking(code))),)
 
 
 def _needs_booked(note: Note) -> str | None:
@@ -124,7 +53,7 @@ async def _reminder(note: Note) -> Rendered:
     assert note.service is not None
     text = "\n".join([
         note.t("notice.reminder_head"), _summary_line(note),
-        note.t("my.materials", materials=materials_text(_as_ctx(note), note.service)),
+        note.t("my.materials", materials=materials_text(Speaker(note.locale), note.service)),
         note.t("booking.arrive_early",
                grace=note.centre.policy(note.service).no_show_grace_minutes)])
     return Rendered([Reply(text, _change_choices(note))])
@@ -142,7 +71,7 @@ async def _cancelled(note: Note) -> Rendered:
         return Rendered(drop="appointment gone")
     reason = note.row.payload.get("reason") or note.t("notice.no_reason")
     return Rendered([Reply(note.t("notice.cancelled_by_staff", reason=reason) + "\n" + _summary_line(note),
-                           ((global_option(note.t("notice.rebook"), f"rebook:{note.appointment.service_id}"),),))])
+                           ((global_option(note.t("notice.rebook"), Rebook(note.appointment.service_id)),),))])
 
 
 async def _closure(note: Note) -> Rendered:
@@ -150,7 +79,7 @@ async def _closure(note: Note) -> Rendered:
         return Rendered(drop="appointment gone")
     return Rendered([Reply(
         note.t("notice.closure", reason=note.row.payload.get("reason", "")) + "\n" + _summary_line(note),
-        ((global_option(note.t("notice.rebook"), f"rebook:{note.appointment.service_id}"),),))])
+        ((global_option(note.t("notice.rebook"), Rebook(note.appointment.service_id)),),))])
 
 
 async def _no_show(note: Note) -> Rendered:
@@ -187,7 +116,7 @@ async def _waitlist_offer(note: Note) -> Rendered:
     text = note.t("notice.waitlist_offer", service=definition.name.get(note.locale),
                   day=format_day(start.date(), note.locale), time=format_time(start),
                   until=format_time(expires.astimezone(note.centre.tz)))
-    return Rendered([Reply(text, ((global_option(note.t("notice.take_offer"), f"offer:{slot.id}"),),))],
+    return Rendered([Reply(text, ((global_option(note.t("notice.take_offer"), TakeOffer(slot.id)),),))],
                     fields={"service": definition.name.get(note.locale), "when": note.when(slot.starts_at),
                             "place": definition.place.get(note.locale), "code": "-"})
 
@@ -200,18 +129,15 @@ async def _release_open(note: Note) -> Rendered:
     day = dt.date.fromisoformat(note.row.payload["day"])
     return Rendered([Reply(note.t("notice.release_open", service=definition.name.get(note.locale),
                                   day=format_day(day, note.locale)),
-                           ((global_option(note.t("menu.book"), f"rebook:{service.id}"),),))])
+                           ((global_option(note.t("menu.book"), Rebook(service.id)),),))])
 
 
 async def _rating_request(note: Note) -> Rendered:
     if note.appointment is None or note.service is None:
         return Rendered(drop="appointment gone")
     text = note.t("rating.request", service=note.service.name.get(note.locale), code=note.appointment.code)
-    return Rendered([Reply(text, rating_choices(_as_ctx(note), note.appointment.id))])
-
-
-def _as_ctx(note: Note) -> Speaker:
-    return Speaker(note.locale)
+    appointment_id = note.appointment.id
+    return Rendered([Reply(text, rating_buttons(note, lambda level: Rate(appointment_id, level)))])
 
 
 RENDERERS: dict[str, Renderer] = {

@@ -1,24 +1,16 @@
-"""Alerts for the staff group and supervisors: hand-offs (and what their citizens write),
-home-visit requests, complaints, escalations of overdue ones, failed notifications. Rendered in
-the centre's default language, with the buttons staff act on. Also what citizens are told when
-staff act: relayed answers, a closed hand-off (with its rating), complaint answers and
-outcomes, home-visit decisions."""
+"""Alerts for the staff group and supervisors, in the centre's default language with the buttons
+staff act on: hand-offs (and what their citizens write), home-visit requests, complaints,
+escalations of overdue ones, and notifications that could not be delivered."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
-
 from handlers.context import global_option
 from handlers.core import Choice, Reply
-from handlers.i18n import format_when
-from storage.feedback import LEVELS
+from handlers.notices.base import Note, Rendered, Renderer
+from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
 from storage.handoffs import staff_name
 from storage.identity import mask_mobile, mask_name
 from storage.models import Complaint, Handoff, HomeVisitRequest, Person, RequestStatus, Service
-
-if TYPE_CHECKING:
-    from handlers.notifications import Note, Rendered
 
 
 def _said(note: Note, handoff: Handoff | None) -> str:
@@ -29,12 +21,10 @@ def _said(note: Note, handoff: Handoff | None) -> str:
 
 
 def _claim_button(note: Note, number: int) -> tuple[tuple[Choice, ...], ...]:
-    return ((global_option(note.t("staff.claim"), f"claim:{number}"),),)
+    return ((global_option(note.t("staff.claim"), ClaimHandoff(number)),),)
 
 
 async def _handoff(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     payload = note.row.payload
     handoff = await note.session.get(Handoff, int(payload["handoff"]))
     if payload.get("again") and (handoff is None or handoff.status != RequestStatus.OPEN):
@@ -51,8 +41,6 @@ async def _handoff(note: Note) -> Rendered:
 
 async def _handoff_message(note: Note) -> Rendered:
     """What the citizen wrote, for the owner of the hand-off (in the staff group)."""
-    from handlers.notifications import Rendered
-
     handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
     if handoff is None or handoff.status == RequestStatus.CLOSED:
         return Rendered(drop="hand-off closed")
@@ -62,8 +50,6 @@ async def _handoff_message(note: Note) -> Rendered:
 
 
 async def _handoff_overdue(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
     if handoff is None or handoff.status != RequestStatus.OPEN:
         return Rendered(drop="claimed meanwhile")
@@ -74,8 +60,6 @@ async def _handoff_overdue(note: Note) -> Rendered:
 
 
 async def _complaint_overdue(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     complaint = await note.session.get(Complaint, int(note.row.payload["complaint"]))
     answer = note.row.payload.get("due") == "answer"
     if complaint is None or complaint.status == RequestStatus.CLOSED or (
@@ -86,79 +70,22 @@ async def _complaint_overdue(note: Note) -> Rendered:
     due = complaint.first_answer_due if answer else complaint.resolution_due
     key = "staff.complaint_overdue_answer" if answer else "staff.complaint_overdue_resolution"
     buttons = () if complaint.claimed_by else (
-        (global_option(note.t("staff.claim"), f"claimc:{complaint.id}"),),)
+        (global_option(note.t("staff.claim"), ClaimComplaint(complaint.id)),),)
     return Rendered([Reply(note.t(key, number=complaint.id, due=note.when(due), owner=owner,
                                   text=complaint.text or "-"), buttons)])
 
 
 async def _home_visit_overdue(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     request = await note.session.get(HomeVisitRequest, int(note.row.payload["request"]))
     if request is None or request.status != RequestStatus.OPEN:
         return Rendered(drop="decided meanwhile")
     return Rendered([Reply(note.t("staff.home_visit_overdue", number=request.id,
                                   due=note.when(request.due_at)),
-                           ((global_option(note.t("staff.approve"), f"hvok:{request.id}"),
-                             global_option(note.t("staff.decline"), f"hvno:{request.id}")),))])
-
-
-# --- what the citizen is told ---------------------------------------------------------------------
-
-
-async def _relay(note: Note) -> Rendered:
-    """A staff member's answer, with a button to write back."""
-    from handlers.notifications import Rendered
-
-    number = int(note.row.payload["handoff"])
-    return Rendered([Reply(note.t("relay.from_staff", number=number,
-                                  text=note.row.payload.get("text", "")),
-                           ((global_option(note.t("relay.write_back"), f"talk:{number}"),),))])
-
-
-async def _handoff_closed(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
-    number = int(note.row.payload["handoff"])
-    buttons = tuple((global_option(note.t(f"rating.level_{level}"), f"rateh:{number}:{level}"),)
-                    for level in LEVELS)
-    return Rendered([Reply(note.t("relay.closed", number=number), buttons)])
-
-
-async def _complaint_answer(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
-    return Rendered([Reply(note.t("relay.complaint_answer", number=note.row.payload["complaint"],
-                                  text=note.row.payload.get("text", "")))])
-
-
-async def _complaint_resolved(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
-    return Rendered([Reply(note.t("relay.complaint_resolved", number=note.row.payload["complaint"],
-                                  text=note.row.payload.get("text", "")))])
-
-
-async def _home_visit_decided(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
-    request = await note.session.get(HomeVisitRequest, int(note.row.payload["request"]))
-    if request is None:
-        return Rendered(drop="request gone")
-    if request.status == RequestStatus.APPROVED and request.visit_at is not None:
-        text = note.t("relay.home_visit_approved", number=request.id,
-                      when=format_when(request.visit_at.astimezone(note.centre.tz), note.locale),
-                      address=request.address)
-        return Rendered([Reply(text)])
-    text = note.t("relay.home_visit_declined", number=request.id,
-                  reason=request.decline_reason or "-")
-    return Rendered([Reply(text, ((global_option(note.t("menu.book"),
-                                                 f"rebook:{request.service_id}"),),))])
+                           ((global_option(note.t("staff.approve"), ApproveVisit(request.id)),
+                             global_option(note.t("staff.decline"), DeclineVisit(request.id))),))])
 
 
 async def _home_visit(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     request = await note.session.get(HomeVisitRequest, int(note.row.payload["request"]))
     if request is None:
         return Rendered(drop="request gone")
@@ -172,25 +99,21 @@ async def _home_visit(note: Note) -> Rendered:
                   address=request.address, times=request.preferred_times,
                   due=note.when(request.due_at))
     return Rendered([Reply(text, ((
-        global_option(note.t("staff.approve"), f"hvok:{request.id}"),
-        global_option(note.t("staff.decline"), f"hvno:{request.id}")),))])
+        global_option(note.t("staff.approve"), ApproveVisit(request.id)),
+        global_option(note.t("staff.decline"), DeclineVisit(request.id))),))])
 
 
 async def _complaint(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     complaint = await note.session.get(Complaint, int(note.row.payload["complaint"]))
     if complaint is None:
         return Rendered(drop="complaint gone")
     text = note.t("staff.complaint_alert", number=complaint.id, text=complaint.text or "-",
                   due=note.when(complaint.first_answer_due))
     return Rendered([Reply(text, ((global_option(note.t("staff.claim"),
-                                                 f"claimc:{complaint.id}"),),))])
+                                                 ClaimComplaint(complaint.id)),),))])
 
 
 async def _delivery_failed(note: Note) -> Rendered:
-    from handlers.notifications import Rendered
-
     payload = note.row.payload
     return Rendered([Reply(note.t("staff.delivery_failed", number=payload["outbox"],
                                   kind=payload.get("kind", "-"), error=payload.get("error", "-"),
@@ -200,25 +123,17 @@ async def _delivery_failed(note: Note) -> Rendered:
 async def _relay_failed(note: Note) -> Rendered:
     """A staff answer that could not reach the citizen (they blocked the bot, the WeChat
     window closed while it was on its way)."""
-    from handlers.notifications import Rendered
-
     return Rendered([Reply(note.t("staff.relay_failed", number=note.row.payload.get("handoff", "?"),
                                   error=note.row.payload.get("error") or "-"))])
 
 
-RENDERERS: dict[str, Callable[[Note], Awaitable[Rendered]]] = {
+RENDERERS: dict[str, Renderer] = {
     "handoff_alert": _handoff,
     "handoff_message": _handoff_message,
     "relay_failed": _relay_failed,
     "handoff_overdue": _handoff_overdue,
     "complaint_overdue": _complaint_overdue,
     "home_visit_overdue": _home_visit_overdue,
-    "relay": _relay,
-    "handoff_closed": _handoff_closed,
-    "complaint_answer": _complaint_answer,
-    "complaint_resolved": _complaint_resolved,
-    "home_visit_approved": _home_visit_decided,
-    "home_visit_declined": _home_visit_decided,
     "home_visit_alert": _home_visit,
     "complaint_alert": _complaint,
     "delivery_failed": _delivery_failed,

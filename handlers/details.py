@@ -1,0 +1,196 @@
+"""Who a booking or request is for, and their real-name details (实名): one sub-flow for the
+citizen's own booking, a home-visit request and a booking staff make for a walk-in (代办).
+
+The flow that needs a person enters it with ``ask`` and says what it needs (``Asking``); the
+sub-flow runs inside that flow (its data stays), offers the saved details or asks for consent,
+then the name, the mobile and, when needed, the resident ID number, each re-asked with the
+precise problem, and hands the flow a ``Given``: the saved person, or new details. The ID number
+is only ever in that hand-over: it is checked, then kept hashed and masked by the flow, never in
+the conversation state. "Who is this for" is this module's first step (``Details.IDENTITY``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from handlers.context import Ctx, Event, StepHandler, option
+from handlers.core import Reply
+from handlers.menu import leave
+from handlers.payloads import Button
+from handlers.steps import Details, StepName
+from storage.identity import (
+    InvalidValue,
+    PersonDetails,
+    age_on,
+    mask_mobile,
+    mask_name,
+    validate_id_number,
+    validate_mobile,
+    validate_name,
+)
+from storage.models import Person
+
+
+class Voice(enum.StrEnum):
+    CITIZEN = "citizen"     # the citizen, about themselves
+    STAFF = "staff"         # a staff member, about the walk-in or caller in front of them
+
+
+class IdNumber(enum.StrEnum):
+    NOT_NEEDED = "no"
+    IF_MISSING = "missing"  # the person must have one on file (asked when they have not)
+    ASK = "ask"             # asked now whatever is on file (it gives the age)
+
+
+class Consent(enum.StrEnum):
+    CONFIRM = "confirm"     # the personal-data notice with agree / disagree
+    NOTICE = "notice"       # a short notice, then the questions
+
+
+@dataclass(frozen=True)
+class Asking:
+    """What the flow needs to know about the person, kept in the conversation while asked."""
+
+    voice: Voice = Voice.CITIZEN
+    id_number: IdNumber = IdNumber.NOT_NEEDED
+    id_prompt: str = "booking.ask_id"
+    consent: Consent = Consent.CONFIRM
+    choose_saved: bool = True   # show the saved details to use or change (else use them)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, enum.Enum) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Asking:
+        data = data or {}
+        return cls(voice=Voice(data.get("voice", Voice.CITIZEN)),
+                   id_number=IdNumber(data.get("id_number", IdNumber.NOT_NEEDED)),
+                   id_prompt=data.get("id_prompt", "booking.ask_id"),
+                   consent=Consent(data.get("consent", Consent.CONFIRM)),
+                   choose_saved=bool(data.get("choose_saved", True)))
+
+
+@dataclass(frozen=True)
+class Given:
+    """What the sub-flow hands back: the saved person the citizen chose, or new details (with
+    the age on the day, when an ID number was given)."""
+
+    person: Person | None = None
+    details: PersonDetails | None = None
+    age: int | None = None
+
+
+Done = Callable[[Ctx, Given], Awaitable[list[Reply]]]
+
+_PROMPTS = {Voice.CITIZEN: ("booking.ask_name", "booking.ask_mobile"),
+            Voice.STAFF: ("staff.walkin_ask_name", "staff.walkin_ask_mobile")}
+
+
+def _asking(ctx: Ctx) -> Asking:
+    return Asking.from_json(ctx.data.get("asking"))
+
+
+def _prompt(ctx: Ctx, step: Details) -> Reply:
+    asking = _asking(ctx)
+    if step == Details.ID_NUMBER:
+        return ctx.reply("staff.walkin_ask_id" if asking.voice == Voice.STAFF else asking.id_prompt)
+    name, mobile = _PROMPTS[asking.voice]
+    return ctx.reply(name if step == Details.NAME else mobile)
+
+
+async def ask(ctx: Ctx, asking: Asking) -> list[Reply]:
+    """Start asking who it is for (the flow's data stays; ``Done`` is called at the end)."""
+    ctx.forget("name", "mobile")
+    if asking.voice == Voice.STAFF:
+        return await ctx.enter(Details.NAME, asking=asking.to_json())
+    return await ctx.enter(Details.IDENTITY, asking=asking.to_json())
+
+
+async def _saved(ctx: Ctx) -> Person | None:
+    if ctx.identity.person_id is None:
+        return None
+    return await ctx.session.get(Person, ctx.identity.person_id)
+
+
+def _needs_id(asking: Asking, person: Person) -> bool:
+    return asking.id_number == IdNumber.ASK or (
+        asking.id_number == IdNumber.IF_MISSING and not person.id_hash)
+
+
+async def identity(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
+    """Offer the saved details (masked) or ask for them, after the personal-data notice."""
+    asking = _asking(ctx)
+    person = await _saved(ctx)
+    button = event.button
+    if person is not None and (button is Button.USE_SAVED or not asking.choose_saved):
+        if _needs_id(asking, person):
+            ctx.goto(Details.ID_NUMBER, name=person.name, mobile=person.mobile)
+            return [_prompt(ctx, Details.ID_NUMBER)]
+        return await done(ctx, Given(person=person))
+    if button is Button.CHANGE or (button is Button.AGREE and person is None):
+        return await ctx.enter(Details.NAME)
+    if button is Button.DISAGREE:
+        return await leave(ctx, "booking.consent_declined")
+    if person is not None:
+        saved = ctx.t("booking.saved_details", name=mask_name(person.name),
+                      mobile=mask_mobile(person.mobile), id=person.id_masked or ctx.t("booking.no_id"))
+        return [Reply(saved, ((option(ctx.t("booking.use_saved"), Button.USE_SAVED),
+                               option(ctx.t("booking.change_details"), Button.CHANGE)),))]
+    if asking.consent == Consent.NOTICE:
+        ctx.goto(Details.NAME)
+        return [ctx.reply("booking.consent_short"), _prompt(ctx, Details.NAME)]
+    return [ctx.reply("booking.consent", [option(ctx.t("booking.agree"), Button.AGREE)],
+                      [option(ctx.t("booking.disagree"), Button.DISAGREE)])]
+
+
+async def name(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask for the real name; re-ask with the precise problem."""
+    if not event.is_text:
+        return [_prompt(ctx, Details.NAME)]
+    try:
+        value = validate_name(event.value)
+    except InvalidValue as bad:
+        return [ctx.reply(f"invalid.{bad.code}")]
+    return await ctx.enter(Details.MOBILE, name=value)
+
+
+async def mobile(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
+    """Ask for the mainland mobile number; then the ID number if it is needed."""
+    if not event.is_text:
+        return [_prompt(ctx, Details.MOBILE)]
+    try:
+        value = validate_mobile(event.value)
+    except InvalidValue as bad:
+        return [ctx.reply(f"invalid.{bad.code}")]
+    if _asking(ctx).id_number != IdNumber.NOT_NEEDED:
+        return await ctx.enter(Details.ID_NUMBER, mobile=value)
+    ctx.remember(mobile=value)
+    return await done(ctx, Given(details=PersonDetails(ctx.data["name"], value)))
+
+
+async def id_number(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
+    """Ask for the resident ID number; it is checked, then kept only hashed and masked."""
+    if not event.is_text:
+        return [_prompt(ctx, Details.ID_NUMBER)]
+    try:
+        value = validate_id_number(event.value, ctx.today)
+    except InvalidValue as bad:
+        return [ctx.reply(f"invalid.{bad.code}")]
+    details = PersonDetails(ctx.data["name"], ctx.data["mobile"], value)
+    born = details.birth_date
+    return await done(ctx, Given(details=details, age=age_on(born, ctx.today) if born else None))
+
+
+def steps(done: Done) -> dict[StepName, StepHandler]:
+    """The sub-flow's steps for a flow to include, ending in that flow's ``done``."""
+    return {Details.IDENTITY: partial(identity, done=done), Details.NAME: name,
+            Details.MOBILE: partial(mobile, done=done), Details.ID_NUMBER: partial(id_number, done=done)}
+
+
+TEXT_STEPS: frozenset[StepName] = frozenset({Details.NAME, Details.MOBILE, Details.ID_NUMBER})

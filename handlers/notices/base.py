@@ -1,0 +1,69 @@
+"""What every notice is made from: the outbox row and what it refers to, looked up once
+(``Note``), and what comes out of it (``Rendered``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from handlers.context import global_option
+from handlers.core import Choice, Reply
+from handlers.i18n import format_when, translate
+from handlers.payloads import Payload
+from storage.catalog import ServiceDef
+from storage.centre import Centre
+from storage.db import Session
+from storage.feedback import LEVELS
+from storage.models import Appointment, Outbox
+from storage.settings import Settings
+
+
+@dataclass
+class Rendered:
+    """What to send, the values a template message needs, or why not to send at all."""
+
+    replies: list[Reply] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+    drop: str | None = None
+
+
+@dataclass
+class Note:
+    """Everything a renderer may need, looked up once."""
+
+    session: Session
+    centre: Centre
+    settings: Settings
+    now: dt.datetime
+    row: Outbox
+    locale: str
+    appointment: Appointment | None = None
+    service: ServiceDef | None = None
+
+    def t(self, key: str, **values: object) -> str:
+        return translate(self.locale, key, **values)
+
+    def when(self, instant: dt.datetime) -> str:
+        return format_when(instant.astimezone(self.centre.tz), self.locale,
+                           self.now.astimezone(self.centre.tz).date())
+
+    def fields(self) -> dict[str, str]:
+        """Template values: service, when, place, code (WeChat template messages), and the
+        appointment's id (which WeChat subscription consent to use)."""
+        if self.appointment is None or self.service is None:
+            return {}
+        return {"service": self.service.name.get(self.locale),
+                "when": self.when(self.appointment.starts_at),
+                "place": self.service.place.get(self.locale), "code": self.appointment.code,
+                "appointment": str(self.appointment.id)}
+
+
+Renderer = Callable[[Note], Awaitable[Rendered]]
+
+
+
+def rating_buttons(note: Note, payload: Callable[[int], Payload]) -> tuple[tuple[Choice, ...], ...]:
+    """The five levels of the 好差评 scale, 非常满意 first, one button a row, each working
+    outside any flow (they come in a notification)."""
+    return tuple((global_option(note.t(f"rating.level_{level}"), payload(level)),) for level in LEVELS)

@@ -1,0 +1,57 @@
+"""Staff at work, by subject: ``access`` (who is staff), ``window`` (today's list, check-in,
+completion, no-shows, blocks), ``requests`` (hand-offs, complaints, home visits), ``closures``
+(停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), and what staff are told
+(``replies``). The staff flow is declared here. Diagrams: docs/flows/handoff.mmd,
+docs/flows/staff_book.mmd.
+"""
+
+from __future__ import annotations
+
+from handlers.context import Ctx
+from handlers.core import Reply
+from handlers.flow import Command, Flow
+from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
+from handlers.staff import closures, requests, window
+from handlers.staff.access import guard, in_staff_group
+from handlers.staff.replies import stop
+from handlers.staff.walkin import walk_in
+from handlers.steps import Staff
+
+
+async def help_command(ctx: Ctx, args: str) -> list[Reply]:
+    """List what staff can do here."""
+    return [ctx.reply("staff.help")]
+
+
+COMMANDS: dict[str, Command] = {
+    "today": window.today, "find": window.find, "checkin": window.checkin, "done": window.done,
+    "noshow": window.noshow, "undo": window.undo, "blocks": window.blocked,
+    "unblock": window.unblock, "walkin": walk_in, "closure": closures.closure,
+    "claim": requests.claim, "reply": requests.reply, "close": requests.close,
+    "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
+    "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
+    "staffhelp": help_command,
+}
+
+
+async def group_command(ctx: Ctx, name: str) -> Command | None:
+    """In the staff group every command is a staff command: ``/book`` books for a walk-in
+    there, and one staff do not have shows their help. Elsewhere None."""
+    if not await in_staff_group(ctx):
+        return None
+    return COMMANDS.get(name) or (walk_in if name == "book" else help_command)
+
+
+def _stale(ctx: Ctx) -> list[Reply]:
+    return [ctx.reply("core.stale")]
+
+
+FLOW = Flow(
+    "staff",
+    steps={Staff.CLOSURE_CONFIRM: closures.confirm, Staff.VISIT_TIME: requests.visit_time,
+           Staff.VISIT_REASON: requests.visit_reason},
+    text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}),
+    commands=COMMANDS,
+    actions={ClaimHandoff: requests.claim_button, ClaimComplaint: requests.claim_button,
+             ApproveVisit: requests.approve_button, DeclineVisit: requests.decline_button},
+    guard=guard, stale=_stale, cancel=stop, group_commands=group_command)

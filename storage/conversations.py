@@ -1,0 +1,143 @@
+"""Conversations: who is writing, where they are in a flow, and each platform message handled once.
+
+A conversation is a row per (channel, user): flow, step and data, locked while one message is
+handled so two messages of one user never interleave, written once at the end of it.
+
+Platforms deliver a message again when they are unsure it arrived (WeChat retries after 5
+seconds, Telegram redelivers an update that was not acknowledged). Every channel goes through
+the one record of platform message ids here: the engine records a delivery and keeps its answer
+to give a retry, a transport asks whether a message was already processed, and a transport
+that does something of its own once per message (the rest of a long WeChat answer) marks it
+done under a purpose of its own. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.identity import identity_for
+from storage.models import Base, ChannelIdentity, Conversation
+from storage.outbox import insert_ignoring_duplicates
+
+MESSAGE_ID_LENGTH = 128     # the column's length; longer platform ids are cut to it
+
+# The statements every message runs, built once: building one and working out its cache key
+# costs about as much as running it on PostgreSQL. The processed-message statements go to the
+# table, as nothing of them is loaded into the session (the ORM's bookkeeping is pure overhead).
+_PROCESSED = Base.metadata.tables["processed_message"]
+_MARK_INBOUND = (
+    update(ChannelIdentity)
+    .where(ChannelIdentity.channel == bindparam("on_channel"),
+           ChannelIdentity.platform_user_id == bindparam("sender"))
+    .values(last_inbound_at=bindparam("now"), unreachable_at=None, unreachable_reason=None)
+    .returning(ChannelIdentity)
+    .execution_options(synchronize_session=False))
+_CONVERSATION = (
+    select(Conversation)
+    .where(Conversation.channel == bindparam("on_channel"), Conversation.user_id == bindparam("key"))
+    .with_for_update())
+_ANSWER = (select(_PROCESSED.c.response)
+           .where(_PROCESSED.c.channel == bindparam("on_channel"),
+                  _PROCESSED.c.message_id == bindparam("message")))
+_RECORDED = (select(_PROCESSED.c.message_id)
+             .where(_PROCESSED.c.channel == bindparam("on_channel"),
+                    _PROCESSED.c.message_id == bindparam("message")))
+_STORE_ANSWER = (
+    update(_PROCESSED)
+    .where(_PROCESSED.c.channel == bindparam("on_channel"),
+           _PROCESSED.c.message_id == bindparam("message"))
+    .values(response=bindparam("answer")))
+
+
+# --- the sender and their conversation ----------------------------------------------------------
+
+
+async def sender(session: AsyncSession, channel: str, user_id: str, locale: str,
+                 now: dt.datetime, *, writing: bool = True) -> ChannelIdentity:
+    """The sender's channel identity, created on first contact with ``locale``.
+
+    Args:
+        writing: the sender is writing now (not leaving): their last message is ``now``, which
+            also makes them reachable again. For a known sender that is one UPDATE ...
+            RETURNING instead of a read and a write, as it runs for every message.
+    """
+    if writing:
+        known = await session.scalar(_MARK_INBOUND, {"on_channel": channel, "sender": user_id,
+                                                     "now": now})
+        if known is not None:
+            return known
+    identity = await identity_for(session, channel, user_id, locale, now)
+    if writing:
+        identity.last_inbound_at = now
+        identity.unreachable_at = identity.unreachable_reason = None
+    return identity
+
+
+async def lock_conversation(session: AsyncSession, channel: str, key: str, now: dt.datetime, *,
+                            initial: dict[str, Any]) -> Conversation:
+    """The conversation of ``key`` on ``channel``, locked until the transaction ends (on
+    PostgreSQL; SQLite has one writer anyway), or a new one outside any flow with ``initial``
+    data."""
+    conversation = await session.scalar(_CONVERSATION, {"on_channel": channel, "key": key})
+    if conversation is None:
+        conversation = Conversation(channel=channel, user_id=key, flow=None, step=None,
+                                    data=initial, updated_at=now)
+        session.add(conversation)
+    return conversation
+
+
+def save_conversation(conversation: Conversation, flow: str | None, step: str | None,
+                      data: dict[str, Any], now: dt.datetime) -> None:
+    """Write where the conversation is now (once per message, committed with it)."""
+    conversation.flow, conversation.step, conversation.data = flow, step, data
+    conversation.updated_at = now
+
+
+# --- each platform message once -----------------------------------------------------------------
+
+
+async def record_delivery(session: AsyncSession, channel: str, message_id: str,
+                          now: dt.datetime) -> bool:
+    """Record a platform message id as being handled; False when it was recorded before.
+
+    A concurrent delivery of the same id waits here for the first one's transaction, and then
+    sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
+    """
+    inserted = await session.execute(
+        insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
+        .values(channel=channel, message_id=message_id[:MESSAGE_ID_LENGTH], processed_at=now,
+                response={}))
+    return bool(inserted.rowcount)  # type: ignore[attr-defined]
+
+
+async def stored_answer(session: AsyncSession, channel: str, message_id: str) -> list[dict[str, Any]]:
+    """The answer given to a message the first time, as stored by ``store_answer`` (empty
+    when none was stored)."""
+    response = await session.scalar(_ANSWER, {"on_channel": channel,
+                                              "message": message_id[:MESSAGE_ID_LENGTH]})
+    return list((response or {}).get("replies", []))
+
+
+async def store_answer(session: AsyncSession, channel: str, message_id: str,
+                       answer: list[dict[str, Any]]) -> None:
+    """Keep the answer to a recorded message, to give its retries exactly the same."""
+    await session.execute(_STORE_ANSWER, {"on_channel": channel,
+                                          "message": message_id[:MESSAGE_ID_LENGTH],
+                                          "answer": {"replies": answer}})
+
+
+async def was_processed(session: AsyncSession, channel: str, message_id: str) -> bool:
+    """Whether a platform message id was recorded (and so acted on) before."""
+    return await session.scalar(_RECORDED, {"on_channel": channel,
+                                            "message": message_id[:MESSAGE_ID_LENGTH]}) is not None
+
+
+async def first_time(session: AsyncSession, channel: str, purpose: str, message_id: str,
+                     now: dt.datetime) -> bool:
+    """Mark that something a transport does once per message (``purpose``: "rest", the rest of
+    a long WeChat answer) is done for this message; False when it was done before."""
+    return await record_delivery(session, f"{channel}:{purpose}", message_id, now)
