@@ -35,11 +35,6 @@ MINUTE = dt.timedelta(minutes=1)
 TUESDAY = dt.date(2026, 11, 24)
 
 
-@pytest.fixture
-def centre():  # type: ignore[no-untyped-def]
-    return make_centre()
-
-
 async def setup(database: Database, centre, clock: ManualClock, code: str = "id_card",  # type: ignore[no-untyped-def]
                 day: dt.date = TUESDAY):
     async with database.session() as session:

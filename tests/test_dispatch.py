@@ -34,7 +34,7 @@ from storage.settings import Settings, TelegramSettings
 from tests.dialog import Dialog
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
-from tests.helpers import TZ, load_demo, local, make_centre, person, slots_of, valid_id
+from tests.helpers import TZ, local, person, slots_of, valid_id
 
 STAFF_GROUP = -1001987654321
 CITIZEN = 5111000001
@@ -51,13 +51,6 @@ def settings(api: FakeTelegram) -> Settings:
     return dataclasses.replace(Settings(), telegram=TelegramSettings(
         token=api.token, base_url=api.base_url, base_file_url=api.base_file_url,
         staff_chat_id=STAFF_GROUP))
-
-
-@pytest.fixture
-async def app(database: Database, clock: ManualClock, settings: Settings) -> App:
-    async with database.session() as session:
-        await load_demo(session, clock.now())
-    return App(settings=settings, database=database, centre=make_centre(), clock=clock)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from storage.stats import (
     parse_period,
     resolve_scope,
 )
-from tests.helpers import TZ, load_demo, local, make_centre
+from tests.helpers import TZ, load_demo, local
 
 NOW = local(2026, 11, 25, 18, 0)  # a Wednesday
 
@@ -93,11 +93,6 @@ def test_booking_codes_are_distinct_and_readable() -> None:
 
 
 # --- a seeded history: the parts add up for any period and scope ------------------------------
-
-
-@pytest.fixture
-def centre() -> Centre:
-    return make_centre()
 
 
 @pytest.fixture
