@@ -4,8 +4,10 @@ matplotlib's object API with the Agg canvas: no pyplot, no display, no global ba
 so it is safe in a server process and in threads. Chinese labels need a CJK font; the set-up
 script installs Noto Sans CJK (fonts-noto-cjk). matplotlib's font list is cached from the first
 run, often before that font existed, so the system font folders are searched too. Without any
-CJK font the chart falls back to English labels (one warning in the log) rather than drawing
-boxes (tofu).
+CJK font the whole chart is in English (one warning in the log) rather than drawing boxes
+(tofu): the labels, and the title too, which is then made from the dates (the message that
+carries the chart still has the title in the manager's language). A title with a character no
+font has is replaced the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import functools
 import io
 import logging
 import unicodedata
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from handlers.i18n import catalog
@@ -40,6 +42,9 @@ WIDTH_PX, HEIGHT_PX, DPI = 1080, 1080, 100
 BOOKINGS_COLOUR, NO_SHOW_COLOUR, UTILISATION_COLOUR = "#2f6db5", "#d9534f", "#2e9e5b"
 
 LABELS = ("bookings", "no_shows", "utilisation", "count", "empty")    # chart.* in the catalogs
+# The title when the given one cannot be drawn (no font has its glyphs); the dates follow it.
+FALLBACK_TITLE = "Daily bookings, no-shows and seat use"
+LATIN_FAMILY = "DejaVu Sans"   # ships with matplotlib
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,28 @@ def labels(locale: str, font: ChartFont | None) -> dict[str, str]:
     return {name: words[f"chart.{name}"] for name in LABELS}
 
 
+@functools.cache
+def _characters(path: Path) -> frozenset[int]:
+    """Every character a font file has a glyph for (read once per process)."""
+    return frozenset(FT2Font(str(path)).get_charmap())
+
+
+def drawable(text: str, font: ChartFont | None) -> bool:
+    """Whether every character of ``text`` has a glyph in the chart's fonts."""
+    latin = Path(font_manager.findfont(font_manager.FontProperties(family=LATIN_FAMILY)))
+    fonts = [_characters(latin)] + ([_characters(font.path)] if font else [])
+    return all(char.isspace() or any(ord(char) in known for known in fonts) for char in text)
+
+
+def _title(title: str, series: Sequence[DayPoint], font: ChartFont | None) -> str:
+    if drawable(title, font):
+        return title
+    if not series:
+        return FALLBACK_TITLE
+    first, last = series[0].day.isoformat(), series[-1].day.isoformat()
+    return f"{FALLBACK_TITLE}, {first}" + (f" – {last}" if last != first else "")
+
+
 def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") -> bytes:
     """Draw daily bookings and no-shows (bars) and online-seat utilisation (line, right axis).
 
@@ -95,15 +122,12 @@ def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") 
     """
     font = cjk_font()
     text = labels(locale, font)
-    families = [font.family, "DejaVu Sans"] if font else ["DejaVu Sans"]
+    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
-    with warnings.catch_warnings():
-        if font is None:  # already said once in the log: no warning per missing glyph
-            warnings.filterwarnings("ignore", message="Glyph .* missing from")
-        _draw(figure, series, title, text, families)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=DPI)
+    _draw(figure, series, _title(title, series, font), text, families)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 

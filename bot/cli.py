@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from telegram.error import TelegramError
 
-from bot import bench
 from bot.channels import TryLater
 from bot.reports import FileReports
 from bot.runner import run_channels
@@ -242,6 +241,8 @@ async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
 
 async def cmd_bench(app: App, args: argparse.Namespace) -> int:
     """Run a benchmark on a throwaway database (never the configured one)."""
+    from bot import bench  # only here: the other commands need not load the benchmark code
+
     url = args.database_url or bench.temporary_sqlite_url()
     if url == app.database.url:
         raise CommandError("give a scratch database: the benchmark empties the one it runs on")

@@ -1,11 +1,14 @@
-"""Charts and spreadsheets for the manager figures, handed to handlers/stats.py."""
+"""Charts and spreadsheets for the manager figures, handed to handlers/stats.py.
+
+matplotlib and openpyxl are imported when a chart or a spreadsheet is first made, not when the
+process starts: most processes (a chat, ``yuyue db upgrade``) never draw one, and importing
+them costs about a second of start-up.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.charts import render_chart
-from bot.export import export_csv, export_xlsx
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
 from storage.stats.series import DayPoint
@@ -15,10 +18,16 @@ class FileReports:
     """PNG charts (matplotlib) and CSV/XLSX exports (openpyxl)."""
 
     def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes:
+        from bot.charts import render_chart
+
         return render_chart(series, title, locale)
 
     def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes:
+        from bot.export import export_csv
+
         return export_csv(rows, summary, locale=locale)
 
     def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes:
+        from bot.export import export_xlsx
+
         return export_xlsx(rows, summary, locale=locale)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import icalendar
+
 from handlers.context import Ctx
 from handlers.core import Attachment
 from handlers.i18n import format_day, format_time, format_when
@@ -99,33 +101,37 @@ def when_text(ctx: Ctx, when: dt.datetime) -> str:
     return format_when(ctx.local(when), ctx.locale, ctx.today)
 
 
-def _ics_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
-
-
 def calendar_file(ctx: Ctx, appointment: Appointment, service: ServiceDef,
                   department: Department | None) -> Attachment:
-    """An .ics file in the centre's time zone with the booking code and place."""
-    tz_name = ctx.centre.tz.key
+    """An RFC 5545 .ics file with the booking code, place and materials, in the centre's time
+    zone (its VTIMEZONE built from the zone's rules for the appointment's year)."""
     start, end = ctx.local(appointment.starts_at), ctx.local(appointment.ends_at)
     address = department.definition["address"]["en" if ctx.locale == "en" else "zh"] if department else ""
-    location = f"{service.place.get(ctx.locale)} {address}".strip()
-    description = ctx.t("ics.description", code=appointment.code,
-                        materials=materials_text(ctx, service))
-    stamp = ctx.now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    lines = [
-        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Yuyue//Booking//ZH", "CALSCALE:GREGORIAN",
-        "METHOD:PUBLISH", "BEGIN:VTIMEZONE", f"TZID:{tz_name}", "BEGIN:STANDARD",
-        "DTSTART:19700101T000000", "TZOFFSETFROM:+0800", "TZOFFSETTO:+0800", "TZNAME:CST",
-        "END:STANDARD", "END:VTIMEZONE", "BEGIN:VEVENT",
-        f"UID:{appointment.code}-{appointment.id}@yuyue", f"DTSTAMP:{stamp}",
-        f"DTSTART;TZID={tz_name}:{start.strftime('%Y%m%dT%H%M%S')}",
-        f"DTEND;TZID={tz_name}:{end.strftime('%Y%m%dT%H%M%S')}",
-        f"SUMMARY:{_ics_escape(ctx.t('ics.summary', service=service.name.get(ctx.locale), code=appointment.code))}",
-        f"LOCATION:{_ics_escape(location)}", f"DESCRIPTION:{_ics_escape(description)}",
-        "BEGIN:VALARM", "TRIGGER:-PT1H", "ACTION:DISPLAY", "DESCRIPTION:Reminder", "END:VALARM",
-        "END:VEVENT", "END:VCALENDAR",
-    ]
-    return Attachment(filename=f"yuyue-{appointment.code}.ics",
-                      content=("\r\n".join(lines) + "\r\n").encode("utf-8"), mime="text/calendar",
-                      caption=ctx.t("ics.caption"))
+    summary = ctx.t("ics.summary", service=service.name.get(ctx.locale), code=appointment.code)
+    event = icalendar.Event()
+    event.add("uid", f"{appointment.code}-{appointment.id}@yuyue")
+    event.add("dtstamp", ctx.now.astimezone(dt.UTC))
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("summary", summary)
+    event.add("location", f"{service.place.get(ctx.locale)} {address}".strip())
+    event.add("description", ctx.t("ics.description", code=appointment.code,
+                                   materials=materials_text(ctx, service)))
+    alarm = icalendar.Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("trigger", -dt.timedelta(hours=1))
+    alarm.add("description", summary)
+    event.add_component(alarm)
+    calendar = icalendar.Calendar()
+    calendar.add("prodid", "-//Yuyue//Booking//ZH")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    # The zone's transitions around the appointment only: the whole 1970-2038 history is slow
+    # to compute and makes the file several times larger for nothing.
+    calendar.add_component(icalendar.Timezone.from_tzinfo(
+        ctx.centre.tz, tzid=ctx.centre.tz.key, first_date=dt.date(start.year - 1, 1, 1),
+        last_date=dt.date(end.year + 1, 12, 31)))
+    calendar.add_component(event)
+    return Attachment(filename=f"yuyue-{appointment.code}.ics", content=calendar.to_ical(),
+                      mime="text/calendar", caption=ctx.t("ics.caption"))

@@ -28,10 +28,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Chart labels are Chinese: a CJK font keeps them from turning into boxes.
+# Chart labels are Chinese: a CJK font keeps them from turning into boxes. Without one the
+# charts are drawn in English (and the test of the Chinese chart fails).
 if ! fc-list 2>/dev/null | grep -qi "noto sans cjk\|wenquanyi"; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && apt-get install -y -qq fonts-noto-cjk fontconfig >/dev/null) \
-      || echo "note: could not install fonts-noto-cjk; charts will use a fallback font" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk fontconfig >/dev/null) \
+      || echo "note: could not install fonts-noto-cjk; charts will be drawn in English" >&2
+  else
+    echo "note: no CJK font: as root, run apt-get install fonts-noto-cjk (charts are drawn in English until then)" >&2
   fi
 fi

@@ -1,5 +1,6 @@
 """Test set-up: a clean, migrated database per test (SQLite by default, PostgreSQL when
-YUYUE_TEST_DATABASE_URL says so), an injected clock, and no way out to the internet."""
+YUYUE_TEST_DATABASE_URL says so), an injected clock, no way out to the internet, and the
+fixtures many test files share (a test file overrides one by defining the same name)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,32 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
+from bot.wiring import App
+from handlers.engine import Assistant
 from storage import migrate
+from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Base
+from storage.settings import Settings
+from tests.fakes import FakeTime
+from tests.fakes.wechat_api import FakeWechatApi
+from tests.helpers import load_demo, make_centre
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # No property test may depend on the machine's speed: a busy machine is not a failing test.
-settings.register_profile("yuyue", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", parent=settings.get_profile("yuyue"), derandomize=True)
-settings.load_profile("ci" if os.environ.get("CI") else "yuyue")
+hypothesis_settings.register_profile("yuyue", deadline=None,
+                                    suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profile("yuyue"),
+                                    derandomize=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "yuyue")
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -122,3 +134,49 @@ def settings_file(tmp_path: Path, database_url: str) -> Iterator[Path]:
         f'[database]\nurl = "{database_url}"\n'
         f'[conversation]\nattachments_dir = "{tmp_path / "attachments"}"\n', encoding="utf-8")
     yield path
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """All defaults; a test file with channels or staff overrides this fixture."""
+    return Settings()
+
+
+@pytest.fixture
+def centre() -> Centre:
+    return make_centre()
+
+
+@pytest.fixture
+async def assistant(database: Database, clock: ManualClock, centre: Centre,
+                    settings: Settings) -> Assistant:
+    """The conversation engine over the demo catalog."""
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    return Assistant(database=database, centre=centre, clock=clock, settings=settings)
+
+
+@pytest.fixture
+async def app(database: Database, clock: ManualClock, centre: Centre, settings: Settings) -> App:
+    """What ``yuyue run`` wires together, over the demo catalog."""
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    return App(settings=settings, database=database, centre=centre, clock=clock)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    """Time for the transports' limiters and the fake platforms, moved by sleeping."""
+    return FakeTime()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+async def wechat_api() -> AsyncIterator[FakeWechatApi]:
+    async with FakeWechatApi() as fake:
+        yield fake

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import event, func, select
 
 from handlers.core import Incoming
@@ -13,17 +12,8 @@ from handlers.engine import Assistant
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Appointment, ChannelIdentity, Conversation, ProcessedMessage
-from storage.settings import Settings
 from tests.dialog import Dialog
-from tests.helpers import load_demo, make_centre
 from tests.test_flows import ID_NUMBER, book_id_card_until_name
-
-
-@pytest.fixture
-async def assistant(database: Database, clock: ManualClock) -> Assistant:
-    async with database.session() as session:
-        await load_demo(session, clock.now())
-    return Assistant(database=database, centre=make_centre(), clock=clock, settings=Settings())
 
 
 async def test_concurrent_deliveries_of_one_message_book_once_and_answer_alike(

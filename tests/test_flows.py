@@ -13,18 +13,10 @@ from handlers.i18n import format_day
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Appointment, AppointmentStatus, Block, Hold, Person, Service, Slot
-from storage.settings import Settings
 from tests.dialog import Dialog, verify_dialog
-from tests.helpers import load_demo, local, make_centre, slots_of, valid_id
+from tests.helpers import local, make_centre, slots_of, valid_id
 
 ID_NUMBER = valid_id()
-
-
-@pytest.fixture
-async def assistant(database: Database, clock: ManualClock) -> Assistant:
-    async with database.session() as session:
-        await load_demo(session, clock.now())
-    return Assistant(database=database, centre=make_centre(), clock=clock, settings=Settings())
 
 
 async def book_id_card(dialog: Dialog, *, slot: str = "09:00-09:20", id_number: str = ID_NUMBER) -> str:

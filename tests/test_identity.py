@@ -83,7 +83,9 @@ def test_check_details_reports_every_field_and_saves_nothing() -> None:
     assert problems == {"name": "name_length", "mobile": "mobile_format", "id_number": "id_format"}
     details, problems = check_details("张三", "13812345678", None, id_required=False, today=TODAY)
     assert problems == {} and details is not None and details.id_number is None
-    assert "1381" not in repr(details) or "****" in repr(details)
+    assert repr(details) == "PersonDetails(name='张*', mobile='138****5678', id=None)"
+    details, _ = check_details("张三", "13812345678", valid_id(), id_required=True, today=TODAY)
+    assert repr(details) == "PersonDetails(name='张*', mobile='138****5678', id='110***********002X')"
 
 
 def test_hash_is_keyed_and_the_key_file_is_private(tmp_path: Path) -> None:

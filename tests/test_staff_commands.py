@@ -32,7 +32,7 @@ from storage.models import (
 from storage.outbox import STAFF_TARGET, enqueue
 from storage.settings import Settings
 from tests.dialog import Dialog
-from tests.helpers import account, load_demo, local, make_centre, person, slots_of, valid_id
+from tests.helpers import account, local, person, slots_of, valid_id
 from tests.staff_support import (
     OTHER_GROUP,
     STAFF_A,
@@ -50,13 +50,6 @@ ID_B = valid_id("11010519800101003")
 @pytest.fixture
 def settings() -> Settings:
     return staff_settings()
-
-
-@pytest.fixture
-async def assistant(database: Database, clock: ManualClock, settings: Settings) -> Assistant:
-    async with database.session() as session:
-        await load_demo(session, clock.now())
-    return Assistant(database=database, centre=make_centre(), clock=clock, settings=settings)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -33,35 +32,16 @@ from storage.models import (
 from storage.settings import Settings, WechatSettings
 from tests.dialog import Dialog
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
-from tests.helpers import account, load_demo, local, make_centre, person
+from tests.helpers import account, local, make_centre, person
 from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_settings
 
 OPENID = "oWx_handoff_citizen_0000000001"
 
 
 @pytest.fixture
-async def wechat_api() -> AsyncIterator[FakeWechatApi]:
-    async with FakeWechatApi() as fake:
-        yield fake
-
-
-@pytest.fixture
 def settings(wechat_api: FakeWechatApi) -> Settings:
     return staff_settings(Settings(wechat=WechatSettings(
         app_id=APP_ID, app_secret=APP_SECRET, token="t", api_base_url=wechat_api.url)))
-
-
-@pytest.fixture
-async def assistant(database: Database, clock: ManualClock, settings: Settings) -> Assistant:
-    async with database.session() as session:
-        await load_demo(session, clock.now())
-    return Assistant(database=database, centre=make_centre(), clock=clock, settings=settings)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
 
 
 @pytest.fixture

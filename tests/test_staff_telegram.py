@@ -19,22 +19,15 @@ from bot.wecom import WecomRobotSender, build_wecom_sender
 from bot.wiring import App
 from handlers.core import Choice, Reply
 from handlers.engine import Assistant
-from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Handoff, Rating, RequestStatus
 from storage.settings import Settings, TelegramSettings, WecomSettings
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
 from tests.fakes.wecom_robot import FakeWecomRobot
-from tests.helpers import load_demo, make_centre
 from tests.staff_support import STAFF_A, STAFF_B, STAFF_GROUP, staff_settings
 
 CITIZEN = 5111000001
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
@@ -55,13 +48,6 @@ def settings(api: FakeTelegram, robot: FakeWecomRobot) -> Settings:
         telegram=TelegramSettings(token=api.token, base_url=api.base_url,
                                   base_file_url=api.base_file_url),
         wecom=WecomSettings(robot_webhook=robot.webhook)))
-
-
-@pytest.fixture
-async def app(database: Database, clock: ManualClock, settings: Settings) -> App:
-    async with database.session() as session:
-        await load_demo(session, clock.now())
-    return App(settings=settings, database=database, centre=make_centre(), clock=clock)
 
 
 @pytest.fixture

@@ -44,8 +44,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_the_cjk_font_has_the_glyphs_of_the_labels() -> None:
     font = cjk_font()
-    if font is None:
-        pytest.skip("no CJK font on this machine: run scripts/setup.sh (fonts-noto-cjk)")
+    # scripts/setup.sh installs it (fonts-noto-cjk) on every machine the README supports.
+    assert font is not None, "no CJK font on this machine: run scripts/setup.sh as root"
     face = FT2Font(str(font.path))
     for label in charts.labels("zh-CN", font).values():
         for char in label:
@@ -61,8 +61,58 @@ async def test_chart_of_a_week_is_a_phone_sized_png_in_chinese(story: Story) -> 
         png = render_chart(series, "青溪镇便民服务中心 本周预约", "zh-CN")
     assert png_size(png) == (1080, 1080)
     assert len(png) > 20_000  # bars, a line and text, not a blank canvas
-    if cjk_font() is None:
-        pytest.skip("no CJK font on this machine: the chart fell back to English labels")
+
+
+def test_a_missing_glyph_is_caught() -> None:
+    # What the chart tests rely on: drawing a character no font has warns, and warnings fail.
+    with pytest.raises(UserWarning, match=r"Glyph .* missing from font"):
+        _draw_in_latin_only("本周")
+
+
+def _draw_in_latin_only(text: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    figure.suptitle(text, family=charts.LATIN_FAMILY)
+    figure.savefig(io.BytesIO(), format="png")
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, str]]]:
+    """The title and labels of each chart drawn in the test."""
+    calls: list[tuple[str, dict[str, str]]] = []
+    real = charts._draw
+
+    def spy(figure, series, title, text, families):  # type: ignore[no-untyped-def]
+        calls.append((title, text))
+        real(figure, series, title, text, families)
+
+    monkeypatch.setattr(charts, "_draw", spy)
+    return calls
+
+
+async def test_without_a_cjk_font_the_whole_chart_is_in_english(
+        story: Story, monkeypatch: pytest.MonkeyPatch, drawn: list[tuple[str, dict[str, str]]]) -> None:
+    monkeypatch.setattr(charts, "cjk_font", lambda: None)    # a machine without fonts-noto-cjk
+    async with story.database.read() as session:
+        series = await daily_series(session, story.centre, WEEK)
+    png = render_chart(series, "青溪镇便民服务中心 本周预约", "zh-CN")  # no glyph missing: no warning
+    assert png_size(png) == (1080, 1080)
+    (title, labels), = drawn
+    assert title == "Daily bookings, no-shows and seat use, 2026-11-23 – 2026-11-29"
+    assert labels == charts.labels("en", None)
+    render_chart([], "空", "zh-CN")
+    assert drawn[1] == ("Daily bookings, no-shows and seat use", charts.labels("en", None))
+
+
+def test_a_title_with_a_character_no_font_has_is_replaced(drawn: list[tuple[str, dict[str, str]]]) -> None:
+    day = DayPoint(WEEK.first, 3, 1, 10, 4)
+    render_chart([day], "本周预约 \ue000", "zh-CN")
+    render_chart([day], "本周预约", "zh-CN")
+    assert [title for title, _ in drawn] == ["Daily bookings, no-shows and seat use, 2026-11-23", "本周预约"]
+    assert drawn[1][1] == charts.labels("zh-CN", charts.cjk_font())
 
 
 def test_chart_draws_something_different_for_different_data() -> None:

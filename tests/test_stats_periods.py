@@ -16,7 +16,7 @@ from storage.seed import SeedError, booking_code, seed_history
 from storage.stats.figures import figures
 from storage.stats.periods import MAX_PERIOD_DAYS, Period, StatsError, StatsErrorCode, parse_period, resolve_scope
 from storage.stats.series import daily_series
-from tests.helpers import TZ, load_demo, local, make_centre
+from tests.helpers import TZ, load_demo, local
 
 NOW = local(2026, 11, 25, 18, 0)  # a Wednesday
 
@@ -86,11 +86,6 @@ def test_booking_codes_are_distinct_and_readable() -> None:
 
 
 # --- a seeded history: the parts add up for any period and scope ------------------------------
-
-
-@pytest.fixture
-def centre() -> Centre:
-    return make_centre()
 
 
 @pytest.fixture

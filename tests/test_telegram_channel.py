@@ -43,11 +43,6 @@ SECRET = "s3cret-Token_for_tests"
 ID_NUMBER = valid_id()
 
 
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
 class RecordingLimiter(RateLimiter):
     """The real limiter, noting when it let each message go (the fake server's own stamps
     show when a request arrived, which with a jumping clock can be later)."""

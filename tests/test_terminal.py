@@ -1,25 +1,49 @@
-"""The terminal chat as a newcomer runs it: a subprocess, a fresh SQLite database, a script."""
+"""The terminal chat as a newcomer runs it: a fresh SQLite database, `yuyue db upgrade`,
+`yuyue catalog load`, then a scripted chat. The journeys go through the CLI's own entry point
+in this process (standard input and output replaced); one smoke test starts the installed
+`yuyue` command as its own process."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bot import cli
 from tests.helpers import ROOT, valid_id
 
-pytestmark = pytest.mark.slow
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
 
 
-def yuyue(settings: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YUYUE_")}
-    return subprocess.run([sys.executable, "-m", "bot.cli", "--settings", str(settings), *args],
-                          input=stdin, capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=120, check=False)
+Yuyue = Callable[..., Run]
+
+
+@pytest.fixture
+def yuyue(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Yuyue:
+    """Run ``yuyue ARGS`` in this process with ``stdin`` as its standard input."""
+    for name in os.environ:
+        if name.startswith("YUYUE_") and "__" in name:   # settings overrides of the outer shell
+            monkeypatch.delenv(name)
+
+    def run(settings: Path, *args: str, stdin: str = "") -> Run:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = cli.main(["--settings", str(settings), *args])
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    return run
 
 
 @pytest.fixture
@@ -32,9 +56,14 @@ def fresh_settings(tmp_path: Path) -> Path:
     return path
 
 
-def test_scripted_booking_reschedule_and_cancel_in_the_terminal(fresh_settings: Path, tmp_path: Path) -> None:
-    assert yuyue(fresh_settings, "db", "upgrade").returncode == 0
-    assert yuyue(fresh_settings, "catalog", "load").returncode == 0
+def set_up(yuyue: Yuyue, settings: Path) -> None:
+    assert yuyue(settings, "db", "upgrade").code == 0
+    assert yuyue(settings, "catalog", "load").code == 0
+
+
+def test_scripted_booking_reschedule_and_cancel_in_the_terminal(yuyue: Yuyue, fresh_settings: Path,
+                                                                tmp_path: Path) -> None:
+    set_up(yuyue, fresh_settings)
     script = "\n".join([
         "1", "1", "1", "1", "1", "7",            # book, centre, ID card, materials ready, Tue, 11:00
         "1", "张三", "13812345678", valid_id(), "1",   # consent, details, confirm
@@ -43,24 +72,44 @@ def test_scripted_booking_reschedule_and_cancel_in_the_terminal(fresh_settings: 
         "/quit",
     ]) + "\n"
     result = yuyue(fresh_settings, "chat", "--script", "--clock", "2026-11-23T09:00+08:00", stdin=script)
-    assert result.returncode == 0, result.stderr
-    transcript = result.stdout
+    assert result.code == 0, result.err
+    transcript = result.out
     code = re.search(r"预约码：([A-Z0-9]{6})", transcript).group(1)  # type: ignore[union-attr]
     assert "预约成功" in transcript and "改约成功" in transcript and f"预约 {code} 已取消" in transcript
     assert "11月25日 周三 09:00-09:20" in transcript
     assert (tmp_path / "files" / f"yuyue-{code}.ics").exists()
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.err
 
 
-def test_english_terminal_session(fresh_settings: Path) -> None:
-    assert yuyue(fresh_settings, "db", "upgrade").returncode == 0
-    assert yuyue(fresh_settings, "catalog", "load").returncode == 0
+def test_english_terminal_session(yuyue: Yuyue, fresh_settings: Path) -> None:
+    set_up(yuyue, fresh_settings)
     result = yuyue(fresh_settings, "chat", "--script", "--lang", "en", "--clock", "2026-11-23T09:00+08:00",
                    stdin="3\n1\n/quit\n")
-    assert result.returncode == 0 and "Everything" not in result.stderr
+    assert result.code == 0 and "Everything" not in result.err
+    assert "Service guide" in result.out and "Bring:" in result.out
+
+
+def test_chat_without_a_database_explains_what_to_do(yuyue: Yuyue, fresh_settings: Path) -> None:
+    result = yuyue(fresh_settings, "chat", "--script")
+    assert result.code == 1 and "yuyue db upgrade" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.slow
+def test_the_installed_command_chats_and_starts_without_the_report_libraries(
+        yuyue: Yuyue, fresh_settings: Path) -> None:
+    set_up(yuyue, fresh_settings)
+    command = Path(sys.executable).with_name("yuyue")
+    assert command.exists(), "install Yuyue first: bash scripts/setup.sh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YUYUE_")}
+    env["PYTHONPROFILEIMPORTTIME"] = "1"     # every module the process imports, on stderr
+    result = subprocess.run([str(command), "--settings", str(fresh_settings), "chat", "--script",
+                             "--lang", "en", "--clock", "2026-11-23T09:00+08:00"],
+                            input="3\n1\n/quit\n", capture_output=True, text=True, cwd=ROOT, env=env,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert "Service guide" in result.stdout and "Bring:" in result.stdout
-
-
-def test_chat_without_a_database_explains_what_to_do(fresh_settings: Path) -> None:
-    result = yuyue(fresh_settings, "chat", "--script", stdin="")
-    assert result.returncode == 1 and "yuyue db upgrade" in result.stderr and "Traceback" not in result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "handlers.engine" in imported               # the profile is there to be read
+    # A chat draws no chart, writes no spreadsheet and runs no benchmark.
+    assert not {"matplotlib", "openpyxl", "bot.bench", "bot.charts", "bot.export"} & imported

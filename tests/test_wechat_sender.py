@@ -44,12 +44,6 @@ async def api() -> AsyncIterator[FakeWechatApi]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
-
-
 def wechat_settings(api: FakeWechatApi, **changes: str) -> WechatSettings:
     return WechatSettings(app_id=APP_ID, app_secret=APP_SECRET, token="t",
                           api_base_url=api.url, **changes)  # type: ignore[arg-type]
