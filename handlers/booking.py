@@ -20,6 +20,7 @@ from storage.booking import BookingRefused, Refusal
 from storage.catalog import ServiceDef
 from storage.identity import (
     InvalidValue,
+    NameMismatch,
     PersonDetails,
     age_on,
     find_or_create_person,
@@ -337,7 +338,11 @@ async def id_number(ctx: Ctx, event: Event) -> list[Reply]:
 
 
 async def _save_person(ctx: Ctx, details: PersonDetails, age: int | None) -> list[Reply]:
-    person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now)
+    try:
+        person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now,
+                                             account_id=ctx.identity.id)
+    except NameMismatch:
+        return await _abandon(ctx, "invalid.name_mismatch")
     ctx.identity.person_id = person.id
     ctx.forget("name", "mobile")
     ctx.goto(FLOW, "summary", person=person.id, age=age)

@@ -10,6 +10,7 @@ from handlers.menu import main_menu
 from storage.catalog import ServiceDef
 from storage.identity import (
     InvalidValue,
+    NameMismatch,
     PersonDetails,
     age_on,
     find_or_create_person,
@@ -107,7 +108,12 @@ async def _ask_address(ctx: Ctx, details: PersonDetails | None, age: int | None 
         return [ctx.reply("home.not_eligible", age=min_age), main_menu(ctx)]
     if details is None:
         details = PersonDetails(ctx.data["name"], ctx.data["mobile"])
-    person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now)
+    try:
+        person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now,
+                                             account_id=ctx.identity.id)
+    except NameMismatch:
+        ctx.end()
+        return [ctx.reply("invalid.name_mismatch"), main_menu(ctx)]
     ctx.identity.person_id = person.id
     ctx.forget("name", "mobile")
     ctx.goto(FLOW, "address", ground=ground, age=age)

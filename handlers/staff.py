@@ -27,6 +27,7 @@ from storage.catalog import ServiceDef
 from storage.handoffs import StaffRefusal, StaffRefused
 from storage.identity import (
     InvalidValue,
+    NameMismatch,
     PersonDetails,
     find_or_create_person,
     mask_mobile,
@@ -825,7 +826,11 @@ async def walkin_id(ctx: Ctx, event: Event) -> list[Reply]:
 
 
 async def _walkin_person(ctx: Ctx, details: PersonDetails) -> list[Reply]:
-    person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now)
+    try:
+        person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now)
+    except NameMismatch:
+        ctx.end()
+        return [ctx.reply("staff.walkin_name_mismatch")]
     ctx.forget("name", "mobile")
     ctx.goto(FLOW, "walkin_confirm", person=person.id)
     return await walkin_confirm(ctx, Event("enter"))
