@@ -25,6 +25,7 @@ from storage.models import (
     Complaint,
     HomeVisitRequest,
     Outbox,
+    Person,
     RequestStatus,
     Service,
     Slot,
@@ -242,6 +243,22 @@ async def test_a_walk_in_already_using_the_bot_gets_reminders_there(
     await wang.say(ID_A)
     assert "提醒会发到市民的聊天账号" in await wang.press_label("确认预约")
     assert "该市民当天已有" not in wang.text
+
+
+async def test_a_walk_in_whose_id_number_is_on_record_under_another_name_is_not_booked(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    await book(assistant, "social_card", TUESDAY, 0, user="51", name="张三",
+               mobile="13812345678", id_number=ID_A)
+    await wang.command("book")
+    await wang.press_label("居民身份证")
+    await wang.press_label("11月25日")
+    await wang.press_label("09:00-09:20")
+    await wang.say("李四")
+    await wang.say("13900000000")
+    assert "登记的姓名与输入的不一致" in await wang.say(ID_A)
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Appointment)) == 1
+        assert (await session.scalars(select(Person.name))).all() == ["张三"]
 
 
 async def test_staff_commands_refuse_everyone_else_politely(
