@@ -134,13 +134,19 @@ def test_account_limits_at_their_boundary() -> None:
     assert account_at_cap(1, tighter) and not account_at_cap(0, tighter) and people_at_limit(1, tighter)
 
 
-def test_wrong_proofs_lock_at_the_fifth_within_the_hour_for_an_hour() -> None:
-    policy = AccountSettings()
-    start = local(2026, 11, 23, 9)
+def four_wrong_proofs(start: dt.datetime, policy: AccountSettings) -> ProofTries:
+    """Four wrong answers a minute apart: counted, not locked."""
     tries = ProofTries()
     for n in range(4):
         tries = after_wrong_proof(tries, start + n * MINUTE, policy)
         assert proof_locked_until(tries, start + n * MINUTE) is None and tries.failures == n + 1
+    return tries
+
+
+def test_wrong_proofs_lock_at_the_fifth_within_the_hour_for_an_hour() -> None:
+    policy = AccountSettings()
+    start = local(2026, 11, 23, 9)
+    tries = four_wrong_proofs(start, policy)
     fifth = start + 59 * MINUTE
     tries = after_wrong_proof(tries, fifth, policy)
     assert tries.locked_until == fifth + 60 * MINUTE
@@ -153,8 +159,6 @@ def test_wrong_proofs_lock_at_the_fifth_within_the_hour_for_an_hour() -> None:
 def test_wrong_proofs_older_than_the_window_are_forgotten() -> None:
     policy = AccountSettings()
     start = local(2026, 11, 23, 9)
-    tries = ProofTries()
-    for n in range(4):
-        tries = after_wrong_proof(tries, start + n * MINUTE, policy)
-    tries = after_wrong_proof(tries, start + 60 * MINUTE, policy)    # the first was an hour ago
+    # The fifth comes an hour after the first: the count starts again.
+    tries = after_wrong_proof(four_wrong_proofs(start, policy), start + 60 * MINUTE, policy)
     assert (tries.failures, tries.first_failure_at, tries.locked_until) == (1, start + 60 * MINUTE, None)
