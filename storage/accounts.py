@@ -92,7 +92,7 @@ class PersonView:
 
     person_id: int
     name: str                    # 张*
-    mobile: str                  # 138****5678
+    mobile: str                  # 138****5678: the one this account gave, "" when none
     id_number: str | None        # 110***********002X, None without one
     relation: Relation | None
     method: LinkMethod | None
@@ -153,11 +153,14 @@ def _masked_user(platform_user_id: str) -> str:
     return "…" + platform_user_id[-4:]
 
 
-def _view(person: Person, link: AccountPerson | None) -> PersonView:
+def _view(person: Person, link: AccountPerson | None, *, for_staff: bool = False) -> PersonView:
+    """The person masked; a citizen's account sees the mobile it gave, staff the one on record."""
     erased = person.erased_at is not None
+    mobile = person.mobile if for_staff else link.mobile if link is not None else None
     return PersonView(
         person_id=person.id, name="" if erased else mask_name(person.name),
-        mobile="" if erased else mask_mobile(person.mobile), id_number=person.id_masked,
+        mobile=mask_mobile(mobile) if mobile else "",
+        id_number=person.id_masked,
         relation=link.relation if link else None, method=link.method if link else None,
         linked_at=link.created_at if link else None,
         consent_version=link.consent_version if link else None,
@@ -245,7 +248,8 @@ async def add_person(session: AsyncSession, centre: Centre, now: dt.datetime, *,
         link = AccountPerson(identity_id=account_id, person_id=person.id, relation=relation,
                              method=LinkMethod.ADDED, created_at=now)
         session.add(link)
-    link.relation, link.consent_version, link.consented_at = relation, version, now
+    link.relation, link.mobile = relation, details.mobile
+    link.consent_version, link.consented_at = version, now
     await session.flush()
     await audit(session, now, account_actor(account_id), "add_person", "person", person.id,
                 relation=relation.value, consent_version=version)
@@ -517,4 +521,4 @@ async def correct_person(session: AsyncSession, now: dt.datetime, *, person_id: 
     person.updated_at = now
     await audit(session, now, actor, "correct_person", "person", person.id,
                 fields=sorted(changes), reason=reason.strip())
-    return _view(person, None)
+    return _view(person, None, for_staff=True)

@@ -228,6 +228,9 @@ class AccountPerson(Base, Created):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
     relation: Mapped[Relation] = mapped_column(_enum(Relation))
     method: Mapped[LinkMethod] = mapped_column(_enum(LinkMethod))
+    # The mobile this account gave for the person, shown back to it: the person's record keeps
+    # the one given first, which another account typing the same ID number must not see.
+    mobile: Mapped[str | None] = mapped_column(String(11))
     consent_version: Mapped[str | None] = mapped_column(String(20))  # the notice shown
     consented_at: Mapped[dt.datetime | None]
 

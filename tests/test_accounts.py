@@ -121,6 +121,9 @@ async def test_a_stranger_with_a_known_id_number_sees_nothing_changes_nothing_ca
         assert await appointment_for(session, account_id=stranger, code=mine.code) is None
     assert await seen(database, stranger) == {}
     assert await seen(database, holder) == {me: {mine.code}}
+    async with database.read() as session:   # it is shown what it typed, not what is on record
+        assert [(p.name, p.mobile) for p in await people_of(session, account_id=stranger)] == [
+            ("张*", "139****0000")]
 
     with pytest.raises(BookingRefused) as refused:         # same person, same service, same day
         await book(database, centre, clock, stranger, me, slots[DAYS[0]][3])
@@ -329,7 +332,7 @@ async def test_staff_correct_a_name_with_a_reason_and_the_audit_keeps_no_values(
     async with database.session() as session:
         view = await correct_person(session, clock.now(), person_id=me, actor="staff:7",
                                     reason="户口簿核对，原登记错字", name="张叁")
-    assert view.name == "张*"
+    assert (view.name, view.mobile) == ("张*", "138****5678")
     with pytest.raises(NameMismatch):                       # the old spelling is now the wrong one
         await add(database, centre, clock, holder, "张三", HOLDER_ID)
     async with database.read() as session:

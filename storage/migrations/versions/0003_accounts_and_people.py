@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("person_id", sa.Integer(), nullable=False),
         sa.Column("relation", _RELATION, nullable=False),
         sa.Column("method", _METHOD, nullable=False),
+        sa.Column("mobile", sa.String(length=11), nullable=True),
         sa.Column("consent_version", sa.String(length=20), nullable=True),
         _instant("consented_at", nullable=True),
         _instant("created_at"),
@@ -114,6 +115,15 @@ def upgrade() -> None:
                   sa.literal("migrated", sa.String(20)),
                   sa.literal(migrated_at, storage.db.UTCDateTime(timezone=True)))
         .where(identity.c.person_id.is_not(None))))
+    # The mobile on record is shown back to the account only when it is the one account bound
+    # to the person: where several were, any of them may have typed it last.
+    person = sa.table("person", sa.column("id", sa.Integer()), sa.column("mobile", sa.String(11)))
+    other = account_person.alias("other")
+    op.execute(account_person.update()
+               .where(sa.select(sa.func.count()).select_from(other)
+                      .where(other.c.person_id == account_person.c.person_id).scalar_subquery() == 1)
+               .values(mobile=sa.select(person.c.mobile).where(person.c.id == account_person.c.person_id)
+                       .scalar_subquery()))
 
 
 def downgrade() -> None:
