@@ -141,7 +141,9 @@ class Erasure:
     ``anonymised`` says the person's name, mobile and ID were cleared; otherwise ``kept_for``
     names why the record stays: "other_accounts" (another account acts for them),
     "upcoming" (a booking someone else made is still to come) or "blocked" (until the block
-    ends). The account's own link, consent and bookings are let go of either way.
+    ends). The account's own link, consent and bookings are let go of either way. The reasons
+    are for the audit and staff: they speak of other accounts, so a chat tells the citizen only
+    that the centre keeps the record while it is needed.
     """
 
     anonymised: bool
@@ -456,9 +458,9 @@ async def erase_person(session: AsyncSession, now: dt.datetime, *, account_id: i
     await session.delete(link)
     await _forget_binding(session, account_id, person_id)
     await session.flush()
-    await audit(session, now, account_actor(account_id), "withdraw_consent", "person", person_id,
-                consent_version=link.consent_version)
     kept = await _kept_for(session, now, person_id)
+    await audit(session, now, account_actor(account_id), "withdraw_consent", "person", person_id,
+                consent_version=link.consent_version, kept_for=list(kept))
     if not kept:
         person = await session.get(Person, person_id, with_for_update=True)
         assert person is not None  # account_person.person_id is a foreign key
