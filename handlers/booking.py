@@ -36,7 +36,7 @@ from handlers.staff.replies import stop as stop_for_staff
 from handlers.steps import Booking, BookingMode, HomeVisit, MyBookings
 from storage import booking, services, waitlist
 from storage.catalog import ServiceDef
-from storage.identity import find_or_create_person, mask_mobile, mask_name
+from storage.identity import NameMismatch, find_or_create_person, mask_mobile, mask_name
 from storage.models import Appointment, Channel, Department, Person, Service, Slot, WaitKind
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import can_change
@@ -279,9 +279,16 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if given.person is not None:
         return await ctx.enter(Booking.SUMMARY, person=given.person.id)
     assert given.details is not None
-    person = await find_or_create_person(ctx.session, given.details, ctx.centre.hasher, ctx.now)
+    walk_in = _mode(ctx) == BookingMode.WALK_IN
+    try:
+        # A walk-in's person belongs to no chat account; a citizen's is keyed by theirs when the
+        # service takes no ID number.
+        person = await find_or_create_person(ctx.session, given.details, ctx.centre.hasher, ctx.now,
+                                             account_id=None if walk_in else ctx.identity.id)
+    except NameMismatch:
+        return await leave(ctx, "staff.walkin_name_mismatch" if walk_in else "invalid.name_mismatch")
     ctx.forget("name", "mobile")
-    if _mode(ctx) == BookingMode.WALK_IN:
+    if walk_in:
         return await ctx.enter(Booking.SUMMARY, person=person.id)
     ctx.identity.person_id = person.id
     return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)

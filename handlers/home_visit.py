@@ -14,7 +14,7 @@ from handlers.payloads import Button, Main
 from handlers.steps import HomeVisit
 from storage import handoffs, services
 from storage.catalog import ServiceDef
-from storage.identity import PersonDetails, find_or_create_person
+from storage.identity import NameMismatch, PersonDetails, find_or_create_person
 from storage.rules import home_visit_eligible
 
 _GROUNDS = {Button.AGE: "age", Button.DISABILITY: "disability"}
@@ -68,7 +68,12 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if person_details is None:
         assert given.person is not None
         person_details = PersonDetails(given.person.name, given.person.mobile)
-    person = await find_or_create_person(ctx.session, person_details, ctx.centre.hasher, ctx.now)
+    try:
+        person = await find_or_create_person(ctx.session, person_details, ctx.centre.hasher, ctx.now,
+                                             account_id=ctx.identity.id)
+    except NameMismatch:
+        ctx.end()
+        return [ctx.reply("invalid.name_mismatch"), main_menu(ctx)]
     ctx.identity.person_id = person.id
     ctx.forget("name", "mobile")
     return await ctx.enter(HomeVisit.ADDRESS, ground=ground, age=given.age)

@@ -32,7 +32,7 @@ from storage.models import (
 )
 from storage.outbox import REMINDER, drop_pending, enqueue, enqueue_many
 from storage.refusals import BookingRefused, Refusal
-from storage.rules import at_local, can_change
+from storage.rules import account_at_cap, at_local, can_change
 from storage.seats import (
     SlotInfo,
     check_bookable,
@@ -56,6 +56,11 @@ ACTIVE = (AppointmentStatus.BOOKED, AppointmentStatus.CHECKED_IN)
 # The statements every booking attempt runs are built once (building SQL expressions costs
 # more than running these short queries); values come in as bound parameters.
 _LOCK_PERSON = select(Person.id).where(Person.id == bindparam("person_id")).with_for_update()
+_ACCOUNT_ACTIVE = select(func.count()).select_from(Appointment).where(
+    Appointment.identity_id == bindparam("identity_id"),
+    Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at > bindparam("now"))
+_LOCK_ACCOUNT = (select(ChannelIdentity.id).where(ChannelIdentity.id == bindparam("identity_id"))
+                 .with_for_update())
 _CODE_TAKEN = select(Appointment.id).where(Appointment.code == bindparam("code"))
 _SAME_DAY = and_(Appointment.service_id == bindparam("service_id"),
                  Appointment.local_date == bindparam("local_date"),
@@ -282,7 +287,8 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
 
     Raises:
         BookingRefused: UNKNOWN_SLOT, SERVICE_INACTIVE, NOT_RELEASED, TOO_LATE, SUSPENDED,
-            BLOCKED (until), DUPLICATE (code), CAP_ACTIVE/CAP_WEEK/CAP_MONTH (limit), or FULL
+            BLOCKED (until), DUPLICATE (code), CAP_ACTIVE/CAP_WEEK/CAP_MONTH (limit),
+            CAP_ACCOUNT (limit: the account's upcoming bookings across its people), or FULL
             (alternatives).
     """
     info = await slot_info(session, slot_id)
@@ -304,6 +310,12 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
     # One booking at a time per person, so two taps at once cannot both pass the caps.
     await session.execute(_LOCK_PERSON, {"person_id": person_id})
     await _check_person(session, centre, now, person_id, info, caps=not offline)
+    if identity_id is not None and not offline:  # and per account, for its cap across people
+        await session.execute(_LOCK_ACCOUNT, {"identity_id": identity_id})
+        active = await session.scalar(_ACCOUNT_ACTIVE, {"identity_id": identity_id, "now": now})
+        if account_at_cap(active or 0, centre.accounts):
+            raise BookingRefused(Refusal.CAP_ACCOUNT,
+                                 limit=centre.accounts.active_bookings_per_account)
     code = await _new_code(session)
     # From here on the slot row is locked (PostgreSQL) until commit: keep this part short.
     await _take_seat_for_booking(session, centre, now, info, owner, offline)

@@ -1,5 +1,5 @@
 """What every booking operation needs to know about the centre: its calendar, time zone,
-rules and ID-hash key. Built once at start-up and passed in."""
+rules, account limits and ID-hash key. Built once at start-up and passed in."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from storage.catalog import ServiceDef
 from storage.identity import IdHasher
 from storage.rules import policy_for
-from storage.settings import NotificationSettings, RuleSettings
+from storage.settings import AccountSettings, NotificationSettings, RuleSettings
 from storage.workdays import WorkCalendar
 
 
@@ -21,6 +21,7 @@ class Centre:
     rules: RuleSettings
     hasher: IdHasher
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
 
     def policy(self, service: ServiceDef) -> RuleSettings:
         """The rules of one service: global rules with the catalog's overrides."""

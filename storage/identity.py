@@ -1,5 +1,5 @@
 """Real-name identity: validation of names, mobiles and resident ID numbers, keyed hashing and
-masking, and finding the one person behind several chat accounts.
+masking, and finding the person a citizen's details name (never changing it).
 
 An ID number never reaches the database or a log: only its HMAC (for matching) and a masked form
 (first 3 and last 4 characters) are kept. Age for home-visit eligibility is computed from the
@@ -18,11 +18,11 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChannelIdentity, Person
+from storage.models import AccountPerson, AuditLog, ChannelIdentity, Person
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -129,7 +129,9 @@ def mask_mobile(mobile: str) -> str:
 
 
 def mask_name(name: str) -> str:
-    """"张三" -> "张*", "欧阳小明" -> "欧**明", "Li Lei" -> "L*****"."""
+    """"张三" -> "张*", "欧阳小明" -> "欧**明", "Li Lei" -> "L*****" ("" of an erased person -> "*")."""
+    if not name:
+        return "*"
     if len(name) <= 2:
         return name[0] + "*"
     if re.match(r"^[A-Za-z]", name):
@@ -150,6 +152,12 @@ class IdHasher:
 
     def hash(self, number: str) -> str:
         return hmac.new(self._key, number.upper().encode(), hashlib.sha256).hexdigest()
+
+    def tail_hash(self, number: str) -> str:
+        """Keyed hash of the last 6 characters, which a citizen types to prove a staff-made
+        booking is theirs; distinct from the whole number's hash."""
+        return hmac.new(self._key, b"id tail\0" + number[-6:].upper().encode(),
+                        hashlib.sha256).hexdigest()
 
     def derive(self, purpose: str) -> bytes:
         """A key for another purpose (signing links), independent of the ID hashes: HMAC of
@@ -208,33 +216,87 @@ def check_details(name: str, mobile: str, id_number: str | None, *, id_required:
     return PersonDetails(str(checked["name"]), str(checked["mobile"]), checked["id_number"]), {}
 
 
-async def find_or_create_person(session: AsyncSession, details: PersonDetails, hasher: IdHasher,
-                                now: dt.datetime) -> Person:
-    """The person with this ID number (or, without one, this mobile), updated or created.
+class NameMismatch(InvalidValue):
+    """The ID number is on record under another name (姓名与证件号码不一致): the citizen is sent
+    to the window, where staff can correct the record (``storage.accounts.correct_person``)."""
 
-    The same ID number reached from WeChat and Telegram is one person; so is the same mobile
-    when no ID number was given.
+    def __init__(self) -> None:
+        super().__init__("name", "name_mismatch")
+
+
+ID_NAME_MISMATCH = "id_name_mismatch"  # the audit action, counted for the figures
+
+
+async def find_or_create_person(session: AsyncSession, details: PersonDetails, hasher: IdHasher,
+                                now: dt.datetime, *, account_id: int | None = None) -> Person:
+    """The person these details name, found or created; whoever types them changes nothing.
+
+    With an ID number the person is the one with that number's hash: the same name re-uses it
+    (its stored name and mobile are kept as they are), another name is refused. Without one the
+    person is, for an account, the one of its people with that name and no ID number (the
+    account keys it, and may update its mobile); for staff (no account), the one with that
+    name and mobile and no ID number. Finding a person attaches nobody to anything: which
+    bookings an account sees is decided by who made them (``storage.accounts``).
+
+    Args:
+        account_id: the account typing the details, or None for staff.
 
     Returns:
         The person row, flushed (it has an id).
+
+    Raises:
+        NameMismatch: the ID number is on record under another name; an audit row without
+            personal data is added to the session first (the figures count them), so commit
+            after answering.
     """
-    person: Person | None = None
-    id_hash = hasher.hash(details.id_number) if details.id_number else None
-    if id_hash:
+    if details.id_number:
+        id_hash = hasher.hash(details.id_number)
         person = await session.scalar(select(Person).where(Person.id_hash == id_hash).with_for_update())
-    if person is None:
-        query = select(Person).where(Person.mobile == details.mobile)
-        if id_hash:
-            query = query.where(Person.id_hash.is_(None))
-        person = await session.scalar(query.order_by(Person.id).limit(1).with_for_update())
+        if person is not None:
+            if _same_name(person.name, details.name):
+                if person.id_tail_hash is None:  # recorded before tails were kept
+                    person.id_tail_hash = hasher.tail_hash(details.id_number)
+                return person
+            session.add(AuditLog(at=now, actor=f"account:{account_id}" if account_id else "staff",
+                                 action=ID_NAME_MISMATCH, entity="person", entity_id=person.id,
+                                 detail={}))
+            raise NameMismatch()
+        person = Person(name=details.name, mobile=details.mobile, id_hash=id_hash,
+                        id_masked=mask_id(details.id_number),
+                        id_tail_hash=hasher.tail_hash(details.id_number), created_at=now,
+                        updated_at=now)
+        try:
+            async with session.begin_nested():
+                session.add(person)
+        except IntegrityError:  # another process recorded the same number a moment ago
+            return await find_or_create_person(session, details, hasher, now, account_id=account_id)
+        return person
+    if account_id is not None:
+        # The account's people; until the handlers read them from account_person, the person
+        # bound to the account by the old way (channel_identity.person_id) is one of them.
+        theirs = or_(Person.id.in_(select(AccountPerson.person_id)
+                                   .where(AccountPerson.identity_id == account_id)),
+                     Person.id == select(ChannelIdentity.person_id)
+                     .where(ChannelIdentity.id == account_id).scalar_subquery())
+        query = select(Person).where(theirs, Person.name == details.name, Person.id_hash.is_(None),
+                                     Person.erased_at.is_(None))
+    else:
+        query = select(Person).where(Person.mobile == details.mobile, Person.name == details.name,
+                                     Person.id_hash.is_(None), Person.erased_at.is_(None))
+    person = await session.scalar(query.order_by(Person.id).limit(1).with_for_update())
     if person is None:
         person = Person(name=details.name, mobile=details.mobile, created_at=now, updated_at=now)
         session.add(person)
-    person.name, person.mobile, person.updated_at = details.name, details.mobile, now
-    if id_hash:
-        person.id_hash, person.id_masked = id_hash, mask_id(str(details.id_number))
-    await session.flush()
+        await session.flush()
+        return person
+    if person.mobile != details.mobile:
+        person.mobile, person.updated_at = details.mobile, now
     return person
+
+
+def _same_name(stored: str, typed: str) -> bool:
+    """Names compare as written, ignoring case and spacing of Latin names ("li lei" = "Li Lei")."""
+    return " ".join(stored.split()).casefold() == " ".join(typed.split()).casefold()
 
 
 async def identity_for(session: AsyncSession, channel: str, platform_user_id: str, locale: str,

@@ -88,6 +88,25 @@ class OutboxStatus(enum.StrEnum):
     DROPPED = "dropped"             # no longer relevant (cancelled, already started)
 
 
+class Relation(enum.StrEnum):
+    """Who a person is to the account holder (本人, 配偶, 子女, 父母, 其他亲属, 其他)."""
+
+    SELF = "self"
+    SPOUSE = "spouse"
+    CHILD = "child"
+    PARENT = "parent"
+    RELATIVE = "relative"
+    OTHER = "other"
+
+
+class LinkMethod(enum.StrEnum):
+    """How an account came to act for a person, or to be linked to another account."""
+
+    MIGRATED = "migrated"   # a binding made before accounts held people (revision 0003)
+    ADDED = "added"         # the account holder added the person, with consent
+    CODE = "code"           # a one-time code shown in one account, typed in the other
+
+
 class WaitKind(enum.StrEnum):
     SEAT = "seat"         # a full day or slot: tell me when a seat frees up
     RELEASE = "release"   # not released yet: tell me when it opens
@@ -172,11 +191,20 @@ class Person(Base, Created):
     mobile: Mapped[str] = mapped_column(String(11), index=True)
     id_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     id_masked: Mapped[str | None] = mapped_column(String(18))
+    # Keyed hash of the last 6 characters: proves a staff-made booking belongs to whoever
+    # knows them and its code, without keeping them (docs/accounts.md).
+    id_tail_hash: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[dt.datetime | None]  # consent withdrawn: name, mobile and ID cleared
     updated_at: Mapped[instant]
 
 
 class ChannelIdentity(Base, Created):
-    """A platform account (Telegram user, WeChat OpenID, terminal user) and who it belongs to."""
+    """A platform account (Telegram user, WeChat OpenID, terminal user): the account.
+
+    ``person_id`` is the binding of the handlers before accounts held people; the people an
+    account acts for are in ``account_person`` (docs/accounts.md), and ``person_id`` goes when
+    the handlers read them there.
+    """
 
     __tablename__ = "channel_identity"
     __table_args__ = (UniqueConstraint("channel", "platform_user_id"),)
@@ -188,6 +216,59 @@ class ChannelIdentity(Base, Created):
     last_inbound_at: Mapped[dt.datetime | None]
     unreachable_at: Mapped[dt.datetime | None]  # blocked the bot / unsubscribed
     unreachable_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class AccountPerson(Base, Created):
+    """A person an account may act for (本人 or family), with the consent given for them."""
+
+    __tablename__ = "account_person"
+    __table_args__ = (UniqueConstraint("identity_id", "person_id"),)
+    id: Mapped[intpk]
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    relation: Mapped[Relation] = mapped_column(_enum(Relation))
+    method: Mapped[LinkMethod] = mapped_column(_enum(LinkMethod))
+    # The mobile this account gave for the person, shown back to it: the person's record keeps
+    # the one given first, which another account typing the same ID number must not see.
+    mobile: Mapped[str | None] = mapped_column(String(11))
+    consent_version: Mapped[str | None] = mapped_column(String(20))  # the notice shown
+    consented_at: Mapped[dt.datetime | None]
+
+
+class AccountLink(Base, Created):
+    """Two accounts proven to belong to one citizen; each sees the bookings the other made.
+
+    The pair is stored once, the lower id first.
+    """
+
+    __tablename__ = "account_link"
+    __table_args__ = (UniqueConstraint("first_id", "second_id"),
+                      CheckConstraint("first_id < second_id", name="ordered"))
+    id: Mapped[intpk]
+    first_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"))
+    second_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    method: Mapped[LinkMethod] = mapped_column(_enum(LinkMethod))
+
+
+class LinkCode(Base, Created):
+    """A one-time code an account asked for, to be typed in another account; kept hashed."""
+
+    __tablename__ = "link_code"
+    id: Mapped[intpk]
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[instant]
+
+
+class VerificationTries(Base):
+    """Wrong answers an account gave to a proof (a link code, a booking code), for the lock."""
+
+    __tablename__ = "verification_tries"
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20), primary_key=True)
+    failures: Mapped[int]
+    first_failure_at: Mapped[dt.datetime | None]
+    locked_until: Mapped[dt.datetime | None]
 
 
 class Appointment(Base, Created):
@@ -203,7 +284,10 @@ class Appointment(Base, Created):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
     slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
+    # The account that made it; a staff-made booking (channel "staff") is shown to an account
+    # only once it proved the booking was theirs (``attached_at``).
     identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    attached_at: Mapped[dt.datetime | None]
     local_date: Mapped[dt.date] = mapped_column(Date)
     starts_at: Mapped[instant]
     ends_at: Mapped[instant]

@@ -18,6 +18,7 @@ class Refusal(enum.StrEnum):
     CAP_ACTIVE = "cap_active"
     CAP_WEEK = "cap_week"
     CAP_MONTH = "cap_month"
+    CAP_ACCOUNT = "cap_account"
     CUTOFF_PASSED = "cutoff_passed"
     NOT_CHANGEABLE = "not_changeable"
     SAME_SLOT = "same_slot"

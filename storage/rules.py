@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from storage.catalog import ServiceDef
-from storage.settings import BlockTier, Cutoff, RuleSettings, parse_clock_time, rules_with_overrides
+from storage.settings import (
+    AccountSettings,
+    BlockTier,
+    Cutoff,
+    RuleSettings,
+    parse_clock_time,
+    rules_with_overrides,
+)
 from storage.workdays import WorkCalendar
 
 
@@ -76,6 +83,49 @@ def booking_closes_at(day: dt.date, starts_at: dt.datetime, policy: RuleSettings
     closes = starts_at - dt.timedelta(minutes=policy.min_lead_minutes)
     stop = stop if stop is not None else booking_stop_at(day, policy, calendar, tz)
     return min(closes, stop) if stop is not None else closes
+
+
+# --- accounts: limits across the people an account books for ---------------------------------
+
+
+def account_at_cap(active_bookings: int, policy: AccountSettings) -> bool:
+    """An account holding this many upcoming bookings, across all the people it books for,
+    may book no more (the per-person caps apply besides)."""
+    return active_bookings >= policy.active_bookings_per_account
+
+
+def people_at_limit(people: int, policy: AccountSettings) -> bool:
+    """An account acting for this many people may add no other."""
+    return people >= policy.people_per_account
+
+
+@dataclass(frozen=True)
+class ProofTries:
+    """Wrong answers an account gave to one kind of proof, and the lock they caused."""
+
+    failures: int = 0
+    first_failure_at: dt.datetime | None = None
+    locked_until: dt.datetime | None = None
+
+
+def proof_locked_until(tries: ProofTries, now: dt.datetime) -> dt.datetime | None:
+    """Until when the account may not answer again, or None when it may."""
+    if tries.locked_until is not None and now < tries.locked_until:
+        return tries.locked_until
+    return None
+
+
+def after_wrong_proof(tries: ProofTries, now: dt.datetime, policy: AccountSettings) -> ProofTries:
+    """Count one wrong answer. ``proof_tries`` wrong answers within ``proof_lock_minutes`` of
+    the first of them lock the account for ``proof_lock_minutes`` from the last; after a lock,
+    or once the first wrong answer is that old, counting starts again."""
+    window = dt.timedelta(minutes=policy.proof_lock_minutes)
+    if tries.first_failure_at is None or now - tries.first_failure_at >= window:
+        tries = ProofTries(0, now, None)
+    failures = tries.failures + 1
+    if failures >= policy.proof_tries:
+        return ProofTries(0, None, now + window)
+    return ProofTries(failures, tries.first_failure_at, None)
 
 
 # --- cancel and reschedule --------------------------------------------------------------------

@@ -214,6 +214,17 @@ class RuleSettings:
 
 
 @dataclass(frozen=True)
+class AccountSettings:
+    """Accounts and the people they act for (docs/accounts.md): limits and proofs."""
+
+    people_per_account: int = _setting(5, minimum=1, maximum=50)
+    active_bookings_per_account: int = _setting(6, minimum=1)
+    link_code_minutes: int = _setting(10, minimum=1, maximum=60)
+    proof_tries: int = _setting(5, minimum=1, maximum=20)
+    proof_lock_minutes: int = _setting(60, minimum=1)
+
+
+@dataclass(frozen=True)
 class CalendarSettings:
     closed_dates: tuple[dt.date, ...] = _setting([], parse=lambda v: _dates(v))
     extra_working_dates: tuple[dt.date, ...] = _setting([], parse=lambda v: _dates(v))
@@ -349,6 +360,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     rules: RuleSettings = field(default_factory=RuleSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
     calendar: CalendarSettings = field(default_factory=CalendarSettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)

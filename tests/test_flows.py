@@ -12,7 +12,17 @@ from handlers.engine import Assistant
 from handlers.i18n import format_day
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, AppointmentStatus, Block, Hold, Person, Service, Slot
+from storage.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditLog,
+    Block,
+    ChannelIdentity,
+    Hold,
+    Person,
+    Service,
+    Slot,
+)
 from tests.dialog import Dialog, verify_dialog
 from tests.helpers import local, make_centre, slots_of, valid_id
 
@@ -121,6 +131,27 @@ async def test_full_slot_offers_alternatives(assistant: Assistant, database: Dat
     assert second.labels[0] == "11月23日 周一 11:00-11:30 余1"     # nearest bookable, same day
     await second.press("11:00-11:30")
     assert "保留" in second.text
+
+
+async def test_an_id_number_typed_under_another_name_is_refused_and_renames_nobody(
+        assistant: Assistant, database: Database) -> None:
+    await book_id_card(Dialog(assistant, user="holder"))
+    stranger = Dialog(assistant, user="stranger", channel="telegram")
+    await verify_dialog(stranger, [
+        ("/start", "预约办事"), ("[预约办事]", "青溪镇便民服务中心"), ("[便民服务中心]", "居民身份证办理"),
+        ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日 周二"), ("[11月24日]", "09:20-09:40"),
+        ("[09:20-09:40]", "保留"), ("[同意并继续]", "真实姓名"), ("李四", "手机号"),
+        ("13900000000", "身份证号"), (ID_NUMBER, "姓名与证件号码不一致，请到窗口核实"),
+    ])
+    assert "预约办事" in stranger.labels
+    async with database.read() as session:
+        people = (await session.scalars(select(Person))).all()
+        assert [(p.name, p.mobile) for p in people] == [("张三", "13812345678")]
+        assert await session.scalar(select(func.count()).select_from(AuditLog)
+                                    .where(AuditLog.action == "id_name_mismatch")) == 1
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+        assert await session.scalar(select(ChannelIdentity.person_id)
+                                    .where(ChannelIdentity.platform_user_id == "stranger")) is None
 
 
 async def test_hold_ran_out_and_slot_filled(assistant: Assistant, clock: ManualClock) -> None:

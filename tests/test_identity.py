@@ -4,14 +4,19 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
 from storage.db import Database
 from storage.identity import (
+    ID_NAME_MISMATCH,
     IdHasher,
     InvalidValue,
+    NameMismatch,
+    PersonDetails,
     check_details,
     find_or_create_person,
     id_check_digit,
+    identity_for,
     mask_id,
     mask_mobile,
     mask_name,
@@ -19,6 +24,7 @@ from storage.identity import (
     validate_mobile,
     validate_name,
 )
+from storage.models import AuditLog, Person
 from tests.helpers import make_centre, valid_id
 
 TODAY = dt.date(2026, 11, 23)
@@ -100,16 +106,57 @@ def test_hash_is_keyed_and_the_key_file_is_private(tmp_path: Path) -> None:
     assert "key" in repr(generated) and "hidden" in repr(generated)
 
 
-async def test_same_id_from_two_channels_is_one_person(database: Database) -> None:
+async def test_same_id_and_name_is_one_person_whose_details_nobody_overwrites(database: Database) -> None:
     centre = make_centre()
     now = dt.datetime(2026, 11, 23, 1, tzinfo=dt.UTC)
-    from storage.identity import PersonDetails
+    hasher = centre.hasher
     async with database.session() as session:
-        hasher = centre.hasher
         first = await find_or_create_person(session, PersonDetails("张三", "13812345678", valid_id()), hasher, now)
-        again = await find_or_create_person(session, PersonDetails("张三", "13900000000", valid_id()), hasher, now)
-        assert again.id == first.id and again.mobile == "13900000000"
+        again = await find_or_create_person(session, PersonDetails("张三", "13900000000", valid_id()), hasher,
+                                            now + dt.timedelta(days=1), account_id=None)
+        assert again.id == first.id and again.mobile == "13812345678" and again.updated_at == now
         assert first.id_masked == "110***********002X" and first.id_hash and valid_id() not in first.id_hash
-        by_mobile = await find_or_create_person(session, PersonDetails("李四", "13700000000"), centre.hasher, now)
-        same_mobile = await find_or_create_person(session, PersonDetails("李四", "13700000000"), centre.hasher, now)
-        assert by_mobile.id == same_mobile.id != first.id
+        assert first.id_tail_hash == hasher.tail_hash(valid_id()) != first.id_hash
+        by_mobile = await find_or_create_person(session, PersonDetails("李四", "13700000000"), hasher, now)
+        same_mobile = await find_or_create_person(session, PersonDetails("李四", "13700000000"), hasher, now)
+        other_name = await find_or_create_person(session, PersonDetails("王五", "13700000000"), hasher, now)
+        assert by_mobile.id == same_mobile.id != first.id and other_name.id != by_mobile.id
+        assert by_mobile.name == "李四"
+
+
+async def test_an_id_number_under_another_name_is_refused_counted_and_changes_nothing(
+        database: Database) -> None:
+    centre = make_centre()
+    now = dt.datetime(2026, 11, 23, 1, tzinfo=dt.UTC)
+    async with database.session() as session:
+        first = await find_or_create_person(session, PersonDetails("张三", "13812345678", valid_id()),
+                                            centre.hasher, now)
+        with pytest.raises(NameMismatch) as caught:
+            await find_or_create_person(session, PersonDetails("李四", "13900000000", valid_id()),
+                                        centre.hasher, now, account_id=None)
+        assert caught.value.code == "name_mismatch" and isinstance(caught.value, InvalidValue)
+    async with database.session() as session:
+        person = await session.get(Person, first.id)
+        assert person is not None and (person.name, person.mobile) == ("张三", "13812345678")
+        audits = (await session.scalars(select(AuditLog))).all()
+        assert [(a.action, a.entity_id) for a in audits] == [(ID_NAME_MISMATCH, first.id)]
+        assert "李四" not in str(audits[0].detail) and "1390" not in str(audits[0].detail)
+        assert await session.scalar(select(func.count()).select_from(Person)) == 1
+
+
+async def test_without_an_id_number_an_account_keys_its_own_people(database: Database) -> None:
+    centre = make_centre()
+    now = dt.datetime(2026, 11, 23, 1, tzinfo=dt.UTC)
+    async with database.session() as session:
+        mine = await identity_for(session, "telegram", "1", "zh-CN", now)
+        stranger = await identity_for(session, "wechat", "o-2", "zh-CN", now)
+        first = await find_or_create_person(session, PersonDetails("李四", "13700000000"), centre.hasher, now,
+                                            account_id=mine.id)
+        mine.person_id = first.id
+        await session.flush()
+        again = await find_or_create_person(session, PersonDetails("李四", "13700000001"), centre.hasher, now,
+                                            account_id=mine.id)
+        theirs = await find_or_create_person(session, PersonDetails("李四", "13700000000"), centre.hasher, now,
+                                             account_id=stranger.id)
+        assert again.id == first.id and again.mobile == "13700000001"
+        assert theirs.id != first.id

@@ -7,6 +7,9 @@ import pytest
 
 from storage.catalog import ServiceDef, Text
 from storage.rules import (
+    ProofTries,
+    account_at_cap,
+    after_wrong_proof,
     booking_closes_at,
     can_change,
     closure_notice_is_late,
@@ -14,12 +17,14 @@ from storage.rules import (
     last_released_day,
     next_threshold,
     no_show_at,
+    people_at_limit,
     policy_for,
+    proof_locked_until,
     release_at,
     strikes_in_window,
     strikes_to_block,
 )
-from storage.settings import BlockTier, Cutoff, RuleSettings
+from storage.settings import AccountSettings, BlockTier, Cutoff, RuleSettings
 from storage.workdays import WorkCalendar
 from tests.helpers import TZ, local
 
@@ -118,3 +123,42 @@ def test_service_overrides_apply_on_top_of_global_rules() -> None:
     assert policy.cancel_cutoff == Cutoff(delta=dt.timedelta(hours=2)) and policy.hold_minutes == 5
     assert policy.no_show_grace_minutes == RULES.no_show_grace_minutes
     assert policy_for(SERVICE, RULES) is RULES
+
+
+def test_account_limits_at_their_boundary() -> None:
+    policy = AccountSettings()
+    assert (policy.people_per_account, policy.active_bookings_per_account) == (5, 6)
+    assert not account_at_cap(5, policy) and account_at_cap(6, policy) and account_at_cap(7, policy)
+    assert not people_at_limit(4, policy) and people_at_limit(5, policy)
+    tighter = dataclasses.replace(policy, active_bookings_per_account=1, people_per_account=1)
+    assert account_at_cap(1, tighter) and not account_at_cap(0, tighter) and people_at_limit(1, tighter)
+
+
+def four_wrong_proofs(start: dt.datetime, policy: AccountSettings) -> ProofTries:
+    """Four wrong answers a minute apart: counted, not locked."""
+    tries = ProofTries()
+    for n in range(4):
+        tries = after_wrong_proof(tries, start + n * MINUTE, policy)
+        assert proof_locked_until(tries, start + n * MINUTE) is None and tries.failures == n + 1
+    return tries
+
+
+def test_wrong_proofs_lock_at_the_fifth_within_the_hour_for_an_hour() -> None:
+    policy = AccountSettings()
+    start = local(2026, 11, 23, 9)
+    tries = four_wrong_proofs(start, policy)
+    fifth = start + 59 * MINUTE
+    tries = after_wrong_proof(tries, fifth, policy)
+    assert tries.locked_until == fifth + 60 * MINUTE
+    assert proof_locked_until(tries, fifth + 60 * MINUTE - MINUTE) == fifth + 60 * MINUTE
+    assert proof_locked_until(tries, fifth + 60 * MINUTE) is None
+    after = after_wrong_proof(tries, fifth + 60 * MINUTE, policy)   # a lock served starts afresh
+    assert (after.failures, after.locked_until) == (1, None)
+
+
+def test_wrong_proofs_older_than_the_window_are_forgotten() -> None:
+    policy = AccountSettings()
+    start = local(2026, 11, 23, 9)
+    # The fifth comes an hour after the first: the count starts again.
+    tries = after_wrong_proof(four_wrong_proofs(start, policy), start + 60 * MINUTE, policy)
+    assert (tries.failures, tries.first_failure_at, tries.locked_until) == (1, start + 60 * MINUTE, None)

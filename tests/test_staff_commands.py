@@ -25,6 +25,7 @@ from storage.models import (
     Complaint,
     HomeVisitRequest,
     Outbox,
+    Person,
     RequestStatus,
     Service,
     Slot,
@@ -222,19 +223,33 @@ async def test_a_walk_in_is_booked_from_the_window_seats(
         assert slot is not None and slot.offline_booked == 1 and slot.booked == 0
 
 
-async def test_a_walk_in_already_using_the_bot_gets_reminders_there(
-        assistant: Assistant, wang: Staff, database: Database) -> None:
+async def walk_in_of_a_bot_user(assistant: Assistant, wang: Staff, name: str, mobile: str) -> str:
+    """A walk-in for a citizen who booked by chat before (ID_A, 张三), as far as the ID number;
+    what staff were answered then."""
     await book(assistant, "social_card", TUESDAY, 0, user="51", name="张三",
                mobile="13812345678", id_number=ID_A)
     await wang.command("book")
     await wang.press_label("居民身份证")
     await wang.press_label("11月25日")
     await wang.press_label("09:00-09:20")
-    await wang.say("张三")
-    await wang.say("13812345678")
-    await wang.say(ID_A)
+    await wang.say(name)
+    await wang.say(mobile)
+    return await wang.say(ID_A)
+
+
+async def test_a_walk_in_already_using_the_bot_gets_reminders_there(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    await walk_in_of_a_bot_user(assistant, wang, "张三", "13812345678")
     assert "提醒会发到市民的聊天账号" in await wang.press_label("确认预约")
     assert "该市民当天已有" not in wang.text
+
+
+async def test_a_walk_in_whose_id_number_is_on_record_under_another_name_is_not_booked(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    assert "登记的姓名与输入的不一致" in await walk_in_of_a_bot_user(assistant, wang, "李四", "13900000000")
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Appointment)) == 1
+        assert (await session.scalars(select(Person.name))).all() == ["张三"]
 
 
 async def test_staff_commands_refuse_everyone_else_politely(
