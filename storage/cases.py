@@ -715,9 +715,9 @@ async def request_extension(session: AsyncSession, centre: Centre, now: dt.datet
                 extension=extension.id, days=days)
     await tell_staff(session, now, supervisors, kind="case_extension_request",
                      key=f"case_extension:{extension.id}:request",
-                     payload={"case": case.id, "number": case.number, "extension": extension.id,
-                              "days": days, "reason": text, "due_on": _iso(case.due_on),
-                              "requested_by": actor})
+                     payload=case_payload(case, await _definition(session, case.service_id),
+                                          extension=extension.id, days=days, reason=text,
+                                          requested_by=actor))
     return extension
 
 
@@ -777,10 +777,9 @@ async def decide_extension(session: AsyncSession, centre: Centre, now: dt.dateti
                     reason=extension.decision_note, extension=extension.id)
     await tell_staff(session, now, (extension.requested_by,), kind="case_extension_decided",
                      key=f"case_extension:{extension.id}:decided",
-                     payload={"case": case.id, "number": case.number, "extension": extension.id,
-                              "approved": approve, "days": extension.days,
-                              "due_on": _iso(case.due_on), "note": extension.decision_note,
-                              "decided_by": actor})
+                     payload=case_payload(case, service, extension=extension.id, approved=approve,
+                                          days=extension.days, note=extension.decision_note,
+                                          decided_by=actor))
     return extension
 
 

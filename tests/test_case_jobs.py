@@ -4,6 +4,8 @@ complaint."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
@@ -88,6 +90,17 @@ async def test_an_overdue_case_is_escalated_exactly_once(world: CaseWorld) -> No
     assert await run(world, case_jobs.escalate_overdue_cases, supervisors=()) == 0
     last = (await world.outbox())[-1]
     assert (last.kind, last.target, last.payload["due_on"]) == ("case_overdue", STAFF_TARGET, "2026-10-14")
+
+
+async def test_two_processes_escalating_at_once_escalate_once(world: CaseWorld) -> None:
+    case = await world.open(CaseKind.PROMISED)                     # due Mon 11-30
+    world.at(local(2026, 11, 30, 17, 30))
+    made = await asyncio.gather(*(run(world, case_jobs.escalate_overdue_cases, supervisors=SUPERVISORS)
+                                  for _ in range(3)))
+    assert sorted(made) == [0, 0, 1]
+    assert [(r.kind, r.target) for r in await world.outbox()][1:] == [
+        ("case_overdue", BOSS), ("case_overdue", BOSS2)]
+    assert (await world.case(case.number)).escalated_due_on.isoformat() == "2026-11-30"
 
 
 async def test_a_ready_case_is_not_escalated(world: CaseWorld) -> None:
