@@ -38,6 +38,15 @@ def _staff_payload(case: Case, service: ServiceDef) -> dict[str, Any]:
     return case_payload(case, service, owner=case.owner, state=case.state.value)
 
 
+async def _cases(session: AsyncSession, *conditions: Any, order: Any,
+                 limit: int = BATCH) -> list[tuple[Case, ServiceDef]]:
+    """Cases matching ``conditions`` with their service's definition, in ``order``."""
+    rows = (await session.execute(
+        select(Case, Service.definition).join(Service, Service.id == Case.service_id)
+        .where(*conditions).order_by(order, Case.id).limit(limit))).all()
+    return [(case, ServiceDef.from_json(definition)) for case, definition in rows]
+
+
 async def _claim(session: AsyncSession, case: Case, *conditions: Any, **values: Any) -> bool:
     """Mark one case with a conditional UPDATE; True for the one process that changed it."""
     result = await session.execute(update(Case).where(Case.id == case.id, *conditions)
@@ -56,13 +65,12 @@ async def remind_due_cases(session: AsyncSession, centre: Centre, now: dt.dateti
     """
     settings, calendar = centre.cases, centre.calendar
     horizon = calendar.add_working_days(centre.today(now), settings.due_reminder_working_days)
-    rows = (await session.execute(
-        select(Case, Service.definition).join(Service, Service.id == Case.service_id).where(
-            Case.state.in_(_RUNNING), Case.due_on.is_not(None), Case.due_on <= horizon,
-            or_(Case.reminded_due_on.is_(None), Case.reminded_due_on != Case.due_on))
-        .order_by(Case.due_on, Case.id).limit(BATCH))).all()
+    rows = await _cases(
+        session, Case.state.in_(_RUNNING), Case.due_on.is_not(None), Case.due_on <= horizon,
+        or_(Case.reminded_due_on.is_(None), Case.reminded_due_on != Case.due_on),
+        order=Case.due_on)
     queued = 0
-    for case, definition in rows:
+    for case, service in rows:
         due = case.due_on
         assert due is not None
         if now < due_reminder_at(due, settings, calendar, centre.tz) \
@@ -73,7 +81,7 @@ async def remind_due_cases(session: AsyncSession, centre: Centre, now: dt.dateti
                         reminded_due_on=due):
             queued += await enqueue(session, kind="case_due_soon", now=now, target=case.owner,
                                     dedup_key=f"case:{case.id}:due_soon:{due.isoformat()}",
-                                    payload=_staff_payload(case, ServiceDef.from_json(definition)))
+                                    payload=_staff_payload(case, service))
     return queued
 
 
@@ -90,13 +98,12 @@ async def escalate_overdue_cases(session: AsyncSession, centre: Centre, now: dt.
         How many cases were escalated.
     """
     last_due = last_overdue_due_date(now, centre.cases, centre.tz)
-    rows = (await session.execute(
-        select(Case, Service.definition).join(Service, Service.id == Case.service_id).where(
-            Case.state.in_(_RUNNING), Case.due_on.is_not(None), Case.due_on <= last_due,
-            or_(Case.escalated_due_on.is_(None), Case.escalated_due_on != Case.due_on))
-        .order_by(Case.due_on, Case.id).limit(BATCH))).all()
+    rows = await _cases(
+        session, Case.state.in_(_RUNNING), Case.due_on.is_not(None), Case.due_on <= last_due,
+        or_(Case.escalated_due_on.is_(None), Case.escalated_due_on != Case.due_on),
+        order=Case.due_on)
     made = 0
-    for case, definition in rows:
+    for case, service in rows:
         due = case.due_on
         assert due is not None
         if await _claim(session, case, Case.due_on == due, Case.state.in_(_RUNNING),
@@ -104,7 +111,7 @@ async def escalate_overdue_cases(session: AsyncSession, centre: Centre, now: dt.
                         escalated_due_on=due):
             await tell_staff(session, now, supervisors, kind="case_overdue",
                              key=f"case:{case.id}:overdue:{due.isoformat()}",
-                             payload=_staff_payload(case, ServiceDef.from_json(definition)))
+                             payload=_staff_payload(case, service))
             made += 1
     return made
 
@@ -118,19 +125,17 @@ async def remind_uncollected(session: AsyncSession, centre: Centre, now: dt.date
     """
     settings = centre.cases
     latest_ready = centre.calendar.add_working_days(centre.today(now), -settings.uncollected_working_days)
-    rows = (await session.execute(
-        select(Case, Service.definition).join(Service, Service.id == Case.service_id).where(
-            Case.state == CaseState.READY, Case.identity_id.is_not(None),
-            Case.uncollected_reminded_at.is_(None), Case.ready_on <= latest_ready)
-        .order_by(Case.ready_on, Case.id).limit(BATCH))).all()
+    rows = await _cases(
+        session, Case.state == CaseState.READY, Case.identity_id.is_not(None),
+        Case.uncollected_reminded_at.is_(None), Case.ready_on <= latest_ready,
+        order=Case.ready_on)
     queued = 0
-    for case, definition in rows:
+    for case, service in rows:
         assert case.ready_on is not None
         if now < uncollected_reminder_at(case.ready_on, settings, centre.calendar, centre.tz):
             continue
         if await _claim(session, case, Case.state == CaseState.READY,
                         Case.uncollected_reminded_at.is_(None), uncollected_reminded_at=now):
-            service = ServiceDef.from_json(definition)
             pickup = case.details.get("pickup", {})
             queued += await enqueue(
                 session, kind="case_uncollected", now=now, identity_id=case.identity_id,
@@ -149,19 +154,17 @@ async def request_followups(session: AsyncSession, centre: Centre, now: dt.datet
     Returns:
         How many were asked.
     """
-    rows = (await session.execute(
-        select(Case, Service.definition).join(Service, Service.id == Case.service_id).where(
-            Case.state == CaseState.CLOSED, Case.identity_id.is_not(None),
-            Case.followup_asked_at.is_(None), Case.closed_at <= now)
-        .order_by(Case.closed_at, Case.id).limit(BATCH))).all()
+    rows = await _cases(
+        session, Case.state == CaseState.CLOSED, Case.identity_id.is_not(None),
+        Case.followup_asked_at.is_(None), Case.closed_at <= now,
+        order=Case.closed_at)
     asked = 0
-    for case, definition in rows:
+    for case, service in rows:
         assert case.closed_at is not None
         closed_on = case.closed_at.astimezone(centre.tz).date()
         if now < followup_at(closed_on, centre.cases, centre.calendar, centre.tz):
             continue
         if await _claim(session, case, Case.followup_asked_at.is_(None), followup_asked_at=now):
-            service = ServiceDef.from_json(definition)
             asked += await enqueue(
                 session, kind="case_followup", now=now, identity_id=case.identity_id,
                 dedup_key=f"case:{case.id}:followup",
@@ -174,8 +177,7 @@ async def overdue_cases(session: AsyncSession, centre: Centre, now: dt.datetime,
     """Running cases past their overdue time, the longest overdue first (for the daily
     digest and /cases)."""
     last_due = last_overdue_due_date(now, centre.cases, centre.tz)
-    rows = (await session.execute(
-        select(Case, Service.definition).join(Service, Service.id == Case.service_id).where(
-            Case.state.in_(_RUNNING), Case.due_on.is_not(None), Case.due_on <= last_due)
-        .order_by(Case.due_on, Case.id).limit(limit))).all()
-    return [CaseLine(case, ServiceDef.from_json(definition), True) for case, definition in rows]
+    rows = await _cases(
+        session, Case.state.in_(_RUNNING), Case.due_on.is_not(None), Case.due_on <= last_due,
+        order=Case.due_on, limit=limit)
+    return [CaseLine(case, service, True) for case, service in rows]

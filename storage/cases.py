@@ -210,7 +210,7 @@ async def _definition(session: AsyncSession, service_id: int) -> ServiceDef:
 async def _step(session: AsyncSession, now: dt.datetime, case: Case, action: CaseAction,
                 actor: str, *, reason: str | None = None, **detail: Any) -> None:
     """Move the case one step (or refuse), and write its history entry and audit row."""
-    before = case.state if case.id is not None and case.state is not None else None
+    before: CaseState | None = case.state   # None while the case is being opened
     after = next_state(before, action)
     if after is None:
         raise CaseRefused(CaseRefusal.NOT_ALLOWED, number=case.number, state=before,
@@ -234,6 +234,7 @@ async def _locked(session: AsyncSession, number: str) -> Case:
 
 
 def _number(text: str) -> str:
+    """The case number in ``text``, or the refusal that tells a typo from a stranger."""
     parsed = parse_case_number(text)
     if parsed is None:
         if looks_like_case_number(text):
