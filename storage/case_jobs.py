@@ -124,10 +124,10 @@ async def remind_uncollected(session: AsyncSession, centre: Centre, now: dt.date
         How many reminders were queued.
     """
     settings = centre.cases
-    latest_ready = centre.calendar.add_working_days(centre.today(now), -settings.uncollected_working_days)
+    # Oldest first, so the ones due come before the rest; the rule decides for each.
     rows = await _cases(
         session, Case.state == CaseState.READY, Case.identity_id.is_not(None),
-        Case.uncollected_reminded_at.is_(None), Case.ready_on <= latest_ready,
+        Case.uncollected_reminded_at.is_(None), Case.ready_on < centre.today(now),
         order=Case.ready_on)
     queued = 0
     for case, service in rows:

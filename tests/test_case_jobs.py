@@ -134,6 +134,14 @@ async def test_an_uncollected_result_is_reminded_once(world: CaseWorld) -> None:
     assert reminder.payload["bring"]["zh"] == "受理回执和居民户口簿"
 
 
+async def test_a_result_made_ready_on_a_weekend_is_reminded_on_time(world: CaseWorld) -> None:
+    case = await world.open(CaseKind.PROMISED)
+    world.at(local(2026, 11, 28, 11))                              # Saturday: staff came in
+    await world.do(cases.mark_ready, case.number, actor=STAFF)
+    world.at(local(2026, 12, 4, 9))                                # 11-30 .. 12-04: 5 working days
+    assert await run(world, case_jobs.remind_uncollected) == 1
+
+
 async def test_followup_after_closing_and_a_complaint_when_unsatisfied(world: CaseWorld) -> None:
     happy = await world.open(CaseKind.IMMEDIATE, "social_card")
     unhappy = await world.open(CaseKind.PROMISED)
