@@ -54,7 +54,8 @@ def build_centre(settings: Settings, calendar: WorkCalendar) -> Centre:
     return Centre(calendar=calendar, tz=settings.general.timezone, rules=settings.rules,
                   hasher=IdHasher.from_settings(settings.privacy.id_hash_key,
                                                 settings.path(settings.general.data_dir)),
-                  notifications=settings.notifications, accounts=settings.accounts)
+                  notifications=settings.notifications, accounts=settings.accounts,
+                  cases=settings.cases)
 
 
 async def build_app(settings: Settings, clock: Clock | None = None) -> App:

@@ -66,6 +66,23 @@ class HomeVisit:
     note: Text | None = None
 
 
+CASE_KINDS = ("immediate", "promised", "joint", "reported")  # the kinds a service may default to
+
+
+@dataclass(frozen=True)
+class CaseDef:
+    """What happens after the visit (办件): the default kind and how the result is handed over.
+
+    The committed working days are the service's ``processing_days``.
+    """
+
+    kind: str = "immediate"
+    pickup_place: Text | None = None    # None: the service's place
+    pickup_hours: Text | None = None    # None: the service's opening hours
+    bring: Text | None = None           # what to bring to collect the result
+    mail: bool = False                  # the result can be posted (邮寄)
+
+
 @dataclass(frozen=True)
 class DepartmentDef:
     code: str
@@ -98,6 +115,7 @@ class ServiceDef:
     home_visit: HomeVisit = HomeVisit()
     processing_days: int = 0        # 0: 即办 (done on the spot)
     rules: dict[str, Any] = field(default_factory=dict)
+    case: CaseDef = CaseDef()
 
     @property
     def online_capacity(self) -> int:
@@ -325,6 +343,7 @@ def _service(check: _Checker, code: str, raw: Any, departments: set[str],
     id_required = check.boolean(f"{path}.id_required", data.get("id_required"), True)
     home_visit = _home_visit(check, f"{path}.home_visit", data.get("home_visit"))
     processing = _processing(check, f"{path}.processing", data.get("processing"))
+    case = _case(check, f"{path}.case", data.get("case"), processing)
     rules = check.table(f"{path}.rules", data.get("rules", {}))
     for key, value in rules.items():
         try:
@@ -342,7 +361,8 @@ def _service(check: _Checker, code: str, raw: Any, departments: set[str],
         fees=fees or Text("免费", "Free"), legal_basis=legal, materials=materials,
         eligibility=eligibility, slot_minutes=slot_minutes, capacity=capacity,
         online_share=float(share), hours=hours, horizon_days=horizon, release_time=release,
-        id_required=id_required, home_visit=home_visit, processing_days=processing, rules=rules)
+        id_required=id_required, home_visit=home_visit, processing_days=processing, rules=rules,
+        case=case)
 
 
 def _home_visit(check: _Checker, path: str, raw: Any) -> HomeVisit:
@@ -357,6 +377,25 @@ def _home_visit(check: _Checker, path: str, raw: Any) -> HomeVisit:
                                                            minimum=0, maximum=150),
         disability=check.boolean(f"{path}.disability", data.get("disability"), True),
         note=check.text(f"{path}.note", data.get("note"), required=False))
+
+
+def _case(check: _Checker, path: str, raw: Any, processing_days: int) -> CaseDef:
+    default_kind = "promised" if processing_days else "immediate"
+    if raw is None:
+        return CaseDef(kind=default_kind)
+    data = check.table(path, raw)
+    check.unknown(path, data, ("kind", "pickup_place", "pickup_hours", "bring", "mail"))
+    kind = check.choice(f"{path}.kind", data.get("kind"), CASE_KINDS, default_kind)
+    if kind == "immediate" and processing_days:
+        check.fail(f"{path}.kind", f'is "immediate" but processing is {processing_days} working days')
+    if kind == "promised" and not processing_days:
+        check.fail(f"{path}.kind", '"promised" needs processing = the committed working days')
+    return CaseDef(
+        kind=kind,
+        pickup_place=check.text(f"{path}.pickup_place", data.get("pickup_place"), required=False),
+        pickup_hours=check.text(f"{path}.pickup_hours", data.get("pickup_hours"), required=False),
+        bring=check.text(f"{path}.bring", data.get("bring"), required=False),
+        mail=check.boolean(f"{path}.mail", data.get("mail"), False))
 
 
 def _processing(check: _Checker, path: str, raw: Any) -> int:
@@ -402,10 +441,12 @@ def read_catalog(path: Path, base_rules: RuleSettings | None = None) -> Catalog:
     return parse_catalog(text, base_rules)
 
 
-def _service_from_dict(data: dict[str, Any]) -> ServiceDef:
-    def text(value: Any) -> Text | None:
-        return None if value is None else Text(value["zh"], value["en"])
+def _stored_text(value: Any) -> Text | None:
+    return None if value is None else Text(value["zh"], value["en"])
 
+
+def _service_from_dict(data: dict[str, Any]) -> ServiceDef:
+    text = _stored_text
     home = data["home_visit"]
     return ServiceDef(
         code=data["code"], department=data["department"], name=Text(**data["name"]),
@@ -421,7 +462,17 @@ def _service_from_dict(data: dict[str, Any]) -> ServiceDef:
         id_required=data["id_required"],
         home_visit=HomeVisit(home["offered"], home["min_age"], home["disability"],
                              text(home["note"])),
-        processing_days=data["processing_days"], rules=data["rules"])
+        processing_days=data["processing_days"], rules=data["rules"],
+        case=_case_from_dict(data.get("case"), data["processing_days"]))
+
+
+def _case_from_dict(data: dict[str, Any] | None, processing_days: int) -> CaseDef:
+    """A stored case table (definitions stored before cases existed have none)."""
+    if data is None:
+        return CaseDef(kind="promised" if processing_days else "immediate")
+    return CaseDef(kind=data["kind"], pickup_place=_stored_text(data["pickup_place"]),
+                   pickup_hours=_stored_text(data["pickup_hours"]),
+                   bring=_stored_text(data["bring"]), mail=data["mail"])
 
 
 # --- loading ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from storage.catalog import ServiceDef
 from storage.identity import IdHasher
 from storage.rules import policy_for
-from storage.settings import AccountSettings, NotificationSettings, RuleSettings
+from storage.settings import AccountSettings, CaseSettings, NotificationSettings, RuleSettings
 from storage.workdays import WorkCalendar
 
 
@@ -22,6 +22,7 @@ class Centre:
     hasher: IdHasher
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
+    cases: CaseSettings = field(default_factory=CaseSettings)
 
     def policy(self, service: ServiceDef) -> RuleSettings:
         """The rules of one service: global rules with the catalog's overrides."""

@@ -538,3 +538,130 @@ class SharedValue(Base):
     owner: Mapped[str | None] = mapped_column(String(80))
     expires_at: Mapped[dt.datetime | None]
     updated_at: Mapped[instant]
+
+
+# --- cases (办件) -------------------------------------------------------------------------------
+
+
+class CaseKind(enum.StrEnum):
+    """How the window classified a case when it opened it (六件管理); it never changes."""
+
+    IMMEDIATE = "immediate"     # 即办件: done at the window, closed at once
+    PROMISED = "promised"       # 承诺件: due a committed number of working days after acceptance
+    CORRECTION = "correction"   # 补办件: accepted with materials missing (补正)
+    RETURNED = "returned"       # 退回件: refused at the window (不予受理)
+    JOINT = "joint"             # 联办件: several departments, each with its own part
+    REPORTED = "reported"       # 上报件: sent to a higher authority
+
+
+class CaseState(enum.StrEnum):
+    ACCEPTED = "accepted"
+    CORRECTION = "correction"   # waiting for missing materials: the clock is stopped
+    IN_PROGRESS = "in_progress"
+    READY = "ready"             # 办结: the result is ready
+    COLLECTED = "collected"     # passed through on the way to closed (history only)
+    MAILED = "mailed"           # passed through on the way to closed (history only)
+    CLOSED = "closed"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+
+
+class ExtensionStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
+class Case(Base, Created):
+    """A matter the centre handles after the visit (办件), with its number, clock and result."""
+
+    __tablename__ = "case_file"
+    __table_args__ = (
+        Index("ix_case_file_state_due", "state", "due_on"),
+        Index("ix_case_file_opened_on", "opened_on"),
+        Index("ix_case_file_ready_on", "ready_on"),
+        CheckConstraint("followup_level IS NULL OR followup_level BETWEEN 1 AND 5",
+                        name="followup_level"),
+    )
+    id: Mapped[intpk]
+    number: Mapped[str] = mapped_column(String(8), unique=True)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointment.id"), unique=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    kind: Mapped[CaseKind] = mapped_column(_enum(CaseKind))
+    state: Mapped[CaseState] = mapped_column(_enum(CaseState))
+    owner: Mapped[str] = mapped_column(String(80))
+    opened_at: Mapped[instant]
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    committed_days: Mapped[int] = mapped_column(default=0)
+    due_on: Mapped[dt.date | None] = mapped_column(Date)
+    paused_on: Mapped[dt.date | None] = mapped_column(Date)
+    correction_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    corrections: Mapped[int] = mapped_column(default=0)
+    paused_days: Mapped[int] = mapped_column(default=0)
+    ready_at: Mapped[dt.datetime | None]
+    ready_on: Mapped[dt.date | None] = mapped_column(Date)
+    clock_days: Mapped[int | None]
+    delivery: Mapped[str | None] = mapped_column(String(10))
+    tracking_number: Mapped[str | None] = mapped_column(String(40))
+    refusal_reason: Mapped[str | None] = mapped_column(Text)
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[json_data]
+    closed_at: Mapped[dt.datetime | None]
+    reminded_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    escalated_due_on: Mapped[dt.date | None] = mapped_column(Date)
+    uncollected_reminded_at: Mapped[dt.datetime | None]
+    followup_asked_at: Mapped[dt.datetime | None]
+    followup_level: Mapped[int | None]
+    followup_at: Mapped[dt.datetime | None]
+    followup_comment: Mapped[str | None] = mapped_column(Text)
+    complaint_id: Mapped[int | None] = mapped_column(ForeignKey("complaint.id"))
+    updated_at: Mapped[instant]
+
+
+class CaseEvent(Base):
+    """One step in a case's history: who did what, when and why."""
+
+    __tablename__ = "case_event"
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    at: Mapped[instant]
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(30))
+    state_before: Mapped[CaseState | None] = mapped_column(_enum(CaseState))
+    state_after: Mapped[CaseState] = mapped_column(_enum(CaseState))
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[json_data]
+
+
+class CasePart(Base):
+    """One department's part of a joint case (联办件)."""
+
+    __tablename__ = "case_part"
+    __table_args__ = (UniqueConstraint("case_id", "name"),)
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    working_days: Mapped[int]
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    done_at: Mapped[dt.datetime | None]
+    done_by: Mapped[str | None] = mapped_column(String(80))
+
+
+class CaseExtension(Base):
+    """A request to move a case's due date (延期): requested by staff, decided by a supervisor."""
+
+    __tablename__ = "case_extension"
+    id: Mapped[intpk]
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    days: Mapped[int]
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[ExtensionStatus] = mapped_column(_enum(ExtensionStatus))
+    requested_by: Mapped[str] = mapped_column(String(80))
+    requested_at: Mapped[instant]
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[dt.datetime | None]
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    due_before: Mapped[dt.date] = mapped_column(Date)
+    due_after: Mapped[dt.date | None] = mapped_column(Date)

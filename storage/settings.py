@@ -272,6 +272,20 @@ class NotificationSettings:
     staff_digest: dt.time | None = _setting("17:00", parse=parse_optional_clock_time)
 
 
+@dataclass(frozen=True)
+class CaseSettings:
+    """Cases after the visit (办件): 补正, reminders, extensions and 回访."""
+
+    correction_working_days: int = _setting(10, minimum=1, maximum=60)
+    corrections_without_approval: int = _setting(1, minimum=0, maximum=10)
+    max_extension_working_days: int = _setting(30, minimum=1, maximum=365)
+    due_reminder_working_days: int = _setting(1, minimum=0, maximum=30)
+    uncollected_working_days: int = _setting(5, minimum=1, maximum=365)
+    followup_working_days: int = _setting(1, minimum=0, maximum=30)
+    notice_time: dt.time = _setting("09:00", parse=parse_clock_time)
+    overdue_time: dt.time = _setting("17:00", parse=parse_clock_time)
+
+
 def _strings(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError('a list of strings like ["2h"]')
@@ -364,6 +378,7 @@ class Settings:
     calendar: CalendarSettings = field(default_factory=CalendarSettings)
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    cases: CaseSettings = field(default_factory=CaseSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     wechat: WechatSettings = field(default_factory=WechatSettings)
     wecom: WecomSettings = field(default_factory=WecomSettings)
