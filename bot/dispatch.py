@@ -165,9 +165,9 @@ class Dispatcher:
             if not self.staff_senders:
                 raise Unreachable("no staff channel configured")
             failures: list[Exception] = []
-            for sender in self.staff_senders:
+            for staff_sender in self.staff_senders:
                 try:
-                    await _deliver(sender, STAFF_TARGET, rendered, kind)
+                    await _deliver(staff_sender, STAFF_TARGET, rendered, kind)
                 except (Unreachable, TryLater) as failure:
                     failures.append(failure)
             # Once one staff channel has it, a retry would post it twice there: only when

@@ -11,6 +11,7 @@ what differs). Diagrams: docs/flows/booking.mmd, docs/flows/staff_book.mmd.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from handlers import details
 from handlers.context import Ctx, Event, EventKind, option
@@ -411,7 +412,7 @@ async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
         rows.append([option(ctx.t("booking.other_day"), Button.BACK)])
         return [ctx.reply(key if alternatives else "refusal.full_no_alternative", *rows)]
     await release_holds(ctx.session, ctx.actor)
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     if "until" in booking_details:
         values["until"] = when_text(ctx, booking_details["until"])
     if "opens_at" in booking_details:

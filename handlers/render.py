@@ -9,12 +9,12 @@ import icalendar
 
 from handlers.context import Ctx
 from handlers.core import Attachment
-from handlers.i18n import format_day, format_time, format_when
+from handlers.i18n import Speaker, format_day, format_time, format_when
 from storage.catalog import WEEKDAYS, ServiceDef
 from storage.models import Appointment, Department
 
 
-def materials_text(ctx: Ctx, service: ServiceDef) -> str:
+def materials_text(ctx: Ctx | Speaker, service: ServiceDef) -> str:
     """Every material to bring, one per line, with form, copies, issuer and notes."""
     lines = []
     for number, material in enumerate(service.materials, start=1):

@@ -9,6 +9,7 @@ so this module stays free of them.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from handlers.context import Ctx
 from handlers.core import Attachment, Reply
@@ -98,7 +99,7 @@ def _period_and_scope(ctx: Ctx, words: list[str]) -> tuple[Period, str | None]:
         raise
 
 
-def _details(ctx: Ctx | Speaker, error: StatsError) -> dict[str, object]:
+def _details(ctx: Ctx | Speaker, error: StatsError) -> dict[str, Any]:
     values = dict(error.details)
     for key in ("first", "last"):
         if key in values:

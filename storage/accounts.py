@@ -201,10 +201,9 @@ async def people_of(session: AsyncSession, *, account_id: int) -> list[PersonVie
     Returns:
         Masked views with the relation and the consent record of each.
     """
-    rows = (await session.execute(
+    rows = sorted((await session.execute(
         select(AccountPerson, Person).join(Person, Person.id == AccountPerson.person_id)
-        .where(AccountPerson.identity_id == account_id))).all()
-    rows.sort(key=lambda row: _relation_order(row[0]))
+        .where(AccountPerson.identity_id == account_id))).all(), key=lambda row: _relation_order(row[0]))
     return [_view(person, link) for link, person in rows]
 
 

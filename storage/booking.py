@@ -391,7 +391,7 @@ async def cancel(session: AsyncSession, centre: Centre, now: dt.datetime, appoin
             Appointment.person_id == appointment.person_id,
             Appointment.cancel_kind.in_([CancelKind.CITIZEN, CancelKind.LATE]),
             Appointment.cancelled_at >= _month_start(now, centre)))
-        if month > centre.rules.strike_cancellations_per_month:
+        if (month or 0) > centre.rules.strike_cancellations_per_month:
             strike = await add_strike(session, centre, now, appointment.person_id,
                                       "cancellations", appointment)
     if not appointment.offline:

@@ -513,18 +513,19 @@ async def load_catalog(session: AsyncSession, catalog: Catalog, now: dt.datetime
     """
     report = LoadReport()
     departments = {d.code: d for d in (await session.scalars(select(Department))).all()}
-    for definition in catalog.departments:
-        data = dataclasses.asdict(definition)
-        row = departments.get(definition.code)
-        if row is None:
-            row = Department(code=definition.code, kind=definition.kind, name_zh=definition.name.zh,
-                             name_en=definition.name.en, definition=data, created_at=now,
-                             updated_at=now)
-            session.add(row)
-            departments[definition.code] = row
-        elif row.definition != data:
-            row.kind, row.name_zh, row.name_en = definition.kind, definition.name.zh, definition.name.en
-            row.definition, row.updated_at = data, now
+    for department_def in catalog.departments:
+        data = dataclasses.asdict(department_def)
+        department_row = departments.get(department_def.code)
+        if department_row is None:
+            department_row = Department(code=department_def.code, kind=department_def.kind,
+                                        name_zh=department_def.name.zh, name_en=department_def.name.en,
+                                        definition=data, created_at=now, updated_at=now)
+            session.add(department_row)
+            departments[department_def.code] = department_row
+        elif department_row.definition != data:
+            department_row.kind = department_def.kind
+            department_row.name_zh, department_row.name_en = department_def.name.zh, department_def.name.en
+            department_row.definition, department_row.updated_at = data, now
     await session.flush()
 
     services = {s.code: s for s in (await session.scalars(select(Service))).all()}

@@ -117,7 +117,7 @@ class _Ids:
         return first
 
 
-_TABLES = {"person": Person, "identity": ChannelIdentity, "slot": Slot, "appointment": Appointment,
+_TABLES: dict[str, Any] = {"person": Person, "identity": ChannelIdentity, "slot": Slot, "appointment": Appointment,
            "rating": Rating, "complaint": Complaint, "handoff": Handoff, "block": Block,
            "outbox": Outbox}
 

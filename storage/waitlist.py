@@ -33,7 +33,7 @@ async def join_waitlist(session: AsyncSession, centre: Centre, now: dt.datetime,
     waiting = await session.scalar(select(func.count()).select_from(WaitlistEntry).where(
         WaitlistEntry.service_id == service_id, WaitlistEntry.local_date == day,
         WaitlistEntry.status == WaitStatus.WAITING))
-    if waiting >= centre.rules.waitlist_size:
+    if (waiting or 0) >= centre.rules.waitlist_size:
         raise BookingRefused(Refusal.WAITLIST_FULL)
     entry = WaitlistEntry(kind=kind, service_id=service_id, local_date=day, slot_id=slot_id,
                           identity_id=identity_id, status=WaitStatus.WAITING, created_at=now,

@@ -109,11 +109,11 @@ class WorkCalendar:
         if day in self._centre:
             working, note = self._centre[day]
             kind = DayKind.CENTRE_OPEN if working else DayKind.CENTRE_CLOSED
-            plain = _plain(name) if name else (None, None)
-            return DayInfo(day, working, kind, *plain, provisional=False, note=note)
+            zh, en = _plain(name) if name else (None, None)
+            return DayInfo(day, working, kind, zh, en, provisional=False, note=note)
         if day in makeup:
-            return DayInfo(day, True, DayKind.MAKEUP_WORKDAY, provisional=provisional,
-                           **_makeup_reason(day, names))
+            zh, en = _makeup_reason(day, names)
+            return DayInfo(day, True, DayKind.MAKEUP_WORKDAY, zh, en, provisional=provisional)
         if name is not None:
             if _is_substitute_label(name[0]):
                 name = _nearest_holiday(day, names) or name
@@ -188,11 +188,12 @@ def _nearest_holiday(day: dt.date, names: Mapping[dt.date, tuple[str, str]]
     return None
 
 
-def _makeup_reason(day: dt.date, names: Mapping[dt.date, tuple[str, str]]) -> dict[str, str | None]:
+def _makeup_reason(day: dt.date, names: Mapping[dt.date, tuple[str, str]]
+                   ) -> tuple[str, str] | tuple[None, None]:
     """Name the holiday a make-up working day pays for (the day off labelled with this date)."""
     for off_day, (zh, _en) in names.items():
         if day.isoformat() in zh:
             holiday = _nearest_holiday(off_day, names)
             if holiday:
-                return {"holiday_zh": holiday[0], "holiday_en": holiday[1]}
-    return {"holiday_zh": None, "holiday_en": None}
+                return holiday
+    return None, None

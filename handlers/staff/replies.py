@@ -3,6 +3,8 @@ appointment (masked), and leaving a staff flow."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.i18n import format_day, format_time
@@ -28,7 +30,7 @@ async def stop(ctx: Ctx) -> list[Reply]:
 def booking_refusal(ctx: Ctx, refused: BookingRefused, code: str = "") -> Reply:
     """Why the booking rules refused what a staff member asked, with the facts they need."""
     details = refused.details
-    values: dict[str, object] = {"code": details.get("code") or code.upper()}
+    values: dict[str, Any] = {"code": details.get("code") or code.upper()}
     reason = refused.reason
     if reason == Refusal.WRONG_DAY:
         values["day"] = format_day(details["day"], ctx.locale)
@@ -50,7 +52,7 @@ def booking_refusal(ctx: Ctx, refused: BookingRefused, code: str = "") -> Reply:
 def request_refusal(ctx: Ctx, refused: StaffRefused, kind: str) -> Reply:
     """Why a hand-off, complaint or home-visit request could not be acted on (who owns it)."""
     details = refused.details
-    values: dict[str, object] = {"number": details.get("number", ""),
+    values: dict[str, Any] = {"number": details.get("number", ""),
                                  "what": ctx.t(f"staff.kind_{kind}")}
     if refused.reason in (StaffRefusal.ALREADY_CLAIMED, StaffRefusal.NOT_OWNER,
                           StaffRefusal.ALREADY_DECIDED):
