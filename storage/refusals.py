@@ -27,6 +27,7 @@ class Refusal(enum.StrEnum):
     WRONG_DAY = "wrong_day"
     ID_MISMATCH = "id_mismatch"
     NOTHING_TO_UNDO = "nothing_to_undo"
+    NOT_CHECKED_IN = "not_checked_in"
     NOT_BLOCKED = "not_blocked"
     REASON_REQUIRED = "reason_required"
     WAITLIST_FULL = "waitlist_full"

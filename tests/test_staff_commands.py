@@ -281,6 +281,7 @@ async def test_a_bad_rating_becomes_a_complaint_staff_answer_and_resolve(
         citizens: Recorder, database: Database) -> None:
     appointment = await book(assistant, "id_card", TODAY, 0, user="51", name="张三",
                              mobile="13812345678", id_number=ID_A)
+    await wang.command("checkin", appointment.code)
     await wang.command("done", appointment.code)
     citizen = Dialog(assistant, user="51", channel="telegram")
     await citizen.send(choice=f"g:rate:{appointment.id}:2")
@@ -368,3 +369,55 @@ def test_every_refusal_has_a_message_in_both_languages() -> None:
     keys |= {f"staff.kind_{k}" for k in ("handoff", "complaint", "home_visit")}
     for locale in LOCALES:
         assert keys <= set(catalog(locale)), keys - set(catalog(locale))
+
+
+async def test_done_needs_a_checked_in_booking_of_today_and_an_undo_the_citizen_saw_is_told(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder,
+        database: Database) -> None:
+    tomorrow = await book(assistant, "social_card", TUESDAY, 0, user="51", name="张三",
+                          mobile="13812345678", id_number=ID_A)
+    today = await book(assistant, "id_card", TODAY, 0, user="52", name="李四",
+                       mobile="13900001111", id_number=ID_B)
+    assert "是11月24日 周二的预约，不是今天的" in await wang.command("done", tomorrow.code)
+    refused = await wang.command("done", today.code)
+    assert "还没有签到" in refused and f"/checkin {today.code}" in refused
+    await dispatcher.drain()
+    assert citizens.of_kind("rating_request") == []
+    async with database.read() as session:
+        assert (await session.get(Appointment, tomorrow.id)).status == AppointmentStatus.BOOKED
+    # done, told, undone: the citizen hears that the completion was withdrawn
+    await wang.command("checkin", today.code)
+    assert "已办结" in await wang.command("done", today.code)
+    await dispatcher.drain()
+    [asked] = citizens.of_kind("rating_request")
+    assert asked.chat_id == "52" and "您已办结" in asked.text
+    assert "现在：" in await wang.command("undo", f"{today.code} 点错了")
+    await dispatcher.drain()
+    [withdrawn] = citizens.of_kind("mark_undone")
+    assert withdrawn.chat_id == "52" and "办结状态已撤回" in withdrawn.text
+    assert today.code in withdrawn.text
+    # done again, undone before anything went out: nothing to withdraw, nothing said
+    citizens.take()
+    assert "已办结" in await wang.command("done", today.code)
+    await wang.command("undo", today.code)
+    await dispatcher.drain()
+    assert citizens.take() == []
+    # done for real: asked again
+    await wang.command("done", today.code)
+    await dispatcher.drain()
+    assert [d.kind for d in citizens.take()] == ["rating_request"]
+
+
+async def test_an_undone_no_show_the_citizen_was_told_of_is_withdrawn_to_them(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder,
+        clock: ManualClock) -> None:
+    dental = await book(assistant, "dental", TODAY, 5, user="52", name="李四",
+                        mobile="13900001111", id_number=ID_B)
+    clock.set(local(2026, 11, 23, 11, 0))
+    await wang.command("noshow", dental.code)
+    await dispatcher.drain()
+    assert {d.kind for d in citizens.take()} == {"no_show", "strike_warning"}
+    await wang.command("undo", f"{dental.code} 市民其实到了")
+    await dispatcher.drain()
+    [withdrawn] = citizens.take()
+    assert withdrawn.kind == "mark_undone" and "失约记录已撤销" in withdrawn.text

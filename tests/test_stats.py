@@ -107,6 +107,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     await s.book("P1", "id_card", local(2026, 11, 17, 9, 0), Channel.TELEGRAM)
     await s.book("P2", "id_card", local(2026, 11, 23, 9, 0), Channel.WECHAT)
     s.at(local(2026, 11, 17, 9, 10))
+    await s.run(attendance.check_in, s.codes["P1"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P1"], actor="staff:7")
     s.at(local(2026, 11, 18, 10, 0))
     await s.ensure()
@@ -116,6 +117,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     await s.run(booking.cancel, s.ids["P4"], actor="terminal:u4")  # before the cutoff
     # --- this week ---
     s.at(local(2026, 11, 23, 9, 10))
+    await s.run(attendance.check_in, s.codes["P2"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P2"], actor="staff:7")
     s.at(local(2026, 11, 23, 10, 0))
     await s.ensure()
@@ -127,6 +129,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     s.at(local(2026, 11, 23, 11, 0))
     await s.book("P9", "id_card", local(2026, 11, 27, 9, 0), Channel.TELEGRAM)
     s.at(local(2026, 11, 23, 14, 20))
+    await s.run(attendance.check_in, s.codes["P7"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P7"], actor="staff:7")
     s.at(local(2026, 11, 24, 10, 0))
     assert await s.run(attendance.sweep_no_shows) == [s.ids["P3"]]
@@ -139,6 +142,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     s.at(local(2026, 11, 25, 8, 40))
     await s.run(attendance.mark_no_show, s.codes["P6"], actor="staff:7")
     s.at(local(2026, 11, 25, 9, 20))
+    await s.run(attendance.check_in, s.codes["P5"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P5"], actor="staff:7")
     s.at(local(2026, 11, 25, 9, 55))
     await s.run(attendance.check_in, s.codes["P12"], actor="staff:7")

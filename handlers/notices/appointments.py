@@ -88,6 +88,14 @@ async def _no_show(note: Note) -> Rendered:
     return Rendered([Reply(note.t("notice.no_show") + "\n" + _summary_line(note))])
 
 
+async def _mark_undone(note: Note) -> Rendered:
+    """A window mark the citizen was told of (completion, check-in, no-show) was undone."""
+    if note.appointment is None or note.service is None:
+        return Rendered(drop="appointment gone")
+    undid = note.row.payload.get("undid", "complete")
+    return Rendered([Reply(note.t(f"notice.undone_{undid}") + "\n" + _summary_line(note))])
+
+
 async def _strike_warning(note: Note) -> Rendered:
     payload = note.row.payload
     if payload.get("threshold"):
@@ -146,6 +154,7 @@ RENDERERS: dict[str, Renderer] = {
     "cancelled": _cancelled,
     "closure_cancelled": _closure,
     "no_show": _no_show,
+    "mark_undone": _mark_undone,
     "strike_warning": _strike_warning,
     "blocked": _blocked,
     "waitlist_offer": _waitlist_offer,

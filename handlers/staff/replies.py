@@ -16,7 +16,7 @@ from storage.refusals import BookingRefused, Refusal
 # The refusals with a staff message of their own that needs no values beyond the code.
 _PLAIN = (Refusal.UNKNOWN_CODE, Refusal.ID_MISMATCH, Refusal.NOT_BLOCKED, Refusal.REASON_REQUIRED,
           Refusal.DUPLICATE, Refusal.FULL, Refusal.SUSPENDED, Refusal.TOO_LATE,
-          Refusal.SERVICE_INACTIVE, Refusal.BAD_RANGE)
+          Refusal.SERVICE_INACTIVE, Refusal.BAD_RANGE, Refusal.NOT_CHECKED_IN)
 
 
 async def stop(ctx: Ctx) -> list[Reply]:

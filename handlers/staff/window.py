@@ -82,7 +82,7 @@ async def checkin(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def done(ctx: Ctx, args: str) -> list[Reply]:
-    """Mark an appointment served; the citizen is asked to rate it."""
+    """Mark a checked-in appointment of today served; the citizen is asked to rate it."""
     if not args:
         return [ctx.reply("staff.usage_done")]
     try:
@@ -111,7 +111,8 @@ async def noshow(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def undo(ctx: Ctx, args: str) -> list[Reply]:
-    """Undo the last window mark of an appointment (audited, with an optional reason)."""
+    """Undo the last window mark of an appointment (audited, with an optional reason); a
+    citizen who was told of the mark is told it was withdrawn."""
     code, _, reason = args.partition(" ")
     if not code:
         return [ctx.reply("staff.usage_undo")]
