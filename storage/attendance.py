@@ -101,15 +101,23 @@ async def _fresh_key(session: AsyncSession, base: str) -> str:
 
 async def mark_no_show(session: AsyncSession, centre: Centre, now: dt.datetime, code: str, *,
                        actor: str) -> StrikeOutcome:
-    """Staff mark a citizen who did not come; it counts as a strike.
+    """Staff mark a citizen who did not come; it counts as a strike. Not before the grace
+    period after the start has run out (the no-show rule every confirmation states: not
+    checked in ``no_show_grace_minutes`` after the start).
 
     Raises:
-        BookingRefused: UNKNOWN_CODE, NOT_CHANGEABLE (status, or not started yet).
+        BookingRefused: UNKNOWN_CODE, NOT_CHANGEABLE (status), NO_SHOW_TOO_EARLY (at, grace).
     """
     appointment = await appointment_by_code(session, code, lock=True)
-    if appointment.status != AppointmentStatus.BOOKED or appointment.starts_at > now:
-        raise BookingRefused(Refusal.NOT_CHANGEABLE, status=appointment.status, code=appointment.code,
-                             not_started=appointment.starts_at > now)
+    if appointment.status != AppointmentStatus.BOOKED:
+        raise BookingRefused(Refusal.NOT_CHANGEABLE, status=appointment.status, code=appointment.code)
+    service = await session.get(Service, appointment.service_id)
+    assert service is not None  # foreign key
+    policy = centre.policy(ServiceDef.from_json(service.definition))
+    possible_at = no_show_at(appointment.starts_at, policy)
+    if now < possible_at:
+        raise BookingRefused(Refusal.NO_SHOW_TOO_EARLY, code=appointment.code, at=possible_at,
+                             grace=policy.no_show_grace_minutes)
     return await _no_show(session, centre, now, appointment, actor)
 
 

@@ -133,8 +133,13 @@ async def test_window_marks_with_precise_refusals(assistant: Assistant, wang: St
     assert "已签到" in await wang.command("checkin", f"{first.code} {ID_A[-4:]}")
     assert "不能这样操作" in await wang.command("checkin", first.code)      # twice
     assert "已办结" in await wang.command("done", first.code)
-    assert "还没到开始时间" in await wang.command("noshow", dental.code)
-    clock.set(local(2026, 11, 23, 10, 40))
+    early = await wang.command("noshow", dental.code)
+    assert "开始后30分钟未签到才视为主动放弃" in early and "11月23日 周一 11:00 以后" in early
+    clock.set(local(2026, 11, 23, 10, 30) + dt.timedelta(seconds=10))  # just after the start
+    assert "11:00 以后才能标记爽约" in await wang.command("noshow", dental.code)
+    clock.set(local(2026, 11, 23, 11, 0) - dt.timedelta(seconds=1))
+    assert "11:00 以后才能标记爽约" in await wang.command("noshow", dental.code)
+    clock.set(local(2026, 11, 23, 11, 0))
     shown = await wang.command("noshow", dental.code)
     assert "已标记爽约" in shown and "累计失约1次" in shown
     undone = await wang.command("undo", f"{dental.code} 市民其实到了")

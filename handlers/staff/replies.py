@@ -32,12 +32,9 @@ def booking_refusal(ctx: Ctx, refused: BookingRefused, code: str = "") -> Reply:
     reason = refused.reason
     if reason == Refusal.WRONG_DAY:
         values["day"] = format_day(details["day"], ctx.locale)
-    elif reason == Refusal.NOT_CHANGEABLE:
-        if details.get("not_started"):
-            return ctx.reply("staff.refused_not_started", **values)
-        status = details.get("status")
-        values["status"] = ctx.t(f"status.{status.value}") if status else "-"
-    elif reason == Refusal.NOTHING_TO_UNDO:
+    elif reason == Refusal.NO_SHOW_TOO_EARLY:
+        values["at"], values["grace"] = when_text(ctx, details["at"]), details["grace"]
+    elif reason == Refusal.NOT_CHANGEABLE or reason == Refusal.NOTHING_TO_UNDO:
         status = details.get("status")
         values["status"] = ctx.t(f"status.{status.value}") if status else "-"
     elif reason == Refusal.BLOCKED:

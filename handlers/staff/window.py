@@ -94,7 +94,7 @@ async def done(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def noshow(ctx: Ctx, args: str) -> list[Reply]:
-    """Mark a citizen who did not come; it counts as a strike."""
+    """Mark a citizen who did not come once the grace period is over; it counts as a strike."""
     if not args:
         return [ctx.reply("staff.usage_noshow")]
     code = args.split()[0]
