@@ -245,13 +245,17 @@ async def _ask_details(ctx: Ctx) -> list[Reply]:
 
 
 async def waitlist_step(ctx: Ctx, event: Event) -> list[Reply]:
-    """Offer to tell the citizen when a seat frees up (or when the day is released)."""
+    """Offer to tell the citizen when a seat frees up (or when the day is released); for one
+    full slot, the day's other times with seats come first."""
     found = await _service(ctx)
     if found is None:
         return _lost(ctx)
     row, _ = found
     day = dt.date.fromisoformat(ctx.data["day"])
     kind = WaitKind(ctx.data.get("wait", WaitKind.SEAT.value))
+    full_slot = ctx.data.get("slot_id") if kind == WaitKind.SEAT else None
+    if (picked := event.pick(SlotPick)) is not None:
+        return await _hold(ctx, picked.slot)
     if event.button is Button.JOIN:
         try:
             await waitlist.join_waitlist(ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
@@ -263,11 +267,32 @@ async def waitlist_step(ctx: Ctx, event: Event) -> list[Reply]:
         return [ctx.reply("booking.waitlist_joined" if kind == WaitKind.SEAT else "booking.release_watch",
                           day=format_day(day, ctx.locale)), main_menu(ctx)]
     if event.button is Button.BACK:
-        return await ctx.enter(Booking.DATE)
+        return await ctx.enter(Booking.SLOT if full_slot else Booking.DATE)
+    if full_slot:
+        return [await _full_slot(ctx, row, day, int(full_slot))]
     key = "booking.waitlist_offer" if kind == WaitKind.SEAT else "booking.release_offer"
     return [ctx.reply(key, [option(ctx.t("booking.notify_me"), Button.JOIN)],
                       [option(ctx.t("common.back"), Button.BACK)], day=format_day(day, ctx.locale),
                       minutes=ctx.centre.rules.hold_minutes)]
+
+
+async def _full_slot(ctx: Ctx, row: Service, day: dt.date, slot_id: int) -> Reply:
+    """One time is full, not the day: say so, offer the day's other times with seats first,
+    then to be told when this one frees up."""
+    full = await ctx.session.get(Slot, slot_id)
+    views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
+    view = next((v for v in views if v.day == day), None)
+    others = [s for s in (view.slots if view else ()) if s.bookable and s.remaining
+              and s.slot_id != slot_id]
+    rows = [[option(slot_label(ctx, s.starts_at, s.ends_at)
+                    + ctx.t("booking.slot_left", left=s.remaining), SlotPick(s.slot_id))]
+            for s in others]
+    values = {"day": format_day(day, ctx.locale), "minutes": ctx.centre.rules.hold_minutes,
+              "time": slot_label(ctx, full.starts_at, full.ends_at) if full else "",
+              "left": sum(s.remaining for s in others)}
+    return ctx.reply("booking.slot_full_others" if others else "booking.slot_full_day_too", *rows,
+                     [option(ctx.t("booking.notify_me_slot"), Button.JOIN)],
+                     [option(ctx.t("booking.other_times"), Button.BACK)], **values)
 
 
 # --- who it is for ------------------------------------------------------------------------------

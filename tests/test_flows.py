@@ -24,7 +24,7 @@ from storage.models import (
     Slot,
 )
 from tests.dialog import Dialog, verify_dialog
-from tests.helpers import local, make_centre, slots_of, valid_id
+from tests.helpers import TZ, local, make_centre, slots_of, valid_id
 
 ID_NUMBER = valid_id()
 
@@ -294,6 +294,28 @@ async def test_waitlist_from_a_full_day_and_leaving_it(assistant: Assistant, dat
     await verify_dialog(dialog, [("口腔", "口腔科"), ("[口腔科]", "一次性告知"), ("[材料已备齐]", "已约满"),
                                  ("[11月24日 周二 · 已约满]", "有号时通知我"), ("[有号时通知我]", "已登记候补"),
                                  ("/my", "退出候补"), ("[退出候补]", "已退出候补")])
+
+
+async def test_one_full_slot_is_not_a_full_day_and_the_days_other_times_come_first(
+        assistant: Assistant, database: Database, clock: ManualClock) -> None:
+    async with database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "dental"))
+        assert service is not None
+        dental = await slots_of(session, make_centre(), service, clock.now(), dt.date(2026, 11, 24))
+        dental[0].booked = dental[0].online_capacity
+        first = f"{dental[0].starts_at.astimezone(TZ):%H:%M}"
+        second = f"{dental[1].starts_at.astimezone(TZ):%H:%M}"
+    dialog = Dialog(assistant)
+    await verify_dialog(dialog, [("口腔", "口腔科"), ("[口腔科]", "一次性告知"), ("[材料已备齐]", "11月24日"),
+                                 ("[11月24日 周二]", "请选择时段"), (f"[{first}]", "这个时段已约满")])
+    assert "11月24日 周二已约满" not in dialog.text
+    assert f"11月24日 周二 {first}" in dialog.text and "当天其他时段还有" in dialog.text
+    labels = dialog.labels
+    assert labels[0].startswith(second) and "余" in labels[0]          # the day's other times first
+    assert not any(label.startswith(first) for label in labels)
+    assert labels.index("这个时段有号时通知我") > labels.index(labels[0])
+    await verify_dialog(dialog, [("[返回时段列表]", "请选择时段"), (f"[{first}]", "这个时段已约满"),
+                                 (f"[{second}]", "已为您保留")])
 
 
 async def test_home_visit_request(assistant: Assistant, database: Database) -> None:
