@@ -57,6 +57,21 @@ async def _service(ctx: Ctx) -> tuple[Service, ServiceDef] | None:
     return await services.active_service(ctx.session, ctx.data.get("service"))
 
 
+async def _may_book(ctx: Ctx, person_id: int | None, slot_id: int | None = None) -> BookingRefused | None:
+    """Why the rules that follow the person (block, caps, the account's cap, a second booking
+    that day) refuse this booking, asked as soon as the person is known, before a seat is held
+    or details are asked for nothing; None when they allow it (booking checks again)."""
+    if person_id is None or _mode(ctx) != BookingMode.BOOK or ctx.data.get("service") is None:
+        return None
+    try:
+        await booking.check_may_book(ctx.session, ctx.centre, ctx.now, person_id=person_id,
+                                     service_id=int(ctx.data["service"]),
+                                     identity_id=ctx.identity.id, slot_id=slot_id)
+    except BookingRefused as refused:
+        return refused
+    return None
+
+
 def _lost(ctx: Ctx) -> list[Reply]:
     ctx.end()
     if _mode(ctx) == BookingMode.WALK_IN:
@@ -164,6 +179,8 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
         return await ctx.enter(Booking.NOTICE)
+    if (refused := await _may_book(ctx, ctx.identity.person_id)) is not None:
+        return await refusal(ctx, refused)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     rows = []
     for view in views:
@@ -224,6 +241,8 @@ def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
 
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
+    if (refused := await _may_book(ctx, ctx.identity.person_id, slot_id)) is not None:
+        return await refusal(ctx, refused)
     try:
         held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.actor,
                                        slot_id=slot_id)
@@ -302,6 +321,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     """The details sub-flow is done: keep the person (a citizen's own details stay with their
     account; a walk-in's do not) and show the summary."""
     if given.person is not None:
+        if (refused := await _may_book(ctx, given.person.id, ctx.data.get("slot_id"))) is not None:
+            return await refusal(ctx, refused)
         return await ctx.enter(Booking.SUMMARY, person=given.person.id)
     assert given.details is not None
     walk_in = _mode(ctx) == BookingMode.WALK_IN
@@ -316,6 +337,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if walk_in:
         return await ctx.enter(Booking.SUMMARY, person=person.id)
     ctx.identity.person_id = person.id
+    if (refused := await _may_book(ctx, person.id, ctx.data.get("slot_id"))) is not None:
+        return await refusal(ctx, refused)
     return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)
 
 

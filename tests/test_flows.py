@@ -180,10 +180,44 @@ async def test_blocked_citizen_is_told_why_until_when_and_how_to_appeal(
                           strikes=3, created_at=clock.now()))
     await verify_dialog(dialog, [
         ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
-        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:30"), ("[09:30-10:00]", "使用这些信息"),
-        ("[使用这些信息]", "请确认"), ("[确认预约]", "暂停至2027年2月21日 周日"),
+        ("[材料已备齐]", "暂停至2027年2月21日 周日"),       # before a day, a slot or a held seat
     ])
     assert "人工" in dialog.text and "预约办事" in dialog.labels   # no dead end
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+    # someone new who gives the blocked person's details is refused as soon as they are known,
+    # and the seat held meanwhile goes back at once
+    newcomer = Dialog(assistant, user="u-new")
+    await verify_dialog(newcomer, [
+        ("/book", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
+        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:30"), ("[09:30-10:00]", "保留"),
+        ("[同意并继续]", "真实姓名"), ("张三", "手机号"), ("13812345678", "身份证号"),
+        (ID_NUMBER, "暂停至2027年2月21日 周日"),
+    ])
+    assert "请确认预约信息" not in newcomer.text
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+
+
+async def test_a_person_at_the_cap_or_booked_that_day_holds_no_seat(
+        assistant: Assistant, database: Database, clock: ManualClock) -> None:
+    capped = Assistant(database=database, centre=make_centre(max_active_bookings=1), clock=clock,
+                       settings=assistant.settings)
+    dialog = Dialog(capped)
+    await book_id_card(dialog)
+    await verify_dialog(dialog, [
+        ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "社会保障卡"), ("[社会保障卡]", "一次性告知"),
+        ("[材料已备齐]", "您已有1个未完成的预约，达到上限"),
+    ])
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+    again = Dialog(assistant)                       # the usual caps: the day is the problem
+    await verify_dialog(again, [
+        ("/book", "便民服务中心"), ("[便民服务中心]", "居民身份证办理"), ("[居民身份证]", "一次性告知"),
+        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:20"), ("[09:20-09:40]", "您当天已有该事项的预约"),
+    ])
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
 
 
 async def test_cancel_before_and_after_the_cutoff(assistant: Assistant, clock: ManualClock,
