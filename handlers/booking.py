@@ -20,6 +20,7 @@ from handlers.flow import Flow
 from handlers.i18n import format_day, format_time
 from handlers.menu import back_to_menu, department_name, leave, main_menu, service_name
 from handlers.payloads import (
+    BookAgain,
     Button,
     DayPick,
     DepartmentPick,
@@ -485,6 +486,11 @@ async def rebook(ctx: Ctx, payload: Rebook) -> list[Reply]:
     return await ctx.enter(Booking.NOTICE, service=payload.service)
 
 
+async def book_again(ctx: Ctx, payload: BookAgain) -> list[Reply]:
+    """Book from a notice that says the citizen may book again."""
+    return await book(ctx, "")
+
+
 async def take_offer(ctx: Ctx, payload: TakeOffer) -> list[Reply]:
     """Take the seat the waitlist offered, held for the citizen: on to their details."""
     hold = await hold_of(ctx.session, ctx.actor, payload.slot)
@@ -504,5 +510,5 @@ FLOW = Flow(
            Booking.SUMMARY: summary, **details.steps(_given)},
     text_steps=details.TEXT_STEPS,
     commands={"book": book},
-    actions={Rebook: rebook, TakeOffer: take_offer},
+    actions={Rebook: rebook, TakeOffer: take_offer, BookAgain: book_again},
     cancel=cancel)

@@ -154,7 +154,8 @@ async def test_window_marks_with_precise_refusals(assistant: Assistant, wang: St
 
 
 async def test_blocks_are_listed_masked_and_lifted_with_a_reason(
-        assistant: Assistant, wang: Staff, database: Database, clock: ManualClock) -> None:
+        assistant: Assistant, wang: Staff, database: Database, clock: ManualClock,
+        dispatcher: Dispatcher, citizens: Recorder) -> None:
     appointment = await book(assistant, "id_card", TUESDAY, 0, user="51", name="张三",
                              mobile="13812345678", id_number=ID_A)
     assert "没有被限制预约" in await wang.command("blocks")
@@ -170,6 +171,13 @@ async def test_blocks_are_listed_masked_and_lifted_with_a_reason(
     assert "已解除限制：张* 138****5678" in lifted
     assert "没有被限制预约" in await wang.command("blocks")
     assert "没有被限制预约" in await wang.command("unblock", "13812345678 再来一次")
+    await dispatcher.drain()
+    [told] = citizens.of_kind("unblocked")
+    assert told.chat_id == "51" and "预约资格已由工作人员恢复" in told.text
+    assert "系统误判" not in told.text                   # the staff's reason stays with staff
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.send(choice=told.tokens[0])
+    assert "青溪镇便民服务中心" in citizen.labels            # straight into booking
 
 
 async def test_a_closure_is_confirmed_then_applied_and_citizens_told(

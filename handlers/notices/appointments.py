@@ -10,7 +10,7 @@ from handlers.context import global_option
 from handlers.core import Choice, Reply
 from handlers.i18n import Speaker, format_day, format_time
 from handlers.notices.base import Note, Rendered, Renderer, rating_buttons
-from handlers.payloads import CancelBooking, Rate, Rebook, RescheduleBooking, TakeOffer
+from handlers.payloads import BookAgain, CancelBooking, Rate, Rebook, RescheduleBooking, TakeOffer
 from handlers.render import materials_text
 from storage.catalog import ServiceDef
 from storage.models import AppointmentStatus, Service, Slot
@@ -113,6 +113,13 @@ async def _blocked(note: Note) -> Rendered:
                     fields={"summary": note.t("notice.blocked_short", until=note.when(until))})
 
 
+async def _unblocked(note: Note) -> Rendered:
+    """Staff lifted a block early."""
+    text = note.t("notice.unblocked")
+    return Rendered([Reply(text, ((global_option(note.t("menu.book"), BookAgain()),),))],
+                    fields={"summary": note.t("notice.unblocked_short")})
+
+
 async def _waitlist_offer(note: Note) -> Rendered:
     slot = await note.session.get(Slot, int(note.row.payload["slot"]))
     service = await note.session.get(Service, int(note.row.payload["service"]))
@@ -157,6 +164,7 @@ RENDERERS: dict[str, Renderer] = {
     "mark_undone": _mark_undone,
     "strike_warning": _strike_warning,
     "blocked": _blocked,
+    "unblocked": _unblocked,
     "waitlist_offer": _waitlist_offer,
     "release_open": _release_open,
     "rating_request": _rating_request,
