@@ -27,7 +27,7 @@ from bot.wechat import WechatApiError, create_menu
 from bot.wechat.api import AccessTokens
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
-from handlers.stats import render_figures
+from handlers.stats import error_text, render_figures
 from storage import migrate
 from storage.catalog import CatalogError, load_catalog, read_catalog
 from storage.clock import ManualClock
@@ -329,9 +329,7 @@ async def _period_scope(app: App, session: Any, args: argparse.Namespace) -> tup
         period = parse_period(args.period, app.clock.now(), app.centre.tz)
         return period, await resolve_scope(session, args.scope)
     except StatsError as error:
-        speaker = Speaker(_cli_locale(app, args))
-        details = {k: str(v) for k, v in error.details.items()}
-        raise CommandError(speaker.t(f"stats.error_{error.code.value}", **details)) from None
+        raise CommandError(error_text(Speaker(_cli_locale(app, args)), error)) from None
 
 
 async def _require_catalog(app: App) -> None:

@@ -5,6 +5,7 @@ appointments, a booking found by code or mobile). Nothing here commits."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -247,14 +248,12 @@ _LISTED = (select(Appointment, Person, Service)
 
 
 async def appointments_on(session: AsyncSession, day: dt.date,
-                          service: str | None = None) -> list[Listed]:
-    """The appointments of a day by time, of every service or of those whose code is
-    ``service`` or whose name contains it."""
+                          service_ids: Sequence[int] | None = None) -> list[Listed]:
+    """The appointments of a day by time, of every service or of these (``match_service``
+    and ``service_ids_of`` in storage.services find them from what staff typed)."""
     query = _LISTED.where(Appointment.local_date == day).order_by(Appointment.starts_at)
-    if service:
-        needle = f"%{service}%"
-        query = query.where(or_(Service.code == service, Service.name_zh.like(needle),
-                                Service.name_en.ilike(needle)))
+    if service_ids is not None:
+        query = query.where(Appointment.service_id.in_(list(service_ids)))
     return [(a, p, s) for a, p, s in (await session.execute(query)).all()]
 
 

@@ -191,7 +191,8 @@ async def test_a_closure_is_confirmed_then_applied_and_citizens_told(
     assert "时间范围反了" in await wang.command("closure", "id_card 11-24 12:00-09:00 系统升级")
     assert "已经过去了" in await wang.command("closure", "id_card 11-20 系统升级")
     assert "请写明停办原因" in await wang.command("closure", "id_card 11-24 09:00-12:00")
-    assert "没有叫“护照”" in await wang.command("closure", "护照 11-24 系统升级")
+    unknown = await wang.command("closure", "护照 11-24 系统升级")
+    assert "没有叫“护照”" in unknown and "id_card：居民身份证办理" in unknown and "all" in unknown
     assert "没看懂时间" in await wang.command("closure", "id_card 下周二 系统升级")
     plan = await wang.command("closure", "id_card 11-24 09:00-12:00 系统升级")
     assert "将取消 2 个预约" in plan and "11月24日 周二 09:00 至 11月24日 周二 12:00" in plan
@@ -434,3 +435,42 @@ async def test_an_undone_no_show_the_citizen_was_told_of_is_withdrawn_to_them(
     await dispatcher.drain()
     [withdrawn] = citizens.take()
     assert withdrawn.kind == "mark_undone" and "失约记录已撤销" in withdrawn.text
+
+
+async def test_every_staff_command_names_a_service_the_same_way(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    dental = await book(assistant, "dental", TODAY, 5, user="52", name="李四",
+                        mobile="13900001111", id_number=ID_B)
+    await book(assistant, "id_card", TODAY, 0, user="51", name="张三", mobile="13812345678",
+               id_number=ID_A)
+    for named in ("dental", "口腔", "口腔科门诊", "DENTAL clinic", "ｄｅｎｔａｌ"):
+        listing = await wang.command("today", named)
+        assert "共 1 个预约" in listing and dental.code in listing and "口腔科门诊" in listing, named
+    assert "共 1 个预约" in await wang.command("today", "outpatient")      # a department: its services
+    ambiguous = await wang.command("today", "门诊")
+    assert "对得上好几个" in ambiguous and "dental：口腔科门诊" in ambiguous
+    assert "internal_medicine：内科专家门诊" in ambiguous and "id_card" not in ambiguous
+    unknown = await wang.command("today", "护照")
+    assert "没有叫“护照”" in unknown and "health_check：健康体检" in unknown
+    plan = await wang.command("closure", "口腔 11-24 设备检修")
+    assert "口腔科门诊" in plan and "确认停办" in wang.labels
+    assert "已放弃" in await wang.press_label("不停办")
+    assert "对得上好几个" in await wang.command("closure", "门诊 11-24 设备检修")
+
+
+async def test_the_matcher_prefers_an_exact_name_and_a_service(database: Database,
+                                                               assistant: Assistant) -> None:
+    from storage.models import Department
+    from storage.services import match_service
+
+    async with database.read() as session:
+        assert (await match_service(session, " Dental ")).found.code == "dental"  # type: ignore[union-attr]
+        outpatient = (await match_service(session, "outpatient")).found
+        assert isinstance(outpatient, Department)
+        assert (await match_service(session, "outpatient", departments=False)).found is None
+        assert (await match_service(session, "卫生院")).found is outpatient
+        matched = await match_service(session, "身份")
+        assert matched.found is not None and matched.found.code == "id_card"
+        nothing = await match_service(session, "护照", departments=False)
+        assert nothing.found is None and not nothing.ambiguous and len(nothing.known) == 8
+        assert not any(isinstance(row, Department) for row in nothing.known)

@@ -9,9 +9,10 @@ import re
 from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.i18n import format_day
+from handlers.menu import unmatched_text
 from handlers.render import when_text
 from handlers.staff.replies import appointment_line, booking_refusal, done_line
-from storage import attendance, blocks
+from storage import attendance, blocks, services
 from storage.booking import appointment_by_code, person_of_code
 from storage.identity import InvalidValue, mask_mobile, mask_name, validate_mobile
 from storage.models import Person
@@ -27,14 +28,22 @@ def _is_code(text: str) -> bool:
 
 
 async def today(ctx: Ctx, args: str) -> list[Reply]:
-    """List today's appointments by time with their status, optionally of one service."""
-    rows = await attendance.appointments_on(ctx.session, ctx.today, args or None)
+    """List today's appointments by time with their status, optionally of one service or
+    department (named as in every staff command)."""
+    ids, label = None, ctx.t("staff.all_services")
+    if args.strip():
+        matched = await services.match_service(ctx.session, args)
+        if matched.found is None:
+            return [Reply(unmatched_text(ctx, matched))]
+        ids = await services.service_ids_of(ctx.session, matched.found)
+        label = matched.found.name_en if ctx.locale == "en" else matched.found.name_zh
+    rows = await attendance.appointments_on(ctx.session, ctx.today, ids)
     day = format_day(ctx.today, ctx.locale)
     if not rows:
-        return [ctx.reply("staff.today_none", day=day, service=args or ctx.t("staff.all_services"))]
+        return [ctx.reply("staff.today_none", day=day, service=label)]
     lines = [appointment_line(ctx, a, p, s) for a, p, s in rows]
-    return [ctx.reply("staff.today_head", day=day, count=len(rows),
-                      service=args or ctx.t("staff.all_services"), lines="\n".join(lines))]
+    return [ctx.reply("staff.today_head", day=day, count=len(rows), service=label,
+                      lines="\n".join(lines))]
 
 
 async def find(ctx: Ctx, args: str) -> list[Reply]:
