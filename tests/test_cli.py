@@ -99,3 +99,13 @@ def test_stats_and_export_name_a_service_as_the_chat_does(
     assert "Traceback" not in err
     code, _, err = run(capsys, *settings, "export", "month", "护照", "--out", str(tmp_path))
     assert code == 1 and "没有叫“护照”" in err and "id_card" in err
+
+
+def test_run_refuses_a_pretend_clock_with_real_chats(
+        settings_file: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUYUE_TELEGRAM__TOKEN", "123456:test-token-not-real")
+    code, out, err = run(capsys, "--settings", str(settings_file), "run",
+                         "--clock", "2026-11-23T09:00+08:00")
+    assert code != 0 and "--clock only works with the terminal chat" in err
+    assert "yuyue chat --clock" in err and "Traceback" not in out + err
