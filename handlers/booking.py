@@ -180,8 +180,8 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
         return await ctx.enter(Booking.NOTICE)
-    if (refused := await _may_book(ctx, ctx.identity.person_id)) is not None:
-        return await refusal(ctx, refused)
+    if (why := await _may_book(ctx, ctx.identity.person_id)) is not None:
+        return await refusal(ctx, why)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     rows = []
     for view in views:
@@ -242,8 +242,8 @@ def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
 
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
-    if (refused := await _may_book(ctx, ctx.identity.person_id, slot_id)) is not None:
-        return await refusal(ctx, refused)
+    if (why := await _may_book(ctx, ctx.identity.person_id, slot_id)) is not None:
+        return await refusal(ctx, why)
     try:
         held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.actor,
                                        slot_id=slot_id)
@@ -307,12 +307,12 @@ async def _full_slot(ctx: Ctx, row: Service, day: dt.date, slot_id: int) -> Repl
     rows = [[option(slot_label(ctx, s.starts_at, s.ends_at)
                     + ctx.t("booking.slot_left", left=s.remaining), SlotPick(s.slot_id))]
             for s in others]
-    values = {"day": format_day(day, ctx.locale), "minutes": ctx.centre.rules.hold_minutes,
-              "time": slot_label(ctx, full.starts_at, full.ends_at) if full else "",
-              "left": sum(s.remaining for s in others)}
     return ctx.reply("booking.slot_full_others" if others else "booking.slot_full_day_too", *rows,
                      [option(ctx.t("booking.notify_me_slot"), Button.JOIN)],
-                     [option(ctx.t("booking.other_times"), Button.BACK)], **values)
+                     [option(ctx.t("booking.other_times"), Button.BACK)],
+                     day=format_day(day, ctx.locale), minutes=ctx.centre.rules.hold_minutes,
+                     time=slot_label(ctx, full.starts_at, full.ends_at) if full else "",
+                     left=sum(s.remaining for s in others))
 
 
 # --- who it is for ------------------------------------------------------------------------------
@@ -322,8 +322,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     """The details sub-flow is done: keep the person (a citizen's own details stay with their
     account; a walk-in's do not) and show the summary."""
     if given.person is not None:
-        if (refused := await _may_book(ctx, given.person.id, ctx.data.get("slot_id"))) is not None:
-            return await refusal(ctx, refused)
+        if (why := await _may_book(ctx, given.person.id, ctx.data.get("slot_id"))) is not None:
+            return await refusal(ctx, why)
         return await ctx.enter(Booking.SUMMARY, person=given.person.id)
     assert given.details is not None
     walk_in = _mode(ctx) == BookingMode.WALK_IN
@@ -338,8 +338,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if walk_in:
         return await ctx.enter(Booking.SUMMARY, person=person.id)
     ctx.identity.person_id = person.id
-    if (refused := await _may_book(ctx, person.id, ctx.data.get("slot_id"))) is not None:
-        return await refusal(ctx, refused)
+    if (why := await _may_book(ctx, person.id, ctx.data.get("slot_id"))) is not None:
+        return await refusal(ctx, why)
     return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)
 
 

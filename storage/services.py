@@ -73,8 +73,10 @@ async def match_service(session: AsyncSession, text: str, *,
         every service (and department) as ``known``.
     """
     wanted = _fold(text)
-    all_services = list((await session.scalars(select(Service).order_by(Service.id))).all())
-    all_departments = list((await session.scalars(select(Department).order_by(Department.id))).all()) \
+    all_services: list[Service | Department] = list(
+        (await session.scalars(select(Service).order_by(Service.id))).all())
+    all_departments: list[Service | Department] = list(
+        (await session.scalars(select(Department).order_by(Department.id))).all()) \
         if departments else []
     if not wanted:
         return Matched(text, known=(*all_services, *all_departments))
