@@ -27,7 +27,7 @@ from bot.wechat import WechatApiError, create_menu
 from bot.wechat.api import AccessTokens
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
-from handlers.stats import render_figures
+from handlers.stats import error_text, render_figures
 from storage import migrate
 from storage.catalog import CatalogError, load_catalog, read_catalog
 from storage.clock import ManualClock
@@ -214,6 +214,14 @@ async def cmd_run(app: App, args: argparse.Namespace) -> int:
     if not settings.telegram.token and not settings.wechat.token:
         _print("No chat channel is configured (see README): starting the terminal chat.\n")
         return await cmd_chat(app, args)
+    if args.clock:
+        # A pretend time with real chats would send real citizens reminders, no-show strikes
+        # and released days at the wrong moment: it is for the terminal demo only.
+        raise CommandError(
+            "--clock only works with the terminal chat: a chat token is set, so `yuyue run` "
+            "would serve real citizens and staff, and a pretend time would send them reminders, "
+            "mark no-shows and release days at the wrong moment. For a demo with a pretend time "
+            "use `yuyue chat --clock ...` (or unset the chat tokens).")
     await _require_schema(app)
     await _require_catalog(app)
     try:
@@ -329,9 +337,7 @@ async def _period_scope(app: App, session: Any, args: argparse.Namespace) -> tup
         period = parse_period(args.period, app.clock.now(), app.centre.tz)
         return period, await resolve_scope(session, args.scope)
     except StatsError as error:
-        speaker = Speaker(_cli_locale(app, args))
-        details = {k: str(v) for k, v in error.details.items()}
-        raise CommandError(speaker.t(f"stats.error_{error.code.value}", **details)) from None
+        raise CommandError(error_text(Speaker(_cli_locale(app, args)), error)) from None
 
 
 async def _require_catalog(app: App) -> None:
@@ -427,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--script", action="store_true",
                              help="read lines from standard input and print the transcript")
         command.add_argument("--clock", metavar="ISO-TIME",
-                             help="pretend it is this time, e.g. 2026-11-23T09:00+08:00")
+                             help="pretend it is this time, e.g. 2026-11-23T09:00+08:00 "
+                                  "(the terminal chat only; refused with a chat token set)")
         command.set_defaults(handler=handler)
     return parser
 

@@ -21,6 +21,7 @@ from handlers.flow import Flow
 from handlers.i18n import format_day, format_time
 from handlers.menu import back_to_menu, department_name, leave, main_menu, service_name
 from handlers.payloads import (
+    BookAgain,
     Button,
     DayPick,
     DepartmentPick,
@@ -56,6 +57,21 @@ def _mode(ctx: Ctx) -> BookingMode:
 
 async def _service(ctx: Ctx) -> tuple[Service, ServiceDef] | None:
     return await services.active_service(ctx.session, ctx.data.get("service"))
+
+
+async def _may_book(ctx: Ctx, person_id: int | None, slot_id: int | None = None) -> BookingRefused | None:
+    """Why the rules that follow the person (block, caps, the account's cap, a second booking
+    that day) refuse this booking, asked as soon as the person is known, before a seat is held
+    or details are asked for nothing; None when they allow it (booking checks again)."""
+    if person_id is None or _mode(ctx) != BookingMode.BOOK or ctx.data.get("service") is None:
+        return None
+    try:
+        await booking.check_may_book(ctx.session, ctx.centre, ctx.now, person_id=person_id,
+                                     service_id=int(ctx.data["service"]),
+                                     identity_id=ctx.identity.id, slot_id=slot_id)
+    except BookingRefused as refused:
+        return refused
+    return None
 
 
 def _lost(ctx: Ctx) -> list[Reply]:
@@ -165,6 +181,8 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
         return await ctx.enter(Booking.NOTICE)
+    if (why := await _may_book(ctx, ctx.identity.person_id)) is not None:
+        return await refusal(ctx, why)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     rows = []
     for view in views:
@@ -225,6 +243,8 @@ def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
 
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
+    if (why := await _may_book(ctx, ctx.identity.person_id, slot_id)) is not None:
+        return await refusal(ctx, why)
     try:
         held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.actor,
                                        slot_id=slot_id)
@@ -246,13 +266,17 @@ async def _ask_details(ctx: Ctx) -> list[Reply]:
 
 
 async def waitlist_step(ctx: Ctx, event: Event) -> list[Reply]:
-    """Offer to tell the citizen when a seat frees up (or when the day is released)."""
+    """Offer to tell the citizen when a seat frees up (or when the day is released); for one
+    full slot, the day's other times with seats come first."""
     found = await _service(ctx)
     if found is None:
         return _lost(ctx)
     row, _ = found
     day = dt.date.fromisoformat(ctx.data["day"])
     kind = WaitKind(ctx.data.get("wait", WaitKind.SEAT.value))
+    full_slot = ctx.data.get("slot_id") if kind == WaitKind.SEAT else None
+    if (picked := event.pick(SlotPick)) is not None:
+        return await _hold(ctx, picked.slot)
     if event.button is Button.JOIN:
         try:
             await waitlist.join_waitlist(ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
@@ -264,11 +288,32 @@ async def waitlist_step(ctx: Ctx, event: Event) -> list[Reply]:
         return [ctx.reply("booking.waitlist_joined" if kind == WaitKind.SEAT else "booking.release_watch",
                           day=format_day(day, ctx.locale)), main_menu(ctx)]
     if event.button is Button.BACK:
-        return await ctx.enter(Booking.DATE)
+        return await ctx.enter(Booking.SLOT if full_slot else Booking.DATE)
+    if full_slot:
+        return [await _full_slot(ctx, row, day, int(full_slot))]
     key = "booking.waitlist_offer" if kind == WaitKind.SEAT else "booking.release_offer"
     return [ctx.reply(key, [option(ctx.t("booking.notify_me"), Button.JOIN)],
                       [option(ctx.t("common.back"), Button.BACK)], day=format_day(day, ctx.locale),
                       minutes=ctx.centre.rules.hold_minutes)]
+
+
+async def _full_slot(ctx: Ctx, row: Service, day: dt.date, slot_id: int) -> Reply:
+    """One time is full, not the day: say so, offer the day's other times with seats first,
+    then to be told when this one frees up."""
+    full = await ctx.session.get(Slot, slot_id)
+    views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
+    view = next((v for v in views if v.day == day), None)
+    others = [s for s in (view.slots if view else ()) if s.bookable and s.remaining
+              and s.slot_id != slot_id]
+    rows = [[option(slot_label(ctx, s.starts_at, s.ends_at)
+                    + ctx.t("booking.slot_left", left=s.remaining), SlotPick(s.slot_id))]
+            for s in others]
+    return ctx.reply("booking.slot_full_others" if others else "booking.slot_full_day_too", *rows,
+                     [option(ctx.t("booking.notify_me_slot"), Button.JOIN)],
+                     [option(ctx.t("booking.other_times"), Button.BACK)],
+                     day=format_day(day, ctx.locale), minutes=ctx.centre.rules.hold_minutes,
+                     time=slot_label(ctx, full.starts_at, full.ends_at) if full else "",
+                     left=sum(s.remaining for s in others))
 
 
 # --- who it is for ------------------------------------------------------------------------------
@@ -278,6 +323,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     """The details sub-flow is done: keep the person (a citizen's own details stay with their
     account; a walk-in's do not) and show the summary."""
     if given.person is not None:
+        if (why := await _may_book(ctx, given.person.id, ctx.data.get("slot_id"))) is not None:
+            return await refusal(ctx, why)
         return await ctx.enter(Booking.SUMMARY, person=given.person.id)
     assert given.details is not None
     walk_in = _mode(ctx) == BookingMode.WALK_IN
@@ -292,6 +339,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if walk_in:
         return await ctx.enter(Booking.SUMMARY, person=person.id)
     ctx.identity.person_id = person.id
+    if (why := await _may_book(ctx, person.id, ctx.data.get("slot_id"))) is not None:
+        return await refusal(ctx, why)
     return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)
 
 
@@ -438,6 +487,11 @@ async def rebook(ctx: Ctx, payload: Rebook) -> list[Reply]:
     return await ctx.enter(Booking.NOTICE, service=payload.service)
 
 
+async def book_again(ctx: Ctx, payload: BookAgain) -> list[Reply]:
+    """Book from a notice that says the citizen may book again."""
+    return await book(ctx, "")
+
+
 async def take_offer(ctx: Ctx, payload: TakeOffer) -> list[Reply]:
     """Take the seat the waitlist offered, held for the citizen: on to their details."""
     hold = await hold_of(ctx.session, ctx.actor, payload.slot)
@@ -457,5 +511,5 @@ FLOW = Flow(
            Booking.SUMMARY: summary, **details.steps(_given)},
     text_steps=details.TEXT_STEPS,
     commands={"book": book},
-    actions={Rebook: rebook, TakeOffer: take_offer},
+    actions={Rebook: rebook, TakeOffer: take_offer, BookAgain: book_again},
     cancel=cancel)

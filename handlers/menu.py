@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers.context import Ctx, option
 from handlers.core import Choice, Reply
 from handlers.flow import Flow
+from handlers.i18n import Speaker
 from handlers.payloads import Language, Main
 from storage import services
 from storage.catalog import ServiceDef
@@ -40,6 +41,19 @@ def service_name(ctx: Ctx, service: Service) -> str:
 
 def department_name(ctx: Ctx, department: Department) -> str:
     return department.name_en if ctx.locale == "en" else department.name_zh
+
+
+def unmatched_text(speaker: Ctx | Speaker, matched: services.Matched) -> str:
+    """Why a service named in a staff or manager command was not found: the candidates a part
+    fits, or every service (and department) to choose from, with their codes."""
+    rows = matched.candidates or matched.known
+    choices = "\n".join(speaker.t("match.line", code=row.code,
+                                   name=row.name_en if speaker.locale == "en" else row.name_zh,
+                                   kind=speaker.t("match.department")
+                                   if isinstance(row, Department) else "")
+                         for row in rows)
+    return speaker.t("match.ambiguous" if matched.ambiguous else "match.unknown",
+                     text=matched.text.strip(), choices=choices)
 
 
 async def search_services(ctx: Ctx, text: str) -> list[Service]:

@@ -202,6 +202,11 @@ class Rebook(Payload, prefix="rebook"):
 
 
 @dataclasses.dataclass(frozen=True)
+class BookAgain(Payload, prefix="bookagain"):
+    """Start a booking from a notice (a lifted block)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class TakeOffer(Payload, prefix="offer"):
     slot: int
 

@@ -9,12 +9,12 @@ so this module stays free of them.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from handlers.context import Ctx
 from handlers.core import Attachment, Reply
 from handlers.flow import Flow
 from handlers.i18n import Speaker, format_day
+from handlers.menu import unmatched_text
 from storage.stats.exports import appointment_rows
 from storage.stats.figures import Figures, figures
 from storage.stats.periods import Period, Scope, StatsError, parse_period, resolve_scope
@@ -42,7 +42,7 @@ async def _asked(ctx: Ctx, words: list[str]) -> tuple[Period, Scope | None] | Re
         period, scope_code = _period_and_scope(ctx, words)
         return period, await resolve_scope(ctx.session, scope_code)
     except StatsError as error:
-        return ctx.reply(f"stats.error_{error.code.value}", **_details(ctx, error))
+        return Reply(error_text(ctx, error))
 
 
 async def stats(ctx: Ctx, args: str) -> list[Reply]:
@@ -99,12 +99,17 @@ def _period_and_scope(ctx: Ctx, words: list[str]) -> tuple[Period, str | None]:
         raise
 
 
-def _details(ctx: Ctx | Speaker, error: StatsError) -> dict[str, Any]:
+def error_text(ctx: Ctx | Speaker, error: StatsError) -> str:
+    """What is wrong with a manager's request, in the chat or on the command line; a service
+    not found names the candidates or lists the services, as every staff command does."""
+    matched = error.details.get("matched")
+    if matched is not None:
+        return unmatched_text(ctx, matched)
     values = dict(error.details)
     for key in ("first", "last"):
         if key in values:
-            values[key] = format_day(values[key], ctx.locale)  # type: ignore[arg-type]
-    return values
+            values[key] = format_day(values[key], ctx.locale)
+    return ctx.t(f"stats.error_{error.code.value}", **values)
 
 
 def _period_text(ctx: Ctx | Speaker, period: Period) -> str:
@@ -167,11 +172,17 @@ def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:
               satisfied=_percent(r.satisfied_share),
               change=_change(r.satisfied_share, before.ratings.satisfied_share, percent=True)),
         ctx.t("stats.complaints", opened=k.opened, on_time=k.answered_on_time, overdue=k.overdue),
-        ctx.t("stats.handoffs", opened=h.opened, unclaimed=h.unclaimed,
-              median="–" if h.median_minutes_to_claim is None else f"{h.median_minutes_to_claim:.0f}"),
-        ctx.t("stats.people", blocked=result.blocked_now, failed=n.failed,
-              undeliverable=n.undeliverable),
     ]
+    if result.scope is None:
+        lines += [
+            ctx.t("stats.handoffs", opened=h.opened, unclaimed=h.unclaimed,
+                  median="–" if h.median_minutes_to_claim is None
+                  else f"{h.median_minutes_to_claim:.0f}"),
+            ctx.t("stats.people", blocked=result.blocked_now, failed=n.failed,
+                  undeliverable=n.undeliverable)]
+    else:
+        lines += [ctx.t("stats.notifications", failed=n.failed, undeliverable=n.undeliverable),
+                  ctx.t("stats.not_per_service")]
     return "\n".join(lines)
 
 

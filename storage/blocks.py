@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import SYSTEM, audit
 from storage.centre import Centre
-from storage.models import Appointment, Block, Person, Strike
+from storage.models import Appointment, Block, ChannelIdentity, Outbox, Person, Strike
 from storage.outbox import enqueue
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import block_until, next_threshold, strikes_in_window, strikes_to_block
@@ -84,7 +84,9 @@ async def lift(session: AsyncSession, now: dt.datetime, block: Block, actor: str
 
 async def lift_block(session: AsyncSession, now: dt.datetime, person_id: int, *, actor: str,
                      reason: str) -> int:
-    """Staff lift a person's block early; a reason is required and audited.
+    """Staff lift a person's block early; a reason is required and audited. The citizen is
+    told they may book again (the staff's reason is not theirs to read): on the account that
+    was told of the block, else the one they last wrote from.
 
     Raises:
         BookingRefused: REASON_REQUIRED, NOT_BLOCKED.
@@ -92,11 +94,23 @@ async def lift_block(session: AsyncSession, now: dt.datetime, person_id: int, *,
     if not reason or not reason.strip():
         raise BookingRefused(Refusal.REASON_REQUIRED)
     blocks = (await session.scalars(select(Block).where(
-        Block.person_id == person_id, Block.lifted_at.is_(None), Block.ends_at > now))).all()
+        Block.person_id == person_id, Block.lifted_at.is_(None), Block.ends_at > now)
+        .order_by(Block.id))).all()
     if not blocks:
         raise BookingRefused(Refusal.NOT_BLOCKED)
     for block in blocks:
         await lift(session, now, block, actor, reason.strip())
+    identity_id = await session.scalar(select(Outbox.identity_id).where(
+        Outbox.dedup_key.in_([f"blocked:{b.id}" for b in blocks]),
+        Outbox.identity_id.is_not(None)).order_by(Outbox.id.desc()).limit(1))
+    if identity_id is None:
+        identity_id = await session.scalar(
+            select(ChannelIdentity.id).where(ChannelIdentity.person_id == person_id,
+                                             ChannelIdentity.unreachable_at.is_(None))
+            .order_by(ChannelIdentity.last_inbound_at.desc()).limit(1))
+    if identity_id is not None:
+        await enqueue(session, kind="unblocked", now=now, identity_id=identity_id,
+                      dedup_key=f"unblocked:{blocks[0].id}")
     return len(blocks)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import audit
 from storage.blocks import StrikeOutcome, active_block, add_strike
+from storage.catalog import ServiceDef
 from storage.centre import Centre
 from storage.models import (
     Appointment,
@@ -26,6 +27,7 @@ from storage.models import (
     ChannelIdentity,
     Hold,
     Person,
+    Service,
     Slot,
     WaitlistEntry,
     WaitStatus,
@@ -216,13 +218,56 @@ async def _check_person(session: AsyncSession, centre: Centre, now: dt.datetime,
 
     One query over the person's appointments answers every check (this runs on every booking).
     """
+    await _check_rules_of_person(session, centre, now, person_id, info.definition, info.service.id,
+                                 info.slot.local_date, ignore_appointment=ignore_appointment,
+                                 caps=caps)
+
+
+async def _check_account(session: AsyncSession, centre: Centre, now: dt.datetime,
+                         identity_id: int) -> None:
+    active = await session.scalar(_ACCOUNT_ACTIVE, {"identity_id": identity_id, "now": now})
+    if account_at_cap(active or 0, centre.accounts):
+        raise BookingRefused(Refusal.CAP_ACCOUNT, limit=centre.accounts.active_bookings_per_account)
+
+
+async def check_may_book(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                         person_id: int, service_id: int, identity_id: int | None = None,
+                         slot_id: int | None = None) -> None:
+    """The rules of ``book`` that depend on who books (block, per-person caps, the account's
+    cap and, once a slot is picked, a second booking of the service that day), checked as soon
+    as the person is known so that nobody holds a seat, or gives their details, for a booking
+    the rules refuse. ``book`` checks them again under its locks.
+
+    Raises:
+        BookingRefused: BLOCKED (until, strikes), DUPLICATE (code), CAP_ACTIVE/CAP_WEEK/
+            CAP_MONTH (limit), CAP_ACCOUNT (limit), SERVICE_INACTIVE, UNKNOWN_SLOT.
+    """
+    service = await session.get(Service, service_id)
+    if service is None:
+        raise BookingRefused(Refusal.SERVICE_INACTIVE)
+    day = None
+    if slot_id is not None:
+        slot = await session.get(Slot, slot_id)
+        if slot is None:
+            raise BookingRefused(Refusal.UNKNOWN_SLOT)
+        day = slot.local_date
+    await _check_rules_of_person(session, centre, now, person_id,
+                                 ServiceDef.from_json(service.definition), service.id, day)
+    if identity_id is not None:
+        await _check_account(session, centre, now, identity_id)
+
+
+async def _check_rules_of_person(session: AsyncSession, centre: Centre, now: dt.datetime,
+                                 person_id: int, definition: ServiceDef, service_id: int,
+                                 day: dt.date | None, *, ignore_appointment: int | None = None,
+                                 caps: bool = True) -> None:
     block = await active_block(session, person_id, now)
     if block is not None:
         raise BookingRefused(Refusal.BLOCKED, until=block.ends_at, strikes=block.strikes)
-    policy = centre.policy(info.definition)
+    policy = centre.policy(definition)
     duplicate, active, this_week, this_month = (await session.execute(_PERSON_CHECK, {
-        "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": info.service.id,
-        "local_date": info.slot.local_date, "now": now, "week": _week_start(now, centre),
+        "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": service_id,
+        "local_date": day, "now": now, "week": _week_start(now, centre),
         "month": _month_start(now, centre)})).one()
     if duplicate:
         raise BookingRefused(Refusal.DUPLICATE, code=duplicate)
@@ -312,10 +357,7 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
     await _check_person(session, centre, now, person_id, info, caps=not offline)
     if identity_id is not None and not offline:  # and per account, for its cap across people
         await session.execute(_LOCK_ACCOUNT, {"identity_id": identity_id})
-        active = await session.scalar(_ACCOUNT_ACTIVE, {"identity_id": identity_id, "now": now})
-        if account_at_cap(active or 0, centre.accounts):
-            raise BookingRefused(Refusal.CAP_ACCOUNT,
-                                 limit=centre.accounts.active_bookings_per_account)
+        await _check_account(session, centre, now, identity_id)
     code = await _new_code(session)
     # From here on the slot row is locked (PostgreSQL) until commit: keep this part short.
     await _take_seat_for_booking(session, centre, now, info, owner, offline)

@@ -27,6 +27,8 @@ class Refusal(enum.StrEnum):
     WRONG_DAY = "wrong_day"
     ID_MISMATCH = "id_mismatch"
     NOTHING_TO_UNDO = "nothing_to_undo"
+    NOT_CHECKED_IN = "not_checked_in"
+    NO_SHOW_TOO_EARLY = "no_show_too_early"
     NOT_BLOCKED = "not_blocked"
     REASON_REQUIRED = "reason_required"
     WAITLIST_FULL = "waitlist_full"

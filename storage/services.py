@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -31,13 +34,70 @@ async def active_service(session: AsyncSession,
     return service, ServiceDef.from_json(service.definition)
 
 
-async def service_or_department(session: AsyncSession, word: str) -> Service | Department | None:
-    """The service or else the department a staff member named by code or name ("id_card",
-    "居民身份证办理", "dental clinic")."""
-    service = await session.scalar(select(Service).where(
-        or_(Service.code == word, Service.name_zh == word,
-            func.lower(Service.name_en) == word.lower())))
-    if service is not None:
-        return service
-    return await session.scalar(select(Department).where(
-        or_(Department.code == word, Department.name_zh == word)))
+# --- naming a service, as staff and managers type it ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Matched:
+    """What a typed name matched: one service or department (``found``), several that fit
+    (``candidates``, to list), or nothing (``found`` None, no candidates: list ``known``)."""
+
+    text: str
+    found: Service | Department | None = None
+    candidates: tuple[Service | Department, ...] = ()
+    known: tuple[Service | Department, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        return bool(self.candidates)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def _names(row: Service | Department) -> tuple[str, ...]:
+    return tuple(_fold(n) for n in (row.code, row.name_zh, row.name_en) if n)
+
+
+async def match_service(session: AsyncSession, text: str, *,
+                        departments: bool = True) -> Matched:
+    """The one matcher every staff and manager command uses to name a service (or, where it
+    makes sense, a department): its code, its name in either language, or an unambiguous part
+    of either ("dental", "口腔科门诊", "Dental clinic", "口腔", "身份证"). Case, width and
+    surrounding spaces do not matter. An exact code or name wins over a part; a service wins
+    over a department.
+
+    Returns:
+        ``Matched``: ``found``; or ``candidates`` when a part fits several; or neither, with
+        every service (and department) as ``known``.
+    """
+    wanted = _fold(text)
+    all_services: list[Service | Department] = list(
+        (await session.scalars(select(Service).order_by(Service.id))).all())
+    all_departments: list[Service | Department] = list(
+        (await session.scalars(select(Department).order_by(Department.id))).all()) \
+        if departments else []
+    if not wanted:
+        return Matched(text, known=(*all_services, *all_departments))
+    for rows in (all_services, all_departments):
+        exact = [row for row in rows if wanted in _names(row)]
+        if len(exact) == 1:
+            return Matched(text, found=exact[0])
+        if exact:
+            return Matched(text, candidates=tuple(exact))
+    partial = [row for row in (*all_services, *all_departments)
+               if any(wanted in name for name in _names(row))]
+    if len(partial) == 1:
+        return Matched(text, found=partial[0])
+    if partial:
+        return Matched(text, candidates=tuple(partial))
+    return Matched(text, known=(*all_services, *all_departments))
+
+
+async def service_ids_of(session: AsyncSession, found: Service | Department) -> tuple[int, ...]:
+    """The service itself, or every service of the department (withdrawn ones included)."""
+    if isinstance(found, Service):
+        return (found.id,)
+    return tuple((await session.scalars(select(Service.id).where(
+        Service.department_id == found.id).order_by(Service.id))).all())

@@ -273,6 +273,7 @@ async def test_withdrawing_consent_keeps_bookings_for_the_records_but_anonymised
     assert refused.value.reason == AccountRefusal.UPCOMING_BOOKINGS
     clock.set(appointment.starts_at + dt.timedelta(minutes=5))
     async with database.session() as session:
+        await attendance.check_in(session, centre, clock.now(), appointment.code, actor="staff:1")
         await attendance.complete(session, centre, clock.now(), appointment.code, actor="staff:1")
     async with database.session() as session:
         erasure = await erase_person(session, clock.now(), account_id=holder, person_id=me)

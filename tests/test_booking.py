@@ -349,7 +349,7 @@ async def test_undo_of_a_no_show_voids_the_strike_and_lifts_its_block(database, 
     centre = make_centre(block_tiers=(BlockTier(1, 30),))
     _, slots = await setup(database, centre, clock)
     appointment = await book_one(database, centre, clock, slots[0].id)
-    clock.set(slots[0].starts_at + 5 * MINUTE)
+    clock.set(slots[0].starts_at + 30 * MINUTE)  # the grace period has just run out
     async with database.session() as session:
         outcome = await attendance.mark_no_show(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert outcome.blocked_until is not None
@@ -365,6 +365,29 @@ async def test_undo_of_a_no_show_voids_the_strike_and_lifts_its_block(database, 
         async with database.session() as session:
             await attendance.undo(session, centre, clock.now(), appointment.code, actor="staff:1")
     assert refused.value.reason == Refusal.NOTHING_TO_UNDO
+
+
+async def test_staff_cannot_mark_a_no_show_before_the_grace_period_ends(database, clock) -> None:  # type: ignore[no-untyped-def]
+    centre = make_centre(no_show_grace_minutes=10)     # the rule the confirmation states
+    _, slots = await setup(database, centre, clock)
+    appointment = await book_one(database, centre, clock, slots[0].id)
+    for early in (slots[0].starts_at + dt.timedelta(seconds=10), slots[0].starts_at + 10 * MINUTE
+                  - dt.timedelta(seconds=1)):
+        clock.set(early)
+        with pytest.raises(BookingRefused) as refused:
+            async with database.session() as session:
+                await attendance.mark_no_show(session, centre, clock.now(), appointment.code,
+                                              actor="staff:1")
+        assert refused.value.reason == Refusal.NO_SHOW_TOO_EARLY
+        assert refused.value.details["at"] == slots[0].starts_at + 10 * MINUTE
+        assert refused.value.details["grace"] == 10
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Strike)) == 0
+    clock.set(slots[0].starts_at + 10 * MINUTE)
+    async with database.session() as session:
+        outcome = await attendance.mark_no_show(session, centre, clock.now(), appointment.code,
+                                                actor="staff:1")
+    assert outcome.count == 1
 
 
 async def test_lift_block_needs_a_reason(database, centre, clock) -> None:  # type: ignore[no-untyped-def]

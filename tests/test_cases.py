@@ -85,6 +85,8 @@ async def test_a_case_opens_from_a_served_booking_once(world: CaseWorld) -> None
                                   kind=CaseKind.PROMISED, appointment_id=appointment.id)
         assert caught.value.reason == CaseRefusal.NOT_SERVED
     async with world.database.session() as session:
+        await attendance.check_in(session, world.centre, world.clock.now(), appointment.code,
+                                  actor=STAFF)
         await attendance.complete(session, world.centre, world.clock.now(), appointment.code, actor=STAFF)
         case = await cases.open_case(session, world.centre, world.clock.now(), actor=STAFF,
                                      kind=CaseKind.PROMISED, appointment_id=appointment.id)

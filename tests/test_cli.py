@@ -86,3 +86,26 @@ def test_doctor_says_how_wechat_reminders_leave_the_48_hour_window(
     _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
     assert "ok    WeChat reminders outside the 48-hour window: one-time subscription messages, " \
            "consent page https://yuyue.example.gov.cn/wechat/consent" in out
+
+
+def test_stats_and_export_name_a_service_as_the_chat_does(
+        settings_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = ("--settings", str(settings_file))
+    assert run(capsys, *settings, "catalog", "load")[0] == 0
+    code, out, _ = run(capsys, *settings, "stats", "month", "口腔")
+    assert code == 0 and "口腔科门诊" in out and "不分事项" in out
+    code, _, err = run(capsys, *settings, "stats", "month", "门诊")
+    assert code == 1 and "对得上好几个" in err and "dental：口腔科门诊" in err
+    assert "Traceback" not in err
+    code, _, err = run(capsys, *settings, "export", "month", "护照", "--out", str(tmp_path))
+    assert code == 1 and "没有叫“护照”" in err and "id_card" in err
+
+
+def test_run_refuses_a_pretend_clock_with_real_chats(
+        settings_file: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUYUE_TELEGRAM__TOKEN", "123456:test-token-not-real")
+    code, out, err = run(capsys, "--settings", str(settings_file), "run",
+                         "--clock", "2026-11-23T09:00+08:00")
+    assert code != 0 and "--clock only works with the terminal chat" in err
+    assert "yuyue chat --clock" in err and "Traceback" not in out + err

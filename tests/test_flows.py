@@ -24,7 +24,7 @@ from storage.models import (
     Slot,
 )
 from tests.dialog import Dialog, verify_dialog
-from tests.helpers import local, make_centre, slots_of, valid_id
+from tests.helpers import TZ, local, make_centre, slots_of, valid_id
 
 ID_NUMBER = valid_id()
 
@@ -180,10 +180,44 @@ async def test_blocked_citizen_is_told_why_until_when_and_how_to_appeal(
                           strikes=3, created_at=clock.now()))
     await verify_dialog(dialog, [
         ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
-        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:30"), ("[09:30-10:00]", "使用这些信息"),
-        ("[使用这些信息]", "请确认"), ("[确认预约]", "暂停至2027年2月21日 周日"),
+        ("[材料已备齐]", "暂停至2027年2月21日 周日"),       # before a day, a slot or a held seat
     ])
     assert "人工" in dialog.text and "预约办事" in dialog.labels   # no dead end
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+    # someone new who gives the blocked person's details is refused as soon as they are known,
+    # and the seat held meanwhile goes back at once
+    newcomer = Dialog(assistant, user="u-new")
+    await verify_dialog(newcomer, [
+        ("/book", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
+        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:30"), ("[09:30-10:00]", "保留"),
+        ("[同意并继续]", "真实姓名"), ("张三", "手机号"), ("13812345678", "身份证号"),
+        (ID_NUMBER, "暂停至2027年2月21日 周日"),
+    ])
+    assert "请确认预约信息" not in newcomer.text
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+
+
+async def test_a_person_at_the_cap_or_booked_that_day_holds_no_seat(
+        assistant: Assistant, database: Database, clock: ManualClock) -> None:
+    capped = Assistant(database=database, centre=make_centre(max_active_bookings=1), clock=clock,
+                       settings=assistant.settings)
+    dialog = Dialog(capped)
+    await book_id_card(dialog)
+    await verify_dialog(dialog, [
+        ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "社会保障卡"), ("[社会保障卡]", "一次性告知"),
+        ("[材料已备齐]", "您已有1个未完成的预约，达到上限"),
+    ])
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+    again = Dialog(assistant)                       # the usual caps: the day is the problem
+    await verify_dialog(again, [
+        ("/book", "便民服务中心"), ("[便民服务中心]", "居民身份证办理"), ("[居民身份证]", "一次性告知"),
+        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:20"), ("[09:20-09:40]", "您当天已有该事项的预约"),
+    ])
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
 
 
 async def test_cancel_before_and_after_the_cutoff(assistant: Assistant, clock: ManualClock,
@@ -294,6 +328,28 @@ async def test_waitlist_from_a_full_day_and_leaving_it(assistant: Assistant, dat
     await verify_dialog(dialog, [("口腔", "口腔科"), ("[口腔科]", "一次性告知"), ("[材料已备齐]", "已约满"),
                                  ("[11月24日 周二 · 已约满]", "有号时通知我"), ("[有号时通知我]", "已登记候补"),
                                  ("/my", "退出候补"), ("[退出候补]", "已退出候补")])
+
+
+async def test_one_full_slot_is_not_a_full_day_and_the_days_other_times_come_first(
+        assistant: Assistant, database: Database, clock: ManualClock) -> None:
+    async with database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "dental"))
+        assert service is not None
+        dental = await slots_of(session, make_centre(), service, clock.now(), dt.date(2026, 11, 24))
+        dental[0].booked = dental[0].online_capacity
+        first = f"{dental[0].starts_at.astimezone(TZ):%H:%M}"
+        second = f"{dental[1].starts_at.astimezone(TZ):%H:%M}"
+    dialog = Dialog(assistant)
+    await verify_dialog(dialog, [("口腔", "口腔科"), ("[口腔科]", "一次性告知"), ("[材料已备齐]", "11月24日"),
+                                 ("[11月24日 周二]", "请选择时段"), (f"[{first}]", "这个时段已约满")])
+    assert "11月24日 周二已约满" not in dialog.text
+    assert f"11月24日 周二 {first}" in dialog.text and "当天其他时段还有" in dialog.text
+    labels = dialog.labels
+    assert labels[0].startswith(second) and "余" in labels[0]          # the day's other times first
+    assert not any(label.startswith(first) for label in labels)
+    assert labels.index("这个时段有号时通知我") > labels.index(labels[0])
+    await verify_dialog(dialog, [("[返回时段列表]", "请选择时段"), (f"[{first}]", "这个时段已约满"),
+                                 (f"[{second}]", "已为您保留")])
 
 
 async def test_home_visit_request(assistant: Assistant, database: Database) -> None:

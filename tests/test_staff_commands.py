@@ -133,8 +133,13 @@ async def test_window_marks_with_precise_refusals(assistant: Assistant, wang: St
     assert "已签到" in await wang.command("checkin", f"{first.code} {ID_A[-4:]}")
     assert "不能这样操作" in await wang.command("checkin", first.code)      # twice
     assert "已办结" in await wang.command("done", first.code)
-    assert "还没到开始时间" in await wang.command("noshow", dental.code)
-    clock.set(local(2026, 11, 23, 10, 40))
+    early = await wang.command("noshow", dental.code)
+    assert "开始后30分钟未签到才视为主动放弃" in early and "11月23日 周一 11:00 以后" in early
+    clock.set(local(2026, 11, 23, 10, 30) + dt.timedelta(seconds=10))  # just after the start
+    assert "11:00 以后才能标记爽约" in await wang.command("noshow", dental.code)
+    clock.set(local(2026, 11, 23, 11, 0) - dt.timedelta(seconds=1))
+    assert "11:00 以后才能标记爽约" in await wang.command("noshow", dental.code)
+    clock.set(local(2026, 11, 23, 11, 0))
     shown = await wang.command("noshow", dental.code)
     assert "已标记爽约" in shown and "累计失约1次" in shown
     undone = await wang.command("undo", f"{dental.code} 市民其实到了")
@@ -149,7 +154,8 @@ async def test_window_marks_with_precise_refusals(assistant: Assistant, wang: St
 
 
 async def test_blocks_are_listed_masked_and_lifted_with_a_reason(
-        assistant: Assistant, wang: Staff, database: Database, clock: ManualClock) -> None:
+        assistant: Assistant, wang: Staff, database: Database, clock: ManualClock,
+        dispatcher: Dispatcher, citizens: Recorder) -> None:
     appointment = await book(assistant, "id_card", TUESDAY, 0, user="51", name="张三",
                              mobile="13812345678", id_number=ID_A)
     assert "没有被限制预约" in await wang.command("blocks")
@@ -165,6 +171,13 @@ async def test_blocks_are_listed_masked_and_lifted_with_a_reason(
     assert "已解除限制：张* 138****5678" in lifted
     assert "没有被限制预约" in await wang.command("blocks")
     assert "没有被限制预约" in await wang.command("unblock", "13812345678 再来一次")
+    await dispatcher.drain()
+    [told] = citizens.of_kind("unblocked")
+    assert told.chat_id == "51" and "预约资格已由工作人员恢复" in told.text
+    assert "系统误判" not in told.text                   # the staff's reason stays with staff
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.send(choice=told.tokens[0])
+    assert "青溪镇便民服务中心" in citizen.labels            # straight into booking
 
 
 async def test_a_closure_is_confirmed_then_applied_and_citizens_told(
@@ -178,7 +191,8 @@ async def test_a_closure_is_confirmed_then_applied_and_citizens_told(
     assert "时间范围反了" in await wang.command("closure", "id_card 11-24 12:00-09:00 系统升级")
     assert "已经过去了" in await wang.command("closure", "id_card 11-20 系统升级")
     assert "请写明停办原因" in await wang.command("closure", "id_card 11-24 09:00-12:00")
-    assert "没有叫“护照”" in await wang.command("closure", "护照 11-24 系统升级")
+    unknown = await wang.command("closure", "护照 11-24 系统升级")
+    assert "没有叫“护照”" in unknown and "id_card：居民身份证办理" in unknown and "all" in unknown
     assert "没看懂时间" in await wang.command("closure", "id_card 下周二 系统升级")
     plan = await wang.command("closure", "id_card 11-24 09:00-12:00 系统升级")
     assert "将取消 2 个预约" in plan and "11月24日 周二 09:00 至 11月24日 周二 12:00" in plan
@@ -281,6 +295,7 @@ async def test_a_bad_rating_becomes_a_complaint_staff_answer_and_resolve(
         citizens: Recorder, database: Database) -> None:
     appointment = await book(assistant, "id_card", TODAY, 0, user="51", name="张三",
                              mobile="13812345678", id_number=ID_A)
+    await wang.command("checkin", appointment.code)
     await wang.command("done", appointment.code)
     citizen = Dialog(assistant, user="51", channel="telegram")
     await citizen.send(choice=f"g:rate:{appointment.id}:2")
@@ -368,3 +383,94 @@ def test_every_refusal_has_a_message_in_both_languages() -> None:
     keys |= {f"staff.kind_{k}" for k in ("handoff", "complaint", "home_visit")}
     for locale in LOCALES:
         assert keys <= set(catalog(locale)), keys - set(catalog(locale))
+
+
+async def test_done_needs_a_checked_in_booking_of_today_and_an_undo_the_citizen_saw_is_told(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder,
+        database: Database) -> None:
+    tomorrow = await book(assistant, "social_card", TUESDAY, 0, user="51", name="张三",
+                          mobile="13812345678", id_number=ID_A)
+    today = await book(assistant, "id_card", TODAY, 0, user="52", name="李四",
+                       mobile="13900001111", id_number=ID_B)
+    assert "是11月24日 周二的预约，不是今天的" in await wang.command("done", tomorrow.code)
+    refused = await wang.command("done", today.code)
+    assert "还没有签到" in refused and f"/checkin {today.code}" in refused
+    await dispatcher.drain()
+    assert citizens.of_kind("rating_request") == []
+    async with database.read() as session:
+        assert (await session.get(Appointment, tomorrow.id)).status == AppointmentStatus.BOOKED
+    # done, told, undone: the citizen hears that the completion was withdrawn
+    await wang.command("checkin", today.code)
+    assert "已办结" in await wang.command("done", today.code)
+    await dispatcher.drain()
+    [asked] = citizens.of_kind("rating_request")
+    assert asked.chat_id == "52" and "您已办结" in asked.text
+    assert "现在：" in await wang.command("undo", f"{today.code} 点错了")
+    await dispatcher.drain()
+    [withdrawn] = citizens.of_kind("mark_undone")
+    assert withdrawn.chat_id == "52" and "办结状态已撤回" in withdrawn.text
+    assert today.code in withdrawn.text
+    # done again, undone before anything went out: nothing to withdraw, nothing said
+    citizens.take()
+    assert "已办结" in await wang.command("done", today.code)
+    await wang.command("undo", today.code)
+    await dispatcher.drain()
+    assert citizens.take() == []
+    # done for real: asked again
+    await wang.command("done", today.code)
+    await dispatcher.drain()
+    assert [d.kind for d in citizens.take()] == ["rating_request"]
+
+
+async def test_an_undone_no_show_the_citizen_was_told_of_is_withdrawn_to_them(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder,
+        clock: ManualClock) -> None:
+    dental = await book(assistant, "dental", TODAY, 5, user="52", name="李四",
+                        mobile="13900001111", id_number=ID_B)
+    clock.set(local(2026, 11, 23, 11, 0))
+    await wang.command("noshow", dental.code)
+    await dispatcher.drain()
+    assert {d.kind for d in citizens.take()} == {"no_show", "strike_warning"}
+    await wang.command("undo", f"{dental.code} 市民其实到了")
+    await dispatcher.drain()
+    [withdrawn] = citizens.take()
+    assert withdrawn.kind == "mark_undone" and "失约记录已撤销" in withdrawn.text
+
+
+async def test_every_staff_command_names_a_service_the_same_way(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    dental = await book(assistant, "dental", TODAY, 5, user="52", name="李四",
+                        mobile="13900001111", id_number=ID_B)
+    await book(assistant, "id_card", TODAY, 0, user="51", name="张三", mobile="13812345678",
+               id_number=ID_A)
+    for named in ("dental", "口腔", "口腔科门诊", "DENTAL clinic", "ｄｅｎｔａｌ"):
+        listing = await wang.command("today", named)
+        assert "共 1 个预约" in listing and dental.code in listing and "口腔科门诊" in listing, named
+    assert "共 1 个预约" in await wang.command("today", "outpatient")      # a department: its services
+    ambiguous = await wang.command("today", "门诊")
+    assert "对得上好几个" in ambiguous and "dental：口腔科门诊" in ambiguous
+    assert "internal_medicine：内科专家门诊" in ambiguous and "id_card" not in ambiguous
+    unknown = await wang.command("today", "护照")
+    assert "没有叫“护照”" in unknown and "health_check：健康体检" in unknown
+    plan = await wang.command("closure", "口腔 11-24 设备检修")
+    assert "口腔科门诊" in plan and "确认停办" in wang.labels
+    assert "已放弃" in await wang.press_label("不停办")
+    assert "对得上好几个" in await wang.command("closure", "门诊 11-24 设备检修")
+
+
+async def test_the_matcher_prefers_an_exact_name_and_a_service(database: Database,
+                                                               assistant: Assistant) -> None:
+    from storage.models import Department
+    from storage.services import match_service
+
+    async with database.read() as session:
+        assert (await match_service(session, " Dental ")).found.code == "dental"  # type: ignore[union-attr]
+        outpatient = (await match_service(session, "outpatient")).found
+        assert isinstance(outpatient, Department)
+        assert (await match_service(session, "outpatient", departments=False)).found is None
+        assert (await match_service(session, "卫生院")).found is outpatient
+        matched = await match_service(session, "身份")
+        assert matched.found is not None and matched.found.code == "id_card"
+        nothing = await match_service(session, "护照", departments=False)
+        assert nothing.found is None and not nothing.ambiguous and len(nothing.known) == 8
+        assert not any(isinstance(row, Department) for row in nothing.known)

@@ -107,6 +107,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     await s.book("P1", "id_card", local(2026, 11, 17, 9, 0), Channel.TELEGRAM)
     await s.book("P2", "id_card", local(2026, 11, 23, 9, 0), Channel.WECHAT)
     s.at(local(2026, 11, 17, 9, 10))
+    await s.run(attendance.check_in, s.codes["P1"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P1"], actor="staff:7")
     s.at(local(2026, 11, 18, 10, 0))
     await s.ensure()
@@ -116,6 +117,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     await s.run(booking.cancel, s.ids["P4"], actor="terminal:u4")  # before the cutoff
     # --- this week ---
     s.at(local(2026, 11, 23, 9, 10))
+    await s.run(attendance.check_in, s.codes["P2"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P2"], actor="staff:7")
     s.at(local(2026, 11, 23, 10, 0))
     await s.ensure()
@@ -127,6 +129,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     s.at(local(2026, 11, 23, 11, 0))
     await s.book("P9", "id_card", local(2026, 11, 27, 9, 0), Channel.TELEGRAM)
     s.at(local(2026, 11, 23, 14, 20))
+    await s.run(attendance.check_in, s.codes["P7"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P7"], actor="staff:7")
     s.at(local(2026, 11, 24, 10, 0))
     assert await s.run(attendance.sweep_no_shows) == [s.ids["P3"]]
@@ -139,6 +142,7 @@ async def build_story(database: Database, centre: Centre, clock: ManualClock) ->
     s.at(local(2026, 11, 25, 8, 40))
     await s.run(attendance.mark_no_show, s.codes["P6"], actor="staff:7")
     s.at(local(2026, 11, 25, 9, 20))
+    await s.run(attendance.check_in, s.codes["P5"], actor="staff:7")
     await s.run(attendance.complete, s.codes["P5"], actor="staff:7")
     s.at(local(2026, 11, 25, 9, 55))
     await s.run(attendance.check_in, s.codes["P12"], actor="staff:7")
@@ -292,6 +296,10 @@ async def test_every_figure_of_the_week(story: Story) -> None:
 
 
 async def test_figures_of_one_service_and_one_department(story: Story) -> None:
+    # a failed notice about an id_card appointment belongs to it; the others to no service
+    await story.add(Outbox(kind="reminder", dedup_key="t5", appointment_id=story.ids["P5"],
+                           payload={}, due_at=local(2026, 11, 24, 12),
+                           status=OutboxStatus.FAILED, attempts=5, created_at=local(2026, 11, 24, 12)))
     f = await week_figures(story, "id_card")
     assert f.scope is not None and f.scope.kind == "service"
     cur = f.current
@@ -304,8 +312,17 @@ async def test_figures_of_one_service_and_one_department(story: Story) -> None:
     assert (cur.ratings.count, cur.ratings.average) == (2, 3.0)
     assert dataclasses.astuple(cur.complaints) == (2, 1, 1, 0, 0)
     assert f.remaining_seats == 3 * ID_CARD_DAY - 1
-    assert cur.handoffs.opened == 4  # centre-wide
+    # hand-offs and blocks have no service: not in the service's figures at all
+    assert cur.handoffs.opened == 0 and f.blocked_now is None
+    assert not {key for key, _, _ in f.items()} & {"handoffs.opened", "blocked_now"}
+    assert dataclasses.astuple(cur.notifications) == (1, 0)
     assert f.problems() == []
+    whole = await week_figures(story)
+    assert whole.current.handoffs.opened == 4 and whole.blocked_now == 1
+    assert dataclasses.astuple(whole.current.notifications) == (2, 1)
+    # named as staff name it: the code, the name in either language, or a part of it
+    for named in ("id_card", "居民身份证办理（首次申领/换领/补领）", "resident id CARD", "身份证"):
+        assert (await week_figures(story, named)).scope == f.scope, named
 
     d = await week_figures(story, "outpatient")
     assert d.scope is not None and d.scope.kind == "department"
@@ -316,12 +333,18 @@ async def test_figures_of_one_service_and_one_department(story: Story) -> None:
     assert d.problems() == []
 
 
-async def test_unknown_scope(story: Story) -> None:
+async def test_unknown_and_ambiguous_scope(story: Story) -> None:
     async with story.database.read() as session:
         with pytest.raises(StatsError) as caught:
             await resolve_scope(session, "no_such_service")
-    assert caught.value.code == StatsErrorCode.UNKNOWN_SCOPE
-    assert caught.value.details == {"code": "no_such_service"}
+        assert caught.value.code == StatsErrorCode.UNKNOWN_SCOPE
+        assert caught.value.details["code"] == "no_such_service"
+        assert "dental" in {row.code for row in caught.value.details["matched"].known}
+        with pytest.raises(StatsError) as caught:
+            await resolve_scope(session, "门诊")
+        assert caught.value.code == StatsErrorCode.AMBIGUOUS_SCOPE
+        assert {row.code for row in caught.value.details["matched"].candidates} == {
+            "internal_medicine", "dental", "outpatient"}
 
 
 async def test_problems_names_a_part_that_does_not_add_up(story: Story) -> None:

@@ -48,6 +48,18 @@ async def test_a_manager_gets_the_figures_in_their_language(assistant: Assistant
     assert "Bookings 1" in english.text and "Resident ID card" in english.text
 
 
+async def test_a_service_is_named_as_staff_name_it_and_its_figures_are_its_own(
+        assistant: Assistant) -> None:
+    dialog = Dialog(assistant, user=MANAGER, channel="telegram")
+    await dialog.command("stats", "month 身份证")
+    assert "居民身份证办理" in dialog.text and "预约量 1" in dialog.text
+    assert "人工服务和限制预约名单不分事项" in dialog.text and "人工服务 " not in dialog.text
+    await dialog.command("stats", "month 口腔")
+    assert "口腔科门诊" in dialog.text and "预约量 0" in dialog.text
+    await dialog.command("stats", "month")
+    assert "人工服务 0" in dialog.text and "当前限制预约 0 人" in dialog.text
+
+
 async def test_chart_and_exports_are_sent_as_files(assistant: Assistant) -> None:
     dialog = Dialog(assistant, user=MANAGER, channel="telegram")
     await dialog.command("stats", "chart week")
@@ -65,7 +77,8 @@ async def test_chart_and_exports_are_sent_as_files(assistant: Assistant) -> None
 async def test_period_errors_are_explained(assistant: Assistant) -> None:
     dialog = Dialog(assistant, user=MANAGER, channel="telegram")
     for args, words in (("2026-02-30", "不是有效日期"), ("2026-11-30..2026-11-01", "日期范围反了"),
-                        ("sometime id_card", "看不懂"), ("month nosuch", "没有代码为“nosuch”")):
+                        ("sometime id_card", "看不懂"), ("month nosuch", "没有叫“nosuch”的事项"),
+                        ("month nosuch", "dental：口腔科门诊"), ("month 门诊", "对得上好几个")):
         await dialog.command("stats", args)
         assert words in dialog.text, args
 

@@ -10,7 +10,7 @@ from handlers.context import global_option
 from handlers.core import Choice, Reply
 from handlers.i18n import Speaker, format_day, format_time
 from handlers.notices.base import Note, Rendered, Renderer, rating_buttons
-from handlers.payloads import CancelBooking, Rate, Rebook, RescheduleBooking, TakeOffer
+from handlers.payloads import BookAgain, CancelBooking, Rate, Rebook, RescheduleBooking, TakeOffer
 from handlers.render import materials_text
 from storage.catalog import ServiceDef
 from storage.models import AppointmentStatus, Service, Slot
@@ -88,6 +88,14 @@ async def _no_show(note: Note) -> Rendered:
     return Rendered([Reply(note.t("notice.no_show") + "\n" + _summary_line(note))])
 
 
+async def _mark_undone(note: Note) -> Rendered:
+    """A window mark the citizen was told of (completion, check-in, no-show) was undone."""
+    if note.appointment is None or note.service is None:
+        return Rendered(drop="appointment gone")
+    undid = note.row.payload.get("undid", "complete")
+    return Rendered([Reply(note.t(f"notice.undone_{undid}") + "\n" + _summary_line(note))])
+
+
 async def _strike_warning(note: Note) -> Rendered:
     payload = note.row.payload
     if payload.get("threshold"):
@@ -103,6 +111,13 @@ async def _blocked(note: Note) -> Rendered:
     return Rendered([Reply(note.t("notice.blocked", strikes=note.row.payload.get("strikes", ""),
                                   until=note.when(until)))],
                     fields={"summary": note.t("notice.blocked_short", until=note.when(until))})
+
+
+async def _unblocked(note: Note) -> Rendered:
+    """Staff lifted a block early."""
+    text = note.t("notice.unblocked")
+    return Rendered([Reply(text, ((global_option(note.t("menu.book"), BookAgain()),),))],
+                    fields={"summary": note.t("notice.unblocked_short")})
 
 
 async def _waitlist_offer(note: Note) -> Rendered:
@@ -146,8 +161,10 @@ RENDERERS: dict[str, Renderer] = {
     "cancelled": _cancelled,
     "closure_cancelled": _closure,
     "no_show": _no_show,
+    "mark_undone": _mark_undone,
     "strike_warning": _strike_warning,
     "blocked": _blocked,
+    "unblocked": _unblocked,
     "waitlist_offer": _waitlist_offer,
     "release_open": _release_open,
     "rating_request": _rating_request,

@@ -7,7 +7,7 @@ import datetime as dt
 
 from handlers.context import Ctx, Event, option
 from handlers.core import Reply
-from handlers.menu import department_name, service_name
+from handlers.menu import department_name, service_name, unmatched_text
 from handlers.payloads import Button
 from handlers.render import when_text
 from handlers.staff.dates import parse_range
@@ -20,16 +20,18 @@ from storage.refusals import BookingRefused
 _WHOLE_CENTRE = {"all", "centre", "center", "全部", "全中心", "中心"}
 
 
-async def _scope(ctx: Ctx, word: str) -> tuple[int | None, int | None, str] | None:
-    """(service id, department id, name) for "all", a service or a department code or name."""
+async def _scope(ctx: Ctx, word: str) -> tuple[int | None, int | None, str] | Reply:
+    """(service id, department id, name) for "all", a service or a department (named as in
+    every staff command), or the reply saying which were meant or which there are."""
     if word.lower() in _WHOLE_CENTRE:
         return None, None, ctx.t("staff.whole_centre")
-    found = await services.service_or_department(ctx.session, word)
+    matched = await services.match_service(ctx.session, word)
+    found = matched.found
     if isinstance(found, Service):
         return found.id, None, service_name(ctx, found)
     if found is not None:
         return None, found.id, department_name(ctx, found)
-    return None
+    return Reply(unmatched_text(ctx, matched) + "\n" + ctx.t("staff.closure_whole_centre"))
 
 
 async def closure(ctx: Ctx, args: str) -> list[Reply]:
@@ -39,8 +41,8 @@ async def closure(ctx: Ctx, args: str) -> list[Reply]:
     if len(words) < 2:
         return [ctx.reply("staff.usage_closure")]
     scope = await _scope(ctx, words[0])
-    if scope is None:
-        return [ctx.reply("staff.closure_unknown_scope", scope=words[0])]
+    if isinstance(scope, Reply):
+        return [scope]
     period = parse_range(ctx, words[1:])
     if period is None:
         return [ctx.reply("staff.closure_bad_period")]

@@ -18,7 +18,7 @@ from storage.refusals import BookingRefused, Refusal
 # The refusals with a staff message of their own that needs no values beyond the code.
 _PLAIN = (Refusal.UNKNOWN_CODE, Refusal.ID_MISMATCH, Refusal.NOT_BLOCKED, Refusal.REASON_REQUIRED,
           Refusal.DUPLICATE, Refusal.FULL, Refusal.SUSPENDED, Refusal.TOO_LATE,
-          Refusal.SERVICE_INACTIVE, Refusal.BAD_RANGE)
+          Refusal.SERVICE_INACTIVE, Refusal.BAD_RANGE, Refusal.NOT_CHECKED_IN)
 
 
 async def stop(ctx: Ctx) -> list[Reply]:
@@ -34,12 +34,9 @@ def booking_refusal(ctx: Ctx, refused: BookingRefused, code: str = "") -> Reply:
     reason = refused.reason
     if reason == Refusal.WRONG_DAY:
         values["day"] = format_day(details["day"], ctx.locale)
-    elif reason == Refusal.NOT_CHANGEABLE:
-        if details.get("not_started"):
-            return ctx.reply("staff.refused_not_started", **values)
-        status = details.get("status")
-        values["status"] = ctx.t(f"status.{status.value}") if status else "-"
-    elif reason == Refusal.NOTHING_TO_UNDO:
+    elif reason == Refusal.NO_SHOW_TOO_EARLY:
+        values["at"], values["grace"] = when_text(ctx, details["at"]), details["grace"]
+    elif reason == Refusal.NOT_CHANGEABLE or reason == Refusal.NOTHING_TO_UNDO:
         status = details.get("status")
         values["status"] = ctx.t(f"status.{status.value}") if status else "-"
     elif reason == Refusal.BLOCKED:

@@ -9,9 +9,10 @@ import re
 from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.i18n import format_day
+from handlers.menu import unmatched_text
 from handlers.render import when_text
 from handlers.staff.replies import appointment_line, booking_refusal, done_line
-from storage import attendance, blocks
+from storage import attendance, blocks, services
 from storage.booking import appointment_by_code, person_of_code
 from storage.identity import InvalidValue, mask_mobile, mask_name, validate_mobile
 from storage.models import Person
@@ -27,14 +28,22 @@ def _is_code(text: str) -> bool:
 
 
 async def today(ctx: Ctx, args: str) -> list[Reply]:
-    """List today's appointments by time with their status, optionally of one service."""
-    rows = await attendance.appointments_on(ctx.session, ctx.today, args or None)
+    """List today's appointments by time with their status, optionally of one service or
+    department (named as in every staff command)."""
+    ids, label = None, ctx.t("staff.all_services")
+    if args.strip():
+        matched = await services.match_service(ctx.session, args)
+        if matched.found is None:
+            return [Reply(unmatched_text(ctx, matched))]
+        ids = await services.service_ids_of(ctx.session, matched.found)
+        label = matched.found.name_en if ctx.locale == "en" else matched.found.name_zh
+    rows = await attendance.appointments_on(ctx.session, ctx.today, ids)
     day = format_day(ctx.today, ctx.locale)
     if not rows:
-        return [ctx.reply("staff.today_none", day=day, service=args or ctx.t("staff.all_services"))]
+        return [ctx.reply("staff.today_none", day=day, service=label)]
     lines = [appointment_line(ctx, a, p, s) for a, p, s in rows]
-    return [ctx.reply("staff.today_head", day=day, count=len(rows),
-                      service=args or ctx.t("staff.all_services"), lines="\n".join(lines))]
+    return [ctx.reply("staff.today_head", day=day, count=len(rows), service=label,
+                      lines="\n".join(lines))]
 
 
 async def find(ctx: Ctx, args: str) -> list[Reply]:
@@ -82,7 +91,7 @@ async def checkin(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def done(ctx: Ctx, args: str) -> list[Reply]:
-    """Mark an appointment served; the citizen is asked to rate it."""
+    """Mark a checked-in appointment of today served; the citizen is asked to rate it."""
     if not args:
         return [ctx.reply("staff.usage_done")]
     try:
@@ -94,7 +103,7 @@ async def done(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def noshow(ctx: Ctx, args: str) -> list[Reply]:
-    """Mark a citizen who did not come; it counts as a strike."""
+    """Mark a citizen who did not come once the grace period is over; it counts as a strike."""
     if not args:
         return [ctx.reply("staff.usage_noshow")]
     code = args.split()[0]
@@ -111,7 +120,8 @@ async def noshow(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def undo(ctx: Ctx, args: str) -> list[Reply]:
-    """Undo the last window mark of an appointment (audited, with an optional reason)."""
+    """Undo the last window mark of an appointment (audited, with an optional reason); a
+    citizen who was told of the mark is told it was withdrawn."""
     code, _, reason = args.partition(" ")
     if not code:
         return [ctx.reply("staff.usage_undo")]

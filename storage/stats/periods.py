@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Department, Service
+from storage.models import Service
 from storage.rules import at_local
+from storage.services import match_service, service_ids_of
 
 MAX_PERIOD_DAYS = 366
 
@@ -39,6 +39,7 @@ class StatsErrorCode(enum.StrEnum):
     BACKWARDS_RANGE = "backwards_range"
     RANGE_TOO_LONG = "range_too_long"
     UNKNOWN_SCOPE = "unknown_scope"
+    AMBIGUOUS_SCOPE = "ambiguous_scope"
 
 
 class StatsError(ValueError):
@@ -147,24 +148,25 @@ class Scope:
 
 
 async def resolve_scope(session: AsyncSession, code: str | None) -> Scope | None:
-    """Find the service or department a manager named by its catalog code (services first).
+    """Find the service or department a manager named, as every staff command does
+    (``storage.services.match_service``: code, name in either language, or an unambiguous
+    part of it; services first).
 
     Returns:
         The scope, or None for the whole centre when ``code`` is empty.
 
     Raises:
-        StatsError: UNKNOWN_SCOPE (code).
+        StatsError: UNKNOWN_SCOPE or AMBIGUOUS_SCOPE (code, matched: the ``Matched`` with the
+            candidates or every service to list).
     """
     if code is None or not code.strip():
         return None
     wanted = unicodedata.normalize("NFKC", code).strip()
-    service = await session.scalar(select(Service).where(Service.code == wanted))
-    if service is not None:
-        return Scope("service", service.code, service.name_zh, service.name_en, (service.id,))
-    department = await session.scalar(select(Department).where(Department.code == wanted))
-    if department is None:
-        raise StatsError(StatsErrorCode.UNKNOWN_SCOPE, code=wanted)
-    ids = (await session.scalars(select(Service.id).where(Service.department_id == department.id)
-                                 .order_by(Service.id))).all()
-    return Scope("department", department.code, department.name_zh, department.name_en,
-                 tuple(ids))
+    matched = await match_service(session, wanted)
+    found = matched.found
+    if found is None:
+        raise StatsError(StatsErrorCode.AMBIGUOUS_SCOPE if matched.ambiguous
+                         else StatsErrorCode.UNKNOWN_SCOPE, code=wanted, matched=matched)
+    kind: Literal["service", "department"] = "service" if isinstance(found, Service) else "department"
+    return Scope(kind, found.code, found.name_zh, found.name_en,
+                 await service_ids_of(session, found))
