@@ -19,7 +19,7 @@ async def record(ctx: Ctx, payload: Rate) -> list[Reply]:
     try:
         rating, complaint = await rate(
             ctx.session, ctx.centre, ctx.now, appointment_id=payload.appointment,
-            identity_id=ctx.identity.id, person_id=ctx.identity.person_id, level=payload.level,
+            identity_id=ctx.identity.id, level=payload.level,
             answer_days=feedback.complaint_answer_working_days,
             resolve_days=feedback.complaint_resolution_working_days)
     except FeedbackError as refused:

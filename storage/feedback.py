@@ -9,6 +9,7 @@ import enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.accounts import may_act_on
 from storage.audit import audit
 from storage.centre import Centre
 from storage.models import Appointment, AppointmentStatus, Complaint, Rating, RequestStatus
@@ -34,11 +35,14 @@ class FeedbackError(Exception):
 
 
 async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appointment_id: int,
-               identity_id: int, person_id: int | None, level: int, answer_days: int,
+               identity_id: int, level: int, answer_days: int,
                resolve_days: int) -> tuple[Rating, Complaint | None]:
     """Record the citizen's rating of a served appointment; a low one opens a complaint.
 
-    A reply days later still counts; a second rating of the same appointment is refused.
+    Only the account the booking belongs to rates it: the one that made it (or is linked to
+    it by proof), or the one a staff-made booking's notifications went to. Whose ID number the
+    account typed plays no part. A reply days later still counts; a second rating of the same
+    appointment is refused.
 
     Raises:
         FeedbackError: NOT_YOURS, NOT_SERVED, ALREADY_RATED, BAD_LEVEL.
@@ -46,7 +50,8 @@ async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appoi
     if level not in LEVELS:
         raise FeedbackError(RatingRefused.BAD_LEVEL)
     appointment = await session.get(Appointment, appointment_id)
-    if appointment is None or person_id is None or appointment.person_id != person_id:
+    if appointment is None or (appointment.identity_id != identity_id and not await may_act_on(
+            session, account_id=identity_id, appointment_id=appointment_id)):
         raise FeedbackError(RatingRefused.NOT_YOURS)
     if appointment.status not in (AppointmentStatus.COMPLETED, AppointmentStatus.CHECKED_IN):
         raise FeedbackError(RatingRefused.NOT_SERVED)
