@@ -29,6 +29,7 @@ from storage import conversations
 from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database, Session, is_outage
+from storage.privacy import mask_text
 from storage.seats import release_holds
 from storage.settings import Settings
 
@@ -156,7 +157,8 @@ class Assistant:
             return await self._cancel(ctx)
         found = await FLOWS.command(ctx, name)
         if found is None:
-            return [ctx.reply("core.unknown_command", command=name), main_menu(ctx)]
+            return [ctx.reply("core.unknown_command", command=mask_text(name)[:40]),
+                    main_menu(ctx)]
         flow, command = found
         if flow.guard is not None and (refused := await flow.guard(ctx, f"/{name}")) is not None:
             return refused
@@ -229,10 +231,11 @@ class Assistant:
 
     async def _misunderstood(self, ctx: Ctx, text: str = "") -> list[Reply]:
         count = int(ctx.data.get("_misunderstood", 0)) + 1
-        # What was not understood goes with a hand-off, so staff need not ask again.
+        # What was not understood goes with a hand-off, so staff need not ask again: masked
+        # before it is kept (citizens type ID numbers, cards and phones into anything).
         ctx.remember(_misunderstood=count,
-                     _said=[*(ctx.data.get("_said") or []), text[:300]][-3:] if text else
-                     ctx.data.get("_said") or [])
+                     _said=[*(ctx.data.get("_said") or []), mask_text(text[:300])][-3:] if text
+                     else ctx.data.get("_said") or [])
         if count >= self.settings.conversation.misunderstandings_before_handoff:
             ctx.remember(_misunderstood=0)
             return [ctx.reply("core.offer_human"), handoff.offer(ctx)]

@@ -16,6 +16,7 @@ from storage import accounts, handoffs, services
 from storage.accounts import AccountRefused
 from storage.catalog import ServiceDef
 from storage.identity import NameMismatch
+from storage.privacy import mask_text
 from storage.rules import home_visit_eligible
 
 _GROUNDS = {Button.AGE: "age", Button.DISABILITY: "disability"}
@@ -87,7 +88,7 @@ async def address(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask where the visit should take place."""
     if not event.is_text:
         return [ctx.reply("home.ask_address")]
-    text = event.value.strip()
+    text = mask_text(event.value.strip())
     if not 5 <= len(text) <= 200:
         return [ctx.reply("home.bad_address")]
     return await ctx.enter(HomeVisit.TIMES, address=text)
@@ -97,7 +98,7 @@ async def times(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask for preferred times, then send the request to staff."""
     if not event.is_text:
         return [ctx.reply("home.ask_times")]
-    text = event.value.strip()
+    text = mask_text(event.value.strip())
     if not 2 <= len(text) <= 200:
         return [ctx.reply("home.bad_times")]
     request = await handoffs.request_home_visit(

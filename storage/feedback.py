@@ -14,6 +14,7 @@ from storage.audit import audit
 from storage.centre import Centre
 from storage.models import Appointment, AppointmentStatus, Complaint, Rating, RequestStatus
 from storage.outbox import STAFF_TARGET, enqueue
+from storage.privacy import mask_text
 from storage.rules import working_days_later
 
 LEVELS = (5, 4, 3, 2, 1)          # 非常满意, 满意, 基本满意, 不满意, 非常不满意
@@ -76,10 +77,10 @@ async def add_comment(session: AsyncSession, rating_id: int, comment: str) -> No
     rating = await session.get(Rating, rating_id)
     if rating is None:
         return
-    rating.comment = comment[:1000]
+    rating.comment = mask_text(comment[:1000])
     complaint = await session.scalar(select(Complaint).where(Complaint.rating_id == rating_id))
     if complaint is not None and not complaint.text:
-        complaint.text = comment[:1000]
+        complaint.text = rating.comment
 
 
 async def open_complaint(session: AsyncSession, centre: Centre, now: dt.datetime, *,
@@ -93,7 +94,8 @@ async def open_complaint(session: AsyncSession, centre: Centre, now: dt.datetime
         resolve_days: working days to resolve it.
     """
     complaint = Complaint(
-        identity_id=identity_id, appointment_id=appointment_id, rating_id=rating_id, text=text,
+        identity_id=identity_id, appointment_id=appointment_id, rating_id=rating_id,
+        text=mask_text(text[:1000]),
         status=RequestStatus.OPEN, opened_at=now,
         first_answer_due=working_days_later(now, answer_days, centre.calendar, centre.tz),
         resolution_due=working_days_later(now, resolve_days, centre.calendar, centre.tz))

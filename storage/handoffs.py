@@ -37,6 +37,7 @@ from storage.models import (
     RequestStatus,
 )
 from storage.outbox import STAFF_TARGET, enqueue
+from storage.privacy import mask_text, mask_texts
 from storage.reach import in_wechat_window
 from storage.rules import working_days_later
 from storage.shared import read_value, write_value
@@ -170,7 +171,8 @@ async def open_handoff(session: AsyncSession, now: dt.datetime, *, identity_id: 
             not from a night-time request.
     """
     person = await session.get(Person, person_id) if person_id is not None else None
-    context: dict[str, Any] = {"flow": came_from, "locale": locale, "messages": said}
+    context: dict[str, Any] = {"flow": came_from, "locale": locale,
+                               "messages": mask_texts([text[:500] for text in said])}
     if answer_from is not None:
         context["answer_from"] = answer_from.isoformat()
     handoff = Handoff(identity_id=identity_id, status=RequestStatus.OPEN, opened_at=now,
@@ -221,7 +223,8 @@ async def reply_to_citizen(session: AsyncSession, now: dt.datetime, handoff_id: 
         handoff.first_reply_at = now
     await enqueue(session, kind="relay", now=now, identity_id=handoff.identity_id,
                   dedup_key=f"relay:{handoff_id}:{_message_key(message_key)}",
-                  payload={"handoff": handoff_id, "text": text.strip()[:3000]})
+                  payload={"handoff": handoff_id,
+                           "text": mask_text(text.strip()[:3000], keep_mobiles=True)})
     await audit(session, now, actor, "reply", "handoff", handoff_id, length=len(text.strip()))
     return handoff
 
@@ -231,17 +234,30 @@ async def relay_from_citizen(session: AsyncSession, now: dt.datetime, handoff: H
     """Keep the citizen's message with the hand-off and, once someone owns it, pass it to them
     (outbox kind "handoff_message" to the staff group, naming the owner).
 
+    The message is masked first (``storage.privacy``): ID numbers and cards always; a mobile
+    number the citizen gives is kept for the owner, who may have to call, but masked in the
+    group. When the message has one, the owner also gets it as written in their private chat
+    with the bot (outbox kind "handoff_private"), and the audit notes that a number was shown.
+
     Returns:
         True when it was passed to an owner (False: waiting for a claim).
     """
-    kept = [*handoff.context.get("messages", []), text[:500]][-KEPT_MESSAGES:]
+    written = mask_text(text[:3000], keep_mobiles=True)
+    kept = [*handoff.context.get("messages", []), written[:500]][-KEPT_MESSAGES:]
     handoff.context = {**handoff.context, "messages": kept}
     if handoff.status != RequestStatus.CLAIMED:
         return False
+    key = _message_key(message_key)
     await enqueue(session, kind="handoff_message", now=now, target=STAFF_TARGET,
-                  dedup_key=f"handoff_msg:{handoff.id}:{_message_key(message_key)}",
+                  dedup_key=f"handoff_msg:{handoff.id}:{key}",
                   payload={"handoff": handoff.id, "owner": handoff.claimed_by,
-                           "text": text[:3000]})
+                           "text": mask_text(written)})
+    if written != mask_text(written) and handoff.claimed_by:
+        await enqueue(session, kind="handoff_private", now=now, target=handoff.claimed_by,
+                      dedup_key=f"handoff_private:{handoff.id}:{key}",
+                      payload={"handoff": handoff.id, "text": written})
+        await audit(session, now, f"identity:{handoff.identity_id}", "mobile_to_owner",
+                    "handoff", handoff.id, owner=handoff.claimed_by)
     return True
 
 
@@ -256,7 +272,8 @@ async def close_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int
     if not summary.strip():
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=handoff_id)
     handoff = await _owned(session, now, Handoff, handoff_id, actor, name)
-    handoff.status, handoff.closed_at, handoff.summary = RequestStatus.CLOSED, now, summary.strip()
+    handoff.status, handoff.closed_at = RequestStatus.CLOSED, now
+    handoff.summary = mask_text(summary.strip())
     await audit(session, now, actor, "close", "handoff", handoff_id)
     await enqueue(session, kind="handoff_closed", now=now, identity_id=handoff.identity_id,
                   dedup_key=f"handoff:{handoff_id}:closed", payload={"handoff": handoff_id})
@@ -316,7 +333,8 @@ async def answer_complaint(session: AsyncSession, now: dt.datetime, complaint_id
     complaint.status = RequestStatus.ANSWERED
     await enqueue(session, kind="complaint_answer", now=now, identity_id=complaint.identity_id,
                   dedup_key=f"complaint:{complaint_id}:answer:{_message_key(message_key)}",
-                  payload={"complaint": complaint_id, "text": text.strip()[:3000]})
+                  payload={"complaint": complaint_id,
+                           "text": mask_text(text.strip()[:3000], keep_mobiles=True)})
     await audit(session, now, actor, "answer", "complaint", complaint_id)
     return complaint
 
@@ -334,7 +352,7 @@ async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_i
     if complaint.answered_at is None:
         complaint.answered_at = now
     complaint.status, complaint.resolved_at = RequestStatus.CLOSED, now
-    complaint.outcome = outcome.strip()
+    complaint.outcome = mask_text(outcome.strip(), keep_mobiles=True)
     await enqueue(session, kind="complaint_resolved", now=now, identity_id=complaint.identity_id,
                   dedup_key=f"complaint:{complaint_id}:resolved",
                   payload={"complaint": complaint_id, "text": complaint.outcome[:3000]})
@@ -356,8 +374,9 @@ async def request_home_visit(session: AsyncSession, centre: Centre, now: dt.date
         ground: what makes the citizen eligible: "age" or "disability".
     """
     request = HomeVisitRequest(
-        identity_id=identity_id, person_id=person_id, service_id=service_id, address=address,
-        preferred_times=preferred_times, eligibility=ground, age=age, status=RequestStatus.OPEN,
+        identity_id=identity_id, person_id=person_id, service_id=service_id,
+        address=mask_text(address), preferred_times=mask_text(preferred_times),
+        eligibility=ground, age=age, status=RequestStatus.OPEN,
         created_at=now, due_at=working_days_later(now, 1, centre.calendar, centre.tz))
     session.add(request)
     await session.flush()
@@ -416,7 +435,7 @@ async def decline_home_visit(session: AsyncSession, now: dt.datetime, request_id
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=request_id)
     await remember_staff_name(session, actor, name, now)
     request = await _decide(session, now, request_id, actor, status=RequestStatus.DECLINED,
-                            decline_reason=reason.strip()[:200])
+                            decline_reason=mask_text(reason.strip()[:200]))
     await audit(session, now, actor, "decline", "home_visit", request_id)
     await enqueue(session, kind="home_visit_declined", now=now, identity_id=request.identity_id,
                   dedup_key=f"home:{request_id}:decided", payload={"request": request_id})

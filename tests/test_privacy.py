@@ -3,17 +3,24 @@ it is stored, relayed or shown, and numbers from a client are bounded."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 from sqlalchemy import select
 
+from bot.dispatch import Dispatcher
 from handlers.context import GLOBAL_PREFIX
+from handlers.core import Reply
 from handlers.engine import Assistant
-from handlers.payloads import CancelBooking, Rate, RescheduleBooking
+from handlers.payloads import CancelBooking, Rate, RateHelp, RescheduleBooking
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, AppointmentStatus, ChannelIdentity, Person
+from storage.models import Appointment, AppointmentStatus, Base, ChannelIdentity, Person
+from storage.privacy import mask_text
+from storage.settings import Settings
 from tests.dialog import Dialog, verify_dialog
+from tests.staff_support import STAFF_A, Recorder, Staff, staff_settings
 from tests.test_flows import ID_NUMBER, book_id_card
 
 
@@ -103,3 +110,148 @@ async def test_the_holder_still_sees_and_acts_on_their_own_booking(assistant: As
     await verify_dialog(holder, [("[取消预约]", "已超过改约/取消截止时间")])
     await holder.send(choice=wire(CancelBooking(code)))
     assert "已超过改约/取消截止时间" in holder.text
+
+
+# --- free text is masked before it is stored, relayed or shown -----------------------------------
+
+SPACED = "110105 19491231 002X"          # the same ID number, as people paste it
+CARD = "6222 0212 3456 7890 123"
+MOBILE = "13912345678"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return staff_settings()
+
+
+@pytest.fixture
+def group() -> Recorder:
+    return Recorder("staff")
+
+
+@pytest.fixture
+def telegram() -> Recorder:
+    return Recorder("telegram")
+
+
+@pytest.fixture
+def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
+               telegram: Recorder) -> Dispatcher:
+    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
+                      clock=assistant.clock, senders={"telegram": telegram, "terminal": telegram},
+                      staff_senders=[group])
+
+
+class Said(Dialog):
+    """A dialog that keeps every answer it was given."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.heard: list[str] = []
+
+    async def send(self, **fields: object) -> list[Reply]:
+        replies = await super().send(**fields)
+        self.heard += [reply.text for reply in replies]
+        self.heard += [label for reply in replies for label in
+                       (choice.label for choice in reply.flat_choices)]
+        return replies
+
+
+def leaks(text: str) -> list[str]:
+    """The forms of the full numbers found in ``text`` (digits compared without separators)."""
+    plain = re.sub(r"[\s\-]", "", text).upper()
+    return [name for name, number in (("id", ID_NUMBER), ("card", CARD.replace(" ", "")))
+            if number in plain]
+
+
+async def database_dump(database: Database) -> str:
+    """Every value of every row of every table, as text."""
+    parts = []
+    async with database.read() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(select(table))).all():
+                parts += [json.dumps(value, ensure_ascii=False, default=str)
+                          if isinstance(value, dict | list) else str(value) for value in row]
+    return "\n".join(parts)
+
+
+async def test_id_numbers_typed_anywhere_are_never_stored_relayed_or_shown_in_full(
+        assistant: Assistant, dispatcher: Dispatcher, database: Database, group: Recorder,
+        telegram: Recorder, clock: ManualClock) -> None:
+    citizen = Said(assistant, user="5100000001", channel="telegram")
+    wang = Staff(assistant, STAFF_A, "王芳")
+    staff_heard: list[str] = []
+
+    # At the menu, in the middle of a booking, and in the details steps.
+    await citizen.command("start")
+    await citizen.say(f"我的身份证是{ID_NUMBER}")
+    await citizen.say(f"卡号 {CARD}")
+    await verify_dialog(citizen, [("/book", "便民服务中心"), ("[便民服务中心]", "居民身份证办理"),
+                                  ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日"),
+                                  ("[11月24日]", "09:00"), ("[09:00-09:20]", "保留"),
+                                  ("[同意并继续]", "真实姓名")])
+    await citizen.say(ID_NUMBER)                          # as a name: refused, not kept
+    await citizen.say("张三")
+    await citizen.say(SPACED)                             # as a mobile: refused, not kept
+    await citizen.say("13812345678")
+    await citizen.say(SPACED)
+    assert "请确认预约信息" in citizen.text
+    await citizen.press("确认预约")
+    assert "预约成功" in citizen.text
+
+    # A home visit: the address and the times.
+    await verify_dialog(citizen, [("身份证", "居民身份证办理"), ("[居民身份证]", "申请上门服务"),
+                                  ("[申请上门服务]", "年满70周岁"), ("[年满70周岁]", "身份证号"),
+                                  (ID_NUMBER, "上门地址"),
+                                  (f"人民路12号，证件{ID_NUMBER}", "方便上门的时间"),
+                                  (f"上午，电话{MOBILE}，卡{CARD}", "1个工作日内答复")])
+
+    # A hand-off: what was not understood goes with it; then a relay both ways.
+    await citizen.say(f"帮我查 {SPACED}")
+    await citizen.say(f"{ID_NUMBER}?")
+    await citizen.command("human")
+    await dispatcher.drain()
+    await wang.press(group.of_kind("handoff_alert")[0].tokens[0])
+    staff_heard.append(wang.text)
+    await citizen.say(f"我的证件 {ID_NUMBER}，电话 {MOBILE}，卡 {CARD}")
+    await dispatcher.drain()
+    private = telegram.of_kind("handoff_private")
+    assert private and private[0].chat_id == str(STAFF_A) and MOBILE in private[0].text
+    [relayed] = group.of_kind("handoff_message")
+    assert MOBILE not in relayed.text and "139****5678" in relayed.text
+    staff_heard.append(await wang.say(f"已查到 {ID_NUMBER} 的记录"))
+    staff_heard.append(await wang.command("close", f"1 市民 {ID_NUMBER} 已答复"))
+    await dispatcher.drain()
+
+    # A low rating of the help opens a complaint; its comment carries the number again.
+    await citizen.send(choice=GLOBAL_PREFIX + RateHelp(1, 1).encode())
+    await citizen.say(f"投诉：我的身份证{ID_NUMBER}被念出来了")
+    await dispatcher.drain()
+    clock.advance(minutes=1)
+    await dispatcher.drain()
+
+    sent = [delivery.text for delivery in group.sent + telegram.sent]
+    for text in [*citizen.heard, *staff_heard, *sent]:
+        assert not leaks(text), text
+    dump = await database_dump(database)
+    assert not leaks(dump), [line for line in dump.splitlines() if leaks(line)]
+    assert "110***********002X" in dump                     # masked, not dropped
+    assert "投诉：我的身份证110***********002X被念出来了" in dump
+
+
+@pytest.mark.parametrize(("typed", "shown", "for_the_owner"), [
+    ("我的身份证110105194912310021谢谢", "我的身份证110***********0021谢谢", None),
+    ("110105 19491231 002x", "110***********002X", None),
+    ("１１０１０５１９４９１２３１００２Ｘ", "110***********002X", None),
+    ("旧证 110105491231002", "旧证 110********1002", None),
+    ("卡号6222-0212-3456-7890-123", "卡号***************0123", None),
+    ("电话 138 1234 5678", "电话 138****5678", "电话 138 1234 5678"),
+    ("11010519491231002X13812345678", "*************1002X138****5678",
+     "*************1002X13812345678"),
+    ("11月24日 10:30，0571-12345678，预约码 AB12CD", None, None),
+    ("110***********002X", None, None),
+])
+def test_the_masker(typed: str, shown: str | None, for_the_owner: str | None) -> None:
+    assert mask_text(typed) == (shown or typed)
+    assert mask_text(typed, keep_mobiles=True) == (for_the_owner or shown or typed)
+    assert mask_text(mask_text(typed)) == mask_text(typed)

@@ -11,13 +11,15 @@ from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, Declin
 from storage.handoffs import staff_name
 from storage.identity import mask_mobile, mask_name
 from storage.models import Complaint, Handoff, HomeVisitRequest, Person, RequestStatus, Service
+from storage.privacy import mask_text
 
 
 def _said(note: Note, handoff: Handoff | None) -> str:
     messages = (handoff.context.get("messages") if handoff is not None else None) or []
     if not messages:
         return ""
-    return "\n" + note.t("staff.alert_said", messages="\n".join(f"» {m}" for m in messages[-3:]))
+    return "\n" + note.t("staff.alert_said",
+                         messages="\n".join(f"» {mask_text(m)}" for m in messages[-3:]))
 
 
 def _claim_button(note: Note, number: int) -> tuple[tuple[Choice, ...], ...]:
@@ -46,6 +48,16 @@ async def _handoff_message(note: Note) -> Rendered:
         return Rendered(drop="hand-off closed")
     owner = await staff_name(note.session, handoff.claimed_by)
     return Rendered([Reply(note.t("staff.citizen_says", number=handoff.id, owner=owner,
+                                  text=mask_text(note.row.payload.get("text", ""))))])
+
+
+async def _handoff_private(note: Note) -> Rendered:
+    """What the citizen wrote, as written (a phone number to call back), to the owner alone in
+    their private chat with the bot."""
+    handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
+    if handoff is None or handoff.status == RequestStatus.CLOSED:
+        return Rendered(drop="hand-off closed")
+    return Rendered([Reply(note.t("staff.citizen_says_private", number=handoff.id,
                                   text=note.row.payload.get("text", "")))])
 
 
@@ -72,7 +84,7 @@ async def _complaint_overdue(note: Note) -> Rendered:
     buttons = () if complaint.claimed_by else (
         (global_option(note.t("staff.claim"), ClaimComplaint(complaint.id)),),)
     return Rendered([Reply(note.t(key, number=complaint.id, due=note.when(due), owner=owner,
-                                  text=complaint.text or "-"), buttons)])
+                                  text=mask_text(complaint.text or "-")), buttons)])
 
 
 async def _home_visit_overdue(note: Note) -> Rendered:
@@ -96,7 +108,7 @@ async def _home_visit(note: Note) -> Rendered:
                   name=mask_name(person.name) if person else "-",
                   mobile=mask_mobile(person.mobile) if person else "-",
                   ground=note.t(f"staff.ground_{request.eligibility}"), age=request.age or "-",
-                  address=request.address, times=request.preferred_times,
+                  address=mask_text(request.address), times=mask_text(request.preferred_times),
                   due=note.when(request.due_at))
     return Rendered([Reply(text, ((
         global_option(note.t("staff.approve"), ApproveVisit(request.id)),
@@ -107,7 +119,7 @@ async def _complaint(note: Note) -> Rendered:
     complaint = await note.session.get(Complaint, int(note.row.payload["complaint"]))
     if complaint is None:
         return Rendered(drop="complaint gone")
-    text = note.t("staff.complaint_alert", number=complaint.id, text=complaint.text or "-",
+    text = note.t("staff.complaint_alert", number=complaint.id, text=mask_text(complaint.text or "-"),
                   due=note.when(complaint.first_answer_due))
     return Rendered([Reply(text, ((global_option(note.t("staff.claim"),
                                                  ClaimComplaint(complaint.id)),),))])
@@ -130,6 +142,7 @@ async def _relay_failed(note: Note) -> Rendered:
 RENDERERS: dict[str, Renderer] = {
     "handoff_alert": _handoff,
     "handoff_message": _handoff_message,
+    "handoff_private": _handoff_private,
     "relay_failed": _relay_failed,
     "handoff_overdue": _handoff_overdue,
     "complaint_overdue": _complaint_overdue,

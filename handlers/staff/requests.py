@@ -17,6 +17,7 @@ from handlers.steps import Staff
 from storage import handoffs
 from storage.handoffs import Request, StaffRefusal, StaffRefused
 from storage.models import Complaint, Handoff
+from storage.privacy import mask_text
 
 _NUMBER = re.compile(r"^#?(\d{1,9})$")
 _KIND = {Handoff: "handoff", Complaint: "complaint"}
@@ -44,7 +45,7 @@ async def _claim(ctx: Ctx, model: type[Request], number: int) -> list[Reply]:
         return [ctx.reply("staff.complaint_claimed", number=number, owner=owner)]
     said = claimed.context.get("messages") or []
     return [ctx.reply("staff.claimed", number=number, owner=owner,
-                      messages="\n".join(f"» {m}" for m in said) or ctx.t("staff.no_messages"))]
+                      messages="\n".join(f"» {mask_text(m)}" for m in said) or ctx.t("staff.no_messages"))]
 
 
 async def claim(ctx: Ctx, args: str) -> list[Reply]:
