@@ -35,7 +35,12 @@ from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
+# A menu token: the menu's id and the entry's index, ASCII digits of bounded length (a forged
+# token of thousands of digits would make int() refuse, or a huge number).
+_MENU_TOKEN = re.compile(r"^m([0-9]{1,12})\.([0-9]{1,4})$")
+# The most digits a typed menu number can have; anything longer is out of range unread.
+MENU_NUMBER_DIGITS = 4
+_FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _CANCEL_WORDS = {"取消", "退出", "cancel", "quit", "exit", "/cancel"}
 _CANCEL_COMMANDS = {"cancel", "stop"}
 _HUMAN_WORDS = {"人工", "转人工", "人工服务", "客服", "human", "agent", "talk to staff"}
@@ -212,6 +217,10 @@ class Assistant:
         handler = FLOWS.text_handler(ctx.flow, ctx.step)
         if handler is not None:
             return await handler(ctx, Event(EventKind.TEXT, text))
+        if (count := len((ctx.data.get("_menu") or {}).get("items", []))) and _typed_number(text):
+            # A number that is none of the menu's (0, 9 of 4, or thousands of digits).
+            ctx.notes.append(ctx.reply("core.no_such_choice", count=count))
+            return await self._reenter(ctx) if ctx.flow else [main_menu(ctx)]
         if text:
             found = await search_services(ctx, text)
             if found:
@@ -273,13 +282,27 @@ def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
         return Resolved(payload=items[int(match.group(2))][0])
     text = incoming.text.strip()
     if items and text:
-        digits = text.translate(str.maketrans("０１２３４５６７８９", "0123456789"))
-        if digits.isdecimal() and 1 <= int(digits) <= len(items):
-            return Resolved(payload=items[int(digits) - 1][0])
+        digits = _menu_number(text)
+        if digits is not None and 1 <= digits <= len(items):
+            return Resolved(payload=items[digits - 1][0])
         for payload, label in items:
             if label.casefold() == text.casefold():
                 return Resolved(payload=payload)
     return Resolved()
+
+
+def _typed_number(text: str) -> bool:
+    """The text is a number (ASCII or full-width digits), however long."""
+    return text.translate(_FULL_WIDTH_DIGITS).isascii() and text.translate(_FULL_WIDTH_DIGITS).isdigit()
+
+
+def _menu_number(text: str) -> int | None:
+    """A typed menu number, or None: read only when it has at most ``MENU_NUMBER_DIGITS``
+    digits (int() refuses more than 4,300 digits; no menu has that many entries)."""
+    digits = text.translate(_FULL_WIDTH_DIGITS)
+    if not digits.isascii() or not digits.isdigit() or len(digits) > MENU_NUMBER_DIGITS:
+        return None
+    return int(digits)
 
 
 def _assign_menu(ctx: Ctx, replies: list[Reply]) -> list[Reply]:

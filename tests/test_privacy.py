@@ -255,3 +255,29 @@ def test_the_masker(typed: str, shown: str | None, for_the_owner: str | None) ->
     assert mask_text(typed) == (shown or typed)
     assert mask_text(typed, keep_mobiles=True) == (for_the_owner or shown or typed)
     assert mask_text(mask_text(typed)) == mask_text(typed)
+
+
+# --- numbers from a client are bounded before they are read ----------------------------------------
+
+@pytest.mark.parametrize("typed", ["9" * 5000, "０" + "９" * 4400, "0", "99", "12345"])
+async def test_a_number_of_any_length_at_a_menu_is_an_option_that_does_not_exist(
+        assistant: Assistant, typed: str) -> None:
+    dialog = Dialog(assistant)
+    await dialog.command("start")
+    await dialog.say(typed)
+    assert "没有这个选项。请回复1到4之间的数字" in dialog.text
+    assert "预约办事" in dialog.labels and "抱歉，系统" not in dialog.text
+    await verify_dialog(dialog, [("[预约办事]", "青溪镇便民服务中心")])
+    await dialog.say("7" * 4301)                      # inside a flow: its step is shown again
+    assert "没有这个选项" in dialog.text and "青溪镇便民服务中心" in "".join(dialog.labels)
+    await dialog.say("1")
+    assert "居民身份证办理" in "".join(dialog.labels)
+
+
+async def test_a_forged_menu_token_of_thousands_of_digits_is_stale(assistant: Assistant) -> None:
+    dialog = Dialog(assistant, channel="telegram", user="5100000002")
+    await dialog.command("start")
+    await dialog.send(choice="m" + "1" * 5000 + ".0")
+    assert "该菜单已过期" in dialog.text
+    await dialog.send(choice="m1." + "9" * 5000)
+    assert "该菜单已过期" in dialog.text
