@@ -112,9 +112,13 @@ class Assistant:
                   locale=identity.locale, steps=FLOWS, reports=self.reports)
         replies = await self._route(ctx)
         replies = _assign_menu(ctx, ctx.notes + replies)
-        if incoming.choice and replies and not replies[0].edit and replies[0].attachment is None \
-                and not ctx.notes:
-            # A pressed button moves the flow on: the menu it belonged to becomes this answer.
+        if incoming.choice and not incoming.choice.startswith(GLOBAL_PREFIX) and replies \
+                and not replies[0].edit and not replies[0].toast \
+                and replies[0].attachment is None and not ctx.notes:
+            # A pressed menu button moves the flow on: the menu it belonged to becomes this
+            # answer. A notification's button (g:...) leaves its message as it is: a reminder,
+            # a staff answer or a shared alert keeps its content; the handler says otherwise
+            # where the press changes the message by design.
             replies[0] = dataclasses.replace(replies[0], edit=True)
         ctx.save()
         return replies

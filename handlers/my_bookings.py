@@ -158,27 +158,32 @@ async def _reschedule(ctx: Ctx, appointment: Appointment, definition: ServiceDef
                                     appointment=appointment.id, service=appointment.service_id)]
 
 
-async def _booked(ctx: Ctx, code: str) -> tuple[Appointment, ServiceDef] | None:
-    """The booked appointment with this code, if this account may act on it, or None."""
+async def _booked(ctx: Ctx, code: str) -> tuple[Appointment, ServiceDef] | Reply:
+    """The booked appointment with this code, if this account may act on it; else why not
+    (not one of its bookings, or no longer booked)."""
     appointment = await accounts.appointment_for(ctx.session, account_id=ctx.identity.id, code=code)
-    if appointment is None or appointment.status != AppointmentStatus.BOOKED:
-        return None
+    if appointment is None:
+        return ctx.reply("my.not_found")
+    if appointment.status != AppointmentStatus.BOOKED:
+        return ctx.reply("my.not_booked", code=appointment.code,
+                         status=ctx.t(f"status.{appointment.status.value}"))
     return appointment, (await _service_of(ctx, appointment))[1]
 
 
 async def cancel_button(ctx: Ctx, payload: CancelBooking) -> list[Reply]:
-    """A notification's cancel button: ask to confirm, while it is allowed."""
+    """A notification's cancel button: ask to confirm while it is allowed, else say why (the
+    reminder it sits on stays as it is)."""
     found = await _booked(ctx, payload.code)
-    if found is None:
-        return [ctx.reply("core.stale"), main_menu(ctx)]
+    if isinstance(found, Reply):
+        return [found, main_menu(ctx)]
     return await _ask_cancel(ctx, *found)
 
 
 async def reschedule_button(ctx: Ctx, payload: RescheduleBooking) -> list[Reply]:
-    """A notification's reschedule button: on to the dates, while it is allowed."""
+    """A notification's reschedule button: on to the dates while it is allowed, else say why."""
     found = await _booked(ctx, payload.code)
-    if found is None:
-        return [ctx.reply("core.stale"), main_menu(ctx)]
+    if isinstance(found, Reply):
+        return [found, main_menu(ctx)]
     return await _reschedule(ctx, *found)
 
 

@@ -39,7 +39,7 @@ def ask_comment(ctx: Ctx, rating_id: int, *, low: bool, complaint: int | None) -
 async def comment(ctx: Ctx, event: Event) -> list[Reply]:
     """Keep the citizen's comment with the rating (and its complaint, if one was opened)."""
     if event.is_text and event.value.strip():
-        await add_comment(ctx.session, int(ctx.data["rating"]), event.value.strip())
+        await add_comment(ctx.session, ctx.now, int(ctx.data["rating"]), event.value.strip())
         ctx.end()
         return [ctx.reply("rating.comment_saved"), main_menu(ctx)]
     ctx.end()

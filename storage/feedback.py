@@ -72,8 +72,11 @@ async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appoi
     return rating, complaint
 
 
-async def add_comment(session: AsyncSession, rating_id: int, comment: str) -> None:
-    """Attach the citizen's optional comment to their rating (and its complaint)."""
+async def add_comment(session: AsyncSession, now: dt.datetime, rating_id: int,
+                      comment: str) -> None:
+    """Attach the citizen's optional comment (masked) to their rating, and to its complaint:
+    a complaint's text goes to staff as a follow-up of its alert (outbox kind
+    "complaint_details", to the staff group), claimed or not."""
     rating = await session.get(Rating, rating_id)
     if rating is None:
         return
@@ -81,6 +84,9 @@ async def add_comment(session: AsyncSession, rating_id: int, comment: str) -> No
     complaint = await session.scalar(select(Complaint).where(Complaint.rating_id == rating_id))
     if complaint is not None and not complaint.text:
         complaint.text = rating.comment
+        await enqueue(session, kind="complaint_details", now=now, target=STAFF_TARGET,
+                      dedup_key=f"complaint:{complaint.id}:details",
+                      payload={"complaint": complaint.id})
 
 
 async def open_complaint(session: AsyncSession, centre: Centre, now: dt.datetime, *,

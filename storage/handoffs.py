@@ -171,7 +171,10 @@ async def open_handoff(session: AsyncSession, now: dt.datetime, *, identity_id: 
             not from a night-time request.
     """
     person = await session.get(Person, person_id) if person_id is not None else None
-    context: dict[str, Any] = {"flow": came_from, "locale": locale,
+    contact = {"name": mask_name(person.name) if person and person.name else None,
+               "mobile": mask_mobile(person.mobile) if person and person.mobile else None}
+    context: dict[str, Any] = {"flow": came_from, "locale": locale, "channel": channel,
+                               "contact": contact,
                                "messages": mask_texts([text[:500] for text in said])}
     if answer_from is not None:
         context["answer_from"] = answer_from.isoformat()
@@ -182,8 +185,7 @@ async def open_handoff(session: AsyncSession, now: dt.datetime, *, identity_id: 
     await enqueue(session, kind="handoff_alert", now=now, target=STAFF_TARGET,
                   dedup_key=f"handoff:{handoff.id}:open",
                   payload={"handoff": handoff.id, "channel": channel, "flow": came_from,
-                           "name": mask_name(person.name) if person else None,
-                           "mobile": mask_mobile(person.mobile) if person else None})
+                           **contact})
     return handoff
 
 
