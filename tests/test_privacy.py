@@ -281,3 +281,40 @@ async def test_a_forged_menu_token_of_thousands_of_digits_is_stale(assistant: As
     assert "该菜单已过期" in dialog.text
     await dialog.send(choice="m1." + "9" * 5000)
     assert "该菜单已过期" in dialog.text
+
+
+# --- a complaint's text reaches staff ---------------------------------------------------------------
+
+async def complaint_after_help(citizen: Dialog, wang: Staff, dispatcher: Dispatcher) -> None:
+    """The citizen is helped, rates the help 不满意: a complaint is opened."""
+    await citizen.command("human")
+    await dispatcher.drain()
+    await wang.command("claim", "1")
+    await wang.command("close", "1 已答复")
+    await citizen.send(choice=GLOBAL_PREFIX + RateHelp(1, 2).encode())
+    assert "已转为投诉（编号 1）" in citizen.text
+
+
+@pytest.mark.parametrize("claimed_first", [False, True])
+async def test_the_complaint_text_typed_after_a_low_rating_reaches_staff(
+        assistant: Assistant, dispatcher: Dispatcher, group: Recorder, claimed_first: bool) -> None:
+    citizen = Dialog(assistant, user="5100000003", channel="telegram")
+    wang, li = Staff(assistant, STAFF_A, "王芳"), Staff(assistant, 6200000002, "李强")
+    await complaint_after_help(citizen, wang, dispatcher)
+    await dispatcher.drain()
+    [alert] = group.of_kind("complaint_alert")
+    assert "投诉 #1" in alert.text and "市民尚未写明" in alert.text
+    if claimed_first:
+        assert "已由 李强 负责" in await li.press(alert.tokens[0])
+    await citizen.say(f"窗口人员态度很差，还把我的身份证号 {ID_NUMBER} 念了出来")
+    assert "已收到您的意见" in citizen.text
+    await dispatcher.drain()
+    [details] = group.of_kind("complaint_details")
+    assert "窗口人员态度很差" in details.text and "110***********002X" in details.text
+    assert ID_NUMBER not in details.text and "首次答复期限" in details.text
+    if claimed_first:
+        assert "已由 李强 负责" in details.text and details.tokens == []
+    else:
+        assert details.tokens == ["g:claimc:1"]
+        claimed = await li.press(details.tokens[0])
+        assert "窗口人员态度很差" in claimed and "已由 李强 负责" in claimed
