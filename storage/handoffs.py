@@ -233,8 +233,9 @@ async def reply_to_citizen(session: AsyncSession, now: dt.datetime, handoff_id: 
 
 async def relay_from_citizen(session: AsyncSession, now: dt.datetime, handoff: Handoff, text: str,
                              *, message_key: str | None = None) -> bool:
-    """Keep the citizen's message with the hand-off and, once someone owns it, pass it to them
-    (outbox kind "handoff_message" to the staff group, naming the owner).
+    """Keep the citizen's message with the hand-off and pass it to the staff group (outbox
+    kind "handoff_message"): to its owner once someone owns it, and before that to everyone,
+    with the claim button, so staff see what the citizen asks without claiming first.
 
     The message is masked first (``storage.privacy``): ID numbers and cards always; a mobile
     number the citizen gives is kept for the owner, who may have to call, but masked in the
@@ -247,9 +248,12 @@ async def relay_from_citizen(session: AsyncSession, now: dt.datetime, handoff: H
     written = mask_text(text[:3000], keep_mobiles=True)
     kept = [*handoff.context.get("messages", []), written[:500]][-KEPT_MESSAGES:]
     handoff.context = {**handoff.context, "messages": kept}
-    if handoff.status != RequestStatus.CLAIMED:
-        return False
     key = _message_key(message_key)
+    if handoff.status != RequestStatus.CLAIMED:
+        await enqueue(session, kind="handoff_message", now=now, target=STAFF_TARGET,
+                      dedup_key=f"handoff_msg:{handoff.id}:{key}",
+                      payload={"handoff": handoff.id, "owner": None, "text": mask_text(written)})
+        return False
     await enqueue(session, kind="handoff_message", now=now, target=STAFF_TARGET,
                   dedup_key=f"handoff_msg:{handoff.id}:{key}",
                   payload={"handoff": handoff.id, "owner": handoff.claimed_by,

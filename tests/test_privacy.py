@@ -318,3 +318,34 @@ async def test_the_complaint_text_typed_after_a_low_rating_reaches_staff(
         assert details.tokens == ["g:claimc:1"]
         claimed = await li.press(details.tokens[0])
         assert "窗口人员态度很差" in claimed and "已由 李强 负责" in claimed
+
+
+# --- what a hand-off alert tells staff ---------------------------------------------------------------
+
+async def test_a_hand_off_alert_says_where_from_who_in_which_language_and_what_was_said(
+        assistant: Assistant, dispatcher: Dispatcher, group: Recorder) -> None:
+    visitor = Dialog(assistant, user="5100000004", channel="telegram", locale="en-US")
+    await visitor.command("book")
+    await visitor.say(f"my id is {SPACED}, can you book for me")
+    await visitor.say("human")
+    assert "Hand-off" in visitor.text or "staff" in visitor.text.lower()
+    await visitor.say(f"I need the passport office, call me at {MOBILE}")   # before any claim
+    await dispatcher.drain()
+    [alert] = group.of_kind("handoff_alert")
+    assert "来自：预约办事" in alert.text and "booking" not in alert.text
+    assert "联系人：未提供" in alert.text and "- -" not in alert.text
+    assert "语言：English" in alert.text and "渠道：Telegram" in alert.text
+    assert "my id is 110***********002X, can you book for me" in alert.text
+    [waiting] = group.of_kind("handoff_message")
+    assert "待认领" in waiting.text and "I need the passport office, call me at 139****5678" in waiting.text
+    assert waiting.tokens == ["g:claim:1"]
+
+    # From 我的预约, by someone who booked before: the contact is their own, masked.
+    holder = Dialog(assistant, user="5100000005", channel="telegram")
+    await book_id_card(holder)
+    await holder.command("my")
+    await holder.say("人工")
+    await dispatcher.drain()
+    alert = group.of_kind("handoff_alert")[-1]
+    assert "来自：我的预约" in alert.text and "联系人：张* 138****5678" in alert.text
+    assert "语言：中文" in alert.text

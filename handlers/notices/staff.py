@@ -90,10 +90,15 @@ async def _handoff(note: Note) -> Rendered:
 
 
 async def _handoff_message(note: Note) -> Rendered:
-    """What the citizen wrote, for the owner of the hand-off (in the staff group)."""
+    """What the citizen wrote, for the owner of the hand-off (in the staff group); while
+    nobody owns it, for everyone, with the claim button."""
     handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
     if handoff is None or handoff.status == RequestStatus.CLOSED:
         return Rendered(drop="hand-off closed")
+    if handoff.claimed_by is None:
+        return Rendered([Reply(note.t("staff.citizen_says_unclaimed", number=handoff.id,
+                                      text=mask_text(note.row.payload.get("text", ""))),
+                               _claim_button(note, handoff.id))])
     owner = await staff_name(note.session, handoff.claimed_by)
     return Rendered([Reply(note.t("staff.citizen_says", number=handoff.id, owner=owner,
                                   text=mask_text(note.row.payload.get("text", ""))))])
