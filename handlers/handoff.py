@@ -104,5 +104,16 @@ async def rate_help(ctx: Ctx, payload: RateHelp) -> list[Reply]:
     return ask_comment(ctx, rating.id, low=True, complaint=complaint.id)
 
 
+async def withdraw(ctx: Ctx) -> list[Reply]:
+    """取消 while a hand-off is open: withdraw it (staff are told) and go back to the menu."""
+    await release_holds(ctx.session, ctx.actor)
+    withdrawn = await handoffs.withdraw_handoff(ctx.session, ctx.now, identity_id=ctx.identity.id)
+    ctx.end()
+    if withdrawn is None:
+        return [ctx.reply("core.cancelled_nothing_held"), main_menu(ctx)]
+    return [ctx.reply("handoff.withdrawn", number=withdrawn.id), main_menu(ctx)]
+
+
 FLOW = Flow("handoff", steps={Handoff.OPEN: open_step}, text_steps=frozenset({Handoff.OPEN}),
-            commands={"human": human}, actions={Talk: talk, RateHelp: rate_help}, expires=False)
+            commands={"human": human}, actions={Talk: talk, RateHelp: rate_help}, expires=False,
+            cancel=withdraw)

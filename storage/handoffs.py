@@ -286,6 +286,27 @@ async def close_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int
     return handoff
 
 
+async def withdraw_handoff(session: AsyncSession, now: dt.datetime, *,
+                           identity_id: int) -> Handoff | None:
+    """The citizen withdraws their open or claimed hand-off: it is closed, audited, and the
+    staff group is told (outbox kind "handoff_withdrawn", naming the owner if any), so nobody
+    answers a question that is gone. No rating is asked.
+
+    Returns:
+        The hand-off closed, or None when the citizen had none open.
+    """
+    handoff = await session.scalar(select(Handoff).where(
+        Handoff.identity_id == identity_id, Handoff.status.in_(ACTIVE)).with_for_update())
+    if handoff is None:
+        return None
+    handoff.status, handoff.closed_at = RequestStatus.CLOSED, now
+    await audit(session, now, f"identity:{identity_id}", "withdraw", "handoff", handoff.id)
+    await enqueue(session, kind="handoff_withdrawn", now=now, target=STAFF_TARGET,
+                  dedup_key=f"handoff:{handoff.id}:withdrawn",
+                  payload={"handoff": handoff.id, "owner": handoff.claimed_by})
+    return handoff
+
+
 async def owned_handoffs(session: AsyncSession, actor: str) -> list[Handoff]:
     """The hand-offs ``actor`` owns that are not closed, most recently claimed first."""
     return list((await session.scalars(select(Handoff).where(

@@ -16,7 +16,15 @@ from handlers.engine import Assistant
 from handlers.payloads import CancelBooking, Rate, RateHelp, RescheduleBooking
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, AppointmentStatus, Base, ChannelIdentity, Person
+from storage.models import (
+    Appointment,
+    AppointmentStatus,
+    Base,
+    ChannelIdentity,
+    Handoff,
+    Person,
+    RequestStatus,
+)
 from storage.privacy import mask_text
 from storage.settings import Settings
 from tests.dialog import Dialog, verify_dialog
@@ -349,3 +357,40 @@ async def test_a_hand_off_alert_says_where_from_who_in_which_language_and_what_w
     alert = group.of_kind("handoff_alert")[-1]
     assert "来自：我的预约" in alert.text and "联系人：张* 138****5678" in alert.text
     assert "语言：中文" in alert.text
+
+
+# --- withdrawing a hand-off ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("claimed", [False, True])
+async def test_cancel_during_an_open_hand_off_withdraws_it_and_tells_staff(
+        assistant: Assistant, dispatcher: Dispatcher, database: Database, group: Recorder,
+        claimed: bool) -> None:
+    citizen = Dialog(assistant, user="5100000006", channel="telegram")
+    wang = Staff(assistant, STAFF_A, "王芳")
+    await citizen.command("human")
+    await dispatcher.drain()
+    if claimed:
+        await wang.command("claim", "1")
+    await citizen.say("取消")
+    assert "已撤回您的人工服务请求（编号 1）" in citizen.text
+    assert "号源" not in citizen.text and "预约办事" in citizen.labels
+    await dispatcher.drain()
+    [told] = group.of_kind("handoff_withdrawn")
+    assert "人工服务 #1" in told.text and "市民已撤回请求" in told.text
+    assert ("王芳" in told.text) == claimed
+    async with database.read() as session:
+        handoff = await session.get(Handoff, 1)
+        assert handoff is not None and handoff.status == RequestStatus.CLOSED
+    # Nothing is left open: a later message is not relayed, a claim is refused, a new
+    # request opens a new hand-off.
+    await citizen.say("还在吗")
+    assert "已转给" not in citizen.text
+    assert "已经结束" in await wang.command("claim", "1")
+    await citizen.command("human")
+    assert "编号 2" in citizen.text
+
+
+async def test_cancel_with_nothing_held_does_not_speak_of_a_seat(assistant: Assistant) -> None:
+    dialog = Dialog(assistant)
+    await verify_dialog(dialog, [("/book", "青溪镇便民服务中心"), ("取消", "已取消当前操作")])
+    assert "号源" not in dialog.text

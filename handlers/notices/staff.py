@@ -114,6 +114,16 @@ async def _handoff_private(note: Note) -> Rendered:
                                   text=note.row.payload.get("text", "")))])
 
 
+async def _handoff_withdrawn(note: Note) -> Rendered:
+    """The citizen withdrew the hand-off: nobody needs to answer it."""
+    number = note.row.payload.get("handoff", "?")
+    owner = note.row.payload.get("owner")
+    if owner:
+        return Rendered([Reply(note.t("staff.handoff_withdrawn_owned", number=number,
+                                      owner=await staff_name(note.session, owner)))])
+    return Rendered([Reply(note.t("staff.handoff_withdrawn", number=number))])
+
+
 async def _handoff_overdue(note: Note) -> Rendered:
     handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
     if handoff is None or handoff.status != RequestStatus.OPEN:
@@ -208,6 +218,7 @@ RENDERERS: dict[str, Renderer] = {
     "handoff_alert": _handoff,
     "handoff_message": _handoff_message,
     "handoff_private": _handoff_private,
+    "handoff_withdrawn": _handoff_withdrawn,
     "relay_failed": _relay_failed,
     "handoff_overdue": _handoff_overdue,
     "complaint_overdue": _complaint_overdue,
