@@ -37,9 +37,10 @@ from handlers.staff import walkin
 from handlers.staff.replies import stop as stop_for_staff
 from handlers.steps import Booking, BookingMode, HomeVisit, MyBookings
 from storage import booking, services, waitlist
+from storage.accounts import AccountRefused, appointment_for
 from storage.catalog import ServiceDef
-from storage.identity import NameMismatch, find_or_create_person, mask_mobile, mask_name
-from storage.models import Appointment, Channel, Department, Person, Service, Slot, WaitKind
+from storage.identity import NameMismatch, find_or_create_person
+from storage.models import Channel, Department, Person, Service, Slot, WaitKind
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import can_change
 from storage.seats import hold_of, release_holds, slot_info
@@ -181,7 +182,7 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
         return await ctx.enter(Booking.NOTICE)
-    if (why := await _may_book(ctx, ctx.identity.person_id)) is not None:
+    if (why := await _may_book(ctx, await details.saved_person_id(ctx))) is not None:
         return await refusal(ctx, why)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     rows = []
@@ -243,7 +244,7 @@ def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
 
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
-    if (why := await _may_book(ctx, ctx.identity.person_id, slot_id)) is not None:
+    if (why := await _may_book(ctx, await details.saved_person_id(ctx), slot_id)) is not None:
         return await refusal(ctx, why)
     try:
         held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.actor,
@@ -320,8 +321,9 @@ async def _full_slot(ctx: Ctx, row: Service, day: dt.date, slot_id: int) -> Repl
 
 
 async def _given(ctx: Ctx, given: Given) -> list[Reply]:
-    """The details sub-flow is done: keep the person (a citizen's own details stay with their
-    account; a walk-in's do not) and show the summary."""
+    """The details sub-flow is done: keep the person (a citizen's on their account's list of
+    people; a walk-in's on nobody's) and show the summary. Typing an ID number binds the
+    account to nothing it did not make: it sees only its own bookings."""
     if given.person is not None:
         if (why := await _may_book(ctx, given.person.id, ctx.data.get("slot_id"))) is not None:
             return await refusal(ctx, why)
@@ -329,16 +331,21 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     assert given.details is not None
     walk_in = _mode(ctx) == BookingMode.WALK_IN
     try:
-        # A walk-in's person belongs to no chat account; a citizen's is keyed by theirs when the
-        # service takes no ID number.
-        person = await find_or_create_person(ctx.session, given.details, ctx.centre.hasher, ctx.now,
-                                             account_id=None if walk_in else ctx.identity.id)
+        if walk_in:
+            person = await find_or_create_person(ctx.session, given.details, ctx.centre.hasher,
+                                                 ctx.now)
+        else:
+            person = await details.keep(ctx, given.details)
     except NameMismatch:
         return await leave(ctx, "staff.walkin_name_mismatch" if walk_in else "invalid.name_mismatch")
+    except AccountRefused as refused:
+        await release_holds(ctx.session, ctx.actor)
+        ctx.end()
+        return [ctx.reply("booking.people_limit", limit=refused.details.get("limit", "")),
+                main_menu(ctx)]
     ctx.forget("name", "mobile")
     if walk_in:
         return await ctx.enter(Booking.SUMMARY, person=person.id)
-    ctx.identity.person_id = person.id
     if (why := await _may_book(ctx, person.id, ctx.data.get("slot_id"))) is not None:
         return await refusal(ctx, why)
     return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)
@@ -368,7 +375,8 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
         return _lost(ctx)
     start = ctx.local(info.slot.starts_at)
     if mode == BookingMode.RESCHEDULE:
-        appointment = await ctx.session.get(Appointment, ctx.data["appointment"])
+        appointment = await appointment_for(ctx.session, account_id=ctx.identity.id,
+                                            appointment_id=int(ctx.data["appointment"]))
         if appointment is None:
             return _lost(ctx)
         text = ctx.t("booking.reschedule_summary", code=appointment.code,
@@ -376,15 +384,15 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
                      new=f"{format_day(start.date(), ctx.locale)} "
                          f"{slot_label(ctx, info.slot.starts_at, info.slot.ends_at)}")
     else:
-        person = await ctx.session.get(Person, ctx.identity.person_id) \
-            if ctx.identity.person_id is not None else None
-        if person is None:
+        person_id = ctx.data.get("person")
+        view = await details.view_of(ctx, int(person_id)) if person_id is not None else None
+        if view is None:
             return await _ask_details(ctx)
         text = ctx.t("booking.summary", service=definition.name.get(ctx.locale),
                      day=format_day(start.date(), ctx.locale),
                      time=slot_label(ctx, info.slot.starts_at, info.slot.ends_at),
-                     place=definition.place.get(ctx.locale), name=mask_name(person.name),
-                     mobile=mask_mobile(person.mobile), id=person.id_masked or ctx.t("booking.no_id"))
+                     place=definition.place.get(ctx.locale), name=view.name,
+                     mobile=view.mobile or "-", id=view.id_number or ctx.t("booking.no_id"))
     decision = can_change(info.slot.starts_at, ctx.now, ctx.centre.policy(definition),
                           ctx.centre.calendar, ctx.centre.tz)
     if not decision.allowed:
@@ -408,6 +416,9 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
     slot_id = int(ctx.data["slot_id"])
     try:
         if _mode(ctx) == BookingMode.RESCHEDULE:
+            if await appointment_for(ctx.session, account_id=ctx.identity.id,
+                                     appointment_id=int(ctx.data["appointment"]), lock=True) is None:
+                return _lost(ctx)
             result = await booking.reschedule(ctx.session, ctx.centre, ctx.now,
                                               int(ctx.data["appointment"]), slot_id,
                                               actor=ctx.actor, owner=ctx.actor)

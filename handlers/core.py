@@ -94,14 +94,24 @@ class ConsentRequest:
 
 @dataclass(frozen=True)
 class Reply:
-    """One message to show. ``choices`` are rows of buttons; ``edit`` asks a channel that can
-    to replace the menu message the user just pressed instead of sending a new one."""
+    """One message to show. ``choices`` are rows of buttons.
+
+    ``edit`` asks a channel that can to replace the message whose button was just pressed
+    instead of sending a new one: only for what that press replaces by design (the next step
+    of a menu, a staff alert whose state line changes). A notification's content (a reminder,
+    a staff answer, a shared alert) is never replaced by an answer to someone's press.
+
+    ``toast`` marks a short answer meant for the presser alone (a refusal of a late press): a
+    channel with callback answers (Telegram) shows it as the button's pop-up, others send it
+    as a message.
+    """
 
     text: str
     choices: tuple[tuple[Choice, ...], ...] = ()
     attachment: Attachment | None = None
     edit: bool = False
     consent: ConsentRequest | None = None
+    toast: bool = False
 
     @property
     def flat_choices(self) -> list[Choice]:
@@ -109,7 +119,7 @@ class Reply:
 
     def to_json(self) -> dict[str, Any]:
         """A stored form (for answering a platform's retry exactly as the first time)."""
-        return {"text": self.text, "edit": self.edit,
+        return {"text": self.text, "edit": self.edit, "toast": self.toast,
                 "choices": [[[c.label, c.token] for c in row] for row in self.choices],
                 "attachment": None if self.attachment is None else {
                     "filename": self.attachment.filename, "mime": self.attachment.mime,
@@ -120,7 +130,7 @@ class Reply:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reply:
         consent = data.get("consent")
-        return cls(text=data["text"], edit=data.get("edit", False),
+        return cls(text=data["text"], edit=data.get("edit", False), toast=data.get("toast", False),
                    choices=tuple(tuple(Choice(label, token) for label, token in row)
                                  for row in data.get("choices", [])),
                    consent=ConsentRequest(consent[0], int(consent[1])) if consent else None)

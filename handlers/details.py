@@ -23,17 +23,22 @@ from handlers.core import Reply
 from handlers.menu import leave
 from handlers.payloads import Button
 from handlers.steps import Details, StepName
+from storage import accounts
+from storage.accounts import PersonView
 from storage.identity import (
     InvalidValue,
     PersonDetails,
     age_on,
-    mask_mobile,
-    mask_name,
+    find_or_create_person,
     validate_id_number,
     validate_mobile,
     validate_name,
 )
-from storage.models import Person
+from storage.models import Person, Relation
+
+# The version of the personal-data notice (booking.consent, booking.consent_short) an account
+# agrees to when it gives someone's details; kept with the account's link to that person.
+CONSENT_VERSION = "chat-2026-12"
 
 
 class Voice(enum.StrEnum):
@@ -112,10 +117,53 @@ async def ask(ctx: Ctx, asking: Asking) -> list[Reply]:
     return await ctx.enter(Details.IDENTITY, asking=asking.to_json())
 
 
-async def _saved(ctx: Ctx) -> Person | None:
-    if ctx.identity.person_id is None:
-        return None
-    return await ctx.session.get(Person, ctx.identity.person_id)
+async def _saved(ctx: Ctx) -> tuple[Person, PersonView] | None:
+    """The account's own saved person (本人 first), as the account may see them."""
+    for view in await accounts.people_of(ctx.session, account_id=ctx.identity.id):
+        person = await ctx.session.get(Person, view.person_id)
+        if person is not None and person.erased_at is None:
+            return person, view
+    return None
+
+
+async def saved_person_id(ctx: Ctx) -> int | None:
+    """The id of the person the details step would offer first, if the account has one."""
+    saved = await _saved(ctx)
+    return saved[0].id if saved is not None else None
+
+
+async def view_of(ctx: Ctx, person_id: int) -> PersonView | None:
+    """A person of this account as it may see them (the mobile it gave), or None."""
+    for view in await accounts.people_of(ctx.session, account_id=ctx.identity.id):
+        if view.person_id == person_id:
+            return view
+    return None
+
+
+async def keep(ctx: Ctx, details: PersonDetails) -> Person:
+    """The person the citizen's details name, kept on the account's list of people.
+
+    Typing details changes nobody's record and opens nobody's bookings: the person is found
+    (or created) by ``find_or_create_person``, and the account is linked to them with the
+    consent it just gave, as 本人 when it holds nobody as 本人 yet. What the account sees
+    stays what it made itself (``storage.accounts.visible_to``).
+
+    Raises:
+        NameMismatch: the ID number is on record under another name.
+        AccountRefused: PEOPLE_LIMIT (the account's list is full).
+    """
+    person = await find_or_create_person(ctx.session, details, ctx.centre.hasher, ctx.now,
+                                         account_id=ctx.identity.id)
+    people = await accounts.people_of(ctx.session, account_id=ctx.identity.id)
+    own = next((view for view in people if view.relation == Relation.SELF), None)
+    held = next((view for view in people if view.person_id == person.id), None)
+    if held is not None and held.relation is not None:
+        relation = held.relation
+    else:
+        relation = Relation.SELF if own is None or own.person_id == person.id else Relation.OTHER
+    await accounts.add_person(ctx.session, ctx.centre, ctx.now, account_id=ctx.identity.id,
+                              details=details, relation=relation, consent_version=CONSENT_VERSION)
+    return person
 
 
 def _needs_id(asking: Asking, person: Person) -> bool:
@@ -126,7 +174,8 @@ def _needs_id(asking: Asking, person: Person) -> bool:
 async def identity(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
     """Offer the saved details (masked) or ask for them, after the personal-data notice."""
     asking = _asking(ctx)
-    person = await _saved(ctx)
+    saved = await _saved(ctx)
+    person, view = saved if saved is not None else (None, None)
     button = event.button
     if person is not None and (button is Button.USE_SAVED or not asking.choose_saved):
         if _needs_id(asking, person):
@@ -137,10 +186,10 @@ async def identity(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
         return await ctx.enter(Details.NAME)
     if button is Button.DISAGREE:
         return await leave(ctx, "booking.consent_declined")
-    if person is not None:
-        saved = ctx.t("booking.saved_details", name=mask_name(person.name),
-                      mobile=mask_mobile(person.mobile), id=person.id_masked or ctx.t("booking.no_id"))
-        return [Reply(saved, ((option(ctx.t("booking.use_saved"), Button.USE_SAVED),
+    if view is not None:
+        shown = ctx.t("booking.saved_details", name=view.name, mobile=view.mobile or "-",
+                      id=view.id_number or ctx.t("booking.no_id"))
+        return [Reply(shown, ((option(ctx.t("booking.use_saved"), Button.USE_SAVED),
                                option(ctx.t("booking.change_details"), Button.CHANGE)),))]
     if asking.consent == Consent.NOTICE:
         ctx.goto(Details.NAME)

@@ -29,12 +29,18 @@ from storage import conversations
 from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database, Session, is_outage
+from storage.privacy import mask_text
 from storage.seats import release_holds
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
+# A menu token: the menu's id and the entry's index, ASCII digits of bounded length (a forged
+# token of thousands of digits would make int() refuse, or a huge number).
+_MENU_TOKEN = re.compile(r"^m([0-9]{1,12})\.([0-9]{1,4})$")
+# The most digits a typed menu number can have; anything longer is out of range unread.
+MENU_NUMBER_DIGITS = 4
+_FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _CANCEL_WORDS = {"取消", "退出", "cancel", "quit", "exit", "/cancel"}
 _CANCEL_COMMANDS = {"cancel", "stop"}
 _HUMAN_WORDS = {"人工", "转人工", "人工服务", "客服", "human", "agent", "talk to staff"}
@@ -106,9 +112,13 @@ class Assistant:
                   locale=identity.locale, steps=FLOWS, reports=self.reports)
         replies = await self._route(ctx)
         replies = _assign_menu(ctx, ctx.notes + replies)
-        if incoming.choice and replies and not replies[0].edit and replies[0].attachment is None \
-                and not ctx.notes:
-            # A pressed button moves the flow on: the menu it belonged to becomes this answer.
+        if incoming.choice and not incoming.choice.startswith(GLOBAL_PREFIX) and replies \
+                and not replies[0].edit and not replies[0].toast \
+                and replies[0].attachment is None and not ctx.notes:
+            # A pressed menu button moves the flow on: the menu it belonged to becomes this
+            # answer. A notification's button (g:...) leaves its message as it is: a reminder,
+            # a staff answer or a shared alert keeps its content; the handler says otherwise
+            # where the press changes the message by design.
             replies[0] = dataclasses.replace(replies[0], edit=True)
         ctx.save()
         return replies
@@ -156,7 +166,8 @@ class Assistant:
             return await self._cancel(ctx)
         found = await FLOWS.command(ctx, name)
         if found is None:
-            return [ctx.reply("core.unknown_command", command=name), main_menu(ctx)]
+            return [ctx.reply("core.unknown_command", command=mask_text(name)[:40]),
+                    main_menu(ctx)]
         flow, command = found
         if flow.guard is not None and (refused := await flow.guard(ctx, f"/{name}")) is not None:
             return refused
@@ -210,6 +221,10 @@ class Assistant:
         handler = FLOWS.text_handler(ctx.flow, ctx.step)
         if handler is not None:
             return await handler(ctx, Event(EventKind.TEXT, text))
+        if (count := len((ctx.data.get("_menu") or {}).get("items", []))) and _typed_number(text):
+            # A number that is none of the menu's (0, 9 of 4, or thousands of digits).
+            ctx.notes.append(ctx.reply("core.no_such_choice", count=count))
+            return await self._reenter(ctx) if ctx.flow else [main_menu(ctx)]
         if text:
             found = await search_services(ctx, text)
             if found:
@@ -229,10 +244,11 @@ class Assistant:
 
     async def _misunderstood(self, ctx: Ctx, text: str = "") -> list[Reply]:
         count = int(ctx.data.get("_misunderstood", 0)) + 1
-        # What was not understood goes with a hand-off, so staff need not ask again.
+        # What was not understood goes with a hand-off, so staff need not ask again: masked
+        # before it is kept (citizens type ID numbers, cards and phones into anything).
         ctx.remember(_misunderstood=count,
-                     _said=[*(ctx.data.get("_said") or []), text[:300]][-3:] if text else
-                     ctx.data.get("_said") or [])
+                     _said=[*(ctx.data.get("_said") or []), mask_text(text[:300])][-3:] if text
+                     else ctx.data.get("_said") or [])
         if count >= self.settings.conversation.misunderstandings_before_handoff:
             ctx.remember(_misunderstood=0)
             return [ctx.reply("core.offer_human"), handoff.offer(ctx)]
@@ -270,13 +286,27 @@ def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
         return Resolved(payload=items[int(match.group(2))][0])
     text = incoming.text.strip()
     if items and text:
-        digits = text.translate(str.maketrans("０１２３４５６７８９", "0123456789"))
-        if digits.isdecimal() and 1 <= int(digits) <= len(items):
-            return Resolved(payload=items[int(digits) - 1][0])
+        digits = _menu_number(text)
+        if digits is not None and 1 <= digits <= len(items):
+            return Resolved(payload=items[digits - 1][0])
         for payload, label in items:
             if label.casefold() == text.casefold():
                 return Resolved(payload=payload)
     return Resolved()
+
+
+def _typed_number(text: str) -> bool:
+    """The text is a number (ASCII or full-width digits), however long."""
+    return text.translate(_FULL_WIDTH_DIGITS).isascii() and text.translate(_FULL_WIDTH_DIGITS).isdigit()
+
+
+def _menu_number(text: str) -> int | None:
+    """A typed menu number, or None: read only when it has at most ``MENU_NUMBER_DIGITS``
+    digits (int() refuses more than 4,300 digits; no menu has that many entries)."""
+    digits = text.translate(_FULL_WIDTH_DIGITS)
+    if not digits.isascii() or not digits.isdigit() or len(digits) > MENU_NUMBER_DIGITS:
+        return None
+    return int(digits)
 
 
 def _assign_menu(ctx: Ctx, replies: list[Reply]) -> list[Reply]:

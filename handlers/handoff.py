@@ -14,7 +14,7 @@ from handlers.menu import main_menu
 from handlers.payloads import Main, RateHelp, Talk
 from handlers.rating import ask_comment
 from handlers.steps import Handoff
-from storage import handoffs
+from storage import accounts, handoffs
 from storage.models import Handoff as HandoffRow
 from storage.models import RequestStatus
 from storage.rules import staff_back_at
@@ -40,8 +40,10 @@ async def human(ctx: Ctx, args: str) -> list[Reply]:
         return [ctx.reply("handoff.already_open", number=existing.id)]
     back = staff_back_at(ctx.now, ctx.settings.conversation.staff_hours, ctx.centre.calendar,
                          ctx.centre.tz)
+    people = await accounts.people_of(ctx.session, account_id=ctx.identity.id)
     handoff = await handoffs.open_handoff(
-        ctx.session, ctx.now, identity_id=ctx.identity.id, person_id=ctx.identity.person_id,
+        ctx.session, ctx.now, identity_id=ctx.identity.id,
+        person_id=people[0].person_id if people else None,
         channel=ctx.incoming.channel, came_from=came_from, locale=ctx.locale, said=said,
         answer_from=back)
     ctx.remember(handoff=handoff.id)
@@ -102,5 +104,16 @@ async def rate_help(ctx: Ctx, payload: RateHelp) -> list[Reply]:
     return ask_comment(ctx, rating.id, low=True, complaint=complaint.id)
 
 
+async def withdraw(ctx: Ctx) -> list[Reply]:
+    """取消 while a hand-off is open: withdraw it (staff are told) and go back to the menu."""
+    await release_holds(ctx.session, ctx.actor)
+    withdrawn = await handoffs.withdraw_handoff(ctx.session, ctx.now, identity_id=ctx.identity.id)
+    ctx.end()
+    if withdrawn is None:
+        return [ctx.reply("core.cancelled_nothing_held"), main_menu(ctx)]
+    return [ctx.reply("handoff.withdrawn", number=withdrawn.id), main_menu(ctx)]
+
+
 FLOW = Flow("handoff", steps={Handoff.OPEN: open_step}, text_steps=frozenset({Handoff.OPEN}),
-            commands={"human": human}, actions={Talk: talk, RateHelp: rate_help}, expires=False)
+            commands={"human": human}, actions={Talk: talk, RateHelp: rate_help}, expires=False,
+            cancel=withdraw)

@@ -12,9 +12,11 @@ from handlers.flow import Flow
 from handlers.menu import main_menu
 from handlers.payloads import Button, Main
 from handlers.steps import HomeVisit
-from storage import handoffs, services
+from storage import accounts, handoffs, services
+from storage.accounts import AccountRefused
 from storage.catalog import ServiceDef
-from storage.identity import NameMismatch, PersonDetails, find_or_create_person
+from storage.identity import NameMismatch
+from storage.privacy import mask_text
 from storage.rules import home_visit_eligible
 
 _GROUNDS = {Button.AGE: "age", Button.DISABILITY: "disability"}
@@ -41,7 +43,8 @@ async def reason(ctx: Ctx, event: Event) -> list[Reply]:
         ctx.remember(ground=ground)
         # The age comes from the ID number, so it is asked even when one is on file; a new
         # person is always asked for it.
-        needed = ground == "age" or definition.id_required or ctx.identity.person_id is None
+        needed = ground == "age" or definition.id_required or not await accounts.people_of(
+            ctx.session, account_id=ctx.identity.id)
         return await details.ask(ctx, Asking(id_number=IdNumber.ASK if needed else IdNumber.NOT_NEEDED,
                                              id_prompt="home.ask_id", consent=Consent.NOTICE,
                                              choose_saved=False))
@@ -64,26 +67,28 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if ground is None:
         ctx.end()
         return [ctx.reply("home.not_eligible", age=_min_age(ctx, definition)), main_menu(ctx)]
-    person_details = given.details
-    if person_details is None:
-        assert given.person is not None
-        person_details = PersonDetails(given.person.name, given.person.mobile)
-    try:
-        person = await find_or_create_person(ctx.session, person_details, ctx.centre.hasher, ctx.now,
-                                             account_id=ctx.identity.id)
-    except NameMismatch:
-        ctx.end()
-        return [ctx.reply("invalid.name_mismatch"), main_menu(ctx)]
-    ctx.identity.person_id = person.id
+    if given.person is not None:
+        person = given.person
+    else:
+        assert given.details is not None
+        try:
+            person = await details.keep(ctx, given.details)
+        except NameMismatch:
+            ctx.end()
+            return [ctx.reply("invalid.name_mismatch"), main_menu(ctx)]
+        except AccountRefused as refused:
+            ctx.end()
+            return [ctx.reply("booking.people_limit", limit=refused.details.get("limit", "")),
+                    main_menu(ctx)]
     ctx.forget("name", "mobile")
-    return await ctx.enter(HomeVisit.ADDRESS, ground=ground, age=given.age)
+    return await ctx.enter(HomeVisit.ADDRESS, ground=ground, age=given.age, person=person.id)
 
 
 async def address(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask where the visit should take place."""
     if not event.is_text:
         return [ctx.reply("home.ask_address")]
-    text = event.value.strip()
+    text = mask_text(event.value.strip())
     if not 5 <= len(text) <= 200:
         return [ctx.reply("home.bad_address")]
     return await ctx.enter(HomeVisit.TIMES, address=text)
@@ -93,12 +98,12 @@ async def times(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask for preferred times, then send the request to staff."""
     if not event.is_text:
         return [ctx.reply("home.ask_times")]
-    text = event.value.strip()
+    text = mask_text(event.value.strip())
     if not 2 <= len(text) <= 200:
         return [ctx.reply("home.bad_times")]
     request = await handoffs.request_home_visit(
         ctx.session, ctx.centre, ctx.now, identity_id=ctx.identity.id,
-        person_id=ctx.identity.person_id, service_id=ctx.data["service"],
+        person_id=ctx.data.get("person"), service_id=ctx.data["service"],
         address=ctx.data["address"], preferred_times=text, ground=ctx.data["ground"],
         age=ctx.data.get("age"))
     ctx.end()

@@ -28,11 +28,13 @@ def back_to_menu(ctx: Ctx) -> list[Choice]:
     return [option(ctx.t("menu.back_main"), Main("menu"))]
 
 
-async def leave(ctx: Ctx, key: str = "core.cancelled") -> list[Reply]:
-    """Leave any flow cleanly: seats held are given back, the menu is shown."""
-    await release_holds(ctx.session, ctx.actor)
+async def leave(ctx: Ctx, key: str | None = None) -> list[Reply]:
+    """Leave any flow cleanly: seats held are given back, the menu is shown. Without a
+    ``key`` the message says whether a held seat was given back."""
+    released = await release_holds(ctx.session, ctx.actor)
     ctx.end()
-    return [ctx.reply(key), main_menu(ctx)]
+    return [ctx.reply(key or ("core.cancelled" if released else "core.cancelled_nothing_held")),
+            main_menu(ctx)]
 
 
 def service_name(ctx: Ctx, service: Service) -> str:

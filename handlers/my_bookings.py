@@ -16,7 +16,7 @@ from handlers.menu import back_to_menu, main_menu, service_name
 from handlers.payloads import AppointmentPick, Button, CancelBooking, LeaveWaitlist, RescheduleBooking
 from handlers.render import appointment_text, materials_text, when_text
 from handlers.steps import Booking, BookingMode, MyBookings
-from storage import booking, waitlist
+from storage import accounts, booking, waitlist
 from storage.catalog import ServiceDef
 from storage.models import Appointment, AppointmentStatus, Department, Service
 from storage.refusals import BookingRefused
@@ -48,9 +48,12 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
                                              ctx.identity.id)
         return [ctx.reply("my.left_waitlist" if left else "core.stale"),
                 *await ctx.enter(MyBookings.LIST)]
-    person_id = ctx.identity.person_id
-    appointments = [] if person_id is None else await booking.recent_appointments(
-        ctx.session, person_id, ctx.now - dt.timedelta(days=RECENT_DAYS))
+    # Only what this account made (or an account linked to it by proof): whose ID number was
+    # typed plays no part.
+    groups = await accounts.visible_bookings(ctx.session, account_id=ctx.identity.id,
+                                             since=ctx.now - dt.timedelta(days=RECENT_DAYS),
+                                             limit=20)
+    appointments = [appointment for group in groups for appointment in group.appointments]
     waiting = await waitlist.waiting_entries(ctx.session, ctx.identity.id)
     if not appointments and not waiting:
         ctx.end()
@@ -73,8 +76,10 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
 
 async def detail(ctx: Ctx, event: Event) -> list[Reply]:
     """Show one appointment with cancel and reschedule while they are allowed."""
-    appointment = await ctx.session.get(Appointment, ctx.data.get("appointment"))
-    if appointment is None or appointment.person_id != ctx.identity.person_id:
+    chosen = ctx.data.get("appointment")
+    appointment = None if chosen is None else await accounts.appointment_for(
+        ctx.session, account_id=ctx.identity.id, appointment_id=int(chosen))
+    if appointment is None:
         return await ctx.enter(MyBookings.LIST)
     service, definition = await _service_of(ctx, appointment)
     button = event.button
@@ -128,6 +133,10 @@ async def confirm_cancel(ctx: Ctx, event: Event) -> list[Reply]:
     """Cancel only after an explicit yes."""
     if event.button is not Button.YES:
         return [ctx.reply("my.kept"), *await ctx.enter(MyBookings.DETAIL)]
+    if await accounts.appointment_for(ctx.session, account_id=ctx.identity.id,
+                                      appointment_id=int(ctx.data["appointment"]), lock=True) is None:
+        ctx.end()
+        return [ctx.reply("core.stale"), main_menu(ctx)]
     try:
         result = await booking.cancel(ctx.session, ctx.centre, ctx.now, int(ctx.data["appointment"]),
                                       actor=ctx.actor)
@@ -149,30 +158,32 @@ async def _reschedule(ctx: Ctx, appointment: Appointment, definition: ServiceDef
                                     appointment=appointment.id, service=appointment.service_id)]
 
 
-async def _booked(ctx: Ctx, code: str) -> tuple[Appointment, ServiceDef] | None:
-    """The citizen's own booked appointment with this code, or None."""
-    try:
-        appointment = await booking.appointment_by_code(ctx.session, code)
-    except BookingRefused:
-        return None
-    if appointment.person_id != ctx.identity.person_id or appointment.status != AppointmentStatus.BOOKED:
-        return None
+async def _booked(ctx: Ctx, code: str) -> tuple[Appointment, ServiceDef] | Reply:
+    """The booked appointment with this code, if this account may act on it; else why not
+    (not one of its bookings, or no longer booked)."""
+    appointment = await accounts.appointment_for(ctx.session, account_id=ctx.identity.id, code=code)
+    if appointment is None:
+        return ctx.reply("my.not_found")
+    if appointment.status != AppointmentStatus.BOOKED:
+        return ctx.reply("my.not_booked", code=appointment.code,
+                         status=ctx.t(f"status.{appointment.status.value}"))
     return appointment, (await _service_of(ctx, appointment))[1]
 
 
 async def cancel_button(ctx: Ctx, payload: CancelBooking) -> list[Reply]:
-    """A notification's cancel button: ask to confirm, while it is allowed."""
+    """A notification's cancel button: ask to confirm while it is allowed, else say why (the
+    reminder it sits on stays as it is)."""
     found = await _booked(ctx, payload.code)
-    if found is None:
-        return [ctx.reply("core.stale"), main_menu(ctx)]
+    if isinstance(found, Reply):
+        return [found, main_menu(ctx)]
     return await _ask_cancel(ctx, *found)
 
 
 async def reschedule_button(ctx: Ctx, payload: RescheduleBooking) -> list[Reply]:
-    """A notification's reschedule button: on to the dates, while it is allowed."""
+    """A notification's reschedule button: on to the dates while it is allowed, else say why."""
     found = await _booked(ctx, payload.code)
-    if found is None:
-        return [ctx.reply("core.stale"), main_menu(ctx)]
+    if isinstance(found, Reply):
+        return [found, main_menu(ctx)]
     return await _reschedule(ctx, *found)
 
 

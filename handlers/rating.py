@@ -19,7 +19,7 @@ async def record(ctx: Ctx, payload: Rate) -> list[Reply]:
     try:
         rating, complaint = await rate(
             ctx.session, ctx.centre, ctx.now, appointment_id=payload.appointment,
-            identity_id=ctx.identity.id, person_id=ctx.identity.person_id, level=payload.level,
+            identity_id=ctx.identity.id, level=payload.level,
             answer_days=feedback.complaint_answer_working_days,
             resolve_days=feedback.complaint_resolution_working_days)
     except FeedbackError as refused:
@@ -39,7 +39,7 @@ def ask_comment(ctx: Ctx, rating_id: int, *, low: bool, complaint: int | None) -
 async def comment(ctx: Ctx, event: Event) -> list[Reply]:
     """Keep the citizen's comment with the rating (and its complaint, if one was opened)."""
     if event.is_text and event.value.strip():
-        await add_comment(ctx.session, int(ctx.data["rating"]), event.value.strip())
+        await add_comment(ctx.session, ctx.now, int(ctx.data["rating"]), event.value.strip())
         ctx.end()
         return [ctx.reply("rating.comment_saved"), main_menu(ctx)]
     ctx.end()

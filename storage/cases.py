@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +46,6 @@ from storage.case_rules import (
 from storage.catalog import ServiceDef, Text
 from storage.centre import Centre
 from storage.feedback import COMPLAINT_AT_OR_BELOW, LEVELS, open_complaint
-from storage.identity import mask_id, mask_mobile
 from storage.models import (
     Appointment,
     AppointmentStatus,
@@ -62,6 +60,7 @@ from storage.models import (
     Service,
 )
 from storage.outbox import STAFF_TARGET, enqueue
+from storage.privacy import mask_text
 
 MAX_COMMITTED_DAYS = 365
 MAX_TEXT = 500
@@ -153,21 +152,12 @@ def _both(value: str) -> dict[str, str]:
 
 
 def _clean(value: str | None, limit: int = MAX_TEXT) -> str:
-    return (value or "").strip()[:limit]
+    """A typed text, trimmed and masked (storage.privacy) before it is stored or shown."""
+    return mask_text((value or "").strip()[:limit])
 
 
 def _iso(day: dt.date | None) -> str | None:
     return day.isoformat() if day is not None else None
-
-
-_ID_LIKE = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
-_MOBILE_LIKE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
-
-
-def _masked(text: str) -> str:
-    """A citizen's free text with ID numbers and mobiles masked before it is stored."""
-    text = _ID_LIKE.sub(lambda m: mask_id(m.group(0)), text)
-    return _MOBILE_LIKE.sub(lambda m: mask_mobile(m.group(0)), text)
 
 
 def case_payload(case: Case, service: ServiceDef, **extra: Any) -> dict[str, Any]:
@@ -837,7 +827,7 @@ async def add_followup_comment(session: AsyncSession, case_id: int, *, identity_
     case = await session.get(Case, case_id)
     if case is None or case.identity_id != identity_id or case.followup_level is None:
         return False
-    case.followup_comment = _masked(comment.strip()[:1000])
+    case.followup_comment = mask_text(comment.strip()[:1000])
     if case.complaint_id is not None:
         complaint = await session.get(Complaint, case.complaint_id)
         if complaint is not None and not complaint.text:

@@ -9,10 +9,12 @@ import enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.accounts import may_act_on
 from storage.audit import audit
 from storage.centre import Centre
 from storage.models import Appointment, AppointmentStatus, Complaint, Rating, RequestStatus
 from storage.outbox import STAFF_TARGET, enqueue
+from storage.privacy import mask_text
 from storage.rules import working_days_later
 
 LEVELS = (5, 4, 3, 2, 1)          # 非常满意, 满意, 基本满意, 不满意, 非常不满意
@@ -34,11 +36,14 @@ class FeedbackError(Exception):
 
 
 async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appointment_id: int,
-               identity_id: int, person_id: int | None, level: int, answer_days: int,
+               identity_id: int, level: int, answer_days: int,
                resolve_days: int) -> tuple[Rating, Complaint | None]:
     """Record the citizen's rating of a served appointment; a low one opens a complaint.
 
-    A reply days later still counts; a second rating of the same appointment is refused.
+    Only the account the booking belongs to rates it: the one that made it (or is linked to
+    it by proof), or the one a staff-made booking's notifications went to. Whose ID number the
+    account typed plays no part. A reply days later still counts; a second rating of the same
+    appointment is refused.
 
     Raises:
         FeedbackError: NOT_YOURS, NOT_SERVED, ALREADY_RATED, BAD_LEVEL.
@@ -46,7 +51,8 @@ async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appoi
     if level not in LEVELS:
         raise FeedbackError(RatingRefused.BAD_LEVEL)
     appointment = await session.get(Appointment, appointment_id)
-    if appointment is None or person_id is None or appointment.person_id != person_id:
+    if appointment is None or (appointment.identity_id != identity_id and not await may_act_on(
+            session, account_id=identity_id, appointment_id=appointment_id)):
         raise FeedbackError(RatingRefused.NOT_YOURS)
     if appointment.status not in (AppointmentStatus.COMPLETED, AppointmentStatus.CHECKED_IN):
         raise FeedbackError(RatingRefused.NOT_SERVED)
@@ -66,15 +72,21 @@ async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appoi
     return rating, complaint
 
 
-async def add_comment(session: AsyncSession, rating_id: int, comment: str) -> None:
-    """Attach the citizen's optional comment to their rating (and its complaint)."""
+async def add_comment(session: AsyncSession, now: dt.datetime, rating_id: int,
+                      comment: str) -> None:
+    """Attach the citizen's optional comment (masked) to their rating, and to its complaint:
+    a complaint's text goes to staff as a follow-up of its alert (outbox kind
+    "complaint_details", to the staff group), claimed or not."""
     rating = await session.get(Rating, rating_id)
     if rating is None:
         return
-    rating.comment = comment[:1000]
+    rating.comment = mask_text(comment[:1000])
     complaint = await session.scalar(select(Complaint).where(Complaint.rating_id == rating_id))
     if complaint is not None and not complaint.text:
-        complaint.text = comment[:1000]
+        complaint.text = rating.comment
+        await enqueue(session, kind="complaint_details", now=now, target=STAFF_TARGET,
+                      dedup_key=f"complaint:{complaint.id}:details",
+                      payload={"complaint": complaint.id})
 
 
 async def open_complaint(session: AsyncSession, centre: Centre, now: dt.datetime, *,
@@ -88,7 +100,8 @@ async def open_complaint(session: AsyncSession, centre: Centre, now: dt.datetime
         resolve_days: working days to resolve it.
     """
     complaint = Complaint(
-        identity_id=identity_id, appointment_id=appointment_id, rating_id=rating_id, text=text,
+        identity_id=identity_id, appointment_id=appointment_id, rating_id=rating_id,
+        text=mask_text(text[:1000]),
         status=RequestStatus.OPEN, opened_at=now,
         first_answer_due=working_days_later(now, answer_days, centre.calendar, centre.tz),
         resolution_due=working_days_later(now, resolve_days, centre.calendar, centre.tz))

@@ -37,6 +37,7 @@ from storage.models import (
     RequestStatus,
 )
 from storage.outbox import STAFF_TARGET, enqueue
+from storage.privacy import mask_text, mask_texts
 from storage.reach import in_wechat_window
 from storage.rules import working_days_later
 from storage.shared import read_value, write_value
@@ -170,7 +171,11 @@ async def open_handoff(session: AsyncSession, now: dt.datetime, *, identity_id: 
             not from a night-time request.
     """
     person = await session.get(Person, person_id) if person_id is not None else None
-    context: dict[str, Any] = {"flow": came_from, "locale": locale, "messages": said}
+    contact = {"name": mask_name(person.name) if person and person.name else None,
+               "mobile": mask_mobile(person.mobile) if person and person.mobile else None}
+    context: dict[str, Any] = {"flow": came_from, "locale": locale, "channel": channel,
+                               "contact": contact,
+                               "messages": mask_texts([text[:500] for text in said])}
     if answer_from is not None:
         context["answer_from"] = answer_from.isoformat()
     handoff = Handoff(identity_id=identity_id, status=RequestStatus.OPEN, opened_at=now,
@@ -180,8 +185,7 @@ async def open_handoff(session: AsyncSession, now: dt.datetime, *, identity_id: 
     await enqueue(session, kind="handoff_alert", now=now, target=STAFF_TARGET,
                   dedup_key=f"handoff:{handoff.id}:open",
                   payload={"handoff": handoff.id, "channel": channel, "flow": came_from,
-                           "name": mask_name(person.name) if person else None,
-                           "mobile": mask_mobile(person.mobile) if person else None})
+                           **contact})
     return handoff
 
 
@@ -221,27 +225,45 @@ async def reply_to_citizen(session: AsyncSession, now: dt.datetime, handoff_id: 
         handoff.first_reply_at = now
     await enqueue(session, kind="relay", now=now, identity_id=handoff.identity_id,
                   dedup_key=f"relay:{handoff_id}:{_message_key(message_key)}",
-                  payload={"handoff": handoff_id, "text": text.strip()[:3000]})
+                  payload={"handoff": handoff_id,
+                           "text": mask_text(text.strip()[:3000], keep_mobiles=True)})
     await audit(session, now, actor, "reply", "handoff", handoff_id, length=len(text.strip()))
     return handoff
 
 
 async def relay_from_citizen(session: AsyncSession, now: dt.datetime, handoff: Handoff, text: str,
                              *, message_key: str | None = None) -> bool:
-    """Keep the citizen's message with the hand-off and, once someone owns it, pass it to them
-    (outbox kind "handoff_message" to the staff group, naming the owner).
+    """Keep the citizen's message with the hand-off and pass it to the staff group (outbox
+    kind "handoff_message"): to its owner once someone owns it, and before that to everyone,
+    with the claim button, so staff see what the citizen asks without claiming first.
+
+    The message is masked first (``storage.privacy``): ID numbers and cards always; a mobile
+    number the citizen gives is kept for the owner, who may have to call, but masked in the
+    group. When the message has one, the owner also gets it as written in their private chat
+    with the bot (outbox kind "handoff_private"), and the audit notes that a number was shown.
 
     Returns:
         True when it was passed to an owner (False: waiting for a claim).
     """
-    kept = [*handoff.context.get("messages", []), text[:500]][-KEPT_MESSAGES:]
+    written = mask_text(text[:3000], keep_mobiles=True)
+    kept = [*handoff.context.get("messages", []), written[:500]][-KEPT_MESSAGES:]
     handoff.context = {**handoff.context, "messages": kept}
+    key = _message_key(message_key)
     if handoff.status != RequestStatus.CLAIMED:
+        await enqueue(session, kind="handoff_message", now=now, target=STAFF_TARGET,
+                      dedup_key=f"handoff_msg:{handoff.id}:{key}",
+                      payload={"handoff": handoff.id, "owner": None, "text": mask_text(written)})
         return False
     await enqueue(session, kind="handoff_message", now=now, target=STAFF_TARGET,
-                  dedup_key=f"handoff_msg:{handoff.id}:{_message_key(message_key)}",
+                  dedup_key=f"handoff_msg:{handoff.id}:{key}",
                   payload={"handoff": handoff.id, "owner": handoff.claimed_by,
-                           "text": text[:3000]})
+                           "text": mask_text(written)})
+    if written != mask_text(written) and handoff.claimed_by:
+        await enqueue(session, kind="handoff_private", now=now, target=handoff.claimed_by,
+                      dedup_key=f"handoff_private:{handoff.id}:{key}",
+                      payload={"handoff": handoff.id, "text": written})
+        await audit(session, now, f"identity:{handoff.identity_id}", "mobile_to_owner",
+                    "handoff", handoff.id, owner=handoff.claimed_by)
     return True
 
 
@@ -256,10 +278,32 @@ async def close_handoff(session: AsyncSession, now: dt.datetime, handoff_id: int
     if not summary.strip():
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=handoff_id)
     handoff = await _owned(session, now, Handoff, handoff_id, actor, name)
-    handoff.status, handoff.closed_at, handoff.summary = RequestStatus.CLOSED, now, summary.strip()
+    handoff.status, handoff.closed_at = RequestStatus.CLOSED, now
+    handoff.summary = mask_text(summary.strip())
     await audit(session, now, actor, "close", "handoff", handoff_id)
     await enqueue(session, kind="handoff_closed", now=now, identity_id=handoff.identity_id,
                   dedup_key=f"handoff:{handoff_id}:closed", payload={"handoff": handoff_id})
+    return handoff
+
+
+async def withdraw_handoff(session: AsyncSession, now: dt.datetime, *,
+                           identity_id: int) -> Handoff | None:
+    """The citizen withdraws their open or claimed hand-off: it is closed, audited, and the
+    staff group is told (outbox kind "handoff_withdrawn", naming the owner if any), so nobody
+    answers a question that is gone. No rating is asked.
+
+    Returns:
+        The hand-off closed, or None when the citizen had none open.
+    """
+    handoff = await session.scalar(select(Handoff).where(
+        Handoff.identity_id == identity_id, Handoff.status.in_(ACTIVE)).with_for_update())
+    if handoff is None:
+        return None
+    handoff.status, handoff.closed_at = RequestStatus.CLOSED, now
+    await audit(session, now, f"identity:{identity_id}", "withdraw", "handoff", handoff.id)
+    await enqueue(session, kind="handoff_withdrawn", now=now, target=STAFF_TARGET,
+                  dedup_key=f"handoff:{handoff.id}:withdrawn",
+                  payload={"handoff": handoff.id, "owner": handoff.claimed_by})
     return handoff
 
 
@@ -316,7 +360,8 @@ async def answer_complaint(session: AsyncSession, now: dt.datetime, complaint_id
     complaint.status = RequestStatus.ANSWERED
     await enqueue(session, kind="complaint_answer", now=now, identity_id=complaint.identity_id,
                   dedup_key=f"complaint:{complaint_id}:answer:{_message_key(message_key)}",
-                  payload={"complaint": complaint_id, "text": text.strip()[:3000]})
+                  payload={"complaint": complaint_id,
+                           "text": mask_text(text.strip()[:3000], keep_mobiles=True)})
     await audit(session, now, actor, "answer", "complaint", complaint_id)
     return complaint
 
@@ -334,7 +379,7 @@ async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_i
     if complaint.answered_at is None:
         complaint.answered_at = now
     complaint.status, complaint.resolved_at = RequestStatus.CLOSED, now
-    complaint.outcome = outcome.strip()
+    complaint.outcome = mask_text(outcome.strip(), keep_mobiles=True)
     await enqueue(session, kind="complaint_resolved", now=now, identity_id=complaint.identity_id,
                   dedup_key=f"complaint:{complaint_id}:resolved",
                   payload={"complaint": complaint_id, "text": complaint.outcome[:3000]})
@@ -356,8 +401,9 @@ async def request_home_visit(session: AsyncSession, centre: Centre, now: dt.date
         ground: what makes the citizen eligible: "age" or "disability".
     """
     request = HomeVisitRequest(
-        identity_id=identity_id, person_id=person_id, service_id=service_id, address=address,
-        preferred_times=preferred_times, eligibility=ground, age=age, status=RequestStatus.OPEN,
+        identity_id=identity_id, person_id=person_id, service_id=service_id,
+        address=mask_text(address), preferred_times=mask_text(preferred_times),
+        eligibility=ground, age=age, status=RequestStatus.OPEN,
         created_at=now, due_at=working_days_later(now, 1, centre.calendar, centre.tz))
     session.add(request)
     await session.flush()
@@ -416,7 +462,7 @@ async def decline_home_visit(session: AsyncSession, now: dt.datetime, request_id
         raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=request_id)
     await remember_staff_name(session, actor, name, now)
     request = await _decide(session, now, request_id, actor, status=RequestStatus.DECLINED,
-                            decline_reason=reason.strip()[:200])
+                            decline_reason=mask_text(reason.strip()[:200]))
     await audit(session, now, actor, "decline", "home_visit", request_id)
     await enqueue(session, kind="home_visit_declined", now=now, identity_id=request.identity_id,
                   dedup_key=f"home:{request_id}:decided", payload={"request": request_id})

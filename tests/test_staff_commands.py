@@ -304,9 +304,12 @@ async def test_a_bad_rating_becomes_a_complaint_staff_answer_and_resolve(
     await dispatcher.drain()
     [alert] = group.of_kind("complaint_alert")
     assert "投诉 #1" in alert.text and alert.tokens == ["g:claimc:1"]
-    assert "投诉 #1 已由 王芳 负责" in await wang.press(alert.tokens[0])
+    claimed = await wang.press(alert.tokens[0])
+    assert "投诉 #1" in claimed and "已由 王芳 负责" in claimed and wang.last[0].edit
+    assert "窗口人员态度很差" in claimed and "首次答复期限：11月24日" in claimed   # nothing lost
     li = Staff(assistant, STAFF_B, "李强")
     assert "已由 王芳 认领" in await li.press(alert.tokens[0])
+    assert li.last[0].toast and not li.last[0].edit           # for li alone; the alert stays
     assert "由 王芳 负责" in await li.command("answer", "1 不关我事")
     assert "已答复市民" in await wang.command("answer", "1 非常抱歉，我们已批评教育相关人员。")
     assert "已办结" in await wang.command("resolve", "1 已对窗口人员培训，并向您致歉。")

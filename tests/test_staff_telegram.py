@@ -4,6 +4,7 @@ the outbox dispatcher in between, and the WeCom group robot on its fake webhook.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,12 +20,14 @@ from bot.wecom import WecomRobotSender, build_wecom_sender
 from bot.wiring import App
 from handlers.core import Choice, Reply
 from handlers.engine import Assistant
+from storage import booking
 from storage.db import Database
-from storage.models import Handoff, Rating, RequestStatus
+from storage.models import Channel, Handoff, Rating, RequestStatus, Service
 from storage.settings import Settings, TelegramSettings, WecomSettings
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
 from tests.fakes.wecom_robot import FakeWecomRobot
+from tests.helpers import account, person, slots_of
 from tests.staff_support import STAFF_A, STAFF_B, STAFF_GROUP, staff_settings
 
 CITIZEN = 5111000001
@@ -121,7 +124,12 @@ async def test_a_telegram_hand_off_claimed_answered_by_reply_and_closed(
     answer = api.last_menu(CITIZEN)
     assert "工作人员回复" in answer["text"] and "请补交发票原件" in answer["text"]
     assert button_labels(answer) == ["回复工作人员"]
+    answered = answer["text"]
     await feed(channel, api.press_update(CITIZEN, answer, "回复工作人员"))
+    # The staff answer stays above; the prompt to write comes as a new message.
+    [kept] = [m for m in api.chat_messages(CITIZEN) if m["message_id"] == answer["message_id"]]
+    assert kept["text"] == answered
+    assert "请直接输入要告诉工作人员的话（编号 1）" in texts(api, CITIZEN)[-1]
     await feed(channel, api.text_update(CITIZEN, "好的，谢谢"))
     await dispatcher.drain()
     assert "好的，谢谢" in texts(api, STAFF_GROUP)[-1]
@@ -157,7 +165,11 @@ async def test_two_staff_pressing_claim_together(api: FakeTelegram, channel: Tel
     shown += [c.params.get("text", "") for c in api.calls_to("sendMessage") if c.ok
               and c.chat_id == STAFF_GROUP]
     assert sum("已由 小明 认领（首问负责）" in t for t in shown) == 1
-    assert sum("谢谢" in t for t in shown) == 1
+    # The late press is answered to its presser alone, as the button's pop-up.
+    toasts = [c.params.get("text") or "" for c in api.calls_to("answerCallbackQuery") if c.ok]
+    assert sum("谢谢" in t for t in toasts) == 1 and not any("谢谢" in t for t in shown)
+    [alert_now] = [m for m in api.chat_messages(STAFF_GROUP) if m["message_id"] == alert["message_id"]]
+    assert "已由 小明 认领" in alert_now["text"] and "联系人：未提供" in alert_now["text"]
 
 
 async def test_the_wecom_robot_keeps_to_twenty_a_minute_and_reports_errors(
@@ -184,3 +196,28 @@ async def test_a_long_alert_is_cut_to_the_robots_size(robot: FakeWecomRobot,
     assert len(robot.texts) == 3                           # 5,430 bytes in 2,048-byte pieces
     assert all(len(t.encode()) <= 2048 for t in robot.texts)
     assert "".join(robot.texts).count("一行预约信息") == 300
+
+
+async def test_a_reminders_cancel_pressed_after_the_cutoff_keeps_the_reminder_and_says_why(
+        api: FakeTelegram, channel: TelegramChannel, app: App) -> None:
+    now = app.clock.now()
+    async with app.database.session() as session:
+        citizen = await account(session, now, user=str(CITIZEN))
+        someone = await person(session, app.centre, now)
+        id_card = (await session.scalars(select(Service).where(Service.code == "id_card"))).one()
+        [slot, *_] = await slots_of(session, app.centre, id_card, now, dt.date(2026, 11, 24))
+        appointment = await booking.book(session, app.centre, now, person_id=someone.id,
+                                         slot_id=slot.id, identity_id=citizen.id,
+                                         channel=Channel.TELEGRAM, made_by="test", confirm=False)
+        code = appointment.code
+    reminder_text = f"预约提醒：明天 09:00 居民身份证办理，预约码 {code}，请带好材料。"
+    await channel.sender.deliver(str(CITIZEN), [Reply(reminder_text, ((
+        Choice("取消预约", f"g:cancel:{code}"), Choice("改约", f"g:resched:{code}")),))],
+        kind="reminder")
+    reminder = dict(api.last_menu(CITIZEN))
+    app.clock.advance(dt.timedelta(hours=1))                # Monday 10:00: past the cutoff
+    await feed(channel, api.press_update(CITIZEN, reminder, "取消预约"))
+    [kept] = [m for m in api.chat_messages(CITIZEN) if m["message_id"] == reminder["message_id"]]
+    assert kept["text"] == reminder_text                    # time, place, code stay
+    said = texts(api, CITIZEN)[-2]
+    assert "已超过改约/取消截止时间" in said and "人工" in said and "该菜单已过期" not in said

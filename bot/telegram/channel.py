@@ -58,6 +58,8 @@ from storage.models import ChannelIdentity
 from storage.settings import Settings
 
 log = logging.getLogger("yuyue.telegram")
+# Telegram shows at most 200 characters in a callback answer's pop-up.
+TOAST_LIMIT = 200
 
 
 class Conversation(Protocol):
@@ -222,7 +224,13 @@ class TelegramChannel:
             log_failure(update.update_id, error)
             replies = [Reply(apology(await self._locale_of(incoming)))]
         if query is not None:
-            await self.sender.answer(query)
+            toast = replies[0] if replies and replies[0].toast else None
+            if toast is not None and len(toast.text) <= TOAST_LIMIT and not toast.choices:
+                # A refusal for the presser alone: the button's pop-up, nothing in the chat.
+                await self.sender.answer(query, toast.text)
+                replies = replies[1:]
+            else:
+                await self.sender.answer(query)
         await self._render(update, incoming, replies)
 
     async def _already_processed(self, incoming: Incoming) -> bool:

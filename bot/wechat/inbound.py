@@ -21,7 +21,7 @@ from handlers.core import Incoming
 
 CHANNEL = "wechat"
 # A numbered choice's token ("m12.3": menu 12, entry 3); its link carries it as digits.
-MENU_TOKEN = re.compile(r"^m(\d+)\.(\d+)$")
+MENU_TOKEN = re.compile(r"^m([0-9]{1,12})\.([0-9]{1,4})$")
 # WeChat has no commands of its own: a text that starts with "/" (or a full-width "／", as
 # Chinese keyboards type it) followed by a word is one.
 _COMMAND = re.compile(r"^\s*[/／]([A-Za-z]\w{0,31})(?:\s+(.*?))?\s*$", re.S)

@@ -4,6 +4,10 @@ escalations of overdue ones, and notifications that could not be delivered."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
 from handlers.context import global_option
 from handlers.core import Choice, Reply
 from handlers.notices.base import Note, Rendered, Renderer
@@ -11,13 +15,60 @@ from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, Declin
 from storage.handoffs import staff_name
 from storage.identity import mask_mobile, mask_name
 from storage.models import Complaint, Handoff, HomeVisitRequest, Person, RequestStatus, Service
+from storage.privacy import mask_text
+
+Translate = Callable[..., str]
+_FLOWS = frozenset({"booking", "my", "guide", "handoff", "home_visit", "rating", "menu"})
+_CHANNELS = frozenset({"telegram", "wechat", "terminal"})
+
+
+def said_lines(t: Translate, handoff: Handoff, last: int = 3) -> str:
+    """What the citizen wrote (masked for the group), the latest ``last`` messages."""
+    messages = handoff.context.get("messages") or []
+    if not messages:
+        return t("staff.no_messages")
+    return "\n".join(f"» {mask_text(m)}" for m in messages[-last:])
+
+
+def handoff_text(t: Translate, handoff: Handoff, *, payload: dict[str, Any] | None = None,
+                 owner: str | None = None) -> str:
+    """A hand-off as staff see it in the group: channel, where the citizen came from, the
+    contact (masked), their language and their words (masked); with its owner once claimed.
+    Hand-offs opened before the context kept the contact read it from the alert's payload."""
+    context, payload = handoff.context, payload or {}
+    contact = context.get("contact") or {"name": payload.get("name"),
+                                         "mobile": payload.get("mobile")}
+    channel = context.get("channel") or payload.get("channel") or ""
+    flow = context.get("flow") or "menu"
+    locale = context.get("locale") or ""
+    text = t("staff.handoff_alert", number=handoff.id,
+             channel=t(f"staff.channel_{channel}") if channel in _CHANNELS else channel or "-",
+             flow=t(f"staff.flow_{flow}") if flow in _FLOWS else t("staff.flow_other"),
+             contact=" ".join(v for v in (contact.get("name"), contact.get("mobile")) if v)
+             or t("staff.not_given"),
+             language=t("staff.language_en" if locale.startswith("en") else "staff.language_zh"))
+    text += "\n" + t("staff.alert_said", messages=said_lines(t, handoff))
+    if owner is not None:
+        text += "\n" + t("staff.claimed_line", owner=owner, number=handoff.id)
+    return text
+
+
+def complaint_text(t: Translate, when: Callable[[dt.datetime], str], complaint: Complaint, *,
+                   owner: str | None = None) -> str:
+    """A complaint as staff see it: its text (masked), the first-answer due time and, once
+    claimed, its owner."""
+    text = t("staff.complaint_alert", number=complaint.id,
+             text=mask_text(complaint.text) if complaint.text else t("staff.complaint_no_text"),
+             due=when(complaint.first_answer_due))
+    if owner is not None:
+        text += "\n" + t("staff.complaint_claimed_line", owner=owner, number=complaint.id)
+    return text
 
 
 def _said(note: Note, handoff: Handoff | None) -> str:
-    messages = (handoff.context.get("messages") if handoff is not None else None) or []
-    if not messages:
+    if handoff is None or not handoff.context.get("messages"):
         return ""
-    return "\n" + note.t("staff.alert_said", messages="\n".join(f"» {m}" for m in messages[-3:]))
+    return "\n" + note.t("staff.alert_said", messages=said_lines(note.t, handoff))
 
 
 def _claim_button(note: Note, number: int) -> tuple[tuple[Choice, ...], ...]:
@@ -27,12 +78,11 @@ def _claim_button(note: Note, number: int) -> tuple[tuple[Choice, ...], ...]:
 async def _handoff(note: Note) -> Rendered:
     payload = note.row.payload
     handoff = await note.session.get(Handoff, int(payload["handoff"]))
-    if payload.get("again") and (handoff is None or handoff.status != RequestStatus.OPEN):
+    if handoff is None:
+        return Rendered(drop="hand-off gone")
+    if payload.get("again") and handoff.status != RequestStatus.OPEN:
         return Rendered(drop="claimed before the reminder")
-    text = note.t("staff.handoff_alert", number=payload["handoff"],
-                  channel=payload.get("channel", "-"),
-                  flow=payload.get("flow") or "-", name=payload.get("name") or "-",
-                  mobile=payload.get("mobile") or "-") + _said(note, handoff)
+    text = handoff_text(note.t, handoff, payload=payload)
     if payload.get("again"):
         text = note.t("staff.handoff_again", number=payload["handoff"],
                       minutes=payload["again"]) + _said(note, handoff)
@@ -40,13 +90,38 @@ async def _handoff(note: Note) -> Rendered:
 
 
 async def _handoff_message(note: Note) -> Rendered:
-    """What the citizen wrote, for the owner of the hand-off (in the staff group)."""
+    """What the citizen wrote, for the owner of the hand-off (in the staff group); while
+    nobody owns it, for everyone, with the claim button."""
     handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
     if handoff is None or handoff.status == RequestStatus.CLOSED:
         return Rendered(drop="hand-off closed")
+    if handoff.claimed_by is None:
+        return Rendered([Reply(note.t("staff.citizen_says_unclaimed", number=handoff.id,
+                                      text=mask_text(note.row.payload.get("text", ""))),
+                               _claim_button(note, handoff.id))])
     owner = await staff_name(note.session, handoff.claimed_by)
     return Rendered([Reply(note.t("staff.citizen_says", number=handoff.id, owner=owner,
+                                  text=mask_text(note.row.payload.get("text", ""))))])
+
+
+async def _handoff_private(note: Note) -> Rendered:
+    """What the citizen wrote, as written (a phone number to call back), to the owner alone in
+    their private chat with the bot."""
+    handoff = await note.session.get(Handoff, int(note.row.payload["handoff"]))
+    if handoff is None or handoff.status == RequestStatus.CLOSED:
+        return Rendered(drop="hand-off closed")
+    return Rendered([Reply(note.t("staff.citizen_says_private", number=handoff.id,
                                   text=note.row.payload.get("text", "")))])
+
+
+async def _handoff_withdrawn(note: Note) -> Rendered:
+    """The citizen withdrew the hand-off: nobody needs to answer it."""
+    number = note.row.payload.get("handoff", "?")
+    owner = note.row.payload.get("owner")
+    if owner:
+        return Rendered([Reply(note.t("staff.handoff_withdrawn_owned", number=number,
+                                      owner=await staff_name(note.session, owner)))])
+    return Rendered([Reply(note.t("staff.handoff_withdrawn", number=number))])
 
 
 async def _handoff_overdue(note: Note) -> Rendered:
@@ -72,7 +147,7 @@ async def _complaint_overdue(note: Note) -> Rendered:
     buttons = () if complaint.claimed_by else (
         (global_option(note.t("staff.claim"), ClaimComplaint(complaint.id)),),)
     return Rendered([Reply(note.t(key, number=complaint.id, due=note.when(due), owner=owner,
-                                  text=complaint.text or "-"), buttons)])
+                                  text=mask_text(complaint.text or "-")), buttons)])
 
 
 async def _home_visit_overdue(note: Note) -> Rendered:
@@ -96,7 +171,7 @@ async def _home_visit(note: Note) -> Rendered:
                   name=mask_name(person.name) if person else "-",
                   mobile=mask_mobile(person.mobile) if person else "-",
                   ground=note.t(f"staff.ground_{request.eligibility}"), age=request.age or "-",
-                  address=request.address, times=request.preferred_times,
+                  address=mask_text(request.address), times=mask_text(request.preferred_times),
                   due=note.when(request.due_at))
     return Rendered([Reply(text, ((
         global_option(note.t("staff.approve"), ApproveVisit(request.id)),
@@ -107,10 +182,22 @@ async def _complaint(note: Note) -> Rendered:
     complaint = await note.session.get(Complaint, int(note.row.payload["complaint"]))
     if complaint is None:
         return Rendered(drop="complaint gone")
-    text = note.t("staff.complaint_alert", number=complaint.id, text=complaint.text or "-",
-                  due=note.when(complaint.first_answer_due))
-    return Rendered([Reply(text, ((global_option(note.t("staff.claim"),
-                                                 ClaimComplaint(complaint.id)),),))])
+    return Rendered([Reply(complaint_text(note.t, note.when, complaint),
+                           ((global_option(note.t("staff.claim"), ClaimComplaint(complaint.id)),),))])
+
+
+async def _complaint_details(note: Note) -> Rendered:
+    """The text the citizen gave after opening a complaint (a low rating), for staff: the
+    complaint again with it, and its owner or a claim button."""
+    complaint = await note.session.get(Complaint, int(note.row.payload["complaint"]))
+    if complaint is None or complaint.status == RequestStatus.CLOSED:
+        return Rendered(drop="complaint gone or closed")
+    owner = await staff_name(note.session, complaint.claimed_by) if complaint.claimed_by else None
+    text = note.t("staff.complaint_details_head", number=complaint.id) + "\n" + complaint_text(
+        note.t, note.when, complaint, owner=owner)
+    buttons = () if owner is not None else (
+        (global_option(note.t("staff.claim"), ClaimComplaint(complaint.id)),),)
+    return Rendered([Reply(text, buttons)])
 
 
 async def _delivery_failed(note: Note) -> Rendered:
@@ -130,11 +217,14 @@ async def _relay_failed(note: Note) -> Rendered:
 RENDERERS: dict[str, Renderer] = {
     "handoff_alert": _handoff,
     "handoff_message": _handoff_message,
+    "handoff_private": _handoff_private,
+    "handoff_withdrawn": _handoff_withdrawn,
     "relay_failed": _relay_failed,
     "handoff_overdue": _handoff_overdue,
     "complaint_overdue": _complaint_overdue,
     "home_visit_overdue": _home_visit_overdue,
     "home_visit_alert": _home_visit,
     "complaint_alert": _complaint,
+    "complaint_details": _complaint_details,
     "delivery_failed": _delivery_failed,
 }

@@ -15,6 +15,7 @@ from handlers.staff.replies import booking_refusal
 from handlers.steps import Staff
 from storage import closures, services
 from storage.models import Service
+from storage.privacy import mask_text
 from storage.refusals import BookingRefused
 
 _WHOLE_CENTRE = {"all", "centre", "center", "全部", "全中心", "中心"}
@@ -47,7 +48,7 @@ async def closure(ctx: Ctx, args: str) -> list[Reply]:
     if period is None:
         return [ctx.reply("staff.closure_bad_period")]
     starts_at, ends_at, used = period
-    reason = " ".join(words[1 + used:]).strip()
+    reason = mask_text(" ".join(words[1 + used:]).strip())
     if ends_at <= starts_at:
         return [ctx.reply("staff.closure_backwards", start=when_text(ctx, starts_at),
                           end=when_text(ctx, ends_at))]

@@ -4,10 +4,13 @@ time, or declined with a reason). Diagram: docs/flows/handoff.mmd."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from functools import partial
 
 from handlers.context import Ctx, Event
 from handlers.core import Reply
+from handlers.notices.staff import complaint_text, handoff_text
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
 from handlers.render import when_text
 from handlers.staff.access import is_staff
@@ -32,19 +35,26 @@ def _number(args: str) -> tuple[int | None, str]:
 # --- hand-offs and complaints -------------------------------------------------------------------
 
 
-async def _claim(ctx: Ctx, model: type[Request], number: int) -> list[Reply]:
-    """Claim a hand-off or a complaint for the staff member (the first claim wins)."""
+async def _claim(ctx: Ctx, model: type[Request], number: int, *,
+                 pressed: bool = False) -> list[Reply]:
+    """Claim a hand-off or a complaint for the staff member (the first claim wins).
+
+    From the alert's button, a claim turns the alert into the claimed alert (everything it
+    said, and who owns it now, without the button); a late press answers the presser alone
+    and leaves the alert as it is for everyone.
+    """
     try:
         claimed = await handoffs.claim(ctx.session, ctx.now, model, number, actor=ctx.actor,
                                        name=ctx.incoming.user_name)
     except StaffRefused as refused:
-        return [request_refusal(ctx, refused, _KIND[model])]
-    owner = ctx.incoming.user_name or ctx.actor
+        answer = request_refusal(ctx, refused, _KIND[model])
+        return [dataclasses.replace(answer, toast=True) if pressed else answer]
+    owner = await handoffs.staff_name(ctx.session, claimed.claimed_by)
     if isinstance(claimed, Complaint):
-        return [ctx.reply("staff.complaint_claimed", number=number, owner=owner)]
-    said = claimed.context.get("messages") or []
-    return [ctx.reply("staff.claimed", number=number, owner=owner,
-                      messages="\n".join(f"» {m}" for m in said) or ctx.t("staff.no_messages"))]
+        text = complaint_text(ctx.t, partial(when_text, ctx), claimed, owner=owner)
+    else:
+        text = handoff_text(ctx.t, claimed, owner=owner)
+    return [Reply(text, edit=pressed)]
 
 
 async def claim(ctx: Ctx, args: str) -> list[Reply]:
@@ -66,8 +76,8 @@ async def claim_complaint(ctx: Ctx, args: str) -> list[Reply]:
 async def claim_button(ctx: Ctx, payload: ClaimHandoff | ClaimComplaint) -> list[Reply]:
     """The claim button on an alert."""
     if isinstance(payload, ClaimHandoff):
-        return await _claim(ctx, Handoff, payload.handoff)
-    return await _claim(ctx, Complaint, payload.complaint)
+        return await _claim(ctx, Handoff, payload.handoff, pressed=True)
+    return await _claim(ctx, Complaint, payload.complaint, pressed=True)
 
 
 async def _reply(ctx: Ctx, number: int, text: str) -> list[Reply]:
