@@ -484,8 +484,14 @@ async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
     values["code"] = booking_details.get("code", "")
     values["limit"] = booking_details.get("limit", "")
     values["strikes"] = booking_details.get("strikes", "")
+    key = f"refusal.{reason.value}"
+    if reason == Refusal.DUPLICATE and (not values["code"] or await appointment_for(
+            ctx.session, account_id=ctx.identity.id, code=values["code"]) is None):
+        # The person's other booking was made by another account or at the window: its code
+        # is not this account's to see.
+        key = "refusal.duplicate_elsewhere"
     ctx.end()
-    return [ctx.reply(f"refusal.{reason.value}", **values), main_menu(ctx)]
+    return [ctx.reply(key, **values), main_menu(ctx)]
 
 
 # --- buttons in notifications -------------------------------------------------------------------
