@@ -46,7 +46,8 @@ CITIZEN_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "citizen") f
 STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for name in (
     "today", "find", "checkin", "done", "noshow", "undo", "book", "closure", "blocks", "unblock",
     "claim", "reply", "close", "open", "claimc", "answer", "resolve", "approve", "decline",
-    "walkin", "staffhelp",
+    "walkin", "staffhelp", "case", "cases", "ready", "collected", "extend", "resubmit", "correct",
+    "refuse", "partdone", "expect", "opencase",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

@@ -1,0 +1,220 @@
+"""Cases (办件) in the chat: staff open one after /done and move it on with commands from the
+staff group; the citizen follows it (办件进度) and hears about every step through the outbox;
+supervisors decide extensions with a button; the scheduler reminds and escalates; the 回访 can
+open a complaint. Time moves through the injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import select
+
+from bot.dispatch import Dispatcher
+from handlers.engine import Assistant
+from storage import booking
+from storage.models import Appointment, Case, CaseState, Channel, Service
+from storage.settings import Settings
+from tests.helpers import account, local, person, slots_of, valid_id
+from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_settings
+
+ID_A = valid_id("11010519491231002")
+ID_B = valid_id("11010519800101003")
+MONDAY = dt.date(2026, 11, 23)
+_NUMBER = re.compile(r"(\d{4} \d{4})")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return staff_settings()
+
+
+@pytest.fixture
+def group() -> Recorder:
+    return Recorder("staff")
+
+
+@pytest.fixture
+def citizens() -> Recorder:
+    return Recorder("telegram")
+
+
+@pytest.fixture
+def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
+               citizens: Recorder) -> Dispatcher:
+    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
+                      clock=assistant.clock, senders={"telegram": citizens}, staff_senders=[group])
+
+
+@pytest.fixture
+def wang(assistant: Assistant) -> Staff:
+    return Staff(assistant, STAFF_A, "王芳")
+
+
+@pytest.fixture
+def boss(assistant: Assistant) -> Staff:
+    """The supervisor, in a private chat with the bot (where extension requests reach them)."""
+    return Staff(assistant, SUPERVISOR, "李主任", chat=SUPERVISOR)
+
+
+async def book(assistant: Assistant, service: str, *, user: str = "51", index: int = 0,
+               name: str = "张三", mobile: str = "13812345678", id_number: str = ID_A,
+               day: dt.date = MONDAY) -> Appointment:
+    """A booking for today made before the test starts, by the citizen's chat account."""
+    async with assistant.database.session() as session:
+        services = {s.code: s for s in (await session.scalars(select(Service))).all()}
+        now = assistant.clock.now()
+        slot = (await slots_of(session, assistant.centre, services[service], now, day))[index]
+        citizen = await person(session, assistant.centre, now, name=name, mobile=mobile,
+                               id_number=id_number)
+        identity = await account(session, now, user=user, person_id=citizen.id)
+        return await booking.book(session, assistant.centre, now, person_id=citizen.id,
+                                  slot_id=slot.id, identity_id=identity.id,
+                                  channel=Channel.TELEGRAM, made_by=f"telegram:{user}",
+                                  offline=True, confirm=False)
+
+
+async def served(wang: Staff, appointment: Appointment) -> str:
+    """Check the citizen in and mark them served: the kind buttons follow."""
+    await wang.command("checkin", appointment.code)
+    return await wang.command("done", appointment.code)
+
+
+def number_in(text: str) -> str:
+    found = _NUMBER.search(text)
+    assert found, text
+    return found.group(1)
+
+
+async def case_row(assistant: Assistant, number: str) -> Case:
+    async with assistant.database.read() as session:
+        case = await session.scalar(select(Case).where(Case.number == number.replace(" ", "")))
+        assert case is not None
+        return case
+
+
+# --- staff: opening and moving a case -----------------------------------------------------------
+
+
+async def test_done_offers_the_six_kinds_and_a_promised_case_runs_to_collection(
+        assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    done = await served(wang, appointment)
+    assert "已办结" in done and "请选择办件类型（默认：承诺件）" in done
+    assert wang.labels == ["即办件", "承诺件", "补办件", "退回件", "联办件", "上报件", "不立案"]
+    opened = await wang.press_label("承诺件")
+    assert "已立案" in opened and "承诺11月30日 周一前办结" in opened   # 5 working days
+    number = number_in(opened)
+    shown = await wang.command("case", number)
+    assert f"【办件 {number}】户口迁移" in shown and "状态：已受理" in shown
+    assert "承诺办结：11月30日 周一" in shown and "受理 王芳" in shown
+    assert number in await wang.command("cases")
+    assert "已办结" in await wang.command("ready", number.replace(" ", ""))
+    assert "已领取并结案" in await wang.command("collected", number)
+    assert "不能“领取”" in await wang.command("collected", number)            # twice
+    assert (await case_row(assistant, number)).state == CaseState.CLOSED
+    assert "没有未办结的办件" in await wang.command("cases")
+    # The booking has its case: /done again or /opencase does not open a second one.
+    assert "已经立案" in await wang.command("opencase", appointment.code)
+
+
+async def test_no_case_and_bad_numbers(assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    assert "未立案" in await wang.press_label("不立案")
+    assert "用法" in await wang.command("case")
+    assert "有误" in await wang.command("case", "1234 5678")               # check digit
+    assert "没有办件编号为 12345670" not in await wang.command("case", "1234 5678")
+    assert "用法" in await wang.command("extend", "1234 5678 abc")
+    assert "请选择办件类型" in await wang.command("opencase", appointment.code)
+
+
+async def test_correction_picks_materials_as_toggles_and_stops_the_clock(
+        assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    menu = await wang.press_label("补办件")
+    assert "请点选缺少的材料" in menu and "☐ 居民户口簿" in wang.labels
+    await wang.press_label("居民身份证")
+    await wang.press_label("迁入地证明材料")
+    await wang.press_label("☑ 居民身份证")                                    # off again
+    await wang.say("请带户主签字的同意书")
+    picked = wang.text
+    assert "已选：迁入地证明材料" in picked and "说明：请带户主签字的同意书" in picked
+    opened = await wang.press_label("完成")
+    assert "已一次性告知市民补正材料" in opened and "补正期限12月7日 周一" in opened
+    number = number_in(opened)
+    case = await case_row(assistant, number)
+    assert case.state == CaseState.CORRECTION and case.paused_on == MONDAY
+    assert "补正中" in await wang.command("case", number)
+    # Materials back on Thursday: three working days were spent waiting.
+    assistant.clock.set(local(2026, 11, 26, 10))
+    back = await wang.command("resubmit", number)
+    assert "时限顺延3个工作日" in back and "12月3日 周四" in back
+
+
+async def test_returned_needs_reason_and_basis(assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    assert "请回复不予受理的理由" in await wang.press_label("退回件")
+    asked = await wang.say("不属于本镇户籍")
+    assert "法律依据" in asked and any("户口登记条例" in label for label in wang.labels)
+    refused = await wang.press_label("依据")
+    assert "已退回" in refused
+    assert (await case_row(assistant, number_in(refused))).state == CaseState.REFUSED
+
+
+async def test_joint_case_waits_for_each_department(assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    assert "协办部门" in await wang.press_label("联办件")
+    assert "没看懂" in await wang.say("只有公安局")
+    opened = await wang.say("公安局 3、民政局 7")
+    assert "联办件" in opened and "12月2日 周三" in opened                    # the slower one
+    number = number_in(opened)
+    assert "还有部门未办完：公安局、民政局" in await wang.command("ready", number)
+    assert "公安局 已办完" in await wang.command("partdone", f"{number} 公安局")
+    await wang.command("partdone", f"{number} 民政局")
+    assert "已办结" in await wang.command("ready", number)
+
+
+async def test_extension_approved_and_refused_by_a_supervisor(
+        assistant: Assistant, wang: Staff, boss: Staff, dispatcher: Dispatcher,
+        citizens: Recorder) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    asked = await wang.command("extend", f"{number} 3 需外省公安协查")
+    assert "等待负责人审批" in asked
+    assert "已有一个待审批的延期申请" in await wang.command("extend", f"{number} 2 再等等")
+    await dispatcher.drain()
+    alert = [d for d in citizens.sent if d.chat_id == str(SUPERVISOR)]
+    assert alert and "延期申请" in alert[-1].text and "需外省公安协查" in alert[-1].text
+    approve = next(t for t in alert[-1].tokens if t.startswith("g:cextok:"))
+    refuse = next(t for t in alert[-1].tokens if t.startswith("g:cextno:"))
+    # Not a supervisor: refused; the supervisor: approved, once.
+    assert "只有负责人" in await wang.press(approve)
+    approved = await boss.press(approve)
+    assert "已同意延期" in approved and "12月3日 周四" in approved
+    assert "已经处理过了" in await boss.press(refuse)
+    citizens.take()
+    await dispatcher.drain()
+    told = [d.text for d in citizens.sent if d.chat_id == "51"]
+    assert any("延期告知" in t and "需外省公安协查" in t and "12月3日 周四" in t for t in told)
+    # A second request, refused: the due date stays.
+    await wang.command("extend", f"{number} 2 材料复核")
+    await dispatcher.drain()
+    second = [d for d in citizens.sent if d.chat_id == str(SUPERVISOR)][-1]
+    assert "不同意延期申请" in await boss.press(
+        next(t for t in second.tokens if t.startswith("g:cextno:")))
+    assert (await case_row(assistant, number)).due_on == dt.date(2026, 12, 3)
+
+
+async def test_only_staff_move_cases(assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    stranger = Staff(assistant, STAFF_B + 77, "路人", chat=STAFF_B + 77)
+    assert "仅供窗口工作人员使用" in await stranger.command("ready", number)
+    assert (await case_row(assistant, number)).state == CaseState.ACCEPTED
