@@ -14,8 +14,9 @@ from sqlalchemy import select
 from bot.dispatch import Dispatcher
 from handlers.engine import Assistant
 from storage import booking
-from storage.models import Appointment, Case, CaseState, Channel, Service
+from storage.models import Appointment, Case, CaseState, Channel, Complaint, Service
 from storage.settings import Settings
+from tests.dialog import Dialog
 from tests.helpers import account, local, person, slots_of, valid_id
 from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_settings
 
@@ -218,3 +219,134 @@ async def test_only_staff_move_cases(assistant: Assistant, wang: Staff) -> None:
     stranger = Staff(assistant, STAFF_B + 77, "路人", chat=STAFF_B + 77)
     assert "仅供窗口工作人员使用" in await stranger.command("ready", number)
     assert (await case_row(assistant, number)).state == CaseState.ACCEPTED
+
+
+# --- the citizen: notices, 办件进度, 回访 --------------------------------------------------------
+
+
+def told(citizens: Recorder, user: str = "51") -> list[str]:
+    return [d.text for d in citizens.sent if d.chat_id == user]
+
+
+async def test_a_promised_case_from_the_window_to_the_citizens_chat(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder,
+        group: Recorder) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    await dispatcher.drain()
+    receipt = next(t for t in told(citizens) if "受理回执" in t)
+    assert number in receipt and "11月30日 周一前办结" in receipt and "5个工作日" in receipt
+    assert "一楼 公安综合窗口 4号" in receipt
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.say("进度")
+    assert f"【{number}】户口迁移" in citizen.text
+    assert "已受理，承诺11月30日 周一前办结" in citizen.text
+    await citizen.press("办件进度")                                        # the main menu's entry
+    assert number in citizen.text
+    await citizen.say(number.replace(" ", "-"))                            # typed as a number
+    assert "已受理，承诺11月30日 周一前办结" in citizen.text
+    # 办结 on Thursday: where, when, what to bring; then collected and closed.
+    assistant.clock.set(local(2026, 11, 26, 15))
+    await wang.command("ready", number)
+    await dispatcher.drain()
+    ready = next(t for t in told(citizens) if "办结通知" in t)
+    assert "领取地点：一楼 公安综合窗口 4号" in ready and "周五下午不办理" in ready
+    assert "受理回执和居民户口簿" in ready
+    await citizen.say("进度")
+    assert "已办结，请到一楼 公安综合窗口 4号领取" in citizen.text
+    await wang.command("collected", number)
+    await citizen.say("查询")
+    assert "已办结（11月26日 周四）" in citizen.text and "已领取" in citizen.text
+
+
+async def test_a_citizen_cannot_see_another_accounts_case(
+        assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    await book(assistant, "id_card", user="52", name="李四", mobile="13900001111", id_number=ID_B)
+    other = Dialog(assistant, user="52", channel="telegram")
+    await other.say(number)
+    assert f"没有找到办件编号为 {number} 的办件" in other.text and "户口迁移" not in other.text
+    await other.say("进度")
+    assert "还没有办件" in other.text and number not in other.text
+    # A number that exists nowhere reads the same; a typo is told apart by its check digit.
+    digits = number.replace(" ", "")
+    wrong = digits[:-1] + str((int(digits[-1]) + 1) % 10)
+    await other.say(wrong)
+    assert "有误" in other.text
+    await other.command("progress", number)
+    assert "没有找到办件编号为" in other.text
+
+
+async def test_correction_notice_lists_exactly_what_to_bring_with_a_booking_button(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    await wang.press_label("补办件")
+    await wang.press_label("迁入地证明材料")
+    await wang.press_label("准予迁入证明")
+    number = number_in(await wang.press_label("完成"))
+    await dispatcher.drain()
+    notice = next(d for d in citizens.sent if d.kind == "case_correction")
+    assert "一次性补正告知" in notice.text and number in notice.text
+    assert "1. 迁入地证明材料" in notice.text and "2. 准予迁入证明" in notice.text
+    assert "居民户口簿" not in notice.text and "12月7日 周一前" in notice.text
+    assert any(t.startswith("g:rebook:") for t in notice.tokens)           # book a 补办 slot
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.say("进度")
+    assert "待补正材料，请在12月7日 周一前补齐" in citizen.text
+    await citizen.send(choice=next(t for t in notice.tokens if t.startswith("g:rebook:")))
+    assert "户口迁移" in citizen.text                                      # booking that service
+    assistant.clock.set(local(2026, 11, 25, 10))
+    await wang.command("resubmit", number)
+    await dispatcher.drain()
+    back = next(d.text for d in citizens.sent if d.kind == "case_resubmitted")
+    assert "2个工作日不计入时限" in back and "12月2日 周三" in back
+
+
+async def test_refusal_tells_reason_basis_and_how_to_appeal(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    await wang.press_label("退回件")
+    await wang.say("申请人不属于本镇户籍")
+    await wang.say("《户口登记条例》第十条")
+    await dispatcher.drain()
+    refusal = next(d.text for d in citizens.sent if d.kind == "case_refused")
+    assert "不予受理" in refusal and "理由：申请人不属于本镇户籍" in refusal
+    assert "依据：《户口登记条例》第十条" in refusal and "行政复议" in refusal
+    assert "行政诉讼" in refusal
+
+
+async def test_followup_unsatisfied_opens_a_complaint_once(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder) -> None:
+    from storage.case_jobs import request_followups
+
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("即办件"))
+    assert "即办件已办结" in wang.text
+    assistant.clock.set(local(2026, 11, 24, 9, 5))                        # a working day later
+    async with assistant.database.session() as session:
+        assert await request_followups(session, assistant.centre, assistant.clock.now()) == 1
+    await dispatcher.drain()
+    ask = next(d for d in citizens.sent if d.kind == "case_followup")
+    assert "回访" in ask.text and number in ask.text and len(ask.tokens) == 5
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    unsatisfied = next(t for t in ask.tokens if t.endswith(":2"))
+    await citizen.send(choice=unsatisfied)
+    assert "已转为投诉" in citizen.text
+    await citizen.say("等了很久，电话 13812345678 没人接")
+    assert "已收到您的意见" in citizen.text
+    await citizen.send(choice=ask.tokens[0])
+    assert "已经评价过这个办件" in citizen.text
+    stranger = Dialog(assistant, user="52", channel="telegram")
+    await stranger.send(choice=ask.tokens[0])
+    assert "不是您的" in stranger.text
+    async with assistant.database.read() as session:
+        complaints = (await session.scalars(select(Complaint))).all()
+        case = await session.scalar(select(Case).where(Case.number == number.replace(" ", "")))
+    assert len(complaints) == 1 and case is not None and case.complaint_id == complaints[0].id
+    assert case.followup_level == 2 and "138****5678" in (complaints[0].text or "")

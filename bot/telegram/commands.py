@@ -40,7 +40,7 @@ class CommandSpec:
 
 
 CITIZEN_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "citizen") for name in (
-    "start", "book", "my", "guide", "human", "lang", "help", "cancel",
+    "start", "book", "my", "progress", "guide", "human", "lang", "help", "cancel",
 ))
 
 STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for name in (
