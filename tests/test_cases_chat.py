@@ -350,3 +350,76 @@ async def test_followup_unsatisfied_opens_a_complaint_once(
         case = await session.scalar(select(Case).where(Case.number == number.replace(" ", "")))
     assert len(complaints) == 1 and case is not None and case.complaint_id == complaints[0].id
     assert case.followup_level == 2 and "138****5678" in (complaints[0].text or "")
+
+
+# --- the scheduler: 限时办结 ---------------------------------------------------------------------
+
+
+async def test_owner_reminded_the_day_before_and_overdue_escalated_exactly_once(
+        assistant: Assistant, settings: Settings, wang: Staff, dispatcher: Dispatcher,
+        citizens: Recorder, group: Recorder) -> None:
+    from bot.scheduler import Jobs
+    from bot.wiring import App
+
+    jobs = Jobs(App(settings=settings, database=assistant.database, centre=assistant.centre,
+                    clock=assistant.clock), dispatcher)
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))                # due Mon 30 Nov
+    assistant.clock.set(local(2026, 11, 27, 8, 55))
+    await jobs.sweep()
+    await jobs.dispatch()
+    assert not [d for d in citizens.sent if d.kind == "case_due_soon"]
+    assistant.clock.set(local(2026, 11, 27, 9, 0))                         # a working day before
+    await jobs.sweep()
+    await jobs.sweep()
+    await jobs.dispatch()
+    reminders = [d for d in citizens.sent if d.kind == "case_due_soon"]
+    assert len(reminders) == 1 and reminders[0].chat_id == str(STAFF_A)
+    assert "到期提醒" in reminders[0].text and number in reminders[0].text
+    assert "11月30日 周一" in reminders[0].text
+    assistant.clock.set(local(2026, 11, 30, 16, 59))
+    await jobs.sweep()
+    await jobs.dispatch()
+    assert not [d for d in citizens.sent if d.kind == "case_overdue"]
+    for minute in (0, 1, 30):                                              # 17:00 and after
+        assistant.clock.set(local(2026, 11, 30, 17, minute))
+        await jobs.sweep()
+    assistant.clock.set(local(2026, 12, 1, 9, 0))
+    await jobs.sweep()
+    await jobs.dispatch()
+    escalated = [d for d in citizens.sent if d.kind == "case_overdue"]
+    assert len(escalated) == 1 and escalated[0].chat_id == str(SUPERVISOR)
+    assert "超期督办" in escalated[0].text and "负责人：王芳" in escalated[0].text
+    assert "⚠" in await wang.command("cases")
+    await jobs.digest()
+    await jobs.dispatch()
+    digest = group.of_kind("staff_digest")
+    assert len(digest) == 1 and "超期未办结的办件（1 件）" in digest[0].text
+    assert number in digest[0].text and "承诺11月30日 周一" in digest[0].text
+    await jobs.digest()
+    await jobs.dispatch()
+    assert len(group.of_kind("staff_digest")) == 1                          # once a day
+
+
+async def test_an_uncollected_result_is_reminded_once(
+        assistant: Assistant, settings: Settings, wang: Staff, dispatcher: Dispatcher,
+        citizens: Recorder) -> None:
+    from bot.scheduler import Jobs
+    from bot.wiring import App
+
+    jobs = Jobs(App(settings=settings, database=assistant.database, centre=assistant.centre,
+                    clock=assistant.clock), dispatcher)
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    await wang.command("ready", f"{number} 二楼 综合出件窗口 | 每天 9:00-11:00")
+    for day in (24, 25, 26, 27, 30):                                       # five working days on
+        assistant.clock.set(local(2026, 11, day, 9, 5))
+        await jobs.sweep()
+    assistant.clock.set(local(2026, 12, 1, 9, 5))
+    await jobs.sweep()
+    await jobs.dispatch()
+    reminders = [d.text for d in citizens.sent if d.kind == "case_uncollected"]
+    assert len(reminders) == 1 and "领取提醒" in reminders[0]
+    assert "二楼 综合出件窗口" in reminders[0] and "每天 9:00-11:00" in reminders[0]
