@@ -48,6 +48,11 @@ def _common(note: Note) -> dict[str, str]:
             "due": _day(note, payload.get("due_on"))}
 
 
+def _contact(note: Note) -> str:
+    phone = note.row.payload.get("phone")
+    return note.t("case_notice.contact", phone=phone) if phone else ""
+
+
 def _fields(note: Note, summary: str, place: Any = None) -> dict[str, str]:
     """WeChat template values: service, when (the date in force), place, code (the case
     number), summary (a short line), number and due."""
@@ -69,18 +74,19 @@ async def _accepted(note: Note) -> Rendered:
             if payload.get("expected_on") else note.t("case_notice.expected_unknown")
         text = note.t("case_notice.accepted_reported", service=common["service"],
                       number=common["number"], expected=expected, place=_text(note, place),
-                      phone=payload.get("phone") or "-")
+                      contact=_contact(note))
     else:
         text = note.t("case_notice.accepted", service=common["service"], number=common["number"],
                       kind=common["kind"], days=payload.get("committed_days", "-"),
                       due=common["due"], place=_text(note, place),
-                      phone=payload.get("phone") or "-")
+                      contact=_contact(note))
         if payload.get("parts"):
             text += "\n" + note.t("case_notice.accepted_parts") + "".join(
                 "\n" + note.t("case_notice.part_line", name=part["name"],
                               due=_day(note, part["due_on"])) for part in payload["parts"])
-    return Rendered([Reply(text)], fields=_fields(
-        note, note.t("case_notice.summary_accepted", due=common["due"]), place))
+    summary = note.t("case_notice.summary_accepted", due=common["due"]) if payload.get("due_on") \
+        else note.t("case.event.accept")
+    return Rendered([Reply(text)], fields=_fields(note, summary, place))
 
 
 async def _correction(note: Note) -> Rendered:
@@ -92,7 +98,7 @@ async def _correction(note: Note) -> Rendered:
     deadline = _day(note, payload.get("deadline"))
     text = note.t("case_notice.correction", service=common["service"], number=common["number"],
                   items="\n".join(lines), deadline=deadline, place=_text(note, payload.get("place")),
-                  phone=payload.get("phone") or "-")
+                  contact=_contact(note))
     buttons: tuple[tuple[Any, ...], ...] = ()
     service = await _service(note)
     if service is not None and service.active:
@@ -118,7 +124,7 @@ async def _refused(note: Note) -> Rendered:
     payload, common = note.row.payload, _common(note)
     text = note.t("case_notice.refused", service=common["service"], number=common["number"],
                   reason=payload.get("reason") or "-", basis=payload.get("legal_basis") or "-",
-                  phone=payload.get("phone") or "-")
+                  contact=_contact(note))
     return Rendered([Reply(text)], fields=_fields(note, note.t("case_notice.summary_refused")))
 
 
@@ -246,7 +252,8 @@ async def _extension_decided(note: Note) -> Rendered:
     else:
         text = note.t("case_staff.extension_decided_no", extension=payload["extension"],
                       number=common["number"], by=by, due=common["due"],
-                      note=f"{payload['note']} " if payload.get("note") else "")
+                      note=note.t("case_staff.decision_note", note=payload["note"])
+                      if payload.get("note") else "")
     return Rendered([Reply(text)])
 
 
