@@ -5,7 +5,9 @@ open a complaint. Time moves through the injected clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import io
 import re
 
 import pytest
@@ -14,6 +16,9 @@ from sqlalchemy import select
 from bot.dispatch import Dispatcher
 from handlers.engine import Assistant
 from storage import booking
+from storage.centre import Centre
+from storage.clock import ManualClock
+from storage.db import Database
 from storage.models import Appointment, Case, CaseState, Channel, Complaint, Service
 from storage.settings import Settings
 from tests.dialog import Dialog
@@ -26,9 +31,14 @@ MONDAY = dt.date(2026, 11, 23)
 _NUMBER = re.compile(r"(\d{4} \d{4})")
 
 
+MANAGER = 7100000001
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return staff_settings()
+    base = staff_settings()
+    return dataclasses.replace(base, access=dataclasses.replace(
+        base.access, managers=(f"telegram:{MANAGER}",)))
 
 
 @pytest.fixture
@@ -423,3 +433,54 @@ async def test_an_uncollected_result_is_reminded_once(
     reminders = [d.text for d in citizens.sent if d.kind == "case_uncollected"]
     assert len(reminders) == 1 and "领取提醒" in reminders[0]
     assert "二楼 综合出件窗口" in reminders[0] and "每天 9:00-11:00" in reminders[0]
+
+
+# --- managers -----------------------------------------------------------------------------------
+
+
+async def test_stats_and_export_count_cases_by_kind_and_time_limit(
+        database: Database, clock: ManualClock, centre: Centre, settings: Settings) -> None:
+    from openpyxl import load_workbook
+
+    from bot.reports import FileReports
+    from tests.helpers import load_demo
+
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings,
+                          reports=FileReports())
+    wang = Staff(assistant, STAFF_A, "王芳")
+    for index, kind in enumerate(("承诺件", "承诺件", "即办件")):
+        appointment = await book(assistant, "hukou_transfer", user=f"6{index}", index=index,
+                                 name="张三", id_number=ID_A)
+        await served(wang, appointment)
+        await wang.press_label(kind)
+    promised = [line.case.number for line in await _open_lines(assistant)]
+    clock.set(local(2026, 11, 26, 10))
+    await wang.command("ready", promised[0])                               # on time
+    await wang.command("extend", f"{promised[1]} 2 外省协查")
+    clock.set(local(2026, 12, 1, 10))                                      # the other is overdue
+    manager = Staff(assistant, MANAGER, "经理", chat=MANAGER)
+    shown = await manager.command("stats", "2026-11-01..2026-11-30")
+    assert "办件 3：即办 1 · 承诺 2 · 补办 0 · 退回 0" in shown
+    assert "办结 1，按时率 100.0%" in shown and "当前超期 1" in shown
+    assert "延期 申请 1 · 同意 0" in shown
+    await manager.command("export", "2026-11-01..2026-11-30")
+    book_file = next(r.attachment for r in manager.last if r.attachment and
+                     r.attachment.filename.endswith(".xlsx"))
+    sheet = load_workbook(io.BytesIO(book_file.content))["办件"]
+    rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert rows[1][:4] == ["事项编码", "事项", "办件数", "即办件"]
+    assert rows[2][1] == "合计" and rows[2][2] == 3 and rows[3][0] == "hukou_transfer"
+    csv_file = next(r.attachment for r in manager.last if r.attachment and
+                    r.attachment.filename.endswith(".csv"))
+    assert "按时率" in csv_file.content.decode("utf-8-sig")
+
+
+async def _open_lines(assistant: Assistant) -> list:  # type: ignore[type-arg]
+    from storage import cases
+
+    async with assistant.database.read() as session:
+        return [line for line in await cases.open_cases(session, assistant.centre,
+                                                        assistant.clock.now())
+                if line.case.kind.value == "promised"]
