@@ -179,7 +179,11 @@ async def rate(ctx: Ctx, payload: RateCase) -> list[Reply]:
 
 
 async def comment(ctx: Ctx, event: Event) -> list[Reply]:
-    """Keep the citizen's words with their 回访 answer (and its complaint)."""
+    """Keep the citizen's words with their 回访 answer (and its complaint); asking for the
+    progress instead ("进度", a case number) is answered, not kept as a comment."""
+    if event.is_text and (is_progress_request(event.value) or is_case_number(event.value)):
+        ctx.end()
+        return await progress(ctx, "" if is_progress_request(event.value) else event.value)
     if event.is_text and event.value.strip():
         await cases.add_followup_comment(ctx.session, int(ctx.data["case"]),
                                          identity_id=ctx.identity.id, comment=event.value)
