@@ -484,3 +484,26 @@ async def _open_lines(assistant: Assistant) -> list:  # type: ignore[type-arg]
         return [line for line in await cases.open_cases(session, assistant.centre,
                                                         assistant.clock.now())
                 if line.case.kind.value == "promised"]
+
+
+async def test_refuse_and_correct_say_at_once_when_the_state_does_not_allow(
+        assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("即办件"))                  # closed at once
+    assert "当前状态为“已办结”，不能“不予受理”" in await wang.command("refuse", number)
+    assert "不能“补正告知”" in await wang.command("correct", number)
+
+
+async def test_progress_in_english(assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    citizen = Dialog(assistant, user="51", channel="telegram", locale="en")
+    await citizen.command("lang", "en")
+    await citizen.say("progress")
+    assert f"[{number}] Household registration transfer" in citizen.text
+    assert "accepted, promised by Mon 30 Nov" in citizen.text
+    assert "My cases" in citizen.labels
+    await citizen.say("9999 9999")
+    assert "not right" in citizen.text or "No case" in citizen.text

@@ -30,7 +30,7 @@ from handlers.staff.replies import booking_refusal
 from handlers.steps import StaffCase, StepName
 from storage import cases
 from storage.booking import appointment_by_code
-from storage.case_rules import format_case_number
+from storage.case_rules import CLOCK_RUNNING, OPEN_STATES, CaseAction, format_case_number
 from storage.cases import CaseRefusal, CaseRefused, CaseView, PartSpec
 from storage.catalog import ServiceDef
 from storage.handoffs import remember_staff_name, staff_name
@@ -485,6 +485,13 @@ async def resubmitted(ctx: Ctx, args: str) -> list[Reply]:
                       paused=last.get("paused_days", paused), due=day_text(ctx, case.due_on))]
 
 
+def _may(case: Case, states: frozenset[CaseState], action: CaseAction) -> None:
+    """Refuse at once what the case's state will not allow, before asking staff for more."""
+    if case.state not in states:
+        raise CaseRefused(CaseRefusal.NOT_ALLOWED, number=case.number, state=case.state,
+                          action=action.value)
+
+
 async def correct(ctx: Ctx, args: str) -> list[Reply]:
     """Tell the citizen, once and in writing, what a running case lacks: /correct N."""
     number, _ = split_number(args)
@@ -492,6 +499,7 @@ async def correct(ctx: Ctx, args: str) -> list[Reply]:
         return [ctx.reply("case_staff.usage_correct")]
     try:
         case = await cases.find_case(ctx.session, number)
+        _may(case, CLOCK_RUNNING, CaseAction.CORRECTION)
     except CaseRefused as refused:
         return [refusal(ctx, refused)]
     ctx.goto(StaffCase.MISSING, number=case.number, missing=[], note="")
@@ -505,6 +513,7 @@ async def refuse_case(ctx: Ctx, args: str) -> list[Reply]:
         return [ctx.reply("case_staff.usage_refuse")]
     try:
         case = await cases.find_case(ctx.session, number)
+        _may(case, OPEN_STATES, CaseAction.REFUSE)
     except CaseRefused as refused:
         return [refusal(ctx, refused)]
     if words:
