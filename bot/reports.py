@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from storage.case_stats import CaseReport
+from storage.case_stats import CaseReport, WeekPoint
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
 from storage.stats.series import DayPoint
@@ -22,6 +22,11 @@ class FileReports:
         from bot.charts import render_chart
 
         return render_chart(series, title, locale)
+
+    def on_time_chart(self, weeks: Sequence[WeekPoint], title: str, locale: str) -> bytes:
+        from bot.charts import render_on_time_chart
+
+        return render_on_time_chart(weeks, title, locale)
 
     def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
             cases: CaseReport | None = None) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from storage.case_stats import CaseReport
+from storage.case_stats import CaseReport, WeekPoint
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
 from storage.stats.series import DayPoint
@@ -141,6 +141,8 @@ class Reports(Protocol):
     to the assistant, so handlers/ stays free of those libraries."""
 
     def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes: ...
+
+    def on_time_chart(self, weeks: Sequence[WeekPoint], title: str, locale: str) -> bytes: ...
 
     def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
             cases: CaseReport | None = None) -> bytes: ...

@@ -15,7 +15,7 @@ from handlers.context import Ctx
 from handlers.core import Attachment, Reply
 from handlers.flow import Flow
 from handlers.i18n import Speaker, format_day
-from storage.case_stats import CaseFigures, CaseReport, case_report
+from storage.case_stats import CaseFigures, CaseReport, case_report, weekly_on_time
 from storage.stats.exports import appointment_rows
 from storage.stats.figures import Figures, figures
 from storage.stats.periods import Period, Scope, StatsError, parse_period, resolve_scope
@@ -63,8 +63,17 @@ async def stats(ctx: Ctx, args: str) -> list[Reply]:
         return [ctx.reply("stats.no_files")]
     series = await daily_series(ctx.session, ctx.centre, period, scope)
     title = ctx.t("stats.chart_title", period=_period_text(ctx, period), scope=_scope_text(ctx, scope))
-    return [Reply(title, attachment=Attachment(
+    charts = [Reply(title, attachment=Attachment(
         f"yuyue-{period.first.isoformat()}.png", reports.chart(series, title, ctx.locale), "image/png"))]
+    weeks = await weekly_on_time(ctx.session, period.first, period.last,
+                                 service_ids=scope.service_ids if scope is not None else None)
+    if any(week.completed for week in weeks):
+        title = ctx.t("stats.cases_chart_title", period=_period_text(ctx, period),
+                      scope=_scope_text(ctx, scope))
+        charts.append(Reply(title, attachment=Attachment(
+            f"yuyue-cases-{period.first.isoformat()}.png",
+            reports.on_time_chart(weeks, title, ctx.locale), "image/png")))
+    return charts
 
 
 async def export(ctx: Ctx, args: str) -> list[Reply]:

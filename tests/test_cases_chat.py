@@ -475,6 +475,10 @@ async def test_stats_and_export_count_cases_by_kind_and_time_limit(
     csv_file = next(r.attachment for r in manager.last if r.attachment and
                     r.attachment.filename.endswith(".csv"))
     assert "按时率" in csv_file.content.decode("utf-8-sig")
+    await manager.command("stats", "chart 2026-11-01..2026-11-30")
+    charts = [r for r in manager.last if r.attachment is not None]
+    assert len(charts) == 2 and "每周办件按时率" in charts[1].text
+    assert charts[1].attachment is not None and charts[1].attachment.content[:4] == b"\x89PNG"
 
 
 async def _open_lines(assistant: Assistant) -> list:  # type: ignore[type-arg]
