@@ -101,3 +101,44 @@ async def test_every_case_notice_renders_in_both_languages(database: Database,
     missing = {(kind, locale) for kind in CITIZEN_KINDS | STAFF_KINDS
                for locale in ("zh-CN", "en")} - set(rendered)
     assert not missing, sorted(missing)
+
+
+async def test_outside_the_48_hours_a_case_notice_is_a_template_message_as_documented(
+        database: Database, clock: ManualClock, http: object) -> None:
+    from bot.dispatch import Dispatcher
+    from bot.wechat.sender import WechatSender
+    from storage.settings import WechatSettings
+    from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
+    from tests.helpers import account
+
+    world = await case_world(database, clock)
+    async with database.session() as session:
+        follower = await account(session, clock.now() - dt.timedelta(hours=49),
+                                 user="oCase-openid", channel="wechat", person_id=world.person_id)
+        follower.last_inbound_at = clock.now() - dt.timedelta(hours=49)
+        follower_id = follower.id
+    async with FakeWechatApi() as api:
+        wechat = WechatSettings(
+            app_id=APP_ID, app_secret=APP_SECRET, token="t", api_base_url=api.url,
+            notice_template_id="TPL-CASE",
+            notice_template_fields=("thing1=service", "character_string2=number",
+                                    "thing3=summary", "time4=due"))
+        from bot.wechat.api import AccessTokens
+        tokens = AccessTokens(wechat, database, clock, http, owner="p1")  # type: ignore[arg-type]
+        sender = WechatSender(wechat, database, clock, tokens)
+        async with database.session() as session:
+            case = await cases.open_case(session, world.centre, clock.now(), actor=STAFF,
+                                         kind=CaseKind.PROMISED,
+                                         service_id=world.services["hukou_transfer"],
+                                         person_id=world.person_id, identity_id=follower_id)
+        dispatcher = Dispatcher(database=database, centre=world.centre, settings=Settings(),
+                                clock=clock, senders={"wechat": sender})
+        report = await dispatcher.drain()
+        assert report.sent == 1, report.outcomes
+        [template] = api.sent("message/template/send")
+    number = f"{case.number[:4]} {case.number[4:]}"
+    assert template["template_id"] == "TPL-CASE" and template["touser"] == "oCase-openid"
+    assert template["data"] == {"thing1": {"value": "户口迁移（迁入/迁出）"},
+                                "character_string2": {"value": number},
+                                "thing3": {"value": "已受理，11月30日 周一前办结"},
+                                "time4": {"value": "11月30日 周一"}}
