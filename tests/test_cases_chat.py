@@ -511,3 +511,22 @@ async def test_progress_in_english(assistant: Assistant, wang: Staff) -> None:
     assert "My cases" in citizen.labels
     await citizen.say("9999 9999")
     assert "not right" in citizen.text or "No case" in citizen.text
+
+
+async def test_a_walk_in_case_without_a_booking(assistant: Assistant, wang: Staff,
+                                                dispatcher: Dispatcher,
+                                                citizens: Recorder) -> None:
+    await book(assistant, "id_card")                     # the centre knows 张三 and their chat
+    assert "用法" in await wang.command("walkincase", "hukou_transfer")
+    assert "没有代码或名称" in await wang.command("walkincase", "nothing 13812345678")
+    assert "没有登记手机号为 139****0000" in await wang.command("walkincase",
+                                                               "hukou_transfer 13900000000")
+    offered = await wang.command("walkincase", "hukou_transfer 138 1234 5678")
+    assert "张* 138****5678" in offered and "13812345678" not in offered
+    assert "现场办理，无预约" in offered
+    opened = await wang.press_label("承诺件")
+    number = number_in(opened)
+    case = await case_row(assistant, number)
+    assert case.appointment_id is None and case.identity_id is not None
+    await dispatcher.drain()
+    assert any("受理回执" in t and number in t for t in told(citizens))

@@ -47,7 +47,7 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for n
     "today", "find", "checkin", "done", "noshow", "undo", "book", "closure", "blocks", "unblock",
     "claim", "reply", "close", "open", "claimc", "answer", "resolve", "approve", "decline",
     "walkin", "staffhelp", "case", "cases", "ready", "collected", "extend", "resubmit", "correct",
-    "refuse", "partdone", "expect", "opencase",
+    "refuse", "partdone", "expect", "opencase", "walkincase",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

@@ -1,7 +1,8 @@
 """Cases (办件) at the window: opening one after /done (its kind, then what it needs: the missing
 materials for 补正, the reason and legal basis for 退回, the departments for 联办), and the
 commands that move a case on: /case, /cases, /ready, /collected, /extend (a supervisor decides
-with a button), /resubmit, /correct, /refuse, /partdone, /expect, /opencase.
+with a button), /resubmit, /correct, /refuse, /partdone, /expect, /opencase, and /walkincase for
+a walk-in without a booking.
 
 Every rule is storage.cases'; this module reads what staff typed or pressed and says what
 happened, or why not, in the staff member's language. Diagram: docs/flows/case.mmd.
@@ -28,12 +29,13 @@ from handlers.payloads import (
 from handlers.staff.dates import parse_day
 from handlers.staff.replies import booking_refusal
 from handlers.steps import StaffCase, StepName
-from storage import cases
+from storage import blocks, booking, cases, services
 from storage.booking import appointment_by_code
 from storage.case_rules import CLOCK_RUNNING, OPEN_STATES, CaseAction, format_case_number
 from storage.cases import CaseRefusal, CaseRefused, CaseView, PartSpec
 from storage.catalog import ServiceDef
 from storage.handoffs import remember_staff_name, staff_name
+from storage.identity import InvalidValue, mask_mobile, mask_name, validate_mobile
 from storage.models import Appointment, AppointmentStatus, Case, CaseKind, CaseState, Service
 from storage.refusals import BookingRefused
 
@@ -139,9 +141,41 @@ async def offer(ctx: Ctx, appointment: Appointment) -> list[Reply]:
 
 def _kind_menu(ctx: Ctx, service: ServiceDef) -> Reply:
     rows = [[option(kind_name(ctx, kind), CaseKindPick(kind)) for kind in row] for row in KIND_ROWS]
-    return ctx.reply("case_staff.offer", *rows, [option(ctx.t("case_staff.no_case"), Button.SKIP)],
-                     code=ctx.data.get("code", ""), service=service.name.get(ctx.locale),
+    if ctx.data.get("appointment"):
+        return ctx.reply("case_staff.offer", *rows,
+                         [option(ctx.t("case_staff.no_case"), Button.SKIP)],
+                         code=ctx.data.get("code", ""), service=service.name.get(ctx.locale),
+                         default=kind_name(ctx, service.case.kind))
+    return ctx.reply("case_staff.offer_walkin", *rows,
+                     [option(ctx.t("case_staff.no_case"), Button.SKIP)],
+                     who=ctx.data.get("who", ""), service=service.name.get(ctx.locale),
                      default=kind_name(ctx, service.case.kind))
+
+
+async def walk_in_case(ctx: Ctx, args: str) -> list[Reply]:
+    """Open a case for a walk-in without a booking, a person the centre already has on record:
+    /walkincase SERVICE MOBILE (someone new is registered with /walkin first)."""
+    words = args.split()
+    if len(words) < 2:
+        return [ctx.reply("case_staff.usage_walkincase")]
+    found = await services.service_or_department(ctx.session, words[0])
+    if not isinstance(found, Service):
+        return [ctx.reply("case_staff.walkin_unknown_service", service=words[0][:40])]
+    try:
+        mobile = validate_mobile("".join(words[1:]))
+    except InvalidValue:
+        return [ctx.reply("case_staff.usage_walkincase")]
+    people = await blocks.people_with_mobile(ctx.session, mobile)
+    if not people:
+        return [ctx.reply("case_staff.walkin_unknown_person", mobile=mask_mobile(mobile))]
+    if len(people) > 1:
+        return [ctx.reply("case_staff.walkin_several", mobile=mask_mobile(mobile),
+                          names="、".join(mask_name(p.name) for p in people))]
+    person = people[0]
+    ctx.goto(StaffCase.KIND, appointment=None, service=found.id, person=person.id,
+             identity=await booking.reachable_identity(ctx.session, person.id),
+             who=f"{mask_name(person.name)} {mask_mobile(person.mobile)}", missing=[], note="")
+    return [_kind_menu(ctx, ServiceDef.from_json(found.definition))]
 
 
 async def open_from_booking(ctx: Ctx, args: str) -> list[Reply]:
@@ -161,9 +195,7 @@ async def open_from_booking(ctx: Ctx, args: str) -> list[Reply]:
 async def pick_kind(ctx: Ctx, event: Event) -> list[Reply]:
     """Take the kind; the kinds that need more ask for it, the others open the case."""
     if event.is_enter:
-        appointment = await ctx.session.get(Appointment, int(ctx.data["appointment"]))
-        assert appointment is not None
-        return [_kind_menu(ctx, await _service(ctx, appointment.service_id))]
+        return [_kind_menu(ctx, await _materials_of(ctx))]
     if event.button is Button.SKIP:
         ctx.end()
         return [ctx.reply("case_staff.not_opened")]
@@ -185,9 +217,14 @@ async def _open(ctx: Ctx, **needs: Any) -> list[Reply]:
     data = ctx.data
     kind = CaseKind(data["kind"])
     await _remember_name(ctx)
+    if data.get("appointment"):
+        needs["appointment_id"] = int(data["appointment"])
+    else:   # a walk-in without a booking
+        needs.update(service_id=int(data["service"]), person_id=int(data["person"]),
+                     identity_id=data.get("identity"))
     try:
         case = await cases.open_case(ctx.session, ctx.centre, ctx.now, actor=ctx.actor, kind=kind,
-                                     appointment_id=int(data["appointment"]), **needs)
+                                     **needs)
     except CaseRefused as refused:
         if refused.reason in (CaseRefusal.MISSING_ITEMS, CaseRefusal.PARTS_REQUIRED,
                               CaseRefusal.REASON_REQUIRED, CaseRefusal.BASIS_REQUIRED):
@@ -227,6 +264,8 @@ async def _materials_of(ctx: Ctx) -> ServiceDef:
     if ctx.data.get("number"):
         case = await cases.find_case(ctx.session, str(ctx.data["number"]))
         return await _service(ctx, case.service_id)
+    if not ctx.data.get("appointment"):
+        return await _service(ctx, int(ctx.data["service"]))
     appointment = await ctx.session.get(Appointment, int(ctx.data["appointment"]))
     assert appointment is not None
     return await _service(ctx, appointment.service_id)
@@ -559,7 +598,8 @@ async def expect(ctx: Ctx, args: str) -> list[Reply]:
 
 COMMANDS: dict[str, Command] = {"case": show, "cases": open_list, "ready": ready, "collected": collected,
             "extend": extend, "resubmit": resubmitted, "correct": correct, "refuse": refuse_case,
-            "partdone": part_done, "expect": expect, "opencase": open_from_booking}
+            "partdone": part_done, "expect": expect, "opencase": open_from_booking,
+            "walkincase": walk_in_case}
 STEPS: dict[StepName, StepHandler] = {StaffCase.KIND: pick_kind, StaffCase.MISSING: pick_missing,
          StaffCase.REASON: ask_reason, StaffCase.BASIS: ask_basis, StaffCase.PARTS: ask_parts}
 TEXT_STEPS = frozenset({StaffCase.MISSING, StaffCase.REASON, StaffCase.BASIS, StaffCase.PARTS})
