@@ -120,6 +120,7 @@ async def test_done_offers_the_six_kinds_and_a_promised_case_runs_to_collection(
     shown = await wang.command("case", number)
     assert f"【办件 {number}】户口迁移" in shown and "状态：已受理" in shown
     assert "承诺办结：11月30日 周一" in shown and "受理 王芳" in shown
+    assert "办事人：张* 138****5678" in shown and "13812345678" not in shown
     assert number in await wang.command("cases")
     assert "已办结" in await wang.command("ready", number.replace(" ", ""))
     assert "已领取并结案" in await wang.command("collected", number)

@@ -36,7 +36,15 @@ from storage.cases import CaseRefusal, CaseRefused, CaseView, PartSpec
 from storage.catalog import ServiceDef
 from storage.handoffs import remember_staff_name, staff_name
 from storage.identity import InvalidValue, mask_mobile, mask_name, validate_mobile
-from storage.models import Appointment, AppointmentStatus, Case, CaseKind, CaseState, Service
+from storage.models import (
+    Appointment,
+    AppointmentStatus,
+    Case,
+    CaseKind,
+    CaseState,
+    Person,
+    Service,
+)
 from storage.refusals import BookingRefused
 
 KIND_ROWS = ((CaseKind.IMMEDIATE, CaseKind.PROMISED, CaseKind.CORRECTION),
@@ -364,7 +372,7 @@ async def ask_parts(ctx: Ctx, event: Event) -> list[Reply]:
 
 async def _actor_name(ctx: Ctx, actor: str) -> str:
     if actor.startswith("identity:"):
-        return ctx.t("case.progress")
+        return ctx.t("case_staff.citizen")
     return await staff_name(ctx.session, actor)
 
 
@@ -376,6 +384,10 @@ async def _render_view(ctx: Ctx, view: CaseView) -> str:
                  overdue=ctx.t("case_staff.view_overdue") if view.overdue else "",
                  opened=day_text(ctx, case.opened_on), owner=await staff_name(ctx.session, case.owner),
                  due=day_text(ctx, case.due_on))
+    person = await ctx.session.get(Person, case.person_id)
+    if person is not None:
+        text += ctx.t("case_staff.view_person", name=mask_name(person.name),
+                      mobile=mask_mobile(person.mobile))
     if case.state == CaseState.CORRECTION and case.paused_on is not None:
         text += ctx.t("case_staff.view_paused", since=day_text(ctx, case.paused_on),
                       deadline=day_text(ctx, case.correction_due_on))
