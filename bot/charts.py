@@ -1,4 +1,5 @@
-"""The manager's chart: daily bookings, no-shows and utilisation as a PNG for a phone screen.
+"""The manager's charts: daily bookings, no-shows and utilisation, and the cases' on-time rate
+per week (限时办结), as PNGs for a phone screen.
 
 matplotlib's object API with the Agg canvas: no pyplot, no display, no global backend switch,
 so it is safe in a server process and in threads. Chinese labels need a CJK font; the set-up
@@ -27,6 +28,7 @@ from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from handlers.i18n import catalog
+from storage.case_stats import WeekPoint
 from storage.stats.series import DayPoint
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,9 @@ _CJK_FILE_HINTS = ("notosanscjk", "sourcehansans", "wqy", "wenquanyi", "droidsan
 WIDTH_PX, HEIGHT_PX, DPI = 1080, 1080, 100
 BOOKINGS_COLOUR, NO_SHOW_COLOUR, UTILISATION_COLOUR = "#2f6db5", "#d9534f", "#2e9e5b"
 
-LABELS = ("bookings", "no_shows", "utilisation", "count", "empty")    # chart.* in the catalogs
+LABELS = ("bookings", "no_shows", "utilisation", "count", "empty",    # chart.* in the catalogs
+          "completed", "on_time", "on_time_rate")
+ON_TIME_TITLE = "Cases completed and on time, per week"
 # The title when the given one cannot be drawn (no font has its glyphs); the dates follow it.
 FALLBACK_TITLE = "Daily bookings, no-shows and seat use"
 LATIN_FAMILY = "DejaVu Sans"   # ships with matplotlib
@@ -126,6 +130,63 @@ def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") 
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     _draw(figure, series, _title(title, series, font), text, families)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "zh-CN") -> bytes:
+    """Draw the cases completed per week with a time limit and how many on time (bars), and the
+    on-time rate (line, right axis).
+
+    Args:
+        weeks: from ``storage.case_stats.weekly_on_time``.
+        title: the first line of the chart, already in the manager's language.
+
+    Returns:
+        A 1080 x 1080 PNG.
+    """
+    import matplotlib
+
+    font = cjk_font()
+    text = labels(locale, font)
+    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
+    if not drawable(title, font):
+        title = ON_TIME_TITLE + (f", {weeks[0].monday.isoformat()}" if weeks else "")
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    with matplotlib.rc_context({"font.family": families, "font.size": 22,
+                                "xtick.labelsize": 20, "ytick.labelsize": 20,
+                                "legend.fontsize": 20, "axes.spines.top": False}):
+        axes = figure.add_subplot()
+        wrapped = _wrap(title)
+        extra = 0.045 * wrapped.count("\n")
+        figure.subplots_adjust(left=0.11, right=0.88, top=0.86 - extra, bottom=0.14)
+        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+        if not any(week.completed for week in weeks):
+            axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
+            axes.set_axis_off()
+        else:
+            positions = list(range(len(weeks)))
+            axes.bar([p - 0.2 for p in positions], [w.completed for w in weeks], 0.4,
+                     color=BOOKINGS_COLOUR, label=text["completed"])
+            axes.bar([p + 0.2 for p in positions], [w.on_time for w in weeks], 0.4,
+                     color=UTILISATION_COLOUR, label=text["on_time"])
+            axes.set_ylabel(text["count"])
+            axes.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+            axes.grid(axis="y", alpha=0.3)
+            rate = axes.twinx()
+            rate.spines["top"].set_visible(False)
+            rate.plot(positions, [w.on_time_rate if w.on_time_rate is not None else float("nan")
+                                  for w in weeks], color=NO_SHOW_COLOUR, marker="o", linewidth=4,
+                      markersize=9, label=text["on_time_rate"])
+            rate.set_ylim(0, 1.05)
+            rate.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            axes.set_xticks(positions, [w.monday.strftime("%m-%d") for w in weeks], rotation=45,
+                            ha="right")
+            handles = axes.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
+            figure.legend(handles=handles, loc="upper center", ncols=3, frameon=False,
+                          bbox_to_anchor=(0.5, 0.935 - extra))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()

@@ -19,6 +19,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 
 from handlers.i18n import catalog
+from storage.case_stats import CaseFigures, CaseReport
 from storage.stats.exports import EXPORT_COLUMNS, AppointmentRow
 from storage.stats.figures import Figures
 
@@ -93,6 +94,51 @@ def _period_line(summary: Figures, locale: str) -> list[str]:
             summary.previous.period.label, scope]
 
 
+CASE_COLUMNS = ("opened", "immediate", "promised", "correction", "returned", "joint", "reported",
+                "correction_rate", "completed", "on_time", "on_time_rate",
+                "average_working_days", "extensions_requested", "extensions_approved",
+                "extensions_refused", "overdue_now")
+CASE_SHARES = ("correction_rate", "on_time_rate")
+
+
+def _case_values(figures: CaseFigures) -> list[Value]:
+    return [getattr(figures, column) for column in CASE_COLUMNS]
+
+
+def case_rows(report: CaseReport, locale: str = "zh-CN") -> list[list[Value]]:
+    """The case figures (办件, 六件 and 限时办结) as a table: a header, the whole, then one row
+    per service."""
+    words = _words(locale)
+    english = _locale(locale) == "en"
+    header: list[Value] = [words["export.case.service_code"], words["export.case.service_name"],
+                           *(words[f"export.case.{column}"] for column in CASE_COLUMNS)]
+    rows: list[list[Value]] = [header, ["", words["export.case.total"], *_case_values(report.total)]]
+    rows += [[entry.code, entry.name_en if english else entry.name_zh, *_case_values(entry.figures)]
+             for entry in report.services]
+    return rows
+
+
+def _case_text(value: Value, column: str) -> str:
+    if value is None:
+        return ""
+    if column in CASE_SHARES and isinstance(value, float):
+        return f"{value * 100:.1f}%"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def cases_csv(report: CaseReport, locale: str = "zh-CN") -> str:
+    """The case figures as CSV text, the period first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([_words(locale)["export.case.period"], report.first.isoformat(),
+                     report.last.isoformat()])
+    columns = ("", "", *CASE_COLUMNS)
+    for row in case_rows(report, locale):
+        writer.writerow([_case_text(v, c) if not isinstance(v, str) else v
+                         for v, c in zip(row, columns, strict=True)])
+    return buffer.getvalue()
+
+
 def summary_csv(summary: Figures, locale: str = "zh-CN") -> bytes:
     """The summary alone as a CSV file (UTF-8 with BOM)."""
     buffer = io.StringIO()
@@ -105,12 +151,14 @@ def summary_csv(summary: Figures, locale: str = "zh-CN") -> bytes:
 
 
 def export_csv(rows: Iterable[AppointmentRow], summary: Figures | None = None, *,
-               locale: str = "zh-CN") -> bytes:
-    """The appointments as CSV (UTF-8 with BOM); the summary follows after an empty line.
+               locale: str = "zh-CN", cases: CaseReport | None = None) -> bytes:
+    """The appointments as CSV (UTF-8 with BOM); the summary follows after an empty line, and
+    the case figures after another.
 
     Args:
         rows: from ``storage.stats.appointment_rows`` (already masked).
         summary: the period's figures, or None for the appointments only.
+        cases: the period's case figures (``storage.case_stats.case_report``), or None.
 
     Returns:
         The file's bytes.
@@ -124,6 +172,8 @@ def export_csv(rows: Iterable[AppointmentRow], summary: Figures | None = None, *
     text = buffer.getvalue()
     if summary is not None:
         text += "\r\n" + summary_csv(summary, locale).decode("utf-8-sig")
+    if cases is not None:
+        text += "\r\n" + cases_csv(cases, locale)
     return text.encode("utf-8-sig")
 
 
@@ -134,8 +184,9 @@ _WIDTHS = {"code": 10, "service_code": 18, "service_name": 30, "local_date": 12,
 
 
 def export_xlsx(rows: Iterable[AppointmentRow], summary: Figures | None = None, *,
-                locale: str = "zh-CN") -> bytes:
-    """The appointments and the summary as an Excel workbook, one sheet each.
+                locale: str = "zh-CN", cases: CaseReport | None = None) -> bytes:
+    """The appointments, the summary and the case figures as an Excel workbook, one sheet
+    each.
 
     Written in openpyxl's write-only mode, so a month of a busy centre stays small in memory.
     Dates and times are real Excel dates; shares are percentages.
@@ -178,9 +229,30 @@ def export_xlsx(rows: Iterable[AppointmentRow], summary: Figures | None = None, 
                 cells.append(cell)
             cells.append(WriteOnlyCell(totals, value=key))
             totals.append(cells)
+    if cases is not None:
+        _case_sheet(book, cases, locale)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _case_sheet(book: Workbook, report: CaseReport, locale: str) -> None:
+    words = _words(locale)
+    sheet = book.create_sheet(words["export.case.sheet"])
+    sheet.column_dimensions["A"].width, sheet.column_dimensions["B"].width = 18, 30
+    sheet.append([words["export.case.period"], report.first, report.last])
+    header, *rows = case_rows(report, locale)
+    sheet.append(_header(sheet, [str(title) for title in header]))
+    for row in rows:
+        cells = []
+        for value, column in zip(row, ("", "", *CASE_COLUMNS), strict=True):
+            cell = WriteOnlyCell(sheet, value=value)
+            if column in CASE_SHARES:
+                cell.number_format = "0.0%"
+            elif isinstance(value, float):
+                cell.number_format = "0.00"
+            cells.append(cell)
+        sheet.append(cells)
 
 
 def _header(sheet: object, titles: Sequence[str]) -> list[WriteOnlyCell]:

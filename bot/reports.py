@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from storage.case_stats import CaseReport, WeekPoint
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
 from storage.stats.series import DayPoint
@@ -22,12 +23,19 @@ class FileReports:
 
         return render_chart(series, title, locale)
 
-    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes:
+    def on_time_chart(self, weeks: Sequence[WeekPoint], title: str, locale: str) -> bytes:
+        from bot.charts import render_on_time_chart
+
+        return render_on_time_chart(weeks, title, locale)
+
+    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
+            cases: CaseReport | None = None) -> bytes:
         from bot.export import export_csv
 
-        return export_csv(rows, summary, locale=locale)
+        return export_csv(rows, summary, locale=locale, cases=cases)
 
-    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes:
+    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
+             cases: CaseReport | None = None) -> bytes:
         from bot.export import export_xlsx
 
-        return export_xlsx(rows, summary, locale=locale)
+        return export_xlsx(rows, summary, locale=locale, cases=cases)

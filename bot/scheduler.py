@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import attendance, jobs, waitlist
+from storage import attendance, case_jobs, jobs, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -48,7 +48,8 @@ class Jobs:
             await self.dispatcher.drain()
 
     async def sweep(self) -> None:
-        """Holds that ran out, no-shows, ratings due, released days, overdue requests."""
+        """Holds that ran out, no-shows, ratings due, released days, overdue requests, and the
+        cases' reminders, escalations and 回访 (限时办结)."""
         async with self.busy:
             await self._sweep()
 
@@ -63,6 +64,12 @@ class Jobs:
             await jobs.request_ratings(session, app.centre, now,
                                        settings.notifications.rating_delay_minutes)
             await jobs.notify_releases(session, app.centre, now)
+        async with app.database.session() as session:
+            await case_jobs.remind_due_cases(session, app.centre, now)
+            await case_jobs.escalate_overdue_cases(session, app.centre, now,
+                                                   supervisors=settings.access.supervisors)
+            await case_jobs.remind_uncollected(session, app.centre, now)
+            await case_jobs.request_followups(session, app.centre, now)
         if self.escalate is not None:
             async with app.database.session() as session:
                 await self.escalate(session, app.centre, now,

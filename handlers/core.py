@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from storage.case_stats import CaseReport, WeekPoint
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
 from storage.stats.series import DayPoint
@@ -151,9 +152,13 @@ class Reports(Protocol):
 
     def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes: ...
 
-    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
+    def on_time_chart(self, weeks: Sequence[WeekPoint], title: str, locale: str) -> bytes: ...
 
-    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str) -> bytes: ...
+    def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
+            cases: CaseReport | None = None) -> bytes: ...
+
+    def xlsx(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
+             cases: CaseReport | None = None) -> bytes: ...
 
 
 _ID = re.compile(r"[0-9]{1,9}")

@@ -16,7 +16,7 @@ import secrets
 import traceback
 from dataclasses import dataclass
 
-from handlers import booking, handoff
+from handlers import booking, cases, handoff
 from handlers.context import GLOBAL_PREFIX, Ctx, Event, EventKind
 from handlers.core import Choice, Incoming, Reply, Reports
 from handlers.i18n import normalize_locale, translate
@@ -221,6 +221,10 @@ class Assistant:
         handler = FLOWS.text_handler(ctx.flow, ctx.step)
         if handler is not None:
             return await handler(ctx, Event(EventKind.TEXT, text))
+        if cases.is_progress_request(text):
+            return await self._command(ctx, "progress", "")
+        if cases.is_case_number(text):
+            return await cases.lookup(ctx, text)
         if (count := len((ctx.data.get("_menu") or {}).get("items", []))) and _typed_number(text):
             # A number that is none of the menu's (0, 9 of 4, or thousands of digits).
             ctx.notes.append(ctx.reply("core.no_such_choice", count=count))

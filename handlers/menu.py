@@ -17,11 +17,12 @@ _LANGUAGES = {"zh": "zh-CN", "zh-cn": "zh-CN", "中文": "zh-CN", "cn": "zh-CN",
 
 
 def main_menu(ctx: Ctx) -> Reply:
-    """Show the four things a citizen can do."""
+    """Show the five things a citizen can do."""
     return ctx.reply(
         "menu.prompt",
         [option(ctx.t("menu.book"), Main("book")), option(ctx.t("menu.my"), Main("my"))],
-        [option(ctx.t("menu.guide"), Main("guide")), option(ctx.t("menu.human"), Main("human"))])
+        [option(ctx.t("menu.guide"), Main("guide")), option(ctx.t("menu.human"), Main("human"))],
+        [option(ctx.t("case.progress"), Main("progress"))])
 
 
 def back_to_menu(ctx: Ctx) -> list[Choice]:

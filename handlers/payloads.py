@@ -20,7 +20,7 @@ import typing
 from typing import Any, ClassVar, Self
 
 from handlers.core import as_id
-from storage.models import WaitKind
+from storage.models import CaseKind, WaitKind
 
 WIRE_LIMIT = 64         # bytes of Telegram callback data
 SEPARATOR = ":"
@@ -242,3 +242,36 @@ class ApproveVisit(Payload, prefix="hvok"):
 @dataclasses.dataclass(frozen=True)
 class DeclineVisit(Payload, prefix="hvno"):
     request: int
+
+
+# --- cases (办件) ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseKindPick(Payload, prefix="ckind"):
+    kind: CaseKind
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingItem(Payload, prefix="cmiss"):
+    """A material of the service's list, toggled on or off in a 补正 notice."""
+
+    item: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ApproveExtension(Payload, prefix="cextok"):
+    extension: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RefuseExtension(Payload, prefix="cextno"):
+    extension: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RateCase(Payload, prefix="rcase"):
+    """The 回访 answer for a whole case."""
+
+    case: int
+    level: int

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from handlers import booking, guide, handoff, home_visit, menu, my_bookings, rating, staff, stats
+from handlers import (
+    booking,
+    cases,
+    guide,
+    handoff,
+    home_visit,
+    menu,
+    my_bookings,
+    rating,
+    staff,
+    stats,
+)
 from handlers.context import Ctx, StepHandler
 from handlers.flow import Action, Command, Flow
 from handlers.payloads import Payload, prefix_of
@@ -65,4 +76,4 @@ class Registry:
 
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
-                  handoff.FLOW, home_visit.FLOW, rating.FLOW])
+                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW])

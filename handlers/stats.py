@@ -15,6 +15,7 @@ from handlers.core import Attachment, Reply
 from handlers.flow import Flow
 from handlers.i18n import Speaker, format_day
 from handlers.menu import unmatched_text
+from storage.case_stats import CaseFigures, CaseReport, case_report, weekly_on_time
 from storage.stats.exports import appointment_rows
 from storage.stats.figures import Figures, figures
 from storage.stats.periods import Period, Scope, StatsError, parse_period, resolve_scope
@@ -54,14 +55,25 @@ async def stats(ctx: Ctx, args: str) -> list[Reply]:
         return [asked]
     period, scope = asked
     if not chart:
-        return [Reply(render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope)))]
+        return [Reply(render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope))
+                      + "\n" + render_cases(ctx, await _cases(ctx, period, scope),
+                                             per_service=scope is None))]
     reports = ctx.reports
     if reports is None:
         return [ctx.reply("stats.no_files")]
     series = await daily_series(ctx.session, ctx.centre, period, scope)
     title = ctx.t("stats.chart_title", period=_period_text(ctx, period), scope=_scope_text(ctx, scope))
-    return [Reply(title, attachment=Attachment(
+    charts = [Reply(title, attachment=Attachment(
         f"yuyue-{period.first.isoformat()}.png", reports.chart(series, title, ctx.locale), "image/png"))]
+    weeks = await weekly_on_time(ctx.session, period.first, period.last,
+                                 service_ids=scope.service_ids if scope is not None else None)
+    if any(week.completed for week in weeks):
+        title = ctx.t("stats.cases_chart_title", period=_period_text(ctx, period),
+                      scope=_scope_text(ctx, scope))
+        charts.append(Reply(title, attachment=Attachment(
+            f"yuyue-cases-{period.first.isoformat()}.png",
+            reports.on_time_chart(weeks, title, ctx.locale), "image/png")))
+    return charts
 
 
 async def export(ctx: Ctx, args: str) -> list[Reply]:
@@ -76,14 +88,15 @@ async def export(ctx: Ctx, args: str) -> list[Reply]:
     if not ctx.incoming.files:
         return [ctx.reply("stats.no_files_here")]
     summary = await figures(ctx.session, ctx.centre, ctx.now, period, scope)
+    cases = await _cases(ctx, period, scope)
     rows = [row async for row in appointment_rows(ctx.session, ctx.centre, period, scope,
                                                   locale=ctx.locale)]
     stem = f"yuyue-{period.first.isoformat()}-{period.last.isoformat()}"
     return [Reply(ctx.t("stats.export_ready", count=len(rows), period=_period_text(ctx, period)),
-                  attachment=Attachment(f"{stem}.xlsx", reports.xlsx(rows, summary, ctx.locale),
+                  attachment=Attachment(f"{stem}.xlsx", reports.xlsx(rows, summary, ctx.locale, cases),
                                         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
             Reply(ctx.t("stats.export_csv"),
-                  attachment=Attachment(f"{stem}.csv", reports.csv(rows, summary, ctx.locale),
+                  attachment=Attachment(f"{stem}.csv", reports.csv(rows, summary, ctx.locale, cases),
                                         "text/csv"))]
 
 
@@ -183,6 +196,34 @@ def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:
     else:
         lines += [ctx.t("stats.notifications", failed=n.failed, undeliverable=n.undeliverable),
                   ctx.t("stats.not_per_service")]
+    return "\n".join(lines)
+
+
+async def _cases(ctx: Ctx, period: Period, scope: Scope | None) -> CaseReport:
+    return await case_report(ctx.session, ctx.centre, ctx.now, period.first, period.last,
+                             service_ids=scope.service_ids if scope is not None else None)
+
+
+def _case_line(ctx: Ctx | Speaker, f: CaseFigures) -> str:
+    return ctx.t("stats.cases_limits", completed=f.completed, on_time=_percent(f.on_time_rate),
+                 days="–" if f.average_working_days is None else f"{f.average_working_days:.1f}",
+                 correction=_percent(f.correction_rate), requested=f.extensions_requested,
+                 approved=f.extensions_approved, refused=f.extensions_refused,
+                 overdue=f.overdue_now)
+
+
+def render_cases(ctx: Ctx | Speaker, report: CaseReport, *, per_service: bool = True) -> str:
+    """The case figures (办件): the 六件 counts, 限时办结 and its exceptions, and one line per
+    service when the whole centre was asked for."""
+    total = report.total
+    lines = [ctx.t("stats.cases_kinds", opened=total.opened, **total.by_kind), _case_line(ctx, total)]
+    if per_service and len(report.services) > 1:
+        for entry in report.services:
+            f = entry.figures
+            lines.append(ctx.t("stats.cases_service",
+                               name=entry.name_en if ctx.locale == "en" else entry.name_zh,
+                               opened=f.opened, on_time=_percent(f.on_time_rate),
+                               overdue=f.overdue_now))
     return "\n".join(lines)
 
 

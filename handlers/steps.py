@@ -87,3 +87,19 @@ class Staff(StepName, flow="staff"):
     CLOSURE_CONFIRM = "closure_confirm"
     VISIT_TIME = "hv_time"
     VISIT_REASON = "hv_reason"
+
+
+class StaffCase(StepName, flow="staff"):
+    """Opening a case at the window (handlers/staff/cases.py): its kind, then what it needs."""
+
+    KIND = "case_kind"
+    MISSING = "case_missing"
+    REASON = "case_reason"
+    BASIS = "case_basis"
+    PARTS = "case_parts"
+
+
+class CaseProgress(StepName, flow="cases"):
+    """The citizen's cases (handlers/cases.py): the comment after a 回访 answer."""
+
+    COMMENT = "comment"

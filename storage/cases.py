@@ -911,3 +911,8 @@ async def open_cases(session: AsyncSession, centre: Centre, now: dt.datetime, *,
     lines = [CaseLine(case, ServiceDef.from_json(definition), _overdue(case, centre, now))
              for case, definition in rows]
     return sorted(lines, key=lambda line: not line.overdue)
+
+
+async def case_of_appointment(session: AsyncSession, appointment_id: int) -> Case | None:
+    """The case opened from a booking, if one was (a booking opens one case)."""
+    return await session.scalar(select(Case).where(Case.appointment_id == appointment_id))

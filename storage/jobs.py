@@ -11,8 +11,10 @@ import datetime as dt
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.case_jobs import overdue_cases
 from storage.catalog import ServiceDef
 from storage.centre import Centre
+from storage.handoffs import staff_name
 from storage.models import (
     Appointment,
     AppointmentStatus,
@@ -27,6 +29,8 @@ from storage.models import (
 )
 from storage.outbox import STAFF_TARGET, enqueue
 from storage.rules import last_released_day
+
+DIGEST_CASES = 20
 
 
 async def request_ratings(session: AsyncSession, centre: Centre, now: dt.datetime,
@@ -76,7 +80,8 @@ async def notify_releases(session: AsyncSession, centre: Centre, now: dt.datetim
 
 async def staff_digest(session: AsyncSession, centre: Centre, now: dt.datetime) -> bool:
     """Queue today's digest for the staff group: tomorrow's appointments per service,
-    home-visit requests waiting, notifications that failed. Once a day."""
+    home-visit requests waiting, notifications that failed, and the overdue open cases (the
+    longest overdue first, at most ``DIGEST_CASES``). Once a day."""
     today = centre.today(now)
     tomorrow = centre.calendar.next_working_day(today)
     per_service = (await session.execute(
@@ -88,8 +93,14 @@ async def staff_digest(session: AsyncSession, centre: Centre, now: dt.datetime) 
         HomeVisitRequest.status == RequestStatus.OPEN))
     failed = await session.scalar(select(func.count()).select_from(Outbox).where(
         Outbox.status == OutboxStatus.FAILED, Outbox.created_at >= now - dt.timedelta(days=1)))
+    overdue = [{"number": line.case.number,
+                "service": {"zh": line.service.name.zh, "en": line.service.name.en},
+                "due_on": line.case.due_on.isoformat() if line.case.due_on else None,
+                "owner": await staff_name(session, line.case.owner)}
+               for line in await overdue_cases(session, centre, now, limit=DIGEST_CASES)]
     return await enqueue(session, kind="staff_digest", now=now, target=STAFF_TARGET,
                          dedup_key=f"digest:{today.isoformat()}",
                          payload={"day": tomorrow.isoformat(),
                                   "services": [[zh, en, n] for zh, en, n in per_service],
-                                  "home_visits": waiting, "failed": failed})
+                                  "home_visits": waiting, "failed": failed,
+                                  "overdue_cases": overdue})

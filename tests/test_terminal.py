@@ -113,3 +113,13 @@ def test_the_installed_command_chats_and_starts_without_the_report_libraries(
     assert "handlers.engine" in imported               # the profile is there to be read
     # A chat draws no chart, writes no spreadsheet and runs no benchmark.
     assert not {"matplotlib", "openpyxl", "bot.bench", "bot.charts", "bot.export"} & imported
+
+
+def test_case_progress_in_the_terminal(yuyue: Yuyue, fresh_settings: Path) -> None:
+    set_up(yuyue, fresh_settings)
+    result = yuyue(fresh_settings, "chat", "--script", "--clock", "2026-11-23T09:00+08:00",
+                   stdin="5\n进度\n1234 5671\n1234 5678\n/quit\n")
+    assert result.code == 0, result.err
+    assert result.out.count("您名下还没有办件") == 2                     # the menu's 5, and 进度
+    assert "没有找到办件编号为 1234 5671 的办件" in result.out              # valid, nobody's
+    assert "编号 1234 5678 有误" in result.out                             # wrong check digit

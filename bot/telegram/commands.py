@@ -40,13 +40,14 @@ class CommandSpec:
 
 
 CITIZEN_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "citizen") for name in (
-    "start", "book", "my", "guide", "human", "lang", "help", "cancel",
+    "start", "book", "my", "progress", "guide", "human", "lang", "help", "cancel",
 ))
 
 STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for name in (
     "today", "find", "checkin", "done", "noshow", "undo", "book", "closure", "blocks", "unblock",
     "claim", "reply", "close", "open", "claimc", "answer", "resolve", "approve", "decline",
-    "walkin", "staffhelp",
+    "walkin", "staffhelp", "case", "cases", "ready", "collected", "extend", "resubmit", "correct",
+    "refuse", "partdone", "expect", "opencase", "walkincase",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

@@ -1,7 +1,7 @@
 """Staff at work, by subject: ``access`` (who is staff), ``window`` (today's list, check-in,
 completion, no-shows, blocks), ``requests`` (hand-offs, complaints, home visits), ``closures``
-(停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), and what staff are told
-(``replies``). The staff flow is declared here. Diagrams: docs/flows/handoff.mmd,
+(停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), ``cases`` (办件 after the
+visit), and what staff are told (``replies``). The staff flow is declared here. Diagrams: docs/flows/handoff.mmd,
 docs/flows/staff_book.mmd.
 """
 
@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import closures, requests, window
+from handlers.staff import cases, closures, requests, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -20,7 +20,7 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    return [ctx.reply("staff.help")]
+    return [Reply(ctx.t("staff.help") + "\n" + ctx.t("case_staff.help"))]
 
 
 COMMANDS: dict[str, Command] = {
@@ -30,7 +30,7 @@ COMMANDS: dict[str, Command] = {
     "claim": requests.claim, "reply": requests.reply, "close": requests.close,
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
-    "staffhelp": help_command,
+    "staffhelp": help_command, **cases.COMMANDS,
 }
 
 
@@ -49,9 +49,10 @@ def _stale(ctx: Ctx) -> list[Reply]:
 FLOW = Flow(
     "staff",
     steps={Staff.CLOSURE_CONFIRM: closures.confirm, Staff.VISIT_TIME: requests.visit_time,
-           Staff.VISIT_REASON: requests.visit_reason},
-    text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}),
+           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS},
+    text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
     actions={ClaimHandoff: requests.claim_button, ClaimComplaint: requests.claim_button,
-             ApproveVisit: requests.approve_button, DeclineVisit: requests.decline_button},
+             ApproveVisit: requests.approve_button, DeclineVisit: requests.decline_button,
+             **cases.ACTIONS},
     guard=guard, stale=_stale, cancel=stop, group_commands=group_command)

@@ -11,6 +11,7 @@ from handlers.core import Reply
 from handlers.i18n import format_day
 from handlers.menu import unmatched_text
 from handlers.render import when_text
+from handlers.staff.cases import offer as case_offer
 from handlers.staff.replies import appointment_line, booking_refusal, done_line
 from storage import attendance, blocks, services
 from storage.booking import appointment_by_code, person_of_code
@@ -91,7 +92,8 @@ async def checkin(ctx: Ctx, args: str) -> list[Reply]:
 
 
 async def done(ctx: Ctx, args: str) -> list[Reply]:
-    """Mark a checked-in appointment of today served; the citizen is asked to rate it."""
+    """Mark a checked-in appointment of today served; the citizen is asked to rate it; then
+    offer to open its case (办件)."""
     if not args:
         return [ctx.reply("staff.usage_done")]
     try:
@@ -99,7 +101,8 @@ async def done(ctx: Ctx, args: str) -> list[Reply]:
                                                 actor=ctx.actor)
     except BookingRefused as refused:
         return [booking_refusal(ctx, refused, args)]
-    return [await done_line(ctx, "staff.completed", appointment)]
+    return [await done_line(ctx, "staff.completed", appointment),
+            *await case_offer(ctx, appointment)]
 
 
 async def noshow(ctx: Ctx, args: str) -> list[Reply]:
