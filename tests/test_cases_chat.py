@@ -519,7 +519,7 @@ async def test_a_walk_in_case_without_a_booking(assistant: Assistant, wang: Staf
                                                 citizens: Recorder) -> None:
     await book(assistant, "id_card")                     # the centre knows 张三 and their chat
     assert "用法" in await wang.command("walkincase", "hukou_transfer")
-    assert "没有代码或名称" in await wang.command("walkincase", "nothing 13812345678")
+    assert "没有叫“nothing”的事项" in await wang.command("walkincase", "nothing 13812345678")
     assert "没有登记手机号为 139****0000" in await wang.command("walkincase",
                                                                "hukou_transfer 13900000000")
     offered = await wang.command("walkincase", "hukou_transfer 138 1234 5678")
