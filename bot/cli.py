@@ -211,7 +211,7 @@ async def cmd_chat(app: App, args: argparse.Namespace) -> int:
 async def cmd_run(app: App, args: argparse.Namespace) -> int:
     """Run the configured chat channels, or the terminal chat when none is configured."""
     settings = app.settings
-    if not settings.telegram.token and not settings.wechat.token:
+    if not settings.telegram.token and not settings.wechat.token and not settings.wecom.app_enabled:
         _print("No chat channel is configured (see README): starting the terminal chat.\n")
         return await cmd_chat(app, args)
     await _require_schema(app)

@@ -22,6 +22,7 @@ class ChannelName(enum.StrEnum):
     TELEGRAM = "telegram"
     WECHAT = "wechat"
     TERMINAL = "terminal"
+    WECOM = "wecom"
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,10 @@ async def _handoff_message(note: Note) -> Rendered:
     if handoff is None or handoff.status == RequestStatus.CLOSED:
         return Rendered(drop="hand-off closed")
     owner = await staff_name(note.session, handoff.claimed_by)
+    # "owner": the owner's account, for a channel that tells only them (the WeCom app).
     return Rendered([Reply(note.t("staff.citizen_says", number=handoff.id, owner=owner,
-                                  text=note.row.payload.get("text", "")))])
+                                  text=note.row.payload.get("text", "")))],
+                    fields={"owner": handoff.claimed_by or "", "handoff": str(handoff.id)})
 
 
 async def _handoff_overdue(note: Note) -> Rendered:
