@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from bot import cli
 from bot.channels import TryLater, Unreachable
 from bot.dispatch import Dispatcher
 from bot.reports import FileReports
@@ -34,7 +35,7 @@ from tests.fakes import LocalServer
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
 from tests.fakes.wechat_api import sample as wechat_sample
 from tests.fakes.wecom_api import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, FakeWecomApi, SentCard, WecomPush, sample
-from tests.helpers import account, person, slots_of, valid_id
+from tests.helpers import account, make_centre, person, slots_of, valid_id
 
 OPENID = "oCitizen_0123456789abcdefghij"
 ZHANG, LI, STRANGER = "zhangsan", "lisi", "wangwu"
@@ -400,3 +401,32 @@ async def test_alerts_go_as_cards_to_staff_on_duty_and_as_text_to_the_app_chat(
         assert wecom_api.texts(ZHANG) == ["市民说：你好"] and len(wecom_api.chat_texts) == 1
     finally:
         await channel.close()
+
+
+# --- set-up from the command line -----------------------------------------------------------------
+
+
+async def test_yuyue_wecom_menu_and_group_create(app: App, wecom_api: FakeWecomApi,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    menu = parser.parse_args(["wecom", "menu"])
+    assert await menu.handler(app, menu) == 0
+    [created] = wecom_api.sent("menu/create")
+    assert [(b["name"], b["key"]) for b in created["button"]] == [
+        ("今日预约", "today"), ("待处理", "open"), ("统计", "stats")]
+    group = parser.parse_args(["wecom", "group", "create", "窗口工作群", ZHANG, LI])
+    assert await group.handler(app, group) == 0
+    [chat] = wecom_api.sent("appchat/create")
+    assert chat == {"name": "窗口工作群", "owner": ZHANG, "userlist": [ZHANG, LI]}
+    out = capsys.readouterr().out
+    assert "今日预约 / 待处理 / 统计" in out and 'wecom.app_chat_id = "wrk' in out
+    alone = parser.parse_args(["wecom", "group", "create", "窗口", ZHANG])
+    with pytest.raises(cli.CommandError, match="at least two members"):
+        await alone.handler(app, alone)
+
+
+async def test_yuyue_wecom_says_what_is_missing(database: Database, clock: ManualClock) -> None:
+    bare = App(settings=Settings(), database=database, centre=make_centre(), clock=clock)
+    args = cli.build_parser().parse_args(["wecom", "menu"])
+    with pytest.raises(cli.CommandError, match=r"wecom\.corp_id, wecom\.agent_id and YUYUE_WECOM__SECRET"):
+        await args.handler(bare, args)
