@@ -5,6 +5,7 @@ receiving the cards and texts, and a WeChat citizen on the other side of a hand-
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import itertools
 import logging
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from starlette.applications import Starlette
 
 from bot import cli
@@ -29,7 +30,15 @@ from handlers.engine import Assistant
 from storage import booking
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, AppointmentStatus, Channel, Handoff, RequestStatus, Service
+from storage.models import (
+    Appointment,
+    AppointmentStatus,
+    Channel,
+    Handoff,
+    ProcessedMessage,
+    RequestStatus,
+    Service,
+)
 from storage.settings import AccessSettings, Settings, WechatSettings, WecomSettings
 from tests.fakes import LocalServer
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
@@ -430,3 +439,31 @@ async def test_yuyue_wecom_says_what_is_missing(database: Database, clock: Manua
     args = cli.build_parser().parse_args(["wecom", "menu"])
     with pytest.raises(cli.CommandError, match=r"wecom\.corp_id, wecom\.agent_id and YUYUE_WECOM__SECRET"):
         await args.handler(bare, args)
+
+
+async def test_a_slow_answer_is_answered_in_time_and_follows(
+        app: App, database: Database, clock: ManualClock, wecom_api: FakeWecomApi) -> None:
+    quick = dataclasses.replace(app.settings, wecom=dataclasses.replace(app.settings.wecom,
+                                                                        reply_deadline_ms=100))
+    slow_app = App(settings=quick, database=database, centre=app.centre, clock=clock)
+    channel = build_wecom(slow_app, Assistant(database=database, centre=app.centre, clock=clock,
+                                              settings=quick))
+    async with LocalServer(Starlette(routes=channel.webhook_routes())) as server, \
+            httpx.AsyncClient(base_url=server.url, timeout=10) as web:
+        push = WecomPush(web, path="/wecom", now=clock.now)
+        # Another transaction holds what the engine needs, so the answer takes longer than allowed.
+        connection = await database.engine.connect()
+        transaction = await connection.begin()
+        await connection.execute(insert(ProcessedMessage).values(
+            channel="wecom", message_id="7390000000000001", processed_at=clock.now(), response={}))
+        try:
+            answer = await push.post(sample("text", FromUserName=ZHANG, Content="/blocks",
+                                            CreateTime=int(clock.now().timestamp()),
+                                            MsgId=7390000000000001))
+            assert answer.status_code == 200 and answer.text == ""
+            assert wecom_api.texts(ZHANG) == []
+        finally:
+            await transaction.rollback()
+            await connection.close()
+        await channel.close()
+    assert wecom_api.texts(ZHANG) == ["目前没有被限制预约的市民。"]

@@ -15,6 +15,7 @@ WeCom's 5 seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Protocol
 
@@ -81,9 +82,7 @@ class WecomWebhook:
             outer = parse_xml(await _read_body(request))
             fields = parse_xml(self._open(outer.get("Encrypt", ""), query.get("msg_signature"),
                                           query.get("timestamp"), query.get("nonce")).encode())
-            user = fields.get("FromUserName", "")
-            name = await self.directory.name(user) if user else ""
-            incoming = to_incoming(fields, user_name=name)
+            incoming = to_incoming(fields)
         except Forbidden:
             return self._forbidden("callback")
         except BadRequest as exc:
@@ -132,6 +131,8 @@ class WecomWebhook:
             raise BadRequest("cannot decrypt") from exc
 
     async def _handle(self, incoming: Incoming, click: CardClick | None) -> None:
+        # The name may need the directory (and the database): inside the deadline, not before.
+        incoming = dataclasses.replace(incoming, user_name=await self.directory.name(incoming.user_id))
         replies = await self.assistant.handle(incoming)
         if incoming.message_id:
             async with self.database.session() as session:
