@@ -289,9 +289,12 @@ async def test_several_hand_offs_need_a_number_or_use(
     assert "用法" in await zhang.say("/use")
     assert "没有编号为 9 的人工服务" in await zhang.say("/use 9")
     await served.dispatcher.drain()
-    relayed = [b["touser"] for b in wechat_api.sent("message/custom/send")
-               if "您好" in b["text"]["content"] or "请稍等" in b["text"]["content"]]
-    assert relayed == [second_id, OPENID, OPENID]
+    def relayed(openid: str) -> list[str]:
+        return [b["text"]["content"].split("\n")[1] for b in wechat_api.sent("message/custom/send")
+                if b["touser"] == openid and "工作人员回复" in b["text"]["content"]]
+
+    assert relayed(second_id) == ["第二位您好"]
+    assert relayed(OPENID) == ["第一位您好", "请稍等"]
 
 
 # --- commands from the app ------------------------------------------------------------------------
