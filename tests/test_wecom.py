@@ -295,6 +295,13 @@ async def test_several_hand_offs_need_a_number_or_use(
 
     assert relayed(second_id) == ["第二位您好"]
     assert relayed(OPENID) == ["第一位您好", "请稍等"]
+    # An answer WeChat no longer takes is told to its author alone.
+    wechat_api.out_of_window.add(second_id)
+    assert "已转给市民（#2）" in await zhang.say("#2 还在吗？")
+    await served.dispatcher.drain()
+    await served.dispatcher.drain()          # the failure notice queued by the first round
+    assert "人工服务 #2】您的答复未能送达市民" in wecom_api.texts(ZHANG)[-1]
+    assert not any("未能送达" in t for t in wecom_api.texts(LI))
 
 
 # --- commands from the app ------------------------------------------------------------------------

@@ -6,8 +6,9 @@
   (claim, approve...) goes as a button-interaction template card to the staff on duty
   (``wecom.on_duty``, else every "wecom:" entry of ``access.staff``), others as text; the app
   group chat (``wecom.app_chat_id``), when set, gets a plain text copy. What a citizen writes
-  during a hand-off (kind "handoff_message") goes only to its owner, when the owner works in
-  WeCom (``fields["owner"]`` is "wecom:<user id>").
+  during a hand-off (kind "handoff_message"), and an answer that could not reach them
+  ("relay_failed"), go only to the hand-off's owner, when the owner works in WeCom
+  (``fields["owner"]`` is "wecom:<user id>").
 - ``deliver(user_id, replies, ...)``: to one staff member (a supervisor's escalation).
 - ``send_replies(user_id, replies)``: a conversation's answer, with charts as images and
   spreadsheets as files.
@@ -34,7 +35,8 @@ from storage.settings import AccessSettings
 
 log = logging.getLogger("yuyue.wecom")
 
-OWN_KINDS = frozenset({"handoff_message"})     # a conversation for the owner, not an alert
+# A hand-off's conversation (and an answer that did not reach its citizen) is for its owner.
+OWN_KINDS = frozenset({"handoff_message", "relay_failed"})
 IMAGE_TYPES = {"image/png", "image/jpeg"}
 
 

@@ -125,8 +125,11 @@ async def _delivery_failed(note: Note) -> Rendered:
 async def _relay_failed(note: Note) -> Rendered:
     """A staff answer that could not reach the citizen (they blocked the bot, the WeChat
     window closed while it was on its way)."""
-    return Rendered([Reply(note.t("staff.relay_failed", number=note.row.payload.get("handoff", "?"),
-                                  error=note.row.payload.get("error") or "-"))])
+    number = note.row.payload.get("handoff")
+    handoff = await note.session.get(Handoff, int(number)) if number is not None else None
+    return Rendered([Reply(note.t("staff.relay_failed", number=number or "?",
+                                  error=note.row.payload.get("error") or "-"))],
+                    fields={"owner": (handoff.claimed_by or "") if handoff else ""})
 
 
 RENDERERS: dict[str, Renderer] = {
