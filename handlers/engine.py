@@ -275,7 +275,9 @@ def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
             return Resolved(stale=True)
         return Resolved(payload=items[int(match.group(2))][0])
     text = incoming.text.strip()
-    if items and text:
+    # On the staff desk a number typed outside a flow is an answer for a citizen, not a pick
+    # from a menu that is no longer on screen.
+    if items and text and (ctx.flow or not is_desk(incoming)):
         digits = text.translate(str.maketrans("０１２３４５６７８９", "0123456789"))
         if digits.isdecimal() and 1 <= int(digits) <= len(items):
             return Resolved(payload=items[int(digits) - 1][0])

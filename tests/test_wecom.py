@@ -344,6 +344,7 @@ async def test_walk_in_booking_from_the_app_by_numbers(zhang: Member) -> None:
     assert asked.startswith("代办预约：请选择事项。\n1. 居民身份证办理")
     assert "居民身份证办理" in await zhang.say("1")      # typed numbers pick, as on WeChat
     assert "已退出" in await zhang.say("取消")
+    assert "您目前没有负责中的人工服务" in await zhang.say("1")     # not the old menu's first entry
 
 
 async def test_someone_not_on_the_lists_is_refused(push: WecomPush, wecom_api: FakeWecomApi,
