@@ -332,6 +332,10 @@ async def test_window_commands_and_the_menu_from_the_app(
     assert "用法" in await zhang.say("/noshow")
     assert "目前没有被限制预约的市民" in await zhang.say("/blocks")
     assert "/use" in await zhang.say("/staffhelp")
+    assert "没有被限制预约" in await zhang.say(f"/unblock {appointment.code} 系统误判")
+    plan = await zhang.say("/closure id_card 11-24 09:00-12:00 系统升级")
+    assert "1. 确认停办" in plan and "2. 不停办" in plan          # buttons as numbers to type
+    assert "已停办【居民身份证办理" in await zhang.say("1")
     async with database.read() as session:
         done = await session.get(Appointment, appointment.id)
         assert done is not None and done.status == AppointmentStatus.COMPLETED
