@@ -32,15 +32,19 @@ COMMANDS: dict[str, Command] = {
     "claim": desk.claim, "reply": requests.reply, "close": requests.close,
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
-    "staffhelp": help_command, "use": desk.use,
+    "staffhelp": help_command,
 }
+DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
 
 async def group_command(ctx: Ctx, name: str) -> Command | None:
     """In the staff group and on the staff desk (the WeCom app) every command is a staff
     command: ``/book`` books for a walk-in there, and one staff do not have shows their help.
     Elsewhere None."""
-    if not (desk.is_desk(ctx.incoming) or await in_staff_group(ctx)):
+    if desk.is_desk(ctx.incoming):
+        return COMMANDS.get(name) or DESK_COMMANDS.get(name) or (
+            walk_in if name == "book" else help_command)
+    if not await in_staff_group(ctx):
         return None
     return COMMANDS.get(name) or (walk_in if name == "book" else help_command)
 
