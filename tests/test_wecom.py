@@ -11,6 +11,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ from storage.models import (
     RequestStatus,
     Service,
 )
-from storage.settings import AccessSettings, Settings, WechatSettings, WecomSettings
+from storage.settings import AccessSettings, Settings, SettingsError, WechatSettings, WecomSettings, load_settings
 from tests.fakes import LocalServer
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
 from tests.fakes.wechat_api import sample as wechat_sample
@@ -482,3 +483,34 @@ async def test_a_slow_answer_is_answered_in_time_and_follows(
             await connection.close()
         await channel.close()
     assert wecom_api.texts(ZHANG) == ["目前没有被限制预约的市民。"]
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def test_wecom_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text('[wecom]\ncorp_id = "ww1"\nstaff_names = ["zhangsan=张三"]\n', encoding="utf-8")
+    loaded = load_settings(path, environ={"YUYUE_WECOM__AGENT_ID": "1000002",
+                                          "YUYUE_WECOM__TOKEN": "tok",
+                                          "YUYUE_WECOM__SECRET": "s3cret"})
+    assert loaded.wecom.agent_id == 1000002 and loaded.wecom.app_enabled
+    assert loaded.wecom.staff_names == ("zhangsan=张三",) and loaded.wecom.path == "/wecom"
+    path.write_text('[wecom]\nstaff_names = ["张三"]\n', encoding="utf-8")
+    with pytest.raises(SettingsError, match=r'wecom\.staff_names: expected a list like \["zhangsan=张三"\]'):
+        load_settings(path, environ={})
+
+
+async def test_the_app_says_what_it_still_needs(app: App) -> None:
+    partial = dataclasses.replace(app.settings, wecom=WecomSettings(token=TOKEN, corp_id=CORP_ID))
+    bare = App(settings=partial, database=app.database, centre=app.centre, clock=app.clock)
+    with pytest.raises(ValueError, match=r"needs wecom\.agent_id, YUYUE_WECOM__SECRET, "
+                                         r"YUYUE_WECOM__ENCODING_AES_KEY"):
+        build_wecom(bare, Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                                    settings=partial))
+    short_key = dataclasses.replace(app.settings.wecom, encoding_aes_key="abc")
+    with pytest.raises(ValueError, match="43 characters"):
+        build_wecom(App(settings=dataclasses.replace(app.settings, wecom=short_key),
+                        database=app.database, centre=app.centre, clock=app.clock),
+                    Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                              settings=app.settings))
