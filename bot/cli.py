@@ -18,13 +18,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from telegram.error import TelegramError
 
-from bot.channels import TryLater
+from bot.channels import TryLater, Unreachable
 from bot.reports import FileReports
 from bot.runner import run_channels
 from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
 from bot.wechat.api import AccessTokens
+from bot.wecom import WecomApiError
+from bot.wecom.channel import build_tokens
+from bot.wecom.channel import check_settings as check_wecom
+from bot.wecom.setup import create_group
+from bot.wecom.setup import create_menu as create_wecom_menu
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
 from handlers.stats import error_text, render_figures
@@ -162,12 +167,27 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
              "set YUYUE_PRIVACY__ID_HASH_KEY in production and keep it secret")
     if settings.wechat.token:
         _doctor_wechat_reminders(settings.wechat, report, note)
+    if settings.wecom.app_enabled:
+        _doctor_wecom(settings, report)
     channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
-                                      ("wechat", bool(settings.wechat.token))) if on]
+                                      ("wechat", bool(settings.wechat.token)),
+                                      ("wecom", settings.wecom.app_enabled)) if on]
     note("chat channels configured: " + (", ".join(channels) if channels else
                                           "none (yuyue run starts the terminal chat)"))
     _print("all good" if not problems else f"{problems} thing(s) to fix")
     return EXIT_OK if not problems else EXIT_FAIL
+
+
+def _doctor_wecom(settings: Settings, report: Callable[[bool, str, str], None]) -> None:
+    try:
+        check_wecom(settings.wecom)
+        report(True, "WeCom app settings complete", "")
+    except ValueError as error:
+        report(False, str(error), "see docs/wecom.md")
+    staff = [e for e in settings.access.staff if e.startswith("wecom:")]
+    report(bool(staff or settings.wecom.on_duty or settings.wecom.app_chat_id),
+           f"{len(staff)} WeCom staff in access.staff",
+           'add them as "wecom:<user id>" to access.staff, or alerts reach nobody in WeCom')
 
 
 def _doctor_wechat_reminders(wechat: WechatSettings, report: Callable[[bool, str, str], None],
@@ -211,7 +231,7 @@ async def cmd_chat(app: App, args: argparse.Namespace) -> int:
 async def cmd_run(app: App, args: argparse.Namespace) -> int:
     """Run the configured chat channels, or the terminal chat when none is configured."""
     settings = app.settings
-    if not settings.telegram.token and not settings.wechat.token:
+    if not settings.telegram.token and not settings.wechat.token and not settings.wecom.app_enabled:
         _print("No chat channel is configured (see README): starting the terminal chat.\n")
         return await cmd_chat(app, args)
     if args.clock:
@@ -244,6 +264,43 @@ async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
         except TryLater as error:
             raise CommandError(f"WeChat did not answer ({error}): try again later") from None
     _print("WeChat menu created: " + " / ".join(labels))
+    return EXIT_OK
+
+
+def _wecom_ready(app: App) -> None:
+    wecom = app.settings.wecom
+    if not (wecom.corp_id and wecom.agent_id and wecom.secret):
+        raise CommandError("set wecom.corp_id, wecom.agent_id and YUYUE_WECOM__SECRET first "
+                           "(docs/wecom.md)")
+
+
+async def cmd_wecom_menu(app: App, args: argparse.Namespace) -> int:
+    """Create the WeCom app's menu (今日预约 / 待处理 / 统计)."""
+    _wecom_ready(app)
+    await _require_schema(app)              # the access token is shared through the database
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            labels = await create_wecom_menu(build_tokens(app, http),
+                                             locale=app.settings.general.locale)
+        except (TryLater, Unreachable) as error:
+            raise CommandError(f"WeCom did not answer ({error}): try again later") from None
+    _print("WeCom app menu created: " + " / ".join(labels))
+    return EXIT_OK
+
+
+async def cmd_wecom_group(app: App, args: argparse.Namespace) -> int:
+    """Create the WeCom app group chat that gets a copy of every staff alert."""
+    _wecom_ready(app)
+    await _require_schema(app)
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            chat_id = await create_group(build_tokens(app, http), args.name, args.users)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        except (TryLater, Unreachable) as error:
+            raise CommandError(f"WeCom did not answer ({error}): try again later") from None
+    _print(f"WeCom group chat created: {chat_id}\n"
+           f'Set wecom.app_chat_id = "{chat_id}" in the settings to copy staff alerts there.')
     return EXIT_OK
 
 
@@ -404,6 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="wechat_command", metavar="ACTION", required=True)
     wechat.add_parser("menu", help=cmd_wechat_menu.__doc__).set_defaults(handler=cmd_wechat_menu)
 
+    wecom = commands.add_parser("wecom", help="WeCom (企业微信) app set-up").add_subparsers(
+        dest="wecom_command", metavar="ACTION", required=True)
+    wecom.add_parser("menu", help=cmd_wecom_menu.__doc__).set_defaults(handler=cmd_wecom_menu)
+    group = wecom.add_parser("group", help="the app group chat").add_subparsers(
+        dest="wecom_group_command", metavar="ACTION", required=True)
+    create = group.add_parser("create", help=cmd_wecom_group.__doc__)
+    create.add_argument("name", help="the chat's name, e.g. 窗口工作群")
+    create.add_argument("users", nargs="+", metavar="USER",
+                        help="WeCom user ids (at least two; the first owns the chat)")
+    create.set_defaults(handler=cmd_wecom_group)
+
     benches = commands.add_parser("bench", help=cmd_bench.__doc__).add_subparsers(
         dest="bench_command", metavar="BENCHMARK", required=True)
     for name, helptext in (("booking", "the 08:00 release rush: throughput, latency, overbooking"),
@@ -477,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  check telegram.token and telegram.base_url, and the network", file=sys.stderr)
     except WechatApiError as exc:
         print(f"yuyue: WeChat said no: {exc}", file=sys.stderr)
+    except WecomApiError as exc:
+        print(f"yuyue: WeCom said no: {exc}", file=sys.stderr)
     except httpx.HTTPError as exc:
         print(f"yuyue: could not reach the chat platform: {type(exc).__name__}", file=sys.stderr)
     except OperationalError as exc:

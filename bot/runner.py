@@ -19,7 +19,7 @@ from bot.scheduler import Jobs, build_scheduler
 from bot.telegram import build_telegram
 from bot.web import build_web_app
 from bot.wechat import build_wechat
-from bot.wecom import build_wecom_sender
+from bot.wecom import build_wecom, build_wecom_sender
 from bot.wiring import App, build_assistant
 from handlers.core import Incoming, Reply
 from handlers.engine import Assistant
@@ -100,6 +100,12 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         closers.append(wechat.close)
         senders["wechat"] = wechat.sender
         routes += wechat.webhook_routes()
+    if settings.wecom.app_enabled:
+        wecom = build_wecom(app, conversation)
+        closers.append(wecom.close)
+        senders["wecom"] = wecom.sender          # supervisors' "wecom:<user id>" targets
+        staff_senders.append(wecom.sender)
+        routes += wecom.webhook_routes()
     if settings.wecom.robot_webhook:
         robot = build_wecom_sender(app)
         closers.append(robot.close)

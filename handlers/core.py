@@ -23,6 +23,7 @@ class ChannelName(enum.StrEnum):
     TELEGRAM = "telegram"
     WECHAT = "wechat"
     TERMINAL = "terminal"
+    WECOM = "wecom"
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ class Incoming:
     """One thing a user did: typed text, pressed a choice, sent a command, or an event.
 
     Attributes:
-        channel: "telegram", "wechat" or "terminal".
-        user_id: the platform's id of the person (Telegram user id, WeChat OpenID).
+        channel: "telegram", "wechat", "terminal", or "wecom" (staff in the WeCom app).
+        user_id: the platform's id of the person (Telegram user id, WeChat OpenID, WeCom
+            user id).
         chat_id: where the answer goes (a private chat, or the staff group).
         text: what was typed (for a choice, the label shown, if known).
         choice: the token of a pressed choice (Telegram callback data, WeChat menu id).

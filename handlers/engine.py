@@ -23,6 +23,7 @@ from handlers.i18n import normalize_locale, translate
 from handlers.menu import language, leave, main_menu, search_services
 from handlers.payloads import Button, Language, Main, prefix_of, pressed
 from handlers.registry import FLOWS
+from handlers.staff.desk import desk_text, is_desk
 from handlers.staff.replies import stop as stop_for_staff
 from handlers.staff.requests import group_text as answer_from_staff
 from storage import conversations
@@ -159,6 +160,8 @@ class Assistant:
             return []
         if event.startswith("menu:"):
             return await self._command(ctx, event.removeprefix("menu:"), "")
+        if is_desk(ctx.incoming):
+            return [ctx.reply("staff.desk_unsupported")]
         return [ctx.reply("core.unsupported"), main_menu(ctx)]
 
     async def _command(self, ctx: Ctx, name: str, args: str) -> list[Reply]:
@@ -175,7 +178,7 @@ class Assistant:
 
     async def _cancel(self, ctx: Ctx) -> list[Reply]:
         """Leave the current flow the way it says (the staff group: staff stop)."""
-        if ctx.incoming.is_group:
+        if ctx.incoming.is_group or is_desk(ctx.incoming):
             return await stop_for_staff(ctx)
         flow = FLOWS.flow(ctx.flow)
         if flow is not None and flow.cancel is not None:
@@ -209,7 +212,7 @@ class Assistant:
         return await handler(ctx, Event(EventKind.CHOICE, payload))
 
     async def _text(self, ctx: Ctx, text: str) -> list[Reply]:
-        if ctx.incoming.is_group:
+        if ctx.incoming.is_group or is_desk(ctx.incoming):
             return await self._group_text(ctx, text)
         lowered = text.casefold()
         if lowered in _CANCEL_WORDS:
@@ -237,13 +240,16 @@ class Assistant:
         return await self._misunderstood(ctx, text)
 
     async def _group_text(self, ctx: Ctx, text: str) -> list[Reply]:
-        """Group text reaches the bot only as a reply to one of its messages: an answer to a
-        staff flow's question, or else an answer for a hand-off's citizen."""
+        """Group text reaches the bot only as a reply to one of its messages (on the staff
+        desk, all text does): an answer to a staff flow's question, or else an answer for a
+        hand-off's citizen."""
         if text.casefold() in _CANCEL_WORDS:
             return await self._cancel(ctx)
         handler = FLOWS.text_handler(ctx.flow, ctx.step)
         if handler is not None:
             return await handler(ctx, Event(EventKind.TEXT, text))
+        if is_desk(ctx.incoming):
+            return await desk_text(ctx, text)
         return await answer_from_staff(ctx, text)
 
     async def _misunderstood(self, ctx: Ctx, text: str = "") -> list[Reply]:
@@ -289,7 +295,9 @@ def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
             return Resolved(stale=True)
         return Resolved(payload=items[int(match.group(2))][0])
     text = incoming.text.strip()
-    if items and text:
+    # On the staff desk a number typed outside a flow is an answer for a citizen, not a pick
+    # from a menu that is no longer on screen.
+    if items and text and (ctx.flow or not is_desk(incoming)):
         digits = _menu_number(text)
         if digits is not None and 1 <= digits <= len(items):
             return Resolved(payload=items[digits - 1][0])

@@ -17,6 +17,8 @@ from storage.identity import ID_NAME_MISMATCH
 from storage.models import AccountPerson, Appointment, AuditLog, Channel, ChannelIdentity, Relation
 
 UNLINKED = "unlinked"
+# Accounts that are not citizens': staff-made bookings and staff in the WeCom app.
+STAFF_CHANNELS = (Channel.STAFF, Channel.WECOM)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ async def people_per_account(session: AsyncSession) -> dict[int, int]:
                                   .group_by(per_account.c.people))).all()
     distribution = {int(people): int(accounts) for people, accounts in rows}
     citizens = await session.scalar(select(func.count()).select_from(ChannelIdentity)
-                                    .where(ChannelIdentity.channel != Channel.STAFF)) or 0
+                                    .where(ChannelIdentity.channel.not_in(STAFF_CHANNELS))) or 0
     with_people = sum(distribution.values())
     if citizens > with_people:
         distribution[0] = citizens - with_people

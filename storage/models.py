@@ -62,6 +62,7 @@ class Channel(enum.StrEnum):
     WECHAT = "wechat"
     TERMINAL = "terminal"
     STAFF = "staff"
+    WECOM = "wecom"      # staff in the WeCom app (企业微信): never a citizen
 
 
 class AppointmentStatus(enum.StrEnum):

@@ -348,9 +348,37 @@ def _template_fields(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _staff_names(value: Any) -> tuple[str, ...]:
+    """WeCom user id = the name staff know them by, e.g. "zhangsan=张三"."""
+    expected = 'a list like ["zhangsan=张三"]'
+    items = _strings(value) if isinstance(value, list) else None
+    if items is None or not all(re.fullmatch(r"[\w.@-]{1,64}=\S.{0,29}", item) for item in items):
+        raise ValueError(expected)
+    return tuple(items)
+
+
 @dataclass(frozen=True)
 class WecomSettings:
+    """WeCom (企业微信): the self-built app staff work in, and the optional notify-only robot."""
+
     robot_webhook: str = _setting("", secret=True)
+    corp_id: str = ""
+    agent_id: int = _setting(0, minimum=0)
+    secret: str = _setting("", secret=True)
+    token: str = _setting("", secret=True)
+    encoding_aes_key: str = _setting("", secret=True)
+    path: str = "/wecom"
+    api_base: str = "https://qyapi.weixin.qq.com"
+    app_chat_id: str = ""
+    on_duty: tuple[str, ...] = _setting([], parse=lambda v: tuple(_strings(v)))
+    staff_names: tuple[str, ...] = _setting([], parse=lambda v: _staff_names(v))
+    replay_window_seconds: int = _setting(300, minimum=10)
+    reply_deadline_ms: int = _setting(4000, minimum=100, maximum=4800)
+
+    @property
+    def app_enabled(self) -> bool:
+        """The self-built app is configured (its callback Token set)."""
+        return bool(self.token)
 
 
 @dataclass(frozen=True)
@@ -361,7 +389,8 @@ class WebSettings:
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """Who may use staff and manager commands: "telegram:<user id>" or "wechat:<openid>"."""
+    """Who may use staff and manager commands: "telegram:<user id>", "wechat:<openid>" or
+    "wecom:<WeCom user id>"."""
 
     staff: tuple[str, ...] = _setting([], parse=lambda v: tuple(_strings(v)))
     supervisors: tuple[str, ...] = _setting([], parse=lambda v: tuple(_strings(v)))

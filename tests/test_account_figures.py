@@ -33,6 +33,7 @@ async def test_people_per_account_bookings_for_others_and_refused_names(
     await new_account(database, clock, "idle")
     async with database.session() as session:
         await account(session, clock.now(), user="clerk", channel="staff")   # staff: not counted
+        await account(session, clock.now(), user="zhangsan", channel="wecom")   # nor WeCom staff
     me = await add(database, centre, clock, family, "张三", HOLDER_ID)
     mother = await add(database, centre, clock, family, "李秀英", MOTHER_ID, Relation.PARENT)
     child = await add(database, centre, clock, family, "张小明", valid_id("11010520150505003"),

@@ -100,8 +100,10 @@ async def _handoff_message(note: Note) -> Rendered:
                                       text=mask_text(note.row.payload.get("text", ""))),
                                _claim_button(note, handoff.id))])
     owner = await staff_name(note.session, handoff.claimed_by)
+    # "owner": the owner's account, for a channel that tells only them (the WeCom app).
     return Rendered([Reply(note.t("staff.citizen_says", number=handoff.id, owner=owner,
-                                  text=mask_text(note.row.payload.get("text", ""))))])
+                                  text=mask_text(note.row.payload.get("text", ""))))],
+                    fields={"owner": handoff.claimed_by or "", "handoff": str(handoff.id)})
 
 
 async def _handoff_private(note: Note) -> Rendered:
@@ -210,8 +212,11 @@ async def _delivery_failed(note: Note) -> Rendered:
 async def _relay_failed(note: Note) -> Rendered:
     """A staff answer that could not reach the citizen (they blocked the bot, the WeChat
     window closed while it was on its way)."""
-    return Rendered([Reply(note.t("staff.relay_failed", number=note.row.payload.get("handoff", "?"),
-                                  error=note.row.payload.get("error") or "-"))])
+    number = note.row.payload.get("handoff")
+    handoff = await note.session.get(Handoff, int(number)) if number is not None else None
+    return Rendered([Reply(note.t("staff.relay_failed", number=number or "?",
+                                  error=note.row.payload.get("error") or "-"))],
+                    fields={"owner": (handoff.claimed_by or "") if handoff else ""})
 
 
 RENDERERS: dict[str, Renderer] = {

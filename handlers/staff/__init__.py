@@ -1,8 +1,8 @@
 """Staff at work, by subject: ``access`` (who is staff), ``window`` (today's list, check-in,
 completion, no-shows, blocks), ``requests`` (hand-offs, complaints, home visits), ``closures``
 (停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), ``cases`` (办件 after the
-visit), and what staff are told (``replies``). The staff flow is declared here. Diagrams: docs/flows/handoff.mmd,
-docs/flows/staff_book.mmd.
+visit), the staff-only chat of the WeCom app (``desk``), and what staff are told (``replies``).
+The staff flow is declared here. Diagrams: docs/flows/handoff.mmd, docs/flows/staff_book.mmd.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, requests, window
+from handlers.staff import cases, closures, desk, requests, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -20,23 +20,31 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    return [Reply(ctx.t("staff.help") + "\n" + ctx.t("case_staff.help"))]
+    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help")]
+    if desk.is_desk(ctx.incoming):
+        help_text.append(ctx.reply("staff.desk_help"))
+    return help_text
 
 
 COMMANDS: dict[str, Command] = {
     "today": window.today, "find": window.find, "checkin": window.checkin, "done": window.done,
     "noshow": window.noshow, "undo": window.undo, "blocks": window.blocked,
     "unblock": window.unblock, "walkin": walk_in, "closure": closures.closure,
-    "claim": requests.claim, "reply": requests.reply, "close": requests.close,
+    "claim": desk.claim, "reply": requests.reply, "close": requests.close,
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
     "staffhelp": help_command, **cases.COMMANDS,
 }
+DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
 
 async def group_command(ctx: Ctx, name: str) -> Command | None:
-    """In the staff group every command is a staff command: ``/book`` books for a walk-in
-    there, and one staff do not have shows their help. Elsewhere None."""
+    """In the staff group and on the staff desk (the WeCom app) every command is a staff
+    command: ``/book`` books for a walk-in there, and one staff do not have shows their help.
+    Elsewhere None."""
+    if desk.is_desk(ctx.incoming):
+        return COMMANDS.get(name) or DESK_COMMANDS.get(name) or (
+            walk_in if name == "book" else help_command)
     if not await in_staff_group(ctx):
         return None
     return COMMANDS.get(name) or (walk_in if name == "book" else help_command)
@@ -52,7 +60,7 @@ FLOW = Flow(
            Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS},
     text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
-    actions={ClaimHandoff: requests.claim_button, ClaimComplaint: requests.claim_button,
+    actions={ClaimHandoff: desk.claim_button, ClaimComplaint: requests.claim_button,
              ApproveVisit: requests.approve_button, DeclineVisit: requests.decline_button,
              **cases.ACTIONS},
     guard=guard, stale=_stale, cancel=stop, group_commands=group_command)

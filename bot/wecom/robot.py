@@ -1,10 +1,10 @@
-"""The WeCom (企业微信) group robot: a notify-only staff channel.
+"""The WeCom (企业微信) group robot: an optional, notify-only extra sink for staff alerts.
 
-Many centres run their internal chat on WeCom. A group robot there has a webhook URL (with its
-key) that accepts ``{"msgtype": "text", ...}`` or ``{"msgtype": "markdown", ...}`` posts; it
-cannot receive anything, so staff act on alerts from the Telegram staff group (or the commands
-in a private chat) and the robot only tells. WeCom allows a robot 20 messages a minute: the
-sender waits rather than be refused, and treats errcode 45009 (over the limit) as "try later".
+A group robot has a webhook URL (with its key) that accepts ``{"msgtype": "text", ...}`` or
+``{"msgtype": "markdown", ...}`` posts; it cannot receive anything, so staff act on alerts in
+the WeCom app (``bot.wecom.channel``) or the Telegram staff group and the robot only tells.
+WeCom allows a robot 20 messages a minute: the sender waits rather than be refused, and treats
+errcode 45009 (over the limit) as "try later".
 
 Wiring (``yuyue run``, when ``wecom.robot_webhook`` is set)::
 
@@ -30,9 +30,9 @@ import httpx
 from bot.channels import TryLater, Unreachable
 from handlers.core import Reply
 
-log = logging.getLogger("yuyue.wecom")
+log = logging.getLogger("yuyue.wecom.robot")
 
-CHANNEL = "wecom"
+CHANNEL = "wecom_robot"     # a staff sink only: never a channel citizens or staff write on
 PER_MINUTE = 20
 TEXT_LIMIT = 2048            # bytes of UTF-8 in a text message
 MARKDOWN_LIMIT = 4096        # bytes of UTF-8 in a markdown message
@@ -42,7 +42,7 @@ GONE = {93000: "invalid webhook url", 93004: "robot removed", 93008: "robot not 
 SKIPPED_KINDS = frozenset({"handoff_message"})
 
 
-def _cut(text: str, limit: int) -> list[str]:
+def cut_utf8(text: str, limit: int) -> list[str]:
     """Pieces of ``text`` of at most ``limit`` UTF-8 bytes, cut at line ends where possible."""
     pieces: list[str] = []
     current = ""
@@ -113,7 +113,7 @@ class WecomRobotSender:
             return
         text = render(replies)
         limit = TEXT_LIMIT if self.msgtype == "text" else MARKDOWN_LIMIT
-        for piece in _cut(text, limit):
+        for piece in cut_utf8(text, limit):
             await self._post({"msgtype": self.msgtype, self.msgtype: {"content": piece}})
 
     async def _wait_turn(self) -> None:
