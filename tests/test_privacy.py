@@ -280,7 +280,7 @@ async def test_a_number_of_any_length_at_a_menu_is_an_option_that_does_not_exist
     dialog = Dialog(assistant)
     await dialog.command("start")
     await dialog.say(typed)
-    assert "没有这个选项。请回复1到4之间的数字" in dialog.text
+    assert f"没有这个选项。请回复1到{len(dialog.labels)}之间的数字" in dialog.text
     assert "预约办事" in dialog.labels and "抱歉，系统" not in dialog.text
     await verify_dialog(dialog, [("[预约办事]", "青溪镇便民服务中心")])
     await dialog.say("7" * 4301)                      # inside a flow: its step is shown again
