@@ -161,6 +161,12 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
         note("privacy.id_hash_key is not set: a local key file under the data folder is used; "
              "set YUYUE_PRIVACY__ID_HASH_KEY in production and keep it secret")
     if settings.wechat.token:
+        if not settings.wechat.encoding_aes_key:
+            note("WARNING: WeChat is in plain mode (no wechat.encoding_aes_key): the signature "
+                 "covers only the timestamp and nonce in the URL, not the message, so anyone who "
+                 "sees one webhook URL (a proxy's access log) can post as any user for "
+                 f"{settings.wechat.replay_window_seconds} s; set YUYUE_WECHAT__ENCODING_AES_KEY "
+                 "and choose 安全模式 (docs/wechat.md)")
         _doctor_wechat_reminders(settings.wechat, report, note)
     channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
                                       ("wechat", bool(settings.wechat.token))) if on]

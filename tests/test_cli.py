@@ -86,3 +86,13 @@ def test_doctor_says_how_wechat_reminders_leave_the_48_hour_window(
     _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
     assert "ok    WeChat reminders outside the 48-hour window: one-time subscription messages, " \
            "consent page https://yuyue.example.gov.cn/wechat/consent" in out
+
+
+def test_doctor_warns_that_plain_mode_lets_a_seen_url_post_as_anyone(
+        settings_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUYUE_WECHAT__TOKEN", "token-for-doctor")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "WARNING: WeChat is in plain mode" in out and "post as any user" in out
+    monkeypatch.setenv("YUYUE_WECHAT__ENCODING_AES_KEY", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "plain mode" not in out

@@ -24,7 +24,17 @@ from wechatpy.replies import TextReply
 
 from bot.channels import TryLater, Unreachable
 from bot.wechat.consent import Consents
-from bot.wechat.inbound import CHANNEL, BadRequest, Forbidden, digits, parse_xml, to_incoming, verify_signature
+from bot.wechat.failures import FailureLog
+from bot.wechat.inbound import (
+    CHANNEL,
+    BadRequest,
+    Forbidden,
+    digits,
+    parse_xml,
+    signature_problem,
+    to_incoming,
+    verify_signature,
+)
 from bot.wechat.render import cdata, render_replies, short_openid
 from bot.wechat.sender import OutOfWindow, WechatSender
 from handlers.core import Attachment, Incoming, Reply
@@ -55,6 +65,7 @@ class WechatWebhook:
         self.crypto = (WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
                        if settings.encoding_aes_key else None)
         self._late: set[asyncio.Task[None]] = set()
+        self.failures = FailureLog(log, clock)
 
     def routes(self) -> list[Route]:
         return [Route(self.settings.path, self.get, methods=["GET"]),
@@ -64,28 +75,40 @@ class WechatWebhook:
     async def get(self, request: Request) -> Response:
         """Answer WeChat's URL check with ``echostr`` (plain even in safe mode)."""
         query = request.query_params
-        if not self._signed(query.get("signature"), query.get("timestamp"), query.get("nonce")):
-            return PlainTextResponse("forbidden", status_code=403)
+        problem = self._signature_problem(query.get("signature"), query.get("timestamp"),
+                                          query.get("nonce"))
+        if problem:
+            return self._forbidden(f"URL check: {problem}")
         return PlainTextResponse(query.get("echostr", ""))
 
     async def post(self, request: Request) -> Response:
-        """Verify, decrypt, answer one message."""
+        """Verify, decrypt, answer one message.
+
+        With an EncodingAESKey set, only safe-mode requests (``encrypt_type=aes`` and a
+        ``msg_signature`` over the encrypted body; WeChat's 兼容模式 sends both) are taken. The
+        plain ``signature`` covers only the timestamp and nonce, which stand in the URL (and so
+        in every proxy's access log), not the body: accepting it alone would let anyone who saw
+        one URL post as anyone for the replay window.
+        """
         query = request.query_params
         timestamp, nonce = query.get("timestamp"), query.get("nonce")
-        if not self._signed(query.get("signature"), timestamp, nonce):
-            return PlainTextResponse("forbidden", status_code=403)
+        problem = self._signature_problem(query.get("signature"), timestamp, nonce)
+        if problem:
+            return self._forbidden(problem)
+        safe = query.get("encrypt_type", "").lower() == "aes"
+        if self.crypto is not None and not (safe and query.get("msg_signature")):
+            return self._forbidden("not encrypted, but safe mode is on (EncodingAESKey set)")
         try:
             body = await _read_body(request)
-            safe = query.get("encrypt_type", "").lower() == "aes"
             fields = parse_xml(body)
             if safe:
                 fields = parse_xml(self._decrypt(fields, query.get("msg_signature"),
                                                  str(timestamp), str(nonce)).encode("utf-8"))
             incoming = to_incoming(fields)
-        except Forbidden:
-            return PlainTextResponse("forbidden", status_code=403)
+        except Forbidden as refused:
+            return self._forbidden(str(refused) or "bad msg_signature")
         except BadRequest as exc:
-            log.info("wechat webhook: bad request (%s)", exc)
+            self.failures.warn(f"400 {exc}", f"wechat webhook: bad request refused ({exc})")
             return PlainTextResponse("bad request", status_code=400)
         if incoming is None:
             return PlainTextResponse("success")
@@ -100,10 +123,16 @@ class WechatWebhook:
             xml = self.crypto.encrypt_message(xml, str(nonce), stamp)
         return Response(xml, media_type="application/xml", background=rest)
 
-    def _signed(self, signature: str | None, timestamp: str | None, nonce: str | None) -> bool:
-        return verify_signature(self.settings.token, signature, timestamp, nonce,
-                                now=self.clock.now(),
-                                window_seconds=self.settings.replay_window_seconds)
+    def _signature_problem(self, signature: str | None, timestamp: str | None,
+                           nonce: str | None) -> str | None:
+        return signature_problem(self.settings.token, signature, timestamp, nonce,
+                                 now=self.clock.now(),
+                                 window_seconds=self.settings.replay_window_seconds)
+
+    def _forbidden(self, reason: str) -> Response:
+        """403, and one log line per reason and period (a scan is one line, not thousands)."""
+        self.failures.warn(f"403 {reason}", f"wechat webhook: request refused (403): {reason}")
+        return PlainTextResponse("forbidden", status_code=403)
 
     def _decrypt(self, fields: Mapping[str, str], msg_signature: str | None, timestamp: str,
                  nonce: str) -> str:
@@ -116,7 +145,7 @@ class WechatWebhook:
                                 now=self.clock.now(),
                                 window_seconds=self.settings.replay_window_seconds,
                                 encrypt=encrypt):
-            raise Forbidden
+            raise Forbidden("bad msg_signature")
         try:
             # The signature is checked above in constant time, so the cipher is used directly.
             return str(PrpCrypto(self.crypto.key).decrypt(encrypt, self.settings.app_id))

@@ -1,0 +1,105 @@
+"""The WeChat webhook's defences over real HTTP (uvicorn on 127.0.0.1): safe mode cannot be
+downgraded to plain, a signed query cannot carry another body, and every refusal is logged
+once with its reason."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from bot.web import build_web_app
+from storage.clock import ManualClock
+from storage.db import Database
+from storage.models import ProcessedMessage
+from tests.fakes import LocalServer
+from tests.fakes.wechat_api import SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
+from tests.helpers import load_demo
+from tests.test_wechat_webhook import OPENID, Citizen, Env, count, make_env
+
+
+@asynccontextmanager
+async def served(env: Env) -> AsyncIterator[tuple[httpx.AsyncClient, WechatPush]]:
+    """The env's web app on a real port, a client for it, and WeChat posting to it."""
+    async with LocalServer(build_web_app(env.channel.webhook_routes())) as server, \
+            httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        yield http, WechatPush(http, path="/wechat", token=SAMPLE_TOKEN,
+                               aes_key=(env.push.crypto and SAMPLE_AES_KEY) or "",
+                               now=env.clock.now)
+    await env.channel.close()
+    await env.http.aclose()
+
+
+@pytest.fixture
+async def manager_env(database: Database, clock: ManualClock, api: FakeWechatApi) -> Env:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    return await make_env(database, clock, api, safe=True, managers=(f"wechat:{OPENID}",))
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeWechatApi]:
+    async with FakeWechatApi() as fake:
+        yield fake
+
+
+async def test_safe_mode_cannot_be_downgraded_to_plain(manager_env: Env,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    env = manager_env
+    manager = Citizen(env)
+    async with served(env) as (http, push):
+        # One genuine safe-mode request; its query (in every proxy's access log) is reused with
+        # a plaintext /stats from the manager's OpenID.
+        genuine = push.query()
+        assert push.read(await push.post(manager.message("text", Content="你好", MsgId=1),
+                                         query=genuine))
+        stats = manager.message("text", Content="/stats week", MsgId=2).encode()
+        caplog.set_level(logging.WARNING, logger="bot.wechat.webhook")
+        for query in (genuine, genuine | {"encrypt_type": "aes"},
+                      genuine | {"msg_signature": "0" * 40},
+                      genuine | {"encrypt_type": "raw", "msg_signature": "0" * 40}):
+            response = await http.post("/wechat", params=query, content=stats)
+            assert response.status_code == 403, (query, response.text)
+            assert "预约量" not in response.text
+        response = await http.post("/wechat", params=genuine | {"encrypt_type": "aes",
+                                                                 "msg_signature": "0" * 40},
+                                   content=stats)
+        assert response.status_code in (400, 403) and "预约量" not in response.text
+    assert await count(env.database, ProcessedMessage) == 1
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert any("not encrypted, but safe mode is on" in line for line in refused)
+    assert all(OPENID[:8] not in line for line in refused)
+
+
+async def test_compatibility_mode_is_answered_encrypted(manager_env: Env) -> None:
+    """兼容模式: the body has the plain fields and Encrypt; only Encrypt is read."""
+    env = manager_env
+    manager = Citizen(env)
+    async with served(env) as (http, push):
+        xml = manager.message("text", Content="/stats week", MsgId=3)
+        query = push.query()
+        safe = push.crypto
+        assert safe is not None
+        from wechatpy.crypto import PrpCrypto
+        encrypt = PrpCrypto(safe.key).encrypt(xml, push.app_id).decode()
+        query |= {"encrypt_type": "aes",
+                  "msg_signature": push._sign(SAMPLE_TOKEN, query["timestamp"], query["nonce"],
+                                              encrypt)}
+        # A plaintext Content that says something else must not be what is answered.
+        body = xml.replace("/stats week", "你好").replace(
+            "</xml>", f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+        answer = push.read(await http.post("/wechat", params=query, content=body.encode()))
+        assert "预约量" in answer["Content"]
+
+
+async def test_plain_mode_without_a_key_still_works_and_doctor_warns(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=False)
+    async with served(env) as (_http, push):
+        answer = push.read(await push.post(Citizen(env).message("text", Content="你好", MsgId=4)))
+        assert "预约办事" in answer["Content"]
