@@ -14,7 +14,7 @@ import pytest
 from bot.web import build_web_app
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import ProcessedMessage
+from storage.models import ProcessedMessage, SignedRequest
 from tests.fakes import LocalServer
 from tests.fakes.wechat_api import SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
 from tests.helpers import load_demo
@@ -103,3 +103,34 @@ async def test_plain_mode_without_a_key_still_works_and_doctor_warns(
     async with served(env) as (_http, push):
         answer = push.read(await push.post(Citizen(env).message("text", Content="你好", MsgId=4)))
         assert "预约办事" in answer["Content"]
+
+
+async def test_a_signed_query_cannot_carry_another_body(
+        database: Database, clock: ManualClock, api: FakeWechatApi,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=False)
+    # A second server process behind the same proxy: the record is shared through the database.
+    other = await make_env(database, clock, api, safe=False)
+    citizen = Citizen(env)
+    async with served(env) as (http, push), served(other) as (other_http, _):
+        query = push.query()
+        first = citizen.message("text", Content="你好", MsgId=11)
+        answer = push.read(await push.post(first, query=query))
+        assert "预约办事" in answer["Content"]
+        caplog.set_level(logging.WARNING, logger="bot.wechat.webhook")
+        for client in (http, other_http):
+            replay = await client.post("/wechat", params=query, content=citizen.message(
+                "text", Content="/stats week", MsgId=12).encode())
+            assert replay.status_code == 403
+        # WeChat's own retry: the same query and body, answered from the de-duplication record.
+        retry = push.read(await other_http.post("/wechat", params=query, content=first.encode()))
+        assert retry["Content"] == answer["Content"]
+        assert any("replay" in r.getMessage() for r in caplog.records)
+        assert await count(database, SignedRequest) == 1
+        # Past twice the window (a timestamp may be one window ahead) the record is deleted.
+        clock.advance(seconds=601)
+        push.read(await push.post(citizen.message("text", Content="1", MsgId=13)))
+        assert await count(database, SignedRequest) == 1
+    assert await count(database, ProcessedMessage) == 2

@@ -11,6 +11,7 @@ wechatpy is used for what it does well: the AES message crypto and the passive r
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -38,7 +39,7 @@ from bot.wechat.inbound import (
 from bot.wechat.render import cdata, render_replies, short_openid
 from bot.wechat.sender import OutOfWindow, WechatSender
 from handlers.core import Attachment, Incoming, Reply
-from storage import conversations
+from storage import conversations, replays
 from storage.clock import Clock
 from storage.db import Database
 from storage.settings import WechatSettings
@@ -66,6 +67,7 @@ class WechatWebhook:
                        if settings.encoding_aes_key else None)
         self._late: set[asyncio.Task[None]] = set()
         self.failures = FailureLog(log, clock)
+        self._cleaned: dt.datetime | None = None
 
     def routes(self) -> list[Route]:
         return [Route(self.settings.path, self.get, methods=["GET"]),
@@ -110,6 +112,8 @@ class WechatWebhook:
         except BadRequest as exc:
             self.failures.warn(f"400 {exc}", f"wechat webhook: bad request refused ({exc})")
             return PlainTextResponse("bad request", status_code=400)
+        if not await self._first_body(query, body):
+            return self._forbidden("signed query used again with another body (replay)")
         if incoming is None:
             return PlainTextResponse("success")
         texts, rest = await self._answer(incoming)
@@ -128,6 +132,20 @@ class WechatWebhook:
         return signature_problem(self.settings.token, signature, timestamp, nonce,
                                  now=self.clock.now(),
                                  window_seconds=self.settings.replay_window_seconds)
+
+    async def _first_body(self, query: Mapping[str, str], body: bytes) -> bool:
+        """Whether this signed query comes with the body it first came with (a true retry
+        does); old records are deleted once per window."""
+        now = self.clock.now()
+        window = dt.timedelta(seconds=self.settings.replay_window_seconds)
+        signed = "\0".join(query.get(name, "").strip().lower()
+                            for name in ("timestamp", "nonce", "signature", "msg_signature"))
+        async with self.database.session() as session:
+            # A timestamp may be up to a window ahead, so a query stays acceptable for two.
+            if self._cleaned is None or now - self._cleaned >= window:
+                await replays.forget_before(session, CHANNEL, now - 2 * window)
+                self._cleaned = now
+            return await replays.same_body(session, CHANNEL, signed, body, now)
 
     def _forbidden(self, reason: str) -> Response:
         """403, and one log line per reason and period (a scan is one line, not thousands)."""
