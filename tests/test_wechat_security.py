@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from bot.web import build_web_app
 from storage.clock import ManualClock
@@ -134,3 +135,41 @@ async def test_a_signed_query_cannot_carry_another_body(
         push.read(await push.post(citizen.message("text", Content="1", MsgId=13)))
         assert await count(database, SignedRequest) == 1
     assert await count(database, ProcessedMessage) == 2
+
+
+@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
+async def test_database_outage_is_answered_busy_and_logged_once(
+        database: Database, clock: ManualClock, api: FakeWechatApi,
+        caplog: pytest.LogCaptureFixture, safe: bool) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=safe)
+    citizen = Citizen(env)
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    async with served(env) as (_http, push):
+        assert "预约办事" in push.read(await push.post(
+            citizen.message("text", Content="你好", MsgId=21)))["Content"]
+        caplog.set_level(logging.INFO)
+        # The database server goes away: every new connection is refused.
+        await database.engine.dispose()
+        event.listen(database.engine.sync_engine, "do_connect", refuse)
+        try:
+            for number in range(3):
+                response = await push.post(citizen.message("text", Content="1", MsgId=30 + number))
+                assert response.status_code == 200 and "Traceback" not in response.text
+                answer = push.read(response)          # decrypted and checked in safe mode
+                assert answer["Content"] == "系统繁忙，请稍后再发。\nThe system is busy: please " \
+                                            "send your message again later."
+                assert answer["ToUserName"] == OPENID
+        finally:
+            event.remove(database.engine.sync_engine, "do_connect", refuse)
+        clock.advance(seconds=30)
+        assert "预约办事" in push.read(await push.post(
+            citizen.message("text", Content="菜单", MsgId=40)))["Content"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert sum("database unreachable (ConnectionRefusedError)" in m for m in messages) == 1
+    assert sum("database reachable again after 30 s; 3 message(s)" in m for m in messages) == 1

@@ -39,9 +39,10 @@ from bot.wechat.inbound import (
 from bot.wechat.render import cdata, render_replies, short_openid
 from bot.wechat.sender import OutOfWindow, WechatSender
 from handlers.core import Attachment, Incoming, Reply
+from handlers.i18n import translate
 from storage import conversations, replays
 from storage.clock import Clock
-from storage.db import Database
+from storage.db import Database, is_outage
 from storage.settings import WechatSettings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class WechatWebhook:
         self._late: set[asyncio.Task[None]] = set()
         self.failures = FailureLog(log, clock)
         self._cleaned: dt.datetime | None = None
+        self._outage_since: dt.datetime | None = None
+        self._busy_answers = 0
 
     def routes(self) -> list[Route]:
         return [Route(self.settings.path, self.get, methods=["GET"]),
@@ -112,11 +115,30 @@ class WechatWebhook:
         except BadRequest as exc:
             self.failures.warn(f"400 {exc}", f"wechat webhook: bad request refused ({exc})")
             return PlainTextResponse("bad request", status_code=400)
-        if not await self._first_body(query, body):
+        # The replay check and the conversation together get WeChat's deadline: a slow
+        # database means a late answer (as a customer-service message), an unreachable one a
+        # "busy" answer; neither an HTTP 500 (WeChat does not deliver a message again after an
+        # error, so the citizen would never know to send it again).
+        task = asyncio.ensure_future(self._process(query, body, incoming))
+        try:
+            replies = await asyncio.wait_for(asyncio.shield(task),
+                                             self.settings.reply_deadline_ms / 1000)
+        except _Replayed:
             return self._forbidden("signed query used again with another body (replay)")
-        if incoming is None:
-            return PlainTextResponse("success")
-        texts, rest = await self._answer(incoming)
+        except Exception as exc:
+            if not task.done() and isinstance(exc, TimeoutError):
+                self._finish_late(task, incoming)
+                return PlainTextResponse("success")
+            if not is_outage(exc):
+                raise
+            self._outage_began(exc)
+            if incoming is None:
+                return PlainTextResponse("success")
+            texts, rest = [busy_text()], None
+        else:
+            if incoming is None or replies is None:
+                return PlainTextResponse("success")
+            texts, rest = self._rendered(incoming, replies)
         if not texts:
             return PlainTextResponse("success", background=rest)
         reply = TextReply(source=fields["ToUserName"], target=incoming.user_id,
@@ -170,36 +192,76 @@ class WechatWebhook:
         except Exception as exc:  # bad base64, padding, length or app id: all "not ours"
             raise BadRequest("cannot decrypt") from exc
 
-    async def _answer(self, incoming: Incoming) -> tuple[list[str], BackgroundTask | None]:
-        """The passive text, and a task sending the rest after the HTTP answer.
+    async def _process(self, query: Mapping[str, str], body: bytes,
+                       incoming: Incoming | None) -> list[Reply] | None:
+        """Check for a replay, then let the conversation answer (None: nothing to answer).
 
-        If the conversation is slower than ``wechat.reply_deadline_ms``, the answer is
-        "success" now and the replies follow as customer-service messages.
+        Raises:
+            _Replayed: the signed query came before with another body.
         """
-        task = asyncio.ensure_future(self.assistant.handle(incoming))
-        try:
-            replies = await asyncio.wait_for(asyncio.shield(task),
-                                             self.settings.reply_deadline_ms / 1000)
-        except TimeoutError:
+        if not await self._first_body(query, body):
+            raise _Replayed
+        self._outage_over()
+        return None if incoming is None else await self.assistant.handle(incoming)
+
+    def _finish_late(self, task: asyncio.Future[list[Reply] | None],
+                     incoming: Incoming | None) -> None:
+        """The answer is slower than ``wechat.reply_deadline_ms``: WeChat gets "success" now
+        and the replies follow as customer-service messages."""
+        if incoming is not None:
             log.warning("wechat %s: answer slower than %d ms, sent as customer-service message",
                         short_openid(incoming.user_id), self.settings.reply_deadline_ms)
-            late = asyncio.ensure_future(self._send_late(task, incoming))
-            self._late.add(late)
-            late.add_done_callback(self._late.discard)
-            return [], None
+        late = asyncio.ensure_future(self._send_late(task, incoming))
+        self._late.add(late)
+        late.add_done_callback(self._late.discard)
+
+    def _rendered(self, incoming: Incoming,
+                  replies: list[Reply]) -> tuple[list[str], BackgroundTask | None]:
+        """The passive text, and a task sending the rest after the HTTP answer."""
         texts = render_replies(replies, consent_link=self.consents.link_for(incoming.user_id))
         images = _images(replies)
         if len(texts) <= 1 and not images:
             return texts, None
         return texts[:1], BackgroundTask(self._send_rest, incoming, texts[1:], images)
 
-    async def _send_late(self, task: asyncio.Future[list[Reply]], incoming: Incoming) -> None:
+    async def _send_late(self, task: asyncio.Future[list[Reply] | None],
+                         incoming: Incoming | None) -> None:
         try:
             replies = await task
-            await self._send_rest(incoming, render_replies(
-                replies, consent_link=self.consents.link_for(incoming.user_id)), _images(replies))
-        except Exception:  # a background task: log it here, nobody awaits its result
-            log.exception("wechat %s: late answer failed", short_openid(incoming.user_id))
+            if incoming is not None and replies is not None:
+                await self._send_rest(incoming, render_replies(
+                    replies, consent_link=self.consents.link_for(incoming.user_id)),
+                    _images(replies))
+        except _Replayed:
+            self.failures.warn("403 replay", "wechat webhook: signed query used again with "
+                                             "another body (replay), found after the answer")
+        except Exception as exc:  # a background task: log it here, nobody awaits its result
+            if not is_outage(exc):
+                log.exception("wechat %s: late answer failed",
+                              short_openid(incoming.user_id if incoming else "-"))
+                return
+            self._outage_began(exc)
+            if self.sender is not None and incoming is not None:
+                try:
+                    await self.sender.send_texts(incoming.user_id, [busy_text()])
+                except (Unreachable, TryLater, OutOfWindow) as failure:
+                    log.warning("wechat %s: busy notice not sent: %s",
+                                short_openid(incoming.user_id), failure)
+
+    def _outage_began(self, exc: BaseException) -> None:
+        """One line when the database goes away (not a traceback per message)."""
+        self._busy_answers += 1
+        if self._outage_since is None:
+            self._outage_since = self.clock.now()
+            log.error("wechat webhook: database unreachable (%s): messages are answered "
+                      "\"系统繁忙，请稍后再发\" until it is back", type(exc).__name__)
+
+    def _outage_over(self) -> None:
+        if self._outage_since is not None:
+            seconds = (self.clock.now() - self._outage_since).total_seconds()
+            log.warning("wechat webhook: database reachable again after %d s; %d message(s) "
+                        "were answered busy", seconds, self._busy_answers)
+            self._outage_since, self._busy_answers = None, 0
 
     async def _send_rest(self, incoming: Incoming, texts: list[str],
                          images: Sequence[Attachment] = ()) -> None:
@@ -226,6 +288,16 @@ class WechatWebhook:
         """Wait for answers that are still being sent (shutdown, tests)."""
         while self._late:
             await asyncio.gather(*list(self._late), return_exceptions=True)
+
+
+class _Replayed(Exception):
+    """A signed query came again with another body."""
+
+
+def busy_text() -> str:
+    """The answer while the database is unreachable: the citizen's language cannot be looked
+    up, so Chinese first and English after."""
+    return f"{translate('zh-CN', 'error.busy')}\n{translate('en', 'error.busy')}"
 
 
 def _images(replies: Sequence[Reply]) -> list[Attachment]:
