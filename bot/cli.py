@@ -18,13 +18,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from telegram.error import TelegramError
 
-from bot.channels import TryLater
+from bot.channels import TryLater, Unreachable
 from bot.reports import FileReports
 from bot.runner import run_channels
 from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
-from bot.wechat.api import AccessTokens
+from bot.wechat.api import TOKEN_FIXES, AccessTokens, TokenRefused
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
@@ -168,12 +168,37 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
                  f"{settings.wechat.replay_window_seconds} s; set YUYUE_WECHAT__ENCODING_AES_KEY "
                  "and choose 安全模式 (docs/wechat.md)")
         _doctor_wechat_reminders(settings.wechat, report, note)
+        await _doctor_wechat_token(app, report)
     channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
                                       ("wechat", bool(settings.wechat.token))) if on]
     note("chat channels configured: " + (", ".join(channels) if channels else
                                           "none (yuyue run starts the terminal chat)"))
     _print("all good" if not problems else f"{problems} thing(s) to fix")
     return EXIT_OK if not problems else EXIT_FAIL
+
+
+async def _doctor_wechat_token(app: App, report: Callable[[bool, str, str], None]) -> None:
+    """Fetch an access token: proves the AppID, the AppSecret and the IP allow-list (without
+    them no reminder, relay or menu reaches WeChat, while chatting still works)."""
+    wechat = app.settings.wechat
+    if not (wechat.app_id and wechat.app_secret):
+        report(False, "WeChat app_id / AppSecret not set: reminders, staff answers and the menu "
+               "cannot be sent", "set wechat.app_id and YUYUE_WECHAT__APP_SECRET (docs/wechat.md)")
+        return
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+        try:
+            seconds = await AccessTokens(wechat, app.database, app.clock, http).check()
+        except TokenRefused as refused:
+            report(False, f"WeChat refused the access token: {refused}",
+                   TOKEN_FIXES.get(refused.errcode, "check wechat.app_id, "
+                                   "YUYUE_WECHAT__APP_SECRET and the IP allow-list (IP白名单)"))
+            return
+        except (TryLater, Unreachable) as error:
+            report(False, f"WeChat access token not fetched: {error}",
+                   f"check that this server reaches {wechat.api_base_url}")
+            return
+    report(True, f"WeChat access token fetched (AppID, AppSecret and IP allow-list accepted; "
+                 f"valid {seconds} s)", "")
 
 
 def _doctor_wechat_reminders(wechat: WechatSettings, report: Callable[[bool, str, str], None],

@@ -382,3 +382,52 @@ async def test_access_token_never_reaches_the_log(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "custom/send" in logged and "TOKEN-1" not in logged and APP_SECRET not in logged
     assert OPENID not in logged and "hi" not in logged.split()
+
+
+# --- failures nobody would see ------------------------------------------------------------------
+
+
+async def test_a_refused_template_is_logged_once_with_its_reason(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    await citizen(database, clock.now() - dt.timedelta(hours=49))
+    sender = sender_for(wechat_settings(api, reminder_template_id="TPL-REMIND"), database,
+                        clock, http)
+    api.fail_next("message/template/send", 47003, 47003)
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        with pytest.raises(Unreachable, match="47003"):
+            await sender.deliver(OPENID, REMINDER, kind="reminder", fields=FIELDS)
+    lines = [r.getMessage() for r in caplog.records if "47003" in r.getMessage()]
+    assert len(lines) == 1 and "keyword's type" in lines[0]
+    assert OPENID[:8] not in lines[0] and "ABC234" not in lines[0]
+    clock.advance(minutes=11)
+    api.fail_next("message/template/send", 47003)
+    with pytest.raises(Unreachable):
+        await sender.deliver(OPENID, REMINDER, kind="reminder", fields=FIELDS)
+    lines = [r.getMessage() for r in caplog.records if "47003" in r.getMessage()]
+    assert len(lines) == 2 and "(and 1 more like it" in lines[1]
+
+
+@pytest.mark.parametrize(("secret", "allowed", "expected", "fix"), [
+    (APP_SECRET, None, "ok    WeChat access token fetched", ""),
+    ("wrong-secret", None, "FIX   WeChat refused the access token: stable_token: errcode 40125",
+     "the AppSecret is wrong"),
+    (APP_SECRET, set(), "FIX   WeChat refused the access token: stable_token: errcode 40164",
+     "IP白名单"),
+])
+async def test_doctor_proves_the_app_secret_and_the_ip_allow_list(
+        api: FakeWechatApi, database: Database, clock: ManualClock,
+        capsys: pytest.CaptureFixture[str], secret: str, allowed: set[str] | None,
+        expected: str, fix: str) -> None:
+    api.allowed_ips = allowed
+    settings = dataclasses.replace(Settings(), wechat=dataclasses.replace(
+        wechat_settings(api, encoding_aes_key="kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"),
+        app_secret=secret))
+    app = App(settings=settings, database=database, centre=make_centre(), clock=clock)
+    code = await cli.cmd_doctor(app, argparse.Namespace())
+    out = capsys.readouterr().out
+    assert expected in out and fix in out and "Traceback" not in out
+    if fix:
+        assert code == cli.EXIT_FAIL
+    assert APP_SECRET not in out and "wrong-secret" not in out

@@ -23,8 +23,17 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
-from bot.wechat.api import GONE, NO_CONSENT_LEFT, OUT_OF_WINDOW, AccessTokens, WechatApiError, call_api
+from bot.wechat.api import (
+    GONE,
+    NO_CONSENT_LEFT,
+    OUT_OF_WINDOW,
+    AccessTokens,
+    TokenRefused,
+    WechatApiError,
+    call_api,
+)
 from bot.wechat.consent import Consents
+from bot.wechat.failures import FailureLog
 from bot.wechat.inbound import CHANNEL, digits
 from bot.wechat.render import render_replies, short_openid
 from handlers.core import Attachment, Reply
@@ -40,6 +49,12 @@ SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 # One-time subscription messages: the limits of one, and the notices a consent may be used for.
 SUBSCRIBED_TITLE_LIMIT, SUBSCRIBED_TEXT_LIMIT = 15, 200
 SUBSCRIBED_KINDS = {"reminder", "closure_cancelled"}
+# What a refusal means for whoever reads the log.
+REFUSAL_HINTS = {
+    47003: "a template field's value is not of its keyword's type (wechat.*_template_fields)",
+    40037: "the template id is wrong (wechat.*_template_id)",
+    48001: "the account lacks this API permission (接口权限)",
+}
 _TEMPLATE_LIMITS = {"thing": 20, "character_string": 32, "phrase": 5, "name": 10, "number": 32,
                     "amount": 32, "car_number": 8, "phone_number": 17, "letter": 32,
                     "symbol": 5, "time": 30, "date": 30}
@@ -56,6 +71,7 @@ class WechatSender:
         self.settings, self.database, self.clock = settings, database, clock
         self.tokens, self.timezone = tokens, timezone
         self.consents = consents or Consents(settings, database, clock)
+        self.failures = FailureLog(log, clock)
 
     async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
                       fields: Mapping[str, str] | None = None) -> None:
@@ -193,9 +209,18 @@ class WechatSender:
                     **upload: Any) -> dict[str, Any]:
         try:
             return await call_api(self.tokens, path, payload, **upload)
+        except TokenRefused:
+            raise                       # logged where the token is fetched, with what to do
+        except TryLater as later:
+            self.failures.warn(f"{path} later", f"wechat {path} not sent, will retry: {later}")
+            raise
         except WechatApiError as exc:
             if exc.errcode in OUT_OF_WINDOW and path == "message/custom/send":
                 raise OutOfWindow(str(exc)) from None
+            # Each refusal once per reason and period, without the OpenID or the text.
+            self.failures.warn(f"{path} {exc.errcode}", f"wechat refused: {exc}"
+                               + (f"; {REFUSAL_HINTS[exc.errcode]}"
+                                  if exc.errcode in REFUSAL_HINTS else ""))
             if exc.errcode in GONE:
                 async with self.database.session() as session:
                     await mark_unreachable(session, CHANNEL, openid, f"wechat {exc.errcode}",

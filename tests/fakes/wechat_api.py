@@ -6,7 +6,8 @@ files are kept in ``uploads``), ``menu/create`` — with real-shaped JSON, keeps
 stable-token rules (normal mode returns the current token while it is valid; forced refresh
 replaces it and the old one stops working), records every call, and plays scripted errors:
 40001 for an expired token (``expire_token()``), 45015 for a citizen outside the 48-hour
-window (``out_of_window``), or any errcode queued for a path (``fail_next``).
+window (``out_of_window``), 40125 for a wrong AppSecret, 40164 for a caller missing from
+``allowed_ips``, or any errcode queued for a path (``fail_next``).
 
 Use: ``async with FakeWechatApi() as api:`` then point ``wechat.api_base_url`` at ``api.url``.
 """
@@ -38,7 +39,10 @@ ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
           45015: "response out of time limit or subscription is canceled",
           45009: "reach max api daily quota limit", 40013: "invalid appid",
           43101: "user refuse to accept the msg", 40004: "invalid media type",
-          48001: "api unauthorized",
+          48001: "api unauthorized", 40125: "invalid appsecret",
+          40164: "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist",
+          47003: "argument invalid! data.time2.value invalid",
+          40016: "invalid button size",
           40005: "invalid file type"}
 SENDS = ("message/custom/send", "message/template/send", "message/template/subscribe",
          "menu/create", "media/upload")
@@ -61,6 +65,7 @@ class FakeWechatApi(Calls):
         self.valid: set[str] = set()
         self.current: str | None = None
         self.out_of_window: set[str] = set()
+        self.allowed_ips: set[str] | None = None      # the IP allow-list (None: not enforced)
         self.scripted: dict[str, deque[int]] = defaultdict(deque)
         self._serial = itertools.count(1)
         super().__init__()
@@ -146,9 +151,12 @@ class FakeWechatApi(Calls):
                             {"type": "image", "media_id": media_id, "created_at": 1764633600})
 
     def _stable_token(self, body: dict[str, Any]) -> Response:
-        if body.get("appid") != APP_ID or body.get("secret") != APP_SECRET \
-                or body.get("grant_type") != "client_credential":
+        if body.get("appid") != APP_ID or body.get("grant_type") != "client_credential":
             return self._answer("stable_token", None, _redacted(body), 40013)
+        if body.get("secret") != APP_SECRET:
+            return self._answer("stable_token", None, _redacted(body), 40125)
+        if self.allowed_ips is not None and "127.0.0.1" not in self.allowed_ips:
+            return self._answer("stable_token", None, _redacted(body), 40164)
         if self.scripted["stable_token"]:
             return self._answer("stable_token", None, _redacted(body),
                                 self.scripted["stable_token"].popleft())
