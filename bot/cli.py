@@ -25,6 +25,7 @@ from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
 from bot.wechat.api import TOKEN_FIXES, AccessTokens, TokenRefused
+from bot.wechat.menu import MenuError
 from bot.wiring import App, build_app, build_assistant, load_calendar
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
@@ -256,17 +257,25 @@ async def cmd_run(app: App, args: argparse.Namespace) -> int:
 
 
 async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
-    """Create the WeChat custom menu (预约办事 / 我的预约 / 办事指南 / 人工服务)."""
+    """Create the WeChat custom menu (预约: 预约办事 · 我的预约 / 办事指南 / 人工服务)."""
     if not app.settings.wechat.app_id or not app.settings.wechat.app_secret:
         raise CommandError("set wechat.app_id and YUYUE_WECHAT__APP_SECRET first")
     await _require_schema(app)              # the access token is shared through the database
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
         try:
-            labels = await create_menu(AccessTokens(app.settings.wechat, app.database, app.clock,
-                                                    http), locale=app.settings.general.locale)
+            created = await create_menu(AccessTokens(app.settings.wechat, app.database,
+                                                     app.clock, http),
+                                        locale=app.settings.general.locale)
+        except MenuError as error:
+            raise CommandError(f"the menu breaks WeChat's limits, nothing sent: {error}") from None
+        except TokenRefused as refused:
+            raise CommandError(f"WeChat refused the access token ({refused}): "
+                               + TOKEN_FIXES.get(refused.errcode, "run `yuyue doctor`")) from None
         except TryLater as error:
             raise CommandError(f"WeChat did not answer ({error}): try again later") from None
-    _print("WeChat menu created: " + " / ".join(labels))
+        except Unreachable as error:
+            raise CommandError(str(error)) from None
+    _print("WeChat menu created: " + created)
     return EXIT_OK
 
 

@@ -8,7 +8,9 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +19,15 @@ from sqlalchemy import select
 from bot import cli
 from bot.channels import TryLater, Unreachable
 from bot.wechat import create_menu
-from bot.wechat.api import TOKEN_KEY, TOKEN_LEASE, AccessTokens, redact_access_tokens
+from bot.wechat.api import (
+    TOKEN_KEY,
+    TOKEN_LEASE,
+    AccessTokens,
+    WechatApiError,
+    call_api,
+    redact_access_tokens,
+)
+from bot.wechat.menu import MenuError, build_menu, menu_problems
 from bot.wechat.sender import WechatSender
 from bot.wiring import App
 from handlers.core import Choice, Reply
@@ -345,16 +355,53 @@ async def test_create_menu_uses_the_token_the_running_processes_hold(
         clock: ManualClock) -> None:
     settings = wechat_settings(api)
     held = await tokens_for(settings, database, clock, http).get()        # `yuyue run`
-    labels = await create_menu(tokens_for(settings, database, clock, http, owner="cli"),
-                               locale="zh-CN")
+    created = await create_menu(tokens_for(settings, database, clock, http, owner="cli"),
+                                locale="zh-CN")
     [menu] = api.sent("menu/create")
-    assert [(b["type"], b["name"], b["key"]) for b in menu["button"]] == [
-        ("click", "预约办事", "book"), ("click", "我的预约", "my"), ("click", "办事指南", "guide"),
-        ("click", "人工服务", "human")]
-    assert labels == ["预约办事", "我的预约", "办事指南", "人工服务"]
+    assert menu == {"button": [
+        {"name": "预约", "sub_button": [{"type": "click", "name": "预约办事", "key": "book"},
+                                        {"type": "click", "name": "我的预约", "key": "my"}]},
+        {"type": "click", "name": "办事指南", "key": "guide"},
+        {"type": "click", "name": "人工服务", "key": "human"}]}
+    assert created == "预约 (预约办事 · 我的预约) / 办事指南 / 人工服务"
     # The stored token, not a second fetch: one refresher, and its token stays valid.
     assert [c.path for c in api.calls].count("stable_token") == 1
     assert {c.access_token for c in api.calls if c.path == "menu/create"} == {held}
+
+
+async def test_the_fake_wechat_refuses_four_top_level_buttons_as_wechat_does(
+        api: FakeWechatApi, http: httpx.AsyncClient, database: Database,
+        clock: ManualClock) -> None:
+    tokens = tokens_for(wechat_settings(api), database, clock, http)
+    four = {"button": [{"type": "click", "name": n, "key": n} for n in "abcd"]}
+    with pytest.raises(WechatApiError, match="40016"):
+        await call_api(tokens, "menu/create", four)
+    with pytest.raises(MenuError, match=r"4 top-level buttons.*40016"):
+        await create_menu(tokens, locale="zh-CN", menu=four)      # ours refuses before sending
+    assert api.count("menu/create") == 1
+
+
+@pytest.mark.parametrize(("menu", "problem"), [
+    ({"button": []}, "0 top-level buttons"),
+    ({"button": [{"name": "x", "sub_button": []}]}, "button 1 has 0 sub-buttons"),
+    ({"button": [{"name": "x", "sub_button": [{"type": "click", "name": str(n), "key": "k"}
+                                              for n in range(6)]}]}, "has 6 sub-buttons"),
+    ({"button": [{"type": "click", "name": "预约办事和查询", "key": "k"}]}, "name of 21 bytes"),
+    ({"button": [{"name": "x", "sub_button": [{"type": "click", "name": "我" * 21, "key": "k"}]}]},
+     "button 1.1: name of 63 bytes"),
+    ({"button": [{"type": "click", "name": "x", "key": "k" * 129}]}, "key must be 1 to 128"),
+    ({"button": [{"type": "view", "name": "x", "url": "https://" + "a" * 1017}]},
+     "url must be 1 to 1024"),
+    ({"button": [{"type": "clack", "name": "x", "key": "k"}]}, "not a WeChat button type"),
+])
+def test_menus_are_checked_against_wechats_limits(menu: dict[str, object], problem: str) -> None:
+    assert any(problem in line for line in menu_problems(menu)), menu_problems(menu)
+
+
+def test_the_menu_fits_wechat_in_both_languages() -> None:
+    for locale in ("zh-CN", "en"):
+        assert menu_problems(build_menu(locale)) == [], locale
+    assert {b.get("key") for b in build_menu("en")["button"]} >= {"guide", "human"}
 
 
 async def test_the_menu_command_names_the_buttons_and_explains_a_busy_wechat(
@@ -363,10 +410,27 @@ async def test_the_menu_command_names_the_buttons_and_explains_a_busy_wechat(
     settings = dataclasses.replace(Settings(), wechat=wechat_settings(api))
     app = App(settings=settings, database=database, centre=make_centre(), clock=clock)
     assert await cli.cmd_wechat_menu(app, argparse.Namespace()) == cli.EXIT_OK
-    assert "WeChat menu created: 预约办事 / 我的预约 / 办事指南 / 人工服务" in capsys.readouterr().out
+    assert "WeChat menu created: 预约 (预约办事 · 我的预约) / 办事指南 / 人工服务" \
+        in capsys.readouterr().out
     api.fail_next("menu/create", -1)                     # "system busy"
     with pytest.raises(cli.CommandError, match=r"WeChat did not answer .*try again later"):
         await cli.cmd_wechat_menu(app, argparse.Namespace())
+
+
+def test_the_menu_command_answers_an_unreachable_wechat_in_one_line(
+        settings_file: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:          # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("YUYUE_WECHAT__APP_ID", APP_ID)
+    monkeypatch.setenv("YUYUE_WECHAT__APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("YUYUE_WECHAT__API_BASE_URL", f"http://127.0.0.1:{port}")
+    code = cli.main(["--settings", str(settings_file), "wechat", "menu"])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_FAIL and "Traceback" not in out + err
+    assert err.strip().splitlines() == [
+        "yuyue: WeChat did not answer (stable_token: ConnectError): try again later"]
 
 
 async def test_access_token_never_reaches_the_log(

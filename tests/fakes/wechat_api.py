@@ -42,7 +42,9 @@ ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
           48001: "api unauthorized", 40125: "invalid appsecret",
           40164: "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist",
           47003: "argument invalid! data.time2.value invalid",
-          40016: "invalid button size",
+          40016: "invalid button size", 40017: "invalid button type",
+          40018: "invalid button name size", 40019: "invalid button key size",
+          40023: "invalid sub button size", 40055: "invalid button url domain",
           40005: "invalid file type"}
 SENDS = ("message/custom/send", "message/template/send", "message/template/subscribe",
          "menu/create", "media/upload")
@@ -136,6 +138,8 @@ class FakeWechatApi(Calls):
             return self._answer(path, token, body, 40066)
         if path == "media/upload":
             return self._upload(token, body, files)
+        if path == "menu/create" and (refused := _menu_errcode(body)):
+            return self._answer(path, token, body, refused)
         extra = {"msgid": next(self._serial)} if path == "message/template/send" else {}
         return self._answer(path, token, body, 0, extra)
 
@@ -176,6 +180,30 @@ class FakeWechatApi(Calls):
                 payload = dict(extra or {})
             return JSONResponse(payload)
         return JSONResponse({"errcode": errcode, "errmsg": ERRORS.get(errcode, "error")})
+
+
+def _menu_errcode(body: dict[str, Any]) -> int:
+    """WeChat's checks of a menu (自定义菜单/创建接口): 40016 button count, 40023 sub-button
+    count, 40017 type, 40018 name length, 40019 key length, 40055 url length."""
+    buttons = body.get("button")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return 40016
+    for button in buttons:
+        subs = button.get("sub_button")
+        if not 0 < len(str(button.get("name", "")).encode()) <= 16:
+            return 40018
+        for item, name_most in ([(button, 16)] if subs is None else [(sub, 60) for sub in subs]):
+            if subs is not None and not 1 <= len(subs) <= 5:
+                return 40023
+            if not 0 < len(str(item.get("name", "")).encode()) <= name_most:
+                return 40018
+            if item.get("type") not in ("click", "view"):
+                return 40017
+            if item["type"] == "click" and not 0 < len(str(item.get("key", "")).encode()) <= 128:
+                return 40019
+            if item["type"] == "view" and not 0 < len(str(item.get("url", "")).encode()) <= 1024:
+                return 40055
+    return 0
 
 
 def _redacted(body: dict[str, Any]) -> dict[str, Any]:
