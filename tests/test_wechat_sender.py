@@ -45,7 +45,8 @@ OPENID = "oXyZ_12AbCdEfGhIjKlMnOpQrStU"
 REMINDER = [Reply("预约提醒：明天 09:00 居民身份证办理\n预约码：ABC234\n请带齐：居民户口簿",
                   ((Choice("取消预约", "g:cancel:ABC234"),),))]
 FIELDS = {"service": "居民身份证办理（首次申领/换领/补领/临时身份证）", "when": "2026-11-24 09:00",
-          "place": "一楼 公安综合窗口 3号", "code": "ABC234"}
+          "place": "一楼 公安综合窗口 3号", "code": "ABC234",
+          "starts_at": "2026-11-24T01:00:00+00:00"}
 
 
 @pytest.fixture
@@ -215,7 +216,7 @@ async def test_45015_falls_back_to_the_reminder_template(
     [template] = api.sent("message/template/send")
     assert template["template_id"] == "TPL-REMIND" and template["touser"] == OPENID
     assert template["data"] == {"thing1": {"value": "居民身份证办理（首次申领/换领/补领/…"},
-                                "time2": {"value": "2026-11-24 09:00"},
+                                "time2": {"value": "2026年11月24日 09:00"},
                                 "thing3": {"value": "一楼 公安综合窗口 3号"},
                                 "character_string4": {"value": "ABC234"}}
     assert api.texts == []
@@ -243,8 +244,11 @@ async def test_outside_the_window_template_or_undeliverable(
                          kind="closure")
     [notice] = api.sent("message/template/send")
     assert notice["template_id"] == "TPL-N"
+    # A notice about no appointment: its first line for service and reason, sent for the time.
     assert notice["data"] == {"thing1": {"value": "因设备检修，11月24日停办身份证业务"},
-                              "time2": {"value": "2026-11-23 09:00"}}
+                              "time2": {"value": "2026年11月23日 09:00"},
+                              "thing3": {"value": "-"}, "character_string4": {"value": "-"},
+                              "thing5": {"value": "因设备检修，11月24日停办身份证业务"}}
     assert api.count("message/custom/send") == 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,6 +35,7 @@ from bot.wechat.consent import Consents
 from bot.wechat.failures import FailureLog
 from bot.wechat.inbound import CHANNEL, digits
 from bot.wechat.render import render_replies, short_openid
+from bot.wechat.templates import template_value
 from handlers.core import Attachment, Reply
 from storage.clock import Clock
 from storage.db import Database
@@ -55,9 +55,6 @@ REFUSAL_HINTS = {
     40037: "the template id is wrong (wechat.*_template_id)",
     48001: "the account lacks this API permission (接口权限)",
 }
-_TEMPLATE_LIMITS = {"thing": 20, "character_string": 32, "phrase": 5, "name": 10, "number": 32,
-                    "amount": 32, "car_number": 8, "phone_number": 17, "letter": 32,
-                    "symbol": 5, "time": 30, "date": 30}
 
 
 class WechatSender:
@@ -101,8 +98,8 @@ class WechatSender:
                 log.info("wechat %s: customer-service window closed early", short_openid(chat_id))
         template_id, mapping = self._template(kind)
         if template_id:
-            await self.send_template(chat_id, template_id,
-                                     self.template_data(mapping, replies, fields or {}, now))
+            await self.send_template(chat_id, template_id, self.template_data(
+                mapping, replies, fields or {}, now, kind=kind))
         elif self.consents.sending and kind in SUBSCRIBED_KINDS:
             await self.send_subscribed(chat_id, replies, fields or {})
         else:
@@ -117,24 +114,39 @@ class WechatSender:
         return self.settings.notice_template_id, self.settings.notice_template_fields
 
     def template_data(self, mapping: Sequence[str], replies: Sequence[Reply],
-                      fields: Mapping[str, str], now: dt.datetime) -> dict[str, dict[str, str]]:
-        """The template's ``data``: each keyword's value from its source, cut to the length
-        its type allows (a "thing" keyword takes 20 characters).
+                      fields: Mapping[str, str], now: dt.datetime, *,
+                      kind: str = "reminder") -> dict[str, dict[str, str]]:
+        """The template's ``data``: each keyword's value from its source, written as its
+        keyword's type requires (``bot.wechat.templates``: a ``time`` keyword gets
+        "2026年11月24日 09:00", a ``thing`` at most 20 characters).
+
+        A notice that is not about one appointment (a block) has no service or time of its
+        own: its first line stands for the service and the reason, and the time of sending
+        for the time; a reminder always has them.
 
         Raises:
-            Unreachable: a keyword's source was not given (the template would be refused).
+            Unreachable: a keyword's source was not given, or nothing of it fits the type
+                (the template would be refused).
         """
         text = next((r.text.strip() for r in replies if r.text.strip()), "")
-        known = {"summary": text.split("\n", 1)[0],
-                 "sent": now.astimezone(self.timezone).strftime("%Y-%m-%d %H:%M"), **fields}
+        summary = text.split("\n", 1)[0]
+        local_now = now.astimezone(self.timezone)
+        known = {"summary": summary, "sent": local_now.strftime("%Y-%m-%d %H:%M"), **fields}
+        instants = {"sent": local_now}
+        if starts := _instant(fields.get("starts_at", "")):
+            instants["when"] = starts.astimezone(self.timezone)
+        if kind != "reminder":
+            fallback = {"service": summary, "reason": summary, "place": "-", "code": "-",
+                        "when": known["sent"]}
+            known = {**fallback, **{k: v for k, v in known.items() if str(v or "").strip()}}
+            instants.setdefault("when", local_now)
         data = {}
         for item in mapping:
             key, _, source = item.partition("=")
             value = str(known.get(source) or "").strip()
             if not value:
                 raise Unreachable(f"template keyword {key} needs {source!r}, which was not given")
-            limit = _TEMPLATE_LIMITS.get(re.sub(r"\d+$", "", key), 200)
-            data[key] = {"value": _cut(value, limit)}
+            data[key] = {"value": template_value(key, value, instants.get(source))}
         return data
 
     async def send_subscribed(self, openid: str, replies: Sequence[Reply],
@@ -238,6 +250,14 @@ class _Refused(Unreachable):
     def __init__(self, reason: str, errcode: int) -> None:
         super().__init__(reason)
         self.errcode = errcode
+
+
+def _instant(text: str) -> dt.datetime | None:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
 
 
 def _cut(text: str, limit: int) -> str:

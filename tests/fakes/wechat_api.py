@@ -140,6 +140,8 @@ class FakeWechatApi(Calls):
             return self._upload(token, body, files)
         if path == "menu/create" and (refused := _menu_errcode(body)):
             return self._answer(path, token, body, refused)
+        if path == "message/template/send" and not _template_fits(body.get("data")):
+            return self._answer(path, token, body, 47003)
         extra = {"msgid": next(self._serial)} if path == "message/template/send" else {}
         return self._answer(path, token, body, 0, extra)
 
@@ -180,6 +182,39 @@ class FakeWechatApi(Calls):
                 payload = dict(extra or {})
             return JSONResponse(payload)
         return JSONResponse({"errcode": errcode, "errmsg": ERRORS.get(errcode, "error")})
+
+
+# WeChat's keyword types (模板消息 → 关键词类型): what each value must look like.
+_DAY = r"\d{4}年\d{1,2}月\d{1,2}日"
+_CLOCK = r"(?:[01]?\d|2[0-3]):[0-5]\d"
+_POINT = rf"(?:{_DAY} )?{_CLOCK}"
+_CHINESE = r"[\u3400-\u4dbf\u4e00-\u9fff]"
+TEMPLATE_RULES = {
+    "time": re.compile(rf"{_POINT}(?:~{_POINT})?"),
+    "date": re.compile(rf"{_DAY}(?: {_CLOCK})?(?:~{_DAY}(?: {_CLOCK})?)?"),
+    "thing": re.compile(r"(?s).{1,20}"),
+    "character_string": re.compile(r"[\x21-\x7e]{1,32}"),
+    "phrase": re.compile(rf"{_CHINESE}{{1,5}}"),
+    "number": re.compile(r"\d{1,32}(?:\.\d+)?"),
+    "letter": re.compile(r"[A-Za-z]{1,32}"),
+    "symbol": re.compile(r"[!-/:-@\[-`{-~]{1,5}"),
+    "name": re.compile(rf"{_CHINESE}[{_CHINESE[1:-1]}·]{{0,9}}|[A-Za-z][A-Za-z .'-]{{0,19}}"),
+    "amount": re.compile(r"[¥$€£]?\d{1,10}(?:\.\d{1,2})?元?"),
+    "phone_number": re.compile(r"[0-9+\-]{1,17}"),
+    "car_number": re.compile(r"\S{1,8}"),
+}
+
+
+def _template_fits(data: Any) -> bool:
+    """Every value fits its keyword's type (the letters before the digits of its name)."""
+    if not isinstance(data, dict) or not data:
+        return False
+    for keyword, item in data.items():
+        value = item.get("value") if isinstance(item, dict) else None
+        rule = TEMPLATE_RULES.get(re.sub(r"\d+$", "", keyword))
+        if not isinstance(value, str) or (rule is not None and not rule.fullmatch(value)):
+            return False
+    return True
 
 
 def _menu_errcode(body: dict[str, Any]) -> int:
