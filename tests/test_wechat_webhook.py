@@ -22,6 +22,7 @@ from bot.web import build_web_app
 from bot.wechat import WechatChannel, build_wechat
 from bot.wiring import App
 from handlers.engine import Assistant
+from storage import closures
 from storage.catalog import load_catalog, read_catalog
 from storage.clock import ManualClock
 from storage.db import Database
@@ -362,8 +363,8 @@ async def test_consent_collected_with_the_booking_then_used_for_one_reminder(
     citizen = Citizen(env)
     confirmation = await book_by_number(citizen)
     assert await citizen.resend() == confirmation            # WeChat's retry: the same link
-    [(url, label)] = CONSENT_LINK.findall(confirmation)
-    assert "提醒" in label
+    [(url, label), (_closure_url, closure_label)] = CONSENT_LINK.findall(confirmation)
+    assert "提醒" in label and "停办" in closure_label
     link = urlsplit(url.replace("&amp;", "&"))
     asked = {key: values[0] for key, values in parse_qs(link.query).items()}
     assert link.fragment == "wechat_redirect"
@@ -415,6 +416,52 @@ async def test_consent_collected_with_the_booking_then_used_for_one_reminder(
                                            .order_by(Outbox.due_at))).all()
     assert [r.status for r in reminders] == [OutboxStatus.SENT, OutboxStatus.UNDELIVERABLE]
     assert "subscription" in (reminders[1].last_error or "")
+    await env.channel.close()
+    await env.http.aclose()
+
+
+async def test_a_consent_given_for_a_closure_notice_is_kept_for_it(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:
+    async with database.session() as session:
+        services = await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=False, subscribe_template_id="SUBS-TPL",
+                         public_url=PUBLIC_URL)
+    confirmation = await book_by_number(Citizen(env))
+    links = CONSENT_LINK.findall(confirmation)
+    assert len(links) == 2
+    scenes = []
+    for url, _label in links:           # the citizen allows both: a reminder and a closure notice
+        asked = {k: v[0] for k, v in parse_qs(urlsplit(url.replace("&amp;", "&")).query).items()}
+        scenes.append(int(asked["scene"]))
+        granted = await env.http.get("/wechat/consent", params={
+            "openid": OPENID, "template_id": "SUBS-TPL", "scene": asked["scene"],
+            "reserved": asked["reserved"], "action": "confirm"})
+        assert granted.status_code == 200 and "已开启" in granted.text
+    assert scenes[0] < 5000 <= scenes[1] <= 10000
+    # A closure link's signature does not stand for a reminder's scene, nor the other way.
+    asked = {k: v[0] for k, v in parse_qs(urlsplit(links[1][0].replace("&amp;", "&")).query).items()}
+    forged = await env.http.get("/wechat/consent", params={
+        "openid": OPENID, "template_id": "SUBS-TPL", "scene": str(scenes[0]),
+        "reserved": asked["reserved"], "action": "confirm"})
+    assert forged.status_code == 403
+    assert await count(database, NotificationConsent) == 2
+
+    api.out_of_window.add(OPENID)
+    dispatcher = Dispatcher(database=database, centre=env.app.centre, settings=env.app.settings,
+                            clock=clock, senders={"wechat": env.channel.sender})
+    clock.set(local(2026, 11, 23, 18))
+    assert (await dispatcher.drain()).sent == 1                  # the evening reminder
+    clock.set(local(2026, 11, 24, 7, 5))
+    assert (await dispatcher.drain()).undeliverable == 1         # not the closure's consent
+    async with database.session() as session:
+        await closures.apply_closure(session, env.app.centre, clock.now(),
+                                     starts_at=local(2026, 11, 24), ends_at=local(2026, 11, 25),
+                                     reason="设备检修", actor="staff:1",
+                                     service_id=services["id_card"].id)
+    assert (await dispatcher.drain()).sent == 1
+    sent = api.sent("message/template/subscribe")
+    assert [int(m["scene"]) for m in sent] == scenes
+    assert "设备检修" in sent[1]["data"]["content"]["value"] + sent[1]["title"]
     await env.channel.close()
     await env.http.aclose()
 

@@ -31,7 +31,7 @@ from bot.wechat.api import (
     WechatApiError,
     call_api,
 )
-from bot.wechat.consent import Consents
+from bot.wechat.consent import CLOSURE_SCENES, REMINDER_SCENES, Consents
 from bot.wechat.failures import FailureLog
 from bot.wechat.inbound import CHANNEL, digits
 from bot.wechat.render import render_replies, short_openid
@@ -101,7 +101,7 @@ class WechatSender:
             await self.send_template(chat_id, template_id, self.template_data(
                 mapping, replies, fields or {}, now, kind=kind))
         elif self.consents.sending and kind in SUBSCRIBED_KINDS:
-            await self.send_subscribed(chat_id, replies, fields or {})
+            await self.send_subscribed(chat_id, replies, fields or {}, kind=kind)
         else:
             raise Unreachable("outside WeChat's 48-hour customer-service window and no "
                               f"template message configured for {kind!r}")
@@ -150,9 +150,11 @@ class WechatSender:
         return data
 
     async def send_subscribed(self, openid: str, replies: Sequence[Reply],
-                              fields: Mapping[str, str]) -> None:
+                              fields: Mapping[str, str], *, kind: str = "reminder") -> None:
         """A one-time subscription message, using one consent the citizen gave (the one for
         this appointment first): title from the first line, the rest as its 200 characters.
+        A reminder uses only consents given for reminders, so the one given for a closure
+        notice is kept for it; a closure notice uses its own first, then any.
 
         A consent WeChat says is gone (43101: used, or withdrawn) is dropped and the next one
         tried; one that no message used (WeChat busy or refusing for another reason, a crash
@@ -168,9 +170,11 @@ class WechatSender:
         title, _, body = text.partition("\n")
         while True:
             async with self.database.session() as session:
-                taken = await take_consent(session, CHANNEL, openid, template_id, self.clock.now(),
-                                           appointment_id=int(appointment)
-                                           if digits(appointment, 9) else None)
+                taken = await take_consent(
+                    session, CHANNEL, openid, template_id, self.clock.now(),
+                    appointment_id=int(appointment) if digits(appointment, 9) else None,
+                    scenes=REMINDER_SCENES if kind == "reminder" else None,
+                    preferred=None if kind == "reminder" else CLOSURE_SCENES)
             if taken is None:
                 raise Unreachable("outside WeChat's 48-hour customer-service window, no template "
                                   "message configured, and no one-time subscription allowed")
