@@ -116,6 +116,9 @@ class Citizen:
         self.last_xml = xml
         before = len(self.env.api.texts)
         fields = self.env.push.read(await self.env.push.post(xml))
+        # An answer slower than the deadline (a busy machine drawing a chart) comes as
+        # customer-service messages: wait for them rather than for the clock.
+        await self.env.channel.webhook.drain()
         if fields:
             assert fields["ToUserName"] == self.openid and fields["MsgType"] == "text"
             assert len(fields["Content"].encode()) <= 2048
@@ -495,7 +498,8 @@ async def test_manager_gets_figures_and_the_chart_as_an_image(
     assert filename.endswith(".png") and mime == "image/png" and content.startswith(b"\x89PNG")
     [image] = [b for b in api.sent("message/custom/send") if b["msgtype"] == "image"]
     assert image["touser"] == OPENID and image["image"]["media_id"] in api.uploads
-    assert await manager.resend() == chart and len(api.uploads) == 1    # a retry: no second image
+    # A retry: the same answer, and no second image.
+    assert (await manager.resend()).strip() == chart.strip() and len(api.uploads) == 1
     assert "无法发送表格" in await manager.say("/export month")
     stranger = Citizen(env, "oStranger_0000000000000000000")
     assert "仅对授权的中心负责人开放" in await stranger.say("/stats", msg_id=77)
