@@ -173,3 +173,24 @@ async def test_database_outage_is_answered_busy_and_logged_once(
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert sum("database unreachable (ConnectionRefusedError)" in m for m in messages) == 1
     assert sum("database reachable again after 30 s; 3 message(s)" in m for m in messages) == 1
+
+
+async def test_refused_requests_are_logged_once_per_reason(
+        manager_env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env = manager_env
+    citizen = Citizen(env)
+    caplog.set_level(logging.WARNING, logger="bot.wechat.webhook")
+    async with served(env) as (_http, push):
+        xml = citizen.message("text", Content="你好", MsgId=51)
+        for _ in range(3):
+            assert (await push.post(xml, tamper="signature")).status_code == 403
+            stale = push.query(timestamp=str(citizen.now() - 301))
+            assert (await push.post(xml, query=stale)).status_code == 403
+        env.clock.advance(minutes=11)
+        assert (await push.post(xml, tamper="signature")).status_code == 403
+    lines = [r.getMessage() for r in caplog.records]
+    bad = [line for line in lines if line.endswith("request refused (403): bad signature")]
+    assert len(bad) == 1
+    assert sum("(403): stale timestamp" in line for line in lines) == 1
+    assert any("bad signature (and 2 more like it since the last line)" in line for line in lines)
+    assert not any(OPENID[:8] in line or "你好" in line for line in lines)
