@@ -24,7 +24,8 @@ from bot.runner import run_channels
 from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
-from bot.wechat.api import AccessTokens
+from bot.wechat.api import TOKEN_FIXES, AccessTokens, TokenRefused
+from bot.wechat.menu import MenuError
 from bot.wecom import WecomApiError
 from bot.wecom.channel import build_tokens
 from bot.wecom.channel import check_settings as check_wecom
@@ -166,7 +167,14 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
         note("privacy.id_hash_key is not set: a local key file under the data folder is used; "
              "set YUYUE_PRIVACY__ID_HASH_KEY in production and keep it secret")
     if settings.wechat.token:
+        if not settings.wechat.encoding_aes_key:
+            note("WARNING: WeChat is in plain mode (no wechat.encoding_aes_key): the signature "
+                 "covers only the timestamp and nonce in the URL, not the message, so anyone who "
+                 "sees one webhook URL (a proxy's access log) can post as any user for "
+                 f"{settings.wechat.replay_window_seconds} s; set YUYUE_WECHAT__ENCODING_AES_KEY "
+                 "and choose 安全模式 (docs/wechat.md)")
         _doctor_wechat_reminders(settings.wechat, report, note)
+        await _doctor_wechat_token(app, report)
     if settings.wecom.app_enabled:
         _doctor_wecom(settings, report)
     channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
@@ -188,6 +196,30 @@ def _doctor_wecom(settings: Settings, report: Callable[[bool, str, str], None]) 
     report(bool(staff or settings.wecom.on_duty or settings.wecom.app_chat_id),
            f"{len(staff)} WeCom staff in access.staff",
            'add them as "wecom:<user id>" to access.staff, or alerts reach nobody in WeCom')
+
+
+async def _doctor_wechat_token(app: App, report: Callable[[bool, str, str], None]) -> None:
+    """Fetch an access token: proves the AppID, the AppSecret and the IP allow-list (without
+    them no reminder, relay or menu reaches WeChat, while chatting still works)."""
+    wechat = app.settings.wechat
+    if not (wechat.app_id and wechat.app_secret):
+        report(False, "WeChat app_id / AppSecret not set: reminders, staff answers and the menu "
+               "cannot be sent", "set wechat.app_id and YUYUE_WECHAT__APP_SECRET (docs/wechat.md)")
+        return
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
+        try:
+            seconds = await AccessTokens(wechat, app.database, app.clock, http).check()
+        except TokenRefused as refused:
+            report(False, f"WeChat refused the access token: {refused}",
+                   TOKEN_FIXES.get(refused.errcode, "check wechat.app_id, "
+                                   "YUYUE_WECHAT__APP_SECRET and the IP allow-list (IP白名单)"))
+            return
+        except (TryLater, Unreachable) as error:
+            report(False, f"WeChat access token not fetched: {error}",
+                   f"check that this server reaches {wechat.api_base_url}")
+            return
+    report(True, f"WeChat access token fetched (AppID, AppSecret and IP allow-list accepted; "
+                 f"valid {seconds} s)", "")
 
 
 def _doctor_wechat_reminders(wechat: WechatSettings, report: Callable[[bool, str, str], None],
@@ -253,17 +285,25 @@ async def cmd_run(app: App, args: argparse.Namespace) -> int:
 
 
 async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
-    """Create the WeChat custom menu (预约办事 / 我的预约 / 办事指南 / 人工服务)."""
+    """Create the WeChat custom menu (预约: 预约办事 · 我的预约 / 办事指南 / 人工服务)."""
     if not app.settings.wechat.app_id or not app.settings.wechat.app_secret:
         raise CommandError("set wechat.app_id and YUYUE_WECHAT__APP_SECRET first")
     await _require_schema(app)              # the access token is shared through the database
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)) as http:
         try:
-            labels = await create_menu(AccessTokens(app.settings.wechat, app.database, app.clock,
-                                                    http), locale=app.settings.general.locale)
+            created = await create_menu(AccessTokens(app.settings.wechat, app.database,
+                                                     app.clock, http),
+                                        locale=app.settings.general.locale)
+        except MenuError as error:
+            raise CommandError(f"the menu breaks WeChat's limits, nothing sent: {error}") from None
+        except TokenRefused as refused:
+            raise CommandError(f"WeChat refused the access token ({refused}): "
+                               + TOKEN_FIXES.get(refused.errcode, "run `yuyue doctor`")) from None
         except TryLater as error:
             raise CommandError(f"WeChat did not answer ({error}): try again later") from None
-    _print("WeChat menu created: " + " / ".join(labels))
+        except Unreachable as error:
+            raise CommandError(str(error)) from None
+    _print("WeChat menu created: " + created)
     return EXIT_OK
 
 

@@ -440,7 +440,8 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
         f"• {m.name.get(ctx.locale)}" for m in definition.materials)) + "\n" + ctx.t(
         "booking.arrive_early", grace=ctx.centre.policy(definition).no_show_grace_minutes)
     return [Reply(text, attachment=calendar_file(ctx, appointment, definition, department_row),
-                  consent=ConsentRequest(ctx.t("booking.remind_link"), appointment.id)),
+                  consent=ConsentRequest(ctx.t("booking.remind_link"), appointment.id,
+                                         ctx.t("booking.closure_link"))),
             main_menu(ctx)]
 
 

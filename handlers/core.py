@@ -93,6 +93,7 @@ class ConsentRequest:
 
     label: str
     appointment_id: int
+    closure_label: str = ""     # a second link: one notice if the centre cancels the booking
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ class Reply:
                 "attachment": None if self.attachment is None else {
                     "filename": self.attachment.filename, "mime": self.attachment.mime,
                     "caption": self.attachment.caption},
-                "consent": None if self.consent is None else [self.consent.label,
-                                                              self.consent.appointment_id]}
+                "consent": None if self.consent is None else [
+                    self.consent.label, self.consent.appointment_id, self.consent.closure_label]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Reply:
@@ -136,7 +137,8 @@ class Reply:
         return cls(text=data["text"], edit=data.get("edit", False), toast=data.get("toast", False),
                    choices=tuple(tuple(Choice(label, token) for label, token in row)
                                  for row in data.get("choices", [])),
-                   consent=ConsentRequest(consent[0], int(consent[1])) if consent else None)
+                   consent=ConsentRequest(consent[0], int(consent[1]),
+                                          *(consent[2:3] or [""])) if consent else None)
 
 
 @dataclass(frozen=True)

@@ -509,6 +509,18 @@ class ProcessedMessage(Base):
     response: Mapped[json_data]
 
 
+class SignedRequest(Base):
+    """A webhook query signature seen within the replay window, with a digest of the body it
+    came with: the same signature with another body is a replay and refused (shared by every
+    process; rows older than the window are deleted)."""
+
+    __tablename__ = "signed_request"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    signed: Mapped[str] = mapped_column(String(64), primary_key=True)       # sha-256 of the query
+    body_digest: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[instant] = mapped_column(index=True)
+
+
 class AuditLog(Base):
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)

@@ -194,7 +194,7 @@ async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome
 
     A failed attempt is tried again after ``retry_delay``; after ``max_attempts`` the row is
     given up ("failed") and staff are told once. A staff answer that cannot reach its citizen
-    is told to staff at once (its author must know).
+    is told to staff at once when refused, and when given up (its author must know).
     """
     row = await session.get(Outbox, row_id, with_for_update=True)
     if row is None or row.claimed_by != owner:
@@ -211,6 +211,12 @@ async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome
         return
     if row.attempts >= policy.max_attempts:
         row.status = OutboxStatus.FAILED
+        if row.kind == "relay":
+            # Given up (a wrong AppSecret, WeChat down for long): its author must know too.
+            await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
+                          dedup_key=f"relay-failed:{row.id}",
+                          payload={**row.payload, "error": (row.last_error or "")[:200]})
+            return
         await _alert_staff_once(session, row, now)
         return
     row.status = OutboxStatus.PENDING

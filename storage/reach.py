@@ -127,24 +127,35 @@ async def grant_consent(session: AsyncSession, channel: str, platform_user_id: s
 
 async def take_consent(session: AsyncSession, channel: str, platform_user_id: str,
                        template_id: str, now: dt.datetime, *,
-                       appointment_id: int | None = None) -> tuple[int, int] | None:
-    """Claim an unused permission, the one given for ``appointment_id`` first, else the
-    oldest, so that no other sender uses it too.
+                       appointment_id: int | None = None, scenes: range | None = None,
+                       preferred: range | None = None) -> tuple[int, int] | None:
+    """Claim an unused permission, so that no other sender uses it too: one in the
+    ``preferred`` scenes first, then the one given for ``appointment_id``, else the oldest.
+
+    Args:
+        scenes: only permissions given in these scenes (a reminder does not take the one the
+            citizen gave for a closure notice).
 
     Returns:
         (consent id, scene), or None when the citizen has none left.
     """
-    mine = case((NotificationConsent.appointment_id == appointment_id, 0), else_=1) \
-        if appointment_id is not None else None
+    first = []
+    if preferred is not None:
+        first.append(case((NotificationConsent.scene.between(preferred.start, preferred.stop - 1),
+                           0), else_=1))
+    if appointment_id is not None:
+        first.append(case((NotificationConsent.appointment_id == appointment_id, 0), else_=1))
     unused = select(NotificationConsent.id, NotificationConsent.scene).where(
         NotificationConsent.channel == channel,
         NotificationConsent.platform_user_id == platform_user_id,
         NotificationConsent.template_id == template_id,
         NotificationConsent.used_at.is_(None))
+    if scenes is not None:
+        unused = unused.where(NotificationConsent.scene.between(scenes.start, scenes.stop - 1))
     order = (NotificationConsent.created_at, NotificationConsent.id)
     while True:     # another sender may take the same one first: then try the next one
         candidate = (await session.execute(
-            unused.order_by(*((mine,) if mine is not None else ()), *order).limit(1))).first()
+            unused.order_by(*first, *order).limit(1))).first()
         if candidate is None:
             return None
         taken = await session.execute(

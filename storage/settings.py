@@ -326,12 +326,14 @@ class WechatSettings:
         parse=lambda v: _template_fields(v))
     notice_template_id: str = ""
     notice_template_fields: tuple[str, ...] = _setting(
-        ["thing1=summary", "time2=sent"], parse=lambda v: _template_fields(v))
+        ["thing1=service", "time2=when", "thing3=place", "character_string4=code",
+         "thing5=reason"], parse=lambda v: _template_fields(v))
     subscribe_template_id: str = ""
     public_url: str = _setting("", parse=_public_url)
 
 
-TEMPLATE_SOURCES = ("service", "when", "place", "code", "summary", "sent")
+TEMPLATE_SOURCES = ("service", "when", "place", "code", "reason", "summary", "sent")
+TIMED_SOURCES = ("when", "sent")        # what a template's time or date keyword can show
 
 
 def _template_fields(value: Any) -> tuple[str, ...]:
@@ -345,6 +347,9 @@ def _template_fields(value: Any) -> tuple[str, ...]:
         key, _, source = item.partition("=")
         if not re.fullmatch(r"[a-z_]+[0-9]*", key) or source not in TEMPLATE_SOURCES:
             raise ValueError(expected)
+        if re.sub(r"[0-9]+$", "", key) in ("time", "date") and source not in TIMED_SOURCES:
+            raise ValueError(f"{item}: a time or date keyword takes "
+                             + " or ".join(TIMED_SOURCES))
     return tuple(items)
 
 

@@ -109,3 +109,13 @@ def test_run_refuses_a_pretend_clock_with_real_chats(
                          "--clock", "2026-11-23T09:00+08:00")
     assert code != 0 and "--clock only works with the terminal chat" in err
     assert "yuyue chat --clock" in err and "Traceback" not in out + err
+
+
+def test_doctor_warns_that_plain_mode_lets_a_seen_url_post_as_anyone(
+        settings_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUYUE_WECHAT__TOKEN", "token-for-doctor")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "WARNING: WeChat is in plain mode" in out and "post as any user" in out
+    monkeypatch.setenv("YUYUE_WECHAT__ENCODING_AES_KEY", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR")
+    _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
+    assert "plain mode" not in out

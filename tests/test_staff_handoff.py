@@ -5,7 +5,9 @@ outbox dispatcher, with the real WeChat sender against the fake WeChat API."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import logging
 
 import httpx
 import pytest
@@ -99,7 +101,7 @@ async def test_a_wechat_citizen_is_helped_from_request_to_rating(
     assert "负责人：王芳" in relayed.text and "我的社保卡丢了" in relayed.text
 
     clock.advance(dt.timedelta(minutes=1))
-    assert "已转给市民" in await wang.say("请带身份证到二楼5号窗口补办，当场可取。")
+    assert "正在发送给市民" in await wang.say("请带身份证到二楼5号窗口补办，当场可取。")
     assert "由 王芳 负责" in await li.command("reply", "1 我也来说两句")   # not the owner
     await dispatcher.drain()
     answer = sent_to_wechat(wechat_api)[-1]
@@ -291,3 +293,35 @@ async def test_an_identity_that_blocked_the_bot_gets_no_relay(
         assert identity is not None
         identity.unreachable_at = clock.now()
     assert "屏蔽" in await wang.command("reply", "1 您好")
+
+
+async def test_a_wrong_app_secret_is_logged_and_the_owner_told_when_the_answer_is_given_up(
+        assistant: Assistant, settings: Settings, http: httpx.AsyncClient, group: Recorder,
+        telegram: Recorder, wechat_api: FakeWechatApi, database: Database, clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    wrong = dataclasses.replace(settings.wechat, app_secret="not-the-app-secret")
+    wechat = WechatSender(wrong, database, clock, AccessTokens(wrong, database, clock, http, owner="t"))
+    dispatcher = Dispatcher(database=database, centre=assistant.centre, settings=settings,
+                            clock=clock, senders={"telegram": telegram, "wechat": wechat},
+                            staff_senders=[group])
+    citizen = Dialog(assistant, user=OPENID, channel="wechat")
+    wang = Staff(assistant, STAFF_A, "王芳")
+    await citizen.command("human")
+    await wang.command("claim", "1")
+    await dispatcher.drain()
+    group.take()
+    caplog.set_level(logging.WARNING)
+    assert "如未能送达，会再通知您" in await wang.command("reply", "1 请带身份证来补办。")
+    for _ in range(settings.notifications.max_attempts):
+        report = await dispatcher.drain()
+        assert report.sent == 0
+        clock.advance(dt.timedelta(minutes=9))
+    await dispatcher.drain()
+    [told] = [d for d in group.take() if d.kind == "relay_failed"]
+    assert "人工服务 #1" in told.text and "未能送达市民" in told.text and "40125" in told.text
+    assert wechat_api.sent("message/custom/send") == []
+    lines = [r.getMessage() for r in caplog.records if "access token refused" in r.getMessage()]
+    # Six attempts over 45 minutes: one line per ten minutes, each counting the ones between.
+    assert 1 < len(lines) < settings.notifications.max_attempts
+    assert all("errcode 40125" in line and "AppSecret is wrong" in line for line in lines)
+    assert all(OPENID[:8] not in r.getMessage() for r in caplog.records)

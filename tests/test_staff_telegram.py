@@ -119,7 +119,7 @@ async def test_a_telegram_hand_off_claimed_answered_by_reply_and_closed(
     # The staff member answers by replying to the relayed message in the group.
     await feed(channel, api.text_update(STAFF_A, "请补交发票原件，可以邮寄。",
                                                chat_id=STAFF_GROUP, reply_to=relayed))
-    assert "已转给市民（#1）" in texts(api, STAFF_GROUP)[-1]
+    assert "正在发送给市民（#1）" in texts(api, STAFF_GROUP)[-1]
     await dispatcher.drain()
     answer = api.last_menu(CITIZEN)
     assert "工作人员回复" in answer["text"] and "请补交发票原件" in answer["text"]

@@ -8,7 +8,9 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +19,15 @@ from sqlalchemy import select
 from bot import cli
 from bot.channels import TryLater, Unreachable
 from bot.wechat import create_menu
-from bot.wechat.api import TOKEN_KEY, TOKEN_LEASE, AccessTokens, redact_access_tokens
+from bot.wechat.api import (
+    TOKEN_KEY,
+    TOKEN_LEASE,
+    AccessTokens,
+    WechatApiError,
+    call_api,
+    redact_access_tokens,
+)
+from bot.wechat.menu import MenuError, build_menu, menu_problems
 from bot.wechat.sender import WechatSender
 from bot.wiring import App
 from handlers.core import Choice, Reply
@@ -35,7 +45,8 @@ OPENID = "oXyZ_12AbCdEfGhIjKlMnOpQrStU"
 REMINDER = [Reply("预约提醒：明天 09:00 居民身份证办理\n预约码：ABC234\n请带齐：居民户口簿",
                   ((Choice("取消预约", "g:cancel:ABC234"),),))]
 FIELDS = {"service": "居民身份证办理（首次申领/换领/补领/临时身份证）", "when": "2026-11-24 09:00",
-          "place": "一楼 公安综合窗口 3号", "code": "ABC234"}
+          "place": "一楼 公安综合窗口 3号", "code": "ABC234",
+          "starts_at": "2026-11-24T01:00:00+00:00"}
 
 
 @pytest.fixture
@@ -205,7 +216,7 @@ async def test_45015_falls_back_to_the_reminder_template(
     [template] = api.sent("message/template/send")
     assert template["template_id"] == "TPL-REMIND" and template["touser"] == OPENID
     assert template["data"] == {"thing1": {"value": "居民身份证办理（首次申领/换领/补领/…"},
-                                "time2": {"value": "2026-11-24 09:00"},
+                                "time2": {"value": "2026年11月24日 09:00"},
                                 "thing3": {"value": "一楼 公安综合窗口 3号"},
                                 "character_string4": {"value": "ABC234"}}
     assert api.texts == []
@@ -233,8 +244,11 @@ async def test_outside_the_window_template_or_undeliverable(
                          kind="closure")
     [notice] = api.sent("message/template/send")
     assert notice["template_id"] == "TPL-N"
+    # A notice about no appointment: its first line for service and reason, sent for the time.
     assert notice["data"] == {"thing1": {"value": "因设备检修，11月24日停办身份证业务"},
-                              "time2": {"value": "2026-11-23 09:00"}}
+                              "time2": {"value": "2026年11月23日 09:00"},
+                              "thing3": {"value": "-"}, "character_string4": {"value": "-"},
+                              "thing5": {"value": "因设备检修，11月24日停办身份证业务"}}
     assert api.count("message/custom/send") == 0
 
 
@@ -345,16 +359,53 @@ async def test_create_menu_uses_the_token_the_running_processes_hold(
         clock: ManualClock) -> None:
     settings = wechat_settings(api)
     held = await tokens_for(settings, database, clock, http).get()        # `yuyue run`
-    labels = await create_menu(tokens_for(settings, database, clock, http, owner="cli"),
-                               locale="zh-CN")
+    created = await create_menu(tokens_for(settings, database, clock, http, owner="cli"),
+                                locale="zh-CN")
     [menu] = api.sent("menu/create")
-    assert [(b["type"], b["name"], b["key"]) for b in menu["button"]] == [
-        ("click", "预约办事", "book"), ("click", "我的预约", "my"), ("click", "办事指南", "guide"),
-        ("click", "人工服务", "human")]
-    assert labels == ["预约办事", "我的预约", "办事指南", "人工服务"]
+    assert menu == {"button": [
+        {"name": "预约", "sub_button": [{"type": "click", "name": "预约办事", "key": "book"},
+                                        {"type": "click", "name": "我的预约", "key": "my"}]},
+        {"type": "click", "name": "办事指南", "key": "guide"},
+        {"type": "click", "name": "人工服务", "key": "human"}]}
+    assert created == "预约 (预约办事 · 我的预约 · 办件进度) / 办事指南 / 人工服务"
     # The stored token, not a second fetch: one refresher, and its token stays valid.
     assert [c.path for c in api.calls].count("stable_token") == 1
     assert {c.access_token for c in api.calls if c.path == "menu/create"} == {held}
+
+
+async def test_the_fake_wechat_refuses_four_top_level_buttons_as_wechat_does(
+        api: FakeWechatApi, http: httpx.AsyncClient, database: Database,
+        clock: ManualClock) -> None:
+    tokens = tokens_for(wechat_settings(api), database, clock, http)
+    four = {"button": [{"type": "click", "name": n, "key": n} for n in "abcd"]}
+    with pytest.raises(WechatApiError, match="40016"):
+        await call_api(tokens, "menu/create", four)
+    with pytest.raises(MenuError, match=r"4 top-level buttons.*40016"):
+        await create_menu(tokens, locale="zh-CN", menu=four)      # ours refuses before sending
+    assert api.count("menu/create") == 1
+
+
+@pytest.mark.parametrize(("menu", "problem"), [
+    ({"button": []}, "0 top-level buttons"),
+    ({"button": [{"name": "x", "sub_button": []}]}, "button 1 has 0 sub-buttons"),
+    ({"button": [{"name": "x", "sub_button": [{"type": "click", "name": str(n), "key": "k"}
+                                              for n in range(6)]}]}, "has 6 sub-buttons"),
+    ({"button": [{"type": "click", "name": "预约办事和查询", "key": "k"}]}, "name of 21 bytes"),
+    ({"button": [{"name": "x", "sub_button": [{"type": "click", "name": "我" * 21, "key": "k"}]}]},
+     "button 1.1: name of 63 bytes"),
+    ({"button": [{"type": "click", "name": "x", "key": "k" * 129}]}, "key must be 1 to 128"),
+    ({"button": [{"type": "view", "name": "x", "url": "https://" + "a" * 1017}]},
+     "url must be 1 to 1024"),
+    ({"button": [{"type": "clack", "name": "x", "key": "k"}]}, "not a WeChat button type"),
+])
+def test_menus_are_checked_against_wechats_limits(menu: dict[str, object], problem: str) -> None:
+    assert any(problem in line for line in menu_problems(menu)), menu_problems(menu)
+
+
+def test_the_menu_fits_wechat_in_both_languages() -> None:
+    for locale in ("zh-CN", "en"):
+        assert menu_problems(build_menu(locale)) == [], locale
+    assert {b.get("key") for b in build_menu("en")["button"]} >= {"guide", "human"}
 
 
 async def test_the_menu_command_names_the_buttons_and_explains_a_busy_wechat(
@@ -363,10 +414,27 @@ async def test_the_menu_command_names_the_buttons_and_explains_a_busy_wechat(
     settings = dataclasses.replace(Settings(), wechat=wechat_settings(api))
     app = App(settings=settings, database=database, centre=make_centre(), clock=clock)
     assert await cli.cmd_wechat_menu(app, argparse.Namespace()) == cli.EXIT_OK
-    assert "WeChat menu created: 预约办事 / 我的预约 / 办事指南 / 人工服务" in capsys.readouterr().out
+    assert "WeChat menu created: 预约 (预约办事 · 我的预约 · 办件进度) / 办事指南 / 人工服务" \
+        in capsys.readouterr().out
     api.fail_next("menu/create", -1)                     # "system busy"
     with pytest.raises(cli.CommandError, match=r"WeChat did not answer .*try again later"):
         await cli.cmd_wechat_menu(app, argparse.Namespace())
+
+
+def test_the_menu_command_answers_an_unreachable_wechat_in_one_line(
+        settings_file: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:          # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("YUYUE_WECHAT__APP_ID", APP_ID)
+    monkeypatch.setenv("YUYUE_WECHAT__APP_SECRET", APP_SECRET)
+    monkeypatch.setenv("YUYUE_WECHAT__API_BASE_URL", f"http://127.0.0.1:{port}")
+    code = cli.main(["--settings", str(settings_file), "wechat", "menu"])
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_FAIL and "Traceback" not in out + err
+    assert err.strip().splitlines() == [
+        "yuyue: WeChat did not answer (stable_token: ConnectError): try again later"]
 
 
 async def test_access_token_never_reaches_the_log(
@@ -382,3 +450,52 @@ async def test_access_token_never_reaches_the_log(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "custom/send" in logged and "TOKEN-1" not in logged and APP_SECRET not in logged
     assert OPENID not in logged and "hi" not in logged.split()
+
+
+# --- failures nobody would see ------------------------------------------------------------------
+
+
+async def test_a_refused_template_is_logged_once_with_its_reason(
+        api: FakeWechatApi, http: Http, database: Database, clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    await citizen(database, clock.now() - dt.timedelta(hours=49))
+    sender = sender_for(wechat_settings(api, reminder_template_id="TPL-REMIND"), database,
+                        clock, http)
+    api.fail_next("message/template/send", 47003, 47003)
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        with pytest.raises(Unreachable, match="47003"):
+            await sender.deliver(OPENID, REMINDER, kind="reminder", fields=FIELDS)
+    lines = [r.getMessage() for r in caplog.records if "47003" in r.getMessage()]
+    assert len(lines) == 1 and "keyword's type" in lines[0]
+    assert OPENID[:8] not in lines[0] and "ABC234" not in lines[0]
+    clock.advance(minutes=11)
+    api.fail_next("message/template/send", 47003)
+    with pytest.raises(Unreachable):
+        await sender.deliver(OPENID, REMINDER, kind="reminder", fields=FIELDS)
+    lines = [r.getMessage() for r in caplog.records if "47003" in r.getMessage()]
+    assert len(lines) == 2 and "(and 1 more like it" in lines[1]
+
+
+@pytest.mark.parametrize(("secret", "allowed", "expected", "fix"), [
+    (APP_SECRET, None, "ok    WeChat access token fetched", ""),
+    ("wrong-secret", None, "FIX   WeChat refused the access token: stable_token: errcode 40125",
+     "the AppSecret is wrong"),
+    (APP_SECRET, set(), "FIX   WeChat refused the access token: stable_token: errcode 40164",
+     "IP白名单"),
+])
+async def test_doctor_proves_the_app_secret_and_the_ip_allow_list(
+        api: FakeWechatApi, database: Database, clock: ManualClock,
+        capsys: pytest.CaptureFixture[str], secret: str, allowed: set[str] | None,
+        expected: str, fix: str) -> None:
+    api.allowed_ips = allowed
+    settings = dataclasses.replace(Settings(), wechat=dataclasses.replace(
+        wechat_settings(api, encoding_aes_key="kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"),
+        app_secret=secret))
+    app = App(settings=settings, database=database, centre=make_centre(), clock=clock)
+    code = await cli.cmd_doctor(app, argparse.Namespace())
+    out = capsys.readouterr().out
+    assert expected in out and fix in out and "Traceback" not in out
+    if fix:
+        assert code == cli.EXIT_FAIL
+    assert APP_SECRET not in out and "wrong-secret" not in out

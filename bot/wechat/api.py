@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from bot.channels import TryLater, Unreachable
+from bot.wechat.failures import FailureLog
 from storage.clock import Clock
 from storage.db import Database
 from storage.settings import WechatSettings
@@ -46,6 +47,14 @@ OUT_OF_WINDOW = {45015, 45047}               # past the 48 hours / too many mess
 GONE = {40003, 43004, 43019}                 # bad openid / not following / blocked us
 NO_CONSENT_LEFT = {43101}                    # a one-time subscription used up or withdrawn
 BUSY = {-1, 45009, 45011, 45033}             # system busy / rate limits
+# What is wrong when WeChat refuses the access token, and what to do about it.
+TOKEN_FIXES = {
+    40125: "the AppSecret is wrong: set YUYUE_WECHAT__APP_SECRET to the one in 基本配置",
+    40013: "the AppID is wrong: set wechat.app_id to the one in 基本配置",
+    40164: "this server's outgoing IP address is not in 基本配置 → IP白名单: add it",
+    40243: "the AppSecret is frozen: unfreeze it in 基本配置",
+    89503: "WeChat wants an administrator to confirm this IP address: add it to IP白名单",
+}
 
 
 Files = dict[str, tuple[str, bytes, str]]       # multipart field -> (filename, content, type)
@@ -58,6 +67,15 @@ class WechatApiError(Exception):
         super().__init__(f"{path}: errcode {errcode} ({errmsg})")
         self.errcode = errcode
 
+
+
+class TokenRefused(TryLater):
+    """WeChat refused the access token (``errcode``: 40125 wrong AppSecret, 40164 IP not
+    allowed...); tried again later, as the fix is a setting someone may be making now."""
+
+    def __init__(self, reason: str, errcode: int) -> None:
+        super().__init__(reason, retry_after=60)
+        self.errcode = errcode
 
 
 class AccessTokens:
@@ -79,6 +97,7 @@ class AccessTokens:
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self):x}"[:80]
         self._wait, self._max_waits = wait, max_waits
         self._local = asyncio.Lock()    # one refresh attempt per process at a time
+        self.failures = FailureLog(log, clock)
 
     async def get(self, *, rejected: str | None = None) -> str:
         """A valid access token; ``rejected`` is one WeChat just refused (40001/42001).
@@ -106,6 +125,20 @@ class AccessTokens:
                 return current          # someone else is refreshing; this one is still valid
             await self._wait(0.1)
         raise TryLater("no WeChat access token: the refresher did not finish", retry_after=30)
+
+    async def check(self) -> int:
+        """Fetch a token from WeChat to prove the AppID, AppSecret and IP allow-list (the
+        stable-token endpoint returns the token the processes hold: nothing is invalidated).
+
+        Returns:
+            How many seconds the token is valid.
+
+        Raises:
+            TryLater: WeChat refused (its errcode and what to do in the message) or was not
+                reached.
+            Unreachable: the AppID or AppSecret is not set.
+        """
+        return (await self._fetch(force=False))[1]
 
     async def _lease(self, *, take: bool) -> bool:
         async with self.database.session() as session:
@@ -136,10 +169,23 @@ class AccessTokens:
             raise Unreachable("wechat.app_id / YUYUE_WECHAT__APP_SECRET are not set")
         payload = {"grant_type": "client_credential", "appid": self.settings.app_id,
                    "secret": self.settings.app_secret, "force_refresh": force}
-        data = await _post(self.http, self.settings.api_base_url, "stable_token", payload)
-        if data.get("errcode"):
-            raise TryLater(f"stable_token: errcode {data.get('errcode')} "
-                           f"({data.get('errmsg', '')})", retry_after=60)
+        try:
+            data = await _post(self.http, self.settings.api_base_url, "stable_token", payload)
+        except TryLater as failure:
+            self.failures.warn("stable_token network", f"wechat access token not fetched: {failure}")
+            raise
+        try:
+            errcode = int(data.get("errcode") or 0)
+        except (TypeError, ValueError):
+            errcode = -1
+        if errcode:
+            # Nothing reaches a citizen outside a conversation until this is fixed: say so
+            # loudly, once per reason and period, with what to do.
+            reason = f"stable_token: errcode {errcode} ({str(data.get('errmsg', ''))[:200]})"
+            self.failures.warn(f"stable_token {errcode}",
+                               f"wechat access token refused: {reason}"
+                               + (f"; {TOKEN_FIXES[errcode]}" if errcode in TOKEN_FIXES else ""))
+            raise TokenRefused(reason, errcode)
         try:
             return str(data["access_token"]), int(data["expires_in"])
         except (KeyError, TypeError, ValueError):

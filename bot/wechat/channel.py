@@ -9,7 +9,7 @@ No business rule lives here. Wiring (``yuyue run`` / ``yuyue wechat menu``)::
     await channel.close()                         # waits for late answers, closes the client
 
     async with httpx.AsyncClient(timeout=10) as http:
-        await create_menu(app.settings, http)     # bot.wechat.menu
+        await create_menu(tokens, locale=...)     # bot.wechat.menu
 
 The package's other modules: ``inbound`` (signature, XML, Incoming), ``render`` (Reply ->
 text with message-menu links), ``api`` (the shared access token and API calls), ``consent``

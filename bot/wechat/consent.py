@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 # WeChat's confirmation page and the scenes it accepts (0..10000).
 SUBSCRIBE_CONFIRM_URL = "https://mp.weixin.qq.com/mp/subscribemsg"
 CONSENT_PATH = "/consent"
-SCENES = 10000
+# A scene per appointment and kind of message: reminders in 0..4999, the notice that the
+# centre cancelled the booking (a closure) in 5000..9999. A reminder never uses a closure's
+# permission, so the one notice that matters most is not used up by the reminders.
+SCENES = 5000
+REMINDER_SCENES, CLOSURE_SCENES = range(0, SCENES), range(SCENES, 2 * SCENES)
 CONSENT_KEY = "wechat one-time subscription links"
 
 
@@ -73,29 +77,36 @@ class Consents:
         return self.settings.path.rstrip("/") + CONSENT_PATH
 
     @staticmethod
-    def scene(appointment_id: int) -> int:
-        # A scene per appointment, so that consents for different bookings add up.
-        return appointment_id % SCENES
+    def scene(appointment_id: int, *, closure: bool = False) -> int:
+        # A scene per appointment (so that consents for different bookings add up) and kind.
+        return (CLOSURE_SCENES if closure else REMINDER_SCENES)[appointment_id % SCENES]
 
-    def _signature(self, openid: str, appointment_id: int) -> str:
-        message = f"{openid}\0{appointment_id}".encode()
+    def _signature(self, openid: str, appointment_id: int, closure: bool = False) -> str:
+        message = f"{openid}\0{appointment_id}{chr(0) + 'closure' if closure else ''}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
 
     def link_for(self, openid: str) -> ConsentLink | None:
-        """How to render a ``ConsentRequest`` for ``openid``, or None when not asking."""
+        """How to render a ``ConsentRequest`` for ``openid`` (a link for the reminder, and one
+        for the closure notice when the request offers it), or None when not asking."""
         if not self.asking:
             return None
 
-        def link(request: ConsentRequest) -> str:
+        def url(appointment_id: int, closure: bool) -> str:
             query = urlencode({
                 "action": "get_confirm", "appid": self.settings.app_id,
-                "scene": self.scene(request.appointment_id),
+                "scene": self.scene(appointment_id, closure=closure),
                 "template_id": self.settings.subscribe_template_id,
                 "redirect_url": self.settings.public_url + self.path,
-                "reserved": f"{request.appointment_id}x"
-                            f"{self._signature(openid, request.appointment_id)}"})
+                "reserved": f"{appointment_id}x"
+                            f"{self._signature(openid, appointment_id, closure)}"})
             return f"{SUBSCRIBE_CONFIRM_URL}?{query}#wechat_redirect"
-        return link
+
+        def links(request: ConsentRequest) -> list[tuple[str, str]]:
+            made = [(url(request.appointment_id, False), request.label)]
+            if request.closure_label:
+                made.append((url(request.appointment_id, True), request.closure_label))
+            return made
+        return links
 
     async def page(self, request: Request) -> Response:
         """Where WeChat sends the citizen after the confirmation page:
@@ -103,12 +114,14 @@ class Consents:
         query = request.query_params
         openid, action = query.get("openid", ""), query.get("action", "")
         appointment_id, _, signature = query.get("reserved", "").partition("x")
+        scene = query.get("scene", "")
+        closure = digits(scene, 5) and int(scene) in CLOSURE_SCENES
         valid = (digits(appointment_id, 9) and openid
                  and len(openid) <= 128 and action in ("confirm", "cancel")
                  and query.get("template_id") == self.settings.subscribe_template_id
-                 and query.get("scene") == str(self.scene(int(appointment_id)))
-                 and hmac.compare_digest(signature.encode(),
-                                         self._signature(openid, int(appointment_id)).encode()))
+                 and scene == str(self.scene(int(appointment_id), closure=closure))
+                 and hmac.compare_digest(signature.encode(), self._signature(
+                     openid, int(appointment_id), closure).encode()))
         locale = self.locale
         if valid:
             async with self.database.read() as session:
@@ -126,9 +139,9 @@ class Consents:
             return _consent_page(locale, "granted")
         async with self.database.session() as session:
             await grant_consent(session, CHANNEL, openid, self.settings.subscribe_template_id,
-                                self.scene(int(appointment_id)), int(appointment_id),
-                                self.clock.now())
-        log.info("wechat %s: one-time subscription granted", short_openid(openid))
+                                int(scene), int(appointment_id), self.clock.now())
+        log.info("wechat %s: one-time subscription granted (%s)", short_openid(openid),
+                 "closure notice" if closure else "reminder")
         return _consent_page(locale, "granted")
 
 

@@ -57,12 +57,23 @@ def verify_signature(token: str, signature: str | None, timestamp: str | None, n
     wechatpy's ``check_signature`` compares with ``!=`` and accepts any timestamp; a captured
     request could then be replayed for ever.
     """
-    if not (token and signature and timestamp and nonce) or not digits(timestamp, 12):
-        return False
-    if abs(now.timestamp() - int(timestamp)) > window_seconds:
-        return False
+    return signature_problem(token, signature, timestamp, nonce, now=now,
+                             window_seconds=window_seconds, encrypt=encrypt) is None
+
+
+def signature_problem(token: str, signature: str | None, timestamp: str | None,
+                      nonce: str | None, *, now: dt.datetime, window_seconds: int,
+                      encrypt: str | None = None) -> str | None:
+    """Why a webhook signature is refused ("unsigned", "stale timestamp", "bad signature"),
+    or None when it is WeChat's and recent (checked in constant time)."""
+    if not (token and signature and timestamp and nonce):
+        return "unsigned"
+    if not digits(timestamp, 12) or abs(now.timestamp() - int(timestamp)) > window_seconds:
+        return "stale timestamp"
     parts = (token, timestamp, nonce) if encrypt is None else (token, timestamp, nonce, encrypt)
-    return hmac.compare_digest(sign(*parts).encode(), signature.strip().lower().encode())
+    if not hmac.compare_digest(sign(*parts).encode(), signature.strip().lower().encode()):
+        return "bad signature"
+    return None
 
 
 # --- parsing ---------------------------------------------------------------------------------

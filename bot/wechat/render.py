@@ -40,17 +40,18 @@ def render_choice(choice: Choice) -> str:
     return _link(choice.label, choice.token, choice.label)
 
 
-ConsentLink = Callable[[ConsentRequest], str]
+# The links (address, label) asking for a later message: one per kind of message offered.
+ConsentLink = Callable[[ConsentRequest], list[tuple[str, str]]]
 
 
 def render_reply(reply: Reply, consent_link: ConsentLink | None = None) -> str:
-    """A reply's text, then its choices one per line, then the link asking for a later
-    reminder when ``consent_link`` makes one. An attachment (.ics) cannot be sent in a text
-    message; the text already carries its details, so it is left out."""
+    """A reply's text, then its choices one per line, then the links asking for a later
+    reminder and closure notice when ``consent_link`` makes them. An attachment (.ics) cannot
+    be sent in a text message; the text already carries its details, so it is left out."""
     lines = [reply.text.strip()] if reply.text.strip() else []
     lines += [render_choice(choice) for choice in reply.flat_choices]
     if reply.consent is not None and consent_link is not None:
-        lines.append(f'<a href="{consent_link(reply.consent)}">{_plain(reply.consent.label)}</a>')
+        lines += [f'<a href="{url}">{_plain(label)}</a>' for url, label in consent_link(reply.consent)]
     return "\n".join(lines)
 
 

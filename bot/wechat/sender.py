@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,10 +22,20 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
-from bot.wechat.api import GONE, NO_CONSENT_LEFT, OUT_OF_WINDOW, AccessTokens, WechatApiError, call_api
-from bot.wechat.consent import Consents
+from bot.wechat.api import (
+    GONE,
+    NO_CONSENT_LEFT,
+    OUT_OF_WINDOW,
+    AccessTokens,
+    TokenRefused,
+    WechatApiError,
+    call_api,
+)
+from bot.wechat.consent import CLOSURE_SCENES, REMINDER_SCENES, Consents
+from bot.wechat.failures import FailureLog
 from bot.wechat.inbound import CHANNEL, digits
 from bot.wechat.render import render_replies, short_openid
+from bot.wechat.templates import template_value
 from handlers.core import Attachment, Reply
 from storage.clock import Clock
 from storage.db import Database
@@ -40,9 +49,12 @@ SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 # One-time subscription messages: the limits of one, and the notices a consent may be used for.
 SUBSCRIBED_TITLE_LIMIT, SUBSCRIBED_TEXT_LIMIT = 15, 200
 SUBSCRIBED_KINDS = {"reminder", "closure_cancelled"}
-_TEMPLATE_LIMITS = {"thing": 20, "character_string": 32, "phrase": 5, "name": 10, "number": 32,
-                    "amount": 32, "car_number": 8, "phone_number": 17, "letter": 32,
-                    "symbol": 5, "time": 30, "date": 30}
+# What a refusal means for whoever reads the log.
+REFUSAL_HINTS = {
+    47003: "a template field's value is not of its keyword's type (wechat.*_template_fields)",
+    40037: "the template id is wrong (wechat.*_template_id)",
+    48001: "the account lacks this API permission (接口权限)",
+}
 
 
 class WechatSender:
@@ -56,6 +68,7 @@ class WechatSender:
         self.settings, self.database, self.clock = settings, database, clock
         self.tokens, self.timezone = tokens, timezone
         self.consents = consents or Consents(settings, database, clock)
+        self.failures = FailureLog(log, clock)
 
     async def deliver(self, chat_id: str, replies: list[Reply], *, kind: str = "message",
                       fields: Mapping[str, str] | None = None) -> None:
@@ -85,10 +98,10 @@ class WechatSender:
                 log.info("wechat %s: customer-service window closed early", short_openid(chat_id))
         template_id, mapping = self._template(kind)
         if template_id:
-            await self.send_template(chat_id, template_id,
-                                     self.template_data(mapping, replies, fields or {}, now))
+            await self.send_template(chat_id, template_id, self.template_data(
+                mapping, replies, fields or {}, now, kind=kind))
         elif self.consents.sending and kind in SUBSCRIBED_KINDS:
-            await self.send_subscribed(chat_id, replies, fields or {})
+            await self.send_subscribed(chat_id, replies, fields or {}, kind=kind)
         else:
             raise Unreachable("outside WeChat's 48-hour customer-service window and no "
                               f"template message configured for {kind!r}")
@@ -101,30 +114,47 @@ class WechatSender:
         return self.settings.notice_template_id, self.settings.notice_template_fields
 
     def template_data(self, mapping: Sequence[str], replies: Sequence[Reply],
-                      fields: Mapping[str, str], now: dt.datetime) -> dict[str, dict[str, str]]:
-        """The template's ``data``: each keyword's value from its source, cut to the length
-        its type allows (a "thing" keyword takes 20 characters).
+                      fields: Mapping[str, str], now: dt.datetime, *,
+                      kind: str = "reminder") -> dict[str, dict[str, str]]:
+        """The template's ``data``: each keyword's value from its source, written as its
+        keyword's type requires (``bot.wechat.templates``: a ``time`` keyword gets
+        "2026年11月24日 09:00", a ``thing`` at most 20 characters).
+
+        A notice that is not about one appointment (a block) has no service or time of its
+        own: its first line stands for the service and the reason, and the time of sending
+        for the time; a reminder always has them.
 
         Raises:
-            Unreachable: a keyword's source was not given (the template would be refused).
+            Unreachable: a keyword's source was not given, or nothing of it fits the type
+                (the template would be refused).
         """
         text = next((r.text.strip() for r in replies if r.text.strip()), "")
-        known = {"summary": text.split("\n", 1)[0],
-                 "sent": now.astimezone(self.timezone).strftime("%Y-%m-%d %H:%M"), **fields}
+        summary = text.split("\n", 1)[0]
+        local_now = now.astimezone(self.timezone)
+        known = {"summary": summary, "sent": local_now.strftime("%Y-%m-%d %H:%M"), **fields}
+        instants = {"sent": local_now}
+        if starts := _instant(fields.get("starts_at", "")):
+            instants["when"] = starts.astimezone(self.timezone)
+        if kind != "reminder":
+            fallback = {"service": summary, "reason": summary, "place": "-", "code": "-",
+                        "when": known["sent"]}
+            known = {**fallback, **{k: v for k, v in known.items() if str(v or "").strip()}}
+            instants.setdefault("when", local_now)
         data = {}
         for item in mapping:
             key, _, source = item.partition("=")
             value = str(known.get(source) or "").strip()
             if not value:
                 raise Unreachable(f"template keyword {key} needs {source!r}, which was not given")
-            limit = _TEMPLATE_LIMITS.get(re.sub(r"\d+$", "", key), 200)
-            data[key] = {"value": _cut(value, limit)}
+            data[key] = {"value": template_value(key, value, instants.get(source))}
         return data
 
     async def send_subscribed(self, openid: str, replies: Sequence[Reply],
-                              fields: Mapping[str, str]) -> None:
+                              fields: Mapping[str, str], *, kind: str = "reminder") -> None:
         """A one-time subscription message, using one consent the citizen gave (the one for
         this appointment first): title from the first line, the rest as its 200 characters.
+        A reminder uses only consents given for reminders, so the one given for a closure
+        notice is kept for it; a closure notice uses its own first, then any.
 
         A consent WeChat says is gone (43101: used, or withdrawn) is dropped and the next one
         tried; one that no message used (WeChat busy or refusing for another reason, a crash
@@ -140,9 +170,11 @@ class WechatSender:
         title, _, body = text.partition("\n")
         while True:
             async with self.database.session() as session:
-                taken = await take_consent(session, CHANNEL, openid, template_id, self.clock.now(),
-                                           appointment_id=int(appointment)
-                                           if digits(appointment, 9) else None)
+                taken = await take_consent(
+                    session, CHANNEL, openid, template_id, self.clock.now(),
+                    appointment_id=int(appointment) if digits(appointment, 9) else None,
+                    scenes=REMINDER_SCENES if kind == "reminder" else None,
+                    preferred=None if kind == "reminder" else CLOSURE_SCENES)
             if taken is None:
                 raise Unreachable("outside WeChat's 48-hour customer-service window, no template "
                                   "message configured, and no one-time subscription allowed")
@@ -193,9 +225,18 @@ class WechatSender:
                     **upload: Any) -> dict[str, Any]:
         try:
             return await call_api(self.tokens, path, payload, **upload)
+        except TokenRefused:
+            raise                       # logged where the token is fetched, with what to do
+        except TryLater as later:
+            self.failures.warn(f"{path} later", f"wechat {path} not sent, will retry: {later}")
+            raise
         except WechatApiError as exc:
             if exc.errcode in OUT_OF_WINDOW and path == "message/custom/send":
                 raise OutOfWindow(str(exc)) from None
+            # Each refusal once per reason and period, without the OpenID or the text.
+            self.failures.warn(f"{path} {exc.errcode}", f"wechat refused: {exc}"
+                               + (f"; {REFUSAL_HINTS[exc.errcode]}"
+                                  if exc.errcode in REFUSAL_HINTS else ""))
             if exc.errcode in GONE:
                 async with self.database.session() as session:
                     await mark_unreachable(session, CHANNEL, openid, f"wechat {exc.errcode}",
@@ -213,6 +254,14 @@ class _Refused(Unreachable):
     def __init__(self, reason: str, errcode: int) -> None:
         super().__init__(reason)
         self.errcode = errcode
+
+
+def _instant(text: str) -> dt.datetime | None:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
 
 
 def _cut(text: str, limit: int) -> str:

@@ -133,6 +133,7 @@ async def _waitlist_offer(note: Note) -> Rendered:
                   until=format_time(expires.astimezone(note.centre.tz)))
     return Rendered([Reply(text, ((global_option(note.t("notice.take_offer"), TakeOffer(slot.id)),),))],
                     fields={"service": definition.name.get(note.locale), "when": note.when(slot.starts_at),
+                            "starts_at": slot.starts_at.isoformat(),
                             "place": definition.place.get(note.locale), "code": "-"})
 
 

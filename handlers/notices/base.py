@@ -49,14 +49,17 @@ class Note:
                            self.now.astimezone(self.centre.tz).date())
 
     def fields(self) -> dict[str, str]:
-        """Template values: service, when, place, code (WeChat template messages), and the
+        """Template values: service, when (and ``starts_at``, the instant, for a template's
+        time keyword), place, code, the reason a notice gives (a closure's), and the
         appointment's id (which WeChat subscription consent to use)."""
         if self.appointment is None or self.service is None:
             return {}
+        reason = str(self.row.payload.get("reason") or "")
         return {"service": self.service.name.get(self.locale),
                 "when": self.when(self.appointment.starts_at),
+                "starts_at": self.appointment.starts_at.isoformat(),
                 "place": self.service.place.get(self.locale), "code": self.appointment.code,
-                "appointment": str(self.appointment.id)}
+                "appointment": str(self.appointment.id), **({"reason": reason} if reason else {})}
 
 
 Renderer = Callable[[Note], Awaitable[Rendered]]

@@ -6,7 +6,8 @@ files are kept in ``uploads``), ``menu/create`` — with real-shaped JSON, keeps
 stable-token rules (normal mode returns the current token while it is valid; forced refresh
 replaces it and the old one stops working), records every call, and plays scripted errors:
 40001 for an expired token (``expire_token()``), 45015 for a citizen outside the 48-hour
-window (``out_of_window``), or any errcode queued for a path (``fail_next``).
+window (``out_of_window``), 40125 for a wrong AppSecret, 40164 for a caller missing from
+``allowed_ips``, or any errcode queued for a path (``fail_next``).
 
 Use: ``async with FakeWechatApi() as api:`` then point ``wechat.api_base_url`` at ``api.url``.
 """
@@ -38,7 +39,12 @@ ERRORS = {40001: "invalid credential, access_token is invalid or not latest",
           45015: "response out of time limit or subscription is canceled",
           45009: "reach max api daily quota limit", 40013: "invalid appid",
           43101: "user refuse to accept the msg", 40004: "invalid media type",
-          48001: "api unauthorized",
+          48001: "api unauthorized", 40125: "invalid appsecret",
+          40164: "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist",
+          47003: "argument invalid! data.time2.value invalid",
+          40016: "invalid button size", 40017: "invalid button type",
+          40018: "invalid button name size", 40019: "invalid button key size",
+          40023: "invalid sub button size", 40055: "invalid button url domain",
           40005: "invalid file type"}
 SENDS = ("message/custom/send", "message/template/send", "message/template/subscribe",
          "menu/create", "media/upload")
@@ -61,6 +67,7 @@ class FakeWechatApi(Calls):
         self.valid: set[str] = set()
         self.current: str | None = None
         self.out_of_window: set[str] = set()
+        self.allowed_ips: set[str] | None = None      # the IP allow-list (None: not enforced)
         self.scripted: dict[str, deque[int]] = defaultdict(deque)
         self._serial = itertools.count(1)
         super().__init__()
@@ -131,6 +138,10 @@ class FakeWechatApi(Calls):
             return self._answer(path, token, body, 40066)
         if path == "media/upload":
             return self._upload(token, body, files)
+        if path == "menu/create" and (refused := _menu_errcode(body)):
+            return self._answer(path, token, body, refused)
+        if path == "message/template/send" and not _template_fits(body.get("data")):
+            return self._answer(path, token, body, 47003)
         extra = {"msgid": next(self._serial)} if path == "message/template/send" else {}
         return self._answer(path, token, body, 0, extra)
 
@@ -146,9 +157,12 @@ class FakeWechatApi(Calls):
                             {"type": "image", "media_id": media_id, "created_at": 1764633600})
 
     def _stable_token(self, body: dict[str, Any]) -> Response:
-        if body.get("appid") != APP_ID or body.get("secret") != APP_SECRET \
-                or body.get("grant_type") != "client_credential":
+        if body.get("appid") != APP_ID or body.get("grant_type") != "client_credential":
             return self._answer("stable_token", None, _redacted(body), 40013)
+        if body.get("secret") != APP_SECRET:
+            return self._answer("stable_token", None, _redacted(body), 40125)
+        if self.allowed_ips is not None and "127.0.0.1" not in self.allowed_ips:
+            return self._answer("stable_token", None, _redacted(body), 40164)
         if self.scripted["stable_token"]:
             return self._answer("stable_token", None, _redacted(body),
                                 self.scripted["stable_token"].popleft())
@@ -168,6 +182,63 @@ class FakeWechatApi(Calls):
                 payload = dict(extra or {})
             return JSONResponse(payload)
         return JSONResponse({"errcode": errcode, "errmsg": ERRORS.get(errcode, "error")})
+
+
+# WeChat's keyword types (模板消息 → 关键词类型): what each value must look like.
+_DAY = r"\d{4}年\d{1,2}月\d{1,2}日"
+_CLOCK = r"(?:[01]?\d|2[0-3]):[0-5]\d"
+_POINT = rf"(?:{_DAY} )?{_CLOCK}"
+_CHINESE = r"[\u3400-\u4dbf\u4e00-\u9fff]"
+TEMPLATE_RULES = {
+    "time": re.compile(rf"{_POINT}(?:~{_POINT})?"),
+    "date": re.compile(rf"{_DAY}(?: {_CLOCK})?(?:~{_DAY}(?: {_CLOCK})?)?"),
+    "thing": re.compile(r"(?s).{1,20}"),
+    "character_string": re.compile(r"[\x21-\x7e]{1,32}"),
+    "phrase": re.compile(rf"{_CHINESE}{{1,5}}"),
+    "number": re.compile(r"\d{1,32}(?:\.\d+)?"),
+    "letter": re.compile(r"[A-Za-z]{1,32}"),
+    "symbol": re.compile(r"[!-/:-@\[-`{-~]{1,5}"),
+    "name": re.compile(rf"{_CHINESE}[{_CHINESE[1:-1]}·]{{0,9}}|[A-Za-z][A-Za-z .'-]{{0,19}}"),
+    "amount": re.compile(r"[¥$€£]?\d{1,10}(?:\.\d{1,2})?元?"),
+    "phone_number": re.compile(r"[0-9+\-]{1,17}"),
+    "car_number": re.compile(r"\S{1,8}"),
+}
+
+
+def _template_fits(data: Any) -> bool:
+    """Every value fits its keyword's type (the letters before the digits of its name)."""
+    if not isinstance(data, dict) or not data:
+        return False
+    for keyword, item in data.items():
+        value = item.get("value") if isinstance(item, dict) else None
+        rule = TEMPLATE_RULES.get(re.sub(r"\d+$", "", keyword))
+        if not isinstance(value, str) or (rule is not None and not rule.fullmatch(value)):
+            return False
+    return True
+
+
+def _menu_errcode(body: dict[str, Any]) -> int:
+    """WeChat's checks of a menu (自定义菜单/创建接口): 40016 button count, 40023 sub-button
+    count, 40017 type, 40018 name length, 40019 key length, 40055 url length."""
+    buttons = body.get("button")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return 40016
+    for button in buttons:
+        subs = button.get("sub_button")
+        if not 0 < len(str(button.get("name", "")).encode()) <= 16:
+            return 40018
+        for item, name_most in ([(button, 16)] if subs is None else [(sub, 60) for sub in subs]):
+            if subs is not None and not 1 <= len(subs) <= 5:
+                return 40023
+            if not 0 < len(str(item.get("name", "")).encode()) <= name_most:
+                return 40018
+            if item.get("type") not in ("click", "view"):
+                return 40017
+            if item["type"] == "click" and not 0 < len(str(item.get("key", "")).encode()) <= 128:
+                return 40019
+            if item["type"] == "view" and not 0 < len(str(item.get("url", "")).encode()) <= 1024:
+                return 40055
+    return 0
 
 
 def _redacted(body: dict[str, Any]) -> dict[str, Any]:
