@@ -364,7 +364,8 @@ async def test_create_menu_uses_the_token_the_running_processes_hold(
     [menu] = api.sent("menu/create")
     assert menu == {"button": [
         {"name": "预约", "sub_button": [{"type": "click", "name": "预约办事", "key": "book"},
-                                        {"type": "click", "name": "我的预约", "key": "my"}]},
+                                        {"type": "click", "name": "我的预约", "key": "my"},
+                                        {"type": "click", "name": "办件进度", "key": "progress"}]},
         {"type": "click", "name": "办事指南", "key": "guide"},
         {"type": "click", "name": "人工服务", "key": "human"}]}
     assert created == "预约 (预约办事 · 我的预约 · 办件进度) / 办事指南 / 人工服务"

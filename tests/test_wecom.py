@@ -251,7 +251,7 @@ async def test_a_hand_off_claimed_from_a_card_relayed_both_ways_and_closed(
     relayed = wecom_api.texts(owner.user)[-1]
     assert relayed.startswith(f"【人工服务 #1 · 负责人：{name}】市民说：") and "医保报销材料不全" in relayed
     assert not any("医保报销" in t for t in wecom_api.texts(other.user))
-    assert "已转给市民（#1）" in await owner.say("请补交发票原件，可以邮寄。")
+    assert "正在发送给市民（#1）" in await owner.say("请补交发票原件，可以邮寄。")
     await served.dispatcher.drain()
     assert "请补交发票原件" in wechat_api.texts[-1]
     assert "您目前没有负责中的人工服务" in await other.say("我来帮忙")
@@ -283,10 +283,10 @@ async def test_several_hand_offs_need_a_number_or_use(
     await served.dispatcher.drain()
     assert "认领" in await zhang.say("/claim 1")
     assert "认领" in await zhang.say("/claim 2")
-    assert "已转给市民（#2）" in await zhang.say("第二位您好")      # the last claimed is current
-    assert "已转给市民（#1）" in await zhang.say("#1 第一位您好")
+    assert "正在发送给市民（#2）" in await zhang.say("第二位您好")      # the last claimed is current
+    assert "正在发送给市民（#1）" in await zhang.say("#1 第一位您好")
     assert "人工服务 #1" in await zhang.say("/use 1")
-    assert "已转给市民（#1）" in await zhang.say("请稍等")
+    assert "正在发送给市民（#1）" in await zhang.say("请稍等")
     assert "用法" in await zhang.say("/use")
     assert "没有编号为 9 的人工服务" in await zhang.say("/use 9")
     await served.dispatcher.drain()
@@ -298,7 +298,7 @@ async def test_several_hand_offs_need_a_number_or_use(
     assert relayed(OPENID) == ["第一位您好", "请稍等"]
     # An answer WeChat no longer takes is told to its author alone.
     wechat_api.out_of_window.add(second_id)
-    assert "已转给市民（#2）" in await zhang.say("#2 还在吗？")
+    assert "正在发送给市民（#2）" in await zhang.say("#2 还在吗？")
     await served.dispatcher.drain()
     await served.dispatcher.drain()          # the failure notice queued by the first round
     assert "人工服务 #2】您的答复未能送达市民" in wecom_api.texts(ZHANG)[-1]
