@@ -119,8 +119,12 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         await asyncio.wait([listening, tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
         listening.cancel()
     scheduler.start()
-    log.info("running: channels %s, web server %s", ", ".join(senders) or "none",
-             f"listening on {settings.web.host}:{settings.web.port}" if server else "off")
+    # A read-only database is logged (once) by the probe itself; the start line says so too.
+    read_only = await app.database.write_problem()
+    log.info("running: channels %s, web server %s%s", ", ".join(senders) or "none",
+             f"listening on {settings.web.host}:{settings.web.port}" if server else "off",
+             f"; DATABASE READ-ONLY ({read_only}): nothing is stored until it is writable"
+             if read_only else "")
     try:
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
