@@ -25,7 +25,14 @@ from bot.telegram import PollingConflict, TelegramConfigError
 from bot.terminal import run_terminal
 from bot.wechat import WechatApiError, create_menu
 from bot.wechat.api import AccessTokens
-from bot.wiring import App, build_app, build_assistant, load_calendar
+from bot.wiring import (
+    App,
+    build_app,
+    build_assistant,
+    citizen_channels,
+    load_calendar,
+    staff_channels,
+)
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
 from storage import migrate
@@ -168,10 +175,17 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
              "set YUYUE_PRIVACY__ID_HASH_KEY in production and keep it secret")
     if settings.wechat.token:
         _doctor_wechat_reminders(settings.wechat, report, note)
-    channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
-                                      ("wechat", bool(settings.wechat.token))) if on]
+    channels = citizen_channels(settings)
     note("chat channels configured: " + (", ".join(channels) if channels else
                                           "none (yuyue run starts the terminal chat)"))
+    if channels:
+        staff = staff_channels(settings)
+        report(bool(staff), "staff channel for hand-offs (人工服务) and alerts: "
+               + (", ".join(staff) if staff else
+                  "none: citizens can ask for a person but nobody would see it (they are given "
+                  "the centre's phone instead) and staff alerts are undeliverable"),
+               "set telegram.staff_chat_id (a group the bot is in) or wecom.robot_webhook "
+               "(docs/staff.md)")
     _print("all good" if not problems else f"{problems} thing(s) to fix")
     return EXIT_OK if not problems else EXIT_FAIL
 

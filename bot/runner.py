@@ -79,7 +79,8 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         if job is not None:
             job.modify(next_run_time=dt.datetime.now(settings.general.timezone))
 
-    conversation = _Kicking(build_assistant(app), kick)
+    assistant = build_assistant(app)
+    conversation = _Kicking(assistant, kick)
     routes: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
     closers: list[Any] = []
@@ -104,6 +105,13 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         robot = build_wecom_sender(app)
         closers.append(robot.close)
         staff_senders.append(robot)
+    if not staff_senders:
+        # Nobody would see a hand-off: citizens asking for a person are told how to call instead.
+        assistant.staff_reachable = False
+        if senders:
+            log.error("no staff channel is configured (telegram.staff_chat_id or "
+                      "wecom.robot_webhook): citizens asking for a person are given the centre's "
+                      "phone instead, and staff alerts are not delivered")
     dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
                             clock=app.clock, senders=senders, staff_senders=staff_senders)
     job_set = Jobs(app, dispatcher, escalate=escalate_overdue)
