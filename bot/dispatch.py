@@ -211,8 +211,13 @@ class Dispatcher:
 
     async def _record(self, row_id: int, token: str, outcome: Outcome) -> bool:
         async with self.database.session() as session:
-            return await outbox.record_outcome(session, row_id, token, outcome, self.clock.now(),
-                                               self.policy)
+            now = self.clock.now()
+            recorded = await outbox.record_outcome(session, row_id, token, outcome, now,
+                                                   self.policy)
+            # Every write of the round renews the rest of the claim: a row sent but not yet
+            # recorded must not run out of lease while it waits for the database.
+            await outbox.renew_claims(session, token, now, now + self.policy.lease)
+            return recorded
 
 
 async def _deliver(sender: Sender, chat_id: str, rendered: Rendered, kind: str) -> None:

@@ -5,7 +5,8 @@
 #   scripts/stress.sh [N]
 #
 # SQLite by default; set YUYUE_TEST_DATABASE_URL (see scripts/postgres.sh) for PostgreSQL.
-# PYTHON overrides the interpreter (default .venv/bin/python). Exits non-zero if any run
+# PYTHON overrides the interpreter (default .venv/bin/python), HOGS the number of CPU hogs
+# (default 2). Exits non-zero if any run
 # failed or delivered a duplicate.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ stop_hogs() {
   for pid in "${hogs[@]}"; do kill "$pid" 2>/dev/null; done
 }
 trap stop_hogs EXIT
-for _ in 1 2; do
+for _ in $(seq 1 "${HOGS:-2}"); do
   yes > /dev/null &
   hogs+=("$!")
 done
@@ -33,7 +34,7 @@ for run in $(seq 1 "$runs"); do
     failed=$((failed + 1)); verdict=FAILED
   fi
   # The test names the duplicates it saw ("duplicates: N") when there were any.
-  extra=$(grep -o 'duplicates: [0-9]*' "$log" | head -n 1 | awk '{print $2}')
+  extra=$(grep -o 'duplicates: [0-9][0-9]*' "$log" | head -n 1 | awk '{print $2}')
   extra=${extra:-0}
   duplicates=$((duplicates + extra))
   [ "$extra" -gt 0 ] && runs_with_duplicates=$((runs_with_duplicates + 1))

@@ -199,7 +199,9 @@ async def hold_for_send(session: AsyncSession, row_id: int, token: str, now: dt.
                         policy: DeliveryPolicy) -> dt.datetime | None:
     """The fence before a send: confirm that claim ``token`` still holds the row at ``now`` and
     extend its lease, in one conditional UPDATE (a row another process claimed meanwhile, or
-    whose lease ran out, is not held; the caller must not send it).
+    whose lease ran out, is not held; the caller must not send it). The claim's other rows
+    still held are renewed with it: on a busy database the dispatcher's own writes come more
+    often than a timer's turn in the queue of writes.
 
     Returns:
         The end of the extended lease, or None when the row is not held.
@@ -208,7 +210,10 @@ async def hold_for_send(session: AsyncSession, row_id: int, token: str, now: dt.
     result = await session.execute(update(Outbox).where(Outbox.id == row_id, *_held(token, now))
                                    .values(claimed_until=until)
                                    .execution_options(synchronize_session=False))
-    return until if result.rowcount == 1 else None  # type: ignore[attr-defined]
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    await renew_claims(session, token, now, until)
+    return until
 
 
 async def by_recipient(session: AsyncSession, ids: list[int]) -> list[list[int]]:
