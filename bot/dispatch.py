@@ -112,8 +112,8 @@ class Dispatcher:
         finally:
             heartbeat.cancel()
         if report.lost:
-            log.warning("%d notification(s) were no longer held by this process when their turn "
-                        "came (a stall past the %ds lease): left to the process holding them",
+            log.warning("%d notification(s) were no longer held by this process (a stall past "
+                        "the %ds lease): left to the process that holds them now",
                         report.lost, self.policy.lease.total_seconds())
         return report
 
@@ -212,12 +212,12 @@ class Dispatcher:
     async def _record(self, row_id: int, token: str, outcome: Outcome) -> bool:
         async with self.database.session() as session:
             now = self.clock.now()
-            recorded = await outbox.record_outcome(session, row_id, token, outcome, now,
-                                                   self.policy)
             # Every write of the round renews the rest of the claim: a row sent but not yet
-            # recorded must not run out of lease while it waits for the database.
+            # recorded must not run out of lease while it waits for the database. (Renewing
+            # first takes the claim's row locks in id order before this row's: no deadlock.)
             await outbox.renew_claims(session, token, now, now + self.policy.lease)
-            return recorded
+            return await outbox.record_outcome(session, row_id, token, outcome, now,
+                                               self.policy)
 
 
 async def _deliver(sender: Sender, chat_id: str, rendered: Rendered, kind: str) -> None:

@@ -181,18 +181,21 @@ def _held(token: str, now: dt.datetime) -> tuple[Any, ...]:
 
 
 async def renew_claims(session: AsyncSession, token: str, now: dt.datetime,
-                       until: dt.datetime) -> int:
+                       until: dt.datetime) -> set[int]:
     """Extend to ``until`` the lease on the rows of claim ``token`` still held at ``now`` (a
     slow batch is not taken over by another process; a process that dies stops renewing, and
     a lease that ran out is not revived).
 
     Returns:
-        How many rows are still held.
+        The ids still held.
     """
-    result = await session.execute(update(Outbox).where(*_held(token, now))
-                                   .values(claimed_until=until)
+    # PostgreSQL: the rows are locked in id order (FOR UPDATE under ORDER BY), so the
+    # dispatcher's concurrent renewals, fences and records of one claim never deadlock.
+    held = select(Outbox.id).where(*_held(token, now)).order_by(Outbox.id).with_for_update()
+    result = await session.execute(update(Outbox).where(Outbox.id.in_(held.scalar_subquery()))
+                                   .values(claimed_until=until).returning(Outbox.id)
                                    .execution_options(synchronize_session=False))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return set(result.scalars().all())
 
 
 async def hold_for_send(session: AsyncSession, row_id: int, token: str, now: dt.datetime,
@@ -207,13 +210,7 @@ async def hold_for_send(session: AsyncSession, row_id: int, token: str, now: dt.
         The end of the extended lease, or None when the row is not held.
     """
     until = now + policy.lease
-    result = await session.execute(update(Outbox).where(Outbox.id == row_id, *_held(token, now))
-                                   .values(claimed_until=until)
-                                   .execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    await renew_claims(session, token, now, until)
-    return until
+    return until if row_id in await renew_claims(session, token, now, until) else None
 
 
 async def by_recipient(session: AsyncSession, ids: list[int]) -> list[list[int]]:
