@@ -138,11 +138,12 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
                "check database.url (or YUYUE_DATABASE__URL) and that the server is running")
         return EXIT_FAIL
     read_only = await app.database.write_problem()
-    report(read_only is None, "database writable" if read_only is None else
-           f"database read-only: {read_only}",
-           "let the user that runs yuyue write the database file and its folder (chown/chmod "
-           "u+w both; lsattr/chattr -i for an immutable file; remount read-write); a running "
-           "yuyue recovers by itself, with no restart")
+    if app.database.is_sqlite:
+        report(read_only is None, "database writable" if read_only is None else
+               f"database read-only: {read_only}",
+               "let the user that runs yuyue write the database file and its folder (chown/"
+               "chmod u+w both; lsattr/chattr -i for an immutable file; remount read-write); a "
+               "running yuyue recovers by itself, with no restart")
     current, head = await migrate.current_revision(app.database), migrate.head_revision()
     report(current == head, f"database schema at {current or 'nothing'} (newest: {head})",
            "run: yuyue db upgrade")
