@@ -31,7 +31,14 @@ from bot.wecom.channel import build_tokens
 from bot.wecom.channel import check_settings as check_wecom
 from bot.wecom.setup import create_group
 from bot.wecom.setup import create_menu as create_wecom_menu
-from bot.wiring import App, build_app, build_assistant, load_calendar
+from bot.wiring import (
+    App,
+    build_app,
+    build_assistant,
+    citizen_channels,
+    load_calendar,
+    staff_channels,
+)
 from handlers.i18n import Speaker
 from handlers.stats import error_text, render_figures
 from storage import migrate
@@ -136,6 +143,13 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
         report(False, f"database not reachable: {_first_line(exc)}",
                "check database.url (or YUYUE_DATABASE__URL) and that the server is running")
         return EXIT_FAIL
+    read_only = await app.database.write_problem()
+    if app.database.is_sqlite:
+        report(read_only is None, "database writable" if read_only is None else
+               f"database read-only: {read_only}",
+               "let the user that runs yuyue write the database file and its folder (chown/"
+               "chmod u+w both; lsattr/chattr -i for an immutable file; remount read-write); a "
+               "running yuyue recovers by itself, with no restart")
     current, head = await migrate.current_revision(app.database), migrate.head_revision()
     report(current == head, f"database schema at {current or 'nothing'} (newest: {head})",
            "run: yuyue db upgrade")
@@ -177,11 +191,21 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
         await _doctor_wechat_token(app, report)
     if settings.wecom.app_enabled:
         _doctor_wecom(settings, report)
-    channels = [name for name, on in (("telegram", bool(settings.telegram.token)),
-                                      ("wechat", bool(settings.wechat.token)),
-                                      ("wecom", settings.wecom.app_enabled)) if on]
+    channels = citizen_channels(settings)
     note("chat channels configured: " + (", ".join(channels) if channels else
                                           "none (yuyue run starts the terminal chat)"))
+    if channels:
+        staff = staff_channels(settings)
+        report(bool(staff), "staff channel that can answer hand-offs (人工服务): "
+               + (", ".join(staff) if staff else
+                  "none: citizens can ask for a person but nobody could answer (they are given "
+                  "the centre's phone instead)"
+                  + (", and the WeCom group robot only tells" if settings.wecom.robot_webhook
+                     else " and staff alerts are undeliverable")),
+               "set telegram.staff_chat_id (a group the bot is in) or the WeCom app (wecom.corp_id, "
+               "agent_id, token: docs/wecom.md)")
+        if settings.wecom.robot_webhook:
+            note("the WeCom group robot also gets staff alerts (it only tells; nobody can answer there)")
     _print("all good" if not problems else f"{problems} thing(s) to fix")
     return EXIT_OK if not problems else EXIT_FAIL
 

@@ -3,7 +3,9 @@ through their channel.
 
 What is due, how a claim is leased, when a failure is tried again and when it is given up are
 storage.outbox's policy; the dispatcher renders, sends, and hands each outcome back to it.
-Nothing is sent while a database transaction is open.
+Nothing is sent while a database transaction is open, and nothing is sent that the claim no
+longer holds: right before each send the claim is confirmed and its lease extended
+(``outbox.hold_for_send``), and a row that fails that check is left to whoever holds it now.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from handlers.notices.base import Rendered
 from storage import outbox
 from storage.centre import Centre
 from storage.clock import Clock
-from storage.db import Database
+from storage.db import Database, is_outage
 from storage.models import ChannelIdentity, OutboxStatus
 from storage.outbox import STAFF_TARGET, DeliveryPolicy, Outcome
 from storage.settings import Settings
@@ -38,6 +40,7 @@ class DispatchReport:
     failed: int = 0
     undeliverable: int = 0
     dropped: int = 0
+    lost: int = 0              # claimed, then no longer held (a stall past the lease): not sent
     outcomes: dict[int, str] = field(default_factory=dict)
 
 
@@ -68,7 +71,8 @@ class Dispatcher:
         total = DispatchReport()
         for _ in range(max_rounds):
             report = await self.run_once()
-            for name in ("claimed", "sent", "retried", "failed", "undeliverable", "dropped"):
+            for name in ("claimed", "sent", "retried", "failed", "undeliverable", "dropped",
+                         "lost"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             total.outcomes.update(report.outcomes)
             if report.claimed < self.policy.batch_size:
@@ -78,15 +82,17 @@ class Dispatcher:
     async def run_once(self) -> DispatchReport:
         """Claim one batch of due notifications and send them."""
         now = self.clock.now()
-        ids = await self._claim(now)
-        report = DispatchReport(claimed=len(ids))
-        if not ids:
+        claim = await self._claim(now)
+        report = DispatchReport(claimed=len(claim.ids))
+        if not claim.ids:
             return report
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(row_id: int) -> None:
-            outcome = await self._send(row_id)
-            await self._record(row_id, outcome)
+            outcome = await self._send(row_id, claim.token)
+            if outcome is None or not await self._record(row_id, claim.token, outcome):
+                report.lost += 1
+                return
             report.outcomes[row_id] = outcome.status.value
             name = {OutboxStatus.SENT: "sent", OutboxStatus.PENDING: "retried",
                     OutboxStatus.FAILED: "failed", OutboxStatus.UNDELIVERABLE: "undeliverable",
@@ -100,42 +106,64 @@ class Dispatcher:
                 for row_id in row_ids:
                     await one(row_id)
 
-        heartbeat = asyncio.create_task(self._keep_claims())
+        heartbeat = asyncio.create_task(self._keep_claims(claim.token))
         try:
-            await asyncio.gather(*(in_order(group) for group in await self._by_recipient(ids)))
+            await asyncio.gather(*(in_order(group) for group in await self._by_recipient(claim.ids)))
         finally:
             heartbeat.cancel()
+        if report.lost:
+            log.warning("%d notification(s) were no longer held by this process (a stall past "
+                        "the %ds lease): left to the process that holds them now",
+                        report.lost, self.policy.lease.total_seconds())
         return report
 
-    async def _keep_claims(self) -> None:
-        """Renew the lease on the rows still being sent while a slow batch (rate limits) goes
-        out."""
+    async def _keep_claims(self, token: str) -> None:
+        """Renew the lease on the rows still held, a quarter of the lease at a time, while a
+        slow batch (rate limits) goes out: three renewals can be missed before one runs out."""
         while True:
-            await asyncio.sleep(self.policy.lease.total_seconds() / 3)
-            async with self.database.session() as session:
-                await outbox.renew_claims(session, self.owner, self.clock.now() + self.policy.lease)
+            await asyncio.sleep(self.policy.lease.total_seconds() / 4)
+            try:
+                async with self.database.session() as session:
+                    now = self.clock.now()
+                    await outbox.renew_claims(session, token, now, now + self.policy.lease)
+            except Exception as error:  # the next renewal or the fence before each send decides
+                if not is_outage(error):
+                    raise
+                log.warning("claims not renewed: %s", type(error).__name__)
 
     async def _by_recipient(self, ids: list[int]) -> list[list[int]]:
         async with self.database.read() as session:
             return await outbox.by_recipient(session, ids)
 
-    async def _claim(self, now: dt.datetime) -> list[int]:
+    async def _claim(self, now: dt.datetime) -> outbox.Claim:
         async with self.database.session() as session:
             return await outbox.claim_due(session, now, self.owner, self.policy)
 
+    async def _still_held(self, row_id: int, token: str) -> bool:
+        """Fence one send: confirm the claim still holds the row and extend its lease; what is
+        left of the lease once confirmed must cover the send (the confirmation may have waited
+        for the database)."""
+        async with self.database.session() as session:
+            until = await outbox.hold_for_send(session, row_id, token, self.clock.now(),
+                                               self.policy)
+        return until is not None and self.clock.now() < until - self.policy.lease / 2
+
     # --- sending --------------------------------------------------------------------------------
 
-    async def _send(self, row_id: int) -> Outcome:
+    async def _send(self, row_id: int, token: str) -> Outcome | None:
+        """Send one row; None when the claim no longer holds it (not sent, nothing to record)."""
         now = self.clock.now()
         async with self.database.read() as session:
-            claimed = await outbox.to_send(session, row_id, self.owner, now)
-            if isinstance(claimed, Outcome):
+            claimed = await outbox.to_send(session, row_id, token, now)
+            if claimed is None or isinstance(claimed, Outcome):
                 return claimed
             row, identity = claimed
             rendered = await render(session, self.centre, self.settings, row, identity, now)
             kind, target = row.kind, row.target
         if rendered.drop:
             return Outcome(OutboxStatus.DROPPED, rendered.drop)
+        if not await self._still_held(row_id, token):
+            return None
         try:
             if identity is not None:
                 await self._to_citizen(identity, kind, rendered)
@@ -181,10 +209,15 @@ class Dispatcher:
             raise Unreachable(f"no channel for {channel}")
         await _deliver(sender, chat_id, rendered, kind)
 
-    async def _record(self, row_id: int, outcome: Outcome) -> None:
+    async def _record(self, row_id: int, token: str, outcome: Outcome) -> bool:
         async with self.database.session() as session:
-            await outbox.record_outcome(session, row_id, self.owner, outcome, self.clock.now(),
-                                        self.policy)
+            now = self.clock.now()
+            # Every write of the round renews the rest of the claim: a row sent but not yet
+            # recorded must not run out of lease while it waits for the database. (Renewing
+            # first takes the claim's row locks in id order before this row's: no deadlock.)
+            await outbox.renew_claims(session, token, now, now + self.policy.lease)
+            return await outbox.record_outcome(session, row_id, token, outcome, now,
+                                               self.policy)
 
 
 async def _deliver(sender: Sender, chat_id: str, rendered: Rendered, kind: str) -> None:

@@ -79,7 +79,8 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         if job is not None:
             job.modify(next_run_time=dt.datetime.now(settings.general.timezone))
 
-    conversation = _Kicking(build_assistant(app), kick)
+    assistant = build_assistant(app)
+    conversation = _Kicking(assistant, kick)
     routes: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
     closers: list[Any] = []
@@ -106,6 +107,13 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         senders["wecom"] = wecom.sender          # supervisors' "wecom:<user id>" targets
         staff_senders.append(wecom.sender)
         routes += wecom.webhook_routes()
+    if not staff_senders:
+        # Nobody could answer a hand-off: citizens asking for a person are told how to call.
+        assistant.staff_reachable = False
+        if senders:
+            log.error("no staff channel that can answer is configured (telegram.staff_chat_id or "
+                      "the WeCom app): citizens asking for a person are given the centre's phone "
+                      "instead")
     if settings.wecom.robot_webhook:
         robot = build_wecom_sender(app)
         closers.append(robot.close)
@@ -125,8 +133,12 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         await asyncio.wait([listening, tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
         listening.cancel()
     scheduler.start()
-    log.info("running: channels %s, web server %s", ", ".join(senders) or "none",
-             f"listening on {settings.web.host}:{settings.web.port}" if server else "off")
+    # A read-only database is logged (once) by the probe itself; the start line says so too.
+    read_only = await app.database.write_problem()
+    log.info("running: channels %s, web server %s%s", ", ".join(senders) or "none",
+             f"listening on {settings.web.host}:{settings.web.port}" if server else "off",
+             f"; DATABASE READ-ONLY ({read_only}): nothing is stored until it is writable"
+             if read_only else "")
     try:
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -65,6 +65,23 @@ async def build_app(settings: Settings, clock: Clock | None = None) -> App:
                clock=clock or SystemClock())
 
 
+def staff_channels(settings: Settings) -> list[str]:
+    """The channels where staff can see and answer hand-offs, as configured (the WeCom group
+    robot only tells: it is an extra sink for alerts, not one of these)."""
+    channels = []
+    if settings.telegram.token and settings.telegram.staff_chat_id:
+        channels.append("telegram staff group")
+    if settings.wecom.app_enabled:
+        channels.append("WeCom app")
+    return channels
+
+
+def citizen_channels(settings: Settings) -> list[str]:
+    """The chat channels citizens reach the assistant on, as configured."""
+    return [name for name, on in (("telegram", bool(settings.telegram.token)),
+                                  ("wechat", bool(settings.wechat.token))) if on]
+
+
 def build_assistant(app: App) -> Assistant:
     """The conversation engine every channel feeds."""
     return Assistant(database=app.database, centre=app.centre, clock=app.clock, settings=app.settings,

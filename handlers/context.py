@@ -97,6 +97,7 @@ class Ctx:
     locale: str
     steps: Steps
     reports: Reports | None = None   # charts and spreadsheets for managers, drawn in bot/
+    staff_reachable: bool = True     # a staff channel carries hand-off alerts (bot/ wires it)
     notes: list[Reply] = field(default_factory=list)
     # The conversation's state while the message is handled. Steps change these; ``save``
     # writes them to the row once at the end, so the queries on the way do not flush the row

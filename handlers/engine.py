@@ -61,12 +61,14 @@ class Assistant:
     """Handles every incoming message of every channel the same way."""
 
     def __init__(self, *, database: Database, centre: Centre, clock: Clock, settings: Settings,
-                 reports: Reports | None = None) -> None:
+                 reports: Reports | None = None, staff_reachable: bool = True) -> None:
         self.database = database
         self.centre = centre
         self.clock = clock
         self.settings = settings
         self.reports = reports   # charts and spreadsheets for /stats (drawn in bot/)
+        # False when no staff channel is configured: a hand-off would reach nobody.
+        self.staff_reachable = staff_reachable
 
     async def handle(self, incoming: Incoming) -> list[Reply]:
         """Answer one incoming message. The same platform message id gets the same answer once
@@ -110,7 +112,8 @@ class Assistant:
                                                              initial=initial)
         ctx = Ctx(session=session, centre=self.centre, settings=self.settings, now=now,
                   incoming=incoming, identity=identity, conversation=conversation,
-                  locale=identity.locale, steps=FLOWS, reports=self.reports)
+                  locale=identity.locale, steps=FLOWS, reports=self.reports,
+                  staff_reachable=self.staff_reachable)
         replies = await self._route(ctx)
         replies = _assign_menu(ctx, ctx.notes + replies)
         if incoming.choice and not incoming.choice.startswith(GLOBAL_PREFIX) and replies \

@@ -11,6 +11,7 @@ from handlers.core import Reply
 from handlers.flow import Flow
 from handlers.i18n import format_when
 from handlers.menu import main_menu
+from handlers.no_staff import no_staff
 from handlers.payloads import Main, RateHelp, Talk
 from handlers.rating import ask_comment
 from handlers.steps import Handoff
@@ -30,6 +31,8 @@ def offer(ctx: Ctx) -> Reply:
 async def human(ctx: Ctx, args: str) -> list[Reply]:
     """Open a hand-off (or continue the open one) and tell the citizen what happens next."""
     await release_holds(ctx.session, ctx.actor)
+    if not ctx.staff_reachable:
+        return await no_staff(ctx)
     existing = await handoffs.active_handoff(ctx.session, ctx.identity.id)
     came_from = ctx.flow
     said = list(ctx.data.get("_said") or [])

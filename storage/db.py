@@ -3,18 +3,26 @@
 SQLite (WAL, busy timeout, foreign keys) is the embedded default; PostgreSQL via asyncpg is for
 real deployments. A session is one transaction, committed by whoever opened it (the boundary of
 an incoming update or a job), never by the operations it is passed to.
+
+A SQLite file that cannot be written (its permissions, its folder's, an immutable attribute, a
+read-only mount) is opened read-only by SQLite, and such a connection stays read-only after the
+file becomes writable. A write that fails so is a passing outage ("try later"): it is logged
+once, and while it lasts every write opens a fresh connection, so the first write after the
+file is made writable succeeds without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, event
+from sqlalchemy import JSON, DateTime, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -33,6 +41,8 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 Session = AsyncSession
 
 _READ_ONLY = "yuyue_read_only"
+
+log = logging.getLogger("yuyue.db")
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -62,8 +72,31 @@ def is_outage(exc: BaseException) -> bool:
         return True
     if isinstance(exc, InterfaceError | ConnectionError | TimeoutError):
         return True
+    if is_read_only(exc):
+        return True
     return isinstance(exc, OperationalError) and any(
         word in str(exc.orig).lower() for word in ("locked", "connect", "timeout", "terminat"))
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """Whether a write failed because SQLite opened the database read-only."""
+    return isinstance(exc, OperationalError) and "readonly database" in str(exc.orig).lower()
+
+
+def read_only_reason(path: Path) -> str:
+    """Why SQLite cannot write ``path``, as far as this process can tell."""
+    folder = path.parent
+    if not os.access(path, os.W_OK):
+        return f"the file {path} is not writable by this user"
+    if not os.access(folder, os.W_OK):
+        return (f"the folder {folder} is not writable by this user (SQLite keeps its -wal and "
+                "-shm files beside the database)")
+    return (f"{path} cannot be written although its permissions allow it: an immutable "
+            "attribute (lsattr) or a read-only mount")
+
+
+class _Probe(Exception):
+    """Ends the write probe's transaction with a rollback."""
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
@@ -86,6 +119,9 @@ class Database:
         parsed = make_url(url)
         self.url = url
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.path = Path(parsed.database) if self.is_sqlite and parsed.database and \
+            parsed.database != ":memory:" else None
+        self.read_only = False   # the last write failed because the file was opened read-only
         # hide_parameters: error messages never carry bound values (names, phones) into logs.
         options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
@@ -117,8 +153,47 @@ class Database:
             async with self._sessions() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self._sessions() as session, session.begin():
-            yield session
+        async with self._write_lock:
+            if self.read_only:
+                # Pooled connections were opened read-only and stay so: open a fresh one, which
+                # can write as soon as the file can.
+                await self.engine.dispose()
+            try:
+                async with self._sessions() as session, session.begin():
+                    yield session
+            except OperationalError as error:
+                if is_read_only(error):
+                    await self._went_read_only()
+                raise
+            if self.read_only:
+                self.read_only = False
+                log.warning("the database %s is writable again", self.path)
+
+    async def _went_read_only(self) -> None:
+        if not self.read_only:
+            self.read_only = True
+            where = read_only_reason(self.path) if self.path else "the database"
+            log.error("the database is read-only: %s. Nothing can be stored (chats are asked to "
+                      "try again later) until it is writable; then it recovers by itself, no "
+                      "restart needed", where)
+        await self.engine.dispose()
+
+    async def write_problem(self) -> str | None:
+        """Why nothing can be written now, or None when a write works (a rolled-back probe;
+        SQLite only: PostgreSQL answers each write itself)."""
+        if not self.is_sqlite:
+            return None
+        try:
+            async with self.session() as session:
+                version = int(await session.scalar(text("PRAGMA user_version")) or 0)
+                await session.execute(text(f"PRAGMA user_version = {version}"))
+                raise _Probe
+        except _Probe:
+            return None
+        except OperationalError as error:
+            if not is_read_only(error):
+                raise
+            return read_only_reason(self.path) if self.path else "the database is read-only"
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

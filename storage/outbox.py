@@ -7,15 +7,24 @@ try again, when to give up and whom to tell is decided here, not by the dispatch
 
 Claiming is safe with several processes: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED``
 (a row claimed by one process is skipped by the others); on SQLite, where SQLAlchemy drops FOR
-UPDATE, one ``UPDATE ... RETURNING`` claims the batch under SQLite's single writer lock. A
-claim is a lease: a process killed mid-send leaves rows in "sending" that go back to "pending"
-when the lease runs out, so nothing is lost (the one in flight may be sent twice).
+UPDATE, one ``UPDATE ... RETURNING`` claims the batch under SQLite's single writer lock.
+
+A claim is a lease with a token. Right before each send the process fences it
+(``hold_for_send``): one conditional UPDATE that succeeds only while the row still carries the
+token of its claim and an unexpired lease, and extends the lease. A process that stalled past
+its lease (a busy machine, a long pause) finds the row taken or the lease gone and does not
+send it; the process that claimed it since does. So while processes live each notification is
+sent once. A process killed (or frozen longer than the lease) in the middle of a send leaves
+that one row to be sent again by another: nothing is lost, the message in flight may arrive
+twice. Leases are compared with each process's clock: the machines' clocks must agree (NTP) to
+well within the lease.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -125,42 +134,83 @@ def retry_delay(attempts: int, policy: DeliveryPolicy,
     return dt.timedelta(seconds=max(backoff, retry_after or 0))
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A batch of rows claimed together under one token."""
+
+    token: str
+    ids: list[int]
+
+
 async def claim_due(session: AsyncSession, now: dt.datetime, owner: str,
-                    policy: DeliveryPolicy) -> list[int]:
-    """Claim a batch of due rows for ``owner`` until ``now + lease``; rows left "sending" by a
-    process whose lease ran out go back in the queue first.
+                    policy: DeliveryPolicy) -> Claim:
+    """Claim a batch of due rows for ``owner`` until ``now + lease``, under a new token; rows
+    left "sending" by a process whose lease ran out go back in the queue first.
 
     Returns:
-        The ids claimed, oldest due first.
+        The claim: its token and the ids, oldest due first.
     """
     await session.execute(update(Outbox).where(
         Outbox.status == OutboxStatus.SENDING, Outbox.claimed_until < now)
         .values(status=OutboxStatus.PENDING).execution_options(synchronize_session=False))
     due = select(Outbox.id).where(Outbox.status == OutboxStatus.PENDING,
                                   Outbox.due_at <= now).order_by(Outbox.due_at, Outbox.id)
-    claim = dict(status=OutboxStatus.SENDING, claimed_by=owner, claimed_until=now + policy.lease,
-                 attempts=Outbox.attempts + 1)
+    token = secrets.token_hex(16)
+    claim = dict(status=OutboxStatus.SENDING, claimed_by=owner, claim_token=token,
+                 claimed_until=now + policy.lease, attempts=Outbox.attempts + 1)
     if session.get_bind().dialect.name == "sqlite":
         # SQLite: one UPDATE ... RETURNING under the writer lock (FOR UPDATE is dropped).
         rows = await session.execute(update(Outbox).where(
             Outbox.id.in_(due.limit(policy.batch_size).scalar_subquery())).values(**claim)
             .returning(Outbox.id).execution_options(synchronize_session=False))
-        return sorted(rows.scalars().all())
+        return Claim(token, sorted(rows.scalars().all()))
     # PostgreSQL: rows another dispatcher has locked are skipped, not waited for.
     ids = list((await session.scalars(
         due.limit(policy.batch_size).with_for_update(skip_locked=True))).all())
     if ids:
         await session.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**claim)
                               .execution_options(synchronize_session=False))
-    return ids
+    return Claim(token, ids)
 
 
-async def renew_claims(session: AsyncSession, owner: str, until: dt.datetime) -> None:
-    """Extend the lease on the rows ``owner`` is still sending (a slow batch is not taken over
-    by another process; a process that dies stops renewing)."""
-    await session.execute(update(Outbox).where(
-        Outbox.claimed_by == owner, Outbox.status == OutboxStatus.SENDING)
-        .values(claimed_until=until).execution_options(synchronize_session=False))
+def _held(token: str, now: dt.datetime) -> tuple[Any, ...]:
+    """The rows still held under ``token`` at ``now``: claimed with it, not taken since (a new
+    claim changes the token), not finished, and the lease not run out."""
+    return (Outbox.claim_token == token, Outbox.status == OutboxStatus.SENDING,
+            Outbox.claimed_until > now)
+
+
+async def renew_claims(session: AsyncSession, token: str, now: dt.datetime,
+                       until: dt.datetime) -> set[int]:
+    """Extend to ``until`` the lease on the rows of claim ``token`` still held at ``now`` (a
+    slow batch is not taken over by another process; a process that dies stops renewing, and
+    a lease that ran out is not revived).
+
+    Returns:
+        The ids still held.
+    """
+    # PostgreSQL: the rows are locked in id order (FOR UPDATE under ORDER BY), so the
+    # dispatcher's concurrent renewals, fences and records of one claim never deadlock.
+    held = select(Outbox.id).where(*_held(token, now)).order_by(Outbox.id).with_for_update()
+    result = await session.execute(update(Outbox).where(Outbox.id.in_(held.scalar_subquery()))
+                                   .values(claimed_until=until).returning(Outbox.id)
+                                   .execution_options(synchronize_session=False))
+    return set(result.scalars().all())
+
+
+async def hold_for_send(session: AsyncSession, row_id: int, token: str, now: dt.datetime,
+                        policy: DeliveryPolicy) -> dt.datetime | None:
+    """The fence before a send: confirm that claim ``token`` still holds the row at ``now`` and
+    extend its lease, in one conditional UPDATE (a row another process claimed meanwhile, or
+    whose lease ran out, is not held; the caller must not send it). The claim's other rows
+    still held are renewed with it: on a busy database the dispatcher's own writes come more
+    often than a timer's turn in the queue of writes.
+
+    Returns:
+        The end of the extended lease, or None when the row is not held.
+    """
+    until = now + policy.lease
+    return until if row_id in await renew_claims(session, token, now, until) else None
 
 
 async def by_recipient(session: AsyncSession, ids: list[int]) -> list[list[int]]:
@@ -175,30 +225,38 @@ async def by_recipient(session: AsyncSession, ids: list[int]) -> list[list[int]]
     return list(groups.values())
 
 
-async def to_send(session: AsyncSession, row_id: int, owner: str,
-                  now: dt.datetime) -> tuple[Outbox, ChannelIdentity | None] | Outcome:
-    """A row ``owner`` claimed, with the citizen account it goes to (None: a staff target),
-    or the outcome when it is not to be sent any more (claimed elsewhere, too late)."""
+async def to_send(session: AsyncSession, row_id: int, token: str,
+                  now: dt.datetime) -> tuple[Outbox, ChannelIdentity | None] | Outcome | None:
+    """A row claimed under ``token``, with the citizen account it goes to (None: a staff
+    target); the outcome when it is not to be sent any more (too late); or None when the claim
+    no longer holds it (another process took it: nothing is to be recorded)."""
     row = await session.get(Outbox, row_id)
-    if row is None or row.status != OutboxStatus.SENDING or row.claimed_by != owner:
-        return Outcome(OutboxStatus.DROPPED, "claimed elsewhere")
+    if row is None or row.status != OutboxStatus.SENDING or row.claim_token != token:
+        return None
     if row.expires_at is not None and row.expires_at <= now:
         return Outcome(OutboxStatus.DROPPED, "too late")
     identity = await session.get(ChannelIdentity, row.identity_id) if row.identity_id else None
     return row, identity
 
 
-async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome: Outcome,
-                         now: dt.datetime, policy: DeliveryPolicy) -> None:
-    """Record what became of a row ``owner`` claimed.
+async def record_outcome(session: AsyncSession, row_id: int, token: str, outcome: Outcome,
+                         now: dt.datetime, policy: DeliveryPolicy) -> bool:
+    """Record what became of a row claimed under ``token``, unless another claim took it
+    since (it is then that claim's to record).
 
     A failed attempt is tried again after ``retry_delay``; after ``max_attempts`` the row is
     given up ("failed") and staff are told once. A staff answer that cannot reach its citizen
     is told to staff at once when refused, and when given up (its author must know).
+
+    Returns:
+        False when the row was no longer this claim's.
     """
     row = await session.get(Outbox, row_id, with_for_update=True)
-    if row is None or row.claimed_by != owner:
-        return
+    # A lease that ran out puts the row back to "pending" with its token; until someone claims
+    # it anew, what this claim did with it is still the truth to record.
+    if row is None or row.claim_token != token or row.status not in (OutboxStatus.SENDING,
+                                                                      OutboxStatus.PENDING):
+        return False
     row.last_error = outcome.error
     row.claimed_until = None
     if outcome.status != OutboxStatus.PENDING:
@@ -208,7 +266,7 @@ async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome
             await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
                           dedup_key=f"relay-failed:{row.id}",
                           payload={**row.payload, "error": (outcome.error or "")[:200]})
-        return
+        return True
     if row.attempts >= policy.max_attempts:
         row.status = OutboxStatus.FAILED
         if row.kind == "relay":
@@ -216,11 +274,12 @@ async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome
             await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
                           dedup_key=f"relay-failed:{row.id}",
                           payload={**row.payload, "error": (row.last_error or "")[:200]})
-            return
+            return True
         await _alert_staff_once(session, row, now)
-        return
+        return True
     row.status = OutboxStatus.PENDING
     row.due_at = now + retry_delay(row.attempts, policy, outcome.retry_after)
+    return True
 
 
 async def _alert_staff_once(session: AsyncSession, row: Outbox, now: dt.datetime) -> None:

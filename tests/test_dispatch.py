@@ -278,7 +278,7 @@ async def test_a_claim_left_by_a_killed_process_is_picked_up(app: App, api: Fake
     clock.set(local(2026, 11, 24, 18))
     dead = Dispatcher(database=app.database, centre=app.centre, settings=app.settings, clock=clock,
                       senders={}, owner="killed")
-    assert await dead._claim(clock.now()) != []          # claimed, then the process died
+    assert (await dead._claim(clock.now())).ids != []          # claimed, then the process died
     assert (await dispatcher.drain()).claimed == 0       # still leased to the dead process
     clock.advance(minutes=3)
     assert (await dispatcher.drain()).sent == 1
@@ -294,3 +294,72 @@ async def test_scheduler_jobs_catch_up_missed_runs(app: App, dispatcher: Dispatc
         assert job.misfire_grace_time is None and job.coalesce and job.max_instances == 1
     assert str(jobs["digest"].trigger.timezone) == "Asia/Shanghai"
     assert TZ.key == "Asia/Shanghai"
+
+
+async def three_reminders_due(app: App, clock: ManualClock) -> None:
+    for n in range(3):
+        await citizen_books(app, dt.date(2026, 11, 25), index=n, user=CITIZEN + n)
+    clock.set(local(2026, 11, 24, 18))
+
+
+def stalling(app: App, channel: TelegramChannel) -> Dispatcher:
+    """A dispatcher sending one row at a time, so a stall in one send holds back the others."""
+    return Dispatcher(database=app.database, centre=app.centre, settings=app.settings,
+                      clock=app.clock, senders={"telegram": channel.sender}, owner="stalled",
+                      concurrency=1)
+
+
+async def test_a_dispatcher_stalled_past_its_lease_sends_nothing_more(
+        app: App, api: FakeTelegram, channel: TelegramChannel, database_url: str,
+        clock: ManualClock) -> None:
+    await three_reminders_due(app, clock)
+    stalled = stalling(app, channel)
+    gate = api.hold("sendMessage", once=True)
+    first = asyncio.create_task(stalled.run_once())
+    async with asyncio.timeout(20):                    # a guard, not a wait for time to pass
+        await gate.reached.wait()
+    clock.advance(stalled.policy.lease + dt.timedelta(seconds=1))   # the stall outlasts the lease
+    gate.release()
+    report = await first
+    # The one in flight went out and is recorded; the two whose turn came after the lease ran
+    # out are not sent by the process that no longer holds them...
+    assert (report.sent, report.lost) == (1, 2)
+    assert len(api.calls_to("sendMessage")) == 1
+    other = Database(database_url, pool_size=4)
+    try:
+        second = Dispatcher(database=other, centre=app.centre, settings=app.settings, clock=clock,
+                            senders={"telegram": channel.sender}, owner="other")
+        assert (await second.drain()).sent == 2        # ...but by the next one to claim them
+    finally:
+        await other.dispose()
+    assert sorted(c.chat_id for c in api.calls_to("sendMessage") if c.ok) == \
+        [CITIZEN, CITIZEN + 1, CITIZEN + 2]
+    async with app.database.read() as session:
+        due = select(Outbox.status).where(Outbox.due_at <= clock.now())
+        assert set((await session.scalars(due)).all()) == {OutboxStatus.SENT}
+
+
+async def test_rows_claimed_by_another_while_a_dispatcher_stalled_are_sent_by_that_one_only(
+        app: App, api: FakeTelegram, channel: TelegramChannel, database_url: str,
+        clock: ManualClock) -> None:
+    await three_reminders_due(app, clock)
+    stalled = stalling(app, channel)
+    gate = api.hold("sendMessage", once=True)
+    first = asyncio.create_task(stalled.run_once())
+    async with asyncio.timeout(20):
+        await gate.reached.wait()
+    clock.advance(stalled.policy.lease + dt.timedelta(seconds=1))
+    other = Database(database_url, pool_size=4)
+    try:
+        second = Dispatcher(database=other, centre=app.centre, settings=app.settings, clock=clock,
+                            senders={"telegram": channel.sender}, owner="other")
+        assert (await second.drain()).sent == 3         # the lease ran out: all three are its own
+    finally:
+        await other.dispose()
+    gate.release()
+    report = await first
+    assert (report.sent, report.lost) == (0, 3)         # nothing sent after resuming
+    sent = [c.chat_id for c in api.calls_to("sendMessage") if c.ok]
+    # The message that was in flight when the stall began arrives twice (the documented limit:
+    # a send cannot be fenced once it has started); every other one exactly once.
+    assert sorted(sent) == [CITIZEN, CITIZEN, CITIZEN + 1, CITIZEN + 2]

@@ -70,6 +70,7 @@ class _Failure:
 
 @dataclass
 class Gate:
+    once: bool = False
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -151,9 +152,10 @@ class FakeTelegram(Calls):
             body["parameters"] = parameters
         self._failures.append(_Failure(method.lower(), chat_id, times, status, body))
 
-    def hold(self, method: str) -> Gate:
-        """Make calls of ``method`` wait until the test releases them (an update in flight)."""
-        gate = Gate()
+    def hold(self, method: str, *, once: bool = False) -> Gate:
+        """Make calls of ``method`` wait until the test releases them (an update in flight);
+        ``once``: only the next call waits, the ones after it are answered at once."""
+        gate = Gate(once=once)
         self._gates[method.lower()] = gate
         return gate
 
@@ -276,6 +278,8 @@ class FakeTelegram(Calls):
                 "parameters": {"migrate_to_chat_id": self.migrated[call.chat_id]}})
         gate = self._gates.get(method)
         if gate is not None:
+            if gate.once:
+                del self._gates[method]
             gate.reached.set()
             await gate.released.wait()
         handler = getattr(self, f"_m_{method}")
