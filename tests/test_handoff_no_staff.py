@@ -91,11 +91,15 @@ def test_doctor_fails_when_hand_offs_are_offered_but_no_staff_channel_is_set(
     capsys.readouterr()
     assert cli.main(["--settings", str(settings_file), "doctor"]) == 1
     out = capsys.readouterr().out
-    assert "FIX   staff channel for hand-offs (人工服务) and alerts: none" in out
-    assert "telegram.staff_chat_id" in out and "wecom.robot_webhook" in out
+    assert "FIX   staff channel that can answer hand-offs (人工服务): none" in out
+    assert "telegram.staff_chat_id" in out and "docs/wecom.md" in out
+    # The WeCom group robot only tells: nobody can answer there, so doctor still fails.
+    monkeypatch.setenv("YUYUE_WECOM__ROBOT_WEBHOOK", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k")
+    assert cli.main(["--settings", str(settings_file), "doctor"]) == 1
+    assert "the WeCom group robot only tells" in capsys.readouterr().out
     monkeypatch.setenv("YUYUE_TELEGRAM__STAFF_CHAT_ID", "-1001987654321")
     assert cli.main(["--settings", str(settings_file), "doctor"]) == 0
-    assert "ok    staff channel for hand-offs (人工服务) and alerts: telegram staff group" in \
+    assert "ok    staff channel that can answer hand-offs (人工服务): telegram staff group" in \
         capsys.readouterr().out
 
 
