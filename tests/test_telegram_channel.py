@@ -4,6 +4,7 @@ server on 127.0.0.1; the real conversation engine answers; time moves only when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -321,6 +322,111 @@ async def test_webhook_answers_a_broken_body_without_a_traceback(web: httpx.Asyn
     answer = await web.post("/tg/hook", content=b"{not json", headers={SECRET_HEADER: SECRET})
     assert answer.status_code == 400 and "Traceback" not in answer.text
     assert (await web.get("/healthz")).json() == {"status": "ok"}
+
+
+def _post(web: httpx.AsyncClient, body: bytes | dict[str, Any],
+          **headers: str) -> Awaitable[httpx.Response]:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return web.post("/tg/hook", content=content,
+                    headers={SECRET_HEADER: SECRET, "content-type": "application/json", **headers})
+
+
+async def _nothing_stored_or_sent(api: FakeTelegram, database: Database) -> None:
+    assert [c for c in api.calls if c.method.startswith("send")] == []
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(ProcessedMessage)) == 0
+        assert await session.scalar(select(func.count()).select_from(ChannelIdentity)) == 0
+
+
+async def test_webhook_refuses_deeply_nested_json_without_a_traceback(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        for body in (b"[" * 100_000, b'{"update_id": 1, "message": ' + b"[" * 50_000,
+                     b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+            answer = await _post(web, body)
+            assert answer.status_code == 400 and "Traceback" not in answer.text
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    await _nothing_stored_or_sent(api, database)
+    user = TelegramUser(api, 5400000014, webhook_sender(web))
+    assert "预约办事" in await user.say("/start")          # and the bot carries on
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda u: u["message"]["chat"].update(id="abc"),
+    lambda u: u["message"]["chat"].update(id=10 ** 30),
+    lambda u: u["message"]["chat"].update(id=1.5),
+    lambda u: u["message"]["chat"].update(id=True),
+    lambda u: u["message"]["from"].update(id=-5),
+    lambda u: u["message"].update(text=["/start"]),
+    lambda u: u["message"].update(text="1" * 100_000),
+    lambda u: u["message"].update(date=10 ** 20),
+    lambda u: u["message"].update(message_id="7"),
+    lambda u: u["message"].update(chat=None),
+    lambda u: u["message"].update(entities=[{"type": "bot_command", "offset": -1,
+                                             "length": 6}]),
+    lambda u: u.update(update_id="1"),
+    lambda u: u.update(callback_query={"id": 5, "from": {}, "data": "x"}),
+    lambda u: u.update(message=[1, 2]),
+], ids=["chat-id-text", "chat-id-huge", "chat-id-float", "chat-id-bool", "user-id-negative",
+        "text-list", "text-huge", "date-huge", "message-id-text", "chat-missing",
+        "entity-negative", "update-id-text", "query-and-message", "message-list"])
+async def test_webhook_drops_an_update_of_the_wrong_shape_before_storing_anything(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database, spoil: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    update = api.text_update(5400000015, "/start", update_id=700101)
+    spoil(update)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):        # a redelivery is answered the same way: 200, so it stops
+            answer = await _post(web, update)
+            assert answer.status_code == 200 and answer.text == "dropped"
+    assert "Traceback" not in caplog.text and "dropped" in caplog.text
+    await _nothing_stored_or_sent(api, database)
+
+
+async def test_webhook_refuses_a_body_over_one_megabyte_early(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    update = api.text_update(5400000016, "/start", update_id=700102)
+    # Declared too large (200 MB): refused from Content-Length, before any of it is sent.
+    url = httpx.URL(str(web.base_url))
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(f"POST /tg/hook HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n"
+                 "Content-Type: application/json\r\nContent-Length: 209715200\r\n\r\n"
+                 .encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"413"
+    # Not declared (chunked): refused as soon as what was read passes 1 MB, long before the
+    # 50 MB the client would send.
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(f"POST /tg/hook HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    answered = asyncio.ensure_future(reader.readline())
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 50 * 1024 * 1024 and not answered.done():
+            writer.write(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+            sent += 0x10000
+            await writer.drain()
+    status_line = await answered
+    writer.close()
+    assert status_line.split()[1] == b"413" and sent < 50 * 1024 * 1024
+    # Just under the limit is read (and dropped for its too-long text, not refused as a body).
+    update["message"]["text"] = "x" * (1024 * 1024 - 400)
+    answer = await _post(web, update)
+    assert answer.status_code == 200 and answer.text == "dropped"
+    await _nothing_stored_or_sent(api, database)
+
+
+async def test_webhook_ignores_update_kinds_it_does_not_read(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    edited = json.loads(_fixture("edited_message"))
+    for body in (edited, {"update_id": 700104, "channel_post": {"anything": [1, {"x": None}]}},
+                 {"update_id": 700105}):
+        answer = await _post(web, body)
+        assert answer.status_code == 200 and answer.text == "ok"
+    await _nothing_stored_or_sent(api, database)
 
 
 async def test_set_webhook_sends_the_url_and_secret(api: FakeTelegram,

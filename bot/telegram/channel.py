@@ -48,6 +48,7 @@ from bot.telegram.parse import CHANNEL, ChatMove, MemberChange, parse_update
 from bot.telegram.polling import Polling
 from bot.telegram.render import apology
 from bot.telegram.sender import TelegramSender
+from bot.telegram.shape import clean_update
 from bot.telegram.webhook import TelegramWebhook
 from handlers.core import Incoming, Reply
 from handlers.i18n import normalize_locale
@@ -177,9 +178,15 @@ class TelegramChannel:
             await self.sender.answer(update.callback_query)
 
     async def process_json(self, data: dict[str, Any]) -> None:
-        """``process`` for an update as Telegram sends it (webhook body, getUpdates item)."""
-        update = Update.de_json(data, self.bot)
-        await self.process(update)
+        """``process`` for an update as Telegram sends it (webhook body, getUpdates item),
+        checked first (``bot.telegram.shape``).
+
+        Raises:
+            BadUpdate: not an update of the documented shape.
+        """
+        clean = clean_update(data)
+        if clean is not None:
+            await self.process(Update.de_json(clean, self.bot))
 
     async def _guard(self, update: Update, work: Awaitable[None]) -> None:
         try:
