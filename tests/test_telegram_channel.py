@@ -615,6 +615,30 @@ async def test_the_migration_message_moves_the_staff_group_and_its_commands(
     assert "checkin" in api.commands_for(scope, "zh")
 
 
+async def test_a_forged_migrate_from_naming_the_staff_group_moves_nothing(
+        api: FakeTelegram, channel: TelegramChannel, web: httpx.AsyncClient,
+        database: Database) -> None:
+    attacker_group = -1002077777777
+    forged = {"update_id": 700011, "message": {
+        "message_id": 3, "date": 1795395607, "migrate_from_chat_id": STAFF_GROUP,
+        "from": api.user(5400000099), "chat": api.chat_of(attacker_group, "my group")}}
+    answer = await web.post("/tg/hook", json=forged, headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 200
+    await channel.process_json(forged | {"update_id": 700012})
+    # Nor a migrate_to sent anywhere but a group.
+    await channel.process_json({"update_id": 700013, "message": {
+        "message_id": 4, "date": 1795395607, "migrate_to_chat_id": attacker_group,
+        "from": api.user(5400000099), "chat": api.chat_of(5400000099)}})
+    assert await channel.sender.staff_chat() == STAFF_GROUP
+    channel.sender._staff_chat = None          # as a new process would read it
+    assert await channel.sender.staff_chat() == STAFF_GROUP
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SharedValue)) == 0
+    await channel.sender.deliver("staff", [Reply("今日预约 12 人")], kind="staff_digest")
+    assert len(api.sent_to(STAFF_GROUP)) == 1 and api.sent_to(attacker_group) == []
+    assert api.commands_for({"type": "chat", "chat_id": attacker_group}, "zh") == []
+
+
 async def test_commands_are_registered_per_audience_in_both_languages(
         api: FakeTelegram, channel: TelegramChannel) -> None:
     private = {"type": "all_private_chats"}
