@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import attendance, jobs, waitlist
+from storage import attendance, conversations, jobs, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -48,7 +48,8 @@ class Jobs:
             await self.dispatcher.drain()
 
     async def sweep(self) -> None:
-        """Holds that ran out, no-shows, ratings due, released days, overdue requests."""
+        """Holds that ran out, no-shows, ratings due, released days, old message ids, overdue
+        requests."""
         async with self.busy:
             await self._sweep()
 
@@ -63,6 +64,9 @@ class Jobs:
             await jobs.request_ratings(session, app.centre, now,
                                        settings.notifications.rating_delay_minutes)
             await jobs.notify_releases(session, app.centre, now)
+        async with app.database.session() as session:
+            # Message ids seen longer ago than the de-duplication window count no more.
+            await conversations.forget_processed(session, now)
         if self.escalate is not None:
             async with app.database.session() as session:
                 await self.escalate(session, app.centre, now,

@@ -448,6 +448,19 @@ async def test_the_same_update_twice_is_processed_once(
         assert await session.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
 
 
+async def test_an_update_seen_longer_ago_than_the_window_is_processed_again(
+        api: FakeTelegram, web: httpx.AsyncClient, clock: ManualClock) -> None:
+    # Telegram's ids may start anew after a quiet week: an old id is not a redelivery.
+    update = api.text_update(5500000007, "/start", update_id=700004)
+    await _post(web, update)
+    clock.advance(minutes=59)
+    await _post(web, update)
+    assert len(api.sent_to(5500000007)) == 2           # a redelivery: answered once
+    clock.advance(minutes=2)
+    await _post(web, update)
+    assert len(api.sent_to(5500000007)) == 4           # a new message: answered again
+
+
 async def test_a_redelivered_button_press_is_answered_but_not_acted_on_twice(
         api: FakeTelegram, web: httpx.AsyncClient) -> None:
     user = TelegramUser(api, 5500000006, webhook_sender(web))

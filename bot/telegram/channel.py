@@ -217,7 +217,8 @@ class TelegramChannel:
         try:
             if await self._already_processed(incoming):
                 # Telegram redelivered an update we acted on: the answer went out then.
-                log.info("telegram update %s already processed", update.update_id)
+                log.info("telegram update %s delivered again: already processed, not acted on "
+                         "twice", update.update_id)
                 replies: list[Reply] = []
             else:
                 replies = await self.assistant.handle(incoming)
@@ -236,7 +237,8 @@ class TelegramChannel:
         if not incoming.message_id:
             return False
         async with self.database.read() as session:
-            return await conversations.was_processed(session, CHANNEL, incoming.message_id)
+            return await conversations.was_processed(session, CHANNEL, incoming.message_id,
+                                                     self.clock.now())
 
     async def _locale_of(self, incoming: Incoming) -> str:
         """The user's chosen language if the database still answers, else their client's."""
