@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 from telegram import Update
 
 from bot.channels import Unreachable
+from bot.dispatch import Dispatcher
 from bot.reports import FileReports
 from bot.telegram import PollingConflict, TelegramChannel, build_telegram
 from bot.telegram.failures import log_failure
@@ -532,6 +533,45 @@ async def test_a_429_storm_during_a_broadcast_loses_nothing_and_waits_as_told(
         for before, after in itertools.pairwise(tries):
             assert after - before >= 7 - 1e-9                  # retry_after respected
     assert at_most(limiter.times(), 30, 1.0)                   # never more than 30 a second
+
+
+def dispatcher_for(channel: TelegramChannel, clock: ManualClock) -> Dispatcher:
+    return Dispatcher(database=channel.database, centre=make_centre(), settings=channel.settings,
+                      clock=clock, senders={"telegram": channel.sender},
+                      staff_senders=[channel.sender])
+
+
+def texts_to(api: FakeTelegram, chat_id: int) -> list[str]:
+    return [c.params.get("text") or c.params.get("caption") or c.files.get("document", ("",))[0]
+            for c in api.sent_to(chat_id)]
+
+
+async def test_replies_refused_with_429_go_out_later_in_order_and_once(
+        api: FakeTelegram, web: httpx.AsyncClient, channel: TelegramChannel,
+        clock: ManualClock) -> None:
+    said = ["/start", "/help", "/my", "/guide", "/start"]
+    control, user = 5810000001, 5810000002
+    ids = itertools.count(710001)
+    for words in said:                          # what the answers are when nothing is refused
+        await _post(web, api.text_update(control, words, update_id=next(ids)))
+    expected = texts_to(api, control)
+    assert len(expected) >= 8
+    # Telegram refuses the user's 2nd message (retry after 30 s), later the 6th (after 5 s),
+    # and a send from the outbox once more.
+    api.fail("sendMessage", status=429, retry_after=30, chat_id=user, after=1)
+    api.fail("sendMessage", status=429, retry_after=5, chat_id=user, after=5)
+    for words in said:
+        answer = await _post(web, api.text_update(user, words, update_id=next(ids)))
+        assert answer.status_code == 200
+    assert texts_to(api, user) == expected[:1]            # the rest waits, in the outbox
+    dispatcher = dispatcher_for(channel, clock)
+    assert (await dispatcher.drain()).claimed == 0        # not before the 30 s Telegram asked
+    for _ in range(20):
+        clock.advance(seconds=31)
+        await dispatcher.drain()
+    assert texts_to(api, user) == expected                # all of it, in order, none twice
+    refused = [c for c in api.calls_to("sendMessage") if c.chat_id == user and c.status == 429]
+    assert len(refused) == 2
 
 
 async def test_a_user_who_blocked_the_bot_is_recorded_and_not_retried(

@@ -22,7 +22,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from telegram.ext import ExtBot
 
 from bot.channels import TryLater, Unreachable
-from bot.telegram.limiter import RateLimiter, retry_seconds
+from bot.telegram.limiter import RateLimiter, Throttled, retry_seconds
 from bot.telegram.parse import CHANNEL
 from bot.telegram.render import CAPTION_LIMIT, TEXT_LIMIT, fit, keyboard, split_text, units
 from handlers.core import Reply
@@ -48,6 +48,27 @@ def _forbidden_reason(error: Forbidden) -> str:
 T = TypeVar("T")
 
 
+class Deferred(TryLater):
+    """Part of a reply could not be sent now (Telegram's limits): ``rest`` is what was not sent,
+    each a single message (text within the limit, or one file)."""
+
+    def __init__(self, reason: str, retry_after: float | None, rest: list[Reply]) -> None:
+        super().__init__(reason, retry_after)
+        self.rest = rest
+
+
+def messages_of(reply: Reply) -> list[Reply]:
+    """A reply as the single messages it is sent as: its text in pieces within Telegram's
+    limit, then its file; the buttons go on the last one."""
+    pieces = [p for p in split_text(reply.text) if p.strip()]
+    parts = [Reply(piece) for piece in pieces]
+    if reply.attachment is not None:
+        parts.append(Reply("", attachment=reply.attachment))
+    if parts:
+        parts[-1] = dataclasses.replace(parts[-1], choices=reply.choices)
+    return parts
+
+
 @dataclass
 class _Batch:
     texts: list[str]
@@ -61,6 +82,9 @@ class TelegramSender:
     channel = CHANNEL
     batch_separator = "\n\n— — —\n\n"
     max_batch = 10
+    # An answer to a chat waits at most this long for the limits (a private chat's burst
+    # window); past it, or when Telegram asks for longer, the rest goes to the outbox.
+    inline_wait = 3.0
 
     def __init__(self, bot: ExtBot[int], database: Database, clock: Clock, *,
                  staff_chat_id: int = 0) -> None:
@@ -113,16 +137,24 @@ class TelegramSender:
                 await self.send_reply(target, reply)
 
     async def send_reply(self, chat_id: int, reply: Reply) -> list[Message]:
-        """Send one reply as new message(s); its keyboard goes on the last one."""
-        markup = keyboard(reply)
-        pieces = [p for p in split_text(reply.text) if p.strip()]
+        """Send one reply as new message(s); its keyboard goes on the last one.
+
+        Raises:
+            Deferred: a TryLater after part of it went: ``rest`` holds the part that did not.
+        """
+        parts = messages_of(reply)
         sent: list[Message] = []
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1 and reply.attachment is None
-            sent.append(await self.call(chat_id, functools.partial(
-                self.bot.send_message, text=piece, reply_markup=markup if last else None)))
-        if reply.attachment is not None:
-            sent.append(await self._send_file(chat_id, reply, markup))
+        for index, part in enumerate(parts):
+            try:
+                if part.attachment is not None:
+                    sent.append(await self._send_file(chat_id, part, keyboard(part)))
+                else:
+                    sent.append(await self.call(chat_id, functools.partial(
+                        self.bot.send_message, text=part.text, reply_markup=keyboard(part))))
+            except Deferred:
+                raise
+            except TryLater as later:
+                raise Deferred(str(later), later.retry_after, parts[index:]) from None
         if not sent:
             log.warning("an empty reply to chat %s was not sent", chat_id)
         return sent
@@ -207,6 +239,8 @@ class TelegramSender:
                 return await make(chat_id)
             except RetryAfter as error:
                 raise TryLater("Telegram flood control", retry_seconds(error)) from None
+            except Throttled as throttled:
+                raise TryLater("throttled", throttled.seconds) from None
             except ChatMigrated as error:
                 await self.follow_migration(chat_id, error.new_chat_id)
                 chat_id = error.new_chat_id

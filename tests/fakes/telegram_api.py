@@ -66,6 +66,7 @@ class _Failure:
     times: int
     status: int
     body: dict[str, Any]
+    after: int = 0
 
 
 @dataclass
@@ -133,8 +134,9 @@ class FakeTelegram(Calls):
 
     def fail(self, method: str, *, status: int = 429, description: str | None = None,
              retry_after: int | None = None, migrate_to: int | None = None,
-             chat_id: int | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` (to ``chat_id``, if given) in error."""
+             chat_id: int | None = None, times: int = 1, after: int = 0) -> None:
+        """Answer the next ``times`` calls of ``method`` (to ``chat_id``, if given) in error,
+        once ``after`` such calls have gone through."""
         parameters: dict[str, Any] = {}
         if retry_after is not None:
             parameters["retry_after"] = retry_after
@@ -149,7 +151,7 @@ class FakeTelegram(Calls):
                                 "description": description or default.get(status, "Error")}
         if parameters:
             body["parameters"] = parameters
-        self._failures.append(_Failure(method.lower(), chat_id, times, status, body))
+        self._failures.append(_Failure(method.lower(), chat_id, times, status, body, after))
 
     def hold(self, method: str) -> Gate:
         """Make calls of ``method`` wait until the test releases them (an update in flight)."""
@@ -306,6 +308,9 @@ class FakeTelegram(Calls):
     def _scripted_failure(self, method: str, chat_id: int | None) -> _Failure | None:
         for failure in self._failures:
             if failure.method == method and failure.chat_id in (None, chat_id):
+                if failure.after > 0:
+                    failure.after -= 1
+                    continue
                 failure.times -= 1
                 if failure.times <= 0:
                     self._failures.remove(failure)
