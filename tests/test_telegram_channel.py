@@ -513,6 +513,75 @@ async def test_stopping_lets_the_update_in_flight_finish_and_acknowledges_it(
     assert api.confirmed > update["update_id"]
 
 
+async def test_a_chat_whose_sends_are_held_does_not_hold_up_another(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    held, other = 5610000001, 5610000002
+    channel.repoll_seconds = 0.05
+    gate = api.hold("sendMessage", chat_id=held)
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    try:
+        first = api.enqueue(api.text_update(held, "/start"))
+        await gate.reached.wait()                     # A's answer is stuck on its way...
+        api.enqueue(api.text_update(other, "/start"))
+        await api.until(lambda: len(api.chat_messages(other)) == 2, 20)   # ...B is answered
+        assert api.chat_messages(held) == []
+        assert api.confirmed <= first["update_id"]    # A's update is not acknowledged yet
+        gate.release()
+        await api.until(lambda: len(api.chat_messages(held)) == 2, 20)
+        await api.acknowledged(first["update_id"] + 1)
+    finally:
+        gate.release()
+        stop.set()
+        await task
+    assert api.pending == []
+
+
+async def test_a_flooding_chat_does_not_delay_another_chats_answer(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    flooder, other = 5620000001, 5620000002
+    channel.repoll_seconds = 0.05
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    try:
+        flood = [api.enqueue(api.text_update(flooder, "/help")) for _ in range(40)]
+        await api.until(lambda: len(api.sent_to(flooder)) >= 1, 20)
+        asked = api.enqueue(api.text_update(other, "/start"))
+        await api.acknowledged(max(flood[-1]["update_id"], asked["update_id"]))
+    finally:
+        stop.set()
+        await task
+    sends = [c for c in api.calls if c.ok and c.method == "sendmessage"]
+    other_first = next(i for i, c in enumerate(sends) if c.chat_id == other)
+    flooder_last = max(i for i, c in enumerate(sends) if c.chat_id == flooder)
+    assert other_first < flooder_last                 # B did not wait for A's backlog
+    assert len(api.sent_to(other)) == 2
+    answers = [c.params["text"] for c in api.sent_to(flooder)]
+    assert len(answers) >= 40 and len(answers) % 40 == 0      # each of the 40 answered
+
+
+async def test_webhook_group_answers_over_the_group_budget_go_to_the_outbox_not_wait(
+        api: FakeTelegram, web: httpx.AsyncClient, channel: TelegramChannel,
+        clock: ManualClock, fake_time: FakeTime, limiter: RecordingLimiter) -> None:
+    ids = itertools.count(720001)
+    for _ in range(30):
+        update = api.text_update(STAFF_USER, "/today@yuyue_test_bot", chat_id=STAFF_GROUP,
+                                 update_id=next(ids))
+        answer = await _post(web, update)
+        assert answer.status_code == 200
+    # No request waited for the group's 20-a-minute budget (Telegram would time out).
+    assert max(fake_time.slept, default=0.0) <= channel.sender.inline_wait
+    direct = len(api.sent_to(STAFF_GROUP))
+    assert 0 < direct <= 20
+    dispatcher = dispatcher_for(channel, clock)
+    for _ in range(3):
+        clock.advance(seconds=61)
+        await dispatcher.drain()
+    per_answer = len(api.sent_to(STAFF_GROUP)) // 30 or 1
+    assert len(api.sent_to(STAFF_GROUP)) == 30 * per_answer    # every answer, once
+    assert at_most(limiter.times(STAFF_GROUP), 20, 60.0)
+
+
 # --- sending: limits, blocked users, the staff group --------------------------------------------
 
 

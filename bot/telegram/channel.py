@@ -102,6 +102,7 @@ class TelegramChannel:
         self.bot = bot
         self.sender = sender
         self.poll_timeout = poll_timeout
+        self.repoll_seconds = 1.0
         self._slots = asyncio.Semaphore(concurrency)
         self._turns = _ChatTurns()
         self._redact = RedactToken(settings.telegram.token)
@@ -146,7 +147,8 @@ class TelegramChannel:
         """
         if not self._started:
             raise RuntimeError("TelegramChannel.start() first")
-        await Polling(self.bot, self.process, poll_timeout=self.poll_timeout).run(stop)
+        await Polling(self.bot, self.process, poll_timeout=self.poll_timeout,
+                      repoll_seconds=self.repoll_seconds).run(stop)
 
     def webhook_routes(self) -> list[Route]:
         """The route Telegram posts updates to (``bot.telegram.webhook``)."""

@@ -73,6 +73,7 @@ class _Failure:
 class Gate:
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    chat_id: int | None = None
 
     def release(self) -> None:
         self.released.set()
@@ -153,9 +154,10 @@ class FakeTelegram(Calls):
             body["parameters"] = parameters
         self._failures.append(_Failure(method.lower(), chat_id, times, status, body, after))
 
-    def hold(self, method: str) -> Gate:
-        """Make calls of ``method`` wait until the test releases them (an update in flight)."""
-        gate = Gate()
+    def hold(self, method: str, *, chat_id: int | None = None) -> Gate:
+        """Make calls of ``method`` (to ``chat_id``, if given) wait until the test releases
+        them (an update in flight)."""
+        gate = Gate(chat_id=chat_id)
         self._gates[method.lower()] = gate
         return gate
 
@@ -277,7 +279,7 @@ class FakeTelegram(Calls):
                 "description": "Bad Request: group chat was upgraded to a supergroup chat",
                 "parameters": {"migrate_to_chat_id": self.migrated[call.chat_id]}})
         gate = self._gates.get(method)
-        if gate is not None:
+        if gate is not None and gate.chat_id in (None, call.chat_id):
             gate.reached.set()
             await gate.released.wait()
         handler = getattr(self, f"_m_{method}")
