@@ -249,16 +249,27 @@ async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome
         row.status = outcome.status
         row.sent_at = now if outcome.status == OutboxStatus.SENT else None
         if outcome.status == OutboxStatus.UNDELIVERABLE and row.kind == "relay":
-            await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
-                          dedup_key=f"relay-failed:{row.id}",
-                          payload={**row.payload, "error": (outcome.error or "")[:200]})
+            await _relay_failed(session, row, now, outcome.error)
         return
     if row.attempts >= policy.max_attempts:
         row.status = OutboxStatus.FAILED
+        if row.kind == "relay":
+            # A staff answer given up on: its author is told it did not arrive.
+            await _relay_failed(session, row, now, outcome.error)
+            return
         await _alert_staff_once(session, row, now)
         return
     row.status = OutboxStatus.PENDING
     row.due_at = now + retry_delay(row.attempts, policy, outcome.retry_after)
+
+
+async def _relay_failed(session: AsyncSession, row: Outbox, now: dt.datetime,
+                        error: str | None) -> None:
+    """Tell staff (the hand-off's owner is named by its number) that their answer did not
+    reach the citizen; once per answer."""
+    await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
+                  dedup_key=f"relay-failed:{row.id}",
+                  payload={**row.payload, "error": (error or "")[:200]})
 
 
 async def _alert_staff_once(session: AsyncSession, row: Outbox, now: dt.datetime) -> None:

@@ -33,7 +33,8 @@ from handlers.core import Attachment, Choice, Incoming, Reply
 from handlers.engine import Assistant
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, ChannelIdentity, ProcessedMessage, SharedValue
+from storage.models import Appointment, ChannelIdentity, Outbox, ProcessedMessage, SharedValue
+from storage.outbox import enqueue
 from storage.settings import AccessSettings, Settings, TelegramSettings
 from tests.fakes import FakeTime, LocalServer
 from tests.fakes.telegram_api import FakeTelegram, button_labels
@@ -657,6 +658,59 @@ async def test_a_user_who_blocked_the_bot_is_recorded_and_not_retried(
             ChannelIdentity.platform_user_id == "5900000009"))
         assert identity is not None and identity.unreachable_reason == "blocked"
         assert identity.unreachable_at == clock.now()
+
+
+async def test_each_refusal_is_logged_with_its_reason_once_a_minute_without_the_chat(
+        api: FakeTelegram, channel: TelegramChannel, fake_time: FakeTime,
+        caplog: pytest.LogCaptureFixture) -> None:
+    channel.sender.refusals.now = fake_time.now
+    api.block(5900000012)
+    api.fail("sendMessage", status=400, description="Bad Request: chat not found",
+             chat_id=5900000013, times=3)
+    with caplog.at_level(logging.INFO, logger="yuyue.telegram"):
+        for _ in range(3):
+            for user in (5900000012, 5900000013):
+                with pytest.raises(Unreachable):
+                    await channel.sender.deliver(str(user), [Reply("提醒")], kind="reminder")
+        fake_time.advance(61)
+        with pytest.raises(Unreachable):
+            await channel.sender.deliver("5900000012", [Reply("提醒")], kind="reminder")
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == ["telegram refused a message: 403 blocked",
+                     "telegram refused a message: 400 Chat not found",
+                     "telegram refused a message: 403 blocked (2 more like it since the last "
+                     "report)"]
+    assert "5900000012" not in caplog.text and "5900000013" not in caplog.text
+
+
+@pytest.mark.parametrize("refusal", ["blocked", "too long", "given up"])
+async def test_a_staff_answer_that_cannot_reach_the_citizen_is_reported_to_staff(
+        api: FakeTelegram, channel: TelegramChannel, database: Database, clock: ManualClock,
+        refusal: str) -> None:
+    citizen = 5900000014
+    async with database.session() as session:
+        identity = await account(session, clock.now(), user=str(citizen))
+        await enqueue(session, kind="relay", now=clock.now(), identity_id=identity.id,
+                      dedup_key="relay:41:m1", payload={"handoff": 41, "text": "您的材料已收到"})
+    if refusal == "blocked":
+        api.block(citizen)
+    elif refusal == "too long":
+        api.fail("sendMessage", status=400, description="Bad Request: message is too long",
+                 chat_id=citizen)
+    else:
+        api.fail("sendMessage", status=502, description="Bad Gateway", chat_id=citizen,
+                 times=1000)
+    dispatcher = dispatcher_for(channel, clock)
+    for _ in range(8):
+        await dispatcher.drain()
+        clock.advance(hours=1)
+    assert api.chat_messages(citizen) == []
+    told = [m["text"] for m in api.chat_messages(STAFF_GROUP)]
+    assert len(told) == 1 and "#41" in told[0] and ("未能送达" in told[0])
+    async with database.read() as session:
+        kinds = (await session.scalars(select(Outbox.kind).where(
+            Outbox.target == "staff"))).all()
+    assert kinds == ["relay_failed"]
 
 
 async def test_blocking_and_unblocking_updates_are_recorded(

@@ -22,6 +22,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from telegram.ext import ExtBot
 
 from bot.channels import TryLater, Unreachable
+from bot.telegram.failures import QuietLog
 from bot.telegram.limiter import RateLimiter, Throttled, retry_seconds
 from bot.telegram.parse import CHANNEL
 from bot.telegram.render import CAPTION_LIMIT, TEXT_LIMIT, fit, keyboard, split_text, units
@@ -46,6 +47,13 @@ def _forbidden_reason(error: Forbidden) -> str:
 
 
 T = TypeVar("T")
+
+
+def _short(message: str) -> str:
+    """Telegram's description of a refusal, without its "Bad Request: " prefix, cut short."""
+    text = message.split(":", 1)[1].strip() if message.lower().startswith("bad request:") \
+        else message
+    return text[:100]
 
 
 class Deferred(TryLater):
@@ -97,6 +105,9 @@ class TelegramSender:
         self.configured_staff_chat = staff_chat_id
         self._staff_chat: int | None = None
         self._batches: dict[int, _Batch] = {}
+        # Every refusal by Telegram is logged with its reason, at most once a minute per reason,
+        # never with the chat or what was sent.
+        self.refusals = QuietLog(log)
 
     async def staff_chat(self) -> int:
         """The staff group's current chat id (0 when none is configured)."""
@@ -130,11 +141,18 @@ class TelegramSender:
         if not target:
             raise Unreachable("no staff group configured (telegram.staff_chat_id)")
         group = target < 0
-        for reply in replies:
-            if group and not reply.choices and reply.attachment is None and reply.text.strip():
-                await self._send_batched(target, reply.text)
-            else:
-                await self.send_reply(target, reply)
+        try:
+            for reply in replies:
+                if group and not reply.choices and reply.attachment is None \
+                        and reply.text.strip():
+                    await self._send_batched(target, reply.text)
+                else:
+                    await self.send_reply(target, reply)
+        except BadRequest as error:
+            # Telegram refused this message for good (too long, a file it cannot take): trying
+            # again sends the same thing, so it is undeliverable (and a staff answer's author
+            # is told at once).
+            raise Unreachable(f"refused: {_short(error.message)}") from None
 
     async def send_reply(self, chat_id: int, reply: Reply) -> list[Message]:
         """Send one reply as new message(s); its keyboard goes on the last one.
@@ -238,6 +256,7 @@ class TelegramSender:
             try:
                 return await make(chat_id)
             except RetryAfter as error:
+                self._refused("429", "too many requests, still after waiting as told")
                 raise TryLater("Telegram flood control", retry_seconds(error)) from None
             except Throttled as throttled:
                 raise TryLater("throttled", throttled.seconds) from None
@@ -246,6 +265,7 @@ class TelegramSender:
                 chat_id = error.new_chat_id
             except Forbidden as error:
                 reason = _forbidden_reason(error)
+                self._refused("403", reason.replace("_", " "))
                 if chat_id > 0:
                     await self._mark_unreachable(chat_id, reason)
                 else:
@@ -253,19 +273,26 @@ class TelegramSender:
                               "again", chat_id, reason)
                 raise Unreachable(reason) from None
             except BadRequest as error:
+                if "not modified" not in error.message.lower():   # the same press twice
+                    self._refused("400", _short(error.message))
                 if "chat not found" in error.message.lower():
                     raise Unreachable("chat_not_found") from None
                 raise
             except NetworkError as error:
+                self._refused("network", type(error).__name__)
                 raise TryLater(f"network: {type(error).__name__}") from None
+
+    def _refused(self, status: str, reason: str) -> None:
+        self.refusals.log(logging.WARNING, f"{status}:{reason}",
+                          "telegram refused a message: %s %s", status, reason)
 
     async def _mark_unreachable(self, user_id: int, reason: str) -> None:
         async with self.database.session() as session:
             newly = await reach.mark_unreachable(session, CHANNEL, str(user_id), reason,
                                                  self.clock.now())
         if newly:
-            log.info("telegram user %s is unreachable (%s): no more messages to them",
-                     user_id, reason)
+            log.info("a telegram user is now unreachable (%s): no more messages to them",
+                     reason)
 
     async def _send_batched(self, chat_id: int, text: str) -> None:
         batch = self._batches.get(chat_id)
