@@ -271,7 +271,9 @@ def _resolve(ctx: Ctx, incoming: Incoming) -> Resolved:
     text = incoming.text.strip()
     if items and text:
         digits = text.translate(str.maketrans("０１２３４５６７８９", "0123456789"))
-        if digits.isdecimal() and 1 <= int(digits) <= len(items):
+        # A menu has a few items: a longer number is no pick (and int() refuses thousands of
+        # digits).
+        if digits.isdecimal() and len(digits) <= 4 and 1 <= int(digits) <= len(items):
             return Resolved(payload=items[int(digits) - 1][0])
         for payload, label in items:
             if label.casefold() == text.casefold():

@@ -58,7 +58,8 @@ def _command(message: Message, bot_username: str) -> tuple[str, str] | None:
     """("start", "args") for a message that starts with a command addressed to this bot."""
     text = message.text or ""
     entities = message.entities or ()
-    if not any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities):
+    if not any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities) \
+            or not text.startswith("/"):
         return None
     head, *rest = text.split(maxsplit=1)
     name, _, addressed = head[1:].partition("@")
