@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bench.fuzz_telegram import run_fuzz
+from tests.conftest import postgres_url
 
 SEED = 20261203
 
@@ -20,6 +21,8 @@ async def test_a_thousand_generated_updates_cause_no_error() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(postgres_url() is not None,
+                    reason="the corpus runs on its own SQLite file: once per test run is enough")
 async def test_the_full_corpus_of_ten_thousand_causes_no_error() -> None:
     report = await run_fuzz(10_000, SEED)
     assert (report.server_errors, report.tracebacks, report.apologies) == (0, 0, 0), \
