@@ -271,7 +271,7 @@ class Maker:
             return "malformed JSON", body.replace('"', "'")
         if choice == 5:
             return "malformed JSON", body + "," * rng.randrange(1, 5)
-        return "malformed JSON", b"\xff\xfe" + body.encode()
+        return "malformed JSON", b"\xff\xfe" + body.encode("utf-8", "surrogatepass")
 
     def nested(self) -> tuple[str, str]:
         rng = self.rng
