@@ -75,7 +75,9 @@ class Dispatcher:
                          "lost"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             total.outcomes.update(report.outcomes)
-            if report.claimed < self.policy.batch_size:
+            # A chat's queued replies are claimed one per round (each after the one before it
+            # is out), so a round that sent something may have made more due.
+            if report.claimed < self.policy.batch_size and not report.sent:
                 break
         return total
 

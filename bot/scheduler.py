@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import attendance, case_jobs, jobs, waitlist
+from storage import attendance, case_jobs, conversations, jobs, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -48,8 +48,8 @@ class Jobs:
             await self.dispatcher.drain()
 
     async def sweep(self) -> None:
-        """Holds that ran out, no-shows, ratings due, released days, overdue requests, and the
-        cases' reminders, escalations and 回访 (限时办结)."""
+        """Holds that ran out, no-shows, ratings due, released days, old message ids, overdue
+        requests, and the cases' reminders, escalations and 回访 (限时办结)."""
         async with self.busy:
             await self._sweep()
 
@@ -70,6 +70,8 @@ class Jobs:
                                                    supervisors=settings.access.supervisors)
             await case_jobs.remind_uncollected(session, app.centre, now)
             await case_jobs.request_followups(session, app.centre, now)
+            # Message ids seen longer ago than the de-duplication window count no more.
+            await conversations.forget_processed(session, now)
         if self.escalate is not None:
             async with app.database.session() as session:
                 await self.escalate(session, app.centre, now,

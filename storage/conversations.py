@@ -14,9 +14,10 @@ done under a purpose of its own. Nothing here commits.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.identity import identity_for
@@ -24,6 +25,13 @@ from storage.models import Base, ChannelIdentity, Conversation
 from storage.outbox import insert_ignoring_duplicates
 
 MESSAGE_ID_LENGTH = 128     # the column's length; longer platform ids are cut to it
+# How long a platform message id counts as seen. Platforms redeliver within minutes (WeChat
+# after 5 seconds, Telegram while an update is not acknowledged); ids are not unique forever
+# (Telegram's update ids may start anew, at random, after a week without updates), so an id
+# seen longer ago than this is a new message, processed again, and the row can go.
+DEDUP_WINDOW = dt.timedelta(hours=1)
+
+log = logging.getLogger("yuyue.conversations")
 
 # The statements every message runs, built once: building one and working out its cache key
 # costs about as much as running it on PostgreSQL. The processed-message statements go to the
@@ -45,7 +53,18 @@ _ANSWER = (select(_PROCESSED.c.response)
                   _PROCESSED.c.message_id == bindparam("message")))
 _RECORDED = (select(_PROCESSED.c.message_id)
              .where(_PROCESSED.c.channel == bindparam("on_channel"),
-                    _PROCESSED.c.message_id == bindparam("message")))
+                    _PROCESSED.c.message_id == bindparam("message"),
+                    _PROCESSED.c.processed_at > bindparam("since")))
+_FIRST_SEEN = (select(_PROCESSED.c.processed_at)
+               .where(_PROCESSED.c.channel == bindparam("on_channel"),
+                      _PROCESSED.c.message_id == bindparam("message")))
+# An id seen before the window is a new message: it takes the row over (one writer wins; a
+# concurrent one finds the row renewed and is the duplicate).
+_RENEW = (update(_PROCESSED)
+          .where(_PROCESSED.c.channel == bindparam("on_channel"),
+                 _PROCESSED.c.message_id == bindparam("message"),
+                 _PROCESSED.c.processed_at <= bindparam("since"))
+          .values(processed_at=bindparam("now"), response={}))
 _STORE_ANSWER = (
     update(_PROCESSED)
     .where(_PROCESSED.c.channel == bindparam("on_channel"),
@@ -101,17 +120,39 @@ def save_conversation(conversation: Conversation, flow: str | None, step: str | 
 
 
 async def record_delivery(session: AsyncSession, channel: str, message_id: str,
-                          now: dt.datetime) -> bool:
-    """Record a platform message id as being handled; False when it was recorded before.
+                          now: dt.datetime, *, window: dt.timedelta = DEDUP_WINDOW) -> bool:
+    """Record a platform message id as being handled; False when it was recorded less than
+    ``window`` ago (a redelivery: logged once here, with the channel and how long ago, never
+    the id or the content). An id recorded longer ago is a new message and True.
 
     A concurrent delivery of the same id waits here for the first one's transaction, and then
     sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
     """
+    message_id = message_id[:MESSAGE_ID_LENGTH]
     inserted = await session.execute(
         insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
-        .values(channel=channel, message_id=message_id[:MESSAGE_ID_LENGTH], processed_at=now,
-                response={}))
-    return bool(inserted.rowcount)  # type: ignore[attr-defined]
+        .values(channel=channel, message_id=message_id, processed_at=now, response={}))
+    if inserted.rowcount:  # type: ignore[attr-defined]
+        return True
+    keys = {"on_channel": channel, "message": message_id}
+    renewed = await session.execute(_RENEW, {**keys, "since": now - window, "now": now})
+    if renewed.rowcount:  # type: ignore[attr-defined]
+        return True
+    first = await session.scalar(_FIRST_SEEN, keys)
+    log_duplicate(channel, now, first)
+    return False
+
+
+def log_duplicate(channel: str, now: dt.datetime, first: dt.datetime | None) -> None:
+    """Say that a message was dropped as a duplicate: the channel and how long after the first
+    delivery, nothing about the message or who sent it."""
+    age = "" if first is None else f" {(_aware(now) - _aware(first)).total_seconds():.0f} s after the first"
+    log.info("%s message delivered again%s: answered as before, not acted on twice", channel, age)
+
+
+def _aware(instant: dt.datetime) -> dt.datetime:
+    # SQLite gives naive datetimes back (stored as UTC)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=dt.UTC)
 
 
 async def stored_answer(session: AsyncSession, channel: str, message_id: str) -> list[dict[str, Any]]:
@@ -130,10 +171,25 @@ async def store_answer(session: AsyncSession, channel: str, message_id: str,
                                           "answer": {"replies": answer}})
 
 
-async def was_processed(session: AsyncSession, channel: str, message_id: str) -> bool:
-    """Whether a platform message id was recorded (and so acted on) before."""
+async def was_processed(session: AsyncSession, channel: str, message_id: str,
+                        now: dt.datetime, *, window: dt.timedelta = DEDUP_WINDOW) -> bool:
+    """Whether a platform message id was recorded (and so acted on) less than ``window`` ago."""
     return await session.scalar(_RECORDED, {"on_channel": channel,
-                                            "message": message_id[:MESSAGE_ID_LENGTH]}) is not None
+                                            "message": message_id[:MESSAGE_ID_LENGTH],
+                                            "since": now - window}) is not None
+
+
+async def forget_processed(session: AsyncSession, now: dt.datetime, *,
+                           window: dt.timedelta = DEDUP_WINDOW) -> int:
+    """Delete the records of message ids seen longer ago than ``window`` (they no longer count
+    as seen); a periodic job.
+
+    Returns:
+        How many were deleted.
+    """
+    result = await session.execute(delete(_PROCESSED).where(
+        _PROCESSED.c.processed_at <= now - window))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def first_time(session: AsyncSession, channel: str, purpose: str, message_id: str,

@@ -396,7 +396,8 @@ class Outbox(Base, Created):
     """A notification to send, written in the same transaction as the change that causes it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "due_at"),
+                      Index("ix_outbox_target_status", "target", "status"))
     id: Mapped[intpk]
     kind: Mapped[str] = mapped_column(String(40))
     dedup_key: Mapped[str] = mapped_column(String(160), unique=True)

@@ -29,9 +29,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.models import ChannelIdentity, Outbox, OutboxStatus
 
@@ -40,6 +41,10 @@ log = logging.getLogger("yuyue.dispatch")
 STAFF_TARGET = "staff"
 
 REMINDER = "reminder"
+# The rest of a chat's answer that could not be sent at once (the platform's limits): sent
+# later by the dispatcher, one chat's in the order queued, none before an earlier one is out.
+REPLY = "reply"
+_UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
 def insert_ignoring_duplicates(session: AsyncSession, table: Any, index: list[str]) -> Any:
@@ -103,6 +108,39 @@ async def drop_pending(session: AsyncSession, appointment_id: int, kinds: Iterab
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def chat_target(channel: str, chat_id: str) -> str:
+    """The target of an outbox row for a chat on a channel (not a citizen's account)."""
+    return f"{channel}:{chat_id}"
+
+
+async def has_unsent_replies(session: AsyncSession, target: str) -> bool:
+    """Whether part of an earlier answer to ``target`` waits in the outbox: a new answer goes
+    after it, not before."""
+    return await session.scalar(select(Outbox.id).where(
+        Outbox.kind == REPLY, Outbox.target == target, Outbox.status.in_(_UNSENT)).limit(1)) \
+        is not None
+
+
+async def enqueue_replies(session: AsyncSession, *, target: str, key: str,
+                          payloads: list[dict[str, Any]], now: dt.datetime,
+                          due_at: dt.datetime) -> int:
+    """Queue the rest of an answer to ``target`` (one row per message, in order) to be sent
+    from ``due_at``; ``key`` names the message answered, so a second try queues nothing.
+
+    Returns:
+        How many rows were written.
+    """
+    rows = [{"kind": REPLY, "dedup_key": f"{REPLY}:{target}:{key}:{index}"[:160],
+             "identity_id": None, "target": target, "appointment_id": None, "payload": payload,
+             "due_at": due_at, "expires_at": None, "status": OutboxStatus.PENDING.value,
+             "attempts": 0, "created_at": now} for index, payload in enumerate(payloads)]
+    if not rows:
+        return 0
+    result = await session.execute(insert_ignoring_duplicates(session, Outbox, ["dedup_key"])
+                                   .values(rows))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 # --- working through the outbox ---------------------------------------------------------------
 
 
@@ -153,8 +191,14 @@ async def claim_due(session: AsyncSession, now: dt.datetime, owner: str,
     await session.execute(update(Outbox).where(
         Outbox.status == OutboxStatus.SENDING, Outbox.claimed_until < now)
         .values(status=OutboxStatus.PENDING).execution_options(synchronize_session=False))
-    due = select(Outbox.id).where(Outbox.status == OutboxStatus.PENDING,
-                                  Outbox.due_at <= now).order_by(Outbox.due_at, Outbox.id)
+    earlier = aliased(Outbox)
+    # A chat's queued replies go one at a time, in order: one waits while an earlier one to
+    # the same chat is unsent (being retried after a 429, or being sent now).
+    waits = exists().where(earlier.kind == REPLY, earlier.target == Outbox.target,
+                           earlier.id < Outbox.id, earlier.status.in_(_UNSENT))
+    due = select(Outbox.id).where(Outbox.status == OutboxStatus.PENDING, Outbox.due_at <= now,
+                                  or_(Outbox.kind != REPLY, ~waits)
+                                  ).order_by(Outbox.due_at, Outbox.id)
     token = secrets.token_hex(16)
     claim = dict(status=OutboxStatus.SENDING, claimed_by=owner, claim_token=token,
                  claimed_until=now + policy.lease, attempts=Outbox.attempts + 1)
@@ -263,23 +307,29 @@ async def record_outcome(session: AsyncSession, row_id: int, token: str, outcome
         row.status = outcome.status
         row.sent_at = now if outcome.status == OutboxStatus.SENT else None
         if outcome.status == OutboxStatus.UNDELIVERABLE and row.kind == "relay":
-            await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
-                          dedup_key=f"relay-failed:{row.id}",
-                          payload={**row.payload, "error": (outcome.error or "")[:200]})
+            await _relay_failed(session, row, now, outcome.error)
         return True
     if row.attempts >= policy.max_attempts:
         row.status = OutboxStatus.FAILED
         if row.kind == "relay":
-            # Given up (a wrong AppSecret, WeChat down for long): its author must know too.
-            await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
-                          dedup_key=f"relay-failed:{row.id}",
-                          payload={**row.payload, "error": (row.last_error or "")[:200]})
+            # A staff answer given up on (a wrong AppSecret, a platform down for long): its
+            # author is told it did not arrive.
+            await _relay_failed(session, row, now, row.last_error)
             return True
         await _alert_staff_once(session, row, now)
         return True
     row.status = OutboxStatus.PENDING
     row.due_at = now + retry_delay(row.attempts, policy, outcome.retry_after)
     return True
+
+
+async def _relay_failed(session: AsyncSession, row: Outbox, now: dt.datetime,
+                        error: str | None) -> None:
+    """Tell staff (the hand-off's owner is named by its number) that their answer did not
+    reach the citizen; once per answer."""
+    await enqueue(session, kind="relay_failed", now=now, target=STAFF_TARGET,
+                  dedup_key=f"relay-failed:{row.id}",
+                  payload={**row.payload, "error": (error or "")[:200]})
 
 
 async def _alert_staff_once(session: AsyncSession, row: Outbox, now: dt.datetime) -> None:

@@ -4,6 +4,7 @@ server on 127.0.0.1; the real conversation engine answers; time moves only when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -19,6 +20,7 @@ from sqlalchemy import func, select, text
 from telegram import Update
 
 from bot.channels import Unreachable
+from bot.dispatch import Dispatcher
 from bot.reports import FileReports
 from bot.telegram import PollingConflict, TelegramChannel, build_telegram
 from bot.telegram.failures import log_failure
@@ -31,7 +33,8 @@ from handlers.core import Attachment, Choice, Incoming, Reply
 from handlers.engine import Assistant
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, ChannelIdentity, ProcessedMessage, SharedValue
+from storage.models import Appointment, ChannelIdentity, Outbox, ProcessedMessage, SharedValue
+from storage.outbox import enqueue
 from storage.settings import AccessSettings, Settings, TelegramSettings
 from tests.fakes import FakeTime, LocalServer
 from tests.fakes.telegram_api import FakeTelegram, button_labels
@@ -323,6 +326,111 @@ async def test_webhook_answers_a_broken_body_without_a_traceback(web: httpx.Asyn
     assert (await web.get("/healthz")).json() == {"status": "ok"}
 
 
+def _post(web: httpx.AsyncClient, body: bytes | dict[str, Any],
+          **headers: str) -> Awaitable[httpx.Response]:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return web.post("/tg/hook", content=content,
+                    headers={SECRET_HEADER: SECRET, "content-type": "application/json", **headers})
+
+
+async def _nothing_stored_or_sent(api: FakeTelegram, database: Database) -> None:
+    assert [c for c in api.calls if c.method.startswith("send")] == []
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(ProcessedMessage)) == 0
+        assert await session.scalar(select(func.count()).select_from(ChannelIdentity)) == 0
+
+
+async def test_webhook_refuses_deeply_nested_json_without_a_traceback(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        for body in (b"[" * 100_000, b'{"update_id": 1, "message": ' + b"[" * 50_000,
+                     b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+            answer = await _post(web, body)
+            assert answer.status_code == 400 and "Traceback" not in answer.text
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    await _nothing_stored_or_sent(api, database)
+    user = TelegramUser(api, 5400000014, webhook_sender(web))
+    assert "预约办事" in await user.say("/start")          # and the bot carries on
+
+
+@pytest.mark.parametrize("spoil", [
+    lambda u: u["message"]["chat"].update(id="abc"),
+    lambda u: u["message"]["chat"].update(id=10 ** 30),
+    lambda u: u["message"]["chat"].update(id=1.5),
+    lambda u: u["message"]["chat"].update(id=True),
+    lambda u: u["message"]["from"].update(id=-5),
+    lambda u: u["message"].update(text=["/start"]),
+    lambda u: u["message"].update(text="1" * 100_000),
+    lambda u: u["message"].update(date=10 ** 20),
+    lambda u: u["message"].update(message_id="7"),
+    lambda u: u["message"].update(chat=None),
+    lambda u: u["message"].update(entities=[{"type": "bot_command", "offset": -1,
+                                             "length": 6}]),
+    lambda u: u.update(update_id="1"),
+    lambda u: u.update(callback_query={"id": 5, "from": {}, "data": "x"}),
+    lambda u: u.update(message=[1, 2]),
+], ids=["chat-id-text", "chat-id-huge", "chat-id-float", "chat-id-bool", "user-id-negative",
+        "text-list", "text-huge", "date-huge", "message-id-text", "chat-missing",
+        "entity-negative", "update-id-text", "query-and-message", "message-list"])
+async def test_webhook_drops_an_update_of_the_wrong_shape_before_storing_anything(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database, spoil: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    update = api.text_update(5400000015, "/start", update_id=700101)
+    spoil(update)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):        # a redelivery is answered the same way: 200, so it stops
+            answer = await _post(web, update)
+            assert answer.status_code == 200 and answer.text == "dropped"
+    assert "Traceback" not in caplog.text and "dropped" in caplog.text
+    await _nothing_stored_or_sent(api, database)
+
+
+async def test_webhook_refuses_a_body_over_one_megabyte_early(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    update = api.text_update(5400000016, "/start", update_id=700102)
+    # Declared too large (200 MB): refused from Content-Length, before any of it is sent.
+    url = httpx.URL(str(web.base_url))
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(f"POST /tg/hook HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n"
+                 "Content-Type: application/json\r\nContent-Length: 209715200\r\n\r\n"
+                 .encode())
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"413"
+    # Not declared (chunked): refused as soon as what was read passes 1 MB, long before the
+    # 50 MB the client would send.
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(f"POST /tg/hook HTTP/1.1\r\nHost: x\r\n{SECRET_HEADER}: {SECRET}\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    answered = asyncio.ensure_future(reader.readline())
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < 50 * 1024 * 1024 and not answered.done():
+            writer.write(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+            sent += 0x10000
+            await writer.drain()
+    status_line = await answered
+    writer.close()
+    assert status_line.split()[1] == b"413" and sent < 50 * 1024 * 1024
+    # Just under the limit is read (and dropped for its too-long text, not refused as a body).
+    update["message"]["text"] = "x" * (1024 * 1024 - 400)
+    answer = await _post(web, update)
+    assert answer.status_code == 200 and answer.text == "dropped"
+    await _nothing_stored_or_sent(api, database)
+
+
+async def test_webhook_ignores_update_kinds_it_does_not_read(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    edited = json.loads(_fixture("edited_message"))
+    for body in (edited, {"update_id": 700104, "channel_post": {"anything": [1, {"x": None}]}},
+                 {"update_id": 700105}):
+        answer = await _post(web, body)
+        assert answer.status_code == 200 and answer.text == "ok"
+    await _nothing_stored_or_sent(api, database)
+
+
 async def test_set_webhook_sends_the_url_and_secret(api: FakeTelegram,
                                                     channel: TelegramChannel) -> None:
     await channel.set_webhook()
@@ -340,6 +448,19 @@ async def test_the_same_update_twice_is_processed_once(
     assert len(api.sent_to(5500000005)) == 2          # the welcome and the menu, once
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(ProcessedMessage)) == 1
+
+
+async def test_an_update_seen_longer_ago_than_the_window_is_processed_again(
+        api: FakeTelegram, web: httpx.AsyncClient, clock: ManualClock) -> None:
+    # Telegram's ids may start anew after a quiet week: an old id is not a redelivery.
+    update = api.text_update(5500000007, "/start", update_id=700004)
+    await _post(web, update)
+    clock.advance(minutes=59)
+    await _post(web, update)
+    assert len(api.sent_to(5500000007)) == 2           # a redelivery: answered once
+    clock.advance(minutes=2)
+    await _post(web, update)
+    assert len(api.sent_to(5500000007)) == 4           # a new message: answered again
 
 
 async def test_a_redelivered_button_press_is_answered_but_not_acted_on_twice(
@@ -393,6 +514,75 @@ async def test_stopping_lets_the_update_in_flight_finish_and_acknowledges_it(
     assert api.confirmed > update["update_id"]
 
 
+async def test_a_chat_whose_sends_are_held_does_not_hold_up_another(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    held, other = 5610000001, 5610000002
+    channel.repoll_seconds = 0.05
+    gate = api.hold("sendMessage", chat_id=held)
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    try:
+        first = api.enqueue(api.text_update(held, "/start"))
+        await gate.reached.wait()                     # A's answer is stuck on its way...
+        api.enqueue(api.text_update(other, "/start"))
+        await api.until(lambda: len(api.chat_messages(other)) == 2, 20)   # ...B is answered
+        assert api.chat_messages(held) == []
+        assert api.confirmed <= first["update_id"]    # A's update is not acknowledged yet
+        gate.release()
+        await api.until(lambda: len(api.chat_messages(held)) == 2, 20)
+        await api.acknowledged(first["update_id"] + 1)
+    finally:
+        gate.release()
+        stop.set()
+        await task
+    assert api.pending == []
+
+
+async def test_a_flooding_chat_does_not_delay_another_chats_answer(
+        api: FakeTelegram, channel: TelegramChannel) -> None:
+    flooder, other = 5620000001, 5620000002
+    channel.repoll_seconds = 0.05
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.run_polling(stop))
+    try:
+        flood = [api.enqueue(api.text_update(flooder, "/help")) for _ in range(40)]
+        await api.until(lambda: len(api.sent_to(flooder)) >= 1, 20)
+        asked = api.enqueue(api.text_update(other, "/start"))
+        await api.acknowledged(max(flood[-1]["update_id"], asked["update_id"]))
+    finally:
+        stop.set()
+        await task
+    sends = [c for c in api.calls if c.ok and c.method == "sendmessage"]
+    other_first = next(i for i, c in enumerate(sends) if c.chat_id == other)
+    flooder_last = max(i for i, c in enumerate(sends) if c.chat_id == flooder)
+    assert other_first < flooder_last                 # B did not wait for A's backlog
+    assert len(api.sent_to(other)) == 2
+    answers = [c.params["text"] for c in api.sent_to(flooder)]
+    assert len(answers) >= 40 and len(answers) % 40 == 0      # each of the 40 answered
+
+
+async def test_webhook_group_answers_over_the_group_budget_go_to_the_outbox_not_wait(
+        api: FakeTelegram, web: httpx.AsyncClient, channel: TelegramChannel,
+        clock: ManualClock, fake_time: FakeTime, limiter: RecordingLimiter) -> None:
+    ids = itertools.count(720001)
+    for _ in range(30):
+        update = api.text_update(STAFF_USER, "/today@yuyue_test_bot", chat_id=STAFF_GROUP,
+                                 update_id=next(ids))
+        answer = await _post(web, update)
+        assert answer.status_code == 200
+    # No request waited for the group's 20-a-minute budget (Telegram would time out).
+    assert max(fake_time.slept, default=0.0) <= channel.sender.inline_wait
+    direct = len(api.sent_to(STAFF_GROUP))
+    assert 0 < direct <= 20
+    dispatcher = dispatcher_for(channel, clock)
+    for _ in range(3):
+        clock.advance(seconds=61)
+        await dispatcher.drain()
+    per_answer = len(api.sent_to(STAFF_GROUP)) // 30 or 1
+    assert len(api.sent_to(STAFF_GROUP)) == 30 * per_answer    # every answer, once
+    assert at_most(limiter.times(STAFF_GROUP), 20, 60.0)
+
+
 # --- sending: limits, blocked users, the staff group --------------------------------------------
 
 
@@ -415,6 +605,45 @@ async def test_a_429_storm_during_a_broadcast_loses_nothing_and_waits_as_told(
     assert at_most(limiter.times(), 30, 1.0)                   # never more than 30 a second
 
 
+def dispatcher_for(channel: TelegramChannel, clock: ManualClock) -> Dispatcher:
+    return Dispatcher(database=channel.database, centre=make_centre(), settings=channel.settings,
+                      clock=clock, senders={"telegram": channel.sender},
+                      staff_senders=[channel.sender])
+
+
+def texts_to(api: FakeTelegram, chat_id: int) -> list[str]:
+    return [c.params.get("text") or c.params.get("caption") or c.files.get("document", ("",))[0]
+            for c in api.sent_to(chat_id)]
+
+
+async def test_replies_refused_with_429_go_out_later_in_order_and_once(
+        api: FakeTelegram, web: httpx.AsyncClient, channel: TelegramChannel,
+        clock: ManualClock) -> None:
+    said = ["/start", "/help", "/my", "/guide", "/start"]
+    control, user = 5810000001, 5810000002
+    ids = itertools.count(710001)
+    for words in said:                          # what the answers are when nothing is refused
+        await _post(web, api.text_update(control, words, update_id=next(ids)))
+    expected = texts_to(api, control)
+    assert len(expected) >= 8
+    # Telegram refuses the user's 2nd message (retry after 30 s), later the 6th (after 5 s),
+    # and a send from the outbox once more.
+    api.fail("sendMessage", status=429, retry_after=30, chat_id=user, after=1)
+    api.fail("sendMessage", status=429, retry_after=5, chat_id=user, after=5)
+    for words in said:
+        answer = await _post(web, api.text_update(user, words, update_id=next(ids)))
+        assert answer.status_code == 200
+    assert texts_to(api, user) == expected[:1]            # the rest waits, in the outbox
+    dispatcher = dispatcher_for(channel, clock)
+    assert (await dispatcher.drain()).claimed == 0        # not before the 30 s Telegram asked
+    for _ in range(20):
+        clock.advance(seconds=31)
+        await dispatcher.drain()
+    assert texts_to(api, user) == expected                # all of it, in order, none twice
+    refused = [c for c in api.calls_to("sendMessage") if c.chat_id == user and c.status == 429]
+    assert len(refused) == 2
+
+
 async def test_a_user_who_blocked_the_bot_is_recorded_and_not_retried(
         api: FakeTelegram, channel: TelegramChannel, database: Database,
         clock: ManualClock) -> None:
@@ -429,6 +658,59 @@ async def test_a_user_who_blocked_the_bot_is_recorded_and_not_retried(
             ChannelIdentity.platform_user_id == "5900000009"))
         assert identity is not None and identity.unreachable_reason == "blocked"
         assert identity.unreachable_at == clock.now()
+
+
+async def test_each_refusal_is_logged_with_its_reason_once_a_minute_without_the_chat(
+        api: FakeTelegram, channel: TelegramChannel, fake_time: FakeTime,
+        caplog: pytest.LogCaptureFixture) -> None:
+    channel.sender.refusals.now = fake_time.now
+    api.block(5900000012)
+    api.fail("sendMessage", status=400, description="Bad Request: chat not found",
+             chat_id=5900000013, times=3)
+    with caplog.at_level(logging.INFO, logger="yuyue.telegram"):
+        for _ in range(3):
+            for user in (5900000012, 5900000013):
+                with pytest.raises(Unreachable):
+                    await channel.sender.deliver(str(user), [Reply("提醒")], kind="reminder")
+        fake_time.advance(61)
+        with pytest.raises(Unreachable):
+            await channel.sender.deliver("5900000012", [Reply("提醒")], kind="reminder")
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert lines == ["telegram refused a message: 403 blocked",
+                     "telegram refused a message: 400 Chat not found",
+                     "telegram refused a message: 403 blocked (2 more like it since the last "
+                     "report)"]
+    assert "5900000012" not in caplog.text and "5900000013" not in caplog.text
+
+
+@pytest.mark.parametrize("refusal", ["blocked", "too long", "given up"])
+async def test_a_staff_answer_that_cannot_reach_the_citizen_is_reported_to_staff(
+        api: FakeTelegram, channel: TelegramChannel, database: Database, clock: ManualClock,
+        refusal: str) -> None:
+    citizen = 5900000014
+    async with database.session() as session:
+        identity = await account(session, clock.now(), user=str(citizen))
+        await enqueue(session, kind="relay", now=clock.now(), identity_id=identity.id,
+                      dedup_key="relay:41:m1", payload={"handoff": 41, "text": "您的材料已收到"})
+    if refusal == "blocked":
+        api.block(citizen)
+    elif refusal == "too long":
+        api.fail("sendMessage", status=400, description="Bad Request: message is too long",
+                 chat_id=citizen)
+    else:
+        api.fail("sendMessage", status=502, description="Bad Gateway", chat_id=citizen,
+                 times=1000)
+    dispatcher = dispatcher_for(channel, clock)
+    for _ in range(8):
+        await dispatcher.drain()
+        clock.advance(hours=1)
+    assert api.chat_messages(citizen) == []
+    told = [m["text"] for m in api.chat_messages(STAFF_GROUP)]
+    assert len(told) == 1 and "#41" in told[0] and ("未能送达" in told[0])
+    async with database.read() as session:
+        kinds = (await session.scalars(select(Outbox.kind).where(
+            Outbox.target == "staff"))).all()
+    assert kinds == ["relay_failed"]
 
 
 async def test_blocking_and_unblocking_updates_are_recorded(
@@ -507,6 +789,30 @@ async def test_the_migration_message_moves_the_staff_group_and_its_commands(
     assert await channel.sender.staff_chat() == -1002012345678
     scope = {"type": "chat", "chat_id": -1002012345678}
     assert "checkin" in api.commands_for(scope, "zh")
+
+
+async def test_a_forged_migrate_from_naming_the_staff_group_moves_nothing(
+        api: FakeTelegram, channel: TelegramChannel, web: httpx.AsyncClient,
+        database: Database) -> None:
+    attacker_group = -1002077777777
+    forged = {"update_id": 700011, "message": {
+        "message_id": 3, "date": 1795395607, "migrate_from_chat_id": STAFF_GROUP,
+        "from": api.user(5400000099), "chat": api.chat_of(attacker_group, "my group")}}
+    answer = await web.post("/tg/hook", json=forged, headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 200
+    await channel.process_json(forged | {"update_id": 700012})
+    # Nor a migrate_to sent anywhere but a group.
+    await channel.process_json({"update_id": 700013, "message": {
+        "message_id": 4, "date": 1795395607, "migrate_to_chat_id": attacker_group,
+        "from": api.user(5400000099), "chat": api.chat_of(5400000099)}})
+    assert await channel.sender.staff_chat() == STAFF_GROUP
+    channel.sender._staff_chat = None          # as a new process would read it
+    assert await channel.sender.staff_chat() == STAFF_GROUP
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SharedValue)) == 0
+    await channel.sender.deliver("staff", [Reply("今日预约 12 人")], kind="staff_digest")
+    assert len(api.sent_to(STAFF_GROUP)) == 1 and api.sent_to(attacker_group) == []
+    assert api.commands_for({"type": "chat", "chat_id": attacker_group}, "zh") == []
 
 
 async def test_commands_are_registered_per_audience_in_both_languages(

@@ -259,3 +259,12 @@ async def test_calls_without_a_chat_pass_through_uncounted() -> None:
     for _ in range(3):
         await limiter.process_request(answer, (), {}, "sendMessage", {"chat_id": "42"}, None)
     assert limiter.delay(42) > 0                         # a chat id given as text is the same chat
+
+
+def test_a_command_entity_on_a_text_that_is_no_command_is_plain_text() -> None:
+    update = sample("private_text")
+    update["message"]["entities"] = [{"type": "bot_command", "offset": 0, "length": 7}]
+    for text in ("", "   ", "我想办身份证"):
+        update["message"]["text"] = text
+        parsed = parse_update(Update.de_json(update, None), bot_username=BOT_NAME, bot_id=BOT_ID)
+        assert isinstance(parsed, Incoming) and parsed.command is None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable
@@ -43,15 +44,17 @@ from bot.channels import TryLater, Unreachable
 from bot.telegram.commands import STAFF_COMMANDS, register_commands, set_commands
 from bot.telegram.config import RedactToken, build_bot, check_settings
 from bot.telegram.failures import TRANSIENT_ERRORS, NotProcessed, log_failure
-from bot.telegram.limiter import RateLimiter
+from bot.telegram.limiter import RateLimiter, at_most_waiting
 from bot.telegram.parse import CHANNEL, ChatMove, MemberChange, parse_update
 from bot.telegram.polling import Polling
 from bot.telegram.render import apology
-from bot.telegram.sender import TelegramSender
+from bot.telegram.sender import Deferred, TelegramSender, messages_of
+from bot.telegram.shape import clean_update
 from bot.telegram.webhook import TelegramWebhook
 from handlers.core import Incoming, Reply
 from handlers.i18n import normalize_locale
-from storage import conversations, reach
+from handlers.notices.answers import reply_payload
+from storage import conversations, outbox, reach
 from storage.clock import Clock
 from storage.db import Database
 from storage.models import ChannelIdentity
@@ -101,6 +104,7 @@ class TelegramChannel:
         self.bot = bot
         self.sender = sender
         self.poll_timeout = poll_timeout
+        self.repoll_seconds = 1.0
         self._slots = asyncio.Semaphore(concurrency)
         self._turns = _ChatTurns()
         self._redact = RedactToken(settings.telegram.token)
@@ -145,7 +149,8 @@ class TelegramChannel:
         """
         if not self._started:
             raise RuntimeError("TelegramChannel.start() first")
-        await Polling(self.bot, self.process, poll_timeout=self.poll_timeout).run(stop)
+        await Polling(self.bot, self.process, poll_timeout=self.poll_timeout,
+                      repoll_seconds=self.repoll_seconds).run(stop)
 
     def webhook_routes(self) -> list[Route]:
         """The route Telegram posts updates to (``bot.telegram.webhook``)."""
@@ -179,9 +184,15 @@ class TelegramChannel:
             await self.sender.answer(update.callback_query)
 
     async def process_json(self, data: dict[str, Any]) -> None:
-        """``process`` for an update as Telegram sends it (webhook body, getUpdates item)."""
-        update = Update.de_json(data, self.bot)
-        await self.process(update)
+        """``process`` for an update as Telegram sends it (webhook body, getUpdates item),
+        checked first (``bot.telegram.shape``).
+
+        Raises:
+            BadUpdate: not an update of the documented shape.
+        """
+        clean = clean_update(data)
+        if clean is not None:
+            await self.process(Update.de_json(clean, self.bot))
 
     async def _guard(self, update: Update, work: Awaitable[None]) -> None:
         try:
@@ -212,7 +223,8 @@ class TelegramChannel:
         try:
             if await self._already_processed(incoming):
                 # Telegram redelivered an update we acted on: the answer went out then.
-                log.info("telegram update %s already processed", update.update_id)
+                log.info("telegram update %s delivered again: already processed, not acted on "
+                         "twice", update.update_id)
                 replies: list[Reply] = []
             else:
                 replies = await self.assistant.handle(incoming)
@@ -237,7 +249,8 @@ class TelegramChannel:
         if not incoming.message_id:
             return False
         async with self.database.read() as session:
-            return await conversations.was_processed(session, CHANNEL, incoming.message_id)
+            return await conversations.was_processed(session, CHANNEL, incoming.message_id,
+                                                     self.clock.now())
 
     async def _locale_of(self, incoming: Incoming) -> str:
         """The user's chosen language if the database still answers, else their client's."""
@@ -252,28 +265,78 @@ class TelegramChannel:
         return normalize_locale(chosen, fallback) if chosen else fallback
 
     async def _render(self, update: Update, incoming: Incoming, replies: list[Reply]) -> None:
+        """Send the answer now as far as Telegram's limits allow without a long wait; what
+        cannot go now (a 429, a chat or group over its budget) goes to the outbox with the
+        rest of the answer after it, and the dispatcher sends it later, in order. While part
+        of an earlier answer to the chat waits there, a new answer waits behind it."""
         chat_id = int(incoming.chat_id)
+        target = outbox.chat_target(CHANNEL, incoming.chat_id)
+        key = incoming.message_id or f"u{update.update_id}"
         query = update.callback_query
         menu = query.message if query is not None else None
         edited = False
+        if replies and await self._waiting_behind(target):
+            await self._defer(update, target, key, _messages(replies), 0.0)
+            return
         try:
-            for reply in replies:
-                if reply.edit and menu is not None and not edited:
-                    edited = await self.sender.edit_reply(chat_id, menu.message_id, reply)
-                    if edited:
-                        continue
-                await self.sender.send_reply(chat_id, reply)
-            if menu is not None and not edited and any(r.choices for r in replies):
-                # The answer brought a new menu, which makes the pressed one stale: take its
-                # buttons away so the chat does not fill with dead keyboards.
-                await self.sender.retire_keyboard(chat_id, menu.message_id)
+            with at_most_waiting(self.sender.inline_wait):
+                for index, reply in enumerate(replies):
+                    try:
+                        if reply.edit and menu is not None and not edited:
+                            edited = await self.sender.edit_reply(chat_id, menu.message_id, reply)
+                            if edited:
+                                continue
+                        await self.sender.send_reply(chat_id, reply)
+                    except Deferred as deferred:
+                        await self._defer(update, target, key,
+                                          deferred.rest + _messages(replies[index + 1:]),
+                                          deferred.retry_after)
+                        return
+                    except TryLater as later:      # nothing of this reply went
+                        await self._defer(update, target, key, _messages(replies[index:]),
+                                          later.retry_after)
+                        return
+                if menu is not None and not edited and any(r.choices for r in replies):
+                    # The answer brought a new menu, which makes the pressed one stale: take
+                    # its buttons away so the chat does not fill with dead keyboards.
+                    with contextlib.suppress(TryLater):
+                        await self.sender.retire_keyboard(chat_id, menu.message_id)
         except Unreachable:
             pass  # recorded by the sender; nobody to tell
-        except (TryLater, TelegramError) as error:
+        except TelegramError as error:
             log.warning("telegram update %s: answer not fully sent (%s)", update.update_id,
                         type(error).__name__)
         except Exception as error:  # a reply we cannot render is a bug: log it, keep running
             log_failure(update.update_id, error)
+
+    async def _waiting_behind(self, target: str) -> bool:
+        try:
+            async with self.database.read() as session:
+                return await outbox.has_unsent_replies(session, target)
+        except TRANSIENT_ERRORS:
+            return False    # the database is what failed: send what can go now
+
+    async def _defer(self, update: Update, target: str, key: str, rest: list[Reply],
+                     retry_after: float | None) -> None:
+        """Queue the messages of an answer that could not go now, to go from ``retry_after``
+        seconds on."""
+        now = self.clock.now()
+        due = now + dt.timedelta(seconds=retry_after or 0.0)
+        try:
+            async with self.database.session() as session:
+                queued = await outbox.enqueue_replies(
+                    session, target=target, key=key, payloads=[reply_payload(r) for r in rest],
+                    now=now, due_at=due)
+        except TRANSIENT_ERRORS as error:
+            log.error("telegram update %s: %d messages of the answer could not be sent nor "
+                      "queued (%s)", update.update_id, len(rest), type(error).__name__)
+            return
+        log.info("telegram update %s: %d messages of the answer queued to go in %.0f s "
+                 "(Telegram's limits)", update.update_id, queued, retry_after or 0.0)
+
+
+def _messages(replies: list[Reply]) -> list[Reply]:
+    return [message for reply in replies for message in messages_of(reply)]
 
 
 def build_telegram(app: Any, assistant: Conversation, *,

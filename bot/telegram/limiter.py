@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,30 @@ from telegram.ext import BaseRateLimiter
 log = logging.getLogger("yuyue.telegram")
 
 JSONResult = bool | dict[str, Any] | list[dict[str, Any]]
+
+# Set (to the longest wait allowed) while a chat's answer is sent: a call that would wait
+# longer, or that Telegram asks to wait longer, raises Throttled instead of waiting.
+_max_wait: contextvars.ContextVar[float | None] = contextvars.ContextVar("max_wait", default=None)
+
+
+class Throttled(Exception):
+    """A call that would have to wait ``seconds`` (more than allowed): it was not made."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"would wait {seconds:.1f} s")
+        self.seconds = seconds
+
+
+@contextlib.contextmanager
+def at_most_waiting(seconds: float) -> Iterator[None]:
+    """Within this block (this task and what it awaits), a call to a chat waits at most
+    ``seconds`` for the limits or a 429; one that would wait longer raises ``Throttled``
+    (``RetryAfter`` is not retried past it either)."""
+    token = _max_wait.set(seconds)
+    try:
+        yield
+    finally:
+        _max_wait.reset(token)
 
 
 @dataclass(frozen=True)
@@ -76,8 +101,11 @@ class RateLimiter(BaseRateLimiter[int]):
         if chat_id is None:
             return await callback(*args, **kwargs)
         retries = self.max_retries if rate_limit_args is None else rate_limit_args
+        max_wait = _max_wait.get()
         attempt = 0
         while True:
+            if max_wait is not None and (wait := self.delay(chat_id)) > max_wait:
+                raise Throttled(wait)
             await self.acquire(chat_id)
             try:
                 return await callback(*args, **kwargs)
@@ -87,6 +115,8 @@ class RateLimiter(BaseRateLimiter[int]):
                 attempt += 1
                 if attempt > retries:
                     raise
+                if max_wait is not None and seconds > max_wait:
+                    raise Throttled(seconds) from None
                 log.info("Telegram asked to wait %.0f s before %s to chat %s", seconds,
                          endpoint, chat_id)
 

@@ -58,7 +58,8 @@ def _command(message: Message, bot_username: str) -> tuple[str, str] | None:
     """("start", "args") for a message that starts with a command addressed to this bot."""
     text = message.text or ""
     entities = message.entities or ()
-    if not any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities):
+    if not any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities) \
+            or not text.startswith("/"):
         return None
     head, *rest = text.split(maxsplit=1)
     name, _, addressed = head[1:].partition("@")
@@ -99,9 +100,16 @@ def parse_update(update: Update, *, bot_username: str, bot_id: int) -> Parsed:
     if message is None or message.from_user is None:
         return None  # edited messages, channel posts: not part of a conversation
     if message.migrate_to_chat_id:
-        return ChatMove(old=message.chat.id, new=message.migrate_to_chat_id)
+        # Sent by Telegram in the old group itself: only a group can move, only into a
+        # supergroup (negative ids both).
+        if message.chat.id < 0 and message.migrate_to_chat_id < 0 \
+                and message.chat.type != ChatType.PRIVATE:
+            return ChatMove(old=message.chat.id, new=message.migrate_to_chat_id)
+        return None
     if message.migrate_from_chat_id:
-        return ChatMove(old=message.migrate_from_chat_id, new=message.chat.id)
+        # The same move announced in the new supergroup: it names the old chat, which anyone
+        # could name in a chat of their own, so only the old group's announcement is followed.
+        return None
     user, chat = message.from_user, message.chat
     if user.is_bot:
         return None

@@ -1,7 +1,10 @@
 """Long polling (``telegram.mode = "polling"``): one process fetches updates with getUpdates.
 
-Each batch is processed (chats in parallel, each chat in order) before it is acknowledged, so
-a crash or a passing failure loses nothing: Telegram returns an unacknowledged batch again.
+Each chat has a queue of its own, worked through in order by a task of its own, so one chat
+never holds up another: a chat flooding the bot, or whose messages Telegram makes wait, delays
+only itself. Updates are acknowledged once processed: the offset given to getUpdates is the
+oldest update still in hand, so a crash loses nothing (Telegram returns what was not
+acknowledged; what was done is not redone, see storage.conversations).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from telegram import Bot, Update
@@ -26,47 +29,114 @@ class PollingConflict(RuntimeError):
 
 
 class Polling:
-    """Fetches updates and hands each to ``process`` until told to stop."""
+    """Fetches updates and hands each to ``process`` until told to stop.
+
+    ``repoll_seconds``: while updates are in hand, getUpdates answers at once with them (they
+    are not acknowledged yet), so the next call waits until one of them is done, or this long
+    at most, to pick up other chats' new updates.
+    """
 
     def __init__(self, bot: Bot, process: Callable[[Update], Awaitable[None]], *,
-                 poll_timeout: int = 25) -> None:
+                 poll_timeout: int = 25, repoll_seconds: float = 1.0) -> None:
         self.bot = bot
         self.process = process
         self.poll_timeout = poll_timeout
+        self.repoll_seconds = repoll_seconds
+        self._queues: dict[str, deque[Update]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._in_hand: set[int] = set()          # handed to a chat's queue, not yet processed
+        self._newest: int | None = None          # the newest update id handed out
+        self._progress = asyncio.Event()
+
+    def _offset(self) -> int | None:
+        """What getUpdates acknowledges: everything before the oldest update in hand."""
+        if self._in_hand:
+            return min(self._in_hand)
+        return None if self._newest is None else self._newest + 1
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and process updates until ``stop`` is set; ack each batch once processed.
+        """Fetch and process updates until ``stop`` is set; ack each once processed.
 
         Raises:
             PollingConflict: another process polls with this token.
         """
         # A webhook left over from webhook mode would make every getUpdates fail.
         await self.bot.delete_webhook(drop_pending_updates=False)
-        offset: int | None = None
         failures = 0
-        while not stop.is_set():
-            updates = await self._fetch(offset, stop)
-            if updates is None:
-                break
-            if isinstance(updates, Exception):
-                failures += 1
-                await _wait_or_stop(stop, min(60.0, 2.0 ** failures))
-                continue
-            failures = 0
-            if not updates:
-                continue
-            if await self._process_batch(updates):
-                # Not acked: getUpdates returns the batch again; what was done is not redone.
-                failures += 1
-                await _wait_or_stop(stop, min(60.0, 2.0 ** failures))
-                continue
-            offset = updates[-1].update_id + 1
+        try:
+            while not stop.is_set():
+                self._progress.clear()
+                updates = await self._fetch(self._offset(), stop)
+                if updates is None:
+                    break
+                if isinstance(updates, Exception):
+                    failures += 1
+                    await _wait_or_stop(stop, min(60.0, 2.0 ** failures))
+                    continue
+                failures = 0
+                fresh = [u for u in updates if self._newest is None or u.update_id > self._newest]
+                for update in fresh:
+                    self._hand_out(update, stop)
+                if self._in_hand and not fresh:
+                    # Only updates in hand came back: wait for one to be done (or a while),
+                    # rather than asking again at once.
+                    await _first_of(stop, self._progress, self.repoll_seconds)
+        finally:
+            # The update each chat has in flight is finished; the ones queued behind it are
+            # not acknowledged and come again at the next start.
+            if self._workers:
+                await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        offset = self._offset()
         if offset is not None:
             with contextlib.suppress(TelegramError):
                 # getUpdates with a newer offset is how Telegram learns what we have done.
                 await self.bot.get_updates(offset=offset, timeout=0, limit=1,
                                            allowed_updates=ALLOWED_UPDATES)
         log.info("telegram polling stopped")
+
+    def _hand_out(self, update: Update, stop: asyncio.Event) -> None:
+        """Queue an update for its chat, starting the chat's worker if it has none."""
+        chat = update.effective_chat
+        key = str(chat.id) if chat else f"u{update.update_id}"
+        self._newest = update.update_id
+        self._in_hand.add(update.update_id)
+        self._queues.setdefault(key, deque()).append(update)
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._work(key, stop))
+
+    async def _work(self, key: str, stop: asyncio.Event) -> None:
+        """Process one chat's queued updates in order, each until done (or stopping)."""
+        queue = self._queues[key]
+        try:
+            while queue and not stop.is_set():
+                update = queue[0]
+                if not await self._process_one(update, stop):
+                    return          # stopping with it undone: it comes again next start
+                queue.popleft()
+                self._in_hand.discard(update.update_id)
+                self._progress.set()
+        finally:
+            if not queue:
+                self._queues.pop(key, None)
+            self._workers.pop(key, None)
+
+    async def _process_one(self, update: Update, stop: asyncio.Event) -> bool:
+        """Process an update; a passing failure (database down) is tried again after a
+        back-off. False when stopping before it could be done."""
+        failures = 0
+        while True:
+            try:
+                await self.process(update)
+                return True
+            except NotProcessed:
+                failures += 1
+                await _wait_or_stop(stop, min(60.0, 2.0 ** failures))
+                if stop.is_set():
+                    return False
+            except Exception as error:
+                # A bug on one update must not stop the bot or block the queue behind it.
+                log_failure(update.update_id, error)
+                return True
 
     async def _fetch(self, offset: int | None,
                      stop: asyncio.Event) -> Sequence[Update] | Exception | None:
@@ -94,26 +164,12 @@ class Polling:
             log.warning("getUpdates failed (%s); trying again", type(error).__name__)
             return error
 
-    async def _process_batch(self, updates: Sequence[Update]) -> bool:
-        """Process a batch, chats in parallel, each chat in order; True if any must come again."""
-        by_chat: dict[str, list[Update]] = defaultdict(list)
-        for update in updates:
-            chat = update.effective_chat
-            by_chat[str(chat.id) if chat else f"u{update.update_id}"].append(update)
 
-        async def one_chat(chat_updates: list[Update]) -> bool:
-            for update in chat_updates:
-                try:
-                    await self.process(update)
-                except NotProcessed:
-                    return True
-                except Exception as error:
-                    # A bug on one update must not stop the bot or block the queue behind it.
-                    log_failure(update.update_id, error)
-            return False
-
-        results = await asyncio.gather(*(one_chat(u) for u in by_chat.values()))
-        return any(results)
+async def _first_of(stop: asyncio.Event, progress: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(progress.wait())]
+    await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
 
 
 async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -22,7 +22,8 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 from telegram.ext import ExtBot
 
 from bot.channels import TryLater, Unreachable
-from bot.telegram.limiter import RateLimiter, retry_seconds
+from bot.telegram.failures import QuietLog
+from bot.telegram.limiter import RateLimiter, Throttled, retry_seconds
 from bot.telegram.parse import CHANNEL
 from bot.telegram.render import CAPTION_LIMIT, TEXT_LIMIT, fit, keyboard, split_text, units
 from handlers.core import Reply
@@ -48,6 +49,34 @@ def _forbidden_reason(error: Forbidden) -> str:
 T = TypeVar("T")
 
 
+def _short(message: str) -> str:
+    """Telegram's description of a refusal, without its "Bad Request: " prefix, cut short."""
+    text = message.split(":", 1)[1].strip() if message.lower().startswith("bad request:") \
+        else message
+    return text[:100]
+
+
+class Deferred(TryLater):
+    """Part of a reply could not be sent now (Telegram's limits): ``rest`` is what was not sent,
+    each a single message (text within the limit, or one file)."""
+
+    def __init__(self, reason: str, retry_after: float | None, rest: list[Reply]) -> None:
+        super().__init__(reason, retry_after)
+        self.rest = rest
+
+
+def messages_of(reply: Reply) -> list[Reply]:
+    """A reply as the single messages it is sent as: its text in pieces within Telegram's
+    limit, then its file; the buttons go on the last one."""
+    pieces = [p for p in split_text(reply.text) if p.strip()]
+    parts = [Reply(piece) for piece in pieces]
+    if reply.attachment is not None:
+        parts.append(Reply("", attachment=reply.attachment))
+    if parts:
+        parts[-1] = dataclasses.replace(parts[-1], choices=reply.choices)
+    return parts
+
+
 @dataclass
 class _Batch:
     texts: list[str]
@@ -61,6 +90,9 @@ class TelegramSender:
     channel = CHANNEL
     batch_separator = "\n\n— — —\n\n"
     max_batch = 10
+    # An answer to a chat waits at most this long for the limits (a private chat's burst
+    # window); past it, or when Telegram asks for longer, the rest goes to the outbox.
+    inline_wait = 3.0
 
     def __init__(self, bot: ExtBot[int], database: Database, clock: Clock, *,
                  staff_chat_id: int = 0) -> None:
@@ -73,6 +105,9 @@ class TelegramSender:
         self.configured_staff_chat = staff_chat_id
         self._staff_chat: int | None = None
         self._batches: dict[int, _Batch] = {}
+        # Every refusal by Telegram is logged with its reason, at most once a minute per reason,
+        # never with the chat or what was sent.
+        self.refusals = QuietLog(log)
 
     async def staff_chat(self) -> int:
         """The staff group's current chat id (0 when none is configured)."""
@@ -106,23 +141,38 @@ class TelegramSender:
         if not target:
             raise Unreachable("no staff group configured (telegram.staff_chat_id)")
         group = target < 0
-        for reply in replies:
-            if group and not reply.choices and reply.attachment is None and reply.text.strip():
-                await self._send_batched(target, reply.text)
-            else:
-                await self.send_reply(target, reply)
+        try:
+            for reply in replies:
+                if group and not reply.choices and reply.attachment is None \
+                        and reply.text.strip():
+                    await self._send_batched(target, reply.text)
+                else:
+                    await self.send_reply(target, reply)
+        except BadRequest as error:
+            # Telegram refused this message for good (too long, a file it cannot take): trying
+            # again sends the same thing, so it is undeliverable (and a staff answer's author
+            # is told at once).
+            raise Unreachable(f"refused: {_short(error.message)}") from None
 
     async def send_reply(self, chat_id: int, reply: Reply) -> list[Message]:
-        """Send one reply as new message(s); its keyboard goes on the last one."""
-        markup = keyboard(reply)
-        pieces = [p for p in split_text(reply.text) if p.strip()]
+        """Send one reply as new message(s); its keyboard goes on the last one.
+
+        Raises:
+            Deferred: a TryLater after part of it went: ``rest`` holds the part that did not.
+        """
+        parts = messages_of(reply)
         sent: list[Message] = []
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1 and reply.attachment is None
-            sent.append(await self.call(chat_id, functools.partial(
-                self.bot.send_message, text=piece, reply_markup=markup if last else None)))
-        if reply.attachment is not None:
-            sent.append(await self._send_file(chat_id, reply, markup))
+        for index, part in enumerate(parts):
+            try:
+                if part.attachment is not None:
+                    sent.append(await self._send_file(chat_id, part, keyboard(part)))
+                else:
+                    sent.append(await self.call(chat_id, functools.partial(
+                        self.bot.send_message, text=part.text, reply_markup=keyboard(part))))
+            except Deferred:
+                raise
+            except TryLater as later:
+                raise Deferred(str(later), later.retry_after, parts[index:]) from None
         if not sent:
             log.warning("an empty reply to chat %s was not sent", chat_id)
         return sent
@@ -206,12 +256,16 @@ class TelegramSender:
             try:
                 return await make(chat_id)
             except RetryAfter as error:
+                self._refused("429", "too many requests, still after waiting as told")
                 raise TryLater("Telegram flood control", retry_seconds(error)) from None
+            except Throttled as throttled:
+                raise TryLater("throttled", throttled.seconds) from None
             except ChatMigrated as error:
                 await self.follow_migration(chat_id, error.new_chat_id)
                 chat_id = error.new_chat_id
             except Forbidden as error:
                 reason = _forbidden_reason(error)
+                self._refused("403", reason.replace("_", " "))
                 if chat_id > 0:
                     await self._mark_unreachable(chat_id, reason)
                 else:
@@ -219,19 +273,26 @@ class TelegramSender:
                               "again", chat_id, reason)
                 raise Unreachable(reason) from None
             except BadRequest as error:
+                if "not modified" not in error.message.lower():   # the same press twice
+                    self._refused("400", _short(error.message))
                 if "chat not found" in error.message.lower():
                     raise Unreachable("chat_not_found") from None
                 raise
             except NetworkError as error:
+                self._refused("network", type(error).__name__)
                 raise TryLater(f"network: {type(error).__name__}") from None
+
+    def _refused(self, status: str, reason: str) -> None:
+        self.refusals.log(logging.WARNING, f"{status}:{reason}",
+                          "telegram refused a message: %s %s", status, reason)
 
     async def _mark_unreachable(self, user_id: int, reason: str) -> None:
         async with self.database.session() as session:
             newly = await reach.mark_unreachable(session, CHANNEL, str(user_id), reason,
                                                  self.clock.now())
         if newly:
-            log.info("telegram user %s is unreachable (%s): no more messages to them",
-                     user_id, reason)
+            log.info("a telegram user is now unreachable (%s): no more messages to them",
+                     reason)
 
     async def _send_batched(self, chat_id: int, text: str) -> None:
         batch = self._batches.get(chat_id)

@@ -1,10 +1,14 @@
 """What a citizen is told when staff act: a relayed answer (with a way to write back), a closed
-hand-off (with a rating of the help), a complaint's answer and outcome, a home-visit decision."""
+hand-off (with a rating of the help), a complaint's answer and outcome, a home-visit decision;
+and the rest of a conversation's answer that a channel could not send at once ("reply")."""
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 from handlers.context import global_option
-from handlers.core import Reply
+from handlers.core import Attachment, Choice, Reply
 from handlers.i18n import format_when
 from handlers.notices.base import Note, Rendered, Renderer, rating_buttons
 from handlers.payloads import RateHelp, Rebook, Talk
@@ -50,7 +54,35 @@ async def _home_visit_decided(note: Note) -> Rendered:
                                                  Rebook(request.service_id)),),))])
 
 
+def reply_payload(reply: Reply) -> dict[str, Any]:
+    """A reply as kept in an outbox row ("reply"), its file included."""
+    payload: dict[str, Any] = {
+        "text": reply.text, "choices": [[[c.label, c.token] for c in row] for row in reply.choices]}
+    if reply.attachment is not None:
+        attachment = reply.attachment
+        payload["attachment"] = {"filename": attachment.filename, "mime": attachment.mime,
+                                 "caption": attachment.caption,
+                                 "content": base64.b64encode(attachment.content).decode()}
+    return payload
+
+
+def reply_from_payload(payload: dict[str, Any]) -> Reply:
+    file = payload.get("attachment")
+    return Reply(text=payload.get("text", ""),
+                 choices=tuple(tuple(Choice(label, token) for label, token in row)
+                               for row in payload.get("choices", [])),
+                 attachment=None if not file else Attachment(
+                     file["filename"], base64.b64decode(file["content"]), file["mime"],
+                     file.get("caption", "")))
+
+
+async def _reply(note: Note) -> Rendered:
+    # Made when the conversation answered, in the user's language then: sent as it was.
+    return Rendered([reply_from_payload(note.row.payload)])
+
+
 RENDERERS: dict[str, Renderer] = {
+    "reply": _reply,
     "relay": _relay,
     "handoff_closed": _handoff_closed,
     "complaint_answer": _complaint_answer,

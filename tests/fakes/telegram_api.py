@@ -66,6 +66,7 @@ class _Failure:
     times: int
     status: int
     body: dict[str, Any]
+    after: int = 0
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Gate:
     once: bool = False
     reached: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    chat_id: int | None = None
 
     def release(self) -> None:
         self.released.set()
@@ -134,8 +136,9 @@ class FakeTelegram(Calls):
 
     def fail(self, method: str, *, status: int = 429, description: str | None = None,
              retry_after: int | None = None, migrate_to: int | None = None,
-             chat_id: int | None = None, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` (to ``chat_id``, if given) in error."""
+             chat_id: int | None = None, times: int = 1, after: int = 0) -> None:
+        """Answer the next ``times`` calls of ``method`` (to ``chat_id``, if given) in error,
+        once ``after`` such calls have gone through."""
         parameters: dict[str, Any] = {}
         if retry_after is not None:
             parameters["retry_after"] = retry_after
@@ -150,12 +153,13 @@ class FakeTelegram(Calls):
                                 "description": description or default.get(status, "Error")}
         if parameters:
             body["parameters"] = parameters
-        self._failures.append(_Failure(method.lower(), chat_id, times, status, body))
+        self._failures.append(_Failure(method.lower(), chat_id, times, status, body, after))
 
-    def hold(self, method: str, *, once: bool = False) -> Gate:
-        """Make calls of ``method`` wait until the test releases them (an update in flight);
-        ``once``: only the next call waits, the ones after it are answered at once."""
-        gate = Gate(once=once)
+    def hold(self, method: str, *, once: bool = False, chat_id: int | None = None) -> Gate:
+        """Make calls of ``method`` (to ``chat_id``, if given) wait until the test releases
+        them (an update in flight); ``once``: only the next such call waits, the ones after it
+        are answered at once."""
+        gate = Gate(once=once, chat_id=chat_id)
         self._gates[method.lower()] = gate
         return gate
 
@@ -277,7 +281,7 @@ class FakeTelegram(Calls):
                 "description": "Bad Request: group chat was upgraded to a supergroup chat",
                 "parameters": {"migrate_to_chat_id": self.migrated[call.chat_id]}})
         gate = self._gates.get(method)
-        if gate is not None:
+        if gate is not None and gate.chat_id in (None, call.chat_id):
             if gate.once:
                 del self._gates[method]
             gate.reached.set()
@@ -310,6 +314,9 @@ class FakeTelegram(Calls):
     def _scripted_failure(self, method: str, chat_id: int | None) -> _Failure | None:
         for failure in self._failures:
             if failure.method == method and failure.chat_id in (None, chat_id):
+                if failure.after > 0:
+                    failure.after -= 1
+                    continue
                 failure.times -= 1
                 if failure.times <= 0:
                     self._failures.remove(failure)

@@ -1,4 +1,5 @@
-"""outbox claim token: a send is fenced by the claim it was made under
+"""outbox claim token: a send is fenced by the claim it was made under; an index by target and
+status, for a chat's queued replies (one waits while an earlier one to the chat is unsent)
 
 Revision ID: 0006
 Revises: 0005
@@ -19,8 +20,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("claim_token", sa.String(length=32), nullable=True))
+    op.create_index("ix_outbox_target_status", "outbox", ["target", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_target_status", table_name="outbox")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_column("claim_token")
