@@ -115,6 +115,11 @@ class Outcome:
     status: OutboxStatus
     error: str | None = None
     retry_after: float | None = None
+    # A row that must wait (an SMS in the quiet hours or over its number's limit) is due again
+    # then, and the wait is not counted as an attempt.
+    defer_until: dt.datetime | None = None
+    reference: str | None = None     # the provider's id of what was sent (SMS serial number)
+    units: int = 0                   # billed messages (a long SMS is several)
 
 
 def retry_delay(attempts: int, policy: DeliveryPolicy,
@@ -189,18 +194,41 @@ async def to_send(session: AsyncSession, row_id: int, owner: str,
 
 
 async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome: Outcome,
-                         now: dt.datetime, policy: DeliveryPolicy) -> None:
+                         now: dt.datetime, policy: DeliveryPolicy,
+                         sms: SmsHook | None = None) -> None:
     """Record what became of a row ``owner`` claimed.
 
     A failed attempt is tried again after ``retry_delay``; after ``max_attempts`` the row is
     given up ("failed") and staff are told once. A staff answer that cannot reach its citizen
-    is told to staff at once (its author must know).
+    is told to staff at once (its author must know). With ``sms`` (the SMS settings and the
+    centre's zone), storage.sms follows up: an undeliverable chat notice falls back to SMS.
     """
     row = await session.get(Outbox, row_id, with_for_update=True)
     if row is None or row.claimed_by != owner:
         return
     row.last_error = outcome.error
     row.claimed_until = None
+    await _apply_outcome(session, row, outcome, now, policy)
+    if sms is not None:
+        from storage import sms as sms_outbox  # storage.sms builds on this module
+
+        await sms_outbox.after_outcome(session, row, outcome, now, sms.settings, sms.tz)
+
+
+@dataclass(frozen=True)
+class SmsHook:
+    """What ``record_outcome`` needs to follow an outcome up for SMS."""
+
+    settings: Any
+    tz: Any
+
+
+async def _apply_outcome(session: AsyncSession, row: Outbox, outcome: Outcome, now: dt.datetime,
+                         policy: DeliveryPolicy) -> None:
+    if outcome.defer_until is not None:
+        row.status, row.due_at = OutboxStatus.PENDING, outcome.defer_until
+        row.attempts = max(row.attempts - 1, 0)
+        return
     if outcome.status != OutboxStatus.PENDING:
         row.status = outcome.status
         row.sent_at = now if outcome.status == OutboxStatus.SENT else None
