@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -258,9 +259,10 @@ async def schedule_reminders(session: AsyncSession, centre: Centre, now: dt.date
         due.append(("evening", at_local(evening_day, settings.reminder_evening, centre.tz)))
     for offset in settings.reminder_offsets:
         due.append((f"{int(offset.total_seconds() // 60)}m", appointment.starts_at - offset))
-    rows = [dict(kind=REMINDER, due_at=when, payload={"label": label},
-                 dedup_key=f"remind:{appointment.id}:{appointment.reschedules}:{label}")
-            for label, when in due if now < when < appointment.starts_at]
+    rows: list[dict[str, Any]] = [
+        dict(kind=REMINDER, due_at=when, payload={"label": label},
+             dedup_key=f"remind:{appointment.id}:{appointment.reschedules}:{label}")
+        for label, when in due if now < when < appointment.starts_at]
     if confirm:
         rows.insert(0, dict(kind="booking_confirmed", due_at=now, payload={},
                             dedup_key=f"confirm:{appointment.id}"))

@@ -18,8 +18,9 @@ from bot.sms import build_sms, sms_routes
 from bot.web import build_web_app
 from bot.wechat.sender import WechatSender
 from bot.wiring import App
-from storage import booking, closures
+from storage import accounts, booking, closures, linking
 from storage import sms as sms_store
+from storage.accounts import AccountRefusal, AccountRefused
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
@@ -29,7 +30,9 @@ from storage.models import (
     Channel,
     Outbox,
     OutboxStatus,
+    Relation,
     Service,
+    SmsCode,
     SmsMessage,
     SmsOptOut,
 )
@@ -183,7 +186,8 @@ async def test_without_sms_the_reason_is_recorded(app: App, wechat: WechatSender
     clock.set(local(2026, 11, 24, 18))
     assert (await dispatcher.drain()).undeliverable == 1
     chat = (await rows(app, "reminder"))[0]
-    assert chat.status == OutboxStatus.UNDELIVERABLE and chat.last_error and chat.last_error.endswith("; SMS not set up")
+    assert chat.status == OutboxStatus.UNDELIVERABLE
+    assert chat.last_error and chat.last_error.endswith("; SMS not set up")
 
 
 async def test_a_closure_goes_both_in_chat_and_by_sms(
@@ -197,7 +201,8 @@ async def test_a_closure_goes_both_in_chat_and_by_sms(
                                      service_id=appointment.service_id)
     report = await dispatcher.drain()
     assert report.sent == 2
-    assert any("设备检修" in str(c.body) for c in wechat_api.calls if c.path == "message/custom/send")
+    sent = [c.body for c in wechat_api.calls if c.path == "message/custom/send"]
+    assert any("设备检修" in str(body) for body in sent)
     [text] = sms_api.texts
     assert text.template_id == TEMPLATES["closure_cancelled"].template_id
     assert text.params[2] == "设备检修"
@@ -320,3 +325,77 @@ async def test_figures(app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher
                                               clock.now() + dt.timedelta(days=1), price_fen=5)
     assert figures == sms_store.SmsFigures(sent=1, failed=0, delivered=0, billed=1, cost_fen=5,
                                            opt_outs=1)
+
+
+# --- a verification code to the mobile on file --------------------------------------------------
+
+
+async def test_a_code_by_sms_proves_the_person_and_attaches_their_walk_in(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="yuyue")
+    appointment = await walk_in(app, dt.date(2026, 11, 25))
+    await dispatcher.drain()                                       # the walk-in's confirmation
+    clock.advance(dt.timedelta(minutes=5))
+    verifier = linking.SmsCode(app.centre)
+    async with app.database.session() as session:
+        identity = await identity_for(session, "wechat", OPENID, "zh-CN", clock.now())
+        account_id = identity.id
+        challenge = await verifier.challenge(session, clock.now(), account_id=account_id,
+                                             person_id=appointment.person_id)
+    assert challenge.code is None and challenge.expires_at == clock.now() + dt.timedelta(minutes=5)
+    assert (await dispatcher.drain()).sent == 1
+    code = sms_api.texts[-1].params[0]
+    assert len(code) == 6 and code.isdigit() and sms_api.texts[-1].params[1] == "5"
+    async with app.database.read() as session:
+        stored = (await session.scalars(select(SmsCode))).all()
+        [code_row] = await rows(app, "sms_code")
+    assert all(code not in s.code_hash for s in stored) and "code" not in code_row.payload
+    wrong = "000000" if code != "000000" else "111111"
+    async with app.database.session() as session:
+        with pytest.raises(AccountRefused) as refused:
+            await verifier.verify(session, clock.now(), account_id=account_id, answer=wrong)
+    assert refused.value.reason == AccountRefusal.WRONG_ANSWER
+    async with app.database.session() as session:
+        proof = await verifier.verify(session, clock.now(), account_id=account_id,
+                                      answer=f" {code[:3]} {code[3:]} ")
+        attached = await linking.claim_person(session, app.centre, clock.now(), proof,
+                                              relation=Relation.SELF, consent_version="2026-11")
+    assert [a.id for a in attached] == [appointment.id]
+    async with app.database.session() as session:                 # single use
+        with pytest.raises(AccountRefused):
+            await verifier.verify(session, clock.now(), account_id=account_id, answer=code)
+    async with app.database.read() as session:
+        seen = await accounts.appointment_for(session, account_id=account_id,
+                                              appointment_id=appointment.id)
+        reminders = await rows(app, "reminder")
+    assert seen is not None
+    # its reminders now go to the chat; the texts queued for the walk-in are dropped
+    assert {(r.target or "chat")[:4]: r.status for r in reminders} == {
+        "sms:": OutboxStatus.DROPPED, "chat": OutboxStatus.PENDING}
+    assert not any(code in r.getMessage() for r in caplog.records)
+
+
+async def test_codes_expire_and_are_rate_limited(app: App, sms_api: FakeTencentSms,
+                                                 dispatcher: Dispatcher, clock: ManualClock) -> None:
+    appointment = await walk_in(app, dt.date(2026, 11, 25))
+    verifier = linking.SmsCode(app.centre)
+    async with app.database.session() as session:
+        account_id = (await identity_for(session, "telegram", "42", "zh-CN", clock.now())).id
+        await verifier.challenge(session, clock.now(), account_id=account_id,
+                                 person_id=appointment.person_id)
+    await dispatcher.drain()
+    code = sms_api.texts[-1].params[0]
+    clock.advance(dt.timedelta(minutes=5))
+    async with app.database.session() as session:
+        with pytest.raises(AccountRefused):
+            await verifier.verify(session, clock.now(), account_id=account_id, answer=code)
+    for _ in range(4):
+        async with app.database.session() as session:
+            await verifier.challenge(session, clock.now(), account_id=account_id,
+                                     person_id=appointment.person_id)
+    async with app.database.session() as session:
+        with pytest.raises(AccountRefused) as refused:
+            await verifier.challenge(session, clock.now(), account_id=account_id,
+                                     person_id=appointment.person_id)
+    assert refused.value.reason == AccountRefusal.TOO_MANY_CODES
