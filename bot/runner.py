@@ -16,6 +16,7 @@ import uvicorn
 from bot.channels import Sender
 from bot.dispatch import Dispatcher
 from bot.scheduler import Jobs, build_scheduler
+from bot.sms import build_sms, sms_routes
 from bot.telegram import build_telegram
 from bot.web import build_web_app
 from bot.wechat import build_wechat
@@ -104,8 +105,11 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         robot = build_wecom_sender(app)
         closers.append(robot.close)
         staff_senders.append(robot)
+    sms = build_sms(settings.sms)
+    if sms is not None:
+        routes += sms_routes(app.database, app.centre, app.clock, settings.sms)
     dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
-                            clock=app.clock, senders=senders, staff_senders=staff_senders)
+                            clock=app.clock, senders=senders, staff_senders=staff_senders, sms=sms)
     job_set = Jobs(app, dispatcher, escalate=escalate_overdue)
     scheduler = started["scheduler"] = build_scheduler(app, job_set)
     server = None
@@ -119,7 +123,8 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         await asyncio.wait([listening, tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
         listening.cancel()
     scheduler.start()
-    log.info("running: channels %s, web server %s", ", ".join(senders) or "none",
+    log.info("running: channels %s, web server %s",
+             ", ".join([*senders, *(["sms"] if sms is not None else [])]) or "none",
              f"listening on {settings.web.host}:{settings.web.port}" if server else "off")
     try:
         stopped = asyncio.create_task(stop.wait())
