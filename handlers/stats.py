@@ -172,6 +172,11 @@ def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:
         ctx.t("stats.people", blocked=result.blocked_now, failed=n.failed,
               undeliverable=n.undeliverable),
     ]
+    texts = now.sms
+    if texts.sent or texts.failed or texts.opt_outs:
+        lines.append(ctx.t("stats.sms", sent=texts.sent, failed=texts.failed,
+                           delivered=texts.delivered, cost=f"{texts.cost_fen / 100:.2f}",
+                           opt_outs=texts.opt_outs))
     return "\n".join(lines)
 
 

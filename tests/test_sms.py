@@ -14,10 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from bot.dispatch import Dispatcher
+from bot.export import summary_rows
 from bot.sms import build_sms, sms_routes
 from bot.web import build_web_app
 from bot.wechat.sender import WechatSender
 from bot.wiring import App
+from handlers.i18n import Speaker
+from handlers.stats import render_figures
 from storage import accounts, booking, closures, linking
 from storage import sms as sms_store
 from storage.accounts import AccountRefusal, AccountRefused
@@ -37,9 +40,11 @@ from storage.models import (
     SmsOptOut,
 )
 from storage.settings import Settings, SmsSettings
+from storage.stats.figures import figures
+from storage.stats.periods import parse_period
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
-from tests.helpers import local, make_centre, person, slots_of, valid_id
+from tests.helpers import TZ, local, make_centre, person, slots_of, valid_id
 from tests.test_wechat_sender import sender_for, wechat_settings
 
 MOBILE = "13812345678"
@@ -399,3 +404,20 @@ async def test_codes_expire_and_are_rate_limited(app: App, sms_api: FakeTencentS
             await verifier.challenge(session, clock.now(), account_id=account_id,
                                      person_id=appointment.person_id)
     assert refused.value.reason == AccountRefusal.TOO_MANY_CODES
+
+
+async def test_stats_and_export_count_texts(app: App, sms_api: FakeTencentSms,
+                                            dispatcher: Dispatcher, clock: ManualClock) -> None:
+    await walk_in(app, dt.date(2026, 11, 25))
+    await dispatcher.drain()
+    async with app.database.session() as session:
+        await sms_store.opt_out(session, app.centre, clock.now(), "13900002222", source="staff")
+    async with app.database.read() as session:
+        result = await figures(session, app.centre, clock.now(),
+                               parse_period("today", clock.now(), TZ))
+    items = {key: (now, before) for key, now, before in result.items()}
+    assert items["sms.sent"] == (1, 0) and items["sms.cost_fen"] == (5, 0)
+    assert items["sms.opt_outs"] == (1, 0)
+    assert "短信 1 条（失败 0，送达 0），费用约 0.05 元，退订 1" in render_figures(Speaker("zh-CN"), result)
+    labels = {key: label for label, _, _, key in summary_rows(result)}
+    assert labels["sms.cost_fen"] == "短信费用估算（分）"
