@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from bot.channels import GiveUp, Sender, TryLater, Unreachable
 from bot.sms import SmsSender
-from handlers.notices import render
+from handlers.notices import RENDERERS, render
 from handlers.notices.base import Rendered
 from storage import outbox
 from storage import sms as sms_store
@@ -137,7 +137,9 @@ class Dispatcher:
             if isinstance(claimed, Outcome):
                 return claimed
             row, identity = claimed
-            rendered = Rendered() if row.kind == sms_store.CODE_KIND else \
+            # A text needs only its template's values: a kind no chat renderer knows (codes,
+            # case notices) takes them from its payload.
+            rendered = Rendered() if sms_store.is_sms(row) and row.kind not in RENDERERS else \
                 await render(session, self.centre, self.settings, row, identity, now)
             kind, target = row.kind, row.target
             if sms_store.is_sms(row):

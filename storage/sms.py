@@ -353,6 +353,14 @@ def payload_fields(row: Outbox) -> dict[str, str]:
     verification code the code and its minutes."""
     payload = row.payload or {}
     fields = {name: str(payload[name]) for name in ("reason", "number") if payload.get(name)}
+    if "case" in payload:   # a case notice's own values (docs/cases.md), in Chinese
+        service, place = payload.get("service") or {}, payload.get("place") or {}
+        name = (service.get("name") or {}) if isinstance(service, dict) else {}
+        fields.update(service=str(name.get("zh", "")) if isinstance(name, dict) else "",
+                      place=str(place.get("zh", "")) if isinstance(place, dict) else "",
+                      when=str(payload.get("expected_on") or payload.get("ready_on")
+                               or payload.get("due_on") or ""))
+        fields = {key: value for key, value in fields.items() if value}
     if row.kind == CODE_KIND:
         fields.update(code=str(payload.get("code", "")), minutes=str(payload.get("minutes", "")))
     return fields

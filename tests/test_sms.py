@@ -21,7 +21,7 @@ from bot.wechat.sender import WechatSender
 from bot.wiring import App
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
-from storage import accounts, booking, closures, linking
+from storage import accounts, booking, cases, closures, linking
 from storage import sms as sms_store
 from storage.accounts import AccountRefusal, AccountRefused
 from storage.centre import Centre
@@ -30,6 +30,7 @@ from storage.db import Database
 from storage.identity import identity_for
 from storage.models import (
     Appointment,
+    CaseKind,
     Channel,
     Outbox,
     OutboxStatus,
@@ -39,7 +40,7 @@ from storage.models import (
     SmsMessage,
     SmsOptOut,
 )
-from storage.settings import Settings, SmsSettings
+from storage.settings import Settings, SmsSettings, SmsTemplate
 from storage.stats.figures import figures
 from storage.stats.periods import parse_period
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
@@ -421,3 +422,31 @@ async def test_stats_and_export_count_texts(app: App, sms_api: FakeTencentSms,
     assert "短信 1 条（失败 0，送达 0），费用约 0.05 元，退订 1" in render_figures(Speaker("zh-CN"), result)
     labels = {key: label for label, _, _, key in summary_rows(result)}
     assert labels["sms.cost_fen"] == "短信费用估算（分）"
+
+
+async def test_a_staff_made_case_is_told_by_sms(app: App, sms_api: FakeTencentSms,
+                                                dispatcher: Dispatcher, clock: ManualClock) -> None:
+    templates = {**TEMPLATES,
+                 "case_accepted": SmsTemplate("2000010", ("number", "service", "when")),
+                 "case_ready": SmsTemplate("2000011", ("number", "place"))}
+    centre = dataclasses.replace(app.centre, sms=dataclasses.replace(app.centre.sms,
+                                                                     templates=templates))
+    dispatcher.sms = build_sms(centre.sms)
+    async with app.database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "id_card"))
+        citizen = await person(session, centre, clock.now(), mobile=MOBILE)
+        assert service is not None
+        case = await cases.open_case(session, centre, clock.now(), actor="telegram:staff",
+                                     kind=CaseKind.PROMISED, service_id=service.id,
+                                     person_id=citizen.id)
+        number = case.number
+    assert (await dispatcher.drain()).sent == 1
+    clock.advance(dt.timedelta(days=2))
+    async with app.database.session() as session:
+        await cases.start_processing(session, centre, clock.now(), number, actor="telegram:staff")
+        await cases.mark_ready(session, centre, clock.now(), number, actor="telegram:staff")
+    assert (await dispatcher.drain()).sent == 1
+    accepted, ready = sms_api.texts
+    assert accepted.template_id == "2000010" and accepted.params[0] == number
+    assert "居民身份证" in accepted.params[1] and accepted.params[2] == case.due_on.isoformat()
+    assert ready.template_id == "2000011" and ready.params == [number, "一楼 证件领取窗口 1号"]
