@@ -19,12 +19,14 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChannelIdentity, Outbox, OutboxStatus
+from storage.settings import SmsSettings
 
 log = logging.getLogger("yuyue.dispatch")
 
@@ -219,8 +221,8 @@ async def record_outcome(session: AsyncSession, row_id: int, owner: str, outcome
 class SmsHook:
     """What ``record_outcome`` needs to follow an outcome up for SMS."""
 
-    settings: Any
-    tz: Any
+    settings: SmsSettings
+    tz: ZoneInfo
 
 
 async def _apply_outcome(session: AsyncSession, row: Outbox, outcome: Outcome, now: dt.datetime,

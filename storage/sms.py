@@ -21,6 +21,7 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,7 +146,7 @@ async def _fall_back(session: AsyncSession, row: Outbox, now: dt.datetime,
 
 
 async def after_outcome(session: AsyncSession, row: Outbox, outcome: Outcome, now: dt.datetime,
-                        settings: SmsSettings, tz: Any) -> None:
+                        settings: SmsSettings, tz: ZoneInfo) -> None:
     """What follows a recorded outcome, for SMS: a chat notice that could not be delivered
     falls back to SMS (or says why not); an SMS row's send log is completed, its code cleared
     once it is over, and a provider problem staff must fix (no balance left) is told once a
@@ -343,9 +344,6 @@ async def sms_figures(session: AsyncSession, start: dt.datetime, end: dt.datetim
                       cost_fen=billed * price_fen, opt_outs=opt_outs)
 
 
-__all__ = ["CODE_KIND", "Receipt", "SmsFigures", "SmsSend", "after_outcome", "clear_to_send",
-           "is_opt_out_reply", "is_sms", "notice_by_sms", "opt_in", "opt_out", "queue_sms",
-           "record_receipts", "sms_figures"]
 
 
 def payload_fields(row: Outbox) -> dict[str, str]:
@@ -375,3 +373,9 @@ async def drop_sms_for_chat(session: AsyncSession, appointment_id: int) -> int:
         .values(status=OutboxStatus.DROPPED, last_error="attached to a chat account")
         .execution_options(synchronize_session=False))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+__all__ = ["CODE_KIND", "SMS_PREFIX", "Receipt", "SmsFigures", "SmsSend", "after_outcome",
+           "clear_to_send", "drop_sms_for_chat", "is_opt_out_reply", "is_sms", "mobile_hash",
+           "notice_by_sms", "opt_in", "opt_out", "payload_fields", "queue_sms", "record_receipts",
+           "sms_figures", "sms_target"]

@@ -21,7 +21,7 @@ from bot.wechat.sender import WechatSender
 from bot.wiring import App
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
-from storage import accounts, booking, cases, closures, linking
+from storage import accounts, booking, cases, closures, linking, reach
 from storage import sms as sms_store
 from storage.accounts import AccountRefusal, AccountRefused
 from storage.centre import Centre
@@ -450,3 +450,29 @@ async def test_a_staff_made_case_is_told_by_sms(app: App, sms_api: FakeTencentSm
     assert accepted.template_id == "2000010" and accepted.params[0] == number
     assert "居民身份证" in accepted.params[1] and accepted.params[2] == case.due_on.isoformat()
     assert ready.template_id == "2000011" and ready.params == [number, "一楼 证件领取窗口 1号"]
+
+
+async def test_a_blocked_chat_account_falls_back_to_sms(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    await wechat_books(app, dt.date(2026, 11, 25), last_wrote=clock.now())
+    async with app.database.session() as session:      # the citizen unfollowed / blocked the bot
+        await reach.mark_unreachable(session, "wechat", OPENID, "unsubscribed", clock.now())
+    clock.set(local(2026, 11, 24, 18))
+    assert (await dispatcher.drain()).undeliverable == 1
+    assert (await dispatcher.drain()).sent == 1
+    assert [t.template_id for t in sms_api.texts] == [TEMPLATES["reminder"].template_id]
+
+
+async def test_a_kind_the_policy_keeps_off_sms_says_so(
+        app: App, sms_api: FakeTencentSms, wechat: WechatSender, clock: ManualClock) -> None:
+    never = dataclasses.replace(app.settings.sms, policy={**app.settings.sms.policy,
+                                                          "reminder": "never"})
+    dispatcher = Dispatcher(database=app.database, centre=app.centre,
+                            settings=dataclasses.replace(app.settings, sms=never), clock=clock,
+                            senders={"wechat": wechat}, sms=build_sms(never))
+    await wechat_books(app, dt.date(2026, 11, 25), last_wrote=clock.now() - dt.timedelta(days=1))
+    clock.set(local(2026, 11, 24, 18))
+    assert (await dispatcher.drain()).undeliverable == 1
+    assert (await dispatcher.drain()).claimed == 0 and sms_api.texts == []
+    chat = (await rows(app, "reminder"))[0]
+    assert chat.last_error and chat.last_error.endswith("; not by SMS for this kind")
