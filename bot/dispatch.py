@@ -25,7 +25,7 @@ from storage import sms as sms_store
 from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database
-from storage.models import ChannelIdentity, Outbox, OutboxStatus
+from storage.models import ChannelIdentity, OutboxStatus
 from storage.outbox import STAFF_TARGET, DeliveryPolicy, Outcome, SmsHook
 from storage.settings import Settings
 
@@ -132,6 +132,7 @@ class Dispatcher:
 
     async def _send(self, row_id: int) -> Outcome:
         now = self.clock.now()
+        mobile: str | None = None
         async with self.database.read() as session:
             claimed = await outbox.to_send(session, row_id, self.owner, now)
             if isinstance(claimed, Outcome):
@@ -144,10 +145,11 @@ class Dispatcher:
             kind, target = row.kind, row.target
             if sms_store.is_sms(row):
                 rendered.fields = {**rendered.fields, **sms_store.payload_fields(row)}
+                mobile = await sms_store.number_for(session, row)   # for this send only
         if rendered.drop:
             return Outcome(OutboxStatus.DROPPED, rendered.drop)
         if target and target.startswith(sms_store.SMS_PREFIX):
-            return await self._send_sms(row_id, kind, rendered)
+            return await self._send_sms(row_id, kind, rendered, mobile)
         try:
             if identity is not None:
                 await self._to_citizen(identity, kind, rendered)
@@ -166,16 +168,15 @@ class Dispatcher:
             return Outcome(OutboxStatus.PENDING, type(error).__name__)
         return Outcome(OutboxStatus.SENT)
 
-    async def _send_sms(self, row_id: int, kind: str, rendered: Rendered) -> Outcome:
-        """A text: storage clears it (opt-out, quiet hours, the number's limits) and gives the
-        number for this send only; the provider's answer is recorded with the outcome."""
+    async def _send_sms(self, row_id: int, kind: str, rendered: Rendered,
+                        mobile: str | None) -> Outcome:
+        """A text: storage clears it (opt-out, quiet hours, the number's limits); the number
+        is held for this send only; the provider's answer is recorded with the outcome."""
         if self.sms is None:
             return Outcome(OutboxStatus.UNDELIVERABLE, "SMS not set up")
         async with self.database.session() as session:
-            row = await session.get(Outbox, row_id)
-            if row is None:
-                return Outcome(OutboxStatus.DROPPED, "gone")
-            cleared = await sms_store.clear_to_send(session, self.centre, row, self.clock.now())
+            cleared = await sms_store.clear_to_send(session, self.centre, row_id, mobile,
+                                                    self.clock.now())
         if isinstance(cleared, Outcome):
             return cleared
         try:

@@ -187,54 +187,67 @@ class SmsSend:
     message_id: int
 
 
-async def _mobile(session: AsyncSession, row: Outbox) -> str | None:
+async def number_for(session: AsyncSession, row: Outbox) -> str | None:
+    """The mobile an SMS row goes to, read when it is sent: the one the chat account gave for
+    the person if it gave one (never for a code: that goes to the record's), else the one on
+    record; None when there is none (erased, or never given)."""
     person_id = int(str(row.target)[len(SMS_PREFIX):])
     person = await session.get(Person, person_id)
     if person is None or person.erased_at is not None:
         return None
-    account_id = ((row.payload or {}).get("sms") or {}).get("account")
-    if account_id is not None and (row.payload or {}).get("sms", {}).get("via") != "code":
+    meta = (row.payload or {}).get("sms") or {}
+    if meta.get("account") is not None and meta.get("via") != "code":
         given = await session.scalar(select(AccountPerson.mobile).where(
-            AccountPerson.identity_id == int(account_id), AccountPerson.person_id == person_id))
+            AccountPerson.identity_id == int(meta["account"]), AccountPerson.person_id == person_id))
         if given:
             return str(given)
     return person.mobile or None
 
 
-async def clear_to_send(session: AsyncSession, centre: Centre, row: Outbox,
+async def clear_to_send(session: AsyncSession, centre: Centre, row_id: int, mobile: str | None,
                         now: dt.datetime) -> SmsSend | Outcome:
     """Check a claimed SMS row against the opt-outs, the quiet hours and the number's limits,
-    and reserve its place in the send log.
+    and reserve its place in the send log. Call it first thing in a fresh transaction: texts to
+    one number are checked one at a time (an advisory lock on PostgreSQL; on SQLite the
+    reservation, written first, takes the writer lock), so two processes, or two people
+    sharing a number, cannot both pass a limit.
 
     Returns:
         ``SmsSend`` to send now; otherwise the outcome to record: undeliverable (opted out,
         no mobile), or pending until a later time (not counted as an attempt).
     """
-    mobile = await _mobile(session, row)
     if not mobile:
         return Outcome(OutboxStatus.UNDELIVERABLE, "no mobile on file for SMS")
     key = mobile_hash(centre.hasher, mobile)
-    # One number's checks at a time (PostgreSQL): another process sending to it waits here.
-    await session.execute(select(Person.id).where(Person.id == int(str(row.target)[len(SMS_PREFIX):]))
-                          .with_for_update())
+    if session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL: one transaction per number at a time, held until commit.
+        await session.execute(select(func.pg_advisory_xact_lock(int(key[:15], 16))))
+    message = SmsMessage(outbox_id=row_id, kind="", mobile_hash=key, status=SENDING, fee=0,
+                         created_at=now)
+    session.add(message)
+    await session.flush()
+    row = await session.get(Outbox, row_id)
+    if row is None:
+        await session.delete(message)
+        return Outcome(OutboxStatus.DROPPED, "gone")
+    message.kind = row.kind
     opted_out = await session.get(SmsOptOut, key) is not None
     sent = list((await session.scalars(select(SmsMessage.created_at).where(
-        SmsMessage.mobile_hash == key, SmsMessage.created_at > now - dt.timedelta(days=1),
-        SmsMessage.status != FAILED))).all())
+        SmsMessage.mobile_hash == key, SmsMessage.id != message.id,
+        SmsMessage.created_at > now - dt.timedelta(days=1), SmsMessage.status != FAILED))).all())
     start = None
     if row.appointment_id is not None:
         start = await session.scalar(select(Appointment.starts_at)
                                      .where(Appointment.id == row.appointment_id))
     gate = sms_gate(now, centre.tz, centre.sms, kind=row.kind, opted_out=opted_out, sent=sent,
                     appointment_start=start)
+    if not gate.send_now:
+        await session.delete(message)
     if gate.refused:
         return Outcome(OutboxStatus.UNDELIVERABLE, gate.refused)
     if gate.defer_until is not None:
         return Outcome(OutboxStatus.PENDING, "sms waits (quiet hours or number limit)",
                        defer_until=gate.defer_until)
-    message = SmsMessage(outbox_id=row.id, kind=row.kind, mobile_hash=key, status=SENDING, fee=0,
-                         created_at=now)
-    session.add(message)
     await session.flush()
     return SmsSend(mobile, message.id)
 
@@ -375,7 +388,25 @@ async def drop_sms_for_chat(session: AsyncSession, appointment_id: int) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-__all__ = ["CODE_KIND", "SMS_PREFIX", "Receipt", "SmsFigures", "SmsSend", "after_outcome",
-           "clear_to_send", "drop_sms_for_chat", "is_opt_out_reply", "is_sms", "mobile_hash",
-           "notice_by_sms", "opt_in", "opt_out", "payload_fields", "queue_sms", "record_receipts",
-           "sms_figures", "sms_target"]
+__all__ = [
+    "CODE_KIND",
+    "SMS_PREFIX",
+    "Receipt",
+    "SmsFigures",
+    "SmsSend",
+    "after_outcome",
+    "clear_to_send",
+    "drop_sms_for_chat",
+    "is_opt_out_reply",
+    "is_sms",
+    "mobile_hash",
+    "notice_by_sms",
+    "number_for",
+    "opt_in",
+    "opt_out",
+    "payload_fields",
+    "queue_sms",
+    "record_receipts",
+    "sms_figures",
+    "sms_target",
+]

@@ -115,7 +115,12 @@ class FakeTencentSms(Calls):
         return hmac.compare_digest(expected, match["signature"])
 
     async def _api(self, request: Request) -> JSONResponse:
-        self.called()
+        try:
+            return await self._answer(request)
+        finally:
+            self.called()       # after the text is recorded: a waiting test sees it
+
+    async def _answer(self, request: Request) -> JSONResponse:
         body = await request.body()
         authorization = request.headers.get("authorization", "")
         self.authorizations.append(authorization)
