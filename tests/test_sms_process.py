@@ -108,8 +108,10 @@ async def test_yuyue_run_texts_a_walk_in_and_takes_the_receipt(database_url: str
                 # The receipt comes after the process recorded the send (as with the operator,
                 # seconds later): a guard of 60 s, not a pause; each look is a database read.
                 async with asyncio.timeout(60):
-                    while await confirmation_status(database_url) != OutboxStatus.SENT:
-                        await asyncio.sleep(0.05)  # noqa: ASYNC110 - another process writes it
+                    status = OutboxStatus.PENDING
+                    while status != OutboxStatus.SENT:
+                        await asyncio.sleep(0.05)
+                        status = await confirmation_status(database_url)
                 assert text.mobile == "+86" + MOBILE and text.params[2] == code
                 receipt = [{"user_receive_time": "2026-12-03 09:00:10", "nationcode": "86",
                             "mobile": MOBILE, "report_status": "FAIL", "errmsg": "MK:0005",
