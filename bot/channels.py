@@ -41,3 +41,8 @@ class Sender(Protocol):
             TryLater: try again later.
         """
         ...
+
+
+class GiveUp(Exception):
+    """A failure no retry will fix and staff must act on (the SMS account has no balance left,
+    the signature or template was withdrawn): park the notification and tell staff."""

@@ -47,7 +47,7 @@ from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Service
 from storage.seed import SeedError, seed_history
-from storage.settings import Settings, SettingsError, WechatSettings, load_settings
+from storage.settings import Settings, SettingsError, SmsSettings, WechatSettings, load_settings
 from storage.stats.exports import appointment_rows
 from storage.stats.figures import figures
 from storage.stats.periods import StatsError, parse_period, resolve_scope
@@ -192,6 +192,7 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
     if settings.wecom.app_enabled:
         _doctor_wecom(settings, report)
     channels = citizen_channels(settings)
+    _doctor_sms(settings.sms, report, note)
     note("chat channels configured: " + (", ".join(channels) if channels else
                                           "none (yuyue run starts the terminal chat)"))
     if channels:
@@ -260,6 +261,65 @@ def _doctor_wechat_reminders(wechat: WechatSettings, report: Callable[[bool, str
     else:
         note("WeChat reminders outside the 48-hour window will be undeliverable: set "
              "wechat.reminder_template_id or wechat.subscribe_template_id (docs/wechat.md)")
+
+
+def _doctor_sms(sms: SmsSettings, report: Callable[[bool, str, str], None],
+                note: Callable[[str], None]) -> None:
+    """Texts: the provider's account, the signature, a template for every kind that may go by
+    SMS (docs/sms.md)."""
+    if not sms.enabled:
+        note("SMS is off (sms.provider = \"none\"): walk-in and phone bookings get no "
+             "confirmation or reminder, and chat notices that cannot be delivered stay so")
+        return
+    report(bool(sms.secret_id and sms.secret_key), f"SMS provider {sms.provider}: API key set",
+           "set YUYUE_SMS__SECRET_ID and YUYUE_SMS__SECRET_KEY in the environment")
+    report(bool(sms.sdk_app_id and sms.sign_name),
+           f"SMS application {sms.sdk_app_id or '?'} with signature 【{sms.sign_name or '?'}】",
+           "set sms.sdk_app_id and sms.sign_name (the approved 签名, without 【】)")
+    wanted = sorted(kind for kind, policy in sms.policy.items() if policy != "never")
+    missing = [kind for kind in wanted if kind not in sms.templates]
+    report(not missing, f"SMS templates for {len(wanted) - len(missing)} of {len(wanted)} notice "
+           "kinds that may go by SMS" + (f" (missing: {', '.join(missing)})" if missing else ""),
+           "add [sms.templates] entries with the approved template ids, or set those kinds "
+           "to \"never\" in [sms.policy]")
+    if "sms_code" not in sms.templates:
+        note("no sms.templates.sms_code: verification codes by SMS cannot be sent")
+    if sms.protocol == "http" and not sms.endpoint:
+        report(False, "SMS over plain http to the public endpoint",
+               "use sms.protocol = \"https\" (http is for a local test endpoint)")
+    if not sms.callback_token:
+        note(f"sms.callback_token is not set: anyone who finds {sms.callback_path} can post "
+             "receipts and opt-outs to it")
+
+
+async def cmd_sms_opt_out(app: App, args: argparse.Namespace) -> int:
+    """Record that a number wants no more texts (the citizen asked at the window or by phone)."""
+    return await _sms_list(app, args.mobile, out=True)
+
+
+async def cmd_sms_opt_in(app: App, args: argparse.Namespace) -> int:
+    """Take a number off the opt-out list (the citizen asked for texts again)."""
+    return await _sms_list(app, args.mobile, out=False)
+
+
+async def _sms_list(app: App, mobile: str, *, out: bool) -> int:
+    from storage import sms as sms_store
+    from storage.identity import InvalidValue, mask_mobile, validate_mobile
+
+    await _require_schema(app)
+    try:
+        number = validate_mobile(mobile)
+    except InvalidValue:
+        raise CommandError("not a mainland mobile number (11 digits starting 13-19)") from None
+    async with app.database.session() as session:
+        if out:
+            changed = await sms_store.opt_out(session, app.centre, app.clock.now(), number,
+                                              source="staff")
+        else:
+            changed = await sms_store.opt_in(session, app.centre, number)
+    state = "opted out of texts" if out else "receives texts"
+    _print(f"{mask_mobile(number)} {state}" + ("" if changed else " (already so)"))
+    return EXIT_OK
 
 
 async def cmd_chat(app: App, args: argparse.Namespace) -> int:
@@ -535,6 +595,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("users", nargs="+", metavar="USER",
                         help="WeCom user ids (at least two; the first owns the chat)")
     create.set_defaults(handler=cmd_wecom_group)
+    sms = commands.add_parser("sms", help="text messages (短信)").add_subparsers(
+        dest="sms_command", metavar="ACTION", required=True)
+    for name, handler in (("opt-out", cmd_sms_opt_out), ("opt-in", cmd_sms_opt_in)):
+        command = sms.add_parser(name, help=handler.__doc__)
+        command.add_argument("mobile")
+        command.set_defaults(handler=handler)
 
     benches = commands.add_parser("bench", help=cmd_bench.__doc__).add_subparsers(
         dest="bench_command", metavar="BENCHMARK", required=True)

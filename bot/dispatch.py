@@ -18,15 +18,17 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bot.channels import Sender, TryLater, Unreachable
-from handlers.notices import render
+from bot.channels import GiveUp, Sender, TryLater, Unreachable
+from bot.sms import SmsSender
+from handlers.notices import RENDERERS, render
 from handlers.notices.base import Rendered
 from storage import outbox
+from storage import sms as sms_store
 from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database, is_outage
 from storage.models import ChannelIdentity, OutboxStatus
-from storage.outbox import STAFF_TARGET, DeliveryPolicy, Outcome
+from storage.outbox import STAFF_TARGET, DeliveryPolicy, Outcome, SmsHook
 from storage.settings import Settings
 
 log = logging.getLogger("yuyue.dispatch")
@@ -50,7 +52,8 @@ class Dispatcher:
 
     def __init__(self, *, database: Database, centre: Centre, settings: Settings, clock: Clock,
                  senders: Mapping[str, Sender], staff_senders: Sequence[Sender] = (),
-                 owner: str | None = None, concurrency: int = 16) -> None:
+                 owner: str | None = None, concurrency: int = 16,
+                 sms: SmsSender | None = None) -> None:
         self.database = database
         self.centre = centre
         self.settings = settings
@@ -59,6 +62,8 @@ class Dispatcher:
         self.staff_senders = list(staff_senders)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self.concurrency = concurrency
+        self.sms = sms      # texts to the mobile on file (storage.sms says which and when)
+        self.sms_hook = SmsHook(settings.sms, centre.tz)
         notifications = settings.notifications
         self.policy = DeliveryPolicy(
             batch_size=notifications.batch_size,
@@ -155,17 +160,26 @@ class Dispatcher:
     async def _send(self, row_id: int, token: str) -> Outcome | None:
         """Send one row; None when the claim no longer holds it (not sent, nothing to record)."""
         now = self.clock.now()
+        mobile: str | None = None
         async with self.database.read() as session:
             claimed = await outbox.to_send(session, row_id, token, now)
             if claimed is None or isinstance(claimed, Outcome):
                 return claimed
             row, identity = claimed
-            rendered = await render(session, self.centre, self.settings, row, identity, now)
+            # A text needs only its template's values: a kind no chat renderer knows (codes,
+            # case notices) takes them from its payload.
+            rendered = Rendered() if sms_store.is_sms(row) and row.kind not in RENDERERS else \
+                await render(session, self.centre, self.settings, row, identity, now)
             kind, target = row.kind, row.target
+            if sms_store.is_sms(row):
+                rendered.fields = {**rendered.fields, **sms_store.payload_fields(row)}
+                mobile = await sms_store.number_for(session, row)   # for this send only
         if rendered.drop:
             return Outcome(OutboxStatus.DROPPED, rendered.drop)
         if not await self._still_held(row_id, token):
             return None
+        if target and target.startswith(sms_store.SMS_PREFIX):
+            return await self._send_sms(row_id, kind, rendered, mobile)
         try:
             if identity is not None:
                 await self._to_citizen(identity, kind, rendered)
@@ -177,10 +191,36 @@ class Dispatcher:
             return Outcome(OutboxStatus.UNDELIVERABLE, str(gone)[:300] or "unreachable")
         except TryLater as later:
             return Outcome(OutboxStatus.PENDING, str(later)[:300], later.retry_after)
+        except GiveUp as parked:
+            return Outcome(OutboxStatus.FAILED, str(parked)[:300] or "given up")
         except Exception as error:  # a channel bug must not stop the other notifications
             log.warning("outbox %s (%s): %s", row_id, kind, type(error).__name__)
             return Outcome(OutboxStatus.PENDING, type(error).__name__)
         return Outcome(OutboxStatus.SENT)
+
+    async def _send_sms(self, row_id: int, kind: str, rendered: Rendered,
+                        mobile: str | None) -> Outcome:
+        """A text: storage clears it (opt-out, quiet hours, the number's limits); the number
+        is held for this send only; the provider's answer is recorded with the outcome."""
+        if self.sms is None:
+            return Outcome(OutboxStatus.UNDELIVERABLE, "SMS not set up")
+        async with self.database.session() as session:
+            cleared = await sms_store.clear_to_send(session, self.centre, row_id, mobile,
+                                                    self.clock.now())
+        if isinstance(cleared, Outcome):
+            return cleared
+        try:
+            sent = await self.sms.send(cleared.mobile, kind, rendered.fields)
+        except Unreachable as gone:
+            return Outcome(OutboxStatus.UNDELIVERABLE, str(gone)[:300] or "unreachable")
+        except TryLater as later:
+            return Outcome(OutboxStatus.PENDING, str(later)[:300], later.retry_after)
+        except GiveUp as parked:
+            return Outcome(OutboxStatus.FAILED, str(parked)[:300] or "given up")
+        except Exception as error:  # a provider bug must not stop the other notifications
+            log.warning("outbox %s (sms %s): %s", row_id, kind, type(error).__name__)
+            return Outcome(OutboxStatus.PENDING, type(error).__name__)
+        return Outcome(OutboxStatus.SENT, reference=sent.serial_no, units=sent.fee)
 
     async def _to_citizen(self, identity: ChannelIdentity, kind: str, rendered: Rendered) -> None:
         if identity.unreachable_at is not None:
@@ -219,7 +259,7 @@ class Dispatcher:
             # first takes the claim's row locks in id order before this row's: no deadlock.)
             await outbox.renew_claims(session, token, now, now + self.policy.lease)
             return await outbox.record_outcome(session, row_id, token, outcome, now,
-                                               self.policy)
+                                               self.policy, sms=self.sms_hook)
 
 
 async def _deliver(sender: Sender, chat_id: str, rendered: Rendered, kind: str) -> None:

@@ -16,6 +16,7 @@ import uvicorn
 from bot.channels import Sender
 from bot.dispatch import Dispatcher
 from bot.scheduler import Jobs, build_scheduler
+from bot.sms import build_sms, sms_routes
 from bot.telegram import build_telegram
 from bot.web import build_web_app
 from bot.wechat import build_wechat
@@ -118,8 +119,11 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
         robot = build_wecom_sender(app)
         closers.append(robot.close)
         staff_senders.append(robot)
+    sms = build_sms(settings.sms)
+    if sms is not None:
+        routes += sms_routes(app.database, app.centre, app.clock, settings.sms)
     dispatcher = Dispatcher(database=app.database, centre=app.centre, settings=settings,
-                            clock=app.clock, senders=senders, staff_senders=staff_senders)
+                            clock=app.clock, senders=senders, staff_senders=staff_senders, sms=sms)
     job_set = Jobs(app, dispatcher, escalate=escalate_overdue)
     scheduler = started["scheduler"] = build_scheduler(app, job_set)
     server = None
@@ -135,7 +139,8 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
     scheduler.start()
     # A read-only database is logged (once) by the probe itself; the start line says so too.
     read_only = await app.database.write_problem()
-    log.info("running: channels %s, web server %s%s", ", ".join(senders) or "none",
+    log.info("running: channels %s, web server %s%s",
+             ", ".join([*senders, *(["sms"] if sms is not None else [])]) or "none",
              f"listening on {settings.web.host}:{settings.web.port}" if server else "off",
              f"; DATABASE READ-ONLY ({read_only}): nothing is stored until it is writable"
              if read_only else "")

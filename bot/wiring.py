@@ -55,7 +55,7 @@ def build_centre(settings: Settings, calendar: WorkCalendar) -> Centre:
                   hasher=IdHasher.from_settings(settings.privacy.id_hash_key,
                                                 settings.path(settings.general.data_dir)),
                   notifications=settings.notifications, accounts=settings.accounts,
-                  cases=settings.cases)
+                  cases=settings.cases, sms=settings.sms)
 
 
 async def build_app(settings: Settings, clock: Clock | None = None) -> App:

@@ -196,6 +196,11 @@ def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:
     else:
         lines += [ctx.t("stats.notifications", failed=n.failed, undeliverable=n.undeliverable),
                   ctx.t("stats.not_per_service")]
+    texts = now.sms
+    if texts.sent or texts.failed or texts.opt_outs:
+        lines.append(ctx.t("stats.sms", sent=texts.sent, failed=texts.failed,
+                           delivered=texts.delivered, cost=f"{texts.cost_fen / 100:.2f}",
+                           opt_outs=texts.opt_outs))
     return "\n".join(lines)
 
 

@@ -67,6 +67,8 @@ class AccountRefusal(enum.StrEnum):
     OWN_CODE = "own_code"
     NOT_LINKED = "not_linked"
     NOT_ATTACHABLE = "not_attachable"
+    SMS_UNAVAILABLE = "sms_unavailable"      # no SMS set up, or no mobile on file for the person
+    TOO_MANY_CODES = "too_many_codes"        # until: codes asked for too often
 
 
 class AccountRefused(Exception):

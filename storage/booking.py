@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,7 @@ from storage.seats import (
     take_online_seat,
 )
 from storage.slots import active_closures, is_closed
+from storage.sms import notice_by_sms
 from storage.waitlist import expire_holds, offer_freed_seat
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
@@ -293,9 +295,8 @@ async def schedule_reminders(session: AsyncSession, centre: Centre, now: dt.date
                              appointment: Appointment, *, confirm: bool = False) -> int:
     """Queue the notifications of a new or moved appointment that are still ahead: the
     confirmation (when asked), the evening-before reminder and the reminders at the offsets.
-    A booking made after a reminder's time skips that reminder."""
-    if appointment.identity_id is None:
-        return 0
+    A booking made after a reminder's time skips that reminder. Without a chat account (a
+    walk-in or phone booking) they go by SMS where the policy allows (storage.sms)."""
     settings = centre.notifications
     due: list[tuple[str, dt.datetime]] = []
     if settings.reminder_evening is not None:
@@ -303,12 +304,21 @@ async def schedule_reminders(session: AsyncSession, centre: Centre, now: dt.date
         due.append(("evening", at_local(evening_day, settings.reminder_evening, centre.tz)))
     for offset in settings.reminder_offsets:
         due.append((f"{int(offset.total_seconds() // 60)}m", appointment.starts_at - offset))
-    rows = [dict(kind=REMINDER, due_at=when, payload={"label": label},
-                 dedup_key=f"remind:{appointment.id}:{appointment.reschedules}:{label}")
-            for label, when in due if now < when < appointment.starts_at]
+    rows: list[dict[str, Any]] = [
+        dict(kind=REMINDER, due_at=when, payload={"label": label},
+             dedup_key=f"remind:{appointment.id}:{appointment.reschedules}:{label}")
+        for label, when in due if now < when < appointment.starts_at]
     if confirm:
         rows.insert(0, dict(kind="booking_confirmed", due_at=now, payload={},
                             dedup_key=f"confirm:{appointment.id}"))
+    if appointment.identity_id is None:
+        queued = 0
+        for row in rows:
+            queued += await notice_by_sms(
+                session, centre, now, kind=row["kind"], dedup_key=row["dedup_key"],
+                person_id=appointment.person_id, account_id=None, appointment_id=appointment.id,
+                payload=row["payload"], due_at=row["due_at"], expires_at=appointment.starts_at)
+        return queued
     return await enqueue_many(session, now=now, identity_id=appointment.identity_id,
                               appointment_id=appointment.id, expires_at=appointment.starts_at,
                               rows=rows)
@@ -377,7 +387,7 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             WaitlistEntry.local_date == info.slot.local_date,
             WaitlistEntry.status.in_([WaitStatus.WAITING, WaitStatus.OFFERED]))
             .values(status=WaitStatus.DONE, updated_at=now))
-        await schedule_reminders(session, centre, now, appointment, confirm=confirm)
+    await schedule_reminders(session, centre, now, appointment, confirm=confirm)
     return appointment
 
 
@@ -424,6 +434,11 @@ async def cancel(session: AsyncSession, centre: Centre, now: dt.datetime, appoin
         await enqueue(session, kind="cancelled", now=now, identity_id=appointment.identity_id,
                       appointment_id=appointment.id, dedup_key=f"cancelled:{appointment.id}",
                       payload={"by_staff": by_staff, "reason": reason})
+    if notify:
+        await notice_by_sms(session, centre, now, kind="cancelled", person_id=appointment.person_id,
+                            account_id=appointment.identity_id, appointment_id=appointment.id,
+                            dedup_key=f"cancelled:{appointment.id}",
+                            payload={"by_staff": by_staff, "reason": reason})
     strike = None
     if late:
         strike = await add_strike(session, centre, now, appointment.person_id, "late_cancel",

@@ -61,6 +61,7 @@ from storage.models import (
 )
 from storage.outbox import STAFF_TARGET, enqueue
 from storage.privacy import mask_text
+from storage.sms import notice_by_sms
 
 MAX_COMMITTED_DAYS = 365
 MAX_TEXT = 500
@@ -167,11 +168,13 @@ def case_payload(case: Case, service: ServiceDef, **extra: Any) -> dict[str, Any
             "due_on": _iso(case.due_on), **extra}
 
 
-async def _tell_citizen(session: AsyncSession, now: dt.datetime, case: Case, kind: str, key: str,
-                        payload: dict[str, Any]) -> bool:
-    """Queue a notice to the account the case belongs to (none for staff-made cases)."""
+async def _tell_citizen(session: AsyncSession, centre: Centre, now: dt.datetime, case: Case,
+                        kind: str, key: str, payload: dict[str, Any]) -> bool:
+    """Queue a notice to the account the case belongs to; a staff-made case, which has none,
+    is told by SMS where the policy allows (storage.sms)."""
     if case.identity_id is None:
-        return False
+        return await notice_by_sms(session, centre, now, kind=kind, dedup_key=f"case:{case.id}:{key}",
+                                   person_id=case.person_id, account_id=None, payload=payload)
     return await enqueue(session, kind=kind, now=now, identity_id=case.identity_id,
                          dedup_key=f"case:{case.id}:{key}", payload=payload)
 
@@ -356,7 +359,7 @@ async def open_case(session: AsyncSession, centre: Centre, now: dt.datetime, *, 
         case.refusal_reason, case.legal_basis = refusal
         await _step(session, now, case, CaseAction.REFUSE, actor, reason=refusal[0],
                     legal_basis=refusal[1])
-        await _tell_citizen(session, now, case, "case_refused", "refused", case_payload(
+        await _tell_citizen(session, centre, now, case, "case_refused", "refused", case_payload(
             case, service, reason=refusal[0], legal_basis=refusal[1], phone=service.phone))
         return case
 
@@ -389,7 +392,7 @@ async def open_case(session: AsyncSession, centre: Centre, now: dt.datetime, *, 
                               for name, d in joint]
         if kind == CaseKind.REPORTED:
             extra["expected_on"] = _iso(expected_on)
-        await _tell_citizen(session, now, case, "case_accepted", "accepted",
+        await _tell_citizen(session, centre, now, case, "case_accepted", "accepted",
                             case_payload(case, service, **extra))
     return case
 
@@ -409,7 +412,7 @@ async def _correct(session: AsyncSession, centre: Centre, now: dt.datetime, case
     await _step(session, now, case, CaseAction.CORRECTION, actor, reason=note or None,
                 items=items, deadline=deadline.isoformat(), approved_by=approved_by,
                 number_of=case.corrections)
-    await _tell_citizen(session, now, case, "case_correction", f"correction:{case.corrections}",
+    await _tell_citizen(session, centre, now, case, "case_correction", f"correction:{case.corrections}",
                         case_payload(case, service, items=items, note=note or None,
                                  deadline=deadline.isoformat(), place=_text(service.place),
                                  phone=service.phone, book_service=service.code))
@@ -474,7 +477,7 @@ async def resubmit(session: AsyncSession, centre: Centre, now: dt.datetime, numb
     await _step(session, now, case, CaseAction.RESUBMIT, actor, paused_days=paused,
                 due_on=_iso(case.due_on))
     service = await _definition(session, case.service_id)
-    await _tell_citizen(session, now, case, "case_resubmitted", f"resubmitted:{case.corrections}",
+    await _tell_citizen(session, centre, now, case, "case_resubmitted", f"resubmitted:{case.corrections}",
                         case_payload(case, service, paused_days=paused))
     return case
 
@@ -562,7 +565,7 @@ async def mark_ready(session: AsyncSession, centre: Centre, now: dt.datetime, nu
     pickup = {"place": place, "hours": hours, "bring": _text(service.case.bring)}
     case.details = {**case.details, "pickup": pickup}
     await _make_ready(session, centre, now, case, actor, pickup=pickup)
-    await _tell_citizen(session, now, case, "case_ready", "ready:pickup", case_payload(
+    await _tell_citizen(session, centre, now, case, "case_ready", "ready:pickup", case_payload(
         case, service, delivery="pickup", ready_on=_iso(case.ready_on), **pickup,
         mail=service.case.mail))
     return case
@@ -588,7 +591,7 @@ async def mail_result(session: AsyncSession, centre: Centre, now: dt.datetime, n
         await _make_ready(session, centre, now, case, actor)
     case.delivery, case.tracking_number = "mail", tracking
     await _hand_over(session, now, case, CaseAction.MAIL, actor, tracking_number=tracking)
-    await _tell_citizen(session, now, case, "case_ready", "ready:mail", case_payload(
+    await _tell_citizen(session, centre, now, case, "case_ready", "ready:mail", case_payload(
         case, service, delivery="mail", ready_on=_iso(case.ready_on), tracking_number=tracking))
     return case
 
@@ -620,7 +623,7 @@ async def refuse(session: AsyncSession, centre: Centre, now: dt.datetime, number
     case.refusal_reason, case.legal_basis = reason, basis
     case.paused_on = case.correction_due_on = None
     service = await _definition(session, case.service_id)
-    await _tell_citizen(session, now, case, "case_refused", "refused", case_payload(
+    await _tell_citizen(session, centre, now, case, "case_refused", "refused", case_payload(
         case, service, reason=reason, legal_basis=basis, phone=service.phone))
     return case
 
@@ -663,7 +666,7 @@ async def set_expected_answer(session: AsyncSession, centre: Centre, now: dt.dat
                 due_before=_iso(case.due_on))
     case.due_on = expected_on
     service = await _definition(session, case.service_id)
-    await _tell_citizen(session, now, case, "case_expected", f"expected:{expected_on.isoformat()}",
+    await _tell_citizen(session, centre, now, case, "case_expected", f"expected:{expected_on.isoformat()}",
                         case_payload(case, service, expected_on=_iso(expected_on)))
     return case
 
@@ -760,7 +763,7 @@ async def decide_extension(session: AsyncSession, centre: Centre, now: dt.dateti
         await _step(session, now, case, CaseAction.EXTENSION_APPROVED, actor,
                     reason=extension.reason, extension=extension.id, days=extension.days,
                     due_before=_iso(before), due_after=_iso(new_due))
-        await _tell_citizen(session, now, case, "case_extended", f"extended:{extension.id}",
+        await _tell_citizen(session, centre, now, case, "case_extended", f"extended:{extension.id}",
                             case_payload(case, service, reason=extension.reason,
                                      days=extension.days, due_before=_iso(before)))
     else:

@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 from storage.catalog import ServiceDef
 from storage.identity import IdHasher
 from storage.rules import policy_for
-from storage.settings import AccountSettings, CaseSettings, NotificationSettings, RuleSettings
+from storage.settings import (
+    AccountSettings,
+    CaseSettings,
+    NotificationSettings,
+    RuleSettings,
+    SmsSettings,
+)
 from storage.workdays import WorkCalendar
 
 
@@ -23,6 +29,7 @@ class Centre:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     accounts: AccountSettings = field(default_factory=AccountSettings)
     cases: CaseSettings = field(default_factory=CaseSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
 
     def policy(self, service: ServiceDef) -> RuleSettings:
         """The rules of one service: global rules with the catalog's overrides."""

@@ -17,6 +17,7 @@ from storage.outbox import REMINDER, drop_pending, enqueue
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import closure_notice_is_late
 from storage.seats import release_seat
+from storage.sms import notice_by_sms
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,15 @@ async def apply_closure(session: AsyncSession, centre: Centre, now: dt.datetime,
         await drop_pending(session, appointment.id, (REMINDER, "booking_confirmed"), "closure")
         await audit(session, now, actor, "cancel", "appointment", appointment.id, kind="centre",
                     closure=closure.id, late_notice=late)
+        payload = {"closure": closure.id, "reason": closure.reason, "late": late}
         if appointment.identity_id is not None:
             await enqueue(session, kind="closure_cancelled", now=now,
                           identity_id=appointment.identity_id, appointment_id=appointment.id,
-                          dedup_key=f"closure:{closure.id}:{appointment.id}",
-                          payload={"closure": closure.id, "reason": closure.reason, "late": late})
+                          dedup_key=f"closure:{closure.id}:{appointment.id}", payload=payload)
+        await notice_by_sms(session, centre, now, kind="closure_cancelled",
+                            person_id=appointment.person_id, account_id=appointment.identity_id,
+                            appointment_id=appointment.id,
+                            dedup_key=f"closure:{closure.id}:{appointment.id}", payload=payload)
     scope_slots = select(Slot.id).where(Slot.starts_at < ends_at, Slot.ends_at > starts_at)
     if service_id is not None:
         scope_slots = scope_slots.where(Slot.service_id == service_id)

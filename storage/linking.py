@@ -9,6 +9,9 @@ Nothing is linked or attached on a claim alone; each needs a proof:
   only as a keyed hash and never logged.
 - Attaching a booking made at the window or by phone: its booking code plus the last 6
   characters of the person's ID number, while the booking is still to come or under way.
+- Proving a person by SMS (``SmsCode``, ``claim_person``): a code sent to the mobile on file
+  for the person, typed back in the account; the account then holds the person and their
+  staff-made bookings still to come.
 
 Both count wrong answers per account: ``proof_tries`` of them within ``proof_lock_minutes``
 lock the account out of that proof for ``proof_lock_minutes`` (``storage.rules``). A wrong
@@ -43,6 +46,7 @@ from storage.booking import ACTIVE, schedule_reminders
 from storage.centre import Centre
 from storage.models import (
     AccountLink,
+    AccountPerson,
     Appointment,
     Channel,
     LinkCode,
@@ -50,10 +54,12 @@ from storage.models import (
     Outbox,
     OutboxStatus,
     Person,
+    Relation,
     VerificationTries,
 )
+from storage.models import SmsCode as SmsCode_
 from storage.outbox import insert_ignoring_duplicates
-from storage.rules import ProofTries, after_wrong_proof, proof_locked_until
+from storage.rules import ProofTries, after_wrong_proof, people_at_limit, proof_locked_until
 from storage.settings import AccountSettings
 
 LINK = "link"          # purposes of the wrong-answer counts
@@ -307,6 +313,8 @@ async def attach_staff_booking(session: AsyncSession, centre: Centre, now: dt.da
             NOT_ATTACHABLE (right code and ID ending, but the booking is over or cancelled).
             A wrong answer is counted in the session, so commit after answering.
     """
+    from storage.sms import drop_sms_for_chat
+
     tries = await _tries(session, account_id, ATTACH)
     _refuse_if_locked(tries, now)
     typed_code, typed_tail = _normal(code), _normal(id_tail)
@@ -329,9 +337,168 @@ async def attach_staff_booking(session: AsyncSession, centre: Centre, now: dt.da
     await session.flush()
     await audit(session, now, account_actor(account_id), "attach", "appointment", appointment.id)
     if before is None:
+        await drop_sms_for_chat(session, appointment.id)
         await schedule_reminders(session, centre, now, appointment)
     else:  # the window sent them to an account bound the old way: they go to the prover now
         await session.execute(update(Outbox).where(
             Outbox.appointment_id == appointment.id, Outbox.status == OutboxStatus.PENDING)
             .values(identity_id=account_id).execution_options(synchronize_session=False))
     return appointment
+
+
+# --- a code by SMS to the mobile on file ------------------------------------------------------
+
+SMS_PROOF = "sms"      # purpose of the wrong-answer count
+
+
+@dataclass(frozen=True)
+class PersonProof:
+    """What an SMS code established: ``account_id`` holds the mobile on file for
+    ``person_id``."""
+
+    method: LinkMethod
+    account_id: int
+    person_id: int
+
+
+class SmsCode:
+    """A second way to prove ownership: a 6-digit code sent by SMS to the mobile on file for a
+    person, typed back in the chat account that asked. Valid ``sms.code_minutes`` (5), single
+    use, at most ``sms.codes_per_hour`` asked per account and per person, kept only as an HMAC
+    (under a key derived from the ID-hash key) and never logged; the text itself goes through
+    the outbox, whose row holds the code only until it is sent or given up. Wrong answers
+    count towards the same lock as the other proofs.
+    """
+
+    method = LinkMethod.SMS
+
+    def __init__(self, centre: Centre) -> None:
+        self._key = centre.hasher.derive("sms code")
+        self._centre = centre
+
+    def __repr__(self) -> str:
+        return "SmsCode(key=<hidden>)"
+
+    def _hash(self, account_id: int, code: str) -> str:
+        return hmac.new(self._key, f"{account_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+    async def challenge(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
+                        person_id: int) -> Challenge:
+        """Send a new code to the mobile on file for ``person_id``; the account's previous
+        code stops working.
+
+        Returns:
+            The challenge, without the code (it travels by SMS).
+
+        Raises:
+            AccountRefused: LOCKED (until), SMS_UNAVAILABLE (no SMS set up, no mobile on file),
+                TOO_MANY_CODES (until).
+        """
+        from storage.sms import CODE_KIND, queue_sms
+
+        tries = await _tries(session, account_id, SMS_PROOF)
+        _refuse_if_locked(tries, now)
+        person = await session.get(Person, person_id)
+        if not self._centre.sms.enabled or person is None or person.erased_at is not None \
+                or not person.mobile:
+            raise AccountRefused(AccountRefusal.SMS_UNAVAILABLE)
+        hour_ago = now - dt.timedelta(hours=1)
+        for column, value in ((SmsCode_.identity_id, account_id), (SmsCode_.person_id, person_id)):
+            recent = list((await session.scalars(select(SmsCode_.created_at).where(
+                column == value, SmsCode_.created_at > hour_ago)
+                .order_by(SmsCode_.created_at))).all())
+            if len(recent) >= self._centre.sms.codes_per_hour:
+                raise AccountRefused(AccountRefusal.TOO_MANY_CODES,
+                                     until=recent[0] + dt.timedelta(hours=1))
+        await session.execute(update(SmsCode_).where(
+            SmsCode_.identity_id == account_id, SmsCode_.used_at.is_(None))
+            .values(used_at=now).execution_options(synchronize_session=False))
+        minutes = self._centre.sms.code_minutes
+        expires = now + dt.timedelta(minutes=minutes)
+        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        row = SmsCode_(identity_id=account_id, person_id=person_id,
+                       code_hash=self._hash(account_id, code), expires_at=expires, created_at=now)
+        session.add(row)
+        await session.flush()
+        await queue_sms(session, self._centre, now, kind=CODE_KIND, dedup_key=f"code:{row.id}",
+                        person_id=person_id, account_id=account_id, via="code",
+                        payload={"code": code, "minutes": minutes}, expires_at=expires)
+        await audit(session, now, account_actor(account_id), "sms_code", "person", person_id,
+                    expires_at=expires.isoformat())
+        return Challenge(self.method, expires)
+
+    async def verify(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
+                     answer: str) -> PersonProof:
+        """Check a code typed in ``account_id``; a right one is used up.
+
+        Raises:
+            AccountRefused: LOCKED (until), WRONG_ANSWER (tries_left; also for a code used
+                already, replaced or expired). Commit after a wrong answer (it is counted).
+        """
+        tries = await _tries(session, account_id, SMS_PROOF)
+        _refuse_if_locked(tries, now)
+        typed = _normal(answer)
+        live = await session.scalar(select(SmsCode_).where(
+            SmsCode_.identity_id == account_id, SmsCode_.used_at.is_(None),
+            SmsCode_.expires_at > now).order_by(SmsCode_.id.desc()).limit(1).with_for_update())
+        if live is None or not _CODE.match(typed) or not hmac.compare_digest(
+                live.code_hash, self._hash(account_id, typed)):
+            raise await _wrong(session, now, tries, self._centre.accounts)
+        live.used_at = now
+        _right(tries)
+        await session.flush()
+        return PersonProof(self.method, account_id, live.person_id)
+
+
+async def claim_person(session: AsyncSession, centre: Centre, now: dt.datetime,
+                       proof: PersonProof, *, relation: Relation,
+                       consent_version: str) -> list[Appointment]:
+    """Link the account to the person it proved by SMS to be (or to act for), with the consent
+    given, and make the person's staff-made bookings still to come the account's: their
+    reminders go to the chat from then on instead of by SMS.
+
+    Returns:
+        The bookings attached.
+
+    Raises:
+        AccountRefused: CONSENT_REQUIRED, PEOPLE_LIMIT (limit), SELF_TAKEN.
+    """
+    from storage.sms import drop_sms_for_chat
+
+    version = consent_version.strip()
+    if not version or len(version) > 20:
+        raise AccountRefused(AccountRefusal.CONSENT_REQUIRED)
+    links = list((await session.scalars(select(AccountPerson).where(
+        AccountPerson.identity_id == proof.account_id).with_for_update())).all())
+    link = next((each for each in links if each.person_id == proof.person_id), None)
+    if relation == Relation.SELF and any(each.relation == Relation.SELF and each is not link
+                                         for each in links):
+        raise AccountRefused(AccountRefusal.SELF_TAKEN)
+    if link is None:
+        if people_at_limit(len(links), centre.accounts):
+            raise AccountRefused(AccountRefusal.PEOPLE_LIMIT, limit=centre.accounts.people_per_account)
+        link = AccountPerson(identity_id=proof.account_id, person_id=proof.person_id,
+                             relation=relation, method=LinkMethod.SMS, created_at=now)
+        session.add(link)
+    person = await session.get(Person, proof.person_id)
+    link.relation, link.method = relation, LinkMethod.SMS
+    link.mobile = person.mobile if person is not None else link.mobile
+    link.consent_version, link.consented_at = version, now
+    await session.flush()
+    await audit(session, now, account_actor(proof.account_id), "claim_person", "person",
+                proof.person_id, method=LinkMethod.SMS.value, relation=relation.value)
+    staff_made = list((await session.scalars(select(Appointment).where(
+        Appointment.person_id == proof.person_id, Appointment.channel == Channel.STAFF,
+        Appointment.attached_at.is_(None), Appointment.status.in_(list(ACTIVE)),
+        Appointment.ends_at > now).with_for_update())).all())
+    for appointment in staff_made:
+        before = appointment.identity_id
+        appointment.identity_id, appointment.attached_at, appointment.updated_at = (
+            proof.account_id, now, now)
+        await session.flush()
+        await audit(session, now, account_actor(proof.account_id), "attach", "appointment",
+                    appointment.id, method=LinkMethod.SMS.value)
+        if before is None:
+            await drop_sms_for_chat(session, appointment.id)
+            await schedule_reminders(session, centre, now, appointment)
+    return staff_made

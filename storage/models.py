@@ -106,6 +106,7 @@ class LinkMethod(enum.StrEnum):
     MIGRATED = "migrated"   # a binding made before accounts held people (revision 0003)
     ADDED = "added"         # the account holder added the person, with consent
     CODE = "code"           # a one-time code shown in one account, typed in the other
+    SMS = "sms"             # a code sent by SMS to the person's mobile on file, typed back
 
 
 class WaitKind(enum.StrEnum):
@@ -682,3 +683,43 @@ class CaseExtension(Base):
     decision_note: Mapped[str | None] = mapped_column(Text)
     due_before: Mapped[dt.date] = mapped_column(Date)
     due_after: Mapped[dt.date | None] = mapped_column(Date)
+
+
+# --- text messages (短信) -----------------------------------------------------------------------
+
+
+class SmsOptOut(Base, Created):
+    """A number that asked for no more texts (回复TD退订), by its keyed hash: no number kept."""
+
+    __tablename__ = "sms_opt_out"
+    mobile_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))     # "reply" (the provider's callback), "staff"
+
+
+class SmsMessage(Base, Created):
+    """One text handed to the provider (or about to be): for the per-number limits, the
+    delivery receipt and the figures. The number is kept only as a keyed hash."""
+
+    __tablename__ = "sms_message"
+    __table_args__ = (Index("ix_sms_message_mobile_created", "mobile_hash", "created_at"),)
+    id: Mapped[intpk]
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    mobile_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))     # sending, sent, failed, delivered, undelivered
+    serial_no: Mapped[str | None] = mapped_column(String(80), index=True)
+    fee: Mapped[int] = mapped_column(default=0)          # billed messages (a long text is several)
+    error: Mapped[str | None] = mapped_column(String(200))
+    reported_at: Mapped[dt.datetime | None]
+
+
+class SmsCode(Base, Created):
+    """A verification code sent by SMS to a person's mobile on file, for one account; hashed."""
+
+    __tablename__ = "sms_code"
+    id: Mapped[intpk]
+    identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[instant]
+    used_at: Mapped[dt.datetime | None]

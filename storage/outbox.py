@@ -28,6 +28,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage.models import ChannelIdentity, Outbox, OutboxStatus
+from storage.settings import SmsSettings
 
 log = logging.getLogger("yuyue.dispatch")
 
@@ -162,6 +164,11 @@ class Outcome:
     status: OutboxStatus
     error: str | None = None
     retry_after: float | None = None
+    # A row that must wait (an SMS in the quiet hours or over its number's limit) is due again
+    # then, and the wait is not counted as an attempt.
+    defer_until: dt.datetime | None = None
+    reference: str | None = None     # the provider's id of what was sent (SMS serial number)
+    units: int = 0                   # billed messages (a long SMS is several)
 
 
 def retry_delay(attempts: int, policy: DeliveryPolicy,
@@ -284,13 +291,16 @@ async def to_send(session: AsyncSession, row_id: int, token: str,
 
 
 async def record_outcome(session: AsyncSession, row_id: int, token: str, outcome: Outcome,
-                         now: dt.datetime, policy: DeliveryPolicy) -> bool:
+                         now: dt.datetime, policy: DeliveryPolicy,
+                         sms: SmsHook | None = None) -> bool:
     """Record what became of a row claimed under ``token``, unless another claim took it
     since (it is then that claim's to record).
 
     A failed attempt is tried again after ``retry_delay``; after ``max_attempts`` the row is
     given up ("failed") and staff are told once. A staff answer that cannot reach its citizen
-    is told to staff at once when refused, and when given up (its author must know).
+    is told to staff at once when refused, and when given up (its author must know). With
+    ``sms`` (the SMS settings and the centre's zone), storage.sms follows up: an undeliverable
+    chat notice falls back to SMS.
 
     Returns:
         False when the row was no longer this claim's.
@@ -303,24 +313,46 @@ async def record_outcome(session: AsyncSession, row_id: int, token: str, outcome
         return False
     row.last_error = outcome.error
     row.claimed_until = None
+    await _apply_outcome(session, row, outcome, now, policy)
+    if sms is not None:
+        from storage import sms as sms_outbox  # storage.sms builds on this module
+
+        await sms_outbox.after_outcome(session, row, outcome, now, sms.settings, sms.tz)
+    return True
+
+
+@dataclass(frozen=True)
+class SmsHook:
+    """What ``record_outcome`` needs to follow an outcome up for SMS."""
+
+    settings: SmsSettings
+    tz: ZoneInfo
+
+
+async def _apply_outcome(session: AsyncSession, row: Outbox, outcome: Outcome, now: dt.datetime,
+                         policy: DeliveryPolicy) -> None:
+    if outcome.defer_until is not None:
+        row.status, row.due_at = OutboxStatus.PENDING, outcome.defer_until
+        row.attempts = max(row.attempts - 1, 0)
+        return
     if outcome.status != OutboxStatus.PENDING:
         row.status = outcome.status
         row.sent_at = now if outcome.status == OutboxStatus.SENT else None
         if outcome.status == OutboxStatus.UNDELIVERABLE and row.kind == "relay":
             await _relay_failed(session, row, now, outcome.error)
-        return True
+        return
     if row.attempts >= policy.max_attempts:
         row.status = OutboxStatus.FAILED
         if row.kind == "relay":
             # A staff answer given up on (a wrong AppSecret, a platform down for long): its
             # author is told it did not arrive.
             await _relay_failed(session, row, now, row.last_error)
-            return True
+            return
         await _alert_staff_once(session, row, now)
-        return True
+        return
     row.status = OutboxStatus.PENDING
     row.due_at = now + retry_delay(row.attempts, policy, outcome.retry_after)
-    return True
+    return
 
 
 async def _relay_failed(session: AsyncSession, row: Outbox, now: dt.datetime,

@@ -362,6 +362,95 @@ def _staff_names(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+SMS_POLICIES = ("never", "fallback", "always")
+SMS_PARAM_SOURCES = ("service", "when", "place", "code", "summary", "reason", "number", "minutes")
+DEFAULT_SMS_POLICY = {
+    "booking_confirmed": "fallback", "reminder": "fallback", "closure_cancelled": "always",
+    "cancelled": "fallback", "case_accepted": "fallback", "case_correction": "fallback",
+    "case_ready": "fallback", "case_refused": "fallback", "case_extended": "fallback",
+    "case_expected": "fallback", "case_uncollected": "fallback",
+}
+
+
+@dataclass(frozen=True)
+class SmsTemplate:
+    """An approved SMS template (模板): its id and, in order, where each parameter comes from."""
+
+    template_id: str
+    params: tuple[str, ...]
+
+
+def _sms_policy(value: Any) -> dict[str, str]:
+    expected = ('a table like {reminder = "fallback", closure_cancelled = "always"} '
+                '(each "never", "fallback" or "always")')
+    if not isinstance(value, dict):
+        raise ValueError(expected)
+    merged = dict(DEFAULT_SMS_POLICY)
+    for kind, policy in value.items():
+        if not re.fullmatch(r"[a-z_]{1,40}", str(kind)) or policy not in SMS_POLICIES:
+            raise ValueError(expected)
+        merged[kind] = policy
+    return merged
+
+
+def _sms_templates(value: Any) -> dict[str, SmsTemplate]:
+    expected = ('a table of notice kind = {id = "1234567", params = ["service", "when"]} '
+                "(params from: " + ", ".join(SMS_PARAM_SOURCES) + ")")
+    if not isinstance(value, dict):
+        raise ValueError(expected)
+    templates: dict[str, SmsTemplate] = {}
+    for kind, spec in value.items():
+        if not isinstance(spec, dict) or set(spec) - {"id", "params"}:
+            raise ValueError(expected)
+        template_id, params = spec.get("id"), spec.get("params", [])
+        if not isinstance(template_id, str) or not re.fullmatch(r"[0-9A-Za-z_]{1,40}", template_id):
+            raise ValueError(expected)
+        if not isinstance(params, list) or any(p not in SMS_PARAM_SOURCES for p in params):
+            raise ValueError(expected)
+        templates[str(kind)] = SmsTemplate(template_id, tuple(params))
+    return templates
+
+
+def _mobile_list(value: Any) -> tuple[str, ...]:
+    return tuple(_strings(value))
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """Text messages (短信) to the mobile on file: docs/sms.md."""
+
+    provider: str = _setting("none", parse=_one_of("none", "tencent"))
+    secret_id: str = _setting("", secret=True)
+    secret_key: str = _setting("", secret=True)
+    region: str = "ap-guangzhou"
+    sdk_app_id: str = ""
+    sign_name: str = ""
+    endpoint: str = ""                  # host[:port] override (tests, private endpoints)
+    protocol: str = _setting("https", parse=_one_of("https", "http"))
+    timeout_seconds: int = _setting(10, minimum=1, maximum=60)
+    price_fen: int = _setting(5, minimum=0)    # what one billed message costs, in fen (分)
+    policy: dict[str, str] = _setting({}, parse=_sms_policy)
+    templates: dict[str, SmsTemplate] = _setting({}, parse=_sms_templates)
+    per_minute: int = _setting(1, minimum=1)
+    per_hour: int = _setting(5, minimum=1)
+    per_day: int = _setting(10, minimum=1)
+    quiet_from: dt.time = _setting("21:00", parse=parse_clock_time)
+    quiet_until: dt.time = _setting("08:00", parse=parse_clock_time)
+    urgent_until: dt.time = _setting("12:00", parse=parse_clock_time)
+    code_minutes: int = _setting(5, minimum=1, maximum=30)
+    codes_per_hour: int = _setting(5, minimum=1, maximum=50)
+    callback_path: str = "/sms/tencent"
+    callback_token: str = _setting("", secret=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider != "none"
+
+    def policy_for(self, kind: str) -> str:
+        """How a notice kind goes by SMS: "never", "fallback" or "always"."""
+        return self.policy.get(kind, "never")
+
+
 @dataclass(frozen=True)
 class WecomSettings:
     """WeCom (企业微信): the self-built app staff work in, and the optional notify-only robot."""
@@ -418,6 +507,7 @@ class Settings:
     wecom: WecomSettings = field(default_factory=WecomSettings)
     web: WebSettings = field(default_factory=WebSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    sms: SmsSettings = field(default_factory=SmsSettings)
     base_dir: Path = field(default=Path("."), compare=False)
 
     def path(self, relative: str) -> Path:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -54,6 +54,7 @@ from storage.models import (
 )
 from storage.rules import at_local, last_released_day
 from storage.slots import free_seats_column
+from storage.sms import sms_figures
 from storage.stats.counting import count_where, dialect_of, in_scope, minutes_between, ratio, slot_closed, sum_where
 from storage.stats.periods import Period, Scope
 
@@ -168,6 +169,19 @@ class Notifications:
 
 
 @dataclass(frozen=True)
+class Texts:
+    """Text messages (短信) handed to the provider in the period: sent, failed (refused or
+    reported undelivered), delivered per receipt, the cost estimate in fen (billed messages
+    times ``sms.price_fen``), and numbers that opted out."""
+
+    sent: int = 0
+    failed: int = 0
+    delivered: int = 0
+    cost_fen: int = 0
+    opt_outs: int = 0
+
+
+@dataclass(frozen=True)
 class PeriodFigures:
     """Everything counted for one period."""
 
@@ -180,6 +194,7 @@ class PeriodFigures:
     complaints: Complaints
     handoffs: Handoffs
     notifications: Notifications
+    sms: Texts = field(default_factory=Texts)
 
     def items(self) -> list[tuple[str, int | float | None]]:
         """Every figure as (stable key, value), e.g. ("appointments.no_show_rate", 0.05)."""
@@ -442,6 +457,14 @@ async def _notifications(session: AsyncSession, window: _Window,
     return {key: Notifications(*map(int, values)) for key, values in _split(rows).items()}
 
 
+async def _texts(session: AsyncSession, period: Period, centre: Centre) -> Texts:
+    start = at_local(period.first, dt.time(0), centre.tz)
+    end = at_local(period.last + dt.timedelta(days=1), dt.time(0), centre.tz)
+    counted = await sms_figures(session, start, end, centre.sms.price_fen)
+    return Texts(counted.sent, counted.failed, counted.delivered, counted.cost_fen,
+                 counted.opt_outs)
+
+
 async def remaining_seats(session: AsyncSession, centre: Centre, now: dt.datetime,
                           scope: Scope | None = None, days: int = REMAINING_DAYS) -> int:
     """Online seats a citizen could still book (剩余号源), today and the next ``days - 1`` days.
@@ -512,13 +535,16 @@ async def figures(session: AsyncSession, centre: Centre, now: dt.datetime, perio
     complaints = await _complaints(session, window, scope, now)
     handoffs = await _handoffs(session, window) if scope is None else {}
     notifications = await _notifications(session, window, scope)
+    # Texts belong to no service (a closure's text names several): centre-wide only.
+    texts = {key: await _texts(session, which, centre) if scope is None else Texts()
+             for key, which in ((1, window.current), (0, window.previous))}
 
     def part(key: int, which: Period) -> PeriodFigures:
         counted, cancelled = appointments.get(key, (Appointments(), Cancellations()))
         return PeriodFigures(which, bookings.get(key, Bookings()), counted, cancelled,
                              seats.get(key, Seats()), ratings.get(key, Ratings()),
                              complaints.get(key, Complaints()), handoffs.get(key, Handoffs()),
-                             notifications.get(key, Notifications()))
+                             notifications.get(key, Notifications()), texts[key])
 
     return Figures(now=now, scope=scope, current=part(1, window.current),
                    previous=part(0, window.previous),
