@@ -280,6 +280,8 @@ async def test_subscribe_menu_click_and_unsubscribe(env: Env) -> None:
     assert "还没有预约记录" in await citizen.event("event_click", EventKey="my")
     # A second click in the same second is a different event, not a retry of the first.
     assert "请选择要查看的事项" in await citizen.event("event_click", EventKey="guide")
+    env.clock.advance(seconds=1)
+    assert "您名下还没有办件" in await citizen.event("event_click", EventKey="progress")
     env.clock.advance(minutes=1)
     assert await citizen.event("event_unsubscribe") == ""
     async with env.database.read() as session:
