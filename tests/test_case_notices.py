@@ -121,8 +121,8 @@ async def test_outside_the_48_hours_a_case_notice_is_a_template_message_as_docum
         wechat = WechatSettings(
             app_id=APP_ID, app_secret=APP_SECRET, token="t", api_base_url=api.url,
             notice_template_id="TPL-CASE",
-            notice_template_fields=("thing1=service", "character_string2=number",
-                                    "thing3=summary", "time4=due"))
+            notice_template_fields=("thing1=service", "character_string2=code",
+                                    "thing3=summary", "date4=when"))
         from bot.wechat.api import AccessTokens
         tokens = AccessTokens(wechat, database, clock, http, owner="p1")  # type: ignore[arg-type]
         sender = WechatSender(wechat, database, clock, tokens)
@@ -136,9 +136,8 @@ async def test_outside_the_48_hours_a_case_notice_is_a_template_message_as_docum
         report = await dispatcher.drain()
         assert report.sent == 1, report.outcomes
         [template] = api.sent("message/template/send")
-    number = f"{case.number[:4]} {case.number[4:]}"
     assert template["template_id"] == "TPL-CASE" and template["touser"] == "oCase-openid"
     assert template["data"] == {"thing1": {"value": "户口迁移（迁入/迁出）"},
-                                "character_string2": {"value": number},
+                                "character_string2": {"value": case.number},  # no space in the type
                                 "thing3": {"value": "已受理，11月30日 周一前办结"},
-                                "time4": {"value": "11月30日 周一"}}
+                                "date4": {"value": "2026年11月30日"}}

@@ -94,7 +94,7 @@ async def test_yuyue_run_hands_a_wechat_citizen_to_staff_in_the_wecom_app(
                                                MsgId=7400000000000002))
             assert answered.status_code == 200
             await wechat_api.until(lambda: any("请带身份证原件" in t for t in wechat_api.texts), 60)
-            assert any("已转给市民（#1）" in t for t in wecom_api.texts(STAFF))
+            assert any("正在发送给市民（#1）" in t for t in wecom_api.texts(STAFF))
         finally:
             process.send_signal(signal.SIGTERM)
             await process.wait()

@@ -54,12 +54,16 @@ def _contact(note: Note) -> str:
 
 
 def _fields(note: Note, summary: str, place: Any = None) -> dict[str, str]:
-    """WeChat template values: service, when (the date in force), place, code (the case
-    number), summary (a short line), number and due."""
+    """WeChat template values: service, when (the due date in force; as ``starts_at`` too,
+    so a ``date`` keyword shows it), place, code (the case number) and summary (a short
+    line)."""
     common = _common(note)
-    return {"service": common["service"], "when": common["due"],
-            "place": _text(note, place) or "-", "code": common["number"],
-            "number": common["number"], "due": common["due"], "summary": summary}
+    fields = {"service": common["service"], "when": common["due"],
+              "place": _text(note, place) or "-", "code": common["number"], "summary": summary}
+    if due_on := note.row.payload.get("due_on"):
+        fields["starts_at"] = dt.datetime.combine(dt.date.fromisoformat(due_on), dt.time(0),
+                                                  tzinfo=note.centre.tz).isoformat()
+    return fields
 
 
 async def _case(note: Note) -> Case | None:
