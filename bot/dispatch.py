@@ -187,15 +187,8 @@ class Dispatcher:
                 await self._to_staff(target, kind, rendered)
             else:
                 return Outcome(OutboxStatus.UNDELIVERABLE, "no recipient")
-        except Unreachable as gone:
-            return Outcome(OutboxStatus.UNDELIVERABLE, str(gone)[:300] or "unreachable")
-        except TryLater as later:
-            return Outcome(OutboxStatus.PENDING, str(later)[:300], later.retry_after)
-        except GiveUp as parked:
-            return Outcome(OutboxStatus.FAILED, str(parked)[:300] or "given up")
-        except Exception as error:  # a channel bug must not stop the other notifications
-            log.warning("outbox %s (%s): %s", row_id, kind, type(error).__name__)
-            return Outcome(OutboxStatus.PENDING, type(error).__name__)
+        except Exception as error:
+            return _failed(error, row_id, kind)
         return Outcome(OutboxStatus.SENT)
 
     async def _send_sms(self, row_id: int, kind: str, rendered: Rendered,
@@ -211,15 +204,8 @@ class Dispatcher:
             return cleared
         try:
             sent = await self.sms.send(cleared.mobile, kind, rendered.fields)
-        except Unreachable as gone:
-            return Outcome(OutboxStatus.UNDELIVERABLE, str(gone)[:300] or "unreachable")
-        except TryLater as later:
-            return Outcome(OutboxStatus.PENDING, str(later)[:300], later.retry_after)
-        except GiveUp as parked:
-            return Outcome(OutboxStatus.FAILED, str(parked)[:300] or "given up")
-        except Exception as error:  # a provider bug must not stop the other notifications
-            log.warning("outbox %s (sms %s): %s", row_id, kind, type(error).__name__)
-            return Outcome(OutboxStatus.PENDING, type(error).__name__)
+        except Exception as error:
+            return _failed(error, row_id, f"sms {kind}")
         return Outcome(OutboxStatus.SENT, reference=sent.serial_no, units=sent.fee)
 
     async def _to_citizen(self, identity: ChannelIdentity, kind: str, rendered: Rendered) -> None:
@@ -260,6 +246,20 @@ class Dispatcher:
             await outbox.renew_claims(session, token, now, now + self.policy.lease)
             return await outbox.record_outcome(session, row_id, token, outcome, now,
                                                self.policy, sms=self.sms_hook)
+
+
+def _failed(error: Exception, row_id: int, what: str) -> Outcome:
+    """What a send that raised comes to: the recipient gone, try later, given up (parked), or,
+    for a bug in a channel or a provider (which must not stop the other notifications), a
+    retry."""
+    if isinstance(error, Unreachable):
+        return Outcome(OutboxStatus.UNDELIVERABLE, str(error)[:300] or "unreachable")
+    if isinstance(error, TryLater):
+        return Outcome(OutboxStatus.PENDING, str(error)[:300], error.retry_after)
+    if isinstance(error, GiveUp):
+        return Outcome(OutboxStatus.FAILED, str(error)[:300] or "given up")
+    log.warning("outbox %s (%s): %s", row_id, what, type(error).__name__)
+    return Outcome(OutboxStatus.PENDING, type(error).__name__)
 
 
 async def _deliver(sender: Sender, chat_id: str, rendered: Rendered, kind: str) -> None:
