@@ -28,7 +28,7 @@ from bot.wecom.inbound import to_incoming
 from bot.wiring import App
 from handlers.core import Choice, Reply
 from handlers.engine import Assistant
-from storage import booking
+from storage import booking, handoffs
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import (
@@ -426,6 +426,26 @@ async def test_alerts_go_as_cards_to_staff_on_duty_and_as_text_to_the_app_chat(
         assert wecom_api.texts(ZHANG) == ["市民说：你好"] and len(wecom_api.chat_texts) == 1
     finally:
         await channel.close()
+
+
+async def test_a_supervisor_listed_as_a_wecom_user_is_alerted_in_the_app(
+        web: httpx.AsyncClient, clock: ManualClock, served: Served, app: App,
+        wecom_api: FakeWecomApi) -> None:
+    """Escalations go to each supervisor's own chat: a "wecom:<user id>" supervisor gets them in
+    the app."""
+    citizen = Citizen(web, clock)
+    assert "已为您转接人工服务（编号 1）" in await citizen.say("人工服务")
+    await served.dispatcher.drain()
+    before = len(wecom_api.texts(LI)) + len(wecom_api.cards_of(LI))
+    clock.advance(minutes=31)
+    async with app.database.session() as session:
+        assert await handoffs.escalate_overdue(session, app.centre, clock.now(), escalate_minutes=30,
+                                               supervisors=(f"wecom:{LI}",)) >= 1
+    await served.dispatcher.drain()
+    alerts = wecom_api.texts(LI)[len(wecom_api.texts(LI)) - 1:] + \
+        [card.title for card in wecom_api.cards_of(LI)]
+    assert len(wecom_api.texts(LI)) + len(wecom_api.cards_of(LI)) == before + 1
+    assert any("#1" in text for text in alerts)
 
 
 # --- set-up from the command line -----------------------------------------------------------------
