@@ -7,19 +7,22 @@ platforms with the same callback crypto, body limits and ``cgi-bin`` JSON API.
 - ``read_body``: a callback body, refused when over a limit, empty, or cut off.
 - ``open_signed``: an ``Encrypt`` field's plain text once its ``msg_signature`` is checked.
 - ``cgi_request``: one call to ``{base_url}/cgi-bin/{path}``; network trouble is ``TryLater``.
+- ``HeldChannel`` and ``http_client``: the channel as ``yuyue run`` holds it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 from starlette.requests import ClientDisconnect, Request
+from starlette.routing import Route
 
 from bot.channels import TryLater
 
@@ -155,3 +158,42 @@ async def cgi_request(http: httpx.AsyncClient, base_url: str, method: str, path:
     except ValueError:
         raise TryLater(f"{path}: HTTP {response.status_code}, not JSON") from None
     return data if isinstance(data, dict) else {}
+
+
+# --- the channel -----------------------------------------------------------------------------
+
+
+class Webhook(Protocol):
+    def routes(self) -> list[Route]: ...
+
+    async def drain(self) -> None: ...
+
+
+W = TypeVar("W", bound=Webhook)
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class HeldChannel(Generic[W, S, T]):
+    """A channel's webhook, sender, access tokens and HTTP client, as ``yuyue run`` holds them."""
+
+    webhook: W
+    sender: S
+    tokens: T
+    http: httpx.AsyncClient
+    owns_http: bool = True
+
+    def webhook_routes(self) -> list[Route]:
+        return self.webhook.routes()
+
+    async def close(self) -> None:
+        """Wait for late answers, then close the HTTP client (when the channel made it)."""
+        await self.webhook.drain()
+        if self.owns_http:
+            await self.http.aclose()
+
+
+def http_client(http: httpx.AsyncClient | None) -> httpx.AsyncClient:
+    """``http``, or a new client with the APIs' timeouts."""
+    return http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
