@@ -8,6 +8,8 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bot.channels import Sender
+from bot.dispatch import Dispatcher
 from handlers.core import Incoming, Reply
 from handlers.engine import Assistant
 from storage.settings import AccessSettings, Settings
@@ -25,6 +27,14 @@ def staff_settings(base: Settings | None = None, **telegram: object) -> Settings
         base, telegram=dataclasses.replace(base.telegram, staff_chat_id=STAFF_GROUP, **telegram),
         access=AccessSettings(staff=(f"telegram:{STAFF_PRIVATE}",),
                               supervisors=(f"telegram:{SUPERVISOR}",)))
+
+
+def staff_dispatcher(assistant: Assistant, settings: Settings, group: Sender,
+                     **senders: Sender) -> Dispatcher:
+    """A dispatcher over ``assistant``'s database whose staff messages go to ``group`` and the
+    citizens' to ``senders`` (by channel)."""
+    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
+                      clock=assistant.clock, senders=senders, staff_senders=[group])
 
 
 class Staff:

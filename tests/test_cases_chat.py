@@ -23,7 +23,7 @@ from storage.models import Appointment, Case, CaseState, Channel, Complaint, Ser
 from storage.settings import Settings
 from tests.dialog import Dialog
 from tests.helpers import account, local, person, slots_of, valid_id
-from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_settings
+from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_dispatcher, staff_settings
 
 ID_A = valid_id("11010519491231002")
 ID_B = valid_id("11010519800101003")
@@ -42,25 +42,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def group() -> Recorder:
-    return Recorder("staff")
-
-
-@pytest.fixture
-def citizens() -> Recorder:
-    return Recorder("telegram")
-
-
-@pytest.fixture
 def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
                citizens: Recorder) -> Dispatcher:
-    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
-                      clock=assistant.clock, senders={"telegram": citizens}, staff_senders=[group])
-
-
-@pytest.fixture
-def wang(assistant: Assistant) -> Staff:
-    return Staff(assistant, STAFF_A, "王芳")
+    return staff_dispatcher(assistant, settings, group, telegram=citizens)
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from tests.staff_support import (
     STAFF_PRIVATE,
     Recorder,
     Staff,
+    staff_dispatcher,
     staff_settings,
 )
 
@@ -54,25 +55,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def group() -> Recorder:
-    return Recorder("staff")
-
-
-@pytest.fixture
-def citizens() -> Recorder:
-    return Recorder("telegram")
-
-
-@pytest.fixture
 def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
                citizens: Recorder) -> Dispatcher:
-    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
-                      clock=assistant.clock, senders={"telegram": citizens}, staff_senders=[group])
-
-
-@pytest.fixture
-def wang(assistant: Assistant) -> Staff:
-    return Staff(assistant, STAFF_A, "王芳")
+    return staff_dispatcher(assistant, settings, group, telegram=citizens)
 
 
 async def book(assistant: Assistant, service: str, day: dt.date, index: int, *,
