@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +13,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.telegram import TelegramChannel, build_telegram
+from bot.telegram.limiter import RateLimiter
+from bot.wiring import App
+from handlers.engine import Assistant
 from storage.catalog import load_catalog, read_catalog
 from storage.centre import Centre
 from storage.identity import (
@@ -72,3 +78,18 @@ async def slots_of(session: AsyncSession, centre: Centre, service: Service, now:
     if day is not None:
         query = query.where(Slot.local_date == day)
     return list((await session.scalars(query)).all())
+
+
+@contextlib.asynccontextmanager
+async def running_telegram(app: App, limiter: RateLimiter,
+                           assistant: Assistant | None = None) -> AsyncIterator[TelegramChannel]:
+    """A started Telegram channel for ``app`` (closed on leaving); the conversation is
+    ``assistant``, by default the engine over ``app``."""
+    assistant = assistant or Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                                       settings=app.settings)
+    channel = build_telegram(app, assistant, limiter=limiter)
+    await channel.start()
+    try:
+        yield channel
+    finally:
+        await channel.close()
