@@ -30,6 +30,7 @@ from storage.models import ChannelIdentity, Person, Service, Slot
 from storage.settings import NotificationSettings, RuleSettings
 from storage.slots import ensure_slots
 from storage.workdays import WorkCalendar
+from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")
@@ -93,3 +94,15 @@ async def running_telegram(app: App, limiter: RateLimiter,
         yield channel
     finally:
         await channel.close()
+
+
+def wechat_toml(api_url: str) -> str:
+    """The ``[wechat]`` settings of a process test: the fake account, in safe mode with WeChat's
+    sample Token and EncodingAESKey, calling the fake API at ``api_url``."""
+    return f"""[wechat]
+app_id = "{APP_ID}"
+app_secret = "{APP_SECRET}"
+token = "{SAMPLE_TOKEN}"
+encoding_aes_key = "{SAMPLE_AES_KEY}"
+api_base_url = "{api_url}"
+"""
