@@ -29,6 +29,7 @@ from storage.settings import Settings
 from tests.fakes import FakeTime
 from tests.fakes.wechat_api import FakeWechatApi
 from tests.helpers import load_demo, make_centre
+from tests.staff_support import STAFF_A, Recorder, Staff
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,6 +163,24 @@ async def app(database: Database, clock: ManualClock, centre: Centre, settings: 
     async with database.session() as session:
         await load_demo(session, clock.now())
     return App(settings=settings, database=database, centre=centre, clock=clock)
+
+
+# --- the staff side: shared by the staff, case and privacy tests --------------------------------
+
+
+@pytest.fixture
+def group() -> Recorder:
+    return Recorder("staff")
+
+
+@pytest.fixture
+def citizens() -> Recorder:
+    return Recorder("telegram")
+
+
+@pytest.fixture
+def wang(assistant: Assistant) -> Staff:
+    return Staff(assistant, STAFF_A, "王芳")
 
 
 @pytest.fixture

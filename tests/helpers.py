@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +13,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.telegram import TelegramChannel, build_telegram
+from bot.telegram.limiter import RateLimiter
+from bot.wiring import App
+from handlers.engine import Assistant
 from storage.catalog import load_catalog, read_catalog
 from storage.centre import Centre
 from storage.identity import (
@@ -24,6 +30,7 @@ from storage.models import ChannelIdentity, Person, Service, Slot
 from storage.settings import NotificationSettings, RuleSettings
 from storage.slots import ensure_slots
 from storage.workdays import WorkCalendar
+from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = ZoneInfo("Asia/Shanghai")
@@ -72,3 +79,30 @@ async def slots_of(session: AsyncSession, centre: Centre, service: Service, now:
     if day is not None:
         query = query.where(Slot.local_date == day)
     return list((await session.scalars(query)).all())
+
+
+@contextlib.asynccontextmanager
+async def running_telegram(app: App, limiter: RateLimiter,
+                           assistant: Assistant | None = None) -> AsyncIterator[TelegramChannel]:
+    """A started Telegram channel for ``app`` (closed on leaving); the conversation is
+    ``assistant``, by default the engine over ``app``."""
+    assistant = assistant or Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                                       settings=app.settings)
+    channel = build_telegram(app, assistant, limiter=limiter)
+    await channel.start()
+    try:
+        yield channel
+    finally:
+        await channel.close()
+
+
+def wechat_toml(api_url: str) -> str:
+    """The ``[wechat]`` settings of a process test: the fake account, in safe mode with WeChat's
+    sample Token and EncodingAESKey, calling the fake API at ``api_url``."""
+    return f"""[wechat]
+app_id = "{APP_ID}"
+app_secret = "{APP_SECRET}"
+token = "{SAMPLE_TOKEN}"
+encoding_aes_key = "{SAMPLE_AES_KEY}"
+api_base_url = "{api_url}"
+"""

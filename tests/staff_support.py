@@ -4,13 +4,21 @@ talking to the engine from the group, and a sender that records what the dispatc
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
+from bot.channels import Sender
+from bot.dispatch import Dispatcher
 from handlers.core import Incoming, Reply
 from handlers.engine import Assistant
+from storage import booking
+from storage.models import Appointment, Channel, Service
 from storage.settings import AccessSettings, Settings
+from tests.helpers import account, person, slots_of
 
 STAFF_GROUP = -1001987654321
 OTHER_GROUP = -1001000000042
@@ -25,6 +33,30 @@ def staff_settings(base: Settings | None = None, **telegram: object) -> Settings
         base, telegram=dataclasses.replace(base.telegram, staff_chat_id=STAFF_GROUP, **telegram),
         access=AccessSettings(staff=(f"telegram:{STAFF_PRIVATE}",),
                               supervisors=(f"telegram:{SUPERVISOR}",)))
+
+
+def staff_dispatcher(assistant: Assistant, settings: Settings, group: Sender,
+                     **senders: Sender) -> Dispatcher:
+    """A dispatcher over ``assistant``'s database whose staff messages go to ``group`` and the
+    citizens' to ``senders`` (by channel)."""
+    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
+                      clock=assistant.clock, senders=senders, staff_senders=[group])
+
+
+async def book_telegram(assistant: Assistant, service: str, day: dt.date, index: int, *,
+                        user: str, name: str, mobile: str, id_number: str) -> Appointment:
+    """A booking made before the test starts (from the window's seats, so today works too)."""
+    async with assistant.database.session() as session:
+        services = {s.code: s for s in (await session.scalars(select(Service))).all()}
+        now = assistant.clock.now()
+        slot = (await slots_of(session, assistant.centre, services[service], now, day))[index]
+        citizen = await person(session, assistant.centre, now, name=name, mobile=mobile,
+                               id_number=id_number)
+        identity = await account(session, now, user=user, person_id=citizen.id)
+        return await booking.book(session, assistant.centre, now, person_id=citizen.id,
+                                  slot_id=slot.id, identity_id=identity.id,
+                                  channel=Channel.TELEGRAM, made_by=f"telegram:{user}",
+                                  offline=True, confirm=False)
 
 
 class Staff:

@@ -15,15 +15,23 @@ from sqlalchemy import select
 
 from bot.dispatch import Dispatcher
 from handlers.engine import Assistant
-from storage import booking
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Appointment, Case, CaseState, Channel, Complaint, Service
+from storage.models import Appointment, Case, CaseState, Complaint
 from storage.settings import Settings
 from tests.dialog import Dialog
-from tests.helpers import account, local, person, slots_of, valid_id
-from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_settings
+from tests.helpers import local, valid_id
+from tests.staff_support import (
+    STAFF_A,
+    STAFF_B,
+    SUPERVISOR,
+    Recorder,
+    Staff,
+    book_telegram,
+    staff_dispatcher,
+    staff_settings,
+)
 
 ID_A = valid_id("11010519491231002")
 ID_B = valid_id("11010519800101003")
@@ -42,25 +50,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def group() -> Recorder:
-    return Recorder("staff")
-
-
-@pytest.fixture
-def citizens() -> Recorder:
-    return Recorder("telegram")
-
-
-@pytest.fixture
 def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
                citizens: Recorder) -> Dispatcher:
-    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
-                      clock=assistant.clock, senders={"telegram": citizens}, staff_senders=[group])
-
-
-@pytest.fixture
-def wang(assistant: Assistant) -> Staff:
-    return Staff(assistant, STAFF_A, "王芳")
+    return staff_dispatcher(assistant, settings, group, telegram=citizens)
 
 
 @pytest.fixture
@@ -73,17 +65,8 @@ async def book(assistant: Assistant, service: str, *, user: str = "51", index: i
                name: str = "张三", mobile: str = "13812345678", id_number: str = ID_A,
                day: dt.date = MONDAY) -> Appointment:
     """A booking for today made before the test starts, by the citizen's chat account."""
-    async with assistant.database.session() as session:
-        services = {s.code: s for s in (await session.scalars(select(Service))).all()}
-        now = assistant.clock.now()
-        slot = (await slots_of(session, assistant.centre, services[service], now, day))[index]
-        citizen = await person(session, assistant.centre, now, name=name, mobile=mobile,
-                               id_number=id_number)
-        identity = await account(session, now, user=user, person_id=citizen.id)
-        return await booking.book(session, assistant.centre, now, person_id=citizen.id,
-                                  slot_id=slot.id, identity_id=identity.id,
-                                  channel=Channel.TELEGRAM, made_by=f"telegram:{user}",
-                                  offline=True, confirm=False)
+    return await book_telegram(assistant, service, day, index, user=user, name=name,
+                               mobile=mobile, id_number=id_number)
 
 
 async def served(wang: Staff, appointment: Appointment) -> str:

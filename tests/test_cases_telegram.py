@@ -14,16 +14,15 @@ from sqlalchemy import select
 
 from bot.dispatch import Dispatcher
 from bot.scheduler import Jobs
-from bot.telegram import TelegramChannel, build_telegram
+from bot.telegram import TelegramChannel
 from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
-from handlers.engine import Assistant
 from storage import booking
 from storage.models import Appointment, Case, CaseState, Channel, Service
 from storage.settings import Settings, TelegramSettings
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
-from tests.helpers import account, local, person, slots_of
+from tests.helpers import account, local, person, running_telegram, slots_of
 from tests.staff_support import STAFF_A, STAFF_GROUP, staff_settings
 
 CITIZEN = 5111000002
@@ -44,15 +43,8 @@ def settings(api: FakeTelegram) -> Settings:
 
 @pytest.fixture
 async def channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
-    assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
-                          settings=app.settings)
-    channel = build_telegram(app, assistant,
-                             limiter=RateLimiter(now=fake_time.now, sleep=fake_time.sleep))
-    await channel.start()
-    try:
+    async with running_telegram(app, RateLimiter(now=fake_time.now, sleep=fake_time.sleep)) as channel:
         yield channel
-    finally:
-        await channel.close()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from storage.models import (
 from storage.privacy import mask_text
 from storage.settings import Settings
 from tests.dialog import Dialog, verify_dialog
-from tests.staff_support import STAFF_A, Recorder, Staff, staff_settings
+from tests.staff_support import STAFF_A, Recorder, Staff, staff_dispatcher, staff_settings
 from tests.test_flows import ID_NUMBER, book_id_card
 
 
@@ -140,11 +140,6 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def group() -> Recorder:
-    return Recorder("staff")
-
-
-@pytest.fixture
 def telegram() -> Recorder:
     return Recorder("telegram")
 
@@ -152,9 +147,7 @@ def telegram() -> Recorder:
 @pytest.fixture
 def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
                telegram: Recorder) -> Dispatcher:
-    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
-                      clock=assistant.clock, senders={"telegram": telegram, "terminal": telegram},
-                      staff_senders=[group])
+    return staff_dispatcher(assistant, settings, group, telegram=telegram, terminal=telegram)
 
 
 class Said(Dialog):

@@ -19,9 +19,8 @@ from storage.db import Database
 from storage.models import Channel, Outbox, OutboxStatus, Service
 from storage.settings import SmsSettings
 from tests.fakes.tencent_sms import APP_ID, SECRET_ID, SECRET_KEY, SIGN, FakeTencentSms
-from tests.fakes.wechat_api import APP_ID as WECHAT_APP_ID
-from tests.fakes.wechat_api import APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi
-from tests.helpers import make_centre, person, slots_of, valid_id
+from tests.fakes.wechat_api import FakeWechatApi
+from tests.helpers import make_centre, person, slots_of, valid_id, wechat_toml
 from tests.test_processes import common_settings, free_port, start
 from tests.test_wechat_process import ProcessLog, load_demo_catalog
 
@@ -32,13 +31,8 @@ MOBILE = "13812345678"
 def settings_file(folder: Path, database_url: str, wechat: FakeWechatApi, sms: FakeTencentSms,
                   port: int) -> Path:
     path = folder / "sms.toml"
-    path.write_text(common_settings(folder, database_url, log_level="INFO") + f"""
-[wechat]
-app_id = "{WECHAT_APP_ID}"
-app_secret = "{APP_SECRET}"
-token = "{SAMPLE_TOKEN}"
-encoding_aes_key = "{SAMPLE_AES_KEY}"
-api_base_url = "{wechat.url}"
+    path.write_text(common_settings(folder, database_url, log_level="INFO") + "\n"
+                    + wechat_toml(wechat.url) + f"""
 [web]
 port = {port}
 [sms]

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 
 from bot.dispatch import Dispatcher
 from handlers.engine import Assistant
-from storage import booking
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import (
@@ -21,19 +20,17 @@ from storage.models import (
     AppointmentStatus,
     AuditLog,
     Block,
-    Channel,
     Complaint,
     HomeVisitRequest,
     Outbox,
     Person,
     RequestStatus,
-    Service,
     Slot,
 )
 from storage.outbox import STAFF_TARGET, enqueue
 from storage.settings import Settings
 from tests.dialog import Dialog
-from tests.helpers import account, local, person, slots_of, valid_id
+from tests.helpers import account, local, person, valid_id
 from tests.staff_support import (
     OTHER_GROUP,
     STAFF_A,
@@ -41,7 +38,11 @@ from tests.staff_support import (
     STAFF_PRIVATE,
     Recorder,
     Staff,
+    staff_dispatcher,
     staff_settings,
+)
+from tests.staff_support import (
+    book_telegram as book,
 )
 
 ID_A = valid_id("11010519491231002")
@@ -54,41 +55,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def group() -> Recorder:
-    return Recorder("staff")
-
-
-@pytest.fixture
-def citizens() -> Recorder:
-    return Recorder("telegram")
-
-
-@pytest.fixture
 def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
                citizens: Recorder) -> Dispatcher:
-    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
-                      clock=assistant.clock, senders={"telegram": citizens}, staff_senders=[group])
-
-
-@pytest.fixture
-def wang(assistant: Assistant) -> Staff:
-    return Staff(assistant, STAFF_A, "王芳")
-
-
-async def book(assistant: Assistant, service: str, day: dt.date, index: int, *,
-               user: str, name: str, mobile: str, id_number: str) -> Appointment:
-    """A booking made before the test starts (from the window's seats, so today works too)."""
-    async with assistant.database.session() as session:
-        services = {s.code: s for s in (await session.scalars(select(Service))).all()}
-        now = assistant.clock.now()
-        slot = (await slots_of(session, assistant.centre, services[service], now, day))[index]
-        citizen = await person(session, assistant.centre, now, name=name, mobile=mobile,
-                               id_number=id_number)
-        identity = await account(session, now, user=user, person_id=citizen.id)
-        return await booking.book(session, assistant.centre, now, person_id=citizen.id,
-                                  slot_id=slot.id, identity_id=identity.id,
-                                  channel=Channel.TELEGRAM, made_by=f"telegram:{user}",
-                                  offline=True, confirm=False)
+    return staff_dispatcher(assistant, settings, group, telegram=citizens)
 
 
 TODAY, TUESDAY = dt.date(2026, 11, 23), dt.date(2026, 11, 24)

@@ -35,7 +35,7 @@ from storage.settings import Settings, WechatSettings
 from tests.dialog import Dialog
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, FakeWechatApi
 from tests.helpers import account, local, make_centre, person
-from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_settings
+from tests.staff_support import STAFF_A, STAFF_B, SUPERVISOR, Recorder, Staff, staff_dispatcher, staff_settings
 
 OPENID = "oWx_handoff_citizen_0000000001"
 
@@ -44,11 +44,6 @@ OPENID = "oWx_handoff_citizen_0000000001"
 def settings(wechat_api: FakeWechatApi) -> Settings:
     return staff_settings(Settings(wechat=WechatSettings(
         app_id=APP_ID, app_secret=APP_SECRET, token="t", api_base_url=wechat_api.url)))
-
-
-@pytest.fixture
-def group() -> Recorder:
-    return Recorder("staff")
 
 
 @pytest.fixture
@@ -61,9 +56,7 @@ def dispatcher(assistant: Assistant, settings: Settings, http: httpx.AsyncClient
                group: Recorder, telegram: Recorder) -> Dispatcher:
     tokens = AccessTokens(settings.wechat, assistant.database, assistant.clock, http, owner="t")
     wechat = WechatSender(settings.wechat, assistant.database, assistant.clock, tokens)
-    return Dispatcher(database=assistant.database, centre=assistant.centre, settings=settings,
-                      clock=assistant.clock, senders={"telegram": telegram, "wechat": wechat},
-                      staff_senders=[group])
+    return staff_dispatcher(assistant, settings, group, telegram=telegram, wechat=wechat)
 
 
 def sent_to_wechat(api: FakeWechatApi) -> list[str]:

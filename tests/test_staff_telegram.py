@@ -14,12 +14,11 @@ from sqlalchemy import select
 
 from bot.channels import TryLater, Unreachable
 from bot.dispatch import Dispatcher
-from bot.telegram import TelegramChannel, build_telegram
+from bot.telegram import TelegramChannel
 from bot.telegram.limiter import RateLimiter
 from bot.wecom import WecomRobotSender, build_wecom_sender
 from bot.wiring import App
 from handlers.core import Choice, Reply
-from handlers.engine import Assistant
 from storage import booking
 from storage.db import Database
 from storage.models import Channel, Handoff, Rating, RequestStatus, Service
@@ -27,7 +26,7 @@ from storage.settings import Settings, TelegramSettings, WecomSettings
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
 from tests.fakes.wecom_robot import FakeWecomRobot
-from tests.helpers import account, person, slots_of
+from tests.helpers import account, person, running_telegram, slots_of
 from tests.staff_support import STAFF_A, STAFF_B, STAFF_GROUP, staff_settings
 
 CITIZEN = 5111000001
@@ -55,15 +54,8 @@ def settings(api: FakeTelegram, robot: FakeWecomRobot) -> Settings:
 
 @pytest.fixture
 async def channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
-    assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
-                          settings=app.settings)
-    channel = build_telegram(app, assistant,
-                             limiter=RateLimiter(now=fake_time.now, sleep=fake_time.sleep))
-    await channel.start()
-    try:
+    async with running_telegram(app, RateLimiter(now=fake_time.now, sleep=fake_time.sleep)) as channel:
         yield channel
-    finally:
-        await channel.close()
 
 
 @pytest.fixture

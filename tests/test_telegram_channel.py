@@ -22,7 +22,7 @@ from telegram import Update
 from bot.channels import Unreachable
 from bot.dispatch import Dispatcher
 from bot.reports import FileReports
-from bot.telegram import PollingConflict, TelegramChannel, build_telegram
+from bot.telegram import PollingConflict, TelegramChannel
 from bot.telegram.failures import log_failure
 from bot.telegram.limiter import RateLimiter
 from bot.telegram.parse import parse_update
@@ -38,7 +38,7 @@ from storage.outbox import enqueue
 from storage.settings import AccessSettings, Settings, TelegramSettings
 from tests.fakes import FakeTime, LocalServer
 from tests.fakes.telegram_api import FakeTelegram, button_labels
-from tests.helpers import account, load_demo, make_centre, valid_id
+from tests.helpers import account, load_demo, make_centre, running_telegram, valid_id
 
 STAFF_GROUP = -1001987654321
 STAFF_USER, MANAGER = 6200000001, 6300000001
@@ -103,12 +103,8 @@ async def channel(api: FakeTelegram, database: Database, clock: ManualClock, set
     app = App(settings=settings, database=database, centre=centre, clock=clock)
     assistant = Assistant(database=database, centre=centre, clock=clock, settings=settings,
                           reports=FileReports())
-    channel = build_telegram(app, assistant, limiter=limiter)
-    await channel.start()
-    try:
+    async with running_telegram(app, limiter, assistant) as channel:
         yield channel
-    finally:
-        await channel.close()
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from sqlalchemy import func, select, update
 from storage.catalog import load_catalog, read_catalog
 from storage.db import Database
 from storage.models import Appointment, NotificationConsent, Outbox, OutboxStatus
-from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush, sample
-from tests.helpers import ROOT, valid_id
+from tests.fakes.wechat_api import SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush, sample
+from tests.helpers import ROOT, valid_id, wechat_toml
 from tests.test_processes import common_settings, free_port, start
 
 pytestmark = pytest.mark.slow
@@ -38,13 +38,8 @@ async def api() -> AsyncIterator[FakeWechatApi]:
 
 def wechat_only_settings(folder: Path, database_url: str, api: FakeWechatApi, port: int) -> Path:
     path = folder / "wechat.toml"
-    path.write_text(common_settings(folder, database_url, log_level="INFO") + f"""
-[wechat]
-app_id = "{APP_ID}"
-app_secret = "{APP_SECRET}"
-token = "{SAMPLE_TOKEN}"
-encoding_aes_key = "{SAMPLE_AES_KEY}"
-api_base_url = "{api.url}"
+    path.write_text(common_settings(folder, database_url, log_level="INFO") + "\n"
+                    + wechat_toml(api.url) + f"""
 subscribe_template_id = "SUBS-TPL"
 public_url = "https://yuyue.example.gov.cn"
 [web]

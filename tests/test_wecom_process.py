@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
+from tests.fakes.wechat_api import SAMPLE_AES_KEY, SAMPLE_TOKEN, FakeWechatApi, WechatPush
 from tests.fakes.wechat_api import sample as wechat_sample
 from tests.fakes.wecom_api import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, FakeWecomApi, WecomPush, sample
+from tests.helpers import wechat_toml
 from tests.test_processes import common_settings, free_port, start
 from tests.test_wechat_process import ProcessLog, load_demo_catalog
 
@@ -33,13 +34,8 @@ async def wecom_api() -> AsyncIterator[FakeWecomApi]:
 def settings_file(folder: Path, database_url: str, wechat: FakeWechatApi, wecom: FakeWecomApi,
                   port: int) -> Path:
     path = folder / "wecom.toml"
-    path.write_text(common_settings(folder, database_url, log_level="INFO") + f"""
-[wechat]
-app_id = "{APP_ID}"
-app_secret = "{APP_SECRET}"
-token = "{SAMPLE_TOKEN}"
-encoding_aes_key = "{SAMPLE_AES_KEY}"
-api_base_url = "{wechat.url}"
+    path.write_text(common_settings(folder, database_url, log_level="INFO") + "\n"
+                    + wechat_toml(wechat.url) + f"""
 [wecom]
 corp_id = "{CORP_ID}"
 agent_id = {AGENT_ID}

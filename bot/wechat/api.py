@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 
 from bot.channels import TryLater, Unreachable
+from bot.tencent import Files, cgi_request
 from bot.wechat.failures import FailureLog
 from storage.clock import Clock
 from storage.db import Database
@@ -57,7 +57,6 @@ TOKEN_FIXES = {
 }
 
 
-Files = dict[str, tuple[str, bytes, str]]       # multipart field -> (filename, content, type)
 
 
 class WechatApiError(Exception):
@@ -170,7 +169,8 @@ class AccessTokens:
         payload = {"grant_type": "client_credential", "appid": self.settings.app_id,
                    "secret": self.settings.app_secret, "force_refresh": force}
         try:
-            data = await _post(self.http, self.settings.api_base_url, "stable_token", payload)
+            data = await cgi_request(self.http, self.settings.api_base_url, "POST",
+                                     "stable_token", payload)
         except TryLater as failure:
             self.failures.warn("stable_token network", f"wechat access token not fetched: {failure}")
             raise
@@ -192,35 +192,6 @@ class AccessTokens:
             raise TryLater("stable_token: answer without a token") from None
 
 
-async def _post(http: httpx.AsyncClient, base_url: str, path: str, payload: Mapping[str, Any] | None,
-                access_token: str | None = None, *, files: Files | None = None,
-                query: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """POST JSON (or ``files`` as multipart) to ``{base_url}/cgi-bin/{path}``; network trouble
-    is ``TryLater``."""
-    url = f"{base_url.rstrip('/')}/cgi-bin/{path}"
-    params = {**({"access_token": access_token} if access_token else {}), **(query or {})}
-    try:
-        if files is not None:
-            response = await http.post(url, params=params, files=files)
-        else:
-            # ensure_ascii=False: WeChat shows "\\u4f60" escapes literally in some messages.
-            response = await http.post(url, params=params, content=_json_bytes(payload or {}),
-                                       headers={"Content-Type": "application/json; charset=utf-8"})
-    except httpx.HTTPError as exc:
-        raise TryLater(f"{path}: {type(exc).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TryLater(f"{path}: HTTP {response.status_code}")
-    try:
-        data = response.json()
-    except ValueError:
-        raise TryLater(f"{path}: HTTP {response.status_code}, not JSON") from None
-    return data if isinstance(data, dict) else {}
-
-
-def _json_bytes(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
 async def call_api(tokens: AccessTokens, path: str, payload: Mapping[str, Any] | None, *,
                    files: Files | None = None,
                    query: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -232,10 +203,12 @@ async def call_api(tokens: AccessTokens, path: str, payload: Mapping[str, Any] |
     """
     base_url = tokens.settings.api_base_url
     token = await tokens.get()
-    data = await _post(tokens.http, base_url, path, payload, token, files=files, query=query)
+    data = await cgi_request(tokens.http, base_url, "POST", path, payload, token,
+                             files=files, query=query)
     if int(data.get("errcode") or 0) in TOKEN_INVALID:
         token = await tokens.get(rejected=token)
-        data = await _post(tokens.http, base_url, path, payload, token, files=files, query=query)
+        data = await cgi_request(tokens.http, base_url, "POST", path, payload, token,
+                             files=files, query=query)
     errcode = int(data.get("errcode") or 0)
     if errcode in BUSY:
         raise TryLater(f"{path}: errcode {errcode}", retry_after=60)

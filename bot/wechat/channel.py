@@ -19,12 +19,11 @@ text with message-menu links), ``api`` (the shared access token and API calls), 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import httpx
-from starlette.routing import Route
 
+from bot.tencent import HeldChannel, http_client
 from bot.wechat.api import AccessTokens, redact_access_tokens
 from bot.wechat.consent import CONSENT_KEY, Consents
 from bot.wechat.sender import WechatSender
@@ -32,23 +31,8 @@ from bot.wechat.webhook import Conversation, WechatWebhook
 from storage.settings import WechatSettings
 
 
-@dataclasses.dataclass
-class WechatChannel:
+class WechatChannel(HeldChannel[WechatWebhook, WechatSender, AccessTokens]):
     """The WeChat channel as ``yuyue run`` holds it."""
-
-    webhook: WechatWebhook
-    sender: WechatSender
-    tokens: AccessTokens
-    http: httpx.AsyncClient
-    owns_http: bool = True
-
-    def webhook_routes(self) -> list[Route]:
-        return self.webhook.routes()
-
-    async def close(self) -> None:
-        await self.webhook.drain()
-        if self.owns_http:
-            await self.http.aclose()
 
 
 
@@ -61,7 +45,7 @@ def build_wechat(app: Any, assistant: Conversation, *,
     if settings.encoding_aes_key and len(settings.encoding_aes_key) != 43:
         raise ValueError("wechat.encoding_aes_key must be the 43 characters WeChat shows")
     redact_access_tokens()
-    client = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    client = http_client(http)
     tokens = AccessTokens(settings, app.database, app.clock, client)
     consents = Consents(settings, app.database, app.clock, key=app.centre.hasher.derive(CONSENT_KEY),
                         locale=app.settings.general.locale)

@@ -7,15 +7,18 @@ constant-time with a replay window. The XML is read with entities off and any DT
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import hashlib
-import hmac
 import re
 from collections.abc import Mapping
 
 import xmltodict
 
+# The errors and the signature check are shared with WeCom (bot.tencent); named here too.
+from bot.tencent import BadRequest, digits
+from bot.tencent import Forbidden as Forbidden
+from bot.tencent import sign as sign
+from bot.tencent import signature_problem as signature_problem
+from bot.tencent import verify_signature as verify_signature
 from handlers.context import GLOBAL_PREFIX
 from handlers.core import Incoming
 
@@ -25,55 +28,6 @@ MENU_TOKEN = re.compile(r"^m([0-9]{1,12})\.([0-9]{1,4})$")
 # WeChat has no commands of its own: a text that starts with "/" (or a full-width "／", as
 # Chinese keyboards type it) followed by a word is one.
 _COMMAND = re.compile(r"^\s*[/／]([A-Za-z]\w{0,31})(?:\s+(.*?))?\s*$", re.S)
-
-
-class BadRequest(Exception):
-    """The request is not a WeChat message we can read (answered 400)."""
-
-
-class Forbidden(Exception):
-    """The request is not signed by WeChat, or too old (answered 403)."""
-
-
-
-# --- signatures ------------------------------------------------------------------------------
-
-
-def digits(text: str, most: int) -> bool:
-    """``text`` is 1 to ``most`` ASCII digits (``str.isdigit`` also takes "²", which int() does
-    not)."""
-    return 0 < len(text) <= most and text.isascii() and text.isdigit()
-
-
-def sign(*parts: str) -> str:
-    """WeChat's signature: SHA-1 of the sorted parts joined (token, timestamp, nonce[, encrypt])."""
-    return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
-
-
-def verify_signature(token: str, signature: str | None, timestamp: str | None, nonce: str | None,
-                     *, now: dt.datetime, window_seconds: int, encrypt: str | None = None) -> bool:
-    """Check a webhook signature in constant time and that the timestamp is recent.
-
-    wechatpy's ``check_signature`` compares with ``!=`` and accepts any timestamp; a captured
-    request could then be replayed for ever.
-    """
-    return signature_problem(token, signature, timestamp, nonce, now=now,
-                             window_seconds=window_seconds, encrypt=encrypt) is None
-
-
-def signature_problem(token: str, signature: str | None, timestamp: str | None,
-                      nonce: str | None, *, now: dt.datetime, window_seconds: int,
-                      encrypt: str | None = None) -> str | None:
-    """Why a webhook signature is refused ("unsigned", "stale timestamp", "bad signature"),
-    or None when it is WeChat's and recent (checked in constant time)."""
-    if not (token and signature and timestamp and nonce):
-        return "unsigned"
-    if not digits(timestamp, 12) or abs(now.timestamp() - int(timestamp)) > window_seconds:
-        return "stale timestamp"
-    parts = (token, timestamp, nonce) if encrypt is None else (token, timestamp, nonce, encrypt)
-    if not hmac.compare_digest(sign(*parts).encode(), signature.strip().lower().encode()):
-        return "bad signature"
-    return None
 
 
 # --- parsing ---------------------------------------------------------------------------------

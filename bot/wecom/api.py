@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import socket
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 
 from bot.channels import TryLater, Unreachable
+from bot.tencent import Files, cgi_request
 from storage.clock import Clock
 from storage.db import Database
 from storage.settings import WecomSettings
@@ -40,7 +40,6 @@ IP_NOT_TRUSTED = 60020                  # this server's address is not in 企业
 TOKEN_REFRESH_BEFORE = dt.timedelta(minutes=5)
 TOKEN_LEASE_TIME = dt.timedelta(seconds=30)
 
-Files = dict[str, tuple[str, bytes, str]]       # multipart field -> (filename, content, type)
 
 
 class WecomApiError(Exception):
@@ -116,9 +115,9 @@ class WecomTokens:
             return current[0]           # refreshed by another process while we waited
         if not (self.settings.corp_id and self.settings.secret):
             raise Unreachable("wecom.corp_id / YUYUE_WECOM__SECRET are not set")
-        data = await _request(self.http, self.settings.api_base, "GET", "gettoken", None,
-                              query={"corpid": self.settings.corp_id,
-                                     "corpsecret": self.settings.secret})
+        data = await cgi_request(self.http, self.settings.api_base, "GET", "gettoken", None,
+                                 query={"corpid": self.settings.corp_id,
+                                        "corpsecret": self.settings.secret})
         errcode = int(data.get("errcode") or 0)
         if errcode in (40001, 40013, 40091):    # wrong secret / corp id: set-up, not a hiccup
             log.error("WeCom refused the app's credentials (errcode %s): check wecom.corp_id "
@@ -137,32 +136,6 @@ class WecomTokens:
         return token
 
 
-async def _request(http: httpx.AsyncClient, base_url: str, method: str, path: str,
-                   payload: Mapping[str, Any] | None, access_token: str | None = None, *,
-                   query: Mapping[str, str] | None = None,
-                   files: Files | None = None) -> dict[str, Any]:
-    url = f"{base_url.rstrip('/')}/cgi-bin/{path}"
-    params = {**({"access_token": access_token} if access_token else {}), **(query or {})}
-    try:
-        if method == "GET":
-            response = await http.get(url, params=params)
-        elif files is not None:
-            response = await http.post(url, params=params, files=files)
-        else:
-            body = json.dumps(payload or {}, ensure_ascii=False, separators=(",", ":"))
-            response = await http.post(url, params=params, content=body.encode("utf-8"),
-                                       headers={"Content-Type": "application/json; charset=utf-8"})
-    except httpx.HTTPError as exc:
-        raise TryLater(f"{path}: {type(exc).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TryLater(f"{path}: HTTP {response.status_code}")
-    try:
-        data = response.json()
-    except ValueError:
-        raise TryLater(f"{path}: HTTP {response.status_code}, not JSON") from None
-    return data if isinstance(data, dict) else {}
-
-
 async def call_api(tokens: WecomTokens, method: str, path: str,
                    payload: Mapping[str, Any] | None = None, *,
                    query: Mapping[str, str] | None = None,
@@ -176,11 +149,12 @@ async def call_api(tokens: WecomTokens, method: str, path: str,
     """
     base = tokens.settings.api_base
     token = await tokens.get()
-    data = await _request(tokens.http, base, method, path, payload, token, query=query, files=files)
+    data = await cgi_request(tokens.http, base, method, path, payload, token, query=query,
+                             files=files)
     if int(data.get("errcode") or 0) in TOKEN_INVALID:
         token = await tokens.get(rejected=token)
-        data = await _request(tokens.http, base, method, path, payload, token, query=query,
-                              files=files)
+        data = await cgi_request(tokens.http, base, method, path, payload, token, query=query,
+                                 files=files)
     errcode = int(data.get("errcode") or 0)
     if errcode in BUSY:
         raise TryLater(f"{path}: errcode {errcode}", retry_after=60)

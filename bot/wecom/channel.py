@@ -16,12 +16,11 @@ group chat), ``robot`` (the optional notify-only group robot).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import httpx
-from starlette.routing import Route
 
+from bot.tencent import HeldChannel, http_client
 from bot.wechat.api import redact_access_tokens
 from bot.wecom.api import WecomTokens
 from bot.wecom.directory import Directory
@@ -31,23 +30,8 @@ from handlers.i18n import translate
 from storage.settings import WecomSettings
 
 
-@dataclasses.dataclass
-class WecomChannel:
+class WecomChannel(HeldChannel[WecomWebhook, WecomSender, WecomTokens]):
     """The WeCom app as ``yuyue run`` holds it."""
-
-    webhook: WecomWebhook
-    sender: WecomSender
-    tokens: WecomTokens
-    http: httpx.AsyncClient
-    owns_http: bool = True
-
-    def webhook_routes(self) -> list[Route]:
-        return self.webhook.routes()
-
-    async def close(self) -> None:
-        await self.webhook.drain()
-        if self.owns_http:
-            await self.http.aclose()
 
 
 def check_settings(settings: WecomSettings) -> None:
@@ -76,7 +60,7 @@ def build_wecom(app: Any, assistant: Conversation, *,
     settings: WecomSettings = app.settings.wecom
     check_settings(settings)
     redact_access_tokens()
-    client = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    client = http_client(http)
     tokens = build_tokens(app, client)
     locale = app.settings.general.locale
     sender = WecomSender(tokens, app.settings.access)

@@ -19,13 +19,14 @@ import dataclasses
 import logging
 from typing import Protocol
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 
 from bot.channels import TryLater, Unreachable
-from bot.wechat.inbound import BadRequest, Forbidden, digits, parse_xml, verify_signature
+from bot.tencent import open_signed, read_body
+from bot.wechat.inbound import BadRequest, Forbidden, parse_xml
 from bot.wecom.directory import Directory
 from bot.wecom.inbound import CHANNEL, CardClick, card_click, to_incoming
 from bot.wecom.sender import WecomSender
@@ -79,7 +80,7 @@ class WecomWebhook:
         """Verify, decrypt and handle one message or event."""
         query = request.query_params
         try:
-            outer = parse_xml(await _read_body(request))
+            outer = parse_xml(await read_body(request, MAX_BODY))
             fields = parse_xml(self._open(outer.get("Encrypt", ""), query.get("msg_signature"),
                                           query.get("timestamp"), query.get("nonce")).encode())
             incoming = to_incoming(fields)
@@ -119,16 +120,9 @@ class WecomWebhook:
         """
         if not encrypted:
             raise BadRequest("nothing encrypted")
-        if not verify_signature(self.settings.token, signature, timestamp, nonce,
-                                now=self.clock.now(),
-                                window_seconds=self.settings.replay_window_seconds,
-                                encrypt=encrypted):
-            raise Forbidden
-        try:
-            # The signature is checked above in constant time, so the cipher is used directly.
-            return str(PrpCrypto(self.crypto.key).decrypt(encrypted, self.settings.corp_id))
-        except Exception as exc:  # bad base64, padding, length or corp id: all "not ours"
-            raise BadRequest("cannot decrypt") from exc
+        return open_signed(PrpCrypto(self.crypto.key), self.settings.corp_id, self.settings.token,
+                           encrypted, signature, timestamp, nonce, now=self.clock.now(),
+                           window_seconds=self.settings.replay_window_seconds)
 
     async def _handle(self, incoming: Incoming, click: CardClick | None) -> None:
         # The name may need the directory (and the database): inside the deadline, not before.
@@ -159,20 +153,3 @@ class WecomWebhook:
         """Wait for answers still being sent (shutdown, tests)."""
         while self._late:
             await asyncio.gather(*list(self._late), return_exceptions=True)
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if digits(declared, 20) and int(declared) > MAX_BODY:
-        raise BadRequest("body too large")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise BadRequest("body too large")
-    except ClientDisconnect:
-        raise BadRequest("client went away") from None
-    if not body:
-        raise BadRequest("empty body")
-    return bytes(body)

@@ -17,20 +17,16 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections import defaultdict, deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import xmltodict
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
-from wechatpy.utils import WeChatSigner
 
-from tests.fakes import Calls, Files, LocalServer, read_multipart
+from tests.fakes import Files, read_multipart
+from tests.fakes.tencent import ApiCall, CgiFake, sign
 
 APP_ID = "wx49f0ab532d5d035a"
 APP_SECRET = "fake-app-secret-for-tests-0123456"
@@ -50,41 +46,13 @@ SENDS = ("message/custom/send", "message/template/send", "message/template/subsc
          "menu/create", "media/upload")
 
 
-@dataclass
-class ApiCall:
-    path: str
-    access_token: str | None
-    body: dict[str, Any]
-    errcode: int
-
-
-class FakeWechatApi(Calls):
+class FakeWechatApi(CgiFake):
     """The fake server; ``calls`` lists every request in order."""
 
     def __init__(self, *, expires_in: int = 7200) -> None:
-        self.expires_in = expires_in
-        self.calls: list[ApiCall] = []
-        self.valid: set[str] = set()
-        self.current: str | None = None
+        super().__init__(expires_in=expires_in)
         self.out_of_window: set[str] = set()
         self.allowed_ips: set[str] | None = None      # the IP allow-list (None: not enforced)
-        self.scripted: dict[str, deque[int]] = defaultdict(deque)
-        self._serial = itertools.count(1)
-        super().__init__()
-        self.uploads: dict[str, tuple[str, bytes, str]] = {}     # media_id -> the file
-        self.server = LocalServer(Starlette(routes=[
-            Route("/cgi-bin/{path:path}", self._endpoint, methods=["POST", "GET"])]))
-
-    async def __aenter__(self) -> FakeWechatApi:
-        await self.server.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -92,18 +60,7 @@ class FakeWechatApi(Calls):
         """The current token stops working (as after 7200 s or a refresh elsewhere)."""
         self.valid.clear()
 
-    def fail_next(self, path: str, *errcodes: int) -> None:
-        """Answer the next calls to ``path`` ("message/custom/send") with these errcodes."""
-        self.scripted[path].extend(errcodes)
-
     # --- what happened ------------------------------------------------------------------------
-
-    def sent(self, path: str) -> list[dict[str, Any]]:
-        """Bodies of the successful calls to ``path``."""
-        return [c.body for c in self.calls if c.path == path and c.errcode == 0]
-
-    def count(self, path: str) -> int:
-        return sum(1 for c in self.calls if c.path == path)
 
     @property
     def texts(self) -> list[str]:
@@ -280,10 +237,7 @@ class WechatPush:
         self.app_id, self.now = app_id, now
         self._nonces = itertools.count(1320562132)
 
-    def _sign(self, *parts: str) -> str:
-        signer = WeChatSigner()
-        signer.add_data(*parts)
-        return str(signer.signature)
+    _sign = staticmethod(sign)
 
     def query(self, *, timestamp: str | None = None, nonce: str | None = None,
               openid: str = "") -> dict[str, str]:

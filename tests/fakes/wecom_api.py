@@ -21,19 +21,16 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from wechatpy.enterprise.crypto import PrpCrypto
-from wechatpy.utils import WeChatSigner
 
-from tests.fakes import Calls, Files, LocalServer, read_multipart
+from tests.fakes import Files, read_multipart
+from tests.fakes.tencent import ApiCall, CgiFake, sign
 
 CORP_ID = "ww5f1e4b3c2a190d87"
 AGENT_ID = 1000002
@@ -47,14 +44,6 @@ ERRORS = {40014: "invalid access_token", 42001: "access_token expired",
           86003: "chat not exists", 40058: "invalid parameter", 40004: "invalid media type",
           40098: "invalid response_code", 60020: "not allow to access from your ip"}
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wecom"
-
-
-@dataclass
-class ApiCall:
-    path: str
-    access_token: str | None
-    body: dict[str, Any]
-    errcode: int
 
 
 @dataclass
@@ -75,37 +64,17 @@ class SentCard:
         return next(b["key"] for b in self.body["button_list"] if b["text"] == label)
 
 
-class FakeWecomApi(Calls):
+class FakeWecomApi(CgiFake):
     """The fake server; ``calls`` lists every request in order."""
 
     def __init__(self, *, expires_in: int = 7200) -> None:
-        super().__init__()
-        self.expires_in = expires_in
-        self.calls: list[ApiCall] = []
-        self.valid: set[str] = set()
+        super().__init__(expires_in=expires_in)
         self.expired: set[str] = set()
-        self.current: str | None = None
-        self.scripted: dict[str, deque[int]] = defaultdict(deque)
         self.directory: dict[str, str] = {}
         self.unknown_users: set[str] = set()
         self.cards: dict[str, SentCard] = {}
         self.codes: dict[str, str] = {}         # response code -> task id (unused codes)
         self.chats: dict[str, dict[str, Any]] = {}
-        self.uploads: dict[str, tuple[str, bytes, str]] = {}
-        self._serial = itertools.count(1)
-        self.server = LocalServer(Starlette(routes=[
-            Route("/cgi-bin/{path:path}", self._endpoint, methods=["POST", "GET"])]))
-
-    async def __aenter__(self) -> FakeWecomApi:
-        await self.server.start()
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.server.stop()
-
-    @property
-    def url(self) -> str:
-        return self.server.url
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -114,10 +83,6 @@ class FakeWecomApi(Calls):
         self.expired |= self.valid
         self.valid.clear()
 
-    def fail_next(self, path: str, *errcodes: int) -> None:
-        """Answer the next calls to ``path`` with these errcodes."""
-        self.scripted[path].extend(errcodes)
-
     def click_code(self, task_id: str) -> str:
         """A fresh response code for a click on ``task_id`` (WeCom gives one per click)."""
         code = f"RC-{next(self._serial)}"
@@ -125,12 +90,6 @@ class FakeWecomApi(Calls):
         return code
 
     # --- what happened ------------------------------------------------------------------------
-
-    def sent(self, path: str) -> list[dict[str, Any]]:
-        return [c.body for c in self.calls if c.path == path and c.errcode == 0]
-
-    def count(self, path: str) -> int:
-        return sum(1 for c in self.calls if c.path == path)
 
     def texts(self, user: str) -> list[str]:
         """Text messages ``user`` got, in order."""
@@ -294,10 +253,7 @@ class WecomPush:
         self.last: tuple[dict[str, str], bytes] = ({}, b"")
         self._nonces = itertools.count(1372623149)
 
-    def _sign(self, *parts: str) -> str:
-        signer = WeChatSigner()
-        signer.add_data(*parts)
-        return str(signer.signature)
+    _sign = staticmethod(sign)
 
     def _query(self, encrypted: str, timestamp: str | None = None) -> dict[str, str]:
         timestamp = timestamp or str(int(self.now().timestamp()))
