@@ -37,7 +37,6 @@ class Forbidden(Exception):
     """The request is not signed by WeChat, or too old (answered 403)."""
 
 
-
 # --- signatures ------------------------------------------------------------------------------
 
 
