@@ -105,15 +105,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("identity_id", "purpose", name=op.f("pk_verification_tries")),
     )
 
-    # Every binding of today becomes a 本人 link, made "now" (when it was bound is not known).
+    # Every binding of today becomes a 本人 link. When it was bound is not known: the link is
+    # dated when the account was made, the earliest it can have been (no clock is read here).
     identity = sa.table("channel_identity", sa.column("id", sa.Integer()),
-                        sa.column("person_id", sa.Integer()))
-    migrated_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+                        sa.column("person_id", sa.Integer()),
+                        sa.column("created_at", storage.db.UTCDateTime(timezone=True)))
     op.execute(account_person.insert().from_select(
         ["identity_id", "person_id", "relation", "method", "created_at"],
         sa.select(identity.c.id, identity.c.person_id, sa.literal("self", sa.String(20)),
-                  sa.literal("migrated", sa.String(20)),
-                  sa.literal(migrated_at, storage.db.UTCDateTime(timezone=True)))
+                  sa.literal("migrated", sa.String(20)), identity.c.created_at)
         .where(identity.c.person_id.is_not(None))))
     # The mobile on record is shown back to the account only when it is the one account bound
     # to the person: where several were, any of them may have typed it last.
