@@ -360,8 +360,9 @@ async def sms_figures(session: AsyncSession, start: dt.datetime, end: dt.datetim
 
 
 def payload_fields(row: Outbox) -> dict[str, str]:
-    """Template values an SMS row carries itself: a closure's reason, a case's number, and for a
-    verification code the code and its minutes."""
+    """Template values an SMS row carries itself: a closure's reason, a case's number (and its
+    date: the 补正 deadline, the expected answer, the day it was ready or the due date in force),
+    and for a verification code the code and its minutes."""
     payload = row.payload or {}
     fields = {name: str(payload[name]) for name in ("reason", "number") if payload.get(name)}
     if "case" in payload:   # a case notice's own values (docs/cases.md), in Chinese
@@ -369,8 +370,8 @@ def payload_fields(row: Outbox) -> dict[str, str]:
         name = (service.get("name") or {}) if isinstance(service, dict) else {}
         fields.update(service=str(name.get("zh", "")) if isinstance(name, dict) else "",
                       place=str(place.get("zh", "")) if isinstance(place, dict) else "",
-                      when=str(payload.get("expected_on") or payload.get("ready_on")
-                               or payload.get("due_on") or ""))
+                      when=str(payload.get("deadline") or payload.get("expected_on")
+                               or payload.get("ready_on") or payload.get("due_on") or ""))
         fields = {key: value for key, value in fields.items() if value}
     if row.kind == CODE_KIND:
         fields.update(code=str(payload.get("code", "")), minutes=str(payload.get("minutes", "")))

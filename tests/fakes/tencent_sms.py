@@ -43,6 +43,10 @@ TEMPLATES = {
     "closure_cancelled": SmsTemplate("2000003", ("service", "when", "reason")),
     "cancelled": SmsTemplate("2000004", ("service", "when")),
     "sms_code": SmsTemplate("2000005", ("code", "minutes")),
+    "case_accepted": SmsTemplate("2000010", ("number", "service", "when")),
+    "case_ready": SmsTemplate("2000011", ("number", "place")),
+    "case_correction": SmsTemplate("2000012", ("number", "service", "when")),
+    "case_extended": SmsTemplate("2000013", ("number", "when")),
 }
 
 
