@@ -3,7 +3,8 @@ Account chat (every request signed and encrypted as WeChat sends it), staff in t
 check the visit in and accept it as a 承诺件, ask once for missing materials (补正), take them,
 mark the result ready and handed over; the outbox dispatcher sends each notice through the fake
 WeChat API (customer-service messages inside the 48-hour window, the approved template outside
-it); the citizen follows the case with 办件进度 and answers the 回访 by tapping its link."""
+it); the citizen follows the case with 办件进度 and answers the 回访 by tapping its link. The
+other five kinds run the same way from the window to the citizen's chat."""
 
 from __future__ import annotations
 
@@ -210,3 +211,75 @@ async def test_a_promised_case_from_the_wechat_booking_to_the_followup(
     assert actions == ["accept", "correction", "resubmit", "ready", "collect", "close", "followup"]
     assert {f"case_{a}" for a in actions} <= set(audited)
 
+
+
+@pytest.mark.parametrize("kind", ["即办件", "补办件", "退回件", "联办件", "上报件"])
+async def test_a_case_of_each_kind_from_the_wecom_window_to_the_wechat_chat(
+        kind: str, world: World, clock: ManualClock, database: Database) -> None:
+    citizen, staff, api, dispatcher = world.citizen, world.staff, world.wechat_api, world.dispatcher
+    assert "预约成功" in await book_by_number(citizen)
+    async with database.read() as session:
+        appointment = await session.scalar(select(Appointment))
+    assert appointment is not None
+    await dispatcher.drain()
+    clock.set(local(2026, 11, 24, 9, 5))
+    await staff.say(f"/checkin {appointment.code}")
+    said = await staff.say(number_of(await staff.say(f"/done {appointment.code}"), kind))
+    if kind == "补办件":
+        said = await staff.say(number_of(said, "居民户口簿"))
+        said = await staff.say(number_of(said, "完成"))
+    elif kind == "退回件":
+        said = await staff.say(number_of(await staff.say("不属于本镇户籍"), "依据"))
+    elif kind == "联办件":
+        said = await staff.say("公安局 3、民政局 5")
+    async with database.read() as session:
+        case = await session.scalar(select(Case).where(Case.appointment_id == appointment.id))
+    assert case is not None, said
+    number = format_case_number(case.number)
+    assert number in said
+    seen = len(api.texts)
+    await dispatcher.drain()
+    first = {"即办件": None, "补办件": "一次性补正告知", "退回件": "不予受理告知", "联办件": "受理回执",
+             "上报件": "受理回执"}[kind]
+    if first is None:
+        assert number not in told(api, seen)                      # done at the window
+    else:
+        assert first in told(api, seen) and number in told(api, seen)
+    if kind == "补办件":
+        clock.set(local(2026, 11, 24, 15))           # brought back the same afternoon
+        await staff.say(f"/resubmit {number}")
+    if kind == "联办件":
+        await staff.say(f"/partdone {number} 公安局")
+        await staff.say(f"/partdone {number} 民政局")
+    if kind == "上报件":
+        assert "已记录" in await staff.say(f"/expect {number} 12-18")
+    if kind not in ("即办件", "退回件"):
+        assert "已办结" in await staff.say(f"/ready {number}")
+        assert "已领取并结案" in await staff.say(f"/collected {number}")
+    seen_ready = len(api.texts)
+    await dispatcher.drain()
+    later = told(api, seen_ready)
+    if kind not in ("即办件", "退回件"):
+        assert "办结通知" in later and "领取地点" in later
+    if kind == "补办件":
+        assert "补正材料已收到" in later
+    if kind == "上报件":
+        assert "预计12月18日 周五前答复" in later
+    # The 回访 a working day after closing, tapped in the chat; a refused case gets none.
+    clock.set(local(2026, 11, 25, 15))
+    assert f"【{number}】" in await citizen.say("进度")
+    clock.set(local(2026, 11, 26, 9, 5))
+    seen = len(api.texts)
+    await Jobs(world.app, dispatcher).sweep()
+    await dispatcher.drain()
+    if kind == "退回件":
+        assert "回访" not in told(api, seen)
+    else:
+        content, menu_id = global_link(told(api, seen), "满意")
+        assert "感谢您的评价" in await citizen.send(citizen.message(
+            "text_menu_tap", Content=content, bizmsgmenuid=menu_id, MsgId=next(_ids)))
+    async with database.read() as session:
+        final = await session.get(Case, case.id)
+    assert final is not None and final.state == (
+        CaseState.REFUSED if kind == "退回件" else CaseState.CLOSED)
+    assert final.followup_level == (None if kind == "退回件" else 4)
