@@ -314,9 +314,10 @@ async def _sms_list(app: App, mobile: str, *, out: bool) -> int:
     async with app.database.session() as session:
         if out:
             changed = await sms_store.opt_out(session, app.centre, app.clock.now(), number,
-                                              source="staff")
+                                              source="staff", actor="cli")
         else:
-            changed = await sms_store.opt_in(session, app.centre, number)
+            changed = await sms_store.opt_in(session, app.centre, number, now=app.clock.now(),
+                                             actor="cli")
     state = "opted out of texts" if out else "receives texts"
     _print(f"{mask_mobile(number)} {state}" + ("" if changed else " (already so)"))
     return EXIT_OK

@@ -1,8 +1,9 @@
 """The citizen's cases (办件进度): every case of their account (and of accounts proven to be
 theirs) with its state, due date and what has happened, in plain words; a typed case number
-shows that case if it is theirs and "not found" otherwise; and the 回访 after a case is closed
-(the five levels of the rating, once per case; 不满意 or worse opens a complaint), with an
-optional comment. Diagram: docs/flows/case.mmd.
+shows that case if it is theirs and "not found" otherwise; withdrawing an open case (撤回申请,
+confirmed first; the case's owner is told); and the 回访 after a case is closed (the five
+levels of the rating, once per case; 不满意 or worse opens a complaint), with an optional
+comment. Diagram: docs/flows/case.mmd.
 """
 
 from __future__ import annotations
@@ -10,19 +11,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from handlers.context import Ctx, Event, option
+from handlers.context import Ctx, Event, global_option, option
 from handlers.core import Reply
 from handlers.flow import Flow
 from handlers.i18n import format_day
-from handlers.menu import main_menu
-from handlers.payloads import Button, RateCase
+from handlers.menu import back_to_menu, main_menu
+from handlers.payloads import Button, RateCase, WithdrawCase
 from handlers.steps import CaseProgress
 from storage import cases
 from storage.accounts import linked_accounts
-from storage.case_rules import format_case_number, looks_like_case_number
+from storage.case_rules import OPEN_STATES, format_case_number, looks_like_case_number
 from storage.cases import CaseRefusal, CaseRefused, CaseView
 from storage.feedback import COMPLAINT_AT_OR_BELOW
-from storage.models import CaseKind, CaseState
+from storage.models import Case, CaseKind, CaseState
 from storage.seats import release_holds
 
 PROGRESS_WORDS = {"进度", "查询", "办件进度", "查询进度", "查进度", "办件", "progress",
@@ -136,6 +137,8 @@ async def progress(ctx: Ctx, args: str) -> list[Reply]:
         return [ctx.reply("case.none"), main_menu(ctx)]
     text = "\n\n".join([ctx.t("case.list_head", count=len(views)),
                         *(render_case(ctx, view) for view in views)])
+    if any(view.case.state in OPEN_STATES for view in views):
+        text += "\n\n" + ctx.t("case.withdraw_hint")
     return [Reply(text), main_menu(ctx)]
 
 
@@ -153,7 +156,112 @@ async def lookup(ctx: Ctx, text: str) -> list[Reply]:
     if case.identity_id not in await _accounts(ctx):
         return [ctx.reply("case.not_found", number=typed), main_menu(ctx)]
     view = await cases.view_case(ctx.session, ctx.centre, ctx.now, case.number)
+    if case.state in OPEN_STATES:
+        return [Reply(render_case(ctx, view), (
+            (global_option(ctx.t("case.withdraw_button"), WithdrawCase(case.id)),),
+            tuple(back_to_menu(ctx))))]
     return [Reply(render_case(ctx, view)), main_menu(ctx)]
+
+
+# --- 撤回申请 -----------------------------------------------------------------------------------
+
+WITHDRAW_WORDS = ("撤回申请", "撤回办件", "撤回", "withdraw")
+
+
+def withdraw_request(text: str) -> str | None:
+    """What follows "撤回" / "withdraw" when the citizen typed it (a case number, or "" for
+    none); None when the text is not a withdrawal request."""
+    typed = text.strip()
+    for word in WITHDRAW_WORDS:
+        if typed.casefold().startswith(word):
+            rest = typed[len(word):].strip()
+            return rest if not rest or looks_like_case_number(rest) else None
+    return None
+
+
+def _refused_withdrawal(ctx: Ctx, case: Case) -> list[Reply]:
+    """Why this case cannot be withdrawn, by where it stands."""
+    key = {CaseState.READY: "ready", CaseState.REFUSED: "refused",
+           CaseState.WITHDRAWN: "withdrawn"}.get(case.state, "closed")
+    return [ctx.reply(f"case_withdraw.refused_{key}", number=format_case_number(case.number)),
+            main_menu(ctx)]
+
+
+async def _ask(ctx: Ctx, case: Case) -> list[Reply]:
+    if case.state not in OPEN_STATES:
+        return _refused_withdrawal(ctx, case)
+    service = await cases.view_case(ctx.session, ctx.centre, ctx.now, case.number)
+    ctx.goto(CaseProgress.WITHDRAW, case=case.id, number=case.number)
+    return [ctx.reply("case_withdraw.confirm",
+                      [option(ctx.t("case_withdraw.yes"), Button.CONFIRM)],
+                      [option(ctx.t("case_withdraw.no"), Button.BACK)],
+                      number=format_case_number(case.number),
+                      service=service.service.name.get(ctx.locale))]
+
+
+async def withdraw(ctx: Ctx, args: str) -> list[Reply]:
+    """Ask to withdraw a case: /withdraw N, or "撤回 N"; without a number, the one open case
+    (with several, ask which)."""
+    await release_holds(ctx.session, ctx.actor)
+    ctx.end()
+    mine = await _accounts(ctx)
+    typed = args.strip()[:20]
+    if typed:
+        try:
+            case = await cases.find_case(ctx.session, typed)
+        except CaseRefused as refused:
+            key = "case.bad_number" if refused.reason == CaseRefusal.BAD_NUMBER else "case.not_found"
+            return [ctx.reply(key, number=typed), main_menu(ctx)]
+        if case.identity_id not in mine:
+            return [ctx.reply("case.not_found", number=typed), main_menu(ctx)]
+        return await _ask(ctx, case)
+    views = await cases.cases_of_accounts(ctx.session, ctx.centre, ctx.now, mine)
+    still_open = [view.case for view in views if view.case.state in OPEN_STATES]
+    if not still_open:
+        return [ctx.reply("case_withdraw.none_open"), main_menu(ctx)]
+    if len(still_open) > 1:
+        return [ctx.reply("case_withdraw.which", [
+            global_option(format_case_number(case.number), WithdrawCase(case.id))
+            for case in still_open[:5]])]
+    return await _ask(ctx, still_open[0])
+
+
+async def withdraw_button(ctx: Ctx, payload: WithdrawCase) -> list[Reply]:
+    """The 撤回申请 button under a case: ask for confirmation."""
+    await release_holds(ctx.session, ctx.actor)
+    ctx.end()
+    case = await ctx.session.get(Case, payload.case)
+    if case is None or case.identity_id not in await _accounts(ctx):
+        return [ctx.reply("case_followup.not_yours"), main_menu(ctx)]
+    return await _ask(ctx, case)
+
+
+async def confirm_withdrawal(ctx: Ctx, event: Event) -> list[Reply]:
+    """Withdraw the case once the citizen confirms; anything else keeps it going."""
+    number = str(ctx.data.get("number", ""))
+    if event.button is Button.CONFIRM:
+        ctx.end()
+        try:
+            case = await cases.withdraw(ctx.session, ctx.centre, ctx.now, number,
+                                        actor=f"identity:{ctx.identity.id}",
+                                        identity_ids=await _accounts(ctx))
+        except CaseRefused as refused:
+            if refused.reason == CaseRefusal.NOT_ALLOWED:
+                current = await cases.find_case(ctx.session, number)
+                return _refused_withdrawal(ctx, current)
+            return [ctx.reply("case.not_found", number=format_case_number(number)),
+                    main_menu(ctx)]
+        return [ctx.reply("case_withdraw.done", number=format_case_number(case.number)),
+                main_menu(ctx)]
+    if event.button is Button.BACK:
+        ctx.end()
+        return [ctx.reply("case_withdraw.kept", number=format_case_number(number)),
+                main_menu(ctx)]
+    shown = await ctx.session.get(Case, int(ctx.data.get("case", 0)))
+    if shown is None:
+        ctx.end()
+        return [main_menu(ctx)]
+    return await _ask(ctx, shown)
 
 
 # --- 回访 ---------------------------------------------------------------------------------------
@@ -193,6 +301,8 @@ async def comment(ctx: Ctx, event: Event) -> list[Reply]:
     return [main_menu(ctx)]
 
 
-FLOW = Flow("cases", steps={CaseProgress.COMMENT: comment},
-            text_steps=frozenset({CaseProgress.COMMENT}), commands={"progress": progress},
-            actions={RateCase: rate})
+FLOW = Flow("cases", steps={CaseProgress.COMMENT: comment,
+                            CaseProgress.WITHDRAW: confirm_withdrawal},
+            text_steps=frozenset({CaseProgress.COMMENT}),
+            commands={"progress": progress, "withdraw": withdraw},
+            actions={RateCase: rate, WithdrawCase: withdraw_button})

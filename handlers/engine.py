@@ -229,6 +229,8 @@ class Assistant:
             return await handler(ctx, Event(EventKind.TEXT, text))
         if cases.is_progress_request(text):
             return await self._command(ctx, "progress", "")
+        if (withdrawn := cases.withdraw_request(text)) is not None:
+            return await cases.withdraw(ctx, withdrawn)
         if cases.is_case_number(text):
             return await cases.lookup(ctx, text)
         if (count := len((ctx.data.get("_menu") or {}).get("items", []))) and _typed_number(text):

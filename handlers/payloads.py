@@ -275,3 +275,10 @@ class RateCase(Payload, prefix="rcase"):
 
     case: int
     level: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WithdrawCase(Payload, prefix="cwd"):
+    """The citizen asks to withdraw their open case (撤回申请); a confirmation follows."""
+
+    case: int

@@ -100,6 +100,8 @@ class StaffCase(StepName, flow="staff"):
 
 
 class CaseProgress(StepName, flow="cases"):
-    """The citizen's cases (handlers/cases.py): the comment after a 回访 answer."""
+    """The citizen's cases (handlers/cases.py): the comment after a 回访 answer, and the
+    confirmation of a withdrawal (撤回申请)."""
 
     COMMENT = "comment"
+    WITHDRAW = "withdraw"

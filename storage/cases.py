@@ -631,7 +631,8 @@ async def refuse(session: AsyncSession, centre: Centre, now: dt.datetime, number
 async def withdraw(session: AsyncSession, centre: Centre, now: dt.datetime, number: str, *,
                    actor: str, identity_ids: Sequence[int] | None = None,
                    reason: str | None = None) -> Case:
-    """The citizen withdraws an open case (撤回). No notice: the citizen asked for it.
+    """The citizen withdraws an open case (撤回). The citizen is not sent a notice (they
+    asked for it); the case's owner is told (``case_withdrawn``) unless the owner recorded it.
 
     Args:
         identity_ids: when a citizen acts, the accounts they act as; the case must belong to
@@ -643,8 +644,16 @@ async def withdraw(session: AsyncSession, centre: Centre, now: dt.datetime, numb
     case = await _locked(session, number)
     if identity_ids is not None and case.identity_id not in identity_ids:
         raise CaseRefused(CaseRefusal.NOT_YOURS)
-    await _step(session, now, case, CaseAction.WITHDRAW, actor, reason=_clean(reason) or None)
+    before = case.state
+    text = _clean(reason) or None
+    await _step(session, now, case, CaseAction.WITHDRAW, actor, reason=text)
     case.paused_on = case.correction_due_on = None
+    if actor != case.owner:
+        await tell_staff(session, now, (case.owner,), kind="case_withdrawn",
+                         key=f"case:{case.id}:withdrawn",
+                         payload=case_payload(case, await _definition(session, case.service_id),
+                                              state=before.value, reason=text,
+                                              by_citizen=identity_ids is not None))
     return case
 
 

@@ -694,6 +694,20 @@ class SmsOptOut(Base, Created):
     __tablename__ = "sms_opt_out"
     mobile_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     source: Mapped[str] = mapped_column(String(20))     # "reply" (the provider's callback), "staff"
+    # --- recorded by staff in the chat (/sms optout), shown to staff in lists ---
+    masked: Mapped[str | None] = mapped_column(String(20))      # "138****5678", never the number
+    reason: Mapped[str | None] = mapped_column(String(200))
+    actor: Mapped[str | None] = mapped_column(String(80))
+
+
+class SmsEarlyReceipt(Base, Created):
+    """A delivery receipt that arrived before its text's serial number was recorded (the
+    provider's callback can beat the send's own bookkeeping); applied when it is."""
+
+    __tablename__ = "sms_early_receipt"
+    serial_no: Mapped[str] = mapped_column(String(80), primary_key=True)
+    delivered: Mapped[bool]
+    error: Mapped[str | None] = mapped_column(String(200))
 
 
 class SmsMessage(Base, Created):

@@ -26,8 +26,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.audit import audit
 from storage.centre import Centre
-from storage.identity import IdHasher
+from storage.identity import IdHasher, mask_mobile
 from storage.models import (
     AccountPerson,
     Appointment,
@@ -35,6 +36,7 @@ from storage.models import (
     Outbox,
     OutboxStatus,
     Person,
+    SmsEarlyReceipt,
     SmsMessage,
     SmsOptOut,
 )
@@ -164,6 +166,7 @@ async def after_outcome(session: AsyncSession, row: Outbox, outcome: Outcome, no
         if outcome.status == OutboxStatus.SENT:
             message.status, message.serial_no = SENT, outcome.reference
             message.fee = max(outcome.units, 1)
+            await _apply_early_receipt(session, message, row, now)
         else:
             message.status, message.error = FAILED, (outcome.error or "")[:200]
     if row.status in TERMINAL and "code" in (row.payload or {}):
@@ -276,19 +279,53 @@ async def record_receipts(session: AsyncSession, now: dt.datetime, receipts: lis
         message = await session.scalar(select(SmsMessage).where(
             SmsMessage.serial_no == receipt.serial_no).with_for_update())
         if message is None:
+            # The provider can report before the send's own answer is recorded: keep the
+            # report until it is (``after_outcome`` applies it), or for a week at most.
+            await session.execute(
+                insert_ignoring_duplicates(session, SmsEarlyReceipt, ["serial_no"])
+                .values(serial_no=receipt.serial_no, delivered=receipt.delivered,
+                        error=receipt.error[:200] or None, created_at=now))
             continue
         matched += 1
-        message.status = DELIVERED if receipt.delivered else UNDELIVERED
-        message.reported_at = now
-        if not receipt.delivered:
-            message.error = f"receipt: {receipt.error}"[:200]
-            if message.outbox_id is not None:
-                await session.execute(update(Outbox).where(
-                    Outbox.id == message.outbox_id, Outbox.status == OutboxStatus.SENT)
-                    .values(status=OutboxStatus.UNDELIVERABLE,
-                            last_error=f"sms receipt: {receipt.error}"[:300])
-                    .execution_options(synchronize_session=False))
+        await _apply_receipt(session, message, receipt.delivered, receipt.error, now)
+    await session.execute(delete(SmsEarlyReceipt).where(
+        SmsEarlyReceipt.created_at < now - EARLY_RECEIPT_KEPT))
     return matched
+
+
+EARLY_RECEIPT_KEPT = dt.timedelta(days=7)
+
+
+async def _apply_receipt(session: AsyncSession, message: SmsMessage, delivered: bool,
+                         error: str | None, now: dt.datetime) -> None:
+    message.status = DELIVERED if delivered else UNDELIVERED
+    message.reported_at = now
+    if not delivered:
+        message.error = f"receipt: {error or ''}"[:200]
+        if message.outbox_id is not None:
+            await session.execute(update(Outbox).where(
+                Outbox.id == message.outbox_id, Outbox.status == OutboxStatus.SENT)
+                .values(status=OutboxStatus.UNDELIVERABLE,
+                        last_error=f"sms receipt: {error or ''}"[:300])
+                .execution_options(synchronize_session=False))
+
+
+async def _apply_early_receipt(session: AsyncSession, message: SmsMessage, row: Outbox,
+                               now: dt.datetime) -> None:
+    """Apply a receipt that came before this send's serial number was recorded, if one did."""
+    if not message.serial_no:
+        return
+    early = await session.get(SmsEarlyReceipt, message.serial_no, with_for_update=True)
+    if early is None:
+        return
+    message.status = DELIVERED if early.delivered else UNDELIVERED
+    message.reported_at = early.created_at
+    if not early.delivered:
+        message.error = f"receipt: {early.error or ''}"[:200]
+        if row.status == OutboxStatus.SENT:
+            row.status = OutboxStatus.UNDELIVERABLE
+            row.last_error = f"sms receipt: {early.error or ''}"[:300]
+    await session.delete(early)
 
 
 OPT_OUT_WORDS = frozenset({"TD", "T", "N", "退订", "退", "取消", "STOP", "UNSUBSCRIBE", "0000"})
@@ -300,27 +337,55 @@ def is_opt_out_reply(text: str) -> bool:
 
 
 async def opt_out(session: AsyncSession, centre: Centre, now: dt.datetime, mobile: str, *,
-                  source: str) -> bool:
-    """Record that a number wants no more texts (but the codes it asks for itself).
+                  source: str, reason: str | None = None, actor: str | None = None) -> bool:
+    """Record that a number wants no more texts (but the codes it asks for itself). Only the
+    keyed hash and the masked form ("138****5678") are kept; with ``actor`` (a staff member)
+    the change is audited.
 
     Returns:
         True when it was not opted out before.
     """
+    masked = mask_mobile(mobile.strip())
     result = await session.execute(
         insert_ignoring_duplicates(session, SmsOptOut, ["mobile_hash"])
-        .values(mobile_hash=mobile_hash(centre.hasher, mobile), source=source[:20], created_at=now))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        .values(mobile_hash=mobile_hash(centre.hasher, mobile), source=source[:20], created_at=now,
+                masked=masked, reason=(reason or "").strip()[:200] or None, actor=actor))
+    changed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if actor is not None:
+        await audit(session, now, actor, "sms_opt_out", "sms_opt_out", None, mobile=masked,
+                    reason=(reason or "").strip()[:200] or None, changed=changed)
+    return changed
 
 
-async def opt_in(session: AsyncSession, centre: Centre, mobile: str) -> bool:
-    """Take a number off the opt-out list (the citizen asked at the window).
+async def opt_in(session: AsyncSession, centre: Centre, mobile: str, *,
+                 now: dt.datetime | None = None, reason: str | None = None,
+                 actor: str | None = None) -> bool:
+    """Take a number off the opt-out list (the citizen asked at the window); with ``actor``
+    and ``now`` the change is audited.
 
     Returns:
         True when it was on the list.
     """
     result = await session.execute(delete(SmsOptOut).where(
         SmsOptOut.mobile_hash == mobile_hash(centre.hasher, mobile)))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    changed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if actor is not None and now is not None:
+        await audit(session, now, actor, "sms_opt_in", "sms_opt_out", None,
+                    mobile=mask_mobile(mobile.strip()),
+                    reason=(reason or "").strip()[:200] or None, changed=changed)
+    return changed
+
+
+async def opt_outs(session: AsyncSession, *, limit: int = 20) -> tuple[int, list[SmsOptOut]]:
+    """The opt-out list, the latest first: how many in all, and the first ``limit``."""
+    total = int(await session.scalar(select(func.count()).select_from(SmsOptOut)) or 0)
+    latest = (await session.scalars(select(SmsOptOut).order_by(SmsOptOut.created_at.desc())
+                                    .limit(limit))).all()
+    return total, list(latest)
+
+
+async def is_opted_out(session: AsyncSession, centre: Centre, mobile: str) -> bool:
+    return await session.get(SmsOptOut, mobile_hash(centre.hasher, mobile)) is not None
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -360,8 +425,9 @@ async def sms_figures(session: AsyncSession, start: dt.datetime, end: dt.datetim
 
 
 def payload_fields(row: Outbox) -> dict[str, str]:
-    """Template values an SMS row carries itself: a closure's reason, a case's number, and for a
-    verification code the code and its minutes."""
+    """Template values an SMS row carries itself: a closure's reason, a case's number (and its
+    date: the 补正 deadline, the expected answer, the day it was ready or the due date in force),
+    and for a verification code the code and its minutes."""
     payload = row.payload or {}
     fields = {name: str(payload[name]) for name in ("reason", "number") if payload.get(name)}
     if "case" in payload:   # a case notice's own values (docs/cases.md), in Chinese
@@ -369,8 +435,8 @@ def payload_fields(row: Outbox) -> dict[str, str]:
         name = (service.get("name") or {}) if isinstance(service, dict) else {}
         fields.update(service=str(name.get("zh", "")) if isinstance(name, dict) else "",
                       place=str(place.get("zh", "")) if isinstance(place, dict) else "",
-                      when=str(payload.get("expected_on") or payload.get("ready_on")
-                               or payload.get("due_on") or ""))
+                      when=str(payload.get("deadline") or payload.get("expected_on")
+                               or payload.get("ready_on") or payload.get("due_on") or ""))
         fields = {key: value for key, value in fields.items() if value}
     if row.kind == CODE_KIND:
         fields.update(code=str(payload.get("code", "")), minutes=str(payload.get("minutes", "")))
@@ -404,6 +470,7 @@ __all__ = [
     "number_for",
     "opt_in",
     "opt_out",
+    "opt_outs",
     "payload_fields",
     "queue_sms",
     "record_receipts",

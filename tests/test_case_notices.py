@@ -24,7 +24,7 @@ CITIZEN_KINDS = {"case_accepted", "case_correction", "case_resubmitted", "case_r
                  "case_extended", "case_expected", "case_ready", "case_uncollected",
                  "case_followup"}
 STAFF_KINDS = {"case_due_soon", "case_overdue", "case_extension_request",
-               "case_extension_decided", "staff_digest"}
+               "case_extension_decided", "case_withdrawn", "staff_digest"}
 
 
 async def test_every_case_notice_renders_in_both_languages(database: Database,
@@ -56,6 +56,9 @@ async def test_every_case_notice_renders_in_both_languages(database: Database,
     posted = await world.open(CaseKind.PROMISED, "id_card")
     await world.do(cases.mail_result, posted.number, actor=STAFF, tracking_number="SF1234567890")
     await world.open(CaseKind.IMMEDIATE)
+    withdrawn = await world.open(CaseKind.PROMISED)
+    await world.do(cases.withdraw, withdrawn.number, actor=f"identity:{world.identity_id}",
+                   identity_ids=[world.identity_id], reason="Moved away")
     world.at(local(2026, 11, 27, 9, 5))
     async with database.session() as session:
         assert await case_jobs.remind_due_cases(session, world.centre, clock.now()) >= 1

@@ -374,7 +374,14 @@ async def test_a_citizen_withdraws_only_their_own_case(world: CaseWorld) -> None
                    identity_ids=[world.identity_id], reason="不办了")
     withdrawn = await world.case(case.number)
     assert (withdrawn.state, withdrawn.paused_on) == (CaseState.WITHDRAWN, None)
-    assert await world.notices() == [("case_correction", "citizen")]
+    # The citizen asked for it: no notice to them; the owner is told, once.
+    assert await world.notices() == [("case_correction", "citizen"), ("case_withdrawn", STAFF)]
+    [alert] = [row for row in await world.outbox() if row.kind == "case_withdrawn"]
+    assert alert.payload["state"] == "correction" and alert.payload["by_citizen"] is True
+    # Staff recording the withdrawal themselves tell nobody.
+    own = await world.open(CaseKind.PROMISED)
+    await world.do(cases.withdraw, own.number, actor=STAFF)
+    assert [kind for kind, _ in await world.notices()].count("case_withdrawn") == 1
 
 
 # --- every step's notices, in one run ---------------------------------------------------------

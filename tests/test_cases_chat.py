@@ -514,3 +514,71 @@ async def test_a_walk_in_case_without_a_booking(assistant: Assistant, wang: Staf
     assert case.appointment_id is None and case.identity_id is not None
     await dispatcher.drain()
     assert any("受理回执" in t and number in t for t in told(citizens))
+
+
+# --- the citizen withdraws (撤回申请) ------------------------------------------------------------
+
+
+async def test_a_citizen_withdraws_an_open_case_after_confirming_and_the_owner_is_told(
+        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, citizens: Recorder) -> None:
+    from storage.models import AuditLog
+
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.say("进度")
+    assert "如需撤回申请，请发送“撤回”和办件编号" in citizen.text
+    await citizen.say(number)                                 # one case: its button
+    await citizen.press("撤回申请")
+    assert f"确定要撤回办件【{number}】户口迁移" in citizen.text
+    assert citizen.labels == ["确认撤回", "不撤回"]
+    await citizen.press("不撤回")                               # changed their mind
+    assert f"办件 {number} 继续办理" in citizen.text
+    assert (await case_row(assistant, number)).state == CaseState.ACCEPTED
+    await citizen.say(f"撤回 {number}")                         # typed, then confirmed
+    await citizen.press("确认撤回")
+    assert f"办件 {number} 已撤回" in citizen.text
+    case = await case_row(assistant, number)
+    assert case.state == CaseState.WITHDRAWN
+    async with assistant.database.read() as session:
+        audited = (await session.scalars(select(AuditLog).where(
+            AuditLog.entity == "case", AuditLog.entity_id == case.id,
+            AuditLog.action == "case_withdraw"))).all()
+    assert [a.actor for a in audited] == [f"identity:{case.identity_id}"]
+    await dispatcher.drain()
+    [alert] = citizens.of_kind("case_withdrawn")              # to the owner, in private
+    assert alert.chat_id == str(STAFF_A)
+    assert f"市民撤回了办件 {number}（户口迁移" in alert.text and "撤回前状态：已受理" in alert.text
+    assert not [t for t in told(citizens) if "撤回" in t]      # the citizen asked: no notice
+    await citizen.say(f"撤回 {number}")
+    assert f"办件 {number} 已经撤回过了" in citizen.text
+    await citizen.say("撤回")
+    assert "没有可以撤回的办件" in citizen.text
+    assert "已撤回" in (await wang.command("case", number))
+
+
+async def test_withdrawal_is_refused_once_the_result_is_ready_or_the_case_is_over(
+        assistant: Assistant, wang: Staff) -> None:
+    appointment = await book(assistant, "hukou_transfer")
+    await served(wang, appointment)
+    number = number_in(await wang.press_label("承诺件"))
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.command("withdraw", number)
+    assert citizen.labels == ["确认撤回", "不撤回"]
+    await wang.command("ready", number)                       # meanwhile, at the window
+    await citizen.press("确认撤回")
+    assert "已经办结，结果正等您领取，不能再撤回" in citizen.text
+    assert (await case_row(assistant, number)).state == CaseState.READY
+    await citizen.say(number)
+    assert "撤回申请" not in citizen.labels                     # no button on a ready case
+    await wang.command("collected", number)
+    await citizen.say(f"撤回申请 {number}")
+    assert f"办件 {number} 已经办结，不能撤回" in citizen.text
+    stranger = Dialog(assistant, user="52", channel="telegram")
+    await stranger.say(f"撤回 {number}")
+    assert "没有找到办件编号为" in stranger.text
+    english = Dialog(assistant, user="51", channel="telegram", locale="en")
+    await english.command("lang", "en")
+    await english.say(f"withdraw {number}")
+    assert f"Case {number} is already done and cannot be withdrawn" in english.text

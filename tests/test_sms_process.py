@@ -1,6 +1,9 @@
 """`yuyue run` as a real process with SMS set up: a walk-in booking made at the window is
 confirmed by text through the real Tencent SDK and the fake SMS API on 127.0.0.1, and the
-delivery receipt posted to the running server updates the notification."""
+delivery receipt posted to the running server updates the notification; and every kind of
+notice the policy sends by SMS goes: a closure (always, besides the chat), a case notice for
+someone without a chat account, a case notice the WeChat window no longer lets through (the
+fallback), and a verification code."""
 
 from __future__ import annotations
 
@@ -46,8 +49,12 @@ protocol = "http"
 callback_token = "receipts-token"
 quiet_from = "00:00"
 quiet_until = "00:00"
+per_minute = 10
 [sms.templates]
 booking_confirmed = {{ id = "2000001", params = ["service", "when", "code"] }}
+closure_cancelled = {{ id = "2000003", params = ["service", "when", "reason"] }}
+sms_code = {{ id = "2000005", params = ["code", "minutes"] }}
+case_accepted = {{ id = "2000010", params = ["number", "service", "when"] }}
 """, encoding="utf-8")
     return path
 
@@ -119,3 +126,94 @@ async def test_yuyue_run_texts_a_walk_in_and_takes_the_receipt(database_url: str
     log = await output.text()
     assert process.returncode == 0, log[-2000:]
     assert "Traceback" not in log and MOBILE not in log
+
+
+OPENID_NOW, OPENID_OLD = "oSmsProcess_wroteJustNow_00000", "oSmsProcess_wroteDaysAgo_00000"
+MOBILES = {"closure": "13900000001", "walk_in_case": "13900000002", "fallback": "13900000003",
+           "code": "13900000004"}
+
+
+async def cause_every_kind(database_url: str) -> dict[str, str]:
+    """What the window and the citizens do while ``yuyue run`` serves: a closure of a WeChat
+    follower's booking, a case for someone with no chat account, a case for a follower who
+    last wrote three days ago, an SMS code asked for. Returns the case numbers."""
+    from storage import cases, closures, linking
+    from storage.identity import identity_for
+    from storage.models import CaseKind
+
+    database = Database(database_url)
+    centre = dataclasses.replace(make_centre(), sms=SmsSettings(provider="tencent"))
+    now = dt.datetime.now(dt.UTC)
+    numbers: dict[str, str] = {}
+    try:
+        async with database.session() as session:
+            service = await session.scalar(select(Service).where(Service.code == "id_card"))
+            assert service is not None
+            slot = next(s for s in await slots_of(session, centre, service, now)
+                        if s.starts_at > now + dt.timedelta(days=1))
+            follower = await person(session, centre, now, mobile=MOBILES["closure"],
+                                    id_number=valid_id("11010519500000001"))
+            chat = await identity_for(session, "wechat", OPENID_NOW, "zh-CN", now)
+            chat.person_id, chat.last_inbound_at = follower.id, now
+            booked = await booking.book(session, centre, now, person_id=follower.id,
+                                        slot_id=slot.id, identity_id=chat.id,
+                                        channel=Channel.WECHAT, made_by=f"wechat:{OPENID_NOW}",
+                                        confirm=False)
+            await closures.apply_closure(session, centre, now, starts_at=booked.starts_at,
+                                         ends_at=booked.ends_at, reason="设备检修",
+                                         actor="telegram:staff", service_id=service.id)
+            walk_in_person = await person(session, centre, now, mobile=MOBILES["walk_in_case"],
+                                          id_number=valid_id("11010519500000002"))
+            case = await cases.open_case(session, centre, now, actor="telegram:staff",
+                                         kind=CaseKind.PROMISED, service_id=service.id,
+                                         person_id=walk_in_person.id)
+            numbers["walk_in_case"] = case.number
+            away = await person(session, centre, now, mobile=MOBILES["fallback"],
+                                id_number=valid_id("11010519500000003"))
+            old = await identity_for(session, "wechat", OPENID_OLD, "zh-CN", now)
+            old.person_id, old.last_inbound_at = away.id, now - dt.timedelta(days=3)
+            case = await cases.open_case(session, centre, now, actor="telegram:staff",
+                                         kind=CaseKind.PROMISED, service_id=service.id,
+                                         person_id=away.id, identity_id=old.id)
+            numbers["fallback"] = case.number
+            asking = await person(session, centre, now, mobile=MOBILES["code"],
+                                  id_number=valid_id("11010519500000004"))
+            account = await identity_for(session, "telegram", "777", "zh-CN", now)
+            await linking.SmsCode(centre).challenge(session, now, account_id=account.id,
+                                                    person_id=asking.id)
+    finally:
+        await database.dispose()
+    return numbers
+
+
+async def test_yuyue_run_texts_every_kind_the_policy_sends(database_url: str,
+                                                           tmp_path: Path) -> None:
+    await load_demo_catalog(database_url)
+    port = free_port()
+    async with FakeWechatApi() as wechat, FakeTencentSms() as sms:
+        process = await start(settings_file(tmp_path, database_url, wechat, sms, port))
+        output = ProcessLog(process)
+        try:
+            await output.until("running: channels wechat, sms, web server listening", 60)
+            numbers = await cause_every_kind(database_url)
+            # Four texts: the fallback one follows the chat's refusal in a later round.
+            await sms.until(lambda: len(sms.texts) >= 4, 60)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+    by_number = {t.mobile.removeprefix("+86"): t for t in sms.texts}
+    closure = by_number[MOBILES["closure"]]
+    assert closure.template_id == "2000003" and closure.params[2] == "设备检修"
+    assert any("设备检修" in text for text in wechat.texts)          # always: the chat too
+    walk_in_case = by_number[MOBILES["walk_in_case"]]
+    assert walk_in_case.template_id == "2000010"
+    assert walk_in_case.params[0] == numbers["walk_in_case"]
+    fallback = by_number[MOBILES["fallback"]]
+    assert fallback.template_id == "2000010" and fallback.params[0] == numbers["fallback"]
+    code = by_number[MOBILES["code"]]
+    assert code.template_id == "2000005" and len(code.params[0]) == 6
+    assert len(sms.texts) == 4
+    log = await output.text()
+    assert process.returncode == 0, log[-2000:]
+    assert "Traceback" not in log and not any(mobile in log for mobile in MOBILES.values())
+    assert code.params[0] not in log

@@ -123,3 +123,43 @@ def test_case_progress_in_the_terminal(yuyue: Yuyue, fresh_settings: Path) -> No
     assert result.out.count("您名下还没有办件") == 2                     # the menu's 5, and 进度
     assert "没有找到办件编号为 1234 5671 的办件" in result.out              # valid, nobody's
     assert "编号 1234 5678 有误" in result.out                             # wrong check digit
+
+
+KIND_NUMBERS = {"即办件": "1", "承诺件": "2", "补办件": "3", "退回件": "4", "联办件": "5", "上报件": "6"}
+
+
+@pytest.mark.parametrize("kind", list(KIND_NUMBERS))
+def test_a_case_of_each_kind_in_the_terminal(kind: str, yuyue: Yuyue, fresh_settings: Path) -> None:
+    """The citizen books in one terminal, a clerk (allow-listed) serves them and opens the case in
+    another, moves it on, and the citizen follows it with 进度."""
+    with fresh_settings.open("a", encoding="utf-8") as settings:
+        settings.write('[access]\nstaff = ["terminal:clerk"]\n')
+    set_up(yuyue, fresh_settings)
+
+    def chat(user: str, clock: str, *lines: str) -> str:
+        result = yuyue(fresh_settings, "chat", "--script", "--user", user, "--clock", clock,
+                       stdin="\n".join([*lines, "/quit"]) + "\n")
+        assert result.code == 0 and "Traceback" not in result.err, result.err
+        return result.out
+
+    booked = chat("local", "2026-11-23T09:00+08:00", "1", "1", "1", "1", "1", "7", "1", "张三",
+                  "13812345678", valid_id(), "1")
+    code = re.search(r"预约码：([A-Z0-9]{6})", booked).group(1)  # type: ignore[union-attr]
+    needs = {"补办件": ["1", "完成"], "退回件": ["不属于本中心办理范围", "《居民身份证法》第八条"],
+             "联办件": ["公安局 3、民政局 5"]}.get(kind, [])
+    opened = chat("clerk", "2026-11-24T11:05+08:00", f"/checkin {code}", f"/done {code}",
+                  KIND_NUMBERS[kind], *needs)
+    number = re.findall(r"(\d{4} \d{4})", opened.split("已办结", 1)[-1])[0]
+    moves = {"补办件": [f"/resubmit {number}"], "联办件": [f"/partdone {number} 公安局",
+                                                      f"/partdone {number} 民政局"],
+             "上报件": [f"/expect {number} 12-18"]}.get(kind, [])
+    if kind not in ("即办件", "退回件"):
+        moves += [f"/ready {number}", f"/collected {number}"]
+    moved = chat("clerk", "2026-11-25T10:00+08:00", *moves, f"/case {number}")
+    state = "不予受理" if kind == "退回件" else "已办结"
+    assert f"状态：{state}" in moved.split(f"【办件 {number}】")[-1], moved
+    progress = chat("local", "2026-11-25T10:30+08:00", "进度", number)
+    assert f"【{number}】居民身份证办理" in progress and f"类型：{kind}" in progress
+    expected = {"即办件": "已受理并当场办结", "补办件": "补正材料已收到", "退回件": "不予受理：不属于本中心办理范围",
+                "联办件": "民政局已办完", "上报件": "上级部门预计12月18日 周五前答复"}.get(kind, "已领取")
+    assert expected in progress, progress

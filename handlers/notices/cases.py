@@ -4,7 +4,7 @@ with a button to book a time to bring them), materials received, refusal with th
 legal basis and how to appeal, an extension, the expected answer of a referred case, the result
 ready (where, when, what to bring) or posted (the tracking number), a result not collected, the
 回访; for staff: due soon, overdue, extension requests (with the supervisor's buttons) and
-their decisions, and the daily digest.
+their decisions, a case the citizen withdrew, and the daily digest.
 
 Each renderer reads the payload storage.cases wrote (docs/cases.md lists it) and gives WeChat
 template messages their values (docs/cases.md, "WeChat template messages").
@@ -261,6 +261,17 @@ async def _extension_decided(note: Note) -> Rendered:
     return Rendered([Reply(text)])
 
 
+async def _withdrawn(note: Note) -> Rendered:
+    """The owner of a case hears that it was withdrawn (撤回申请), from what state and why."""
+    payload, common = note.row.payload, _common(note)
+    who = note.t("case_withdraw.by_citizen" if payload.get("by_citizen")
+                 else "case_withdraw.by_staff")
+    reason = note.t("case_withdraw.reason", reason=payload["reason"]) if payload.get("reason") else ""
+    return Rendered([Reply(note.t("case_withdraw.staff_alert", who=who, number=common["number"],
+                                  service=common["service"], state=_state(note),
+                                  reason=reason).strip())])
+
+
 async def _digest(note: Note) -> Rendered:
     """The daily staff digest: tomorrow's bookings, requests waiting, failures, overdue cases."""
     payload = note.row.payload
@@ -295,5 +306,6 @@ RENDERERS: dict[str, Renderer] = {
     "case_overdue": _overdue,
     "case_extension_request": _extension_request,
     "case_extension_decided": _extension_decided,
+    "case_withdrawn": _withdrawn,
     "staff_digest": _digest,
 }

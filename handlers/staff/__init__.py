@@ -1,8 +1,9 @@
 """Staff at work, by subject: ``access`` (who is staff), ``window`` (today's list, check-in,
 completion, no-shows, blocks), ``requests`` (hand-offs, complaints, home visits), ``closures``
 (停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), ``cases`` (办件 after the
-visit), the staff-only chat of the WeCom app (``desk``), and what staff are told (``replies``).
-The staff flow is declared here. Diagrams: docs/flows/handoff.mmd, docs/flows/staff_book.mmd.
+visit), ``sms`` (opt-outs of texts recorded at the window), the staff-only chat of the WeCom
+app (``desk``), and what staff are told (``replies``). The staff flow is declared here.
+Diagrams: docs/flows/handoff.mmd, docs/flows/staff_book.mmd.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, desk, requests, window
+from handlers.staff import cases, closures, desk, requests, sms, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -20,7 +21,7 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help")]
+    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("sms_staff.help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -34,6 +35,7 @@ COMMANDS: dict[str, Command] = {
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
     "staffhelp": help_command, **cases.COMMANDS,
+    "sms": sms.sms_command,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 

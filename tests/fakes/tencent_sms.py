@@ -6,6 +6,9 @@ signature with the secret key it was given, so a request the real service would 
 refused here too (``AuthFailure.SignatureFailure``). It records each text and answers a
 ``SendStatusSet``; ``fail_next(code)`` makes the next texts' status that code (as the real
 service does per number), ``fail_call_next(code)`` makes the next whole call an error.
+``report_first(url, status)`` makes it post each accepted text's delivery receipt (短信回执) to
+``url`` before it answers the send, as the real callback can arrive before the sender has
+recorded the answer.
 
 Use: ``async with FakeTencentSms() as fake:`` then ``fake.settings()`` for the ``[sms]`` section.
 """
@@ -21,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -43,6 +47,10 @@ TEMPLATES = {
     "closure_cancelled": SmsTemplate("2000003", ("service", "when", "reason")),
     "cancelled": SmsTemplate("2000004", ("service", "when")),
     "sms_code": SmsTemplate("2000005", ("code", "minutes")),
+    "case_accepted": SmsTemplate("2000010", ("number", "service", "when")),
+    "case_ready": SmsTemplate("2000011", ("number", "place")),
+    "case_correction": SmsTemplate("2000012", ("number", "service", "when")),
+    "case_extended": SmsTemplate("2000013", ("number", "when")),
 }
 
 
@@ -69,6 +77,9 @@ class FakeTencentSms(Calls):
         self.authorizations: list[str] = []
         self.status_codes: deque[str] = deque()
         self.call_errors: deque[str] = deque()
+        self.receipt_url = ""
+        self.receipt_status = ("SUCCESS", "")
+        self.receipts_posted: list[int] = []        # the HTTP status of each early receipt
         self.server = LocalServer(Starlette(routes=[Route("/", self._api, methods=["POST"])]))
 
     async def __aenter__(self) -> FakeTencentSms:
@@ -95,6 +106,20 @@ class FakeTencentSms(Calls):
 
     def fail_call_next(self, code: str, times: int = 1) -> None:
         self.call_errors.extend([code] * times)
+
+    def report_first(self, url: str, status: str = "SUCCESS", errmsg: str = "") -> None:
+        """Post each accepted text's receipt to ``url`` before answering the send."""
+        self.receipt_url, self.receipt_status = url, (status, errmsg)
+
+    async def _post_receipts(self, accepted: list[Text]) -> None:
+        status, errmsg = self.receipt_status
+        async with httpx.AsyncClient(timeout=5) as client:
+            for text in accepted:
+                answer = await client.post(self.receipt_url, json=[{
+                    "user_receive_time": "2026-11-23 09:00:01", "nationcode": "86",
+                    "mobile": text.mobile.removeprefix("+86"), "report_status": status,
+                    "errmsg": errmsg, "description": errmsg, "sid": text.serial_no}])
+                self.receipts_posted.append(answer.status_code)
 
     def _error(self, code: str, message: str) -> JSONResponse:
         self.refused.append(code)
@@ -150,5 +175,8 @@ class FakeTencentSms(Calls):
                              "Fee": 1 if code == "Ok" else 0, "SessionContext": "",
                              "Code": code, "Message": "send success" if code == "Ok" else code,
                              "IsoCode": "CN"})
+        if self.receipt_url:
+            await self._post_receipts([t for t in self.texts
+                                       if t.serial_no in {s["SerialNo"] for s in statuses}])
         return JSONResponse({"Response": {"SendStatusSet": statuses,
                                           "RequestId": str(uuid.uuid4())}})
