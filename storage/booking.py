@@ -233,12 +233,13 @@ async def _check_account(session: AsyncSession, centre: Centre, now: dt.datetime
 
 
 async def check_may_book(session: AsyncSession, centre: Centre, now: dt.datetime, *,
-                         person_id: int, service_id: int, identity_id: int | None = None,
+                         person_id: int | None, service_id: int, identity_id: int | None = None,
                          slot_id: int | None = None) -> None:
     """The rules of ``book`` that depend on who books (block, per-person caps, the account's
     cap and, once a slot is picked, a second booking of the service that day), checked as soon
     as the person is known so that nobody holds a seat, or gives their details, for a booking
-    the rules refuse. ``book`` checks them again under its locks.
+    the rules refuse. ``book`` checks them again under its locks. Without a person (not chosen
+    yet) only the account's cap is checked.
 
     Raises:
         BookingRefused: BLOCKED (until, strikes), DUPLICATE (code), CAP_ACTIVE/CAP_WEEK/
@@ -253,8 +254,9 @@ async def check_may_book(session: AsyncSession, centre: Centre, now: dt.datetime
         if slot is None:
             raise BookingRefused(Refusal.UNKNOWN_SLOT)
         day = slot.local_date
-    await _check_rules_of_person(session, centre, now, person_id,
-                                 ServiceDef.from_json(service.definition), service.id, day)
+    if person_id is not None:
+        await _check_rules_of_person(session, centre, now, person_id,
+                                     ServiceDef.from_json(service.definition), service.id, day)
     if identity_id is not None:
         await _check_account(session, centre, now, identity_id)
 
