@@ -196,3 +196,71 @@ async def test_a_staff_booking_is_attached_with_its_code_and_the_id_ending(
                                  (window_code, "后6位"), (valid_id()[-6:], f"预约 {window_code} 已关联")])
     await holder.command("my")
     assert any("社会保障卡" in label for label in holder.labels)
+
+
+async def rendered(database: Database, assistant: Assistant, code: str) -> list[str]:
+    """The texts of the notices queued for the booking ``code``, as its account would get them."""
+    from handlers.notices import render
+    from storage.models import ChannelIdentity
+
+    async with database.read() as session:
+        appointment = await session.scalar(select(Appointment).where(Appointment.code == code))
+        assert appointment is not None
+        rows = (await session.scalars(select(Outbox).where(
+            Outbox.appointment_id == appointment.id).order_by(Outbox.id))).all()
+        texts = []
+        for row in rows:
+            identity = await session.get(ChannelIdentity, row.identity_id) if row.identity_id else None
+            made = await render(session, assistant.centre, assistant.settings, row, identity,
+                                assistant.clock.now())
+            texts += [reply.text for reply in made.replies]
+        return texts
+
+
+async def test_notices_name_the_person_when_the_account_booked_for_someone_else(
+        assistant: Assistant, database: Database) -> None:
+    holder = Dialog(assistant, user="holder")
+    own = await book_id_card(holder)
+    mothers = await book_for_mother(holder)
+    for_mother = await rendered(database, assistant, mothers)
+    assert for_mother and all("您为父母 李*华 预约的：【居民身份证" in text for text in for_mother)
+    for_self = await rendered(database, assistant, own)
+    assert for_self and not any("您为" in text for text in for_self)
+
+
+async def test_a_walk_in_reaches_only_an_account_that_proved_the_person(
+        assistant: Assistant, database: Database, clock: ManualClock) -> None:
+    from storage import booking
+    from storage.identity import PersonDetails, find_or_create_person
+    from tests.helpers import load_demo, slots_of
+
+    async def at_window(day: int) -> Appointment:
+        async with database.session() as session:
+            services = await load_demo(session, clock.now())
+            person = await find_or_create_person(
+                session, PersonDetails("张三", "13812345678", valid_id()), assistant.centre.hasher,
+                clock.now())
+            slot = (await slots_of(session, assistant.centre, services["social_card"], clock.now(),
+                                   local(2026, 11, day).date()))[0]
+            return await booking.book(session, assistant.centre, clock.now(), person_id=person.id,
+                                      slot_id=slot.id,
+                                      identity_id=await booking.reachable_identity(session, person.id),
+                                      channel=Channel.STAFF, made_by="staff:9", offline=True,
+                                      attached=True)
+
+    typed = Dialog(assistant, user="typed-only", channel="telegram")
+    await book_id_card(typed)                         # typed the ID number: proves nothing
+    first = await at_window(25)
+    assert first.identity_id is None
+    prover = Dialog(assistant, user="prover", channel="telegram")
+    await verify_dialog(prover, [("/link", "绑定窗口"), ("[绑定窗口/电话预约]", "预约码"),
+                                 (first.code, "后6位"), (valid_id()[-6:], "已关联")])
+    second = await at_window(26)                      # the next one goes to the account that proved
+    async with database.read() as session:
+        prover_id = await session.scalar(select(Appointment.identity_id).where(
+            Appointment.code == first.code))
+    assert second.identity_id == prover_id and second.attached_at is not None
+    await prover.command("my")
+    assert sum("社会保障卡" in label for label in prover.labels) == 2
+    await typed.command("my")
+    assert not any("社会保障卡" in label for label in typed.labels)
