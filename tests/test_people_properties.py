@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -155,7 +155,7 @@ operation = st.one_of(
 )
 
 
-@PROPERTY_SETTINGS
+@settings(PROPERTY_SETTINGS, max_examples=10)     # each example is a few hundred chat turns
 @given(operations=st.lists(operation, min_size=1, max_size=8))
 @example(operations=[("book", 0, 0, 0), ("add", 1, 1, 0), ("book", 1, 1, 1), ("link", 0, 1, 0),
                      ("cancel", 1, 0, 0), ("add", 2, 2, 0), ("book", 2, 2, 2), ("unlink", 1, 0, 0),
