@@ -6,7 +6,9 @@ sub-flow runs inside that flow (its data stays), offers the saved details or ask
 then the name, the mobile and, when needed, the resident ID number, each re-asked with the
 precise problem, and hands the flow a ``Given``: the saved person, or new details. The ID number
 is only ever in that hand-over: it is checked, then kept hashed and masked by the flow, never in
-the conversation state. "Who is this for" is this module's first step (``Details.IDENTITY``).
+the conversation state. "Who is this for" (为谁预约) is this module's first step
+(``Details.IDENTITY``): the account's people, masked, and 添加办事人, which asks the relation and
+the holder's authorisation (with the consent, recorded) before the name, mobile and ID number.
 """
 
 from __future__ import annotations
@@ -264,7 +266,7 @@ async def _added(ctx: Ctx, given: Given, *, done: Done) -> list[Reply]:
             return [ctx.reply("people.self_taken"), *await ctx.enter(Details.RELATION)]
         await release_holds(ctx.session, ctx.actor)
         ctx.end()
-        return [ctx.reply("booking.people_limit", limit=refused.details.get("limit", "")),
+        return [ctx.reply("people.limit", limit=refused.details.get("limit", "")),
                 main_menu(ctx)]
     person = await ctx.session.get(Person, view.person_id)
     assert person is not None  # just added

@@ -264,3 +264,22 @@ async def test_a_walk_in_reaches_only_an_account_that_proved_the_person(
     assert sum("社会保障卡" in label for label in prover.labels) == 2
     await typed.command("my")
     assert not any("社会保障卡" in label for label in typed.labels)
+
+
+async def test_the_list_of_people_is_capped_politely(assistant: Assistant, database: Database,
+                                                    clock: ManualClock) -> None:
+    import dataclasses
+
+    from storage.settings import AccountSettings
+
+    small = Assistant(database=database, clock=clock, settings=assistant.settings,
+                      centre=dataclasses.replace(assistant.centre, accounts=AccountSettings(
+                          people_per_account=1)))
+    holder = Dialog(small, user="holder")
+    await book_id_card(holder)
+    await verify_dialog(holder, [
+        ("/people", "添加办事人"), ("[添加办事人]", "新办事人是您的"), ("[子女]", "授权"),
+        ("[我已获授权，同意并继续]", "真实姓名"), ("张小明", "手机号"), ("13700002222", "身份证号"),
+        (valid_id("11010520150505003"), "最多登记1位办事人，名单已满，未添加"),
+    ])
+    assert "预约办事" in holder.labels
