@@ -35,7 +35,7 @@ from handlers.payloads import (
 from handlers.render import appointment_text, calendar_file, notice_text, slot_label, when_text
 from handlers.staff import walkin
 from handlers.staff.replies import stop as stop_for_staff
-from handlers.steps import Booking, BookingMode, HomeVisit, MyBookings
+from handlers.steps import Booking, BookingMode, Details, HomeVisit, MyBookings
 from storage import booking, services, waitlist
 from storage.accounts import AccountRefused, appointment_for
 from storage.catalog import ServiceDef
@@ -63,8 +63,9 @@ async def _service(ctx: Ctx) -> tuple[Service, ServiceDef] | None:
 async def _may_book(ctx: Ctx, person_id: int | None, slot_id: int | None = None) -> BookingRefused | None:
     """Why the rules that follow the person (block, caps, the account's cap, a second booking
     that day) refuse this booking, asked as soon as the person is known, before a seat is held
-    or details are asked for nothing; None when they allow it (booking checks again)."""
-    if person_id is None or _mode(ctx) != BookingMode.BOOK or ctx.data.get("service") is None:
+    or details are asked for nothing; None when they allow it (booking checks again). Before
+    the person is chosen (``person_id`` None) only the account's cap is asked."""
+    if _mode(ctx) != BookingMode.BOOK or ctx.data.get("service") is None:
         return None
     try:
         await booking.check_may_book(ctx.session, ctx.centre, ctx.now, person_id=person_id,
@@ -136,7 +137,7 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
     row, definition = found
     button = event.button
     if button is Button.READY:
-        return await ctx.enter(Booking.DATE)
+        return await _who_then_date(ctx, definition)
     if button is Button.HOME_VISIT:
         return await ctx.enter(HomeVisit.REASON, service=row.id)
     if button is Button.BACK:
@@ -146,6 +147,16 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
         buttons.append([option(ctx.t("booking.home_visit"), Button.HOME_VISIT)])
     buttons.append([option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)])
     return [ctx.reply("booking.notice", *buttons, text=notice_text(ctx, definition))]
+
+
+async def _who_then_date(ctx: Ctx, definition: ServiceDef) -> list[Reply]:
+    """An account that holds people is asked who it is for (为谁预约) before a day is shown,
+    so that a blocked person is told at once; one that holds nobody gives the details after
+    picking a slot, as before."""
+    ctx.forget("person", "age", "slot_id", "hold_until", "day")
+    if _mode(ctx) == BookingMode.BOOK and await details.usable_people(ctx):
+        return await details.ask(ctx, _asking(ctx, definition))
+    return await ctx.enter(Booking.DATE)
 
 
 # --- date and slot ----------------------------------------------------------------------------
@@ -182,8 +193,8 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
         return await ctx.enter(Booking.NOTICE)
-    if (why := await _may_book(ctx, await details.saved_person_id(ctx))) is not None:
-        return await refusal(ctx, why)
+    if (why := await _may_book(ctx, ctx.data.get("person"))) is not None:
+        return await _person_refused(ctx, why)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     rows = []
     for view in views:
@@ -244,8 +255,8 @@ def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
 
 
 async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
-    if (why := await _may_book(ctx, await details.saved_person_id(ctx), slot_id)) is not None:
-        return await refusal(ctx, why)
+    if (why := await _may_book(ctx, ctx.data.get("person"), slot_id)) is not None:
+        return await _person_refused(ctx, why)
     try:
         held = await booking.hold_seat(ctx.session, ctx.centre, ctx.now, owner=ctx.actor,
                                        slot_id=slot_id)
@@ -254,7 +265,7 @@ async def _hold(ctx: Ctx, slot_id: int) -> list[Reply]:
     ctx.goto(Booking.SLOT, slot_id=slot_id, hold_until=held.expires_at.isoformat())
     note = ctx.reply("booking.held", until=format_time(ctx.local(held.expires_at)),
                      minutes=int((held.expires_at - ctx.now).total_seconds() // 60))
-    if _mode(ctx) == BookingMode.RESCHEDULE:
+    if _mode(ctx) == BookingMode.RESCHEDULE or ctx.data.get("person") is not None:
         return [note, *await ctx.enter(Booking.SUMMARY)]
     return [note, *await _ask_details(ctx)]
 
@@ -326,8 +337,8 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     account to nothing it did not make: it sees only its own bookings."""
     if given.person is not None:
         if (why := await _may_book(ctx, given.person.id, ctx.data.get("slot_id"))) is not None:
-            return await refusal(ctx, why)
-        return await ctx.enter(Booking.SUMMARY, person=given.person.id)
+            return await _person_refused(ctx, why)
+        return await _chosen(ctx, given.person.id, given.age)
     assert given.details is not None
     walk_in = _mode(ctx) == BookingMode.WALK_IN
     try:
@@ -347,8 +358,15 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
     if walk_in:
         return await ctx.enter(Booking.SUMMARY, person=person.id)
     if (why := await _may_book(ctx, person.id, ctx.data.get("slot_id"))) is not None:
-        return await refusal(ctx, why)
-    return await ctx.enter(Booking.SUMMARY, person=person.id, age=given.age)
+        return await _person_refused(ctx, why)
+    return await _chosen(ctx, person.id, given.age)
+
+
+async def _chosen(ctx: Ctx, person_id: int, age: int | None) -> list[Reply]:
+    """The person is known and may book: on to the days, or to the summary once a seat is held."""
+    if ctx.data.get("slot_id") is None:
+        return await ctx.enter(Booking.DATE, person=person_id, age=age)
+    return await ctx.enter(Booking.SUMMARY, person=person_id, age=age)
 
 
 # --- summary and confirmation -----------------------------------------------------------------
@@ -473,6 +491,14 @@ async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
         rows.append([option(ctx.t("booking.other_day"), Button.BACK)])
         return [ctx.reply(key if alternatives else "refusal.full_no_alternative", *rows)]
     await release_holds(ctx.session, ctx.actor)
+    reply = await _refusal_reply(ctx, refused)
+    ctx.end()
+    return [reply, main_menu(ctx)]
+
+
+async def _refusal_reply(ctx: Ctx, refused: BookingRefused) -> Reply:
+    booking_details = refused.details
+    reason = refused.reason
     values: dict[str, Any] = {}
     if "until" in booking_details:
         values["until"] = when_text(ctx, booking_details["until"])
@@ -491,8 +517,24 @@ async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
         # The person's other booking was made by another account or at the window: its code
         # is not this account's to see.
         key = "refusal.duplicate_elsewhere"
-    ctx.end()
-    return [ctx.reply(key, **values), main_menu(ctx)]
+    return ctx.reply(key, **values)
+
+
+# Refusals that follow the person chosen, not the account: another of its people may be chosen.
+_OF_THE_PERSON = frozenset({Refusal.BLOCKED, Refusal.DUPLICATE, Refusal.CAP_ACTIVE,
+                            Refusal.CAP_WEEK, Refusal.CAP_MONTH})
+
+
+async def _person_refused(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
+    """The person just chosen may not book (blocked: why, until when, how to appeal; or a cap):
+    say so at once, give back any seat held, and offer the account's people again (another of
+    them may book)."""
+    if refused.reason not in _OF_THE_PERSON:
+        return await refusal(ctx, refused)
+    await release_holds(ctx.session, ctx.actor)
+    reply = await _refusal_reply(ctx, refused)
+    ctx.forget("person", "age", "slot_id", "hold_until")
+    return [reply, *await ctx.enter(Details.IDENTITY)]
 
 
 # --- buttons in notifications -------------------------------------------------------------------

@@ -6,7 +6,9 @@ sub-flow runs inside that flow (its data stays), offers the saved details or ask
 then the name, the mobile and, when needed, the resident ID number, each re-asked with the
 precise problem, and hands the flow a ``Given``: the saved person, or new details. The ID number
 is only ever in that hand-over: it is checked, then kept hashed and masked by the flow, never in
-the conversation state. "Who is this for" is this module's first step (``Details.IDENTITY``).
+the conversation state. "Who is this for" (为谁预约) is this module's first step
+(``Details.IDENTITY``): the account's people, masked, and 添加办事人, which asks the relation and
+the holder's authorisation (with the consent, recorded) before the name, mobile and ID number.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from typing import Any
 
 from handlers.context import Ctx, Event, StepHandler, option
 from handlers.core import Reply
-from handlers.menu import leave
-from handlers.payloads import Button
+from handlers.menu import back_to_menu, leave, main_menu
+from handlers.payloads import Button, PersonPick, RelationPick
 from handlers.steps import Details, StepName
 from storage import accounts
-from storage.accounts import PersonView
+from storage.accounts import AccountRefusal, AccountRefused, PersonView
 from storage.identity import (
     InvalidValue,
+    NameMismatch,
     PersonDetails,
     age_on,
     find_or_create_person,
@@ -35,6 +38,7 @@ from storage.identity import (
     validate_name,
 )
 from storage.models import Person, Relation
+from storage.seats import release_holds
 
 # The version of the personal-data notice (booking.consent, booking.consent_short) an account
 # agrees to when it gives someone's details; kept with the account's link to that person.
@@ -111,25 +115,10 @@ def _prompt(ctx: Ctx, step: Details) -> Reply:
 
 async def ask(ctx: Ctx, asking: Asking) -> list[Reply]:
     """Start asking who it is for (the flow's data stays; ``Done`` is called at the end)."""
-    ctx.forget("name", "mobile")
+    ctx.forget("name", "mobile", "relation", "authorised")
     if asking.voice == Voice.STAFF:
         return await ctx.enter(Details.NAME, asking=asking.to_json())
     return await ctx.enter(Details.IDENTITY, asking=asking.to_json())
-
-
-async def _saved(ctx: Ctx) -> tuple[Person, PersonView] | None:
-    """The account's own saved person (本人 first), as the account may see them."""
-    for view in await accounts.people_of(ctx.session, account_id=ctx.identity.id):
-        person = await ctx.session.get(Person, view.person_id)
-        if person is not None and person.erased_at is None:
-            return person, view
-    return None
-
-
-async def saved_person_id(ctx: Ctx) -> int | None:
-    """The id of the person the details step would offer first, if the account has one."""
-    saved = await _saved(ctx)
-    return saved[0].id if saved is not None else None
 
 
 async def view_of(ctx: Ctx, person_id: int) -> PersonView | None:
@@ -171,31 +160,117 @@ def _needs_id(asking: Asking, person: Person) -> bool:
         asking.id_number == IdNumber.IF_MISSING and not person.id_hash)
 
 
+def person_label(ctx: Ctx, view: PersonView) -> str:
+    """One person of the account, masked: "张* · 身份证 110…002X · 本人"."""
+    parts = [view.name or "*"]
+    if view.id_number:
+        parts.append(ctx.t("people.id_short", id=f"{view.id_number[:3]}…{view.id_number[-4:]}"))
+    elif view.mobile:
+        parts.append(view.mobile)
+    if view.relation is not None:
+        parts.append(ctx.t(f"people.relation_{view.relation.value}"))
+    return " · ".join(parts)
+
+
+async def usable_people(ctx: Ctx) -> list[tuple[Person, PersonView]]:
+    """The account's people who can be booked for (not erased), 本人 first."""
+    found = []
+    for view in await accounts.people_of(ctx.session, account_id=ctx.identity.id):
+        person = await ctx.session.get(Person, view.person_id)
+        if person is not None and person.erased_at is None:
+            found.append((person, view))
+    return found
+
+
+async def _use(ctx: Ctx, person: Person, *, done: Done) -> list[Reply]:
+    if _needs_id(_asking(ctx), person):
+        ctx.goto(Details.ID_NUMBER, name=person.name, mobile=person.mobile)
+        return [_prompt(ctx, Details.ID_NUMBER)]
+    return await done(ctx, Given(person=person))
+
+
 async def identity(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
-    """Offer the saved details (masked) or ask for them, after the personal-data notice."""
+    """Ask who it is for (为谁预约): the account's people, masked, and "添加办事人"; an account
+    with nobody yet is asked for consent, then the details (the holder, 本人)."""
     asking = _asking(ctx)
-    saved = await _saved(ctx)
-    person, view = saved if saved is not None else (None, None)
+    people = await usable_people(ctx)
     button = event.button
-    if person is not None and (button is Button.USE_SAVED or not asking.choose_saved):
-        if _needs_id(asking, person):
-            ctx.goto(Details.ID_NUMBER, name=person.name, mobile=person.mobile)
-            return [_prompt(ctx, Details.ID_NUMBER)]
-        return await done(ctx, Given(person=person))
-    if button is Button.CHANGE or (button is Button.AGREE and person is None):
+    if (picked := event.pick(PersonPick)) is not None:
+        chosen = next((person for person, _ in people if person.id == picked.person), None)
+        if chosen is None:
+            return [ctx.reply("core.stale"), *await identity(ctx, Event.enter(), done=done)]
+        return await _use(ctx, chosen, done=done)
+    if people and (button is Button.USE_SAVED or not asking.choose_saved):
+        return await _use(ctx, people[0][0], done=done)
+    if button is Button.ADD_PERSON:
+        return await ctx.enter(Details.RELATION)
+    if button is Button.AGREE and not people:
         return await ctx.enter(Details.NAME)
     if button is Button.DISAGREE:
         return await leave(ctx, "booking.consent_declined")
-    if view is not None:
-        shown = ctx.t("booking.saved_details", name=view.name, mobile=view.mobile or "-",
-                      id=view.id_number or ctx.t("booking.no_id"))
-        return [Reply(shown, ((option(ctx.t("booking.use_saved"), Button.USE_SAVED),
-                               option(ctx.t("booking.change_details"), Button.CHANGE)),))]
+    if people:
+        rows = [[option(person_label(ctx, view), PersonPick(person.id))] for person, view in people]
+        rows.append([option(ctx.t("people.add"), Button.ADD_PERSON), *back_to_menu(ctx)])
+        return [ctx.reply("people.for_whom", *rows)]
     if asking.consent == Consent.NOTICE:
         ctx.goto(Details.NAME)
         return [ctx.reply("booking.consent_short"), _prompt(ctx, Details.NAME)]
     return [ctx.reply("booking.consent", [option(ctx.t("booking.agree"), Button.AGREE)],
                       [option(ctx.t("booking.disagree"), Button.DISAGREE)])]
+
+
+async def relation(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask who the new person is to the account holder (本人, 配偶, 子女, 父母, 其他亲属, 其他)."""
+    if (picked := event.pick(RelationPick)) is not None:
+        return await ctx.enter(Details.AUTHORISE, relation=picked.relation.value)
+    if event.button is Button.BACK:
+        ctx.forget("relation")
+        return await ctx.enter(Details.IDENTITY)
+    held = await accounts.people_of(ctx.session, account_id=ctx.identity.id)
+    has_self = any(view.relation == Relation.SELF for view in held)
+    choices = [option(ctx.t(f"people.relation_{each.value}"), RelationPick(each))
+               for each in Relation if not (each == Relation.SELF and has_self)]
+    rows = [choices[i:i + 3] for i in range(0, len(choices), 3)]
+    return [ctx.reply("people.ask_relation", *rows, [option(ctx.t("common.back"), Button.BACK)])]
+
+
+async def authorise(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask the holder to confirm they may act for the person and agree to the notice."""
+    chosen = Relation(ctx.data.get("relation", Relation.OTHER))
+    if event.button is Button.AGREE:
+        return await ctx.enter(Details.NAME, authorised=True)
+    if event.button is Button.DISAGREE:
+        return await leave(ctx, "booking.consent_declined")
+    key = "people.consent_self" if chosen == Relation.SELF else "people.authorise"
+    return [ctx.reply(key, [option(ctx.t("people.authorise_yes" if chosen != Relation.SELF
+                                         else "booking.agree"), Button.AGREE)],
+                      [option(ctx.t("booking.disagree"), Button.DISAGREE)],
+                      relation=ctx.t(f"people.relation_{chosen.value}"))]
+
+
+async def _added(ctx: Ctx, given: Given, *, done: Done) -> list[Reply]:
+    """The details of a person being added (with a relation) are in: add them to the account's
+    list with the consent just given, then go on as for a person chosen from the list."""
+    if given.details is None or not ctx.data.get("authorised") or "relation" not in ctx.data:
+        return await done(ctx, given)
+    chosen = Relation(ctx.data["relation"])
+    ctx.forget("relation", "authorised", "name", "mobile")
+    try:
+        view = await accounts.add_person(ctx.session, ctx.centre, ctx.now,
+                                         account_id=ctx.identity.id, details=given.details,
+                                         relation=chosen, consent_version=CONSENT_VERSION)
+    except NameMismatch:
+        return await leave(ctx, "invalid.name_mismatch")
+    except AccountRefused as refused:
+        if refused.reason == AccountRefusal.SELF_TAKEN:
+            return [ctx.reply("people.self_taken"), *await ctx.enter(Details.RELATION)]
+        await release_holds(ctx.session, ctx.actor)
+        ctx.end()
+        return [ctx.reply("people.limit", limit=refused.details.get("limit", "")),
+                main_menu(ctx)]
+    person = await ctx.session.get(Person, view.person_id)
+    assert person is not None  # just added
+    return await done(ctx, Given(person=person, age=given.age))
 
 
 async def name(ctx: Ctx, event: Event) -> list[Reply]:
@@ -238,8 +313,11 @@ async def id_number(ctx: Ctx, event: Event, *, done: Done) -> list[Reply]:
 
 def steps(done: Done) -> dict[StepName, StepHandler]:
     """The sub-flow's steps for a flow to include, ending in that flow's ``done``."""
+    finish = partial(_added, done=done)
     return {Details.IDENTITY: partial(identity, done=done), Details.NAME: name,
-            Details.MOBILE: partial(mobile, done=done), Details.ID_NUMBER: partial(id_number, done=done)}
+            Details.MOBILE: partial(mobile, done=finish),
+            Details.ID_NUMBER: partial(id_number, done=finish),
+            Details.RELATION: relation, Details.AUTHORISE: authorise}
 
 
 TEXT_STEPS: frozenset[StepName] = frozenset({Details.NAME, Details.MOBILE, Details.ID_NUMBER})

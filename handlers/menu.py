@@ -17,12 +17,14 @@ _LANGUAGES = {"zh": "zh-CN", "zh-cn": "zh-CN", "中文": "zh-CN", "cn": "zh-CN",
 
 
 def main_menu(ctx: Ctx) -> Reply:
-    """Show the five things a citizen can do."""
+    """Show the things a citizen can do."""
     return ctx.reply(
         "menu.prompt",
         [option(ctx.t("menu.book"), Main("book")), option(ctx.t("menu.my"), Main("my"))],
         [option(ctx.t("menu.guide"), Main("guide")), option(ctx.t("menu.human"), Main("human"))],
-        [option(ctx.t("case.progress"), Main("progress"))])
+        [option(ctx.t("case.progress"), Main("progress"))],
+        # accounts and people: 我的办事人 (and from there 我的信息, 绑定)
+        [option(ctx.t("people.menu"), Main("people"))])
 
 
 def back_to_menu(ctx: Ctx) -> list[Choice]:

@@ -13,7 +13,7 @@ from handlers.core import Reply
 from handlers.flow import Flow
 from handlers.i18n import format_day, format_time
 from handlers.menu import back_to_menu, main_menu, service_name
-from handlers.payloads import AppointmentPick, Button, CancelBooking, LeaveWaitlist, RescheduleBooking
+from handlers.payloads import AppointmentPick, Button, CancelBooking, LeaveWaitlist, Main, RescheduleBooking
 from handlers.render import appointment_text, materials_text, when_text
 from handlers.steps import Booking, BookingMode, MyBookings
 from storage import accounts, booking, waitlist
@@ -58,6 +58,7 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
     if not appointments and not waiting:
         ctx.end()
         return [ctx.reply("my.none"), main_menu(ctx)]
+    people = [option(ctx.t("people.menu"), Main("people"))]
     rows = []
     for appointment in appointments:
         _, definition = await _service_of(ctx, appointment)
@@ -71,7 +72,7 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
         name = service_name(ctx, service) if service else "?"
         rows.append([option(ctx.t("my.waiting_item", day=format_day(entry.local_date, ctx.locale),
                                   service=name), LeaveWaitlist(entry.id))])
-    return [ctx.reply("my.list", *rows, back_to_menu(ctx))]
+    return [ctx.reply("my.list", *rows, people, back_to_menu(ctx))]
 
 
 async def detail(ctx: Ctx, event: Event) -> list[Reply]:

@@ -20,7 +20,7 @@ import typing
 from typing import Any, ClassVar, Self
 
 from handlers.core import as_id
-from storage.models import CaseKind, WaitKind
+from storage.models import CaseKind, Relation, WaitKind
 
 WIRE_LIMIT = 64         # bytes of Telegram callback data
 SEPARATOR = ":"
@@ -29,6 +29,7 @@ SEPARATOR = ":"
 class Button(enum.StrEnum):
     """A button that carries nothing but itself."""
 
+    ADD_PERSON = "addp"
     AGE = "age"
     AGREE = "agree"
     BACK = "back"
@@ -38,11 +39,20 @@ class Button(enum.StrEnum):
     CONFIRM = "confirm"
     DISABILITY = "disability"
     DISAGREE = "disagree"
+    ERASE = "erase"
     HOME_VISIT = "home"
     JOIN = "join"
+    LINK = "link"
+    LINK_ATTACH = "attach"
+    LINK_CODE = "lcode"
+    LINK_SHOW = "lshow"
+    LINK_SMS = "lsms"
+    MY_DATA = "mydata"
     NO = "no"
     OTHER_TIME = "time"
+    PEOPLE = "people"
     READY = "ready"
+    REMOVE = "remove"
     RESCHEDULE = "resched"
     SKIP = "skip"
     STOP = "stop"
@@ -175,6 +185,24 @@ class AppointmentPick(Payload, prefix="appt"):
 @dataclasses.dataclass(frozen=True)
 class LeaveWaitlist(Payload, prefix="leave"):
     entry: int
+
+
+# --- the account's people and links (handlers/people.py) ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonPick(Payload, prefix="pers"):
+    person: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RelationPick(Payload, prefix="rel"):
+    relation: Relation
+
+
+@dataclasses.dataclass(frozen=True)
+class Unlink(Payload, prefix="unlink"):
+    account: int
 
 
 # --- on the wire: buttons in notifications that work outside any flow ---------------------------

@@ -16,6 +16,7 @@ from handlers import (
     home_visit,
     menu,
     my_bookings,
+    people,
     rating,
     staff,
     stats,
@@ -76,4 +77,5 @@ class Registry:
 
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
-                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW])
+                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW,
+                  people.FLOW])

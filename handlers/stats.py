@@ -15,6 +15,7 @@ from handlers.core import Attachment, Reply
 from handlers.flow import Flow
 from handlers.i18n import Speaker, format_day
 from handlers.menu import unmatched_text
+from storage.account_figures import AccountFigures, account_figures
 from storage.case_stats import CaseFigures, CaseReport, case_report, weekly_on_time
 from storage.stats.exports import appointment_rows
 from storage.stats.figures import Figures, figures
@@ -55,9 +56,12 @@ async def stats(ctx: Ctx, args: str) -> list[Reply]:
         return [asked]
     period, scope = asked
     if not chart:
-        return [Reply(render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope))
-                      + "\n" + render_cases(ctx, await _cases(ctx, period, scope),
-                                             per_service=scope is None))]
+        text = render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope)) \
+            + "\n" + render_cases(ctx, await _cases(ctx, period, scope), per_service=scope is None)
+        if scope is None:  # accounts and people: centre-wide only
+            text += "\n" + render_accounts(ctx, await account_figures(
+                ctx.session, period.starts_at(ctx.centre.tz), period.ends_at(ctx.centre.tz)))
+        return [Reply(text)]
     reports = ctx.reports
     if reports is None:
         return [ctx.reply("stats.no_files")]
@@ -153,6 +157,16 @@ def _difference(current: float | int | None, previous: float | int | None, *,
         return "" if current == 0 else "↑"
     change = (current - previous) / previous * 100
     return "" if abs(change) < 0.5 else f"{'↑' if change > 0 else '↓'}{abs(change):.0f}%"
+
+
+def render_accounts(ctx: Ctx | Speaker, figures_of: AccountFigures) -> str:
+    """People per account, bookings for someone else (代约), refused ID/name mismatches."""
+    distribution = "，".join(ctx.t("stats_accounts.bucket", people=people, accounts=count)
+                             for people, count in figures_of.people_per_account.items()) or "-"
+    return ctx.t("stats_accounts.block", distribution=distribution,
+                 for_others=figures_of.for_others,
+                 bookings=sum(figures_of.bookings_by_relation.values()),
+                 mismatches=figures_of.name_mismatches)
 
 
 def render_figures(ctx: Ctx | Speaker, result: Figures) -> str:

@@ -56,12 +56,31 @@ class Details(StepName):
     NAME = "name"
     MOBILE = "mobile"
     ID_NUMBER = "id_number"
+    # Adding a person to the account (添加办事人): who they are to the holder, then the
+    # holder's confirmation that they may act for them, then name, mobile, ID as above.
+    RELATION = "relation"
+    AUTHORISE = "authorise"
 
 
 class MyBookings(StepName, flow="my"):
     LIST = "list"
     DETAIL = "detail"
     CONFIRM_CANCEL = "confirm_cancel"
+
+
+class People(StepName, flow="people"):
+    """我的办事人, 我的信息 and 绑定 (handlers/people.py)."""
+
+    LIST = "list"
+    PERSON = "person"
+    MY_DATA = "my_data"
+    CONFIRM_ERASE = "confirm_erase"
+    LINK = "link"
+    LINK_CODE = "link_code"
+    ATTACH_CODE = "attach_code"
+    ATTACH_TAIL = "attach_tail"
+    SMS_PERSON = "sms_person"
+    SMS_CODE = "sms_code"
 
 
 class Guide(StepName, flow="guide"):

@@ -353,6 +353,60 @@ async def visible_bookings(session: AsyncSession, *, account_id: int,
     return [PersonBookings(_view(people[pid], links.get(pid)), groups[pid]) for pid in order]
 
 
+async def relation_to(session: AsyncSession, *, account_id: int,
+                      person_id: int) -> tuple[Relation | None, str] | None:
+    """Who a person is to an account, for naming them in its notices: None for its own 本人;
+    else the relation it holds them by (None when it does not hold them, e.g. a linked account
+    booked for them) and the name, masked."""
+    person = await session.get(Person, person_id)
+    if person is None:
+        return None
+    link = await _link(session, account_id, person_id)
+    if link is not None and link.relation == Relation.SELF:
+        return None
+    return (link.relation if link is not None else None), mask_name(person.name)
+
+
+def select_appointment_by_code(code: str) -> Any:
+    """A query for the appointment with a booking code (staff look it up, any account's)."""
+    return select(Appointment).where(Appointment.code == code.strip().upper())
+
+
+async def booked_by(session: AsyncSession,
+                    appointment: Appointment) -> tuple[str, str, Relation | None] | None:
+    """For staff: the account that made (or attached) a booking, masked ("wechat", "…1234"),
+    and the relation of the person to it when it is not 本人 (None when 本人 or not held); None
+    when no chat account has the booking (a window booking nobody attached).
+    """
+    if appointment.identity_id is None or (appointment.channel == Channel.STAFF
+                                           and appointment.attached_at is None):
+        return None
+    account = await session.get(ChannelIdentity, appointment.identity_id)
+    if account is None:
+        return None
+    link = await _link(session, account.id, appointment.person_id)
+    relation = link.relation if link is not None and link.relation != Relation.SELF else None
+    return account.channel.value, _masked_user(account.platform_user_id), relation
+
+
+async def reachable_account(session: AsyncSession, person_id: int) -> int | None:
+    """The chat account a booking staff make for a person (代办) is sent to: one that proved it
+    acts for them (an SMS code to the mobile on file, a window booking of theirs attached with
+    its code and ID ending, or a binding carried over by migration 0003), that can still be
+    reached, the one that wrote last. Typing an ID number proves nothing: an account that only
+    did that is not told about the person's window bookings."""
+    proven = or_(
+        ChannelIdentity.id.in_(select(AccountPerson.identity_id).where(
+            AccountPerson.person_id == person_id,
+            AccountPerson.method.in_([LinkMethod.SMS, LinkMethod.MIGRATED]))),
+        ChannelIdentity.id.in_(select(Appointment.identity_id).where(
+            Appointment.person_id == person_id, Appointment.channel == Channel.STAFF,
+            Appointment.attached_at.is_not(None))))
+    return await session.scalar(
+        select(ChannelIdentity.id).where(proven, ChannelIdentity.unreachable_at.is_(None))
+        .order_by(ChannelIdentity.last_inbound_at.desc(), ChannelIdentity.id.desc()).limit(1))
+
+
 async def appointment_for(session: AsyncSession, *, account_id: int,
                           appointment_id: int | None = None, code: str | None = None,
                           lock: bool = False) -> Appointment | None:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.accounts import reachable_account
 from storage.audit import audit
 from storage.blocks import StrikeOutcome, active_block, add_strike
 from storage.catalog import ServiceDef
@@ -108,12 +109,10 @@ async def recent_appointments(session: AsyncSession, person_id: int, since: dt.d
 
 
 async def reachable_identity(session: AsyncSession, person_id: int) -> int | None:
-    """The chat account a person last wrote from and that can still be reached: where a
-    booking staff make for them (代办) sends its confirmation and reminders."""
-    return await session.scalar(
-        select(ChannelIdentity.id).where(ChannelIdentity.person_id == person_id,
-                                         ChannelIdentity.unreachable_at.is_(None))
-        .order_by(ChannelIdentity.last_inbound_at.desc()).limit(1))
+    """The chat account proven to act for a person that can still be reached: where a booking
+    staff make for them (代办) sends its confirmation and reminders
+    (``storage.accounts.reachable_account``)."""
+    return await reachable_account(session, person_id)
 
 
 async def _locked_appointment(session: AsyncSession, appointment_id: int) -> Appointment:
@@ -233,12 +232,13 @@ async def _check_account(session: AsyncSession, centre: Centre, now: dt.datetime
 
 
 async def check_may_book(session: AsyncSession, centre: Centre, now: dt.datetime, *,
-                         person_id: int, service_id: int, identity_id: int | None = None,
+                         person_id: int | None, service_id: int, identity_id: int | None = None,
                          slot_id: int | None = None) -> None:
     """The rules of ``book`` that depend on who books (block, per-person caps, the account's
     cap and, once a slot is picked, a second booking of the service that day), checked as soon
     as the person is known so that nobody holds a seat, or gives their details, for a booking
-    the rules refuse. ``book`` checks them again under its locks.
+    the rules refuse. ``book`` checks them again under its locks. Without a person (not chosen
+    yet) only the account's cap is checked.
 
     Raises:
         BookingRefused: BLOCKED (until, strikes), DUPLICATE (code), CAP_ACTIVE/CAP_WEEK/
@@ -253,8 +253,9 @@ async def check_may_book(session: AsyncSession, centre: Centre, now: dt.datetime
         if slot is None:
             raise BookingRefused(Refusal.UNKNOWN_SLOT)
         day = slot.local_date
-    await _check_rules_of_person(session, centre, now, person_id,
-                                 ServiceDef.from_json(service.definition), service.id, day)
+    if person_id is not None:
+        await _check_rules_of_person(session, centre, now, person_id,
+                                     ServiceDef.from_json(service.definition), service.id, day)
     if identity_id is not None:
         await _check_account(session, centre, now, identity_id)
 
@@ -327,6 +328,7 @@ async def schedule_reminders(session: AsyncSession, centre: Centre, now: dt.date
 async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, person_id: int,
                slot_id: int, identity_id: int | None, channel: Channel, made_by: str,
                owner: str | None = None, offline: bool = False, age: int | None = None,
+               attached: bool = False,
                confirm: bool = True) -> Appointment:
     """Book a seat of ``slot_id`` for a person, in one transaction with its notifications.
 
@@ -334,6 +336,8 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
         owner: the holder key; a seat this owner holds on the slot is used first.
         offline: a staff booking for a walk-in or phone caller (代办), from the seats not
             offered online; release and booking-stop times do not apply to it.
+        attached: a staff booking sent to ``identity_id``, an account proven to act for the
+            person (``reachable_identity``): it is that account's at once (``attached_at``).
         confirm: queue a confirmation notification (a chat that shows the confirmation as its
             reply passes False).
 
@@ -376,7 +380,10 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
         identity_id=identity_id, local_date=info.slot.local_date, starts_at=info.slot.starts_at,
         ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED, channel=channel,
         offline=offline, made_by=made_by, age_at_booking=age, reschedules=0, created_at=now,
-        updated_at=now)
+        updated_at=now,
+        # A staff booking sent to an account proven to act for the person (``reachable_identity``)
+        # is that account's at once: its reminders' buttons work there.
+        attached_at=now if attached and identity_id is not None else None)
     session.add(appointment)
     await session.flush()
     await audit(session, now, made_by, "book", "appointment", appointment.id, slot_id=slot_id,

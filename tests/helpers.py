@@ -26,7 +26,15 @@ from storage.identity import (
     id_check_digit,
     identity_for,
 )
-from storage.models import ChannelIdentity, Person, Service, Slot
+from storage.models import (
+    AccountPerson,
+    ChannelIdentity,
+    LinkMethod,
+    Person,
+    Relation,
+    Service,
+    Slot,
+)
 from storage.settings import NotificationSettings, RuleSettings
 from storage.slots import ensure_slots
 from storage.workdays import WorkCalendar
@@ -66,8 +74,14 @@ async def person(session: AsyncSession, centre: Centre, now: dt.datetime, *, nam
 async def account(session: AsyncSession, now: dt.datetime, user: str = "1",
                   channel: str = "telegram", person_id: int | None = None) -> ChannelIdentity:
     identity = await identity_for(session, channel, user, "zh-CN", now)
-    if person_id is not None:
+    if person_id is not None:  # a binding from before accounts held people, as 0003 carried it
         identity.person_id = person_id
+        await session.flush()
+        if await session.scalar(select(AccountPerson.id).where(
+                AccountPerson.identity_id == identity.id, AccountPerson.person_id == person_id)) is None:
+            session.add(AccountPerson(identity_id=identity.id, person_id=person_id,
+                                      relation=Relation.SELF, method=LinkMethod.MIGRATED,
+                                      created_at=now))
     await session.flush()
     return identity
 

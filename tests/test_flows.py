@@ -111,11 +111,14 @@ async def test_saved_details_are_offered_masked(assistant: Assistant) -> None:
     await book_id_card(dialog)
     await verify_dialog(dialog, [
         ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "社会保障卡"), ("[社会保障卡]", "一次性告知"),
-        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:15"), ("[09:15-09:30]", "张*"),
+        ("[材料已备齐]", "为谁预约"),
     ])
-    assert "138****5678" in dialog.text and "110***********002X" in dialog.text
+    assert dialog.labels == ["张* · 身份证 110…002X · 本人", "添加办事人", "主菜单"]
     assert "13812345678" not in dialog.text
-    await verify_dialog(dialog, [("[使用这些信息]", "请确认预约信息"), ("[确认预约]", "预约成功")])
+    await verify_dialog(dialog, [("[张*]", "11月24日"), ("[11月24日]", "09:15"),
+                                 ("[09:15-09:30]", "请确认预约信息")])
+    assert "138****5678" in dialog.text and "110***********002X" in dialog.text
+    await verify_dialog(dialog, [("[确认预约]", "预约成功")])
 
 
 async def test_full_slot_offers_alternatives(assistant: Assistant, database: Database,
@@ -180,9 +183,10 @@ async def test_blocked_citizen_is_told_why_until_when_and_how_to_appeal(
                           strikes=3, created_at=clock.now()))
     await verify_dialog(dialog, [
         ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
-        ("[材料已备齐]", "暂停至2027年2月21日 周日"),       # before a day, a slot or a held seat
+        ("[材料已备齐]", "为谁预约"), ("[张*]", "暂停至2027年2月21日 周日"),  # before a day or a seat
     ])
-    assert "人工" in dialog.text and "预约办事" in dialog.labels   # no dead end
+    assert "人工" in dialog.text and "添加办事人" in dialog.labels   # no dead end
+    assert "主菜单" in dialog.labels
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(Hold)) == 0
     # someone new who gives the blocked person's details is refused as soon as they are known,
@@ -207,14 +211,15 @@ async def test_a_person_at_the_cap_or_booked_that_day_holds_no_seat(
     await book_id_card(dialog)
     await verify_dialog(dialog, [
         ("[预约办事]", "便民服务中心"), ("[便民服务中心]", "社会保障卡"), ("[社会保障卡]", "一次性告知"),
-        ("[材料已备齐]", "您已有1个未完成的预约，达到上限"),
+        ("[材料已备齐]", "为谁预约"), ("[张*]", "您已有1个未完成的预约，达到上限"),
     ])
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(Hold)) == 0
     again = Dialog(assistant)                       # the usual caps: the day is the problem
     await verify_dialog(again, [
         ("/book", "便民服务中心"), ("[便民服务中心]", "居民身份证办理"), ("[居民身份证]", "一次性告知"),
-        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:20"), ("[09:20-09:40]", "您当天已有该事项的预约"),
+        ("[材料已备齐]", "为谁预约"), ("[张*]", "11月24日"), ("[11月24日]", "09:20"),
+        ("[09:20-09:40]", "您当天已有该事项的预约"),
     ])
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(Hold)) == 0

@@ -80,14 +80,16 @@ async def test_a_known_id_number_opens_nothing_of_its_owner_through_the_chat(
     # The person already has an ID-card booking that day, made by the holder: the stranger is
     # told so without its code.
     await verify_dialog(stranger, [("/book", "便民服务中心"), ("身份证", "居民身份证办理"),
-                                   ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日"),
-                                   ("[11月24日]", "09:40"), ("[09:40-10:00]", "当天已有该事项的预约")])
+                                   ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "为谁预约"),
+                                   ("[张*]", "11月24日"), ("[11月24日]", "09:40"),
+                                   ("[09:40-10:00]", "当天已有该事项的预约")])
     assert code not in stranger.text
 
     # The saved details offered next time are the stranger's own, masked.
     await verify_dialog(stranger, [("/book", "便民服务中心"), ("社会保障卡", "社会保障卡"),
-                                   ("[社会保障卡]", "一次性告知"), ("[材料已备齐]", "11月25日"),
-                                   ("[11月25日]", "09:00"), ("[09:00-09:15]", "张*")])
+                                   ("[社会保障卡]", "一次性告知"), ("[材料已备齐]", "为谁预约"),
+                                   ("[张*]", "11月25日"), ("[11月25日]", "09:00"),
+                                   ("[09:00-09:15]", "张*")])
     assert "139****0000" in stranger.text and "138****5678" not in stranger.text
     await stranger.command("cancel")
 

@@ -19,6 +19,7 @@ from bot.sms import build_sms, sms_routes
 from bot.web import build_web_app
 from bot.wechat.sender import WechatSender
 from bot.wiring import App
+from handlers.engine import Assistant
 from handlers.i18n import Speaker
 from handlers.stats import render_figures
 from storage import accounts, booking, cases, closures, linking, reach
@@ -43,6 +44,7 @@ from storage.models import (
 from storage.settings import Settings, SmsSettings, SmsTemplate
 from storage.stats.figures import figures
 from storage.stats.periods import parse_period
+from tests.dialog import Dialog, verify_dialog
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
 from tests.helpers import TZ, local, make_centre, person, slots_of, valid_id
@@ -476,3 +478,33 @@ async def test_a_kind_the_policy_keeps_off_sms_says_so(
     assert (await dispatcher.drain()).claimed == 0 and sms_api.texts == []
     chat = (await rows(app, "reminder"))[0]
     assert chat.last_error and chat.last_error.endswith("; not by SMS for this kind")
+
+
+# --- 绑定 by SMS in the chat -------------------------------------------------------------------
+
+ON_FILE = "13800101001"     # its last 7 digits make a valid ID number in ``walk_in``
+
+
+async def test_sms_verification_attaches_the_window_booking_of_a_person_of_the_account(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    appointment = await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
+    await dispatcher.drain()                            # the walk-in's confirmation
+    clock.advance(dt.timedelta(minutes=5))          # (texts to one number are spaced)
+    chat = Dialog(Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                            settings=app.settings), user="oSmsChat_1234", channel="wechat")
+    await verify_dialog(chat, [
+        ("/people", "添加"), ("[添加办事人]", "新办事人是您的"), ("[本人]", "同意"),
+        ("[同意并继续]", "真实姓名"), ("张三", "手机号"), ("13900000000", "身份证号"),
+        (valid_id("1101051950" + ON_FILE[-7:]), "已添加办事人 张*"),
+    ])
+    await chat.command("my")
+    assert appointment.code not in chat.text
+    await verify_dialog(chat, [("/link", "短信验证"), ("[短信验证]", "请选择办事人"),
+                               ("[张*]", "验证码已发送")])
+    assert (await dispatcher.drain()).sent == 1
+    code = sms_api.texts[-1].params[0]
+    assert sms_api.texts[-1].mobile.endswith(ON_FILE)          # the mobile on file, not the one typed
+    await verify_dialog(chat, [("000000" if code != "000000" else "111111", "验证未通过"),
+                               (code, "1个预约已关联到本账号")])
+    await chat.command("my")
+    assert any("居民身份证" in label for label in chat.labels)

@@ -36,6 +36,7 @@ from storage.db import Database
 from storage.models import Appointment, ChannelIdentity, Outbox, ProcessedMessage, SharedValue
 from storage.outbox import enqueue
 from storage.settings import AccessSettings, Settings, TelegramSettings
+from tests.dialog import Dialog, verify_dialog
 from tests.fakes import FakeTime, LocalServer
 from tests.fakes.telegram_api import FakeTelegram, button_labels
 from tests.helpers import account, load_demo, make_centre, running_telegram, valid_id
@@ -868,3 +869,23 @@ async def test_the_token_never_reaches_the_logs(api: FakeTelegram, channel: Tele
 
 def _fixture(name: str) -> str:
     return (Path(__file__).parent / "fixtures" / "telegram" / f"{name}.json").read_text("utf-8")
+
+
+# --- 绑定: a one-time code shown in another account, typed here ---------------------------------
+
+
+async def test_linking_a_telegram_account_by_a_code_shown_in_another_account(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database, clock: ManualClock,
+        settings: Settings) -> None:
+    other = Dialog(Assistant(database=database, centre=make_centre(), clock=clock,
+                             settings=settings), user="terminal-user-9876")
+    await verify_dialog(other, [("/link", "显示绑定码"), ("[显示绑定码]", "您的绑定码")])
+    code = re.search(r"绑定码：(\d{6})", other.text)
+    assert code is not None
+    user = TelegramUser(api, 5200000003, webhook_sender(web))
+    await user.dialog([
+        ("/start", "我的办事人"), ("[我的办事人]", "绑定账号"), ("[绑定账号]", "输入绑定码"),
+        ("[输入绑定码]", "6位绑定码"), ("000000" if code.group(1) != "000000" else "111111", "验证未通过"),
+        (code.group(1), "绑定成功：本账号已与 终端 账号 …9876 绑定"),
+    ])
+    await verify_dialog(other, [("/link", "解除绑定：Telegram …0003")])

@@ -509,3 +509,25 @@ async def test_manager_gets_figures_and_the_chart_as_an_image(
     assert len(api.uploads) == 1
     await env.channel.close()
     await env.http.aclose()
+
+
+# --- who it is for: the account's people (为谁预约, 添加办事人, 我的办事人) ----------------------------
+
+
+async def test_booking_for_a_parent_over_wechat_by_numbers(env: Env) -> None:
+    citizen = Citizen(env)
+    await book_by_number(citizen)
+    for label, expected in [("预约办事", "青溪镇便民服务中心"), ("便民服务中心", "社会保障卡"),
+                            ("社会保障卡", "一次性告知"), ("材料已备齐", "为谁预约"),
+                            ("添加办事人", "新办事人是您的"), ("父母", "授权"),
+                            ("我已获授权", "真实姓名")]:
+        assert expected in await citizen.pick(label), (label, citizen.text)
+    for typed, expected in [("李秀华", "手机号"), ("13900001111", "身份证号"),
+                            (valid_id("11010519520303002"), "11月24日")]:
+        assert expected in await citizen.say(typed), (typed, citizen.text)
+    for label, expected in [("11月24日", "09:15-09:30"), ("09:15-09:30", "请确认预约信息")]:
+        assert expected in await citizen.pick(label), (label, citizen.text)
+    assert "李*华" in citizen.text and "李秀华" not in citizen.text
+    assert "预约成功" in await citizen.tap("确认预约")
+    shown = await citizen.pick("我的办事人")
+    assert "张* · 身份证 110…002X · 本人" in shown and "李*华" in shown and "父母" in shown

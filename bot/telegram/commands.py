@@ -41,6 +41,7 @@ class CommandSpec:
 
 CITIZEN_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "citizen") for name in (
     "start", "book", "my", "progress", "guide", "human", "lang", "help", "cancel",
+    "people", "mydata", "link",   # accounts and people
 ))
 
 STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for name in (
@@ -49,6 +50,7 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for n
     "walkin", "staffhelp", "case", "cases", "ready", "collected", "extend", "resubmit", "correct",
     "refuse", "partdone", "expect", "opencase", "walkincase",
     "sms",
+    "person",   # accounts and people
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

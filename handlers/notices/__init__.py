@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from handlers.notices import answers, appointments, cases, staff
+from handlers.notices import accounts, answers, appointments, cases, staff
+from handlers.notices.accounts import for_whom
 from handlers.notices.base import Note, Rendered, Renderer
 from storage.catalog import ServiceDef
 from storage.centre import Centre
@@ -21,7 +22,7 @@ from storage.models import Appointment, ChannelIdentity, Outbox, Service
 from storage.settings import Settings
 
 RENDERERS: dict[str, Renderer] = {**appointments.RENDERERS, **answers.RENDERERS, **staff.RENDERERS,
-                                  **cases.RENDERERS}
+                                  **cases.RENDERERS, **accounts.RENDERERS}
 
 
 async def render(session: Session, centre: Centre, settings: Settings, row: Outbox,
@@ -34,6 +35,7 @@ async def render(session: Session, centre: Centre, settings: Settings, row: Outb
         if note.appointment is not None:
             service = await session.get(Service, note.appointment.service_id)
             note.service = ServiceDef.from_json(service.definition) if service else None
+            note.for_whom = await for_whom(note)
     renderer = RENDERERS.get(row.kind)
     if renderer is None:
         return Rendered(drop=f"no renderer for {row.kind}")

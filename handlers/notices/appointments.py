@@ -20,7 +20,7 @@ from storage.rules import can_change
 def _summary_line(note: Note) -> str:
     assert note.appointment is not None and note.service is not None
     start = note.appointment.starts_at.astimezone(note.centre.tz)
-    return note.t("notice.appointment_line", service=note.service.name.get(note.locale),
+    return note.for_whom + note.t("notice.appointment_line", service=note.service.name.get(note.locale),
                   day=format_day(start.date(), note.locale), time=format_time(start),
                   place=note.service.place.get(note.locale), code=note.appointment.code)
 
@@ -151,7 +151,8 @@ async def _release_open(note: Note) -> Rendered:
 async def _rating_request(note: Note) -> Rendered:
     if note.appointment is None or note.service is None:
         return Rendered(drop="appointment gone")
-    text = note.t("rating.request", service=note.service.name.get(note.locale), code=note.appointment.code)
+    text = note.for_whom + note.t("rating.request", service=note.service.name.get(note.locale),
+                                  code=note.appointment.code)
     appointment_id = note.appointment.id
     return Rendered([Reply(text, rating_buttons(note, lambda level: Rate(appointment_id, level)))])
 

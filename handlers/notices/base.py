@@ -40,6 +40,9 @@ class Note:
     locale: str
     appointment: Appointment | None = None
     service: ServiceDef | None = None
+    # Who the appointment is for when the account booked for someone else: "您为 父母 李*华
+    # 预约的" (empty for the account's own, 本人); see ``for_whom``.
+    for_whom: str = ""
 
     def t(self, key: str, **values: object) -> str:
         return translate(self.locale, key, **values)

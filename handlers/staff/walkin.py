@@ -80,7 +80,8 @@ async def book(ctx: Ctx, person: Person, slot: Slot) -> list[Reply]:
     try:
         appointment = await booking.book(ctx.session, ctx.centre, ctx.now, person_id=person.id,
                                          slot_id=slot.id, identity_id=identity_id,
-                                         channel=Channel.STAFF, made_by=ctx.actor, offline=True)
+                                         channel=Channel.STAFF, made_by=ctx.actor, offline=True,
+                                         attached=identity_id is not None)
     except BookingRefused as refused:
         ctx.end()
         return [booking_refusal(ctx, refused)]

@@ -12,6 +12,7 @@ from handlers.i18n import format_day
 from handlers.menu import unmatched_text
 from handlers.render import when_text
 from handlers.staff.cases import offer as case_offer
+from handlers.staff.people import booked_by_text
 from handlers.staff.replies import appointment_line, booking_refusal, done_line
 from storage import attendance, blocks, services
 from storage.booking import appointment_by_code, person_of_code
@@ -64,7 +65,9 @@ async def find(ctx: Ctx, args: str) -> list[Reply]:
             ctx.session, mobile, ctx.now - dt.timedelta(days=FOUND_DAYS), FOUND_LIMIT)
         if not rows:
             return [ctx.reply("staff.find_none", mobile=mask_mobile(mobile))]
-    lines = [appointment_line(ctx, a, p, s, day=True) for a, p, s in rows]
+    # Who booked: the booking account's channel, masked, and for whom (the accounts model).
+    lines = [appointment_line(ctx, a, p, s, day=True) + await booked_by_text(ctx, a)
+             for a, p, s in rows]
     return [ctx.reply("staff.find_head", count=len(rows), lines="\n".join(lines))]
 
 
