@@ -8,7 +8,6 @@ from handlers.flow import Flow
 from handlers.i18n import Speaker
 from handlers.payloads import Language, Main
 from storage import services
-from storage.catalog import ServiceDef
 from storage.models import Department, Service
 from storage.seats import release_holds
 
@@ -60,17 +59,9 @@ def unmatched_text(speaker: Ctx | Speaker, matched: services.Matched) -> str:
 
 
 async def search_services(ctx: Ctx, text: str) -> list[Service]:
-    """Services whose name or keywords contain what the citizen typed ("身份证", "dentist")."""
-    needle = text.casefold().strip()
-    if len(needle) < 2 or needle.isdigit():
-        return []
-    found = []
-    for service in await services.active_services(ctx.session):
-        definition = ServiceDef.from_json(service.definition)
-        haystack = [service.name_zh, service.name_en, *definition.keywords]
-        if any(needle in h.casefold() or (len(h) >= 2 and h.casefold() in needle) for h in haystack):
-            found.append(service)
-    return found
+    """Services a citizen named: by name, synonym or phrasing ("身份证", "看牙", "dentist"),
+    doctor or department, with pinyin and typo tolerance (storage.services.find_services)."""
+    return await services.find_services(ctx.session, text)
 
 
 # --- the commands of the menu itself --------------------------------------------------------------
