@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers.context import Ctx, option
 from handlers.core import Choice, Reply
 from handlers.flow import Flow
-from handlers.i18n import Speaker
+from handlers.i18n import Speaker, catalog
 from handlers.payloads import Language, Main
 from storage import services
 from storage.models import Department, Service
@@ -30,11 +30,22 @@ def back_to_menu(ctx: Ctx) -> list[Choice]:
 
 async def leave(ctx: Ctx, key: str | None = None) -> list[Reply]:
     """Leave any flow cleanly: seats held are given back, the menu is shown. Without a
-    ``key`` the message says whether a held seat was given back."""
+    ``key`` the message says what was cancelled: a held seat, a half-filled form, or nothing."""
     released = await release_holds(ctx.session, ctx.actor)
+    flow = ctx.flow
+    half_filled = flow is not None and any(not name.startswith("_") for name in ctx.data)
     ctx.end()
-    return [ctx.reply(key or ("core.cancelled" if released else "core.cancelled_nothing_held")),
-            main_menu(ctx)]
+    if key is None:
+        what = ctx.t(f"words.flow.{flow}" if f"words.flow.{flow}" in catalog(ctx.locale)
+                     else "words.flow.other")
+        if released:
+            key = "core.cancelled"
+        elif flow is None:
+            key = "words.nothing_to_cancel"
+        else:
+            key = "words.cancelled_form" if half_filled else "words.cancelled_flow"
+        return [ctx.reply(key, what=what), main_menu(ctx)]
+    return [ctx.reply(key), main_menu(ctx)]
 
 
 def service_name(ctx: Ctx, service: Service) -> str:

@@ -53,7 +53,7 @@ def bare(text: str) -> str:
 def syllables(text: str) -> tuple[str, ...]:
     """Toneless pinyin with fuzzy sounds, one entry a syllable; latin words stay words."""
     out: list[str] = []
-    for piece in lazy_pinyin(fold(text), errors=lambda chars: [chars]):
+    for piece in lazy_pinyin(fold(text), errors=lambda chars: chars):
         for word in _LATIN_WORD.findall(piece.casefold()) if piece.isascii() else [piece]:
             syllable = word
             if word.isalpha() and word.isascii() and len(word) <= 6:

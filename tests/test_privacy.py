@@ -372,6 +372,8 @@ async def test_cancel_during_an_open_hand_off_withdraws_it_and_tells_staff(
     if claimed:
         await wang.command("claim", "1")
     await citizen.say("取消")
+    assert "要结束这个请求吗" in citizen.text      # asked, not dropped on one word
+    await citizen.press("结束人工服务")
     assert "已撤回您的人工服务请求（编号 1）" in citizen.text
     assert "号源" not in citizen.text and "预约办事" in citizen.labels
     await dispatcher.drain()

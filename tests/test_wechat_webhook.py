@@ -291,8 +291,16 @@ async def test_subscribe_menu_click_and_unsubscribe(env: Env) -> None:
 
 async def test_other_message_types_get_a_hint_and_silent_events_nothing(env: Env) -> None:
     citizen = Citizen(env)
-    assert "只能处理文字消息" in await citizen.event("image", MsgId=901)
-    assert "只能处理文字消息" in await citizen.event("location", MsgId=902)
+    assert "暂时看不了图片" in await citizen.event("image", MsgId=901)
+    assert "暂时不能处理位置" in await citizen.event("location", MsgId=902)
+    # A link, a video or a file is told what it is, not "图片、语音或位置".
+    for name, said in (("link", "打不开链接"), ("video", "看不了视频"), ("file", "打不开文件")):
+        answer = await citizen.event(name)
+        assert said in answer and "图片" not in answer and "位置" not in answer, answer
+    # A key of an old custom menu is not a "command" the citizen typed.
+    answer = await citizen.event("event_click", EventKey="nonsense")
+    assert "菜单项已经更新" in answer and "命令" not in answer and "/nonsense" not in answer
+    assert "预约办事" in answer
     assert await citizen.event("event_location") == ""
     assert await citizen.event("event_view") == ""
     assert await citizen.event("template_job_finish") == ""
