@@ -67,3 +67,19 @@ def global_word(text: str) -> str | None:
         return None
     key = _key(stripped)
     return _LOOKUP.get(key) if key else None
+
+
+def intent_of(text: str, entries: list[matching.Entry]) -> str:
+    """What a message outside a question asks for, read the way the engine reads it: a global
+    word's command; else the one service (or department) it names; "ambiguous" when it names
+    several equally; "none" when nothing. For the intent corpus and its benchmark."""
+    if (word := global_word(text)) is not None:
+        return word
+    if len(matching.bare(text)) < 2 or text.strip().isdigit():
+        return "none"
+    found = matching.best(text, entries)
+    services = [entry for entry in found if not str(entry.key).startswith("dept:")]
+    found = services or found
+    if len(found) == 1:
+        return str(found[0].key)
+    return "ambiguous" if found else "none"

@@ -173,3 +173,13 @@ def best(text: str, entries: Iterable[Entry]) -> list[Entry]:
         return []
     top = ranked[0][0]
     return [entry for score, entry in ranked if score == top]
+
+
+def catalog_entries(services: Iterable[object], departments: Iterable[object]) -> list[Entry]:
+    """Entries for a catalog file's definitions (``ServiceDef``, ``DepartmentDef``): services
+    keyed by code, departments by "dept:<code>", with the same terms the database rows give."""
+    entries = [Entry(s.code, (s.name.zh, s.name.en, *s.keywords, *s.doctors))  # type: ignore[attr-defined]
+               for s in services]
+    entries += [Entry(f"dept:{d.code}", (d.name.zh, d.name.en, *d.keywords))  # type: ignore[attr-defined]
+                for d in departments]
+    return entries
