@@ -16,7 +16,7 @@ import secrets
 import traceback
 from dataclasses import dataclass
 
-from handlers import booking, cases, handoff, words
+from handlers import booking, cases, elder, handoff, words
 from handlers.context import GLOBAL_PREFIX, Ctx, Event, EventKind
 from handlers.core import Choice, Incoming, Reply, Reports
 from handlers.i18n import normalize_locale, translate
@@ -113,7 +113,7 @@ class Assistant:
                   locale=identity.locale, steps=FLOWS, reports=self.reports,
                   staff_reachable=self.staff_reachable)
         replies = await self._route(ctx)
-        replies = _assign_menu(ctx, ctx.notes + replies)
+        replies = _assign_menu(ctx, await elder.adapt(ctx, ctx.notes + replies))
         if incoming.choice and not incoming.choice.startswith(GLOBAL_PREFIX) and replies \
                 and not replies[0].edit and not replies[0].toast \
                 and replies[0].attachment is None and not ctx.notes:
@@ -219,6 +219,8 @@ class Assistant:
             return await language(ctx, chosen.code)
         if pressed(payload) is Button.STOP:
             return await self._cancel(ctx)
+        if pressed(payload) is Button.MORE and (page := await elder.more(ctx)) is not None:
+            return page
         handler = FLOWS.handler(ctx.flow, ctx.step)
         if handler is None:
             return [ctx.reply("core.stale"), main_menu(ctx)]

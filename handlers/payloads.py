@@ -40,6 +40,7 @@ class Button(enum.StrEnum):
     DISAGREE = "disagree"
     HOME_VISIT = "home"
     JOIN = "join"
+    MORE = "more"
     NO = "no"
     OTHER_TIME = "time"
     READY = "ready"
@@ -160,6 +161,20 @@ class WaitForDay(Payload, prefix="waitday"):
 @dataclasses.dataclass(frozen=True)
 class SlotPick(Payload, prefix="slot"):
     slot: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfDay(Payload, prefix="half"):
+    """上午 or 下午 of the day's time slots, when they are too many for one list."""
+
+    part: str     # "am" or "pm"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekPick(Payload, prefix="week"):
+    """A week of dates (长辈 mode shows weeks first); the day is its first date shown."""
+
+    day: dt.date
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,13 +15,14 @@ from storage.models import Appointment, Department
 
 
 def materials_text(ctx: Ctx | Speaker, service: ServiceDef) -> str:
-    """Every material to bring, one per line, with form, copies, issuer and notes."""
+    """Every material to bring, one per line, with form, copies, issuer and notes. Marked
+    with bullets, not numbers: the choices under the list are the numbered things."""
     lines = []
-    for number, material in enumerate(service.materials, start=1):
+    for material in service.materials:
         form = ctx.t(f"material.{material.form}")
         copies = ctx.t("material.copies", copies=material.copies) if material.copies > 1 else ""
-        line = f"{number}. {material.name.get(ctx.locale)}（{form}{copies}）" if ctx.locale != "en" \
-            else f"{number}. {material.name.get(ctx.locale)} ({form}{copies})"
+        line = f"• {material.name.get(ctx.locale)}（{form}{copies}）" if ctx.locale != "en" \
+            else f"• {material.name.get(ctx.locale)} ({form}{copies})"
         if material.issuer:
             line += ctx.t("material.issuer", issuer=material.issuer.get(ctx.locale))
         if material.notes:

@@ -32,6 +32,8 @@ _WORDS: dict[str, tuple[str, ...]] = {
                         "report"),
     CANCEL: ("取消", "退出", "不办了", "算了", "不要了", "cancel", "quit", "exit", "stop"),
     "help": ("帮助", "怎么用", "使用说明", "说明", "help", "?", "？", "how to use"),
+    "elder": ("长辈模式", "老年模式", "老人模式", "关怀模式", "大字模式", "elder mode", "senior mode"),
+    "standard": ("标准模式", "普通模式", "退出长辈模式", "standard mode", "normal mode"),
     "progress": ("进度", "查进度", "办件进度", "办理进度", "进展", "办到哪了", "办好了吗",
                  "progress", "status", "case status"),
 }

@@ -80,7 +80,8 @@ async def test_cancel_says_what_it_cancelled(assistant: Assistant) -> None:
     # A held seat.
     await verify_dialog(dialog, [("/book", "青溪镇便民服务中心"), ("[便民服务中心]", "居民身份证办理"),
                                  ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日"),
-                                 ("[11月24日]", "09:00-09:20"), ("[09:00-09:20]", "已为您保留")])
+                                 ("[11月24日]", "上午"), ("[上午]", "09:00-09:20"),
+                                 ("[09:00-09:20]", "已为您保留")])
     await dialog.say("取消")
     assert "为您保留的号源已释放" in dialog.text
 

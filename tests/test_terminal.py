@@ -65,9 +65,9 @@ def test_scripted_booking_reschedule_and_cancel_in_the_terminal(yuyue: Yuyue, fr
                                                                 tmp_path: Path) -> None:
     set_up(yuyue, fresh_settings)
     script = "\n".join([
-        "1", "1", "1", "1", "1", "7",            # book, centre, ID card, materials ready, Tue, 11:00
+        "1", "1", "1", "1", "1", "1", "7",       # book, centre, ID card, materials ready, Tue, 上午, 11:00
         "1", "张三", "13812345678", valid_id(), "1",   # consent, details, confirm
-        "2", "1", "2", "2", "1", "1",            # my bookings, it, reschedule, Wed, 09:00, confirm
+        "2", "1", "2", "2", "1", "1", "1",       # my bookings, it, reschedule, Wed, 上午, 09:00, confirm
         "2", "1", "1", "1",                      # my bookings, it, cancel, yes
         "/quit",
     ]) + "\n"

@@ -173,7 +173,8 @@ async def book_by_number(citizen: Citizen) -> str:
     """Follow the account and book the first ID-card slot on 24 November; the confirmation."""
     assert "预约服务助手" in await citizen.event("event_subscribe")
     steps = [("预约办事", "青溪镇便民服务中心"), ("便民服务中心", "居民身份证"),
-             ("居民身份证", "一次性告知"), ("材料已备齐", "11月24日"), ("11月24日", "09:00-09:20"),
+             ("居民身份证", "一次性告知"), ("材料已备齐", "11月24日"), ("11月24日", "上午或下午"),
+             ("上午", "09:00-09:20"),
              ("09:00-09:20", "已为您保留这个号10分钟"), ("同意并继续", "真实姓名")]
     for label, expected in steps:
         assert expected in await citizen.pick(label), (label, citizen.text)
@@ -517,3 +518,24 @@ async def test_manager_gets_figures_and_the_chart_as_an_image(
     assert len(api.uploads) == 1
     await env.channel.close()
     await env.http.aclose()
+
+
+# --- screens for a phone, 长辈 mode, everyday words (issue 20) ----------------------------------
+
+
+async def test_slot_lists_fit_one_reply_and_end_with_back_and_menu(env: Env) -> None:
+    citizen = Citizen(env)
+    await citizen.event("event_subscribe")
+    for label in ("预约办事", "便民服务中心", "居民身份证", "材料已备齐", "11月24日"):
+        await citizen.pick(label)
+    assert "请先选上午或下午" in citizen.text
+    for half in ("上午", "下午"):
+        await citizen.pick(half)
+        assert citizen.rest == [], "one passive reply, no second message"
+        labels = [label for _, _, _, label in LINK.findall(citizen.passive)]
+        assert labels[-2:] == ["返回", "主菜单"] and len(labels) <= 12
+        await citizen.pick("返回")
+    # Everyday words over WeChat: 看牙 finds the dental clinic; 长辈模式 shows the phone.
+    assert "口腔科门诊" in await citizen.say("我想看牙")
+    answer = await citizen.say("长辈模式")
+    assert "已切换为长辈模式" in answer and "0571-8800 1234" in answer
