@@ -152,7 +152,11 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
     if definition.home_visit.offered:
         buttons.append([option(ctx.t("booking.home_visit"), Button.HOME_VISIT)])
     buttons.append([option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)])
-    return [ctx.reply("booking.notice", *buttons, text=notice_text(ctx, definition))]
+    # Which notice was shown is kept with the booking (appointments.notice_version).
+    ctx.remember(notice_version=definition.notice_version)
+    department_row = await ctx.session.get(Department, row.department_id)
+    return [ctx.reply("booking.notice", *buttons,
+                      text=notice_text(ctx, definition, department_row))]
 
 
 # --- date and slot ----------------------------------------------------------------------------
@@ -492,7 +496,8 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
                 ctx.session, ctx.centre, ctx.now, person_id=int(ctx.data["person"]), slot_id=slot_id,
                 identity_id=ctx.identity.id, channel=Channel(ctx.incoming.channel)
                 if ctx.incoming.channel in Channel._value2member_map_ else Channel.TERMINAL,
-                made_by=ctx.actor, owner=ctx.actor, age=ctx.data.get("age"), confirm=False)
+                made_by=ctx.actor, owner=ctx.actor, age=ctx.data.get("age"), confirm=False,
+                notice_version=ctx.data.get("notice_version"))
             key = "booking.booked"
     except BookingRefused as refused:
         return await refusal(ctx, refused)

@@ -27,6 +27,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEPARTMENT_KINDS = ("service_centre", "hospital")
 MATERIAL_FORMS = ("original", "copy", "original_and_copy", "electronic")
 _CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+_CHINESE = re.compile(r"[\u3400-\u9fff]")
 _RANGE = re.compile(r"^(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})$")
 
 
@@ -121,6 +122,13 @@ class ServiceDef:
     procedure: tuple[Text, ...] = ()    # 办理程序: the steps, in order
 
     @property
+    def notice_version(self) -> str:
+        """A short digest of everything the one-time notice (一次性告知) says: two bookings
+        with the same version were shown the same notice."""
+        shown = {key: getattr(self, key) for key in _NOTICE_FIELDS}
+        return _digest(json.loads(json.dumps(shown, default=_plain)))[:12]
+
+    @property
     def online_capacity(self) -> int:
         return max(0, min(self.capacity, round(self.capacity * self.online_share)))
 
@@ -141,6 +149,9 @@ class ServiceDef:
 class Catalog:
     departments: tuple[DepartmentDef, ...]
     services: tuple[ServiceDef, ...]
+    # Not errors, but what an English-speaking citizen would see untranslated: a text given
+    # in Chinese only (one Chinese string, or a table without "en"), each with its key path.
+    warnings: tuple[str, ...] = ()
 
 
 # --- checking ---------------------------------------------------------------------------------
@@ -151,6 +162,7 @@ class _Checker:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -175,6 +187,9 @@ class _Checker:
         if isinstance(value, str):
             if required and not value.strip():
                 self.fail(path, "must not be empty")
+            if _CHINESE.search(value):
+                self.warnings.append(f'{path}: no English text (en); English chats would show '
+                                     f'{value!r}: write {{zh = "...", en = "..."}}')
             return Text(value, value)
         if isinstance(value, dict):
             self.unknown(path, value, ("zh", "en"))
@@ -185,6 +200,8 @@ class _Checker:
             if en is not None and not isinstance(en, str):
                 self.fail(f"{path}.en", f"must be a string, got {en!r}")
                 return None
+            if not en or not en.strip():
+                self.warnings.append(f"{path}.en: missing; English chats would show the Chinese text")
             return Text(zh, en or zh)
         self.fail(path, f'must be a string or {{zh = "...", en = "..."}}, got {value!r}')
         return None
@@ -450,7 +467,7 @@ def parse_catalog(text: str, base_rules: RuleSettings | None = None) -> Catalog:
                 if (s := _service(check, code, raw, codes, base_rules)) is not None]
     if check.problems:
         raise CatalogError(check.problems)
-    return Catalog(tuple(departments), tuple(services))
+    return Catalog(tuple(departments), tuple(services), tuple(check.warnings))
 
 
 def read_catalog(path: Path, base_rules: RuleSettings | None = None) -> Catalog:
@@ -514,6 +531,16 @@ class LoadReport:
         if self.deactivated:
             parts.append(f"{len(self.deactivated)} no longer in the file (deactivated)")
         return ", ".join(parts)
+
+
+_NOTICE_FIELDS = ("name", "materials", "eligibility", "procedure", "place", "hours", "fees",
+                  "processing_days", "legal_basis", "phone")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def _digest(data: Any) -> str:
