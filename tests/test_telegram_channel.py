@@ -868,3 +868,22 @@ async def test_the_token_never_reaches_the_logs(api: FakeTelegram, channel: Tele
 
 def _fixture(name: str) -> str:
     return (Path(__file__).parent / "fixtures" / "telegram" / f"{name}.json").read_text("utf-8")
+
+
+async def test_everyday_words_and_cancel_during_a_hand_off_over_the_webhook(
+        api: FakeTelegram, web: httpx.AsyncClient) -> None:
+    """Issue 20 over real HTTP: services by everyday words, global words inside a flow, and
+    取消 asks before ending an open hand-off."""
+    user = TelegramUser(api, 5200000020, webhook_sender(web))
+    await user.dialog([
+        ("我想看牙", "口腔科门诊"),
+        ("/book", "青溪镇便民服务中心"),
+        ("我的预约", "还没有预约记录"),
+        ("人工", "编号"),
+        ("取消", "要结束这个请求吗"),
+        ("[继续等待答复]", "继续保留"),
+        ("长辈模式", "已切换为长辈模式"),
+        ("取消", "要结束这个请求吗"),
+        ("[结束人工服务]", "已撤回您的人工服务请求"),
+    ])
+    assert "号源" not in user.shown
