@@ -89,6 +89,17 @@ def test_english_terminal_session(yuyue: Yuyue, fresh_settings: Path) -> None:
     assert "Service guide" in result.out and "Bring:" in result.out
 
 
+def test_everyday_words_and_elder_mode_in_the_terminal(yuyue: Yuyue, fresh_settings: Path) -> None:
+    set_up(yuyue, fresh_settings)
+    script = "\n".join(["嗯我想补办一下身分证", "1", "取消", "取消", "长辈模式", "1", "/quit"]) + "\n"
+    result = yuyue(fresh_settings, "chat", "--script", "--clock", "2026-11-23T09:00+08:00", stdin=script)
+    assert result.code == 0, result.err
+    out = result.out
+    assert "居民身份证办理" in out and "第1步 网上预约" in out and "咨询电话：0571-8800 1203" in out
+    assert "填写到一半的内容没有保存" in out and "目前没有进行中的操作" in out
+    assert "已切换为长辈模式" in out and "或拨打电话 0571-8800 1234" in out
+
+
 def test_chat_without_a_database_explains_what_to_do(yuyue: Yuyue, fresh_settings: Path) -> None:
     result = yuyue(fresh_settings, "chat", "--script")
     assert result.code == 1 and "yuyue db upgrade" in result.err and "Traceback" not in result.err
