@@ -85,6 +85,8 @@ async def cmd_catalog_check(app: App, args: argparse.Namespace) -> int:
     catalog = read_catalog(Path(args.file), app.settings.rules)
     _print(f"{args.file}: OK ({len(catalog.departments)} departments, "
            f"{len(catalog.services)} services)")
+    for warning in catalog.warnings:
+        _print(f"warning: {warning}")
     return EXIT_OK
 
 

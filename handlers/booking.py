@@ -10,10 +10,11 @@ what differs). Diagrams: docs/flows/booking.mmd, docs/flows/staff_book.mmd.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
-from handlers import details
+from handlers import details, elder
 from handlers.context import Ctx, Event, EventKind, option
 from handlers.core import ConsentRequest, Reply
 from handlers.details import Asking, Given, IdNumber, Voice
@@ -25,12 +26,14 @@ from handlers.payloads import (
     Button,
     DayPick,
     DepartmentPick,
+    HalfDay,
     Rebook,
     ServicePick,
     SlotPick,
     TakeOffer,
     WaitForDay,
     WaitForSlot,
+    WeekPick,
 )
 from handlers.render import appointment_text, calendar_file, notice_text, slot_label, when_text
 from handlers.staff import walkin
@@ -47,6 +50,10 @@ from storage.seats import hold_of, release_holds, slot_info
 from storage.slots import DayState, DayView, availability
 
 SHOWN_DAYS = 7
+# More time slots than this are grouped 上午/下午 first (a phone screen, one WeChat reply);
+# in 长辈 mode fewer (handlers/elder.py).
+HALF_DAY_OVER = 8
+ELDER_HALF_DAY_OVER = 4
 
 
 # --- lookups ----------------------------------------------------------------------------------
@@ -146,7 +153,11 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
     if definition.home_visit.offered:
         buttons.append([option(ctx.t("booking.home_visit"), Button.HOME_VISIT)])
     buttons.append([option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)])
-    return [ctx.reply("booking.notice", *buttons, text=notice_text(ctx, definition))]
+    # Which notice was shown is kept with the booking (appointments.notice_version).
+    ctx.remember(notice_version=definition.notice_version)
+    department_row = await ctx.session.get(Department, row.department_id)
+    return [ctx.reply("booking.notice", *buttons,
+                      text=notice_text(ctx, definition, department_row))]
 
 
 async def _who_then_date(ctx: Ctx, definition: ServiceDef) -> list[Reply]:
@@ -156,7 +167,7 @@ async def _who_then_date(ctx: Ctx, definition: ServiceDef) -> list[Reply]:
     ctx.forget("person", "age", "slot_id", "hold_until", "day")
     if _mode(ctx) == BookingMode.BOOK and await details.usable_people(ctx):
         return await details.ask(ctx, _asking(ctx, definition))
-    return await ctx.enter(Booking.DATE)
+    return await ctx.enter(Booking.DATE, week=None)
 
 
 # --- date and slot ----------------------------------------------------------------------------
@@ -183,19 +194,29 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
     row, definition = found
     mode = _mode(ctx)
     if (day := event.pick(DayPick)) is not None:
-        return await ctx.enter(Booking.SLOT, day=day.day.isoformat())
+        return await ctx.enter(Booking.SLOT, day=day.day.isoformat(), half=None)
     if mode == BookingMode.WALK_IN:
         return [await walkin.pick_day(ctx, row)]
     if (wait := event.pick(WaitForDay)) is not None:
         return await ctx.enter(Booking.WAITLIST, day=wait.day.isoformat(), wait=wait.kind.value,
                                slot_id=None)
-    if event.button is Button.BACK:
+    if (week := event.pick(WeekPick)) is not None:
+        ctx.remember(week=_monday(week.day).isoformat())
+    elif event.button is Button.BACK and ctx.data.get("week"):
+        ctx.remember(week=None)
+    elif event.button is Button.BACK:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
         return await ctx.enter(Booking.NOTICE)
     if (why := await _may_book(ctx, ctx.data.get("person"))) is not None:
         return await _person_refused(ctx, why)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
+    shown = [v for v in views if v.state in (DayState.OPEN, DayState.FULL, DayState.NOT_RELEASED)]
+    if elder.is_on(ctx) and len({_monday(v.day) for v in shown}) > 1:
+        # 长辈 mode: the week first, then its days.
+        if ctx.data.get("week") is None:
+            return [_weeks(ctx, definition, shown)]
+        views = [v for v in views if _monday(v.day).isoformat() == ctx.data["week"]]
     rows = []
     for view in views:
         if view.state == DayState.OPEN:
@@ -228,15 +249,35 @@ async def slot(ctx: Ctx, event: Event) -> list[Reply]:
         return await _hold(ctx, picked.slot)
     if (wait := event.pick(WaitForSlot)) is not None:
         return await ctx.enter(Booking.WAITLIST, wait=WaitKind.SEAT.value, slot_id=wait.slot)
-    if event.button is Button.BACK:
-        return await ctx.enter(Booking.DATE)
+    if (half := event.pick(HalfDay)) is not None:
+        ctx.remember(half=half.part)
     views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
     view = next((v for v in views if v.day == day), None)
+    bookable = [s for s in view.slots if s.bookable] if view is not None else []
+    grouped = len(bookable) > (ELDER_HALF_DAY_OVER if elder.is_on(ctx) else HALF_DAY_OVER)
+    if event.button is Button.BACK:
+        if grouped and ctx.data.get("half"):
+            ctx.remember(half=None)
+        else:
+            return await ctx.enter(Booking.DATE)
     if view is None or view.state not in (DayState.OPEN, DayState.FULL):
         return [ctx.reply("booking.day_gone"), *await ctx.enter(Booking.DATE)]
+    values: dict[str, Any] = {"day": format_day(day, ctx.locale),
+                              "service": definition.name.get(ctx.locale)}
+    nav = [option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)]
+    part = ctx.data.get("half") if grouped else None
+    if grouped and part is None:
+        halves = []
+        for name in ("am", "pm"):
+            these = [s for s in bookable if _half_of(ctx, s.starts_at) == name]
+            if these:
+                label = ctx.t(f"words.screen.{name}", count=len(these),
+                              left=sum(s.remaining for s in these))
+                halves.append([option(label, HalfDay(name))])
+        return [ctx.reply("words.screen.pick_half", *halves, nav, **values)]
     rows = []
-    for s in view.slots:
-        if not s.bookable:
+    for s in bookable:
+        if part is not None and _half_of(ctx, s.starts_at) != part:
             continue
         label = slot_label(ctx, s.starts_at, s.ends_at)
         if s.remaining:
@@ -244,8 +285,30 @@ async def slot(ctx: Ctx, event: Event) -> list[Reply]:
         else:
             rows.append(option(label + ctx.t("booking.slot_full"), WaitForSlot(s.slot_id)))
     grid = [rows[i:i + 2] for i in range(0, len(rows), 2)]
-    return [ctx.reply("booking.pick_slot", *grid, [option(ctx.t("common.back"), Button.BACK)],
-                      day=format_day(day, ctx.locale), service=definition.name.get(ctx.locale))]
+    return [ctx.reply("booking.pick_slot", *grid, nav, **values)]
+
+
+def _monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def _weeks(ctx: Ctx, definition: ServiceDef, views: list[DayView]) -> Reply:
+    """The weeks that have dates to show, each with its first and last date."""
+    rows = []
+    for monday in sorted({_monday(v.day) for v in views}):
+        days = [v for v in views if _monday(v.day) == monday]
+        rows.append([option(ctx.t("words.screen.week", first=format_day(days[0].day, ctx.locale),
+                                  last=format_day(days[-1].day, ctx.locale),
+                                  days=sum(v.state == DayState.OPEN for v in days)),
+                            WeekPick(days[0].day))])
+    return ctx.reply("words.screen.pick_week", *rows,
+                     [option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)],
+                     service=definition.name.get(ctx.locale))
+
+
+def _half_of(ctx: Ctx, starts_at: dt.datetime) -> str:
+    """上午 ("am") before noon, local time; else 下午 ("pm")."""
+    return "am" if ctx.local(starts_at).hour < 12 else "pm"
 
 
 def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
@@ -365,8 +428,12 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
 async def _chosen(ctx: Ctx, person_id: int, age: int | None) -> list[Reply]:
     """The person is known and may book: on to the days, or to the summary once a seat is held."""
     if ctx.data.get("slot_id") is None:
-        return await ctx.enter(Booking.DATE, person=person_id, age=age)
-    return await ctx.enter(Booking.SUMMARY, person=person_id, age=age)
+        return await ctx.enter(Booking.DATE, person=person_id, age=age, week=None)
+    shown = await ctx.enter(Booking.SUMMARY, person=person_id, age=age)
+    if shown and (offered := elder.offer(ctx, age)):
+        # Old enough by the ID number: 长辈 mode is offered once, under the summary.
+        shown[0] = dataclasses.replace(shown[0], text=shown[0].text + "\n\n" + offered)
+    return shown
 
 
 # --- summary and confirmation -----------------------------------------------------------------
@@ -447,7 +514,8 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
                 ctx.session, ctx.centre, ctx.now, person_id=int(ctx.data["person"]), slot_id=slot_id,
                 identity_id=ctx.identity.id, channel=Channel(ctx.incoming.channel)
                 if ctx.incoming.channel in Channel._value2member_map_ else Channel.TERMINAL,
-                made_by=ctx.actor, owner=ctx.actor, age=ctx.data.get("age"), confirm=False)
+                made_by=ctx.actor, owner=ctx.actor, age=ctx.data.get("age"), confirm=False,
+                notice_version=ctx.data.get("notice_version"))
             key = "booking.booked"
     except BookingRefused as refused:
         return await refusal(ctx, refused)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from handlers.core import Choice, Incoming, Reply, Reports
-from handlers.i18n import translate
+from handlers.i18n import catalog, translate
 from handlers.payloads import WIRE_LIMIT, Button, Payload, pressed
 from handlers.steps import StepName
 from storage.centre import Centre
@@ -113,6 +113,9 @@ class Ctx:
     # --- text ---------------------------------------------------------------------------------
 
     def t(self, key: str, **values: Any) -> str:
+        # 长辈 mode (handlers/elder.py): a shorter wording where the catalog has one.
+        if self.data.get("_elder") and f"elder.{key}" in catalog(self.locale):
+            key = f"elder.{key}"
         return translate(self.locale, key, **values)
 
     def reply(self, key: str, *rows: Sequence[Choice], edit: bool = False, **values: Any) -> Reply:

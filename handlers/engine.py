@@ -16,7 +16,7 @@ import secrets
 import traceback
 from dataclasses import dataclass
 
-from handlers import booking, cases, handoff
+from handlers import booking, cases, elder, handoff, words
 from handlers.context import GLOBAL_PREFIX, Ctx, Event, EventKind
 from handlers.core import Choice, Incoming, Reply, Reports
 from handlers.i18n import normalize_locale, translate
@@ -44,8 +44,6 @@ MENU_NUMBER_DIGITS = 4
 _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _CANCEL_WORDS = {"取消", "退出", "cancel", "quit", "exit", "/cancel"}
 _CANCEL_COMMANDS = {"cancel", "stop"}
-_HUMAN_WORDS = {"人工", "转人工", "人工服务", "客服", "human", "agent", "talk to staff"}
-_MENU_WORDS = {"菜单", "主菜单", "menu", "开始", "start", "你好", "您好", "hi", "hello"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ class Assistant:
                   locale=identity.locale, steps=FLOWS, reports=self.reports,
                   staff_reachable=self.staff_reachable)
         replies = await self._route(ctx)
-        replies = _assign_menu(ctx, ctx.notes + replies)
+        replies = _assign_menu(ctx, await elder.adapt(ctx, ctx.notes + replies))
         if incoming.choice and not incoming.choice.startswith(GLOBAL_PREFIX) and replies \
                 and not replies[0].edit and not replies[0].toast \
                 and replies[0].attachment is None and not ctx.notes:
@@ -162,10 +160,16 @@ class Assistant:
             ctx.end()
             return []
         if event.startswith("menu:"):
-            return await self._command(ctx, event.removeprefix("menu:"), "")
+            key = event.removeprefix("menu:")
+            if await FLOWS.command(ctx, key.lower()) is None:
+                # A key of an older custom menu (or a forged one): not a command anyone typed.
+                return [ctx.reply("words.menu_key_gone"), main_menu(ctx)]
+            return await self._command(ctx, key.lower(), "")
         if is_desk(ctx.incoming):
             return [ctx.reply("staff.desk_unsupported")]
-        return [ctx.reply("core.unsupported"), main_menu(ctx)]
+        kind = event.partition(":")[2]
+        return [ctx.reply(f"words.unsupported.{kind}" if kind in words.UNSUPPORTED_KINDS
+                          else "words.unsupported.other"), main_menu(ctx)]
 
     async def _command(self, ctx: Ctx, name: str, args: str) -> list[Reply]:
         if name in _CANCEL_COMMANDS:
@@ -180,13 +184,19 @@ class Assistant:
         return await command(ctx, args)
 
     async def _cancel(self, ctx: Ctx) -> list[Reply]:
-        """Leave the current flow the way it says (the staff group: staff stop)."""
+        """Leave the current flow the way it says (the staff group: staff stop), and say what
+        was cancelled; a hand-off still open is never left silently: the citizen is asked
+        whether to end it too."""
         if ctx.incoming.is_group or is_desk(ctx.incoming):
             return await stop_for_staff(ctx)
         flow = FLOWS.flow(ctx.flow)
         if flow is not None and flow.cancel is not None:
-            return await flow.cancel(ctx)
-        return await leave(ctx)
+            replies = await flow.cancel(ctx)
+        else:
+            replies = await leave(ctx)
+        if ctx.flow is None:
+            return await handoff.ask_to_end_open(ctx, replies)
+        return replies
 
     async def _action(self, ctx: Ctx, text: str) -> list[Reply]:
         """A notification's button: it works outside any flow, once its payload checks out."""
@@ -209,6 +219,8 @@ class Assistant:
             return await language(ctx, chosen.code)
         if pressed(payload) is Button.STOP:
             return await self._cancel(ctx)
+        if pressed(payload) is Button.MORE and (page := await elder.more(ctx)) is not None:
+            return page
         handler = FLOWS.handler(ctx.flow, ctx.step)
         if handler is None:
             return [ctx.reply("core.stale"), main_menu(ctx)]
@@ -217,13 +229,12 @@ class Assistant:
     async def _text(self, ctx: Ctx, text: str) -> list[Reply]:
         if ctx.incoming.is_group or is_desk(ctx.incoming):
             return await self._group_text(ctx, text)
-        lowered = text.casefold()
-        if lowered in _CANCEL_WORDS:
+        word = words.global_word(text)
+        if word == words.CANCEL:
             return await self._cancel(ctx)
-        if lowered in _HUMAN_WORDS:
-            return await self._command(ctx, "human", "")
-        if lowered in _MENU_WORDS:
-            return await self._command(ctx, "menu", "")
+        if word is not None:
+            ctx.remember(_misunderstood=0)
+            return await self._global(ctx, word)
         handler = FLOWS.text_handler(ctx.flow, ctx.step)
         if handler is not None:
             return await handler(ctx, Event(EventKind.TEXT, text))
@@ -243,6 +254,14 @@ class Assistant:
                 ctx.remember(_misunderstood=0)
                 return await booking.show_search(ctx, found)
         return await self._misunderstood(ctx, text)
+
+    async def _global(self, ctx: Ctx, command: str) -> list[Reply]:
+        """A global word: the command it names, from any step (the flow left is left cleanly by
+        the command itself). Complaints go to the flow that owns ``words.COMPLAINT_COMMAND``;
+        until there is one, to a person."""
+        if await FLOWS.command(ctx, command) is None:
+            return [ctx.reply("words.complaint_to_staff"), handoff.offer(ctx)]
+        return await self._command(ctx, command, "")
 
     async def _group_text(self, ctx: Ctx, text: str) -> list[Reply]:
         """Group text reaches the bot only as a reply to one of its messages (on the staff

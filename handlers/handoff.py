@@ -12,7 +12,7 @@ from handlers.flow import Flow
 from handlers.i18n import format_when
 from handlers.menu import main_menu
 from handlers.no_staff import no_staff
-from handlers.payloads import Main, RateHelp, Talk
+from handlers.payloads import Button, Main, RateHelp, Talk
 from handlers.rating import ask_comment
 from handlers.steps import Handoff
 from storage import accounts, handoffs
@@ -107,8 +107,50 @@ async def rate_help(ctx: Ctx, payload: RateHelp) -> list[Reply]:
     return ask_comment(ctx, rating.id, low=True, complaint=complaint.id)
 
 
+def _ask_end(ctx: Ctx, number: int, key: str = "words.end_handoff") -> Reply:
+    ctx.goto(Handoff.END, handoff=number)
+    return ctx.reply(key, [option(ctx.t("words.end_handoff_yes"), Button.YES)],
+                     [option(ctx.t("words.end_handoff_no"), Button.NO)],
+                     [option(ctx.t("menu.back_main"), Main("menu"))], number=number)
+
+
+async def confirm_end(ctx: Ctx) -> list[Reply]:
+    """取消 while a hand-off is open: ask whether to end it (a word typed in passing must not
+    drop the citizen's place in the queue)."""
+    await release_holds(ctx.session, ctx.actor)
+    handoff = await handoffs.active_handoff(ctx.session, ctx.identity.id)
+    if handoff is None:
+        ctx.end()
+        return [ctx.reply("words.nothing_to_cancel"), main_menu(ctx)]
+    return [_ask_end(ctx, handoff.id)]
+
+
+async def ask_to_end_open(ctx: Ctx, replies: list[Reply]) -> list[Reply]:
+    """After another flow was cancelled: when a hand-off is still open, ask whether to end it
+    too, in place of the menu (never leave it open without a word)."""
+    handoff = await handoffs.active_handoff(ctx.session, ctx.identity.id)
+    if handoff is None:
+        return replies
+    return [*(reply for reply in replies if not reply.choices),
+            _ask_end(ctx, handoff.id, "words.end_handoff_too")]
+
+
+async def end_step(ctx: Ctx, event: Event) -> list[Reply]:
+    """End the hand-off (staff are told), or keep waiting for the answer."""
+    if event.button is Button.YES:
+        return await withdraw(ctx)
+    handoff = await handoffs.active_handoff(ctx.session, ctx.identity.id)
+    if handoff is None:
+        ctx.end()
+        return [main_menu(ctx)]
+    if event.button is Button.NO:
+        ctx.goto(Handoff.OPEN, handoff=handoff.id)
+        return [ctx.reply("words.handoff_kept", number=handoff.id)]
+    return [_ask_end(ctx, handoff.id)]
+
+
 async def withdraw(ctx: Ctx) -> list[Reply]:
-    """取消 while a hand-off is open: withdraw it (staff are told) and go back to the menu."""
+    """Withdraw the open hand-off (staff are told) and go back to the menu."""
     await release_holds(ctx.session, ctx.actor)
     withdrawn = await handoffs.withdraw_handoff(ctx.session, ctx.now, identity_id=ctx.identity.id)
     ctx.end()
@@ -117,6 +159,6 @@ async def withdraw(ctx: Ctx) -> list[Reply]:
     return [ctx.reply("handoff.withdrawn", number=withdrawn.id), main_menu(ctx)]
 
 
-FLOW = Flow("handoff", steps={Handoff.OPEN: open_step}, text_steps=frozenset({Handoff.OPEN}),
-            commands={"human": human}, actions={Talk: talk, RateHelp: rate_help}, expires=False,
-            cancel=withdraw)
+FLOW = Flow("handoff", steps={Handoff.OPEN: open_step, Handoff.END: end_step},
+            text_steps=frozenset({Handoff.OPEN}), commands={"human": human},
+            actions={Talk: talk, RateHelp: rate_help}, expires=False, cancel=confirm_end)

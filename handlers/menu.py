@@ -5,10 +5,9 @@ from __future__ import annotations
 from handlers.context import Ctx, option
 from handlers.core import Choice, Reply
 from handlers.flow import Flow
-from handlers.i18n import Speaker
+from handlers.i18n import Speaker, catalog
 from handlers.payloads import Language, Main
 from storage import services
-from storage.catalog import ServiceDef
 from storage.models import Department, Service
 from storage.seats import release_holds
 
@@ -33,11 +32,22 @@ def back_to_menu(ctx: Ctx) -> list[Choice]:
 
 async def leave(ctx: Ctx, key: str | None = None) -> list[Reply]:
     """Leave any flow cleanly: seats held are given back, the menu is shown. Without a
-    ``key`` the message says whether a held seat was given back."""
+    ``key`` the message says what was cancelled: a held seat, a half-filled form, or nothing."""
     released = await release_holds(ctx.session, ctx.actor)
+    flow = ctx.flow
+    half_filled = flow is not None and any(not name.startswith("_") for name in ctx.data)
     ctx.end()
-    return [ctx.reply(key or ("core.cancelled" if released else "core.cancelled_nothing_held")),
-            main_menu(ctx)]
+    if key is None:
+        what = ctx.t(f"words.flow.{flow}" if f"words.flow.{flow}" in catalog(ctx.locale)
+                     else "words.flow.other")
+        if released:
+            key = "core.cancelled"
+        elif flow is None:
+            key = "words.nothing_to_cancel"
+        else:
+            key = "words.cancelled_form" if half_filled else "words.cancelled_flow"
+        return [ctx.reply(key, what=what), main_menu(ctx)]
+    return [ctx.reply(key), main_menu(ctx)]
 
 
 def service_name(ctx: Ctx, service: Service) -> str:
@@ -62,17 +72,9 @@ def unmatched_text(speaker: Ctx | Speaker, matched: services.Matched) -> str:
 
 
 async def search_services(ctx: Ctx, text: str) -> list[Service]:
-    """Services whose name or keywords contain what the citizen typed ("身份证", "dentist")."""
-    needle = text.casefold().strip()
-    if len(needle) < 2 or needle.isdigit():
-        return []
-    found = []
-    for service in await services.active_services(ctx.session):
-        definition = ServiceDef.from_json(service.definition)
-        haystack = [service.name_zh, service.name_en, *definition.keywords]
-        if any(needle in h.casefold() or (len(h) >= 2 and h.casefold() in needle) for h in haystack):
-            found.append(service)
-    return found
+    """Services a citizen named: by name, synonym or phrasing ("身份证", "看牙", "dentist"),
+    doctor or department, with pinyin and typo tolerance (storage.services.find_services)."""
+    return await services.find_services(ctx.session, text)
 
 
 # --- the commands of the menu itself --------------------------------------------------------------

@@ -47,6 +47,7 @@ class Button(enum.StrEnum):
     LINK_CODE = "lcode"
     LINK_SHOW = "lshow"
     LINK_SMS = "lsms"
+    MORE = "more"
     MY_DATA = "mydata"
     NO = "no"
     OTHER_TIME = "time"
@@ -170,6 +171,20 @@ class WaitForDay(Payload, prefix="waitday"):
 @dataclasses.dataclass(frozen=True)
 class SlotPick(Payload, prefix="slot"):
     slot: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfDay(Payload, prefix="half"):
+    """上午 or 下午 of the day's time slots, when they are too many for one list."""
+
+    part: str     # "am" or "pm"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekPick(Payload, prefix="week"):
+    """A week of dates (长辈 mode shows weeks first); the day is its first date shown."""
+
+    day: dt.date
 
 
 @dataclasses.dataclass(frozen=True)

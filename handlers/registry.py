@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from handlers import (
     booking,
     cases,
+    elder,
     guide,
     handoff,
     home_visit,
@@ -77,5 +78,4 @@ class Registry:
 
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
-                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW,
-                  people.FLOW])
+                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, people.FLOW, elder.FLOW])

@@ -15,13 +15,14 @@ from storage.models import Appointment, Department
 
 
 def materials_text(ctx: Ctx | Speaker, service: ServiceDef) -> str:
-    """Every material to bring, one per line, with form, copies, issuer and notes."""
+    """Every material to bring, one per line, with form, copies, issuer and notes. Marked
+    with bullets, not numbers: the choices under the list are the numbered things."""
     lines = []
-    for number, material in enumerate(service.materials, start=1):
+    for material in service.materials:
         form = ctx.t(f"material.{material.form}")
         copies = ctx.t("material.copies", copies=material.copies) if material.copies > 1 else ""
-        line = f"{number}. {material.name.get(ctx.locale)}（{form}{copies}）" if ctx.locale != "en" \
-            else f"{number}. {material.name.get(ctx.locale)} ({form}{copies})"
+        line = f"• {material.name.get(ctx.locale)}（{form}{copies}）" if ctx.locale != "en" \
+            else f"• {material.name.get(ctx.locale)} ({form}{copies})"
         if material.issuer:
             line += ctx.t("material.issuer", issuer=material.issuer.get(ctx.locale))
         if material.notes:
@@ -30,13 +31,13 @@ def materials_text(ctx: Ctx | Speaker, service: ServiceDef) -> str:
     return "\n".join(lines)
 
 
-def processing_text(ctx: Ctx, service: ServiceDef) -> str:
+def processing_text(ctx: Ctx | Speaker, service: ServiceDef) -> str:
     if service.processing_days == 0:
         return ctx.t("service.immediate")
     return ctx.t("service.processing_days", days=service.processing_days)
 
 
-def hours_text(ctx: Ctx, service: ServiceDef) -> str:
+def hours_text(ctx: Ctx | Speaker, service: ServiceDef) -> str:
     """"工作日 09:00-12:00、13:30-17:00；周五 09:00-12:00"."""
     separator = ", " if ctx.locale == "en" else "、"
     parts = []
@@ -52,33 +53,51 @@ def hours_text(ctx: Ctx, service: ServiceDef) -> str:
     return ("; " if ctx.locale == "en" else "；").join(parts)
 
 
-def notice_text(ctx: Ctx, service: ServiceDef) -> str:
-    """The one-time full notice (一次性告知) shown before a slot is picked."""
-    text = ctx.t("booking.notice_head", service=service.name.get(ctx.locale),
-                 materials=materials_text(ctx, service))
+def notice_lines(ctx: Ctx | Speaker, service: ServiceDef, department: Department | None) -> str:
+    """Everything the one-time notice (一次性告知) tells besides the materials, in the order
+    the centres print it: conditions, procedure (办理程序), place, hours, fees, time limit,
+    legal basis (办事依据) and the consultation phone (the service's, else its department's)."""
+    lines = []
     if service.eligibility:
-        text += "\n" + ctx.t("booking.eligibility", text=service.eligibility.get(ctx.locale))
-    text += "\n" + ctx.t("booking.notice_tail", place=service.place.get(ctx.locale),
-                         fees=service.fees.get(ctx.locale), processing=processing_text(ctx, service))
-    return text
+        lines.append(ctx.t("booking.eligibility", text=service.eligibility.get(ctx.locale)))
+    if service.procedure:
+        lines.append(ctx.t("words.notice.procedure", steps="\n".join(
+            ctx.t("words.notice.step", number=number, text=step.get(ctx.locale))
+            for number, step in enumerate(service.procedure, start=1))))
+    address = department.definition["address"]["en" if ctx.locale == "en" else "zh"] \
+        if department is not None else ""
+    lines.append(ctx.t("words.notice.place", place=service.place.get(ctx.locale)))
+    if address:
+        lines.append(ctx.t("words.notice.address", address=address))
+    lines.append(ctx.t("words.notice.hours", hours=hours_text(ctx, service)))
+    lines.append(ctx.t("words.notice.fees", fees=service.fees.get(ctx.locale)))
+    lines.append(ctx.t("words.notice.processing", processing=processing_text(ctx, service)))
+    if service.legal_basis:
+        lines.append(ctx.t("guide.legal_basis", text=service.legal_basis.get(ctx.locale)))
+    phone = consultation_phone(service, department)
+    if phone:
+        lines.append(ctx.t("words.notice.phone", phone=phone))
+    return "\n".join(lines)
+
+
+def consultation_phone(service: ServiceDef, department: Department | None) -> str:
+    """The service's enquiries number, else its department's ("" when neither has one)."""
+    return service.phone or (department.definition.get("phone") or "" if department is not None else "")
+
+
+def notice_text(ctx: Ctx, service: ServiceDef, department: Department | None = None) -> str:
+    """The one-time full notice (一次性告知) shown before a date is picked."""
+    return ctx.t("booking.notice_head", service=service.name.get(ctx.locale),
+                 materials=materials_text(ctx, service)) + "\n" + notice_lines(ctx, service, department)
 
 
 def service_details(ctx: Ctx, service: ServiceDef, department: Department | None) -> str:
-    """Everything the service guide (办事指南) says about a service."""
-    address = ""
-    if department is not None:
-        address = department.definition["address"]["en" if ctx.locale == "en" else "zh"]
-    text = ctx.t("guide.details", service=service.name.get(ctx.locale),
-                 description=service.description.get(ctx.locale) or "-",
-                 place=service.place.get(ctx.locale), address=address or "-",
-                 hours=hours_text(ctx, service), processing=processing_text(ctx, service),
-                 fees=service.fees.get(ctx.locale), phone=service.phone or "-",
-                 materials=materials_text(ctx, service))
-    if service.eligibility:
-        text += "\n" + ctx.t("booking.eligibility", text=service.eligibility.get(ctx.locale))
-    if service.legal_basis:
-        text += "\n" + ctx.t("guide.legal_basis", text=service.legal_basis.get(ctx.locale))
-    return text
+    """Everything the service guide (办事指南) says about a service: its description and the
+    same full notice as before booking."""
+    text = ctx.t("words.notice.guide_head", service=service.name.get(ctx.locale),
+                 description=service.description.get(ctx.locale) or "")
+    return text.rstrip() + "\n\n" + ctx.t("words.notice.bring", materials=materials_text(ctx, service)) \
+        + "\n" + notice_lines(ctx, service, department)
 
 
 def appointment_text(ctx: Ctx, appointment: Appointment, service: ServiceDef,

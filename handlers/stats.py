@@ -35,7 +35,9 @@ async def guard(ctx: Ctx, what: str) -> list[Reply] | None:
         return None
     log.warning("refused %s from a %s user who is not an allow-listed manager (%s chat)",
                 what, ctx.incoming.channel, "group" if ctx.incoming.is_group else "private")
-    return [ctx.reply("stats.refused")]
+    # Only Telegram has group chats for citizens to be in: elsewhere the chat is private.
+    return [ctx.reply("stats.refused" if ctx.incoming.channel == "telegram"
+                      else "words.refusal.managers_only")]
 
 
 async def _asked(ctx: Ctx, words: list[str]) -> tuple[Period, Scope | None] | Reply:

@@ -90,6 +90,7 @@ class Guide(StepName, flow="guide"):
 
 class Handoff(StepName, flow="handoff"):
     OPEN = "open"
+    END = "end"         # 取消 while it is open: end it, or keep waiting?
 
 
 class HomeVisit(StepName, flow="home_visit"):

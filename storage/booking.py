@@ -328,8 +328,8 @@ async def schedule_reminders(session: AsyncSession, centre: Centre, now: dt.date
 async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, person_id: int,
                slot_id: int, identity_id: int | None, channel: Channel, made_by: str,
                owner: str | None = None, offline: bool = False, age: int | None = None,
-               attached: bool = False,
-               confirm: bool = True) -> Appointment:
+               attached: bool = False, confirm: bool = True,
+               notice_version: str | None = None) -> Appointment:
     """Book a seat of ``slot_id`` for a person, in one transaction with its notifications.
 
     Args:
@@ -340,6 +340,8 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             person (``reachable_identity``): it is that account's at once (``attached_at``).
         confirm: queue a confirmation notification (a chat that shows the confirmation as its
             reply passes False).
+        notice_version: the digest of the one-time notice the citizen was shown
+            (``ServiceDef.notice_version``), kept with the booking.
 
     Returns:
         The new appointment, with its booking code.
@@ -379,8 +381,8 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
         code=code, person_id=person_id, service_id=info.service.id, slot_id=slot_id,
         identity_id=identity_id, local_date=info.slot.local_date, starts_at=info.slot.starts_at,
         ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED, channel=channel,
-        offline=offline, made_by=made_by, age_at_booking=age, reschedules=0, created_at=now,
-        updated_at=now,
+        offline=offline, made_by=made_by, age_at_booking=age, notice_version=notice_version,
+        reschedules=0, created_at=now, updated_at=now,
         # A staff booking sent to an account proven to act for the person (``reachable_identity``)
         # is that account's at once: its reminders' buttons work there.
         attached_at=now if attached and identity_id is not None else None)

@@ -27,6 +27,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEPARTMENT_KINDS = ("service_centre", "hospital")
 MATERIAL_FORMS = ("original", "copy", "original_and_copy", "electronic")
 _CODE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+_CHINESE = re.compile(r"[\u3400-\u9fff]")
 _RANGE = re.compile(r"^(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})$")
 
 
@@ -90,6 +91,7 @@ class DepartmentDef:
     name: Text
     address: Text
     phone: str = ""
+    keywords: tuple[str, ...] = ()      # other names people use for it ("医院", "卫生院")
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class ServiceDef:
     name: Text
     place: Text
     description: Text = Text("", "")
-    keywords: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()      # synonyms and phrasings people type ("看牙", "补卡")
+    doctors: tuple[str, ...] = ()       # names of the doctors or clerks who serve it
     phone: str = ""
     fees: Text = Text("免费", "Free")
     legal_basis: Text | None = None
@@ -116,6 +119,14 @@ class ServiceDef:
     processing_days: int = 0        # 0: 即办 (done on the spot)
     rules: dict[str, Any] = field(default_factory=dict)
     case: CaseDef = CaseDef()
+    procedure: tuple[Text, ...] = ()    # 办理程序: the steps, in order
+
+    @property
+    def notice_version(self) -> str:
+        """A short digest of everything the one-time notice (一次性告知) says: two bookings
+        with the same version were shown the same notice."""
+        shown = {key: getattr(self, key) for key in _NOTICE_FIELDS}
+        return _digest(json.loads(json.dumps(shown, default=_plain)))[:12]
 
     @property
     def online_capacity(self) -> int:
@@ -138,6 +149,9 @@ class ServiceDef:
 class Catalog:
     departments: tuple[DepartmentDef, ...]
     services: tuple[ServiceDef, ...]
+    # Not errors, but what an English-speaking citizen would see untranslated: a text given
+    # in Chinese only (one Chinese string, or a table without "en"), each with its key path.
+    warnings: tuple[str, ...] = ()
 
 
 # --- checking ---------------------------------------------------------------------------------
@@ -148,6 +162,7 @@ class _Checker:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -172,6 +187,9 @@ class _Checker:
         if isinstance(value, str):
             if required and not value.strip():
                 self.fail(path, "must not be empty")
+            if _CHINESE.search(value):
+                self.warnings.append(f'{path}: no English text (en); English chats would show '
+                                     f'{value!r}: write {{zh = "...", en = "..."}}')
             return Text(value, value)
         if isinstance(value, dict):
             self.unknown(path, value, ("zh", "en"))
@@ -182,6 +200,8 @@ class _Checker:
             if en is not None and not isinstance(en, str):
                 self.fail(f"{path}.en", f"must be a string, got {en!r}")
                 return None
+            if not en or not en.strip():
+                self.warnings.append(f"{path}.en: missing; English chats would show the Chinese text")
             return Text(zh, en or zh)
         self.fail(path, f'must be a string or {{zh = "...", en = "..."}}, got {value!r}')
         return None
@@ -215,6 +235,14 @@ class _Checker:
             return default
         return value
 
+    def strings(self, path: str, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.fail(path, f"must be a list of non-empty strings, got {value!r}")
+            return ()
+        return tuple(value)
+
     def choice(self, path: str, value: Any, allowed: tuple[str, ...], default: str) -> str:
         if value is None:
             return default
@@ -240,16 +268,17 @@ _SERVICE_KEYS = (*tuple(f.name for f in dataclasses.fields(ServiceDef) if f.name
 def _department(check: _Checker, code: str, raw: Any) -> DepartmentDef | None:
     path = f"departments.{code}"
     data = check.table(path, raw)
-    check.unknown(path, data, ("kind", "name", "address", "phone"))
+    check.unknown(path, data, ("kind", "name", "address", "phone", "keywords"))
     if not _CODE.match(code):
         check.fail(path, "code must be 2-40 lowercase letters, digits or _, starting with a letter")
     kind = check.choice(f"{path}.kind", data.get("kind"), DEPARTMENT_KINDS, "service_centre")
     name = check.text(f"{path}.name", data.get("name"))
     address = check.text(f"{path}.address", data.get("address"))
     phone = check.string(f"{path}.phone", data.get("phone"))
+    keywords = check.strings(f"{path}.keywords", data.get("keywords"))
     if name is None or address is None:
         return None
-    return DepartmentDef(code, kind, name, address, phone)
+    return DepartmentDef(code, kind, name, address, phone, keywords)
 
 
 def _materials(check: _Checker, path: str, raw: Any) -> tuple[Material, ...]:
@@ -321,10 +350,9 @@ def _service(check: _Checker, code: str, raw: Any, departments: set[str],
     name = check.text(f"{path}.name", data.get("name"))
     place = check.text(f"{path}.place", data.get("place"))
     description = check.text(f"{path}.description", data.get("description"), required=False)
-    keywords_raw = data.get("keywords", [])
-    if not isinstance(keywords_raw, list) or not all(isinstance(k, str) for k in keywords_raw):
-        check.fail(f"{path}.keywords", f"must be a list of strings, got {keywords_raw!r}")
-        keywords_raw = []
+    keywords_raw = check.strings(f"{path}.keywords", data.get("keywords"))
+    doctors = check.strings(f"{path}.doctors", data.get("doctors"))
+    procedure = _procedure(check, f"{path}.procedure", data.get("procedure"))
     fees = check.text(f"{path}.fees", data.get("fees"), required=False)
     legal = check.text(f"{path}.legal_basis", data.get("legal_basis"), required=False)
     eligibility = check.text(f"{path}.eligibility", data.get("eligibility"), required=False)
@@ -356,13 +384,23 @@ def _service(check: _Checker, code: str, raw: Any, departments: set[str],
         check.fail(f"{path}.online_share", f"leaves no online seat of a capacity of {capacity}")
     return ServiceDef(
         code=code, department=department, name=name, place=place,
-        description=description or Text("", ""), keywords=tuple(keywords_raw),
-        phone=check.string(f"{path}.phone", data.get("phone")),
+        description=description or Text("", ""), keywords=keywords_raw, doctors=doctors,
+        procedure=procedure, phone=check.string(f"{path}.phone", data.get("phone")),
         fees=fees or Text("免费", "Free"), legal_basis=legal, materials=materials,
         eligibility=eligibility, slot_minutes=slot_minutes, capacity=capacity,
         online_share=float(share), hours=hours, horizon_days=horizon, release_time=release,
         id_required=id_required, home_visit=home_visit, processing_days=processing, rules=rules,
         case=case)
+
+
+def _procedure(check: _Checker, path: str, raw: Any) -> tuple[Text, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        check.fail(path, f'must be a list of steps, each a string or {{zh = "...", en = "..."}}, got {raw!r}')
+        return ()
+    steps = [check.text(f"{path}[{index}]", step) for index, step in enumerate(raw)]
+    return tuple(step for step in steps if step is not None)
 
 
 def _home_visit(check: _Checker, path: str, raw: Any) -> HomeVisit:
@@ -429,7 +467,7 @@ def parse_catalog(text: str, base_rules: RuleSettings | None = None) -> Catalog:
                 if (s := _service(check, code, raw, codes, base_rules)) is not None]
     if check.problems:
         raise CatalogError(check.problems)
-    return Catalog(tuple(departments), tuple(services))
+    return Catalog(tuple(departments), tuple(services), tuple(check.warnings))
 
 
 def read_catalog(path: Path, base_rules: RuleSettings | None = None) -> Catalog:
@@ -451,7 +489,9 @@ def _service_from_dict(data: dict[str, Any]) -> ServiceDef:
     return ServiceDef(
         code=data["code"], department=data["department"], name=Text(**data["name"]),
         place=Text(**data["place"]), description=Text(**data["description"]),
-        keywords=tuple(data["keywords"]), phone=data["phone"], fees=Text(**data["fees"]),
+        keywords=tuple(data["keywords"]), doctors=tuple(data.get("doctors", ())),
+        procedure=tuple(Text(**step) for step in data.get("procedure", ())),
+        phone=data["phone"], fees=Text(**data["fees"]),
         legal_basis=text(data["legal_basis"]),
         materials=tuple(Material(Text(**m["name"]), m["form"], m["copies"], text(m["issuer"]),
                                  text(m["notes"])) for m in data["materials"]),
@@ -491,6 +531,16 @@ class LoadReport:
         if self.deactivated:
             parts.append(f"{len(self.deactivated)} no longer in the file (deactivated)")
         return ", ".join(parts)
+
+
+_NOTICE_FIELDS = ("name", "materials", "eligibility", "procedure", "place", "hours", "fees",
+                  "processing_days", "legal_basis", "phone")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
 
 
 def _digest(data: Any) -> str:

@@ -298,6 +298,9 @@ class Appointment(Base, Created):
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     made_by: Mapped[str] = mapped_column(String(80))
     age_at_booking: Mapped[int | None]
+    # The one-time notice (一次性告知) the citizen was shown before booking: the digest of
+    # its content (ServiceDef.notice_version); None for staff bookings and older rows.
+    notice_version: Mapped[str | None] = mapped_column(String(12))
     reschedules: Mapped[int] = mapped_column(default=0)
     checked_in_at: Mapped[dt.datetime | None]
     completed_at: Mapped[dt.datetime | None]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import matching
 from storage.catalog import ServiceDef
 from storage.models import Department, Service
 
@@ -92,7 +93,38 @@ async def match_service(session: AsyncSession, text: str, *,
         return Matched(text, found=partial[0])
     if partial:
         return Matched(text, candidates=tuple(partial))
+    # Last: the synonyms, pinyin and typo tolerance citizens get ("看牙", "shebaoka").
+    fuzzy = [entry.key for entry in matching.best(text, [
+        *(_entry(row) for row in all_services), *(_entry(row) for row in all_departments)])]
+    if len(fuzzy) == 1:
+        return Matched(text, found=fuzzy[0])  # type: ignore[arg-type]
+    if fuzzy:
+        return Matched(text, candidates=tuple(fuzzy))  # type: ignore[arg-type]
     return Matched(text, known=(*all_services, *all_departments))
+
+
+def _entry(row: Service | Department) -> matching.Entry:
+    """Every term naming a service (names, synonyms and phrasings, doctors) or a department."""
+    definition = row.definition or {}
+    return matching.Entry(row, (row.name_zh, row.name_en, *definition.get("keywords", ()),
+                                *definition.get("doctors", ())))
+
+
+async def find_services(session: AsyncSession, text: str) -> list[Service]:
+    """The services open for booking that what a citizen typed names: a service's name, one
+    of its synonyms or phrasings ("看牙", "补卡"), a doctor, or a department (all of its
+    services), with toneless pinyin and typo tolerance (storage/matching.py). The best
+    matches only; a service wins over a department that fits as well."""
+    if len(matching.bare(text)) < 2 or text.strip().isdigit():
+        return []
+    open_services = await active_services(session)
+    entries = [_entry(row) for row in open_services]
+    entries += [_entry(row) for row in await departments(session)]
+    found = matching.best(text, entries)
+    if any(isinstance(entry.key, Service) for entry in found):
+        return [entry.key for entry in found if isinstance(entry.key, Service)]
+    department_ids = {entry.key.id for entry in found}  # type: ignore[attr-defined]
+    return [row for row in open_services if row.department_id in department_ids]
 
 
 async def service_ids_of(session: AsyncSession, found: Service | Department) -> tuple[int, ...]:

@@ -256,6 +256,7 @@ class ConversationSettings:
     handoff_escalate_minutes: int = _setting(10, minimum=1)
     complaint_answer_working_days: int = _setting(1, minimum=0)
     complaint_resolution_working_days: int = _setting(15, minimum=1)
+    elder_age: int = _setting(65, minimum=0, maximum=150)     # 长辈 mode offered from this age
 
 
 @dataclass(frozen=True)

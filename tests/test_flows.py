@@ -37,7 +37,8 @@ async def book_id_card(dialog: Dialog, *, slot: str = "09:00-09:20", id_number: 
         ("[便民服务中心]", "居民身份证办理"),
         ("[居民身份证]", "一次性告知"),
         ("[材料已备齐]", "11月24日 周二"),
-        ("[11月24日]", slot),
+        ("[11月24日]", "上午或下午"),                # 19 slots: the half-day first
+        ("[上午]" if slot < "12" else "[下午]", slot),
         (f"[{slot}]", "已为您保留这个号10分钟（至09:10）"),
         ("[同意并继续]", "真实姓名"),
         ("张三", "手机号"),
@@ -101,7 +102,7 @@ async def test_every_validation_error_is_explained_and_asked_again(assistant: As
 async def book_id_card_until_name(dialog: Dialog) -> None:
     await verify_dialog(dialog, [
         ("/book", "青溪镇便民服务中心"), ("身份证", "居民身份证办理"), ("[居民身份证]", "一次性告知"),
-        ("[材料已备齐]", "余"), ("[11月24日]", "09:00"), ("[09:40-10:00]", "保留"),
+        ("[材料已备齐]", "余"), ("[11月24日]", "上午"), ("[上午]", "09:00"), ("[09:40-10:00]", "保留"),
         ("[同意并继续]", "真实姓名"),
     ])
 
@@ -115,7 +116,7 @@ async def test_saved_details_are_offered_masked(assistant: Assistant) -> None:
     ])
     assert dialog.labels == ["张* · 身份证 110…002X · 本人", "添加办事人", "主菜单"]
     assert "13812345678" not in dialog.text
-    await verify_dialog(dialog, [("[张*]", "11月24日"), ("[11月24日]", "09:15"),
+    await verify_dialog(dialog, [("[张*]", "11月24日"), ("[11月24日]", "上午"), ("[上午]", "09:15"),
                                  ("[09:15-09:30]", "请确认预约信息")])
     assert "138****5678" in dialog.text and "110***********002X" in dialog.text
     await verify_dialog(dialog, [("[确认预约]", "预约成功")])
@@ -142,7 +143,8 @@ async def test_an_id_number_typed_under_another_name_is_refused_and_renames_nobo
     stranger = Dialog(assistant, user="stranger", channel="telegram")
     await verify_dialog(stranger, [
         ("/start", "预约办事"), ("[预约办事]", "青溪镇便民服务中心"), ("[便民服务中心]", "居民身份证办理"),
-        ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日 周二"), ("[11月24日]", "09:20-09:40"),
+        ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日 周二"), ("[11月24日]", "上午"),
+        ("[上午]", "09:20-09:40"),
         ("[09:20-09:40]", "保留"), ("[同意并继续]", "真实姓名"), ("李四", "手机号"),
         ("13900000000", "身份证号"), (ID_NUMBER, "姓名与证件号码不一致，请到窗口核实"),
     ])
@@ -194,7 +196,7 @@ async def test_blocked_citizen_is_told_why_until_when_and_how_to_appeal(
     newcomer = Dialog(assistant, user="u-new")
     await verify_dialog(newcomer, [
         ("/book", "便民服务中心"), ("[便民服务中心]", "户口迁移"), ("[户口迁移]", "一次性告知"),
-        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:30"), ("[09:30-10:00]", "保留"),
+        ("[材料已备齐]", "11月24日"), ("[11月24日]", "上午"), ("[上午]", "09:30"), ("[09:30-10:00]", "保留"),
         ("[同意并继续]", "真实姓名"), ("张三", "手机号"), ("13812345678", "身份证号"),
         (ID_NUMBER, "暂停至2027年2月21日 周日"),
     ])
@@ -218,7 +220,7 @@ async def test_a_person_at_the_cap_or_booked_that_day_holds_no_seat(
     again = Dialog(assistant)                       # the usual caps: the day is the problem
     await verify_dialog(again, [
         ("/book", "便民服务中心"), ("[便民服务中心]", "居民身份证办理"), ("[居民身份证]", "一次性告知"),
-        ("[材料已备齐]", "为谁预约"), ("[张*]", "11月24日"), ("[11月24日]", "09:20"),
+        ("[材料已备齐]", "为谁预约"), ("[张*]", "11月24日"), ("[11月24日]", "上午"), ("[上午]", "09:20"),
         ("[09:20-09:40]", "您当天已有该事项的预约"),
     ])
     async with database.read() as session:
@@ -252,9 +254,9 @@ async def test_reschedule_to_a_full_slot_keeps_the_booking(assistant: Assistant,
         assert slot is not None
         slot.booked = slot.online_capacity             # someone else took every seat
     await verify_dialog(dialog, [("/my", "11月24日"), ("[11月24日]", code), ("[改约]", "选择新的时间"),
-                                 ("[11月24日]", "11:20"), ("[11:20-11:40 已满]", "有号时通知我")])
+                                 ("[11月24日]", "上午"), ("[上午]", "11:20"), ("[11:20-11:40 已满]", "有号时通知我")])
     await verify_dialog(dialog, [("/my", "11月24日"), ("[11月24日]", code), ("[改约]", "选择新的时间"),
-                                 ("[11月25日]", "09:00"), ("[09:00-09:20]", "请确认改约"),
+                                 ("[11月25日]", "上午"), ("[上午]", "09:00"), ("[09:00-09:20]", "请确认改约"),
                                  ("[确认预约]", "改约成功")])
     async with database.read() as session:
         moved = await session.scalar(select(Appointment).where(Appointment.code == code))
@@ -346,7 +348,8 @@ async def test_one_full_slot_is_not_a_full_day_and_the_days_other_times_come_fir
         second = f"{dental[1].starts_at.astimezone(TZ):%H:%M}"
     dialog = Dialog(assistant)
     await verify_dialog(dialog, [("口腔", "口腔科"), ("[口腔科]", "一次性告知"), ("[材料已备齐]", "11月24日"),
-                                 ("[11月24日 周二]", "请选择时段"), (f"[{first}]", "这个时段已约满")])
+                                 ("[11月24日 周二]", "上午或下午"), ("[上午]", "请选择时段"),
+                                 (f"[{first}]", "这个时段已约满")])
     assert "11月24日 周二已约满" not in dialog.text
     assert f"11月24日 周二 {first}" in dialog.text and "当天其他时段还有" in dialog.text
     labels = dialog.labels

@@ -40,7 +40,7 @@ async def stranger_books_with(stranger: Dialog, name: str, mobile: str = "139000
     """The stranger books the social-security card for the victim's ID number."""
     await verify_dialog(stranger, [
         ("/book", "青溪镇便民服务中心"), ("社会保障卡", "社会保障卡"), ("[社会保障卡]", "一次性告知"),
-        ("[材料已备齐]", "11月24日"), ("[11月24日]", "09:15"), ("[09:15-09:30]", "保留"),
+        ("[材料已备齐]", "11月24日"), ("[11月24日]", "上午"), ("[上午]", "09:15"), ("[09:15-09:30]", "保留"),
         ("[同意并继续]", "真实姓名"), (name, "手机号"), (mobile, "身份证号"),
     ])
     await stranger.say(ID_NUMBER)
@@ -81,14 +81,14 @@ async def test_a_known_id_number_opens_nothing_of_its_owner_through_the_chat(
     # told so without its code.
     await verify_dialog(stranger, [("/book", "便民服务中心"), ("身份证", "居民身份证办理"),
                                    ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "为谁预约"),
-                                   ("[张*]", "11月24日"), ("[11月24日]", "09:40"),
+                                   ("[张*]", "11月24日"), ("[11月24日]", "上午"), ("[上午]", "09:40"),
                                    ("[09:40-10:00]", "当天已有该事项的预约")])
     assert code not in stranger.text
 
     # The saved details offered next time are the stranger's own, masked.
     await verify_dialog(stranger, [("/book", "便民服务中心"), ("社会保障卡", "社会保障卡"),
                                    ("[社会保障卡]", "一次性告知"), ("[材料已备齐]", "为谁预约"),
-                                   ("[张*]", "11月25日"), ("[11月25日]", "09:00"),
+                                   ("[张*]", "11月25日"), ("[11月25日]", "上午"), ("[上午]", "09:00"),
                                    ("[09:00-09:15]", "张*")])
     assert "139****0000" in stranger.text and "138****5678" not in stranger.text
     await stranger.command("cancel")
@@ -198,7 +198,7 @@ async def test_id_numbers_typed_anywhere_are_never_stored_relayed_or_shown_in_fu
     await citizen.say(f"卡号 {CARD}")
     await verify_dialog(citizen, [("/book", "便民服务中心"), ("[便民服务中心]", "居民身份证办理"),
                                   ("[居民身份证]", "一次性告知"), ("[材料已备齐]", "11月24日"),
-                                  ("[11月24日]", "09:00"), ("[09:00-09:20]", "保留"),
+                                  ("[11月24日]", "上午"), ("[上午]", "09:00"), ("[09:00-09:20]", "保留"),
                                   ("[同意并继续]", "真实姓名")])
     await citizen.say(ID_NUMBER)                          # as a name: refused, not kept
     await citizen.say("张三")
@@ -374,6 +374,8 @@ async def test_cancel_during_an_open_hand_off_withdraws_it_and_tells_staff(
     if claimed:
         await wang.command("claim", "1")
     await citizen.say("取消")
+    assert "要结束这个请求吗" in citizen.text      # asked, not dropped on one word
+    await citizen.press("结束人工服务")
     assert "已撤回您的人工服务请求（编号 1）" in citizen.text
     assert "号源" not in citizen.text and "预约办事" in citizen.labels
     await dispatcher.drain()

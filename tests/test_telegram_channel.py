@@ -207,7 +207,7 @@ async def test_booking_journey_in_chinese_by_pressing_buttons_over_polling(
         ("[便民服务中心]", "居民身份证办理"),
         ("[居民身份证]", "一次性告知"),
         ("[材料已备齐]", "11月24日 周二"),
-        ("[11月24日]", "09:00-09:20"),
+        ("[11月24日]", "上午"), ("[上午]", "09:00-09:20"),
         ("[09:00-09:20]", "已为您保留这个号10分钟"),
         ("[同意并继续]", "真实姓名"),
         ("张三", "手机号"),
@@ -889,3 +889,20 @@ async def test_linking_a_telegram_account_by_a_code_shown_in_another_account(
         (code.group(1), "绑定成功：本账号已与 终端 账号 …9876 绑定"),
     ])
     await verify_dialog(other, [("/link", "解除绑定：Telegram …0003")])
+async def test_everyday_words_and_cancel_during_a_hand_off_over_the_webhook(
+        api: FakeTelegram, web: httpx.AsyncClient) -> None:
+    """Issue 20 over real HTTP: services by everyday words, global words inside a flow, and
+    取消 asks before ending an open hand-off."""
+    user = TelegramUser(api, 5200000020, webhook_sender(web))
+    await user.dialog([
+        ("我想看牙", "口腔科门诊"),
+        ("/book", "青溪镇便民服务中心"),
+        ("我的预约", "还没有预约记录"),
+        ("人工", "编号"),
+        ("取消", "要结束这个请求吗"),
+        ("[继续等待答复]", "继续保留"),
+        ("长辈模式", "已切换为长辈模式"),
+        ("取消", "要结束这个请求吗"),
+        ("[结束人工服务]", "已撤回您的人工服务请求"),
+    ])
+    assert "号源" not in user.shown

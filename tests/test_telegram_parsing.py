@@ -78,7 +78,7 @@ def test_a_reply_to_the_bot_in_the_group_is_passed_on() -> None:
 
 def test_media_in_a_private_chat_is_an_unsupported_event() -> None:
     incoming = parse("private_photo")
-    assert isinstance(incoming, Incoming) and incoming.event == "unsupported"
+    assert isinstance(incoming, Incoming) and incoming.event == "unsupported:image"
     assert incoming.text == ""   # the caption is not read as an answer
 
 

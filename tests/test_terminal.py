@@ -65,9 +65,9 @@ def test_scripted_booking_reschedule_and_cancel_in_the_terminal(yuyue: Yuyue, fr
                                                                 tmp_path: Path) -> None:
     set_up(yuyue, fresh_settings)
     script = "\n".join([
-        "1", "1", "1", "1", "1", "7",            # book, centre, ID card, materials ready, Tue, 11:00
+        "1", "1", "1", "1", "1", "1", "7",       # book, centre, ID card, materials ready, Tue, 上午, 11:00
         "1", "张三", "13812345678", valid_id(), "1",   # consent, details, confirm
-        "2", "1", "2", "2", "1", "1",            # my bookings, it, reschedule, Wed, 09:00, confirm
+        "2", "1", "2", "2", "1", "1", "1",       # my bookings, it, reschedule, Wed, 上午, 09:00, confirm
         "2", "1", "1", "1",                      # my bookings, it, cancel, yes
         "/quit",
     ]) + "\n"
@@ -87,6 +87,17 @@ def test_english_terminal_session(yuyue: Yuyue, fresh_settings: Path) -> None:
                    stdin="3\n1\n/quit\n")
     assert result.code == 0 and "Everything" not in result.err
     assert "Service guide" in result.out and "Bring:" in result.out
+
+
+def test_everyday_words_and_elder_mode_in_the_terminal(yuyue: Yuyue, fresh_settings: Path) -> None:
+    set_up(yuyue, fresh_settings)
+    script = "\n".join(["嗯我想补办一下身分证", "1", "取消", "取消", "长辈模式", "1", "/quit"]) + "\n"
+    result = yuyue(fresh_settings, "chat", "--script", "--clock", "2026-11-23T09:00+08:00", stdin=script)
+    assert result.code == 0, result.err
+    out = result.out
+    assert "居民身份证办理" in out and "第1步 网上预约" in out and "咨询电话：0571-8800 1203" in out
+    assert "填写到一半的内容没有保存" in out and "目前没有进行中的操作" in out
+    assert "已切换为长辈模式" in out and "或拨打电话 0571-8800 1234" in out
 
 
 def test_chat_without_a_database_explains_what_to_do(yuyue: Yuyue, fresh_settings: Path) -> None:

@@ -117,7 +117,7 @@ def test_tapped_menu_link_carries_its_menu() -> None:
 @pytest.mark.parametrize(("name", "event"), [
     ("event_subscribe", "subscribe"), ("event_subscribe_qrscene", "subscribe"),
     ("event_unsubscribe", "unsubscribe"), ("event_click", "menu:my"),
-    ("image", "unsupported"), ("location", "unsupported"),
+    ("image", "unsupported:image"), ("location", "unsupported:location"),
 ])
 def test_events_and_other_message_types(name: str, event: str) -> None:
     incoming = to_incoming(fields_of(name))

@@ -173,7 +173,8 @@ async def book_by_number(citizen: Citizen) -> str:
     """Follow the account and book the first ID-card slot on 24 November; the confirmation."""
     assert "预约服务助手" in await citizen.event("event_subscribe")
     steps = [("预约办事", "青溪镇便民服务中心"), ("便民服务中心", "居民身份证"),
-             ("居民身份证", "一次性告知"), ("材料已备齐", "11月24日"), ("11月24日", "09:00-09:20"),
+             ("居民身份证", "一次性告知"), ("材料已备齐", "11月24日"), ("11月24日", "上午或下午"),
+             ("上午", "09:00-09:20"),
              ("09:00-09:20", "已为您保留这个号10分钟"), ("同意并继续", "真实姓名")]
     for label, expected in steps:
         assert expected in await citizen.pick(label), (label, citizen.text)
@@ -291,8 +292,16 @@ async def test_subscribe_menu_click_and_unsubscribe(env: Env) -> None:
 
 async def test_other_message_types_get_a_hint_and_silent_events_nothing(env: Env) -> None:
     citizen = Citizen(env)
-    assert "只能处理文字消息" in await citizen.event("image", MsgId=901)
-    assert "只能处理文字消息" in await citizen.event("location", MsgId=902)
+    assert "暂时看不了图片" in await citizen.event("image", MsgId=901)
+    assert "暂时不能处理位置" in await citizen.event("location", MsgId=902)
+    # A link, a video or a file is told what it is, not "图片、语音或位置".
+    for name, said in (("link", "打不开链接"), ("video", "看不了视频"), ("file", "打不开文件")):
+        answer = await citizen.event(name)
+        assert said in answer and "图片" not in answer and "位置" not in answer, answer
+    # A key of an old custom menu is not a "command" the citizen typed.
+    answer = await citizen.event("event_click", EventKey="nonsense")
+    assert "菜单项已经更新" in answer and "命令" not in answer and "/nonsense" not in answer
+    assert "预约办事" in answer
     assert await citizen.event("event_location") == ""
     assert await citizen.event("event_view") == ""
     assert await citizen.event("template_job_finish") == ""
@@ -525,9 +534,29 @@ async def test_booking_for_a_parent_over_wechat_by_numbers(env: Env) -> None:
     for typed, expected in [("李秀华", "手机号"), ("13900001111", "身份证号"),
                             (valid_id("11010519520303002"), "11月24日")]:
         assert expected in await citizen.say(typed), (typed, citizen.text)
-    for label, expected in [("11月24日", "09:15-09:30"), ("09:15-09:30", "请确认预约信息")]:
+    for label, expected in [("11月24日", "上午"), ("上午", "09:15-09:30"),
+                            ("09:15-09:30", "请确认预约信息")]:
         assert expected in await citizen.pick(label), (label, citizen.text)
     assert "李*华" in citizen.text and "李秀华" not in citizen.text
     assert "预约成功" in await citizen.tap("确认预约")
     shown = await citizen.pick("我的办事人")
     assert "张* · 身份证 110…002X · 本人" in shown and "李*华" in shown and "父母" in shown
+# --- screens for a phone, 长辈 mode, everyday words (issue 20) ----------------------------------
+
+
+async def test_slot_lists_fit_one_reply_and_end_with_back_and_menu(env: Env) -> None:
+    citizen = Citizen(env)
+    await citizen.event("event_subscribe")
+    for label in ("预约办事", "便民服务中心", "居民身份证", "材料已备齐", "11月24日"):
+        await citizen.pick(label)
+    assert "请先选上午或下午" in citizen.text
+    for half in ("上午", "下午"):
+        await citizen.pick(half)
+        assert citizen.rest == [], "one passive reply, no second message"
+        labels = [label for _, _, _, label in LINK.findall(citizen.passive)]
+        assert labels[-2:] == ["返回", "主菜单"] and len(labels) <= 12
+        await citizen.pick("返回")
+    # Everyday words over WeChat: 看牙 finds the dental clinic; 长辈模式 shows the phone.
+    assert "口腔科门诊" in await citizen.say("我想看牙")
+    answer = await citizen.say("长辈模式")
+    assert "已切换为长辈模式" in answer and "0571-8800 1234" in answer

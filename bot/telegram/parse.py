@@ -132,4 +132,15 @@ def parse_update(update: Update, *, bot_username: str, bot_id: int) -> Parsed:
         return dataclasses.replace(base, text=message.text, reply_to_text=answered)
     if is_group:
         return None  # service messages and media in the group
-    return dataclasses.replace(base, event="unsupported")
+    return dataclasses.replace(base, event=f"unsupported:{_kind(message)}")
+
+
+def _kind(message: Message) -> str:
+    """What was sent instead of text, for the hint (words.unsupported in the locales)."""
+    for attribute, kind in (("photo", "image"), ("voice", "voice"), ("audio", "voice"),
+                            ("location", "location"), ("venue", "location"), ("video", "video"),
+                            ("video_note", "video"), ("animation", "video"),
+                            ("document", "file"), ("sticker", "sticker")):
+        if getattr(message, attribute, None):
+            return kind
+    return "other"

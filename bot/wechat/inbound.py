@@ -129,4 +129,6 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
         # With speech recognition switched on, WeChat sends what was said as text.
         return incoming(text=fields["Recognition"].strip().rstrip("。.!！"),
                         message_id=message_id)
-    return incoming(event="unsupported", message_id=message_id)
+    # The kind names the hint: a link is not a picture ("shortvideo" is a video).
+    kind = {"shortvideo": "video"}.get(msg_type, msg_type)
+    return incoming(event=f"unsupported:{kind}", message_id=message_id)

@@ -43,4 +43,6 @@ async def guard(ctx: Ctx, what: str) -> list[Reply] | None:
         return None
     log.warning("staff %s refused: not staff (%s, %s chat)", what, ctx.incoming.channel,
                 "group" if ctx.incoming.is_group else "private")
-    return [ctx.reply("staff.not_allowed")]
+    # "/start" is Telegram's word; elsewhere (WeChat) the citizen sends "菜单".
+    return [ctx.reply("staff.not_allowed" if ctx.incoming.channel == "telegram"
+                      else "words.refusal.staff_only")]
