@@ -44,7 +44,7 @@ async def book_for_mother(dialog: Dialog, slot: str = "09:20-09:40") -> str:
     await verify_dialog(dialog, [
         ("[父母]", "已获得该办事人（父母）的授权"), ("[我已获授权，同意并继续]", "真实姓名"),
         ("李秀华", "手机号"), ("13900001111", "身份证号"), (MOTHER_ID, "11月24日"),
-        ("[11月24日]", slot), (f"[{slot}]", "请确认预约信息"),
+        ("[11月24日]", "上午"), ("[上午]", slot), (f"[{slot}]", "请确认预约信息"),
     ])
     assert "李*华" in dialog.text and "139****1111" in dialog.text
     await verify_dialog(dialog, [("[确认预约]", "预约成功")])

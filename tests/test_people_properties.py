@@ -82,6 +82,8 @@ async def run(url: str, operations: list[tuple[str, int, int, int]]) -> None:
                 if done and "为谁预约" in me.text:   # else nobody yet: details after the slot
                     done = await steps(me, [f"[{MASKED[b]}]"])
                 if done and await steps(me, [f"[{DAYS[c]}]"]):
+                    if any(label.startswith("上午") for label in me.labels):
+                        await me.press("上午")      # a busy day: the half-day first
                     slot = next((x for x in me.labels if re.match(r"\d\d:\d\d-\d\d:\d\d 余", x)), None)
                     if slot is None:
                         await me.command("cancel")
