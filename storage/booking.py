@@ -353,7 +353,7 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             raise BookingRefused(Refusal.SERVICE_INACTIVE)
         if info.slot.ends_at <= now:
             raise BookingRefused(Refusal.TOO_LATE, closed_at=info.slot.ends_at)
-        if is_closed(closures, info.slot.starts_at, info.slot.ends_at):
+        if is_closed(closures, info.slot.starts_at, info.slot.ends_at, info.slot.resource_id):
             raise BookingRefused(Refusal.SUSPENDED)
     else:
         check_bookable(centre, info, now, closures)
@@ -373,8 +373,8 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
     await _take_seat_for_booking(session, centre, now, info, owner, offline)
     appointment = Appointment(
         code=code, person_id=person_id, service_id=info.service.id, slot_id=slot_id,
-        identity_id=identity_id, local_date=info.slot.local_date, starts_at=info.slot.starts_at,
-        ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED, channel=channel,
+        resource_id=info.slot.resource_id, identity_id=identity_id, local_date=info.slot.local_date,
+        starts_at=info.slot.starts_at, ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED, channel=channel,
         offline=offline, made_by=made_by, age_at_booking=age, reschedules=0, created_at=now,
         updated_at=now)
     session.add(appointment)
@@ -490,6 +490,7 @@ async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, ap
         appointment.offline = False
     await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")
     appointment.slot_id, appointment.local_date = new.slot.id, new.slot.local_date
+    appointment.resource_id = new.slot.resource_id
     appointment.starts_at, appointment.ends_at = new.slot.starts_at, new.slot.ends_at
     appointment.reschedules += 1
     appointment.updated_at = now

@@ -67,7 +67,7 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
                                centre.calendar, centre.tz)
     if now >= closes:
         raise BookingRefused(Refusal.TOO_LATE, closed_at=closes)
-    if is_closed(closures, slot.starts_at, slot.ends_at):
+    if is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id):
         raise BookingRefused(Refusal.SUSPENDED)
 
 
@@ -136,7 +136,7 @@ async def nearest_alternatives(session: AsyncSession, centre: Centre, info: Slot
                   for slot, free in rows
                   if now < booking_closes_at(slot.local_date, slot.starts_at, policy,
                                              centre.calendar, centre.tz)
-                  and not is_closed(closures, slot.starts_at, slot.ends_at)]
+                  and not is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id)]
     target = info.slot
     candidates.sort(key=lambda s: (s.local_date != target.local_date,
                                    abs((s.starts_at - target.starts_at).total_seconds())))
@@ -173,4 +173,4 @@ async def window_slots(session: AsyncSession, centre: Centre, service: Service,
     if not slots:
         return []
     closures = await active_closures(session, service, slots[0].starts_at, slots[-1].ends_at)
-    return [s for s in slots if not is_closed(closures, s.starts_at, s.ends_at)]
+    return [s for s in slots if not is_closed(closures, s.starts_at, s.ends_at, s.resource_id)]
