@@ -275,3 +275,18 @@ class RateCase(Payload, prefix="rcase"):
 
     case: int
     level: int
+
+
+# --- doctors and windows (resources) ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DoctorPick(Payload, prefix="doc"):
+    """A named doctor (or window) picked when the service has several."""
+
+    resource: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyDoctor(Payload, prefix="anydoc"):
+    """Any doctor of the service: the times of all of them."""

@@ -43,6 +43,7 @@ class Booking(StepName, flow="booking"):
     DEPARTMENT = "department"
     SERVICE = "service"
     NOTICE = "notice"
+    DOCTOR = "doctor"         # 任意医生 or a named one, when the service has several
     DATE = "date"
     SLOT = "slot"
     WAITLIST = "waitlist"

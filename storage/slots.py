@@ -11,7 +11,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -151,8 +151,9 @@ def is_closed(closures: Sequence[Closure], starts_at: dt.datetime, ends_at: dt.d
 
 
 async def availability(session: AsyncSession, centre: Centre, service: Service, now: dt.datetime,
-                       days: int = 7) -> list[DayView]:
-    """The next ``days`` working days of a service with the online seats left per day and slot.
+                       days: int = 7, resource_id: int | None = None) -> list[DayView]:
+    """The next ``days`` working days of a service with the online seats left per day and slot
+    (of one doctor or window, with ``resource_id``).
 
     Days not released yet say when they open; the next unreleased day is included so the bot
     can say so. Nothing is written except, once a day, the slots of a newly released day.
@@ -177,8 +178,9 @@ async def availability(session: AsyncSession, centre: Centre, service: Service, 
         select(Slot.id, Slot.local_date, Slot.starts_at, Slot.ends_at, remaining, Slot.resource_id)
         .outerjoin(stale, stale.c.slot_id == Slot.id)
         .where(Slot.service_id == service.id, Slot.local_date >= day_list[0],
-               Slot.local_date <= day_list[-1])
-        .order_by(Slot.starts_at))).all()
+               Slot.local_date <= day_list[-1],
+               true() if resource_id is None else Slot.resource_id == resource_id)
+        .order_by(Slot.starts_at, Slot.resource_id))).all()
     closures = await active_closures(session, service, at_local(day_list[0], dt.time(0), centre.tz),
                                      at_local(day_list[-1] + dt.timedelta(days=1), dt.time(0), centre.tz))
     by_day: dict[dt.date, list[SlotView]] = {d: [] for d in day_list}
