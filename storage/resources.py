@@ -198,3 +198,17 @@ def likeness(candidate: ResourceInfo | None, wanted: ResourceInfo | None) -> int
     if same_specialty and candidate.title == wanted.title:
         return 1
     return 2 if same_specialty else 3
+
+
+async def all_resources(session: AsyncSession) -> list[ResourceInfo]:
+    """Every active resource, doctors by title then name."""
+    rows = (await session.scalars(select(Resource).where(Resource.active.is_(True))
+                                  .order_by(Resource.id))).all()
+    return sorted((ResourceInfo.of(r) for r in rows), key=title_rank)
+
+
+async def services_of_resource(session: AsyncSession, resource_id: int) -> list[Service]:
+    """The services a resource serves."""
+    return list((await session.scalars(select(Service).join(
+        ServiceResource, ServiceResource.service_id == Service.id)
+        .where(ServiceResource.resource_id == resource_id).order_by(Service.id))).all())

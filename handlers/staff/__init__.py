@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, desk, requests, window
+from handlers.staff import cases, closures, desk, requests, rosters, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -20,7 +20,7 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help")]
+    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("roster.help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -33,7 +33,7 @@ COMMANDS: dict[str, Command] = {
     "claim": desk.claim, "reply": requests.reply, "close": requests.close,
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
-    "staffhelp": help_command, **cases.COMMANDS,
+    "staffhelp": help_command, **cases.COMMANDS, **rosters.COMMANDS,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
