@@ -465,6 +465,25 @@ class Closure(Base, Created):
     late_notices: Mapped[int] = mapped_column(default=0)
 
 
+class ClosureOffer(Base, Created):
+    """What a patient of a doctor's 停诊 is offered: 替诊 (another doctor at the same time) or
+    换诊 (other times to pick), answered by a deadline (storage/resource_closures.py)."""
+
+    __tablename__ = "closure_offer"
+    __table_args__ = (Index("ix_closure_offer_status_deadline", "status", "deadline"),)
+    id: Mapped[intpk]
+    closure_id: Mapped[int] = mapped_column(ForeignKey("closure.id"), index=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointment.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))              # "substitute" (替诊), "move" (换诊)
+    from_resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    substitute_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
+    slot_ids: Mapped[json_data]                                # the times a 换诊 offers
+    # pending; accepted, declined, moved, cancelled (by the patient); defaulted (no answer)
+    status: Mapped[str] = mapped_column(String(12))
+    deadline: Mapped[instant]
+    decided_at: Mapped[dt.datetime | None]
+
+
 class Outbox(Base, Created):
     """A notification to send, written in the same transaction as the change that causes it."""
 

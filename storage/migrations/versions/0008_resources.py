@@ -122,9 +122,37 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f("fk_closure_resource_id_resource"), "resource",
                                     ["resource_id"], ["id"])
         batch_op.create_index(batch_op.f("ix_closure_resource_id"), ["resource_id"])
+    op.create_table(
+        "closure_offer",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("closure_id", sa.Integer(), nullable=False),
+        sa.Column("appointment_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=12), nullable=False),
+        sa.Column("from_resource_id", sa.Integer(), nullable=False),
+        sa.Column("substitute_id", sa.Integer(), nullable=True),
+        sa.Column("slot_ids", storage.db.JSONType, nullable=False),
+        sa.Column("status", sa.String(length=12), nullable=False),
+        _instant("deadline", False),
+        _instant("decided_at", True),
+        _instant("created_at", False),
+        sa.ForeignKeyConstraint(["appointment_id"], ["appointment.id"],
+                                name=op.f("fk_closure_offer_appointment_id_appointment")),
+        sa.ForeignKeyConstraint(["closure_id"], ["closure.id"],
+                                name=op.f("fk_closure_offer_closure_id_closure")),
+        sa.ForeignKeyConstraint(["from_resource_id"], ["resource.id"],
+                                name=op.f("fk_closure_offer_from_resource_id_resource")),
+        sa.ForeignKeyConstraint(["substitute_id"], ["resource.id"],
+                                name=op.f("fk_closure_offer_substitute_id_resource")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_closure_offer")),
+    )
+    with op.batch_alter_table("closure_offer", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_closure_offer_appointment_id"), ["appointment_id"])
+        batch_op.create_index(batch_op.f("ix_closure_offer_closure_id"), ["closure_id"])
+        batch_op.create_index("ix_closure_offer_status_deadline", ["status", "deadline"])
 
 
 def downgrade() -> None:
+    op.drop_table("closure_offer")
     with op.batch_alter_table("closure", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_closure_resource_id"))
         batch_op.drop_constraint(batch_op.f("fk_closure_resource_id_resource"), type_="foreignkey")
