@@ -290,3 +290,34 @@ class DoctorPick(Payload, prefix="doc"):
 @dataclasses.dataclass(frozen=True)
 class AnyDoctor(Payload, prefix="anydoc"):
     """Any doctor of the service: the times of all of them."""
+
+
+# --- a doctor's 停诊: the patient's answer (on the wire) ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptSubstitute(Payload, prefix="subok"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclineSubstitute(Payload, prefix="subno"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveTo(Payload, prefix="mvto"):
+    offer: int
+    slot: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveCancel(Payload, prefix="mvno"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubstitutePick(Payload, prefix="subpick"):
+    """Staff, deciding a booking of a doctor's 停诊: this doctor substitutes (替诊)."""
+
+    resource: int

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from handlers import (
     booking,
     cases,
+    closure_offers,
     guide,
     handoff,
     home_visit,
@@ -76,4 +77,4 @@ class Registry:
 
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
-                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW])
+                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, closure_offers.FLOW])

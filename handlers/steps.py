@@ -104,3 +104,10 @@ class CaseProgress(StepName, flow="cases"):
     """The citizen's cases (handlers/cases.py): the comment after a 回访 answer."""
 
     COMMENT = "comment"
+
+
+class StaffResourceClosure(StepName, flow="staff"):
+    """A doctor's 停诊 (handlers/staff/resource_closures.py): each booking's way, then yes."""
+
+    DECIDE = "rclose_decide"
+    CONFIRM = "rclose_confirm"

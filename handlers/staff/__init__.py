@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, desk, requests, rosters, window
+from handlers.staff import cases, closures, desk, requests, resource_closures, rosters, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -57,7 +57,7 @@ def _stale(ctx: Ctx) -> list[Reply]:
 FLOW = Flow(
     "staff",
     steps={Staff.CLOSURE_CONFIRM: closures.confirm, Staff.VISIT_TIME: requests.visit_time,
-           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS},
+           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS, **resource_closures.STEPS},
     text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
     actions={ClaimHandoff: desk.claim_button, ClaimComplaint: requests.claim_button,
