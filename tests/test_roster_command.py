@@ -87,3 +87,15 @@ async def test_roster_explains_every_bad_input(assistant: Assistant, wang: Staff
     assert "不能修改已经过去的日期" in await wang.command("roster", "陈建国 11-20 0")
     assert "用法：" in await wang.command("roster", "陈建国 whenever 2")
     assert "不在“口腔科门诊”出诊" in await wang.command("roster", "陈建国 mon_pm 2 口腔科门诊")
+
+
+async def test_loading_the_catalog_again_keeps_what_staff_changed(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    from storage.catalog import load_catalog, read_catalog
+    from tests.helpers import ROOT
+    await wang.command("roster", "陈建国 周二上午 3")
+    async with database.session() as session:
+        report = await load_catalog(session, read_catalog(ROOT / "catalog" / "demo.toml"),
+                                    assistant.clock.now())
+        assert report.resources_changed == []
+    assert "周二上午 每号3人" in await wang.command("roster", "陈建国")
