@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import attendance, case_jobs, conversations, jobs, waitlist
+from storage import attendance, case_jobs, conversations, jobs, resource_closures, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -48,8 +48,9 @@ class Jobs:
             await self.dispatcher.drain()
 
     async def sweep(self) -> None:
-        """Holds that ran out, no-shows, ratings due, released days, old message ids, overdue
-        requests, and the cases' reminders, escalations and 回访 (限时办结)."""
+        """Holds that ran out, no-shows, ratings due, released days, unanswered offers of a
+        doctor's 停诊, old message ids, overdue requests, and the cases' reminders, escalations
+        and 回访 (限时办结)."""
         async with self.busy:
             await self._sweep()
 
@@ -64,6 +65,8 @@ class Jobs:
             await jobs.request_ratings(session, app.centre, now,
                                        settings.notifications.rating_delay_minutes)
             await jobs.notify_releases(session, app.centre, now)
+        async with app.database.session() as session:  # a doctor's 停诊: unanswered 替诊/换诊
+            await resource_closures.settle_offers(session, app.centre, now)
         async with app.database.session() as session:
             await case_jobs.remind_due_cases(session, app.centre, now)
             await case_jobs.escalate_overdue_cases(session, app.centre, now,

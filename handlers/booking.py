@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from handlers import details, elder
+from handlers import details, doctors, elder
 from handlers.context import Ctx, Event, EventKind, option
 from handlers.core import ConsentRequest, Reply
 from handlers.details import Asking, Given, IdNumber, Voice
@@ -22,10 +22,12 @@ from handlers.flow import Flow
 from handlers.i18n import format_day, format_time
 from handlers.menu import back_to_menu, department_name, leave, main_menu, service_name
 from handlers.payloads import (
+    AnyDoctor,
     BookAgain,
     Button,
     DayPick,
     DepartmentPick,
+    DoctorPick,
     HalfDay,
     Rebook,
     ServicePick,
@@ -45,9 +47,10 @@ from storage.catalog import ServiceDef
 from storage.identity import NameMismatch, find_or_create_person
 from storage.models import Channel, Department, Person, Service, Slot, WaitKind
 from storage.refusals import BookingRefused, Refusal
+from storage.resources import resources_of
 from storage.rules import can_change
 from storage.seats import hold_of, release_holds, slot_info
-from storage.slots import DayState, DayView, availability
+from storage.slots import DayState, DayView, SlotView, availability
 
 SHOWN_DAYS = 7
 # More time slots than this are grouped 上午/下午 first (a phone screen, one WeChat reply);
@@ -161,13 +164,43 @@ async def notice(ctx: Ctx, event: Event) -> list[Reply]:
 
 
 async def _who_then_date(ctx: Ctx, definition: ServiceDef) -> list[Reply]:
-    """An account that holds people is asked who it is for (为谁预约) before a day is shown,
-    so that a blocked person is told at once; one that holds nobody gives the details after
-    picking a slot, as before."""
+    """An account that holds people is asked who it is for (为谁预约) before a doctor or a day
+    is shown, so that a blocked person is told at once; one that holds nobody gives the details
+    after picking a slot, as before."""
     ctx.forget("person", "age", "slot_id", "hold_until", "day")
     if _mode(ctx) == BookingMode.BOOK and await details.usable_people(ctx):
         return await details.ask(ctx, _asking(ctx, definition))
-    return await ctx.enter(Booking.DATE, week=None)
+    return await ctx.enter(Booking.DOCTOR)
+
+
+# --- doctor (when the service has several) ---------------------------------------------------
+
+
+async def doctor(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask for 任意医生 or a named doctor (with title and introduction) when the service has
+    several; a full doctor's nearest free times come back here to be picked."""
+    found = await _service(ctx)
+    if found is None:
+        return _lost(ctx)
+    row, definition = found
+    if event.button is Button.BACK:
+        return await ctx.enter(Booking.NOTICE)
+    if (picked_slot := event.pick(SlotPick)) is not None:
+        offered = await ctx.session.get(Slot, picked_slot.slot)
+        if offered is None or offered.service_id != row.id:
+            return _lost(ctx)
+        ctx.remember(day=offered.local_date.isoformat())
+        return await _hold(ctx, offered.id)
+    found_doctors = await resources_of(ctx.session, row.id)
+    if event.pick(AnyDoctor) is not None:
+        return await ctx.enter(Booking.DATE, resource=None, doctors=True, week=None)
+    if (picked := event.pick(DoctorPick)) is not None:
+        if picked.resource not in {d.id for d in found_doctors}:
+            return _lost(ctx)
+        return await ctx.enter(Booking.DATE, resource=picked.resource, doctors=True, week=None)
+    if len(found_doctors) < 2:  # nobody to choose between: the service's times
+        return await ctx.enter(Booking.DATE, resource=None, doctors=False, week=None)
+    return [doctors.pick_reply(ctx, definition.name.get(ctx.locale), found_doctors)]
 
 
 # --- date and slot ----------------------------------------------------------------------------
@@ -207,10 +240,14 @@ async def date(ctx: Ctx, event: Event) -> list[Reply]:
     elif event.button is Button.BACK:
         if mode == BookingMode.RESCHEDULE:
             return await ctx.enter(MyBookings.LIST)
-        return await ctx.enter(Booking.NOTICE)
+        return await ctx.enter(Booking.DOCTOR if ctx.data.get("doctors") else Booking.NOTICE)
     if (why := await _may_book(ctx, ctx.data.get("person"))) is not None:
         return await _person_refused(ctx, why)
-    views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
+    resource = ctx.data.get("resource")
+    views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS, resource)
+    if resource is not None and not any(v.state == DayState.OPEN for v in views):
+        ctx.goto(Booking.DOCTOR)  # the chosen expert is full: nearest times, same doctor first
+        return [await doctors.full_reply(ctx, row.id, int(resource))]
     shown = [v for v in views if v.state in (DayState.OPEN, DayState.FULL, DayState.NOT_RELEASED)]
     if elder.is_on(ctx) and len({_monday(v.day) for v in shown}) > 1:
         # 长辈 mode: the week first, then its days.
@@ -251,9 +288,10 @@ async def slot(ctx: Ctx, event: Event) -> list[Reply]:
         return await ctx.enter(Booking.WAITLIST, wait=WaitKind.SEAT.value, slot_id=wait.slot)
     if (half := event.pick(HalfDay)) is not None:
         ctx.remember(half=half.part)
-    views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS)
+    views = await availability(ctx.session, ctx.centre, row, ctx.now, SHOWN_DAYS,
+                               ctx.data.get("resource"))
     view = next((v for v in views if v.day == day), None)
-    bookable = [s for s in view.slots if s.bookable] if view is not None else []
+    bookable = [s for s in _one_per_time(view.slots) if s.bookable] if view is not None else []
     grouped = len(bookable) > (ELDER_HALF_DAY_OVER if elder.is_on(ctx) else HALF_DAY_OVER)
     if event.button is Button.BACK:
         if grouped and ctx.data.get("half"):
@@ -275,11 +313,14 @@ async def slot(ctx: Ctx, event: Event) -> list[Reply]:
                               left=sum(s.remaining for s in these))
                 halves.append([option(label, HalfDay(name))])
         return [ctx.reply("words.screen.pick_half", *halves, nav, **values)]
+    names = await doctors.names_by_id(ctx, row.id)
     rows = []
     for s in bookable:
         if part is not None and _half_of(ctx, s.starts_at) != part:
             continue
         label = slot_label(ctx, s.starts_at, s.ends_at)
+        if s.resource_id in names:
+            label = ctx.t("doctor.slot_with", time=label, name=doctors.name_text(ctx, names[s.resource_id]))
         if s.remaining:
             rows.append(option(label + ctx.t("booking.slot_left", left=s.remaining), SlotPick(s.slot_id)))
         else:
@@ -309,6 +350,17 @@ def _weeks(ctx: Ctx, definition: ServiceDef, views: list[DayView]) -> Reply:
 def _half_of(ctx: Ctx, starts_at: dt.datetime) -> str:
     """上午 ("am") before noon, local time; else 下午 ("pm")."""
     return "am" if ctx.local(starts_at).hour < 12 else "pm"
+
+
+def _one_per_time(slots: tuple[SlotView, ...]) -> list[SlotView]:
+    """With any doctor, one time is one button: the doctor with the most seats left at it
+    (the first listed of equals)."""
+    best: dict[dt.datetime, SlotView] = {}
+    for s in slots:
+        kept = best.get(s.starts_at)
+        if kept is None or (s.bookable, s.remaining) > (kept.bookable, kept.remaining):
+            best[s.starts_at] = s
+    return sorted(best.values(), key=lambda s: s.starts_at)
 
 
 def _asking(ctx: Ctx, definition: ServiceDef) -> Asking:
@@ -428,7 +480,7 @@ async def _given(ctx: Ctx, given: Given) -> list[Reply]:
 async def _chosen(ctx: Ctx, person_id: int, age: int | None) -> list[Reply]:
     """The person is known and may book: on to the days, or to the summary once a seat is held."""
     if ctx.data.get("slot_id") is None:
-        return await ctx.enter(Booking.DATE, person=person_id, age=age, week=None)
+        return await ctx.enter(Booking.DOCTOR, person=person_id, age=age)
     shown = await ctx.enter(Booking.SUMMARY, person=person_id, age=age)
     if shown and (offered := elder.offer(ctx, age)):
         # Old enough by the ID number: 长辈 mode is offered once, under the summary.
@@ -478,6 +530,8 @@ async def summary(ctx: Ctx, event: Event) -> list[Reply]:
                      time=slot_label(ctx, info.slot.starts_at, info.slot.ends_at),
                      place=definition.place.get(ctx.locale), name=view.name,
                      mobile=view.mobile or "-", id=view.id_number or ctx.t("booking.no_id"))
+    if line := await doctors.doctor_line(ctx, info.slot.resource_id):
+        text += "\n" + line
     decision = can_change(info.slot.starts_at, ctx.now, ctx.centre.policy(definition),
                           ctx.centre.calendar, ctx.centre.tz)
     if not decision.allowed:
@@ -522,6 +576,8 @@ async def _confirm(ctx: Ctx, row: Service, definition: ServiceDef) -> list[Reply
     department_row = await ctx.session.get(Department, row.department_id)
     ctx.end()
     details_text = appointment_text(ctx, appointment, definition, department_row)
+    if line := await doctors.doctor_line(ctx, appointment.resource_id, "doctor.booked_line"):
+        details_text += "\n" + line
     text = ctx.t(key, details=details_text) + "\n\n" + ctx.t("booking.bring", materials="\n".join(
         f"• {m.name.get(ctx.locale)}" for m in definition.materials)) + "\n" + ctx.t(
         "booking.arrive_early", grace=ctx.centre.policy(definition).no_show_grace_minutes)
@@ -553,8 +609,9 @@ async def refusal(ctx: Ctx, refused: BookingRefused) -> list[Reply]:
         ctx.goto(Booking.SLOT, day=ctx.data.get("day"))
         if ctx.data.get("day") is None and alternatives:
             ctx.remember(day=alternatives[0].local_date.isoformat())
-        rows = [[option(f"{format_day(a.local_date, ctx.locale)} {slot_label(ctx, a.starts_at, a.ends_at)}"
-                        + ctx.t("booking.slot_left", left=a.remaining), SlotPick(a.slot_id))]
+        service_id = ctx.data.get("service")
+        names = await doctors.names_by_id(ctx, int(service_id)) if service_id is not None else {}
+        rows = [[option(doctors.choice_label(ctx, a, names), SlotPick(a.slot_id))]
                 for a in alternatives]
         rows.append([option(ctx.t("booking.other_day"), Button.BACK)])
         return [ctx.reply(key if alternatives else "refusal.full_no_alternative", *rows)]
@@ -635,7 +692,7 @@ async def take_offer(ctx: Ctx, payload: TakeOffer) -> list[Reply]:
 FLOW = Flow(
     "booking",
     steps={Booking.DEPARTMENT: department, Booking.SERVICE: service, Booking.NOTICE: notice,
-           Booking.DATE: date, Booking.SLOT: slot, Booking.WAITLIST: waitlist_step,
+           Booking.DOCTOR: doctor, Booking.DATE: date, Booking.SLOT: slot, Booking.WAITLIST: waitlist_step,
            Booking.SUMMARY: summary, **details.steps(_given)},
     text_steps=details.TEXT_STEPS,
     commands={"book": book},

@@ -325,3 +325,49 @@ class WithdrawCase(Payload, prefix="cwd"):
     """The citizen asks to withdraw their open case (撤回申请); a confirmation follows."""
 
     case: int
+
+
+# --- doctors and windows (resources) ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DoctorPick(Payload, prefix="doc"):
+    """A named doctor (or window) picked when the service has several."""
+
+    resource: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyDoctor(Payload, prefix="anydoc"):
+    """Any doctor of the service: the times of all of them."""
+
+
+# --- a doctor's 停诊: the patient's answer (on the wire) ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptSubstitute(Payload, prefix="subok"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclineSubstitute(Payload, prefix="subno"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveTo(Payload, prefix="mvto"):
+    offer: int
+    slot: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveCancel(Payload, prefix="mvno"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubstitutePick(Payload, prefix="subpick"):
+    """Staff, deciding a booking of a doctor's 停诊: this doctor substitutes (替诊)."""
+
+    resource: int

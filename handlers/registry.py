@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from handlers import (
     booking,
     cases,
+    closure_offers,
     elder,
     guide,
     handoff,
@@ -78,4 +79,5 @@ class Registry:
 
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
-                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, people.FLOW, elder.FLOW])
+                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, people.FLOW, elder.FLOW,
+                  closure_offers.FLOW])

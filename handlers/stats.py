@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from handlers import doctor_stats
 from handlers.context import Ctx
 from handlers.core import Attachment, Reply
 from handlers.flow import Flow
@@ -52,6 +53,8 @@ async def _asked(ctx: Ctx, words: list[str]) -> tuple[Period, Scope | None] | Re
 async def stats(ctx: Ctx, args: str) -> list[Reply]:
     """Answer /stats [chart] [period] [service]: the figures, or their chart."""
     words = args.split()
+    if words and words[0].lower() in doctor_stats.WORDS:     # one doctor's or window's figures
+        return await doctor_stats.doctor_stats(ctx, words[1:])
     chart = bool(words) and words[0].lower() in ("chart", "图表")
     asked = await _asked(ctx, words[1:] if chart else words)
     if isinstance(asked, Reply):

@@ -43,6 +43,7 @@ class Booking(StepName, flow="booking"):
     DEPARTMENT = "department"
     SERVICE = "service"
     NOTICE = "notice"
+    DOCTOR = "doctor"         # 任意医生 or a named one, when the service has several
     DATE = "date"
     SLOT = "slot"
     WAITLIST = "waitlist"
@@ -125,3 +126,10 @@ class CaseProgress(StepName, flow="cases"):
 
     COMMENT = "comment"
     WITHDRAW = "withdraw"
+
+
+class StaffResourceClosure(StepName, flow="staff"):
+    """A doctor's 停诊 (handlers/staff/resource_closures.py): each booking's way, then yes."""
+
+    DECIDE = "rclose_decide"
+    CONFIRM = "rclose_confirm"

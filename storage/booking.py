@@ -359,7 +359,7 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             raise BookingRefused(Refusal.SERVICE_INACTIVE)
         if info.slot.ends_at <= now:
             raise BookingRefused(Refusal.TOO_LATE, closed_at=info.slot.ends_at)
-        if is_closed(closures, info.slot.starts_at, info.slot.ends_at):
+        if is_closed(closures, info.slot.starts_at, info.slot.ends_at, info.slot.resource_id):
             raise BookingRefused(Refusal.SUSPENDED)
     else:
         check_bookable(centre, info, now, closures)
@@ -379,10 +379,10 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
     await _take_seat_for_booking(session, centre, now, info, owner, offline)
     appointment = Appointment(
         code=code, person_id=person_id, service_id=info.service.id, slot_id=slot_id,
-        identity_id=identity_id, local_date=info.slot.local_date, starts_at=info.slot.starts_at,
-        ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED, channel=channel,
-        offline=offline, made_by=made_by, age_at_booking=age, notice_version=notice_version,
-        reschedules=0, created_at=now, updated_at=now,
+        resource_id=info.slot.resource_id, identity_id=identity_id, local_date=info.slot.local_date,
+        starts_at=info.slot.starts_at, ends_at=info.slot.ends_at, status=AppointmentStatus.BOOKED,
+        channel=channel, offline=offline, made_by=made_by, age_at_booking=age,
+        notice_version=notice_version, reschedules=0, created_at=now, updated_at=now,
         # A staff booking sent to an account proven to act for the person (``reachable_identity``)
         # is that account's at once: its reminders' buttons work there.
         attached_at=now if attached and identity_id is not None else None)
@@ -499,6 +499,7 @@ async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, ap
         appointment.offline = False
     await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")
     appointment.slot_id, appointment.local_date = new.slot.id, new.slot.local_date
+    appointment.resource_id = new.slot.resource_id
     appointment.starts_at, appointment.ends_at = new.slot.starts_at, new.slot.ends_at
     appointment.reschedules += 1
     appointment.updated_at = now

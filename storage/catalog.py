@@ -145,10 +145,54 @@ class ServiceDef:
         return _service_from_dict(data)
 
 
+RESOURCE_KINDS = ("doctor", "window")
+TITLES = ("chief", "associate_chief", "attending", "resident")   # 主任/副主任/主治/住院医师
+HALVES = ("am", "pm")
+NOON = dt.time(12, 0)   # an opening period that starts before noon is the morning (上午)
+
+
+@dataclass(frozen=True)
+class RosterDef:
+    """A resource's weekly pattern for one service: the half-days it works and its seats."""
+
+    service: str
+    sessions: tuple[tuple[int, str], ...]     # (weekday 0 = Monday, "am" or "pm")
+    seats: int
+    online_share: float | None = None         # None: the service's
+
+
+@dataclass(frozen=True)
+class RosterExceptionDef:
+    """A dated change: a half-day (or the whole day) off, or worked with other seats."""
+
+    service: str
+    day: dt.date
+    half: str                                 # "am", "pm" or "day"
+    seats: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceDef:
+    """A doctor (name, title, specialty, introduction, photo) or a window/clerk."""
+
+    code: str
+    kind: str
+    name: Text
+    title: str | None = None
+    specialty: Text | None = None
+    intro: Text | None = None
+    photo: str = ""
+    services: tuple[str, ...] = ()
+    roster: tuple[RosterDef, ...] = ()
+    exceptions: tuple[RosterExceptionDef, ...] = ()
+
+
 @dataclass(frozen=True)
 class Catalog:
     departments: tuple[DepartmentDef, ...]
     services: tuple[ServiceDef, ...]
+    resources: tuple[ResourceDef, ...] = ()
     # Not errors, but what an English-speaking citizen would see untranslated: a text given
     # in Chinese only (one Chinese string, or a table without "en"), each with its key path.
     warnings: tuple[str, ...] = ()
@@ -445,6 +489,91 @@ def _processing(check: _Checker, path: str, raw: Any) -> int:
     return 0
 
 
+_SESSION = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)_(am|pm)$")
+
+
+def _resource(check: _Checker, code: str, raw: Any, services: dict[str, ServiceDef]) -> ResourceDef | None:
+    path = f"resources.{code}"
+    data = check.table(path, raw)
+    check.unknown(path, data, ("kind", "name", "title", "specialty", "intro", "photo", "services",
+                               "roster", "exceptions"))
+    if not _CODE.match(code):
+        check.fail(path, "code must be 2-40 lowercase letters, digits or _, starting with a letter")
+    kind = check.choice(f"{path}.kind", data.get("kind"), RESOURCE_KINDS, "doctor")
+    name = check.text(f"{path}.name", data.get("name"))
+    title = data.get("title")
+    if title is not None:
+        title = check.choice(f"{path}.title", title, TITLES, "attending")
+    elif kind == "doctor":
+        check.fail(f"{path}.title", "a doctor needs a title: " + ", ".join(TITLES))
+    specialty = check.text(f"{path}.specialty", data.get("specialty"), required=kind == "doctor")
+    intro = check.text(f"{path}.intro", data.get("intro"), required=False)
+    photo = check.string(f"{path}.photo", data.get("photo"))
+    served = data.get("services", [])
+    if not isinstance(served, list) or not served or not all(isinstance(x, str) for x in served):
+        check.fail(f"{path}.services", f"must be a non-empty list of service codes, got {served!r}")
+        served = []
+    for service in served:
+        if service not in services:
+            check.fail(f"{path}.services", f"must name services of this file, got {service!r}")
+    roster: list[RosterDef] = []
+    raw_roster = data.get("roster", [])
+    if not isinstance(raw_roster, list):
+        check.fail(f"{path}.roster", "must be a list of tables")
+        raw_roster = []
+    for index, item in enumerate(raw_roster):
+        item_path = f"{path}.roster[{index}]"
+        entry = check.table(item_path, item)
+        check.unknown(item_path, entry, ("service", "days", "seats", "online_share"))
+        service = check.string(f"{item_path}.service", entry.get("service"))
+        if service not in served:
+            check.fail(f"{item_path}.service", f"must be one of this resource's services, got {service!r}")
+        days = entry.get("days")
+        sessions: list[tuple[int, str]] = []
+        if not isinstance(days, list) or not days:
+            check.fail(f"{item_path}.days", f'must be a list like ["mon_am", "wed_pm"], got {days!r}')
+            days = []
+        for day in days:
+            match = _SESSION.match(day) if isinstance(day, str) else None
+            if match is None:
+                check.fail(f"{item_path}.days", f'must be weekday_half like "mon_am", got {day!r}')
+                continue
+            sessions.append((WEEKDAYS.index(match.group(1)), match.group(2)))
+        seats = check.integer(f"{item_path}.seats", entry.get("seats"), 1, maximum=100)
+        share = entry.get("online_share")
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                  or not 0 < share <= 1):
+            check.fail(f"{item_path}.online_share", f"must be a number above 0 and at most 1, got {share!r}")
+            share = None
+        roster.append(RosterDef(service, tuple(sessions), seats,
+                                None if share is None else float(share)))
+    exceptions: list[RosterExceptionDef] = []
+    raw_exceptions = data.get("exceptions", [])
+    if not isinstance(raw_exceptions, list):
+        check.fail(f"{path}.exceptions", "must be a list of tables")
+        raw_exceptions = []
+    for index, item in enumerate(raw_exceptions):
+        item_path = f"{path}.exceptions[{index}]"
+        entry = check.table(item_path, item)
+        check.unknown(item_path, entry, ("service", "date", "half", "seats", "note"))
+        service = check.string(f"{item_path}.service", entry.get("service"))
+        if service not in served:
+            check.fail(f"{item_path}.service", f"must be one of this resource's services, got {service!r}")
+        day = entry.get("date")
+        if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+            check.fail(f"{item_path}.date", f"must be a date like 2026-02-16, got {day!r}")
+            continue
+        half = check.choice(f"{item_path}.half", entry.get("half"), (*HALVES, "day"), "day")
+        exceptions.append(RosterExceptionDef(
+            service, day, half, check.integer(f"{item_path}.seats", entry.get("seats"), 0,
+                                              minimum=0, maximum=100),
+            check.string(f"{item_path}.note", entry.get("note"))))
+    if name is None:
+        return None
+    return ResourceDef(code, kind, name, title, specialty, intro, photo, tuple(served),
+                       tuple(roster), tuple(exceptions))
+
+
 def parse_catalog(text: str, base_rules: RuleSettings | None = None) -> Catalog:
     """Parse and check a catalog; raise CatalogError listing every problem."""
     try:
@@ -452,7 +581,7 @@ def parse_catalog(text: str, base_rules: RuleSettings | None = None) -> Catalog:
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError([f"(file): not valid TOML: {exc}"]) from None
     check = _Checker()
-    check.unknown("(top level)", data, ("departments", "services"))
+    check.unknown("(top level)", data, ("departments", "services", "resources"))
     base_rules = base_rules or RuleSettings()
     raw_departments = check.table("departments", data.get("departments", {}))
     raw_services = check.table("services", data.get("services", {}))
@@ -465,9 +594,13 @@ def parse_catalog(text: str, base_rules: RuleSettings | None = None) -> Catalog:
     codes = set(raw_departments)
     services = [s for code, raw in raw_services.items()
                 if (s := _service(check, code, raw, codes, base_rules)) is not None]
+    raw_resources = check.table("resources", data.get("resources", {}))
+    by_code = {s.code: s for s in services}
+    resources = [r for code, raw in raw_resources.items()
+                 if (r := _resource(check, code, raw, by_code)) is not None]
     if check.problems:
         raise CatalogError(check.problems)
-    return Catalog(tuple(departments), tuple(services), tuple(check.warnings))
+    return Catalog(tuple(departments), tuple(services), tuple(resources), tuple(check.warnings))
 
 
 def read_catalog(path: Path, base_rules: RuleSettings | None = None) -> Catalog:
@@ -524,12 +657,18 @@ class LoadReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
+    resources_changed: list[str] = field(default_factory=list)     # created or updated
+    resources_deactivated: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = [f"{len(self.created)} created", f"{len(self.updated)} updated",
                  f"{len(self.unchanged)} unchanged"]
         if self.deactivated:
             parts.append(f"{len(self.deactivated)} no longer in the file (deactivated)")
+        if self.resources_changed:
+            parts.append(f"{len(self.resources_changed)} doctors/windows with new rosters")
+        if self.resources_deactivated:
+            parts.append(f"{len(self.resources_deactivated)} doctors/windows deactivated")
         return ", ".join(parts)
 
 
@@ -604,6 +743,9 @@ async def load_catalog(session: AsyncSession, catalog: Catalog, now: dt.datetime
             row.active, row.updated_at = False, now
             report.deactivated.append(code)
     await session.flush()
+    # Imported here: storage.resources reads this module's definitions.
+    from storage.resources import load_resources
+    await load_resources(session, catalog, now, report)
     return report
 
 

@@ -30,9 +30,27 @@ def head_revision() -> str | None:
 
 
 async def upgrade(database: Database, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (default: the newest)."""
-    async with database.engine.begin() as connection:
-        await connection.run_sync(_run_upgrade, database.url, revision)
+    """Bring the schema up to ``revision`` (default: the newest).
+
+    SQLite changes a constraint by copying the table (Alembic's batch mode), which its foreign
+    keys would refuse: they are off during the upgrade (the pragma works only outside a
+    transaction) and checked whole before they are on again, as SQLite's documentation says.
+    """
+    async with database.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        if sqlite:
+            await raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            async with connection.begin():
+                await connection.run_sync(_run_upgrade, database.url, revision)
+                if sqlite:
+                    broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"the upgrade left {len(broken)} broken references")
+        finally:
+            if sqlite:
+                await raw.execute("PRAGMA foreign_keys=ON")
 
 
 def _run_upgrade(connection: Connection, url: str, revision: str) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -160,12 +161,78 @@ class Service(Base, Created):
     updated_at: Mapped[instant]
 
 
+# --- resources (doctors, windows) and rosters (排班) ------------------------------------------
+
+
+class Resource(Base, Created):
+    """Who serves a service: a doctor (name, title, specialty, introduction) or a window/clerk."""
+
+    __tablename__ = "resource"
+    id: Mapped[intpk]
+    code: Mapped[short] = mapped_column(unique=True)
+    kind: Mapped[str] = mapped_column(String(20))             # "doctor" or "window"
+    name_zh: Mapped[name_text]
+    name_en: Mapped[name_text]
+    title: Mapped[str | None] = mapped_column(String(20))     # chief, associate_chief, attending, resident
+    specialty_zh: Mapped[str | None] = mapped_column(String(100))
+    specialty_en: Mapped[str | None] = mapped_column(String(100))
+    definition: Mapped[json_data]                             # introduction, photo
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[instant]
+
+
+class ServiceResource(Base):
+    """A service is served by resources; a resource may serve several services."""
+
+    __tablename__ = "service_resource"
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"), primary_key=True, index=True)
+
+
+class RosterPattern(Base):
+    """One half-day a resource works for a service every week, with its seats per slot."""
+
+    __tablename__ = "roster_pattern"
+    __table_args__ = (UniqueConstraint("resource_id", "service_id", "weekday", "half"),
+                      CheckConstraint("online_seats >= 0 AND online_seats <= seats", name="seats"))
+    id: Mapped[intpk]
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
+    weekday: Mapped[int]                                      # 0 = Monday
+    half: Mapped[str] = mapped_column(String(2))              # "am" or "pm"
+    seats: Mapped[int]
+    online_seats: Mapped[int]
+    source: Mapped[str] = mapped_column(String(10))           # "catalog" or "staff"
+    updated_at: Mapped[instant]
+
+
+class RosterException(Base, Created):
+    """A dated change to a roster: a half-day (or the day) off, or worked with other seats."""
+
+    __tablename__ = "roster_exception"
+    __table_args__ = (UniqueConstraint("resource_id", "service_id", "day", "half"),)
+    id: Mapped[intpk]
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id"), index=True)
+    day: Mapped[dt.date] = mapped_column(Date)
+    half: Mapped[str] = mapped_column(String(3))              # "am", "pm" or "day"
+    seats: Mapped[int]                                        # 0: not working
+    online_seats: Mapped[int]
+    note: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(80))
+
+
 class Slot(Base):
     """A time slot of a service on one day; ``booked + held`` never exceeds ``online_capacity``."""
 
     __tablename__ = "slot"
     __table_args__ = (
-        UniqueConstraint("service_id", "starts_at"),
+        # A service without resources has one slot per start; with resources (doctors,
+        # windows) one per resource and start (storage/rosters.py).
+        UniqueConstraint("service_id", "starts_at", "resource_id"),
+        Index("uq_slot_plain_start", "service_id", "starts_at", unique=True,
+              sqlite_where=text("resource_id IS NULL"), postgresql_where=text("resource_id IS NULL")),
         Index("ix_slot_service_day", "service_id", "local_date"),
         CheckConstraint("booked >= 0 AND held >= 0 AND booked + held <= online_capacity",
                         name="online_seats"),
@@ -174,6 +241,7 @@ class Slot(Base):
     )
     id: Mapped[intpk]
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"), index=True)
     local_date: Mapped[dt.date] = mapped_column(Date)
     starts_at: Mapped[instant]
     ends_at: Mapped[instant]
@@ -286,6 +354,8 @@ class Appointment(Base, Created):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id"))
     slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
+    # The doctor or window who serves it: the slot's, or the substitute of a 替诊.
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"), index=True)
     # The account that made it; a staff-made booking (channel "staff") is shown to an account
     # only once it proved the booking was theirs (``attached_at``).
     identity_id: Mapped[int | None] = mapped_column(ForeignKey("channel_identity.id"), index=True)
@@ -388,12 +458,33 @@ class Closure(Base, Created):
     id: Mapped[intpk]
     service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id"))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    # A doctor's or window's absence (停诊): only that resource's slots (storage/resource_closures.py).
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"), index=True)
     starts_at: Mapped[instant]
     ends_at: Mapped[instant]
     reason: Mapped[str] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(80))
     affected: Mapped[int] = mapped_column(default=0)
     late_notices: Mapped[int] = mapped_column(default=0)
+
+
+class ClosureOffer(Base, Created):
+    """What a patient of a doctor's 停诊 is offered: 替诊 (another doctor at the same time) or
+    换诊 (other times to pick), answered by a deadline (storage/resource_closures.py)."""
+
+    __tablename__ = "closure_offer"
+    __table_args__ = (Index("ix_closure_offer_status_deadline", "status", "deadline"),)
+    id: Mapped[intpk]
+    closure_id: Mapped[int] = mapped_column(ForeignKey("closure.id"), index=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointment.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))              # "substitute" (替诊), "move" (换诊)
+    from_resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
+    substitute_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
+    slot_ids: Mapped[json_data]                                # the times a 换诊 offers
+    # pending; accepted, declined, moved, cancelled (by the patient); defaulted (no answer)
+    status: Mapped[str] = mapped_column(String(12))
+    deadline: Mapped[instant]
+    decided_at: Mapped[dt.datetime | None]
 
 
 class Outbox(Base, Created):

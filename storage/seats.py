@@ -21,6 +21,7 @@ from storage.catalog import ServiceDef
 from storage.centre import Centre
 from storage.models import Closure, Hold, Service, Slot
 from storage.refusals import BookingRefused, Refusal
+from storage.resources import likeness, resource_info
 from storage.rules import booking_closes_at, last_released_day, release_at
 from storage.slots import active_closures, ensure_slots, free_seats_column, is_closed
 
@@ -67,7 +68,7 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
                                centre.calendar, centre.tz)
     if now >= closes:
         raise BookingRefused(Refusal.TOO_LATE, closed_at=closes)
-    if is_closed(closures, slot.starts_at, slot.ends_at):
+    if is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id):
         raise BookingRefused(Refusal.SUSPENDED)
 
 
@@ -115,32 +116,70 @@ class SlotChoice:
     starts_at: dt.datetime
     ends_at: dt.datetime
     remaining: int
+    resource_id: int | None = None
 
 
 async def nearest_alternatives(session: AsyncSession, centre: Centre, info: SlotInfo,
                                now: dt.datetime, limit: int = 3) -> list[SlotChoice]:
-    """Other slots of the same service with a free seat: same day first, nearest time first."""
-    last = last_released_day(now, info.definition, centre.tz)
-    stale, remaining = free_seats_column(now)
-    rows = (await session.execute(
-        select(Slot, remaining).outerjoin(stale, stale.c.slot_id == Slot.id)
-        .where(Slot.service_id == info.service.id, Slot.id != info.slot.id,
-               Slot.local_date >= centre.today(now), Slot.local_date <= last,
-               Slot.starts_at > now, remaining > 0)
-        .order_by(Slot.starts_at).limit(200))).all()
-    if not rows:
-        return []
-    closures = await active_closures(session, info.service, rows[0][0].starts_at, rows[-1][0].ends_at)
-    policy = centre.policy(info.definition)
-    candidates = [SlotChoice(slot.id, slot.local_date, slot.starts_at, slot.ends_at, int(free))
-                  for slot, free in rows
-                  if now < booking_closes_at(slot.local_date, slot.starts_at, policy,
-                                             centre.calendar, centre.tz)
-                  and not is_closed(closures, slot.starts_at, slot.ends_at)]
+    """Other slots of the same service with a free seat: same day first, nearest time first.
+
+    When the slot has a doctor (a resource), the same doctor's slots come first, then doctors
+    of the same specialty and title, then the same specialty, then the service's others.
+    """
+    candidates = await _free_choices(session, centre, info.service, info.definition, now,
+                                     exclude=info.slot.id)
     target = info.slot
-    candidates.sort(key=lambda s: (s.local_date != target.local_date,
+    tiers = await _likeness_tiers(session, target.resource_id, candidates)
+    candidates.sort(key=lambda s: (tiers.get(s.resource_id, 3), s.local_date != target.local_date,
                                    abs((s.starts_at - target.starts_at).total_seconds())))
     return candidates[:limit]
+
+
+async def nearest_of_resource(session: AsyncSession, centre: Centre, service: Service,
+                              resource_id: int, now: dt.datetime, limit: int = 6) -> list[SlotChoice]:
+    """Slots with a free seat for a citizen who asked for one doctor whose days are full: the
+    same doctor's soonest, then the same specialty and title, the same specialty, the rest."""
+    candidates = await _free_choices(session, centre, service, ServiceDef.from_json(service.definition), now)
+    tiers = await _likeness_tiers(session, resource_id, candidates)
+    candidates.sort(key=lambda s: (tiers.get(s.resource_id, 3), s.starts_at))
+    return candidates[:limit]
+
+
+async def _free_choices(session: AsyncSession, centre: Centre, service: Service,
+                        definition: ServiceDef, now: dt.datetime,
+                        exclude: int | None = None) -> list[SlotChoice]:
+    last = last_released_day(now, definition, centre.tz)
+    stale, remaining = free_seats_column(now)
+    query = (select(Slot, remaining).outerjoin(stale, stale.c.slot_id == Slot.id)
+             .where(Slot.service_id == service.id, Slot.local_date >= centre.today(now),
+                    Slot.local_date <= last, Slot.starts_at > now, remaining > 0)
+             .order_by(Slot.starts_at).limit(200))
+    if exclude is not None:
+        query = query.where(Slot.id != exclude)
+    rows = (await session.execute(query)).all()
+    if not rows:
+        return []
+    closures = await active_closures(session, service, rows[0][0].starts_at, rows[-1][0].ends_at)
+    policy = centre.policy(definition)
+    return [SlotChoice(slot.id, slot.local_date, slot.starts_at, slot.ends_at, int(free),
+                       slot.resource_id)
+            for slot, free in rows
+            if now < booking_closes_at(slot.local_date, slot.starts_at, policy,
+                                       centre.calendar, centre.tz)
+            and not is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id)]
+
+
+async def _likeness_tiers(session: AsyncSession, wanted_id: int | None,
+                          candidates: Sequence[SlotChoice]) -> dict[int | None, int]:
+    """Per resource of the candidates, how near it is to the wanted one (storage.resources)."""
+    if wanted_id is None:
+        return {}
+    wanted = await resource_info(session, wanted_id)
+    tiers: dict[int | None, int] = {}
+    for resource_id in {c.resource_id for c in candidates}:
+        other = await resource_info(session, resource_id) if resource_id is not None else None
+        tiers[resource_id] = likeness(other, wanted)
+    return tiers
 
 
 # --- the window's seats -----------------------------------------------------------------------
@@ -173,4 +212,4 @@ async def window_slots(session: AsyncSession, centre: Centre, service: Service,
     if not slots:
         return []
     closures = await active_closures(session, service, slots[0].starts_at, slots[-1].ends_at)
-    return [s for s in slots if not is_closed(closures, s.starts_at, s.ends_at)]
+    return [s for s in slots if not is_closed(closures, s.starts_at, s.ends_at, s.resource_id)]

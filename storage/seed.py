@@ -49,6 +49,7 @@ from storage.models import (
     Service,
     Slot,
 )
+from storage.rosters import roster_of, roster_slot_times, sittings_on
 from storage.rules import at_local
 from storage.slots import slot_times
 
@@ -152,6 +153,7 @@ class _SlotPlan:
     existing: bool
     booked: int = 0
     offline_booked: int = 0
+    resource_id: int | None = None
 
 
 def _weight(day: dt.date, starts_at: dt.datetime, tz: Any) -> float:
@@ -203,31 +205,43 @@ async def seed_history(database: Database, centre: Centre, now: dt.datetime, app
     definitions = {sid: ServiceDef.from_json(definition) for sid, _, definition in services}
     days = [first_day + dt.timedelta(days=n) for n in range((last_day - first_day).days + 1)]
     days = [d for d in days if centre.calendar.is_working_day(d)]
-    layout = {(sid, d): slot_times(definitions[sid], d) for sid in definitions for d in days}
-    seats = sum(len(times) * definitions[sid].capacity for (sid, _), times in layout.items())
+    # A service with doctors or windows gets one slot per resource on its rosters' half-days.
+    async with database.session() as session:
+        rosters = {sid: await roster_of(session, sid, first_day, last_day) for sid in definitions}
+    layout: dict[tuple[int, dt.date], list[tuple[int | None, dt.time, dt.time, int, int]]] = {}
+    for sid, definition in definitions.items():
+        roster = rosters[sid]
+        for d in days:
+            times = slot_times(definition, d)
+            layout[(sid, d)] = [(None, a, b, definition.capacity, definition.online_capacity)
+                                for a, b in times] if not roster.resource_ids else [
+                (rid, a, b, sitting.seats, sitting.online) for rid in roster.resource_ids
+                for a, b, sitting in roster_slot_times(
+                    times, sittings_on(d, roster.patterns[rid], roster.exceptions[rid]))]
+    seats = sum(entry[3] for entries in layout.values() for entry in entries)
     scale = max(1, math.ceil(appointments / max(1, seats * TARGET_FILL)))
     say(f"{len(days)} working days {first_day}..{last_day}, seats x{scale}")
 
     # --- slots: reuse the ones ensure_slots already made, add the rest -----------------------
     async with database.session() as session:
         found_slots = (await session.execute(select(
-            Slot.id, Slot.service_id, Slot.starts_at, Slot.capacity, Slot.online_capacity)
+            Slot.id, Slot.service_id, Slot.resource_id, Slot.starts_at, Slot.capacity,
+            Slot.online_capacity)
             .where(Slot.local_date >= first_day, Slot.local_date <= last_day))).all()
-    existing = {(sid, starts): (slot_id, capacity, online)
-                for slot_id, sid, starts, capacity, online in found_slots}
+    existing = {(sid, rid, starts): (slot_id, capacity, online)
+                for slot_id, sid, rid, starts, capacity, online in found_slots}
     plans: list[_SlotPlan] = []
-    for (sid, day), times in layout.items():
-        definition = definitions[sid]
-        for start, end in times:
+    for (sid, day), entries in layout.items():
+        for resource_id, start, end, capacity, online in entries:
             starts_at = at_local(day, start, tz)
-            found = existing.get((sid, starts_at))
+            found = existing.get((sid, resource_id, starts_at))
             if found is not None:
                 plans.append(_SlotPlan(found[0], sid, day, starts_at, at_local(day, end, tz),
-                                       found[1], found[2], existing=True))
+                                       found[1], found[2], existing=True, resource_id=resource_id))
             else:
                 plans.append(_SlotPlan(ids.take("slot"), sid, day, starts_at,
-                                       at_local(day, end, tz), definition.capacity * scale,
-                                       definition.online_capacity * scale, existing=False))
+                                       at_local(day, end, tz), capacity * scale, online * scale,
+                                       existing=False, resource_id=resource_id))
     plans.sort(key=lambda p: (p.starts_at, p.service_id))
 
     # --- how many appointments each slot gets: weights, scaled to the total exactly ---------
@@ -304,6 +318,7 @@ async def seed_history(database: Database, centre: Centre, now: dt.datetime, app
                     else plan.online_capacity - plan.booked)
             row = {"id": index, "code": booking_code(index), "person_id": first_person + person_n,
                    "service_id": plan.service_id, "slot_id": plan.id, "identity_id": identity,
+                   "resource_id": plan.resource_id,
                    "local_date": plan.day, "starts_at": plan.starts_at, "ends_at": plan.ends_at,
                    "channel": channel, "offline": walk_in,
                    "made_by": "staff:seed" if channel == Channel.STAFF else f"{channel}:seed",
@@ -499,7 +514,7 @@ async def _flush(database: Database, plans: list[_SlotPlan], rows: list[dict[str
     """Write, in one transaction, the slots these appointments sit on, then the rows."""
     async with database.session() as session:
         await _write(session, Slot, [
-            {"id": p.id, "service_id": p.service_id, "local_date": p.day,
+            {"id": p.id, "service_id": p.service_id, "resource_id": p.resource_id, "local_date": p.day,
              "starts_at": p.starts_at, "ends_at": p.ends_at, "capacity": p.capacity,
              "online_capacity": p.online_capacity, "booked": p.booked, "held": 0,
              "offline_booked": p.offline_booked} for p in plans if not p.existing])

@@ -209,6 +209,9 @@ class RuleSettings:
     max_bookings_per_week: int = _setting(5, minimum=0)
     max_bookings_per_month: int = _setting(10, minimum=0)
     closure_notice_hours: int = _setting(2, minimum=0)
+    # A doctor's 停诊: how long a patient has to answer a 替诊 (no answer: accepted) or a 换诊
+    # (no answer: cancelled without a strike); never later than the appointment's start.
+    closure_answer_hours: int = _setting(24, minimum=1, maximum=24 * 14)
     home_visit_min_age: int = _setting(70, minimum=0, maximum=150)
     waitlist_size: int = _setting(50, minimum=0)
 

@@ -11,12 +11,13 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
 from storage.centre import Centre
-from storage.models import Closure, Hold, Service, Slot
+from storage.models import Closure, Hold, Service, ServiceResource, Slot
+from storage.rosters import roster_of, roster_slot_times, sittings_on
 from storage.rules import (
     at_local,
     booking_closes_at,
@@ -53,18 +54,28 @@ async def ensure_slots(session: AsyncSession, centre: Centre, service: Service,
     if service.slots_through is not None and service.slots_through >= through:
         return
     first = max(today, service.slots_through + dt.timedelta(days=1)) if service.slots_through else today
-    existing = set((await session.scalars(select(Slot.starts_at).where(
+    existing = set((await session.execute(select(Slot.resource_id, Slot.starts_at).where(
         Slot.service_id == service.id, Slot.local_date >= first, Slot.local_date <= through))).all())
+    roster = await roster_of(session, service.id, first, through)
     online = definition.online_capacity
     day = first
     while day <= through:
         if centre.calendar.is_working_day(day):
-            for start, end in slot_times(definition, day):
+            times = slot_times(definition, day)
+            planned: list[tuple[int | None, dt.time, dt.time, int, int]]
+            if not roster.resource_ids:
+                planned = [(None, start, end, definition.capacity, online) for start, end in times]
+            else:  # one slot per resource on the half-days its roster gives it
+                planned = [(rid, start, end, sitting.seats, sitting.online)
+                           for rid in roster.resource_ids
+                           for start, end, sitting in roster_slot_times(
+                               times, sittings_on(day, roster.patterns[rid], roster.exceptions[rid]))]
+            for resource_id, start, end, capacity, online_capacity in planned:
                 starts_at = at_local(day, start, centre.tz)
-                if starts_at not in existing:
-                    session.add(Slot(service_id=service.id, local_date=day, starts_at=starts_at,
-                                     ends_at=at_local(day, end, centre.tz),
-                                     capacity=definition.capacity, online_capacity=online,
+                if (resource_id, starts_at) not in existing:
+                    session.add(Slot(service_id=service.id, resource_id=resource_id, local_date=day,
+                                     starts_at=starts_at, ends_at=at_local(day, end, centre.tz),
+                                     capacity=capacity, online_capacity=online_capacity,
                                      booked=0, held=0, offline_booked=0))
         day += dt.timedelta(days=1)
     service.slots_through = through
@@ -86,6 +97,7 @@ class SlotView:
     ends_at: dt.datetime
     remaining: int
     bookable: bool
+    resource_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,12 @@ _CLOSURES = select(Closure).where(
     Closure.starts_at < bindparam("end"), Closure.ends_at > bindparam("start"),
     or_(Closure.service_id == bindparam("service_id"),
         and_(Closure.service_id.is_(None), Closure.department_id == bindparam("department_id")),
-        and_(Closure.service_id.is_(None), Closure.department_id.is_(None))))
+        and_(Closure.service_id.is_(None), Closure.department_id.is_(None),
+             Closure.resource_id.is_(None)),
+        # a doctor's or window's 停诊 covers only that resource's slots (is_closed)
+        and_(Closure.service_id.is_(None), Closure.resource_id.in_(
+            select(ServiceResource.resource_id)
+            .where(ServiceResource.service_id == bindparam("service_id"))))))
 
 
 async def active_closures(session: AsyncSession, service: Service, start: dt.datetime,
@@ -126,13 +143,17 @@ async def active_closures(session: AsyncSession, service: Service, start: dt.dat
         "department_id": service.department_id})).all()
 
 
-def is_closed(closures: Sequence[Closure], starts_at: dt.datetime, ends_at: dt.datetime) -> bool:
-    return any(c.starts_at < ends_at and c.ends_at > starts_at for c in closures)
+def is_closed(closures: Sequence[Closure], starts_at: dt.datetime, ends_at: dt.datetime,
+              resource_id: int | None = None) -> bool:
+    """Whether a slot (of ``resource_id``, if it has one) falls in one of the closures."""
+    return any(c.starts_at < ends_at and c.ends_at > starts_at
+               and (c.resource_id is None or c.resource_id == resource_id) for c in closures)
 
 
 async def availability(session: AsyncSession, centre: Centre, service: Service, now: dt.datetime,
-                       days: int = 7) -> list[DayView]:
-    """The next ``days`` working days of a service with the online seats left per day and slot.
+                       days: int = 7, resource_id: int | None = None) -> list[DayView]:
+    """The next ``days`` working days of a service with the online seats left per day and slot
+    (of one doctor or window, with ``resource_id``).
 
     Days not released yet say when they open; the next unreleased day is included so the bot
     can say so. Nothing is written except, once a day, the slots of a newly released day.
@@ -154,27 +175,29 @@ async def availability(session: AsyncSession, centre: Centre, service: Service, 
         return []
     stale, remaining = free_seats_column(now)
     rows = (await session.execute(
-        select(Slot.id, Slot.local_date, Slot.starts_at, Slot.ends_at, remaining)
+        select(Slot.id, Slot.local_date, Slot.starts_at, Slot.ends_at, remaining, Slot.resource_id)
         .outerjoin(stale, stale.c.slot_id == Slot.id)
         .where(Slot.service_id == service.id, Slot.local_date >= day_list[0],
-               Slot.local_date <= day_list[-1])
-        .order_by(Slot.starts_at))).all()
+               Slot.local_date <= day_list[-1],
+               true() if resource_id is None else Slot.resource_id == resource_id)
+        .order_by(Slot.starts_at, Slot.resource_id))).all()
     closures = await active_closures(session, service, at_local(day_list[0], dt.time(0), centre.tz),
                                      at_local(day_list[-1] + dt.timedelta(days=1), dt.time(0), centre.tz))
     by_day: dict[dt.date, list[SlotView]] = {d: [] for d in day_list}
     suspended_days: set[dt.date] = set()
     stops: dict[dt.date, dt.datetime | None] = {}
-    for slot_id, day, starts_at, ends_at, free in rows:
+    for slot_id, day, starts_at, ends_at, free, resource_id in rows:
         if day not in by_day:
             continue
-        if is_closed(closures, starts_at, ends_at):
+        if is_closed(closures, starts_at, ends_at, resource_id):
             suspended_days.add(day)
             continue
         if day not in stops:
             stops[day] = booking_stop_at(day, policy, centre.calendar, centre.tz)
         bookable = now < booking_closes_at(day, starts_at, policy, centre.calendar, centre.tz,
                                            stops[day])
-        by_day[day].append(SlotView(slot_id, starts_at, ends_at, max(0, int(free)), bookable))
+        by_day[day].append(SlotView(slot_id, starts_at, ends_at, max(0, int(free)), bookable,
+                                    resource_id))
     views = []
     for day in day_list:
         provisional = centre.calendar.info(day).provisional

@@ -60,8 +60,14 @@ def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt
     return dt.datetime(year, month, day, hour, minute, tzinfo=TZ)
 
 
-async def load_demo(session: AsyncSession, now: dt.datetime) -> dict[str, Service]:
-    await load_catalog(session, read_catalog(ROOT / "catalog" / "demo.toml"), now)
+async def load_demo(session: AsyncSession, now: dt.datetime, *,
+                    resources: bool = True) -> dict[str, Service]:
+    """The demo catalog; without its doctors (``resources=False``) every service has the
+    plain slots of its opening hours."""
+    catalog = read_catalog(ROOT / "catalog" / "demo.toml")
+    if not resources:
+        catalog = dataclasses.replace(catalog, resources=())
+    await load_catalog(session, catalog, now)
     return {s.code: s for s in (await session.scalars(select(Service))).all()}
 
 

@@ -100,8 +100,8 @@ class Story:
 async def build_story(database: Database, centre: Centre, clock: ManualClock) -> Story:
     s = Story(database, centre, clock)
     s.at(local(2026, 11, 16, 9, 0))
-    async with database.session() as session:
-        s.services = await load_demo(session, clock.now())
+    async with database.session() as session:  # seats from opening hours, not doctors' rosters
+        s.services = await load_demo(session, clock.now(), resources=False)
     await s.ensure()
     # --- previous week (16..22 November) ---
     await s.book("P1", "id_card", local(2026, 11, 17, 9, 0), Channel.TELEGRAM)

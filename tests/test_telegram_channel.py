@@ -906,3 +906,25 @@ async def test_everyday_words_and_cancel_during_a_hand_off_over_the_webhook(
         ("[结束人工服务]", "已撤回您的人工服务请求"),
     ])
     assert "号源" not in user.shown
+async def test_booking_a_named_expert_over_the_webhook(
+        api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
+    """The doctors come as buttons with their titles; the chosen one's times name him."""
+    user = TelegramUser(api, 5200000009, webhook_sender(web))
+    await user.dialog([
+        ("/start", "预约办事"),
+        ("[预约办事]", "门诊部"),
+        ("[门诊部]", "内科专家门诊"),
+        ("[内科专家门诊]", "一次性告知"),
+        ("[材料已备齐]", "陈建国 主任医师（心血管内科）"),
+        ("[陈建国 主任医师]", "11月25日 周三"),
+        ("[11月25日]", "08:00-08:15 陈建国"),
+        ("[08:00-08:15 陈建国]", "已为您保留这个号10分钟"),
+        ("[同意并继续]", "真实姓名"),
+        ("张三", "手机号"),
+        ("13812345678", "身份证号"),
+        (ID_NUMBER, "医生：陈建国 主任医师"),
+        ("[确认预约]", "预约成功"),
+    ])
+    async with database.read() as session:
+        booked = await session.scalar(select(Appointment))
+        assert booked is not None and booked.resource_id is not None

@@ -51,6 +51,7 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for n
     "refuse", "partdone", "expect", "opencase", "walkincase",
     "sms",
     "person",   # accounts and people
+    "roster",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

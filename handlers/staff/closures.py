@@ -10,6 +10,7 @@ from handlers.core import Reply
 from handlers.menu import department_name, service_name, unmatched_text
 from handlers.payloads import Button
 from handlers.render import when_text
+from handlers.staff import resource_closures
 from handlers.staff.dates import parse_range
 from handlers.staff.replies import booking_refusal
 from handlers.steps import Staff
@@ -41,6 +42,8 @@ async def closure(ctx: Ctx, args: str) -> list[Reply]:
     words = args.split()
     if len(words) < 2:
         return [ctx.reply("staff.usage_closure")]
+    if (for_resource := await resource_closures.route(ctx, words)) is not None:
+        return for_resource     # a doctor's or window's 停诊
     scope = await _scope(ctx, words[0])
     if isinstance(scope, Reply):
         return [scope]

@@ -53,9 +53,12 @@ def dialect_of(session: AsyncSession) -> str:
 
 
 def slot_closed() -> ColumnElement[bool]:
-    """The slot lies in a closure of its service, its department or the whole centre."""
+    """The slot lies in a closure of its service, its department, the whole centre or its
+    resource (a doctor's 停诊)."""
     return exists().where(
         Closure.starts_at < Slot.ends_at, Closure.ends_at > Slot.starts_at,
         or_(Closure.service_id == Slot.service_id,
             and_(Closure.service_id.is_(None), Closure.department_id == Service.department_id),
-            and_(Closure.service_id.is_(None), Closure.department_id.is_(None))))
+            and_(Closure.service_id.is_(None), Closure.department_id.is_(None),
+                 Closure.resource_id.is_(None)),
+            and_(Closure.service_id.is_(None), Closure.resource_id == Slot.resource_id)))

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.centre import Centre
 from storage.identity import mask_mobile, mask_name
-from storage.models import Appointment, Person, Rating, Service
+from storage.models import Appointment, Person, Rating, Resource, Service
 from storage.stats.counting import in_scope
 from storage.stats.periods import Period, Scope
 
@@ -37,6 +37,7 @@ class AppointmentRow:
     cancelled_at: dt.datetime | None
     cancel_kind: str
     rating: int | None
+    doctor: str = ""     # the doctor or window who serves it (the substitute after a 替诊)
 
 
 EXPORT_COLUMNS = tuple(f.name for f in fields(AppointmentRow))
@@ -56,15 +57,18 @@ async def appointment_rows(session: AsyncSession, centre: Centre, period: Period
     Yields:
         One row per appointment scheduled in the period, cancelled ones included.
     """
-    name_column = Service.name_zh if locale.lower().startswith("zh") else Service.name_en
+    chinese = locale.lower().startswith("zh")
+    name_column = Service.name_zh if chinese else Service.name_en
+    doctor_column = Resource.name_zh if chinese else Resource.name_en
     query = (select(Appointment.code, Service.code, name_column, Appointment.local_date,
                     Appointment.starts_at, Appointment.status, Appointment.channel,
                     Appointment.offline, Person.name, Person.mobile, Person.id_masked,
                     Appointment.created_at, Appointment.checked_in_at, Appointment.completed_at,
-                    Appointment.cancelled_at, Appointment.cancel_kind, Rating.level)
+                    Appointment.cancelled_at, Appointment.cancel_kind, Rating.level, doctor_column)
              .join(Service, Service.id == Appointment.service_id)
              .join(Person, Person.id == Appointment.person_id)
              .outerjoin(Rating, Rating.appointment_id == Appointment.id)
+             .outerjoin(Resource, Resource.id == Appointment.resource_id)
              .where(Appointment.local_date >= period.first, Appointment.local_date <= period.last,
                     in_scope(Appointment.service_id, scope))
              .order_by(Appointment.starts_at, Appointment.id))
@@ -76,7 +80,7 @@ async def appointment_rows(session: AsyncSession, centre: Centre, period: Period
     result = await session.stream(query.execution_options(yield_per=1000))
     async for (code, service_code, service_name, day, starts_at, status, channel, offline, name,
                mobile, id_masked, created_at, checked_in_at, completed_at, cancelled_at,
-               cancel_kind, level) in result:
+               cancel_kind, level, doctor) in result:
         yield AppointmentRow(
             code=code, service_code=service_code, service_name=service_name, local_date=day,
             starts_at=starts_at.astimezone(tz), status=str(status), channel=str(channel),
@@ -84,4 +88,4 @@ async def appointment_rows(session: AsyncSession, centre: Centre, period: Period
             id_number=id_masked or "", created_at=created_at.astimezone(tz),
             checked_in_at=local(checked_in_at), completed_at=local(completed_at),
             cancelled_at=local(cancelled_at), cancel_kind=str(cancel_kind) if cancel_kind else "",
-            rating=level)
+            rating=level, doctor=doctor or "")

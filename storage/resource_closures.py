@@ -1,0 +1,371 @@
+"""A doctor's or window's absence (停诊): a closure of one resource, with what each affected
+patient is offered, chosen by staff booking by booking (after the patient's consent, as the
+hospital rules ask):
+
+- 替诊 (substitute): another doctor of the same specialty takes the same time. The patient is
+  told who and may accept or cancel without a strike; no answer by the deadline counts as
+  accepted (``rules.closure_answer_hours``, never later than the start).
+- 换诊 (move): the nearest free times (same doctor, then same specialty and title, ...) are
+  offered; the patient picks one or cancels without a strike; no answer by the deadline
+  cancels without a strike, with an apology and a way to rebook.
+- cancel: cancelled by the centre with an apology and a way to rebook, as every closure.
+
+The closure row counts the affected bookings and the notices later than
+``rules.closure_notice_hours`` (缺陷管理, per resource). Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.accounts import appointment_for
+from storage.audit import audit
+from storage.booking import schedule_reminders
+from storage.centre import Centre
+from storage.models import (
+    Appointment,
+    AppointmentStatus,
+    CancelKind,
+    Closure,
+    ClosureOffer,
+    Hold,
+    Resource,
+    Service,
+    ServiceResource,
+    Slot,
+)
+from storage.outbox import REMINDER, drop_pending, enqueue
+from storage.refusals import BookingRefused, Refusal
+from storage.resources import likeness, resource_info, title_rank
+from storage.rules import closure_notice_is_late
+from storage.seats import nearest_of_resource, release_seat, take_online_seat
+from storage.sms import notice_by_sms
+
+MOVE_CHOICES = 3
+
+
+class Way(enum.StrEnum):
+    SUBSTITUTE = "substitute"   # 替诊
+    MOVE = "move"               # 换诊
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class Decision:
+    way: Way
+    substitute: int | None = None
+
+
+@dataclass(frozen=True)
+class Affected:
+    appointment: Appointment
+    late: bool
+    substitutes: tuple[int, ...]    # resources that may take the same time, nearest first
+
+
+@dataclass(frozen=True)
+class ResourceClosurePlan:
+    affected: list[Affected] = field(default_factory=list)
+
+    @property
+    def late(self) -> int:
+        return sum(a.late for a in self.affected)
+
+
+async def _closed_at(session: AsyncSession, resource_id: int, starts_at: dt.datetime,
+                     ends_at: dt.datetime) -> bool:
+    return await session.scalar(select(Closure.id).where(
+        Closure.resource_id == resource_id, Closure.starts_at < ends_at,
+        Closure.ends_at > starts_at).limit(1)) is not None
+
+
+async def substitutes_for(session: AsyncSession, appointment: Appointment,
+                          closed_id: int) -> tuple[int, ...]:
+    """Doctors who may take a closed doctor's patient at the same time: the same specialty,
+    serving the same service, active and not closed then; the same title first."""
+    closed = await resource_info(session, closed_id)
+    if closed is None or closed.specialty is None:
+        return ()
+    rows = (await session.scalars(
+        select(Resource).join(ServiceResource, ServiceResource.resource_id == Resource.id)
+        .where(ServiceResource.service_id == appointment.service_id, Resource.active.is_(True),
+               Resource.id != closed_id, Resource.specialty_zh == closed.specialty.zh))).all()
+    candidates = []
+    for row in rows:
+        if await _closed_at(session, row.id, appointment.starts_at, appointment.ends_at):
+            continue
+        info = await resource_info(session, row.id)
+        assert info is not None
+        candidates.append(info)
+    candidates.sort(key=lambda r: (likeness(r, closed), title_rank(r)))
+    return tuple(r.id for r in candidates)
+
+
+async def plan_resource_closure(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                                resource_id: int, starts_at: dt.datetime,
+                                ends_at: dt.datetime) -> ResourceClosurePlan:
+    """The bookings a resource's closure touches, which get late notice, who could substitute.
+
+    Raises:
+        BookingRefused: BAD_RANGE when the period ends before it starts or is already over.
+    """
+    if ends_at <= starts_at or ends_at <= now:
+        raise BookingRefused(Refusal.BAD_RANGE, starts_at=starts_at, ends_at=ends_at)
+    appointments = (await session.scalars(select(Appointment).where(
+        Appointment.resource_id == resource_id, Appointment.status == AppointmentStatus.BOOKED,
+        Appointment.starts_at < ends_at, Appointment.ends_at > starts_at,
+        Appointment.starts_at > now).order_by(Appointment.starts_at, Appointment.id))).all()
+    return ResourceClosurePlan([
+        Affected(a, closure_notice_is_late(a.starts_at, now, centre.rules),
+                 await substitutes_for(session, a, resource_id)) for a in appointments])
+
+
+def answer_deadline(centre: Centre, now: dt.datetime, starts_at: dt.datetime) -> dt.datetime:
+    """Until when a patient may answer an offer: the setting's hours, never after the start."""
+    return min(now + dt.timedelta(hours=centre.rules.closure_answer_hours), starts_at)
+
+
+async def apply_resource_closure(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                                 resource_id: int, starts_at: dt.datetime, ends_at: dt.datetime,
+                                 reason: str, actor: str,
+                                 decisions: Mapping[int, Decision]) -> Closure:
+    """Close one resource for a period and handle each affected booking as staff decided
+    (by appointment id; a booking without a decision, or with a substitute who may not take
+    it, is cancelled; a 换诊 with no free time to offer is cancelled too).
+
+    Raises:
+        BookingRefused: BAD_RANGE, REASON_REQUIRED.
+    """
+    if not reason or not reason.strip():
+        raise BookingRefused(Refusal.REASON_REQUIRED)
+    plan = await plan_resource_closure(session, centre, now, resource_id=resource_id,
+                                       starts_at=starts_at, ends_at=ends_at)
+    closure = Closure(resource_id=resource_id, starts_at=starts_at, ends_at=ends_at,
+                      reason=reason.strip(), created_by=actor, created_at=now,
+                      affected=len(plan.affected), late_notices=plan.late)
+    session.add(closure)
+    await session.flush()
+    await audit(session, now, actor, "closure", "closure", closure.id, resource=resource_id,
+                starts_at=starts_at.isoformat(), ends_at=ends_at.isoformat(),
+                affected=closure.affected, late=closure.late_notices)
+    for item in plan.affected:
+        appointment = item.appointment
+        await session.refresh(appointment, with_for_update=True)
+        if appointment.status != AppointmentStatus.BOOKED:
+            continue
+        decision = decisions.get(appointment.id, Decision(Way.CANCEL))
+        payload = {"closure": closure.id, "reason": closure.reason, "late": item.late,
+                   "resource": resource_id}
+        if decision.way == Way.SUBSTITUTE and decision.substitute in item.substitutes:
+            await _offer_substitute(session, centre, now, closure, appointment, decision.substitute,
+                                    payload, actor)
+        elif decision.way == Way.MOVE and await _offer_move(session, centre, now, closure, appointment,
+                                                          payload, actor):
+            pass
+        else:
+            await cancel_for_closure(session, centre, now, closure, appointment, actor,
+                                     late=item.late)
+    slots = select(Slot.id).where(Slot.resource_id == resource_id, Slot.starts_at < ends_at,
+                                  Slot.ends_at > starts_at)
+    gone = (await session.execute(delete(Hold).where(Hold.slot_id.in_(slots))
+                                  .returning(Hold.slot_id))).all()
+    for (slot,) in gone:
+        await release_seat(session, slot, held=True)
+    return closure
+
+
+async def _offer_substitute(session: AsyncSession, centre: Centre, now: dt.datetime,
+                            closure: Closure, appointment: Appointment, substitute: int,
+                            payload: dict[str, object], actor: str) -> None:
+    offer = ClosureOffer(closure_id=closure.id, appointment_id=appointment.id, kind=Way.SUBSTITUTE.value,
+                         from_resource_id=appointment.resource_id, substitute_id=substitute,
+                         slot_ids=[], status="pending",
+                         deadline=answer_deadline(centre, now, appointment.starts_at), created_at=now)
+    session.add(offer)
+    appointment.resource_id, appointment.updated_at = substitute, now
+    await session.flush()
+    await audit(session, now, actor, "substitute", "appointment", appointment.id,
+                closure=closure.id, substitute=substitute, offer=offer.id)
+    if appointment.identity_id is not None:
+        await enqueue(session, kind="closure_substitute", now=now, identity_id=appointment.identity_id,
+                      appointment_id=appointment.id, dedup_key=f"closure:{closure.id}:{appointment.id}",
+                      payload={**payload, "offer": offer.id, "substitute": substitute,
+                               "deadline": offer.deadline.isoformat()})
+
+
+async def _offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, closure: Closure,
+                      appointment: Appointment, payload: dict[str, object], actor: str) -> bool:
+    """Offer the nearest free times; False when there is none (then it is cancelled)."""
+    service = await session.get(Service, appointment.service_id)
+    assert service is not None and closure.resource_id is not None
+    choices = await nearest_of_resource(session, centre, service, closure.resource_id, now,
+                                        limit=MOVE_CHOICES)
+    if not choices or appointment.identity_id is None:
+        return False
+    offer = ClosureOffer(closure_id=closure.id, appointment_id=appointment.id, kind=Way.MOVE.value,
+                         from_resource_id=closure.resource_id, substitute_id=None,
+                         slot_ids=[c.slot_id for c in choices], status="pending",
+                         deadline=answer_deadline(centre, now, appointment.starts_at), created_at=now)
+    session.add(offer)
+    await session.flush()
+    await drop_pending(session, appointment.id, (REMINDER,), "closure")
+    await audit(session, now, actor, "move_offered", "appointment", appointment.id,
+                closure=closure.id, offer=offer.id, slots=offer.slot_ids)
+    await enqueue(session, kind="closure_move", now=now, identity_id=appointment.identity_id,
+                  appointment_id=appointment.id, dedup_key=f"closure:{closure.id}:{appointment.id}",
+                  payload={**payload, "offer": offer.id, "deadline": offer.deadline.isoformat()})
+    return True
+
+
+async def cancel_for_closure(session: AsyncSession, centre: Centre, now: dt.datetime,
+                             closure: Closure, appointment: Appointment, actor: str, *,
+                             late: bool, notify: bool = True) -> None:
+    """Cancel a booking for the closure: no strike, the seat back, an apology and a way to
+    rebook (unless the patient cancelled it themselves in the chat, ``notify=False``)."""
+    appointment.status, appointment.cancelled_at = AppointmentStatus.CANCELLED, now
+    appointment.cancel_kind, appointment.cancel_reason = CancelKind.CENTRE, closure.reason
+    appointment.updated_at = now
+    await release_seat(session, appointment.slot_id, offline=appointment.offline)
+    await drop_pending(session, appointment.id, (REMINDER, "booking_confirmed"), "closure")
+    await audit(session, now, actor, "cancel", "appointment", appointment.id, kind="centre",
+                closure=closure.id, late_notice=late)
+    if not notify:
+        return
+    payload = {"closure": closure.id, "reason": closure.reason, "late": late}
+    key = f"closure:{closure.id}:{appointment.id}:cancel"
+    if appointment.identity_id is not None:
+        await enqueue(session, kind="closure_cancelled", now=now, identity_id=appointment.identity_id,
+                      appointment_id=appointment.id, dedup_key=key, payload=payload)
+    await notice_by_sms(session, centre, now, kind="closure_cancelled", person_id=appointment.person_id,
+                        account_id=appointment.identity_id, appointment_id=appointment.id,
+                        dedup_key=key, payload=payload)
+
+
+# --- the patient's answer -----------------------------------------------------------------------
+
+
+class OfferGone(Exception):
+    """The offer was answered already, its deadline passed, or it is not this account's."""
+
+
+class TimeGone(Exception):
+    """The time picked for a 换诊 has no free seat any more (the others are still offered)."""
+
+
+@dataclass(frozen=True)
+class OfferView:
+    offer: ClosureOffer
+    appointment: Appointment
+    closure: Closure
+
+
+async def open_offer(session: AsyncSession, now: dt.datetime, offer_id: int,
+                     account_id: int, *, lock: bool = False) -> OfferView:
+    """An offer still waiting for this account's answer.
+
+    Raises:
+        OfferGone: answered, past its deadline, or not this account's.
+    """
+    query = select(ClosureOffer).where(ClosureOffer.id == offer_id)
+    offer = await session.scalar(query.with_for_update() if lock else query)
+    if offer is None or offer.status != "pending" or offer.deadline <= now:
+        raise OfferGone
+    appointment = await appointment_for(session, account_id=account_id,
+                                        appointment_id=offer.appointment_id, lock=lock)
+    closure = await session.get(Closure, offer.closure_id)
+    if appointment is None or closure is None or appointment.status != AppointmentStatus.BOOKED:
+        raise OfferGone
+    return OfferView(offer, appointment, closure)
+
+
+async def answer_substitute(session: AsyncSession, centre: Centre, now: dt.datetime, *,
+                            offer_id: int, account_id: int, accept: bool, actor: str) -> OfferView:
+    """Accept the 替诊, or cancel the booking without a strike.
+
+    Raises:
+        OfferGone: see ``open_offer``.
+    """
+    view = await open_offer(session, now, offer_id, account_id, lock=True)
+    if view.offer.kind != Way.SUBSTITUTE.value:
+        raise OfferGone
+    view.offer.status, view.offer.decided_at = ("accepted" if accept else "declined"), now
+    if not accept:
+        await cancel_for_closure(session, centre, now, view.closure, view.appointment, actor,
+                                 late=False, notify=False)
+    await audit(session, now, actor, "substitute_" + view.offer.status, "appointment",
+                view.appointment.id, offer=view.offer.id)
+    return view
+
+
+async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *, offer_id: int,
+                      account_id: int, slot_id: int | None, actor: str) -> OfferView:
+    """Move the booking to one of the offered times (``slot_id``), or cancel it without a
+    strike (``slot_id`` None).
+
+    Raises:
+        OfferGone: see ``open_offer``, or a time that was not offered.
+        TimeGone: that time has no free seat any more.
+    """
+    view = await open_offer(session, now, offer_id, account_id, lock=True)
+    offer, appointment = view.offer, view.appointment
+    if offer.kind != Way.MOVE.value:
+        raise OfferGone
+    if slot_id is None:
+        offer.status, offer.decided_at = "cancelled", now
+        await cancel_for_closure(session, centre, now, view.closure, appointment, actor,
+                                 late=False, notify=False)
+        await audit(session, now, actor, "move_cancelled", "appointment", appointment.id, offer=offer.id)
+        return view
+    if slot_id not in offer.slot_ids:
+        raise OfferGone
+    new = await session.get(Slot, slot_id, with_for_update=True)
+    if new is None or new.starts_at <= now or not await take_online_seat(session, slot_id, "booked"):
+        raise TimeGone
+    await release_seat(session, appointment.slot_id, offline=appointment.offline)
+    await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")
+    old_slot = appointment.slot_id
+    appointment.offline = False
+    appointment.slot_id, appointment.local_date = new.id, new.local_date
+    appointment.starts_at, appointment.ends_at = new.starts_at, new.ends_at
+    appointment.resource_id, appointment.updated_at = new.resource_id, now
+    offer.status, offer.decided_at = "moved", now
+    await session.flush()
+    await audit(session, now, actor, "move_chosen", "appointment", appointment.id, offer=offer.id,
+                from_slot=old_slot, to_slot=new.id)
+    await schedule_reminders(session, centre, now, appointment)
+    return view
+
+
+async def settle_offers(session: AsyncSession, centre: Centre, now: dt.datetime) -> int:
+    """Offers whose deadline passed without an answer: a 替诊 stands (accepted); a 换诊 is
+    cancelled without a strike, with an apology and a way to rebook. Returns how many."""
+    offers = (await session.scalars(select(ClosureOffer).where(
+        ClosureOffer.status == "pending", ClosureOffer.deadline <= now)
+        .order_by(ClosureOffer.id).limit(500))).all()
+    for offer in offers:
+        offer.status, offer.decided_at = "defaulted", now
+        appointment = await session.get(Appointment, offer.appointment_id, with_for_update=True)
+        closure = await session.get(Closure, offer.closure_id)
+        if appointment is None or closure is None:
+            continue
+        if offer.kind == Way.MOVE.value and appointment.status == AppointmentStatus.BOOKED:
+            await cancel_for_closure(session, centre, now, closure, appointment, "system",
+                                     late=closure_notice_is_late(appointment.starts_at, now, centre.rules))
+        await audit(session, now, "system", f"{offer.kind}_defaulted", "appointment",
+                    offer.appointment_id, offer=offer.id)
+    await session.flush()
+    return len(offers)
+
+
+async def upcoming_closures(session: AsyncSession, now: dt.datetime, resource_id: int,
+                            limit: int = 10) -> list[Closure]:
+    """A resource's closures not over yet (停诊查询), soonest first."""
+    return list((await session.scalars(select(Closure).where(
+        Closure.resource_id == resource_id, Closure.ends_at > now)
+        .order_by(Closure.starts_at).limit(limit))).all())
