@@ -292,7 +292,9 @@ async def slot(ctx: Ctx, event: Event) -> list[Reply]:
                                ctx.data.get("resource"))
     view = next((v for v in views if v.day == day), None)
     bookable = [s for s in _one_per_time(view.slots) if s.bookable] if view is not None else []
-    grouped = len(bookable) > (ELDER_HALF_DAY_OVER if elder.is_on(ctx) else HALF_DAY_OVER)
+    # Grouped only when both halves have times: a choice of one is no choice.
+    grouped = (len(bookable) > (ELDER_HALF_DAY_OVER if elder.is_on(ctx) else HALF_DAY_OVER)
+               and len({_half_of(ctx, s.starts_at) for s in bookable}) > 1)
     if event.button is Button.BACK:
         if grouped and ctx.data.get("half"):
             ctx.remember(half=None)

@@ -47,6 +47,8 @@ class Matched:
     found: Service | Department | None = None
     candidates: tuple[Service | Department, ...] = ()
     known: tuple[Service | Department, ...] = ()
+    # Found only by the synonyms, pinyin and typo tolerance, not by a code or a name.
+    fuzzy: bool = False
 
     @property
     def ambiguous(self) -> bool:
@@ -97,9 +99,9 @@ async def match_service(session: AsyncSession, text: str, *,
     fuzzy = [entry.key for entry in matching.best(text, [
         *(_entry(row) for row in all_services), *(_entry(row) for row in all_departments)])]
     if len(fuzzy) == 1:
-        return Matched(text, found=fuzzy[0])  # type: ignore[arg-type]
+        return Matched(text, found=fuzzy[0], fuzzy=True)  # type: ignore[arg-type]
     if fuzzy:
-        return Matched(text, candidates=tuple(fuzzy))  # type: ignore[arg-type]
+        return Matched(text, candidates=tuple(fuzzy), fuzzy=True)  # type: ignore[arg-type]
     return Matched(text, known=(*all_services, *all_departments))
 
 

@@ -78,7 +78,7 @@ async def test_only_the_chosen_doctors_days_and_any_doctor_shows_one_button_a_ti
     assert "11月25日" in days and "11月27日" in days
     assert "11月24日" not in days and "11月26日" not in days      # Tue, Thu: not his
     await verify_dialog(dialog, [("[返回]", "任意医生"), ("[任意医生]", "11月24日 周二"),
-                                 ("[11月24日]", "08:00-08:15")])
+                                 ("[11月24日]", "上午"), ("[上午]", "08:00-08:15")])
     times = [label.split()[0] for label in dialog.labels if label[:2].isdigit()]
     assert len(times) == len(set(times))                            # one button per time
     # Tuesday morning: 周敏, 吴磊 and 李华 work; a time names the doctor it books

@@ -889,6 +889,8 @@ async def test_linking_a_telegram_account_by_a_code_shown_in_another_account(
         (code.group(1), "绑定成功：本账号已与 终端 账号 …9876 绑定"),
     ])
     await verify_dialog(other, [("/link", "解除绑定：Telegram …0003")])
+
+
 async def test_everyday_words_and_cancel_during_a_hand_off_over_the_webhook(
         api: FakeTelegram, web: httpx.AsyncClient) -> None:
     """Issue 20 over real HTTP: services by everyday words, global words inside a flow, and
@@ -906,6 +908,8 @@ async def test_everyday_words_and_cancel_during_a_hand_off_over_the_webhook(
         ("[结束人工服务]", "已撤回您的人工服务请求"),
     ])
     assert "号源" not in user.shown
+
+
 async def test_booking_a_named_expert_over_the_webhook(
         api: FakeTelegram, web: httpx.AsyncClient, database: Database) -> None:
     """The doctors come as buttons with their titles; the chosen one's times name him."""

@@ -560,13 +560,15 @@ async def test_slot_lists_fit_one_reply_and_end_with_back_and_menu(env: Env) -> 
     assert "口腔科门诊" in await citizen.say("我想看牙")
     answer = await citizen.say("长辈模式")
     assert "已切换为长辈模式" in answer and "0571-8800 1234" in answer
+
+
 async def test_booking_a_named_expert_by_number_replies(env: Env) -> None:
     """WeChat lists the doctors as numbered links; the citizen types the numbers."""
     citizen = Citizen(env)
     assert "预约服务助手" in await citizen.event("event_subscribe")
     for label, expected in [("预约办事", "门诊部"), ("门诊部", "内科专家门诊"),
                             ("内科专家门诊", "一次性告知"), ("材料已备齐", "李华 副主任医师（内分泌科）"),
-                            ("李华 副主任医师", "11月24日"), ("11月24日", "08:00-08:15 李华"),
+                            ("李华 副主任医师", "11月24日"), ("11月24日", "上午"), ("上午", "08:00-08:15 李华"),
                             ("08:00-08:15 李华", "已为您保留这个号10分钟"), ("同意并继续", "真实姓名")]:
         assert expected in await citizen.pick(label), (label, citizen.text)
     for typed, expected in [("张三", "手机号"), ("13812345678", "身份证号"),

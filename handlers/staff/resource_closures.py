@@ -28,9 +28,12 @@ _HALVES = {"am": "am", "上午": "am", "pm": "pm", "下午": "pm"}
 
 
 async def route(ctx: Ctx, words: list[str]) -> list[Reply] | None:
-    """The replies when the scope names a doctor or window (and no service); else None."""
+    """The replies when the scope names one doctor or window and no service by its code or
+    name (a doctor's name is also a service's keyword for citizens: that does not count);
+    else None."""
     doctors = await find_resources(ctx.session, words[0])
-    if len(doctors) != 1 or (await services.match_service(ctx.session, words[0])).found is not None:
+    service = await services.match_service(ctx.session, words[0])
+    if len(doctors) != 1 or (service.found is not None and not service.fuzzy):
         return None
     return await _plan(ctx, doctors[0], words[1:])
 
