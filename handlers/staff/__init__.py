@@ -20,7 +20,7 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help")]
+    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("control.help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text

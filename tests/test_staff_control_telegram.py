@@ -1,0 +1,82 @@
+"""Staff control of one booking over real HTTP: the staff group and a citizen on the fake Bot
+API, the outbox dispatcher in between."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bot.dispatch import Dispatcher
+from bot.telegram import TelegramChannel
+from bot.telegram.limiter import RateLimiter
+from bot.wiring import App
+from storage.db import Database
+from storage.models import Appointment, AppointmentStatus
+from storage.settings import Settings, TelegramSettings
+from tests.fakes import FakeTime
+from tests.fakes.telegram_api import FakeTelegram, button_labels
+from tests.helpers import running_telegram
+from tests.staff_support import STAFF_A, STAFF_GROUP, staff_settings
+from tests.test_staff_control import book_online
+
+CITIZEN = 5111000001
+TUESDAY = dt.date(2026, 11, 24)
+_update_ids = itertools.count(900001)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(api: FakeTelegram) -> Settings:
+    return staff_settings(Settings(telegram=TelegramSettings(
+        token=api.token, base_url=api.base_url, base_file_url=api.base_file_url)))
+
+
+@pytest.fixture
+async def channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
+    async with running_telegram(app, RateLimiter(now=fake_time.now, sleep=fake_time.sleep)) as channel:
+        yield channel
+
+
+@pytest.fixture
+def dispatcher(app: App, channel: TelegramChannel) -> Dispatcher:
+    return Dispatcher(database=app.database, centre=app.centre, settings=app.settings,
+                      clock=app.clock, senders={"telegram": channel.sender},
+                      staff_senders=[channel.sender])
+
+
+async def feed(channel: TelegramChannel, update: dict[str, Any]) -> None:
+    update.setdefault("update_id", next(_update_ids))
+    await channel.process_json(update)
+
+
+def texts(api: FakeTelegram, chat: int) -> list[str]:
+    return [m.get("text", "") for m in api.chat_messages(chat)]
+
+
+async def test_staff_cancel_in_the_group_reaches_the_citizen_with_a_rebook_button(
+        app: App, api: FakeTelegram, channel: TelegramChannel, dispatcher: Dispatcher,
+        database: Database) -> None:
+    mine = await book_online(app, "id_card", TUESDAY, 0, user=str(CITIZEN))
+    await feed(channel, api.text_update(STAFF_A, f"/cancel {mine.code}", chat_id=STAFF_GROUP))
+    assert "请写明原因" in texts(api, STAFF_GROUP)[-1]
+    await feed(channel, api.text_update(STAFF_A, f"/cancel {mine.code} 窗口设备故障",
+                                        chat_id=STAFF_GROUP))
+    assert "已取消（不计失约）" in texts(api, STAFF_GROUP)[-1]
+    await dispatcher.drain()
+    told = api.last_menu(CITIZEN)
+    assert "非常抱歉" in told["text"] and "窗口设备故障" in told["text"]
+    assert button_labels(told) == ["重新预约"]
+    await feed(channel, api.press_update(CITIZEN, told, "重新预约"))
+    assert "一次性告知" in texts(api, CITIZEN)[-1]
+    async with database.read() as session:
+        row = await session.get(Appointment, mine.id)
+        assert row is not None and row.status == AppointmentStatus.CANCELLED
