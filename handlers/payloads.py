@@ -275,3 +275,16 @@ class RateCase(Payload, prefix="rcase"):
 
     case: int
     level: int
+
+
+# --- staff moving one booking (/move): the citizen's answer ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptMove(Payload, prefix="mvok"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclineMove(Payload, prefix="mvno"):
+    offer: int

@@ -15,6 +15,7 @@ from handlers import (
     handoff,
     home_visit,
     menu,
+    moves,
     my_bookings,
     rating,
     staff,
@@ -76,4 +77,4 @@ class Registry:
 
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
-                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW])
+                  handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, moves.FLOW])

@@ -3,6 +3,7 @@ back to the waitlist first, the citizen told with an apology and a rebook button
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -11,7 +12,8 @@ from sqlalchemy import func, select
 from bot.dispatch import Dispatcher
 from bot.wiring import App
 from handlers.engine import Assistant
-from storage import booking, waitlist
+from storage import booking, control, waitlist
+from storage.control import ControlRefused
 from storage.db import Database
 from storage.models import (
     Appointment,
@@ -19,11 +21,15 @@ from storage.models import (
     AuditLog,
     CancelKind,
     Channel,
+    Hold,
+    MoveOffer,
+    MoveStatus,
     Outbox,
     Service,
     Slot,
     Strike,
 )
+from storage.refusals import BookingRefused
 from storage.settings import Settings
 from tests.dialog import Dialog
 from tests.helpers import account, person, slots_of, valid_id
@@ -131,3 +137,199 @@ async def test_staff_cancel_refuses_a_past_booking_and_non_staff(
     private = Staff(assistant, STAFF_PRIVATE, "赵六", chat=STAFF_PRIVATE)
     assert "已取消（不计失约）" in await private.command("cancel", f"{later.code} 人员调整")
     assert "/cancel 预约码 原因" in await wang.command("staffhelp")
+
+
+# --- /move CODE ---------------------------------------------------------------------------
+
+
+async def _offer_move(wang: Staff, code: str, day_label: str, slot_label: str) -> str:
+    """Staff pick the new day and slot of /move; the answer names the offer's deadline."""
+    shown = await wang.command("move", code)
+    assert "请选择新日期" in shown and "张* 138****5678" in shown and "13812345678" not in shown
+    await wang.press_label(day_label)
+    assert "请选择时段" in wang.text
+    return await wang.press_label(slot_label)
+
+
+async def _seats(database: Database, slot_id: int) -> tuple[int, int]:
+    async with database.read() as session:
+        slot = await session.get(Slot, slot_id)
+        assert slot is not None
+        return slot.booked, slot.held
+
+
+async def test_move_accepted_moves_the_booking_onto_the_held_seat(
+        assistant: Assistant, wang: Staff, database: Database, dispatcher: Dispatcher,
+        citizens: Recorder, group: Recorder) -> None:
+    mine = await book_online(assistant, "id_card", TUESDAY, 0, user="51")
+    offered = await _offer_move(wang, mine.code, "11月25日", "10:00-")
+    assert "已向市民发出改约邀请" in offered and "11月25日 周三 10:00" in offered
+    assert "11月24日 周二 09:00" in offered                      # until the old start at the latest
+    async with database.read() as session:
+        new_slot = (await session.scalars(select(Slot).where(
+            Slot.service_id == mine.service_id, Slot.local_date == dt.date(2026, 11, 25))
+            .order_by(Slot.starts_at))).all()
+        target = next(s for s in new_slot
+                      if s.starts_at.astimezone(assistant.centre.tz).strftime("%H:%M") == "10:00")
+    assert await _seats(database, target.id) == (0, 1)            # held for the offer
+    assert await _seats(database, mine.slot_id) == (1, 0)         # nothing changed yet
+    assert "已有一个改约邀请在等市民答复" in await wang.command("move", mine.code)
+    await dispatcher.drain()
+    [asked] = [d for d in citizens.sent if d.chat_id == "51"]
+    assert "工作人员想为您改约" in asked.text and "11月25日 周三 10:00" in asked.text
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.send(choice=asked.tokens[0])                    # 同意改约
+    assert "已改约" in citizen.text and "11月25日 周三 10:00" in citizen.text
+    assert await _seats(database, target.id) == (1, 0)
+    assert await _seats(database, mine.slot_id) == (0, 0)
+    async with database.read() as session:
+        row = await session.get(Appointment, mine.id)
+        assert row is not None and row.slot_id == target.id and row.reschedules == 1
+        assert row.status == AppointmentStatus.BOOKED
+        assert await session.scalar(select(func.count()).select_from(Strike)) == 0
+        actions = (await session.scalars(select(AuditLog.action).where(
+            AuditLog.entity_id == mine.id).order_by(AuditLog.id))).all()
+        assert actions == ["book", "move_offered", "reschedule", "move_accepted"]
+    await citizen.send(choice=asked.tokens[1])                    # a second answer
+    assert "改约邀请已经结束" in citizen.text
+    await dispatcher.drain()
+    assert any("市民已同意改约" in d.text and mine.code in d.text for d in group.sent)
+
+
+async def test_move_declined_leaves_the_booking_untouched(
+        assistant: Assistant, wang: Staff, database: Database, dispatcher: Dispatcher,
+        citizens: Recorder, group: Recorder) -> None:
+    mine = await book_online(assistant, "id_card", TUESDAY, 0, user="51")
+    async with database.read() as session:
+        before = await session.get(Appointment, mine.id)
+        assert before is not None
+        kept = (before.slot_id, before.starts_at, before.reschedules, before.updated_at)
+    await _offer_move(wang, mine.code, "11月25日", "10:00-")
+    await dispatcher.drain()
+    [asked] = [d for d in citizens.sent if d.chat_id == "51"]
+    stranger = Dialog(assistant, user="59", channel="telegram")
+    await stranger.send(choice=asked.tokens[0])                   # a forwarded button
+    assert "改约邀请已经结束" in stranger.text
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.send(choice=asked.tokens[1])                    # 保留原预约
+    assert "已为您保留原预约" in citizen.text and "11月24日 周二 09:00" in citizen.text
+    async with database.read() as session:
+        after = await session.get(Appointment, mine.id)
+        assert after is not None and after.status == AppointmentStatus.BOOKED
+        assert (after.slot_id, after.starts_at, after.reschedules, after.updated_at) == kept
+        held = await session.scalar(select(func.sum(Slot.held)))
+        assert held == 0
+    await dispatcher.drain()
+    assert any("市民不同意改约" in d.text for d in group.sent)
+
+
+async def test_move_lapses_at_its_deadline_and_frees_the_seat(
+        assistant: Assistant, wang: Staff, database: Database, dispatcher: Dispatcher,
+        citizens: Recorder, group: Recorder, settings: Settings) -> None:
+    from bot.scheduler import Jobs
+
+    jobs = Jobs(App(settings=settings, database=assistant.database, centre=assistant.centre,
+                    clock=assistant.clock), dispatcher)
+    later = dt.date(2026, 11, 26)
+    mine = await book_online(assistant, "id_card", later, 0, user="51")
+    offered = await _offer_move(wang, mine.code, "11月27日", "10:00-")
+    assert "11月24日 周二 09:00 前同意" in offered                 # 24 hours (rules.move_answer_hours)
+    await dispatcher.drain()
+    [asked] = [d for d in citizens.sent if d.chat_id == "51"]
+    assistant.clock.advance(dt.timedelta(hours=24) - dt.timedelta(seconds=1))
+    await jobs.sweep()
+    async with database.read() as session:
+        assert await session.scalar(select(func.sum(Slot.held))) == 1   # not yet
+    assistant.clock.advance(dt.timedelta(seconds=1))
+    await jobs.sweep()
+    async with database.read() as session:
+        assert await session.scalar(select(func.sum(Slot.held))) == 0
+        row = await session.get(Appointment, mine.id)
+        assert row is not None and row.slot_id == mine.slot_id
+        assert await session.scalar(select(AuditLog.actor).where(
+            AuditLog.action == "move_lapsed")) == "system"
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.send(choice=asked.tokens[0])
+    assert "改约邀请已过期" in citizen.text
+    await dispatcher.drain()
+    assert any("改约邀请已过期" in d.text and mine.code in d.text for d in group.sent)
+
+
+async def test_move_refusals(assistant: Assistant, wang: Staff, database: Database) -> None:
+    assert "用法：/move 预约码" in await wang.command("move")
+    assert "没有预约码为 ZZZZZZ" in await wang.command("move", "ZZZZZZ")
+    walk_in = await book_at_window(assistant, "id_card", TUESDAY, 1, user="x", name="李四",
+                                   mobile="13900001111", id_number=ID_B)
+    async with database.session() as session:   # a walk-in with no chat account
+        row = await session.get(Appointment, walk_in.id)
+        assert row is not None
+        row.identity_id = None
+    assert "没有可联系的聊天账号" in await wang.command("move", walk_in.code)
+    mine = await book_online(assistant, "id_card", TUESDAY, 0, user="51")
+    assert "已取消" in await wang.command("cancel", f"{mine.code} 设备故障")
+    assert "不能再取消或改约" in await wang.command("move", mine.code)
+
+
+async def _seats_consistent(database: Database) -> None:
+    """Every slot's counters equal the bookings and holds it has."""
+    async with database.read() as session:
+        for slot in (await session.scalars(select(Slot))).all():
+            booked = await session.scalar(select(func.count()).select_from(Appointment).where(
+                Appointment.slot_id == slot.id, Appointment.offline.is_(False),
+                Appointment.status == AppointmentStatus.BOOKED))
+            held = await session.scalar(select(func.count()).select_from(Hold).where(
+                Hold.slot_id == slot.id))
+            assert (slot.booked, slot.held) == (booked, held), slot.id
+
+
+async def test_move_accept_and_citizen_cancel_at_once_one_wins(
+        assistant: Assistant, database: Database) -> None:
+    centre, now = assistant.centre, assistant.clock.now()
+    thursday, friday = dt.date(2026, 11, 26), dt.date(2026, 11, 27)
+    outcomes = []
+    for round_ in range(6):
+        mine = await book_online(assistant, "id_card", thursday, round_, user=f"6{round_}",
+                                 mobile=f"139000022{round_:02d}",
+                                 id_number=valid_id(f"110105194912310{round_:02d}"))
+        async with database.session() as session:
+            target = (await slots_of(session, centre, await session.get(Service, mine.service_id),
+                                     now, friday))[round_]
+            offer = await control.offer_move(session, centre, now, mine.code, target.id,
+                                             actor="telegram:1")
+            offer_id = offer.id
+        assert mine.identity_id is not None
+
+        async def accept(identity_id: int = mine.identity_id, offer_id: int = offer_id) -> str:
+            try:
+                async with database.session() as session:
+                    await control.answer_move(session, centre, now, offer_id, accept=True,
+                                              identity_id=identity_id, actor="telegram:c")
+                return "moved"
+            except ControlRefused as refused:
+                return refused.reason.value
+
+        async def cancel(appointment_id: int = mine.id) -> str:
+            try:
+                async with database.session() as session:
+                    await booking.cancel(session, centre, now, appointment_id, actor="telegram:c")
+                return "cancelled"
+            except BookingRefused as refused:
+                return refused.reason.value
+
+        # The cancel always applies (before the move, or to the moved booking); the accept
+        # either moves the booking first or finds the offer withdrawn.
+        first, second = await asyncio.gather(accept(), cancel()) if round_ % 2 \
+            else reversed(await asyncio.gather(cancel(), accept()))
+        assert second == "cancelled" and first in ("moved", "offer_gone")
+        outcomes.append(first)
+        async with database.read() as session:
+            row = await session.get(Appointment, mine.id)
+            assert row is not None and row.status == AppointmentStatus.CANCELLED
+            stored = await session.get(MoveOffer, offer_id)
+            assert stored is not None
+            assert stored.status == (MoveStatus.ACCEPTED if first == "moved"
+                                     else MoveStatus.WITHDRAWN)
+        await _seats_consistent(database)
+    async with database.read() as session:
+        assert await session.scalar(select(func.sum(Slot.booked))) == 0
+        assert await session.scalar(select(func.sum(Slot.held))) == 0

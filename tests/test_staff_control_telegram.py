@@ -80,3 +80,29 @@ async def test_staff_cancel_in_the_group_reaches_the_citizen_with_a_rebook_butto
     async with database.read() as session:
         row = await session.get(Appointment, mine.id)
         assert row is not None and row.status == AppointmentStatus.CANCELLED
+
+
+async def test_staff_move_in_the_group_and_the_citizen_accepts(
+        app: App, api: FakeTelegram, channel: TelegramChannel, dispatcher: Dispatcher,
+        database: Database) -> None:
+    mine = await book_online(app, "id_card", TUESDAY, 0, user=str(CITIZEN))
+    await feed(channel, api.text_update(STAFF_A, f"/move {mine.code}", chat_id=STAFF_GROUP))
+    days = api.last_menu(STAFF_GROUP)
+    assert "请选择新日期" in days["text"] and "11月25日 周三 · 余" in button_labels(days)[1]
+    await feed(channel, api.press_update(STAFF_A, days, "11月25日"))
+    slots = api.last_menu(STAFF_GROUP)
+    assert "请选择时段" in slots["text"]
+    await feed(channel, api.press_update(STAFF_A, slots, "10:00-10:20"))
+    assert "已向市民发出改约邀请" in texts(api, STAFF_GROUP)[-1]
+    await dispatcher.drain()
+    asked = api.last_menu(CITIZEN)
+    assert "工作人员想为您改约" in asked["text"]
+    assert button_labels(asked) == ["同意改约", "保留原预约"]
+    await feed(channel, api.press_update(CITIZEN, asked, "同意改约"))
+    shown = [m for m in api.chat_messages(CITIZEN) if m["message_id"] == asked["message_id"]]
+    assert "已改约" in shown[0]["text"] and not shown[0].get("reply_markup")   # edited in place
+    await dispatcher.drain()
+    assert "市民已同意改约" in texts(api, STAFF_GROUP)[-1]
+    async with database.read() as session:
+        row = await session.get(Appointment, mine.id)
+        assert row is not None and row.local_date == dt.date(2026, 11, 25)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from handlers.notices import answers, appointments, cases, staff
+from handlers.notices import answers, appointments, cases, moves, staff
 from handlers.notices.base import Note, Rendered, Renderer
 from storage.catalog import ServiceDef
 from storage.centre import Centre
@@ -21,7 +21,7 @@ from storage.models import Appointment, ChannelIdentity, Outbox, Service
 from storage.settings import Settings
 
 RENDERERS: dict[str, Renderer] = {**appointments.RENDERERS, **answers.RENDERERS, **staff.RENDERERS,
-                                  **cases.RENDERERS}
+                                  **cases.RENDERERS, **moves.RENDERERS}
 
 
 async def render(session: Session, centre: Centre, settings: Settings, row: Outbox,

@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, desk, requests, window
+from handlers.staff import cases, closures, control, desk, requests, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -20,7 +20,8 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("control.help")]
+    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("control.help"),
+                 ctx.reply("control.move_help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -34,6 +35,7 @@ COMMANDS: dict[str, Command] = {
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
     "staffhelp": help_command, **cases.COMMANDS,
+    "move": control.move,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
@@ -57,7 +59,7 @@ def _stale(ctx: Ctx) -> list[Reply]:
 FLOW = Flow(
     "staff",
     steps={Staff.CLOSURE_CONFIRM: closures.confirm, Staff.VISIT_TIME: requests.visit_time,
-           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS},
+           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS, **control.STEPS},
     text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
     actions={ClaimHandoff: desk.claim_button, ClaimComplaint: requests.claim_button,
