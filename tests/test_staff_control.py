@@ -36,6 +36,7 @@ from tests.helpers import account, person, slots_of, valid_id
 from tests.staff_support import (
     STAFF_A,
     STAFF_PRIVATE,
+    SUPERVISOR,
     Recorder,
     Staff,
     staff_dispatcher,
@@ -333,3 +334,65 @@ async def test_move_accept_and_citizen_cancel_at_once_one_wins(
     async with database.read() as session:
         assert await session.scalar(select(func.sum(Slot.booked))) == 0
         assert await session.scalar(select(func.sum(Slot.held))) == 0
+
+
+# --- /phone N -----------------------------------------------------------------------------
+
+
+def test_phone_numbers_are_read_as_their_matter() -> None:
+    from storage.contact import Matter, parse_matter
+
+    assert parse_matter("12") == (Matter.HANDOFF, "12")
+    assert parse_matter("#12") == (Matter.HANDOFF, "12")
+    assert parse_matter("上门 3") == (Matter.HOME_VISIT, "3")
+    assert parse_matter("HV3") == (Matter.HOME_VISIT, "3")
+    assert parse_matter("k7m2qx") == (Matter.BOOKING, "K7M2QX")
+    assert parse_matter("张三") is None and parse_matter("12345678") is None   # bad check digit
+
+
+async def test_phone_shows_the_full_mobile_to_the_owner_in_private_only(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    from storage.models import HomeVisitRequest, RequestStatus
+
+    mine = await book_online(assistant, "id_card", TUESDAY, 0, user="51")
+    citizen = Dialog(assistant, user="51", channel="telegram")
+    await citizen.command("human")
+    owner = Staff(assistant, STAFF_PRIVATE, "赵六", chat=STAFF_PRIVATE)
+    assert "不是由您负责的" in await owner.command("phone", "1")          # nobody claimed it yet
+    await owner.command("claim", "1")
+    refused = await wang.command("phone", "1")
+    assert "只能在与机器人的私聊中查看" in refused and "13812345678" not in refused
+    shown = await owner.command("phone", "1")
+    assert "【人工服务 1】张三 13812345678" in shown and "已记录" in shown
+    assert "13812345678" in await owner.command("phone", mine.code.lower())  # their booking
+    supervisor = Staff(assistant, SUPERVISOR, "钱七", chat=SUPERVISOR)
+    assert "不是由您负责的" in await supervisor.command("phone", "1")
+    assert "没有编号为 99 的人工服务" in await owner.command("phone", "99")
+    assert "不是人工服务编号" in await owner.command("phone", "张三")
+    assert "用法：/phone 编号" in await owner.command("phone")
+    async with database.session() as session:
+        session.add(HomeVisitRequest(
+            identity_id=mine.identity_id, person_id=mine.person_id, service_id=mine.service_id,
+            address="青溪镇1号", preferred_times="上午", eligibility="age", age=77,
+            status=RequestStatus.APPROVED, due_at=assistant.clock.now(),
+            decided_by=f"telegram:{STAFF_PRIVATE}", decided_at=assistant.clock.now(),
+            created_at=assistant.clock.now()))
+    assert "【上门服务申请 1】张三 13812345678" in await owner.command("phone", "上门1")
+    async with database.read() as session:
+        looks = (await session.execute(select(AuditLog.actor, AuditLog.entity, AuditLog.detail)
+                                       .where(AuditLog.action == "phone_shown")
+                                       .order_by(AuditLog.id))).all()
+    assert [(a, e) for a, e, _ in looks] == [(f"telegram:{STAFF_PRIVATE}", "handoff"),
+                                            (f"telegram:{STAFF_PRIVATE}", "booking"),
+                                            (f"telegram:{STAFF_PRIVATE}", "home_visit")]
+    assert all("13812345678" not in str(d) for _, _, d in looks)
+
+
+def test_the_texts_that_say_phone_them_say_how() -> None:
+    from handlers.i18n import translate
+
+    for locale in ("zh-CN", "en"):
+        assert "/phone 3" in translate(locale, "staff.relay_failed", number=3, error="x")
+        assert "/phone K7M2QX" in translate(locale, "control.refused_no_chat", code="K7M2QX")
+        how = translate(locale, "control.phone_how", arg="hv3")
+        assert how in translate(locale, "staff.refused_unreachable", what="-", number=3, phone=how)

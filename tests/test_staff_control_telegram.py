@@ -9,18 +9,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.dispatch import Dispatcher
 from bot.telegram import TelegramChannel
 from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from storage.db import Database
-from storage.models import Appointment, AppointmentStatus
+from storage.models import Appointment, AppointmentStatus, AuditLog
 from storage.settings import Settings, TelegramSettings
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
 from tests.helpers import running_telegram
-from tests.staff_support import STAFF_A, STAFF_GROUP, staff_settings
+from tests.staff_support import STAFF_A, STAFF_GROUP, STAFF_PRIVATE, staff_settings
 from tests.test_staff_control import book_online
 
 CITIZEN = 5111000001
@@ -106,3 +107,19 @@ async def test_staff_move_in_the_group_and_the_citizen_accepts(
     async with database.read() as session:
         row = await session.get(Appointment, mine.id)
         assert row is not None and row.local_date == dt.date(2026, 11, 25)
+
+
+async def test_phone_is_refused_in_the_group_and_shown_in_private(
+        app: App, api: FakeTelegram, channel: TelegramChannel, dispatcher: Dispatcher,
+        database: Database) -> None:
+    await book_online(app, "id_card", TUESDAY, 0, user=str(CITIZEN))
+    await feed(channel, api.text_update(CITIZEN, "/human"))
+    await feed(channel, api.text_update(STAFF_PRIVATE, "/claim 1"))
+    await feed(channel, api.text_update(STAFF_A, "/phone 1", chat_id=STAFF_GROUP))
+    assert "请私聊机器人发送 /phone 编号" in texts(api, STAFF_GROUP)[-1]
+    await feed(channel, api.text_update(STAFF_PRIVATE, "/phone 1"))
+    assert "张三 13812345678" in texts(api, STAFF_PRIVATE)[-1]
+    assert not any("13812345678" in t for t in texts(api, STAFF_GROUP))
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "phone_shown")) == 1

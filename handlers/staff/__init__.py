@@ -21,7 +21,7 @@ from handlers.steps import Staff
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
     help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("control.help"),
-                 ctx.reply("control.move_help")]
+                 ctx.reply("control.move_help"), ctx.reply("control.phone_help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -35,7 +35,7 @@ COMMANDS: dict[str, Command] = {
     "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
     "staffhelp": help_command, **cases.COMMANDS,
-    "move": control.move,
+    "move": control.move, "phone": control.phone,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 

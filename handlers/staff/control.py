@@ -17,7 +17,8 @@ from handlers.payloads import Button, DayPick, SlotPick
 from handlers.render import slot_label, when_text
 from handlers.staff.replies import done_line
 from handlers.steps import StaffMove, StepName
-from storage import control
+from storage import contact, control
+from storage.contact import PhoneRefused
 from storage.control import ControlRefusal, ControlRefused
 from storage.models import Appointment, Service, Slot
 from storage.privacy import mask_text
@@ -138,3 +139,25 @@ async def move_slot(ctx: Ctx, event: Event) -> list[Reply]:
 
 
 STEPS: dict[StepName, StepHandler] = {StaffMove.DAY: move_day, StaffMove.SLOT: move_slot}
+
+
+# --- /phone N ---------------------------------------------------------------------------------
+
+
+async def phone(ctx: Ctx, args: str) -> list[Reply]:
+    """Show the full mobile behind a hand-off, home visit, case or booking to its owner, in a
+    private chat only: /phone N."""
+    if ctx.incoming.is_group:
+        # Never in a group: everyone there would see the number.
+        return [ctx.reply("control.phone_private")]
+    if not args.strip():
+        return [ctx.reply("control.usage_phone")]
+    try:
+        shown = await contact.show_mobile(ctx.session, ctx.now, args, actor=ctx.actor)
+    except PhoneRefused as refused:
+        details = refused.details
+        what = ctx.t(f"control.matter_{details['matter'].value}") if "matter" in details else ""
+        return [ctx.reply(f"control.phone_{refused.reason.value}", what=what,
+                          number=details.get("number", details.get("text", "")))]
+    return [ctx.reply("control.phone_shown", what=ctx.t(f"control.matter_{shown.matter.value}"),
+                      number=shown.label, name=shown.name, mobile=shown.mobile)]
