@@ -396,3 +396,55 @@ def test_the_texts_that_say_phone_them_say_how() -> None:
         assert "/phone K7M2QX" in translate(locale, "control.refused_no_chat", code="K7M2QX")
         how = translate(locale, "control.phone_how", arg="hv3")
         assert how in translate(locale, "staff.refused_unreachable", what="-", number=3, phone=how)
+
+
+# --- /closures and /reopen N --------------------------------------------------------------
+
+
+async def test_closures_listed_and_a_future_one_reopened(
+        assistant: Assistant, wang: Staff, database: Database) -> None:
+    from storage.audit import audit
+    from storage.refusals import Refusal
+
+    mine = await book_online(assistant, "id_card", dt.date(2026, 11, 25), 0, user="51")
+    assert "没有未结束的停办" in await wang.command("closures")
+    await wang.command("closure", "id_card 11-25 设备检修")
+    await wang.press_label("确认停办")
+    await wang.command("closure", "all 11-26 停电")
+    await wang.press_label("确认停办")
+    listing = await wang.command("closures")
+    assert "#1【居民身份证办理" in listing and "11月25日 周三 00:00" in listing
+    assert "设备检修" in listing and "取消 1 个预约" in listing and "#2【全中心】" in listing
+    assert "设置" not in listing and str(STAFF_A) not in listing    # no name known, no id shown
+
+    async with database.session() as session:       # closed: the day cannot be booked
+        with pytest.raises(BookingRefused) as closed:
+            await booking.hold_seat(session, assistant.centre, assistant.clock.now(),
+                                    owner="telegram:70", slot_id=mine.slot_id)
+        assert closed.value.reason == Refusal.SUSPENDED
+
+    assert "用法：/reopen 编号" in await wang.command("reopen", "一")
+    assert "没有编号为 9 的停办" in await wang.command("reopen", "9")
+    async with database.session() as session:       # a booking moved because of closure 2
+        await audit(session, assistant.clock.now(), "telegram:1", "substitute", "appointment",
+                    mine.id, closure=2)
+    assert "已有 1 个预约因此改到其他时间或医生" in await wang.command("reopen", "2")
+    done = await wang.command("reopen", "#1")
+    assert "已撤销停办 #1【居民身份证办理" in done and "1 个预约不会恢复" in done
+    assert "没有编号为 1 的停办" in await wang.command("reopen", "1")
+    async with database.session() as session:       # bookable again
+        held = await booking.hold_seat(session, assistant.centre, assistant.clock.now(),
+                                       owner="telegram:70", slot_id=mine.slot_id)
+        assert held.slot_id == mine.slot_id
+    async with database.read() as session:
+        row = await session.get(Appointment, mine.id)
+        assert row is not None and row.status == AppointmentStatus.CANCELLED   # stays cancelled
+        reopened = await session.scalar(select(AuditLog).where(AuditLog.action == "reopen"))
+        assert reopened is not None and reopened.actor == f"telegram:{STAFF_A}"
+        assert reopened.entity_id == 1 and reopened.detail["reason"] == "设备检修"
+    listing = await wang.command("closures")
+    assert "#1" not in listing and "#2" in listing
+    assistant.clock.set(assistant.clock.now() + dt.timedelta(days=3))   # Thu 26 Nov, 09:00
+    started = await wang.command("reopen", "2")
+    assert "停办 #2 已于" in started and "开始，不能撤销" in started
+    assert "进行中" in await wang.command("closures")

@@ -123,3 +123,20 @@ async def test_phone_is_refused_in_the_group_and_shown_in_private(
     async with database.read() as session:
         assert await session.scalar(select(func.count()).select_from(AuditLog).where(
             AuditLog.action == "phone_shown")) == 1
+
+
+async def test_closures_and_reopen_in_the_group(
+        app: App, api: FakeTelegram, channel: TelegramChannel, database: Database) -> None:
+    await feed(channel, api.text_update(STAFF_A, "/closure id_card 11-25 设备检修",
+                                        chat_id=STAFF_GROUP))
+    await feed(channel, api.press_update(STAFF_A, api.last_menu(STAFF_GROUP), "确认停办"))
+    await feed(channel, api.text_update(STAFF_A, "/closures", chat_id=STAFF_GROUP))
+    listing = texts(api, STAFF_GROUP)[-1]
+    assert "#1【居民身份证办理" in listing and "设备检修" in listing
+    await feed(channel, api.text_update(STAFF_A, "/reopen 1", chat_id=STAFF_GROUP))
+    assert "已撤销停办 #1" in texts(api, STAFF_GROUP)[-1]
+    await feed(channel, api.text_update(STAFF_A, "/closures", chat_id=STAFF_GROUP))
+    assert "没有未结束的停办" in texts(api, STAFF_GROUP)[-1]
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "reopen")) == 1

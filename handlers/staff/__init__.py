@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, control, desk, requests, window
+from handlers.staff import cases, closures, control, desk, reopen, requests, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -21,7 +21,8 @@ from handlers.steps import Staff
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
     help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("control.help"),
-                 ctx.reply("control.move_help"), ctx.reply("control.phone_help")]
+                 ctx.reply("control.move_help"), ctx.reply("control.phone_help"),
+                 ctx.reply("reopen.help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -36,6 +37,7 @@ COMMANDS: dict[str, Command] = {
     "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
     "staffhelp": help_command, **cases.COMMANDS,
     "move": control.move, "phone": control.phone,
+    "closures": reopen.list_closures, "reopen": reopen.reopen,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
