@@ -16,8 +16,8 @@ from storage.audit import SYSTEM, audit
 from storage.booking import ChangeResult, appointment_by_code, cancel, reschedule
 from storage.centre import Centre
 from storage.models import Appointment, AppointmentStatus, Hold, MoveOffer, MoveStatus
-from storage.move_offers import close_offer, move_owner, open_offers
-from storage.outbox import STAFF_TARGET, enqueue
+from storage.move_offers import close_offer, move_owner, open_offers, tell_staff
+from storage.outbox import enqueue
 from storage.refusals import BookingRefused
 from storage.seats import slot_info, take_online_seat
 from storage.slots import active_closures, is_closed
@@ -154,14 +154,6 @@ async def offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, co
     return offer
 
 
-async def _tell_staff(session: AsyncSession, now: dt.datetime, offer: MoveOffer) -> None:
-    await enqueue(session, kind="move_answered", now=now, target=STAFF_TARGET,
-                  appointment_id=offer.appointment_id,
-                  dedup_key=f"move_answered:{offer.id}",
-                  payload={"offer": offer.id, "status": offer.status.value,
-                           "by": offer.offered_by})
-
-
 async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, offer_id: int, *,
                       accept: bool, identity_id: int, actor: str) -> MoveOffer:
     """The citizen's answer to a move offer: accepting moves the booking onto the held seat
@@ -188,23 +180,20 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, o
         raise ControlRefused(ControlRefusal.OFFER_GONE, status=offer.status)
     if offer.expires_at <= now:
         await close_offer(session, now, offer, MoveStatus.LAPSED, actor=SYSTEM)
-        await _tell_staff(session, now, offer)
         raise ControlRefused(ControlRefusal.OFFER_GONE, status=offer.status)
     if not accept:
         await close_offer(session, now, offer, MoveStatus.DECLINED, actor=actor)
-        await _tell_staff(session, now, offer)
         return offer
     try:
         await reschedule(session, centre, now, appointment.id, offer.slot_id, actor=actor,
                          owner=move_owner(offer.id), by_staff=True)
     except BookingRefused:
         await close_offer(session, now, offer, MoveStatus.WITHDRAWN, actor=SYSTEM)
-        await _tell_staff(session, now, offer)
         raise ControlRefused(ControlRefusal.OFFER_GONE, status=offer.status) from None
     offer.status, offer.decided_at = MoveStatus.ACCEPTED, now
     await audit(session, now, actor, "move_accepted", "appointment", appointment.id,
                 offer=offer.id, to_slot=offer.slot_id)
-    await _tell_staff(session, now, offer)
+    await tell_staff(session, now, offer)
     return offer
 
 
@@ -220,5 +209,4 @@ async def lapse_move_offers(session: AsyncSession, now: dt.datetime) -> int:
         .with_for_update(skip_locked=True))).all()   # skip_locked: PostgreSQL; SQLite ignores it
     for offer in due:
         await close_offer(session, now, offer, MoveStatus.LAPSED, actor=SYSTEM)
-        await _tell_staff(session, now, offer)
     return len(due)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import audit
 from storage.models import Hold, MoveOffer, MoveStatus
+from storage.outbox import STAFF_TARGET, enqueue
 from storage.seats import release_seat
 
 
@@ -34,13 +35,23 @@ async def release_move_hold(session: AsyncSession, offer: MoveOffer) -> bool:
     return bool(gone)
 
 
+async def tell_staff(session: AsyncSession, now: dt.datetime, offer: MoveOffer) -> None:
+    """Tell the staff group how an offer ended (accepted, declined, lapsed, withdrawn)."""
+    await enqueue(session, kind="move_answered", now=now, target=STAFF_TARGET,
+                  appointment_id=offer.appointment_id, dedup_key=f"move_answered:{offer.id}",
+                  payload={"offer": offer.id, "status": offer.status.value,
+                           "by": offer.offered_by})
+
+
 async def close_offer(session: AsyncSession, now: dt.datetime, offer: MoveOffer,
                       status: MoveStatus, *, actor: str) -> None:
-    """End an open offer without moving the booking: its seat is given back, and audited."""
+    """End an open offer without moving the booking: its seat is given back, staff are told,
+    and it is audited."""
     await release_move_hold(session, offer)
     offer.status, offer.decided_at = status, now
     await audit(session, now, actor, f"move_{status.value}", "appointment", offer.appointment_id,
                 offer=offer.id, to_slot=offer.slot_id)
+    await tell_staff(session, now, offer)
 
 
 async def open_offers(session: AsyncSession, appointment_id: int, *,

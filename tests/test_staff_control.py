@@ -448,3 +448,18 @@ async def test_closures_listed_and_a_future_one_reopened(
     started = await wang.command("reopen", "2")
     assert "停办 #2 已于" in started and "开始，不能撤销" in started
     assert "进行中" in await wang.command("closures")
+
+
+async def test_a_cancel_withdraws_an_open_move_and_frees_its_seat_at_once(
+        assistant: Assistant, wang: Staff, database: Database, dispatcher: Dispatcher,
+        group: Recorder) -> None:
+    mine = await book_online(assistant, "id_card", dt.date(2026, 11, 26), 0, user="51")
+    await _offer_move(wang, mine.code, "11月27日", "10:00-")
+    async with database.session() as session:
+        await booking.cancel(session, assistant.centre, assistant.clock.now(), mine.id,
+                             actor="telegram:51")
+    async with database.read() as session:
+        assert await session.scalar(select(func.sum(Slot.held))) == 0
+        assert await session.scalar(select(MoveOffer.status)) == MoveStatus.WITHDRAWN
+    await dispatcher.drain()
+    assert any("改约邀请已作废" in d.text for d in group.sent)
