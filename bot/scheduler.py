@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import attendance, case_jobs, conversations, jobs, resource_closures, waitlist
+from storage import attendance, case_jobs, control, conversations, jobs, resource_closures, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -48,15 +48,19 @@ class Jobs:
             await self.dispatcher.drain()
 
     async def sweep(self) -> None:
-        """Holds that ran out, no-shows, ratings due, released days, unanswered offers of a
-        doctor's 停诊, old message ids, overdue requests, and the cases' reminders, escalations
-        and 回访 (限时办结)."""
+        """Move offers and holds that ran out, no-shows, ratings due, released days, unanswered
+        offers of a doctor's 停诊, old message ids, overdue requests, and the cases' reminders,
+        escalations and 回访 (限时办结)."""
         async with self.busy:
             await self._sweep()
 
     async def _sweep(self) -> None:
         app, now = self.app, self.app.clock.now()
         settings = app.settings
+        async with app.database.session() as session:
+            # Staff offers to move a booking (/move) unanswered by their deadline lapse first,
+            # so they are recorded and staff told, before their held seats are swept.
+            await control.lapse_move_offers(session, now)
         async with app.database.session() as session:
             await waitlist.expire_holds(session, app.centre, now)
         async with app.database.session() as session:

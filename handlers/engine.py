@@ -23,6 +23,8 @@ from handlers.i18n import normalize_locale, translate
 from handlers.menu import language, leave, main_menu, search_services
 from handlers.payloads import Button, Language, Main, prefix_of, pressed
 from handlers.registry import FLOWS
+from handlers.staff.access import is_staff
+from handlers.staff.control import cancel_booking
 from handlers.staff.desk import desk_text, is_desk
 from handlers.staff.replies import stop as stop_for_staff
 from handlers.staff.requests import group_text as answer_from_staff
@@ -173,6 +175,9 @@ class Assistant:
 
     async def _command(self, ctx: Ctx, name: str, args: str) -> list[Reply]:
         if name in _CANCEL_COMMANDS:
+            if name == "cancel" and args and await is_staff(ctx):
+                # /cancel CODE REASON: staff cancel one booking for its citizen.
+                return await cancel_booking(ctx, args)
             return await self._cancel(ctx)
         found = await FLOWS.command(ctx, name)
         if found is None:

@@ -61,6 +61,9 @@ class Button(enum.StrEnum):
     YES = "yes"
 
 
+_PREFIXES: dict[str, str] = {}
+
+
 class Payload:
     """A choice with values. Subclasses are frozen dataclasses declared with their prefix:
     ``class Day(Payload, prefix="day")``; their fields are ``int`` (a row id: 1-9 ASCII
@@ -71,6 +74,9 @@ class Payload:
 
     def __init_subclass__(cls, *, prefix: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # Two kinds on one prefix would both read the same button: refused at import.
+        if (taken := _PREFIXES.setdefault(prefix, cls.__qualname__)) != cls.__qualname__:
+            raise TypeError(f"payload prefix {prefix!r} of {cls.__qualname__} is {taken}'s")
         cls.prefix = prefix
         cls._types = typing.get_type_hints(cls)
 
@@ -371,3 +377,16 @@ class SubstitutePick(Payload, prefix="subpick"):
     """Staff, deciding a booking of a doctor's 停诊: this doctor substitutes (替诊)."""
 
     resource: int
+
+
+# --- staff moving one booking (/move): the citizen's answer ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptMove(Payload, prefix="mvok"):
+    offer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclineMove(Payload, prefix="mvkeep"):
+    offer: int

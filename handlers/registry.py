@@ -17,6 +17,7 @@ from handlers import (
     handoff,
     home_visit,
     menu,
+    moves,
     my_bookings,
     people,
     rating,
@@ -80,4 +81,4 @@ class Registry:
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
                   handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, people.FLOW, elder.FLOW,
-                  closure_offers.FLOW])
+                  closure_offers.FLOW, moves.FLOW])

@@ -120,6 +120,13 @@ class StaffCase(StepName, flow="staff"):
     PARTS = "case_parts"
 
 
+class StaffMove(StepName, flow="staff"):
+    """Moving one booking (handlers/staff/control.py): the new day, then the new slot."""
+
+    DAY = "move_day"
+    SLOT = "move_slot"
+
+
 class CaseProgress(StepName, flow="cases"):
     """The citizen's cases (handlers/cases.py): the comment after a 回访 answer, and the
     confirmation of a withdrawal (撤回申请)."""

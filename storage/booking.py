@@ -8,6 +8,7 @@ are taken without overbooking is told in storage.seats.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from storage.models import (
     WaitlistEntry,
     WaitStatus,
 )
+from storage.move_offers import withdraw_offers
 from storage.outbox import REMINDER, drop_pending, enqueue, enqueue_many
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import account_at_cap, at_local, can_change
@@ -436,6 +438,7 @@ async def cancel(session: AsyncSession, centre: Centre, now: dt.datetime, appoin
     appointment.status, appointment.cancelled_at = AppointmentStatus.CANCELLED, now
     appointment.cancel_kind, appointment.cancel_reason, appointment.updated_at = kind, reason, now
     await release_seat(session, appointment.slot_id, offline=appointment.offline)
+    await withdraw_offers(session, now, appointment.id, actor=actor)  # staff's /move offers
     await drop_pending(session, appointment.id, (REMINDER, "booking_confirmed"), "cancelled")
     await audit(session, now, actor, "cancel", "appointment", appointment.id, kind=kind.value,
                 reason=reason)
@@ -466,11 +469,14 @@ async def cancel(session: AsyncSession, centre: Centre, now: dt.datetime, appoin
 
 
 async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, appointment_id: int,
-                     new_slot_id: int, *, actor: str, owner: str | None = None) -> ChangeResult:
+                     new_slot_id: int, *, actor: str, owner: str | None = None,
+                     by_staff: bool = False) -> ChangeResult:
     """Move an appointment to another slot of the same service, atomically.
 
     The new seat is taken first; only then is the old one given back, so a full new slot
-    leaves the booking exactly as it was.
+    leaves the booking exactly as it was. A move staff offered and the citizen accepted
+    (``by_staff``, storage.control) ignores the cutoff and the release and booking-stop times
+    (its seat was held when it was offered) and never counts as a strike.
 
     Raises:
         BookingRefused: NOT_CHANGEABLE, CUTOFF_PASSED, SAME_SLOT, OTHER_SERVICE, or any refusal
@@ -484,13 +490,20 @@ async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, ap
     old = await slot_info(session, appointment.slot_id)
     decision = can_change(appointment.starts_at, now, centre.policy(old.definition),
                           centre.calendar, centre.tz)
+    if by_staff:
+        decision = dataclasses.replace(decision, allowed=True, late=False)
     if not decision.allowed:
         raise BookingRefused(Refusal.CUTOFF_PASSED, deadline=decision.deadline)
     new = await slot_info(session, new_slot_id)
     if new.service.id != old.service.id:
         raise BookingRefused(Refusal.OTHER_SERVICE)
     closures = await active_closures(session, new.service, new.slot.starts_at, new.slot.ends_at)
-    check_bookable(centre, new, now, closures)
+    if not by_staff:
+        check_bookable(centre, new, now, closures)
+    elif is_closed(closures, new.slot.starts_at, new.slot.ends_at):
+        raise BookingRefused(Refusal.SUSPENDED)
+    elif new.slot.starts_at <= now:
+        raise BookingRefused(Refusal.TOO_LATE, closed_at=new.slot.starts_at)
     await _check_person(session, centre, now, appointment.person_id, new,
                         ignore_appointment=appointment.id, caps=False)
     await _take_seat_for_booking(session, centre, now, new, owner, offline=False)
@@ -498,6 +511,7 @@ async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, ap
     if appointment.offline:  # a walk-in booking moved online takes an online seat now
         appointment.offline = False
     await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")
+    await withdraw_offers(session, now, appointment.id, actor=actor, keep_owner=owner)
     appointment.slot_id, appointment.local_date = new.slot.id, new.slot.local_date
     appointment.resource_id = new.slot.resource_id
     appointment.starts_at, appointment.ends_at = new.slot.starts_at, new.slot.ends_at

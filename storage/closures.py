@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.audit import audit
 from storage.centre import Centre
 from storage.models import Appointment, AppointmentStatus, CancelKind, Closure, Hold, Service, Slot
+from storage.move_offers import withdraw_offers
 from storage.outbox import REMINDER, drop_pending, enqueue
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import closure_notice_is_late
@@ -85,6 +86,7 @@ async def apply_closure(session: AsyncSession, centre: Centre, now: dt.datetime,
         appointment.cancel_kind, appointment.cancel_reason = CancelKind.CENTRE, closure.reason
         appointment.updated_at = now
         await release_seat(session, appointment.slot_id, offline=appointment.offline)
+        await withdraw_offers(session, now, appointment.id, actor=actor)
         await drop_pending(session, appointment.id, (REMINDER, "booking_confirmed"), "closure")
         await audit(session, now, actor, "cancel", "appointment", appointment.id, kind="centre",
                     closure=closure.id, late_notice=late)

@@ -831,3 +831,29 @@ class SmsCode(Base, Created):
     code_hash: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[instant]
     used_at: Mapped[dt.datetime | None]
+
+
+# --- staff moving one booking (/move), with the citizen's consent ------------------------------
+
+
+class MoveStatus(enum.StrEnum):
+    OFFERED = "offered"       # waiting for the citizen; the new seat is held for them
+    ACCEPTED = "accepted"     # the booking moved
+    DECLINED = "declined"     # the booking stays as it was
+    LAPSED = "lapsed"         # no answer by the deadline: the booking stays, the seat is freed
+    WITHDRAWN = "withdrawn"   # the booking was cancelled or changed before an answer
+
+
+class MoveOffer(Base, Created):
+    """Staff offer to move a booking to another slot; nothing changes until the citizen accepts.
+    While it is open the new seat is held as a ``Hold`` whose owner is ``move:<offer id>``,
+    expiring at the offer's deadline."""
+
+    __tablename__ = "move_offer"
+    id: Mapped[intpk]
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointment.id"), index=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"))
+    status: Mapped[MoveStatus] = mapped_column(_enum(MoveStatus), index=True)
+    offered_by: Mapped[str] = mapped_column(String(160))
+    expires_at: Mapped[instant]
+    decided_at: Mapped[dt.datetime | None]

@@ -214,6 +214,7 @@ class RuleSettings:
     closure_answer_hours: int = _setting(24, minimum=1, maximum=24 * 14)
     home_visit_min_age: int = _setting(70, minimum=0, maximum=150)
     waitlist_size: int = _setting(50, minimum=0)
+    move_answer_hours: int = _setting(24, minimum=1)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from starlette.applications import Starlette
 
 from bot import cli
@@ -34,7 +34,9 @@ from storage.db import Database
 from storage.models import (
     Appointment,
     AppointmentStatus,
+    AuditLog,
     Channel,
+    ChannelIdentity,
     Handoff,
     ProcessedMessage,
     RequestStatus,
@@ -534,3 +536,22 @@ async def test_the_app_says_what_it_still_needs(app: App) -> None:
                         database=app.database, centre=app.centre, clock=app.clock),
                     Assistant(database=app.database, centre=app.centre, clock=app.clock,
                               settings=app.settings))
+
+
+async def test_phone_on_the_desk_shows_the_full_mobile_to_the_owner_only(
+        web: httpx.AsyncClient, clock: ManualClock, served: Served, zhang: Member, li: Member,
+        database: Database) -> None:
+    citizen = Citizen(web, clock)
+    assert "编号 1" in await citizen.say("人工服务")
+    async with database.session() as session:
+        follower = await session.scalar(select(ChannelIdentity).where(
+            ChannelIdentity.platform_user_id == OPENID))
+        assert follower is not None
+        follower.person_id = (await person(session, served.dispatcher.centre, clock.now(),
+                                           name="王五", mobile="13700001234")).id
+    assert "认领" in await zhang.say("/claim 1")
+    assert "王五 13700001234" in await zhang.say("/phone 1")
+    assert "不是由您负责的" in await li.say("/phone 1")
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditLog).where(
+            AuditLog.action == "phone_shown", AuditLog.actor == f"wecom:{ZHANG}")) == 1

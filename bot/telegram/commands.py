@@ -52,6 +52,7 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for n
     "sms",
     "person",   # accounts and people
     "roster",
+    "move", "phone", "closures", "reopen",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

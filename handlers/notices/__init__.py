@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from handlers.notices import accounts, answers, appointments, cases, resources, staff
+from handlers.notices import accounts, answers, appointments, cases, moves, resources, staff
 from handlers.notices.accounts import for_whom
 from handlers.notices.base import Note, Rendered, Renderer
 from storage.catalog import ServiceDef
@@ -22,7 +22,8 @@ from storage.models import Appointment, ChannelIdentity, Outbox, Service
 from storage.settings import Settings
 
 RENDERERS: dict[str, Renderer] = {**appointments.RENDERERS, **answers.RENDERERS, **staff.RENDERERS,
-                                  **cases.RENDERERS, **accounts.RENDERERS, **resources.RENDERERS}
+                                  **cases.RENDERERS, **accounts.RENDERERS, **resources.RENDERERS,
+                                  **moves.RENDERERS}
 
 
 async def render(session: Session, centre: Centre, settings: Settings, row: Outbox,

@@ -12,7 +12,19 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, desk, people, requests, resource_closures, rosters, sms, window
+from handlers.staff import (
+    cases,
+    closures,
+    control,
+    desk,
+    people,
+    reopen,
+    requests,
+    resource_closures,
+    rosters,
+    sms,
+    window,
+)
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -21,8 +33,10 @@ from handlers.steps import Staff
 
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
-    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("sms_staff.help"),
-                 ctx.reply("staff_people.help"), ctx.reply("roster.help")]
+    help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help"), ctx.reply("control.help"),
+                 ctx.reply("control.move_help"), ctx.reply("control.phone_help"),
+                 ctx.reply("reopen.help"), ctx.reply("sms_staff.help"), ctx.reply("staff_people.help"),
+                 ctx.reply("roster.help")]
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -38,6 +52,8 @@ COMMANDS: dict[str, Command] = {
     "staffhelp": help_command, **cases.COMMANDS, **rosters.COMMANDS,
     "sms": sms.sms_command,
     "person": people.correct,   # the accounts model: correct a person's name or mobile
+    "move": control.move, "phone": control.phone,
+    "closures": reopen.list_closures, "reopen": reopen.reopen,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
@@ -61,7 +77,8 @@ def _stale(ctx: Ctx) -> list[Reply]:
 FLOW = Flow(
     "staff",
     steps={Staff.CLOSURE_CONFIRM: closures.confirm, Staff.VISIT_TIME: requests.visit_time,
-           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS, **resource_closures.STEPS},
+           Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS, **resource_closures.STEPS,
+           **control.STEPS},
     text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
     actions={ClaimHandoff: desk.claim_button, ClaimComplaint: requests.claim_button,

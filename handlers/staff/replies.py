@@ -57,6 +57,9 @@ def request_refusal(ctx: Ctx, refused: StaffRefused, kind: str) -> Reply:
     if refused.reason == StaffRefusal.WINDOW_CLOSED:
         last = details.get("last")
         values["last"] = when_text(ctx, last) if last else ctx.t("staff.never")
+    # How to phone the citizen instead (/phone N), for the matters /phone knows.
+    phone_arg = {"handoff": f"{values['number']}", "home_visit": f"hv{values['number']}"}.get(kind)
+    values["phone"] = ctx.t("control.phone_how", arg=phone_arg) if phone_arg else ""
     return ctx.reply(f"staff.refused_{refused.reason.value}", **values)
 
 
