@@ -129,7 +129,8 @@ class Assistant:
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
         incoming = ctx.incoming
-        if incoming.event:
+        takes_photo = bool(incoming.photo) and FLOWS.photo_handler(ctx.flow, ctx.step) is not None
+        if incoming.event and not takes_photo:
             return await self._event(ctx, incoming.event)
         conversation = self.settings.conversation
         flow = FLOWS.flow(ctx.flow)
@@ -139,6 +140,10 @@ class Assistant:
             ctx.end()
             ctx.forget("_menu")
             ctx.notes.append(ctx.reply("core.expired", minutes=conversation.idle_minutes))
+        if incoming.photo and (photo_step := FLOWS.photo_handler(ctx.flow, ctx.step)) is not None:
+            return await photo_step(ctx, Event(EventKind.PHOTO, incoming.photo))
+        if incoming.event:      # a photo where none is taken, once the flow expired
+            return await self._event(ctx, incoming.event)
         if incoming.command:
             return await self._command(ctx, incoming.command.lower(), incoming.args.strip())
         resolved = _resolve(ctx, incoming)

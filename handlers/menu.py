@@ -22,7 +22,8 @@ def main_menu(ctx: Ctx) -> Reply:
         "menu.prompt",
         [option(ctx.t("menu.book"), Main("book")), option(ctx.t("menu.my"), Main("my"))],
         [option(ctx.t("menu.guide"), Main("guide")), option(ctx.t("menu.human"), Main("human"))],
-        [option(ctx.t("case.progress"), Main("progress"))])
+        [option(ctx.t("case.progress"), Main("progress")),
+         option(ctx.t("complaint.menu"), Main("complaint"))])
 
 
 def back_to_menu(ctx: Ctx) -> list[Choice]:

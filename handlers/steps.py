@@ -99,6 +99,16 @@ class StaffCase(StepName, flow="staff"):
     PARTS = "case_parts"
 
 
+class Complaining(StepName, flow="complaint"):
+    """A complaint or suggestion (handlers/complaints.py)."""
+
+    KIND = "kind"
+    CATEGORY = "category"
+    SUBJECT = "subject"
+    TEXT = "text"
+    PHOTO = "photo"
+
+
 class CaseProgress(StepName, flow="cases"):
     """The citizen's cases (handlers/cases.py): the comment after a 回访 answer."""
 

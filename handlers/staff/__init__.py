@@ -1,5 +1,5 @@
 """Staff at work, by subject: ``access`` (who is staff), ``window`` (today's list, check-in,
-completion, no-shows, blocks), ``requests`` (hand-offs, complaints, home visits), ``closures``
+completion, no-shows, blocks), ``requests`` (hand-offs, home visits), ``complaints`` (for supervisors), ``closures``
 (停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), ``cases`` (办件 after the
 visit), the staff-only chat of the WeCom app (``desk``), and what staff are told (``replies``).
 The staff flow is declared here. Diagrams: docs/flows/handoff.mmd, docs/flows/staff_book.mmd.
@@ -11,7 +11,7 @@ from handlers.context import Ctx
 from handlers.core import Reply
 from handlers.flow import Command, Flow
 from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
-from handlers.staff import cases, closures, desk, requests, window
+from handlers.staff import cases, closures, complaints, desk, requests, window
 from handlers.staff.access import guard, in_staff_group
 from handlers.staff.replies import stop
 from handlers.staff.walkin import walk_in
@@ -21,6 +21,8 @@ from handlers.steps import Staff
 async def help_command(ctx: Ctx, args: str) -> list[Reply]:
     """List what staff can do here."""
     help_text = [ctx.reply("staff.help"), ctx.reply("case_staff.help")]
+    if complaints.may_handle(ctx.settings.access, ctx.actor):
+        help_text.append(ctx.reply("complaint_staff.help"))
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -31,9 +33,8 @@ COMMANDS: dict[str, Command] = {
     "noshow": window.noshow, "undo": window.undo, "blocks": window.blocked,
     "unblock": window.unblock, "walkin": walk_in, "closure": closures.closure,
     "claim": desk.claim, "reply": requests.reply, "close": requests.close,
-    "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
-    "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
-    "staffhelp": help_command, **cases.COMMANDS,
+    "open": requests.open_requests, "approve": requests.approve, "decline": requests.decline,
+    "staffhelp": help_command, **cases.COMMANDS, **complaints.COMMANDS,
 }
 DESK_COMMANDS: dict[str, Command] = {"use": desk.use}
 
@@ -60,7 +61,7 @@ FLOW = Flow(
            Staff.VISIT_REASON: requests.visit_reason, **cases.STEPS},
     text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
-    actions={ClaimHandoff: desk.claim_button, ClaimComplaint: requests.claim_button,
+    actions={ClaimHandoff: desk.claim_button, ClaimComplaint: complaints.claim_button,
              ApproveVisit: requests.approve_button, DeclineVisit: requests.decline_button,
              **cases.ACTIONS},
     guard=guard, stale=_stale, cancel=stop, group_commands=group_command)
