@@ -48,6 +48,7 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for n
     "claim", "reply", "close", "open", "claimc", "answer", "resolve", "approve", "decline",
     "walkin", "staffhelp", "case", "cases", "ready", "collected", "extend", "resubmit", "correct",
     "refuse", "partdone", "expect", "opencase", "walkincase",
+    "complaints", "classify", "complex",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

@@ -129,4 +129,9 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
         # With speech recognition switched on, WeChat sends what was said as text.
         return incoming(text=fields["Recognition"].strip().rstrip("。.!！"),
                         message_id=message_id)
+    if msg_type == "image" and fields.get("MediaId", "").strip():
+        # A photo: a step that takes one (a complaint's) keeps its media id; elsewhere it is
+        # unsupported as before.
+        return incoming(event="unsupported", message_id=message_id,
+                        photo=f"{CHANNEL}:{fields['MediaId'].strip()[:200]}")
     return incoming(event="unsupported", message_id=message_id)
