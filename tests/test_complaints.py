@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.dispatch import Dispatcher
+from bot.scheduler import Jobs
+from bot.wiring import App
 from handlers.engine import Assistant
 from storage import complaints
 from storage.clock import ManualClock
@@ -209,7 +211,7 @@ async def test_a_suggestion_is_never_merged_and_bad_input_is_asked_again(
 
 
 async def test_the_monthly_sample_lists_resolved_complaints_for_the_supervisors(
-        assistant: Assistant, boss: Staff, database: Database, clock: ManualClock,
+        app: App, assistant: Assistant, boss: Staff, database: Database, clock: ManualClock,
         dispatcher: Dispatcher, citizens: Recorder) -> None:
     citizen = Dialog(assistant, user=CITIZEN, channel="telegram")
     for text in ("大厅太冷", "排队太久", "指示牌不清楚"):
@@ -220,19 +222,26 @@ async def test_the_monthly_sample_lists_resolved_complaints_for_the_supervisors(
     for number in (1, 2, 3):
         await boss.command("classify", f"{number} 部分有效 核实属实")
         await boss.command("answer", f"{number} 已整改")
-    centre = make_centre()
-    async with database.session() as session:
-        assert await complaints.sample_followups(session, centre, clock.now(), size=2) == []
+    jobs = Jobs(app, dispatcher)
+    await jobs.sweep()                                           # November: nothing to draw yet
+    async with database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Complaint).where(
+            Complaint.sampled_on.is_not(None))) == 0
     clock.set(local(2026, 12, 1, 9))
-    async with database.session() as session:
-        picked = await complaints.sample_followups(session, centre, clock.now(), size=2)
-    assert len(picked) == 2
-    async with database.session() as session:                    # once a month
-        assert await complaints.sample_followups(session, centre, clock.now(), size=2) == []
+    await jobs.sweep()
+    await jobs.sweep()                                           # once a month
+    async with database.read() as session:
+        sampled = (await session.scalars(select(Complaint.id).where(
+            Complaint.sampled_on.is_not(None)))).all()
+    assert len(sampled) == 3                                     # all, under the sample size of 5
     await dispatcher.drain()
     [sample, _] = [d for d in citizens.sent if d.kind == "complaint_sample"]
-    assert sample.chat_id == str(SUPERVISOR) and "2025" not in sample.text and "2 件" in sample.text
+    assert sample.chat_id == str(SUPERVISOR) and "2026-11" in sample.text and "3 件" in sample.text
     assert "本月回访名单" in await boss.command("complaints")
+    centre = make_centre()
+    async with database.session() as session:                    # a smaller sample is a setting
+        clock.set(local(2027, 1, 1, 9))
+        assert await complaints.sample_followups(session, centre, clock.now(), size=2) == []
 
 
 async def test_low_ratings_still_open_complaints_for_the_supervisors_only(
