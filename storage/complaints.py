@@ -435,7 +435,7 @@ async def followup(session: AsyncSession, now: dt.datetime, number: int, *, iden
         raise ComplaintRefused(ComplaintRefusal.ALREADY_ANSWERED, number=number)
     await session.refresh(complaint)
     actor = f"identity:{identity_id}"
-    await add_event(session, now, complaint, actor, "followup", satisfied=satisfied)
+    await add_event(session, now, complaint, actor, "satisfied" if satisfied else "unsatisfied")
     await audit(session, now, actor, "complaint_followup", "complaint", number,
                 satisfied=satisfied)
     if satisfied:
@@ -481,3 +481,76 @@ async def sample_followups(session: AsyncSession, centre: Centre, now: dt.dateti
                   dedup_key=f"complaint_sample:{first.isoformat()}",
                   payload={"complaints": picked, "month": previous.isoformat()[:7]})
     return picked
+
+
+# --- figures ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplaintFigures:
+    """Complaints and suggestions of a period (opened in it; 催办 and 回访 answers made in it)."""
+
+    by_category: dict[str, int]
+    suggestions: int = 0
+    answered: int = 0
+    answered_on_time: int = 0       # the outcome given by the answer deadline
+    merged: int = 0                 # repeats merged into an earlier complaint as 催办
+    satisfied: int = 0              # 回访 answers
+    unsatisfied: int = 0
+    reopened: int = 0
+
+    @property
+    def complaints(self) -> int:
+        return sum(self.by_category.values())
+
+    @property
+    def satisfied_share(self) -> float | None:
+        answers = self.satisfied + self.unsatisfied
+        return self.satisfied / answers if answers else None
+
+
+async def complaint_figures(session: AsyncSession, centre: Centre, first: dt.date, last: dt.date,
+                            *, service_ids: Sequence[int] | None = None) -> ComplaintFigures:
+    """The complaint figures of the local days ``first``..``last``: complaints by category,
+    suggestions, answers on time, merged repeats, 回访 satisfaction and reopenings.
+
+    Args:
+        service_ids: only complaints about these services (None: all, also those about none).
+    """
+    start = dt.datetime.combine(first, dt.time(0), centre.tz)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), centre.tz)
+    scoped = Complaint.service_id.in_(list(service_ids)) if service_ids is not None else None
+
+    def where(*conditions: Any) -> list[Any]:
+        return [*conditions, *([scoped] if scoped is not None else [])]
+
+    opened = (await session.execute(
+        select(Complaint.kind, Complaint.category, func.count())
+        .where(*where(Complaint.opened_at >= start, Complaint.opened_at < end))
+        .group_by(Complaint.kind, Complaint.category))).all()
+    by_category = dict.fromkeys(CATEGORIES, 0)
+    suggestions = 0
+    for kind, category, count in opened:
+        if kind == "suggestion":
+            suggestions += int(count)
+        else:
+            by_category[category if category in by_category else "other"] += int(count)
+    answered = (await session.execute(select(
+        func.count(Complaint.answered_at),
+        func.count(Complaint.id).filter(Complaint.answered_at <= Complaint.first_answer_due))
+        .where(*where(Complaint.opened_at >= start, Complaint.opened_at < end,
+                      Complaint.answered_at.is_not(None))))).one()
+    events = (await session.execute(
+        select(ComplaintEvent.action, func.count()).join(
+            Complaint, Complaint.id == ComplaintEvent.complaint_id)
+        .where(*where(ComplaintEvent.at >= start, ComplaintEvent.at < end,
+                      ComplaintEvent.action.in_(("urge", "reopened", "satisfied",
+                                                 "unsatisfied"))))
+        .group_by(ComplaintEvent.action))).all()
+    # Each 回访 answer counts, the one before a reopening too.
+    counted = {action: int(count) for action, count in events}
+    return ComplaintFigures(by_category=by_category, suggestions=suggestions,
+                            answered=int(answered[0]), answered_on_time=int(answered[1]),
+                            merged=counted.get("urge", 0), reopened=counted.get("reopened", 0),
+                            satisfied=counted.get("satisfied", 0),
+                            unsatisfied=counted.get("unsatisfied", 0))

@@ -46,7 +46,8 @@ def settings() -> Settings:
     # reach her.
     return dataclasses.replace(base, access=AccessSettings(
         staff=(f"telegram:{STAFF_PRIVATE}",),
-        supervisors=(f"telegram:{SUPERVISOR}", f"telegram:{STAFF_A}")))
+        supervisors=(f"telegram:{SUPERVISOR}", f"telegram:{STAFF_A}"),
+        managers=(f"telegram:{SUPERVISOR}",)))
 
 
 @pytest.fixture
@@ -160,6 +161,10 @@ async def test_classify_answer_and_a_followup_that_reopens_once(
         stored = await session.get(Complaint, 1)
         assert stored is not None and stored.status == RequestStatus.CLOSED
         assert stored.reopened == 1 and stored.followup_satisfied is False
+    figures = await boss.command("stats")
+    assert "投诉 1（服务态度 0、办事效率 0、材料要求 0、环境设施 0、其他 0）" not in figures
+    assert "投诉 1（服务态度 1、办事效率 0、材料要求 0、环境设施 0、其他 0）" in figures
+    assert "按时答复 1/1" in figures and "回访满意 0、不满意 2（满意率 0.0%），重新办理 1" in figures
 
 
 async def test_a_repeat_within_30_days_is_a_reminder_and_after_30_days_a_new_complaint(
@@ -184,6 +189,7 @@ async def test_a_repeat_within_30_days_is_a_reminder_and_after_30_days_a_new_com
                                           .order_by(ComplaintEvent.id))).all()
         assert list(actions) == ["opened", "urge"]
     assert "市民催办：还是没人联系我" in await boss.command("complaints", "1")
+    assert "合并催办 1" in await boss.command("stats", "month")
     clock.advance(dt.timedelta(days=2))                          # 31 days after the first
     await file_complaint(citizen, booking=code, text="又遇到同样的问题")
     assert "投诉已登记，编号 2" in citizen.text
