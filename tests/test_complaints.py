@@ -266,3 +266,26 @@ async def test_low_ratings_still_open_complaints_for_the_supervisors_only(
         stored = await session.get(Complaint, 1)
         assert stored is not None and stored.service_id == appointment.service_id
         assert stored.staff_named == f"telegram:{STAFF_A}"
+
+
+async def test_in_english_every_step_and_refusal_speaks_english(
+        assistant: Assistant, wang: Staff) -> None:
+    code = (await served(assistant, wang)).code
+    citizen = Dialog(assistant, user=CITIZEN, channel="telegram", locale="en")
+    await citizen.command("lang", "en")
+    await citizen.command("complaint")
+    assert "complaint or a suggestion" in citizen.text and "confidential" in citizen.text
+    await citizen.press("Complaint")
+    assert "Staff attitude" in citizen.labels and "Premises and facilities" in citizen.labels
+    await citizen.press("Speed of service")
+    assert any(code in label for label in citizen.labels)
+    await citizen.send(choice=citizen.choice(code).token)
+    assert "what happened" in citizen.text
+    await citizen.say("  ")
+    assert "cannot be empty" in citizen.text
+    await citizen.say("Waited two hours")
+    await citizen.say("what?")
+    assert "send a photo, or press" in citizen.text
+    await citizen.press("Skip")
+    assert "registered as number 1" in citizen.text and "confidential" in citizen.text
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in citizen.text)      # no Chinese left

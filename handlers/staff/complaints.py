@@ -114,9 +114,10 @@ async def show(ctx: Ctx, args: str) -> list[Reply]:
                          followup=_followup(ctx, complaint))]
     lines.append(ctx.t("complaint_staff.history_head"))
     for event in await complaints.history(ctx.session, complaint.id):
-        lines.append(ctx.t("complaint_staff.history_line", when=when_text(ctx, event.at),
+        lines.append(ctx.t("complaint_staff.history_said" if event.text
+                           else "complaint_staff.history_line", when=when_text(ctx, event.at),
                            action=ctx.t(f"complaint_staff.action.{event.action}"),
-                           text=f"：{mask_text(event.text)}" if event.text else ""))
+                           text=mask_text(event.text or "")))
     others, handoffs = await complaints.person_history(ctx.session, ctx.now, complaint)
     lines.append(ctx.t("complaint_staff.person_head", days=complaints.HISTORY_DAYS,
                        complaints=len(others), handoffs=len(handoffs)))
