@@ -44,6 +44,7 @@ from handlers.stats import error_text, render_figures
 from storage import migrate
 from storage.catalog import CatalogError, load_catalog, read_catalog
 from storage.clock import ManualClock
+from storage.complaints import complaint_handlers
 from storage.db import Database
 from storage.models import Service
 from storage.seed import SeedError, seed_history
@@ -209,6 +210,10 @@ async def cmd_doctor(app: App, args: argparse.Namespace) -> int:
                "agent_id, token: docs/wecom.md)")
         if settings.wecom.robot_webhook:
             note("the WeCom group robot also gets staff alerts (it only tells; nobody can answer there)")
+        if not complaint_handlers(settings.access):
+            note("WARNING: no access.supervisors (nor managers): complaints are kept but nobody is "
+                 "told of them (they never go to the staff group); set access.supervisors "
+                 "(docs/staff.md)")
     _print("all good" if not problems else f"{problems} thing(s) to fix")
     return EXIT_OK if not problems else EXIT_FAIL
 

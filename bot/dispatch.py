@@ -26,6 +26,7 @@ from storage import outbox
 from storage import sms as sms_store
 from storage.centre import Centre
 from storage.clock import Clock
+from storage.complaints import SUPERVISORS, complaint_handlers
 from storage.db import Database, is_outage
 from storage.models import ChannelIdentity, OutboxStatus
 from storage.outbox import STAFF_TARGET, DeliveryPolicy, Outcome, SmsHook
@@ -217,6 +218,9 @@ class Dispatcher:
         await _deliver(sender, identity.platform_user_id, rendered, kind)
 
     async def _to_staff(self, target: str, kind: str, rendered: Rendered) -> None:
+        if target == SUPERVISORS:
+            await self._to_supervisors(kind, rendered)
+            return
         if target == STAFF_TARGET:
             if not self.staff_senders:
                 raise Unreachable("no staff channel configured")
@@ -236,6 +240,23 @@ class Dispatcher:
         if sender is None or not chat_id:
             raise Unreachable(f"no channel for {channel}")
         await _deliver(sender, chat_id, rendered, kind)
+
+    async def _to_supervisors(self, kind: str, rendered: Rendered) -> None:
+        """A complaint, to each complaint handler's private chat (never the staff group), except
+        the staff member it names (``fields["exclude"]``)."""
+        excluded = rendered.fields.get("exclude", "")
+        targets = [t for t in complaint_handlers(self.settings.access) if t != excluded]
+        if not targets:
+            raise Unreachable("no supervisor to tell (access.supervisors)")
+        failures: list[Exception] = []
+        for target in targets:
+            try:
+                await self._to_staff(target, kind, rendered)
+            except (Unreachable, TryLater) as failure:
+                failures.append(failure)
+        # Once one supervisor has it, a retry would send it twice to that one.
+        if len(failures) == len(targets):
+            raise failures[0]
 
     async def _record(self, row_id: int, token: str, outcome: Outcome) -> bool:
         async with self.database.session() as session:

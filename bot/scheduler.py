@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.dispatch import Dispatcher
 from bot.wiring import App
-from storage import attendance, case_jobs, control, conversations, jobs, resource_closures, waitlist
+from storage import attendance, case_jobs, complaints, control, conversations, jobs, resource_closures, waitlist
 
 log = logging.getLogger("yuyue.scheduler")
 
@@ -49,8 +49,9 @@ class Jobs:
 
     async def sweep(self) -> None:
         """Move offers and holds that ran out, no-shows, ratings due, released days, unanswered
-        offers of a doctor's 停诊, old message ids, overdue requests, and the cases' reminders,
-        escalations and 回访 (限时办结)."""
+        offers of a doctor's 停诊, old message ids, overdue requests, the cases' reminders,
+        escalations and 回访 (限时办结), and the month's sample of resolved complaints for the
+        supervisors' 回访."""
         async with self.busy:
             await self._sweep()
 
@@ -77,6 +78,9 @@ class Jobs:
                                                    supervisors=settings.access.supervisors)
             await case_jobs.remind_uncollected(session, app.centre, now)
             await case_jobs.request_followups(session, app.centre, now)
+            # Once a month: resolved complaints picked for the supervisors' 回访.
+            await complaints.sample_followups(session, app.centre, now,
+                                              size=settings.complaints.followup_sample)
             # Message ids seen longer ago than the de-duplication window count no more.
             await conversations.forget_processed(session, now)
         if self.escalate is not None:

@@ -29,6 +29,7 @@ class EventKind(enum.StrEnum):
     ENTER = "enter"      # the step is entered (or shown again)
     CHOICE = "choice"    # a choice was picked; ``value`` is its payload
     TEXT = "text"        # text was typed (only steps that take text get it)
+    PHOTO = "photo"      # a photo was sent; ``value`` is its reference (only photo steps)
 
 
 @dataclass(frozen=True)

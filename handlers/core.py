@@ -47,6 +47,8 @@ class Incoming:
         reply_to_text: the text of the bot's message this one answers (a reply in a group),
             which names the hand-off it is about ("#12").
         files: the channel can deliver documents (spreadsheets); WeChat can send images only.
+        photo: a photo the user sent, as "<channel>:<the platform's media id>" (with event
+            "unsupported", for the steps that take none).
     """
 
     channel: str
@@ -63,6 +65,7 @@ class Incoming:
     user_name: str = ""
     reply_to_text: str = ""
     files: bool = True
+    photo: str | None = None
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ class Assistant:
 
     async def _route(self, ctx: Ctx) -> list[Reply]:
         incoming = ctx.incoming
-        if incoming.event:
+        takes_photo = bool(incoming.photo) and FLOWS.photo_handler(ctx.flow, ctx.step) is not None
+        if incoming.event and not takes_photo:
             return await self._event(ctx, incoming.event)
         conversation = self.settings.conversation
         flow = FLOWS.flow(ctx.flow)
@@ -139,6 +140,10 @@ class Assistant:
             ctx.end()
             ctx.forget("_menu")
             ctx.notes.append(ctx.reply("core.expired", minutes=conversation.idle_minutes))
+        if incoming.photo and (photo_step := FLOWS.photo_handler(ctx.flow, ctx.step)) is not None:
+            return await photo_step(ctx, Event(EventKind.PHOTO, incoming.photo))
+        if incoming.event:      # a photo where none is taken, once the flow expired
+            return await self._event(ctx, incoming.event)
         if incoming.command:
             return await self._command(ctx, incoming.command.lower(), incoming.args.strip())
         resolved = _resolve(ctx, incoming)
@@ -239,7 +244,7 @@ class Assistant:
             return await self._cancel(ctx)
         if word is not None:
             ctx.remember(_misunderstood=0)
-            return await self._global(ctx, word)
+            return await self._global(ctx, word, text)
         handler = FLOWS.text_handler(ctx.flow, ctx.step)
         if handler is not None:
             return await handler(ctx, Event(EventKind.TEXT, text))
@@ -260,13 +265,12 @@ class Assistant:
                 return await booking.show_search(ctx, found)
         return await self._misunderstood(ctx, text)
 
-    async def _global(self, ctx: Ctx, command: str) -> list[Reply]:
+    async def _global(self, ctx: Ctx, command: str, text: str) -> list[Reply]:
         """A global word: the command it names, from any step (the flow left is left cleanly by
-        the command itself). Complaints go to the flow that owns ``words.COMPLAINT_COMMAND``;
-        until there is one, to a person."""
-        if await FLOWS.command(ctx, command) is None:
-            return [ctx.reply("words.complaint_to_staff"), handoff.offer(ctx)]
-        return await self._command(ctx, command, "")
+        the command itself). The complaint command is told the word, so that 投诉 and 建议 go
+        straight to their kind."""
+        args = words.key_of(text) if command == words.COMPLAINT_COMMAND else ""
+        return await self._command(ctx, command, args)
 
     async def _group_text(self, ctx: Ctx, text: str) -> list[Reply]:
         """Group text reaches the bot only as a reply to one of its messages (on the staff

@@ -42,6 +42,7 @@ class Flow:
             name, or None when the chat is not its own.
         expires: an idle conversation in it is ended after ``conversation.idle_minutes``
             (a citizen waiting for staff may wait longer than a menu stays open).
+        photo_steps: the steps that take a photo (anywhere else a photo is unsupported).
     """
 
     name: str
@@ -54,6 +55,7 @@ class Flow:
     cancel: Leave | None = None
     group_commands: Callable[[Ctx, str], Awaitable[Command | None]] | None = None
     expires: bool = True
+    photo_steps: frozenset[StepName] = frozenset()
 
     def step(self, name: str | None) -> tuple[StepName, StepHandler] | None:
         """The step stored as ``name`` in a conversation row, with its handler."""

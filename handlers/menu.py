@@ -21,7 +21,8 @@ def main_menu(ctx: Ctx) -> Reply:
         "menu.prompt",
         [option(ctx.t("menu.book"), Main("book")), option(ctx.t("menu.my"), Main("my"))],
         [option(ctx.t("menu.guide"), Main("guide")), option(ctx.t("menu.human"), Main("human"))],
-        [option(ctx.t("case.progress"), Main("progress"))],
+        [option(ctx.t("case.progress"), Main("progress")),
+         option(ctx.t("complaint.menu"), Main("complaint"))],
         # accounts and people: 我的办事人 (and from there 我的信息, 绑定)
         [option(ctx.t("people.menu"), Main("people"))])
 

@@ -293,6 +293,32 @@ class DeclineVisit(Payload, prefix="hvno"):
     request: int
 
 
+# --- complaints and suggestions (投诉/建议) -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplaintKindPick(Payload, prefix="tskind"):
+    kind: str           # "complaint" or "suggestion"
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplaintCategoryPick(Payload, prefix="tscat"):
+    category: str       # storage.complaints.CATEGORIES
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplaintCasePick(Payload, prefix="tscase"):
+    case: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplaintFollowup(Payload, prefix="tsfu"):
+    """The citizen's 回访 answer to a complaint's outcome (on the wire): 1 satisfied, 0 not."""
+
+    complaint: int
+    satisfied: int
+
+
 # --- cases (办件) ------------------------------------------------------------------------------
 
 

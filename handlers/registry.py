@@ -12,6 +12,7 @@ from handlers import (
     booking,
     cases,
     closure_offers,
+    complaints,
     elder,
     guide,
     handoff,
@@ -64,6 +65,14 @@ class Registry:
             return None
         return named[1]
 
+    def photo_handler(self, flow: str | None, step: str | None) -> StepHandler | None:
+        """The handler of the step a conversation is at if that step takes a photo."""
+        found = self.flow(flow)
+        named = found.step(step) if found is not None else None
+        if named is None or named[0] not in found.photo_steps:  # type: ignore[union-attr]
+            return None
+        return named[1]
+
     async def command(self, ctx: Ctx, name: str) -> tuple[Flow, Command] | None:
         """The flow answering a command, and how; None for an unknown command."""
         for flow in self.flows:
@@ -81,4 +90,4 @@ class Registry:
 
 FLOWS = Registry([stats.FLOW, staff.FLOW, menu.FLOW, booking.FLOW, my_bookings.FLOW, guide.FLOW,
                   handoff.FLOW, home_visit.FLOW, rating.FLOW, cases.FLOW, people.FLOW, elder.FLOW,
-                  closure_offers.FLOW, moves.FLOW])
+                  closure_offers.FLOW, moves.FLOW, complaints.FLOW])

@@ -18,6 +18,7 @@ from handlers.i18n import Speaker, format_day
 from handlers.menu import unmatched_text
 from storage.account_figures import AccountFigures, account_figures
 from storage.case_stats import CaseFigures, CaseReport, case_report, weekly_on_time
+from storage.complaints import ComplaintFigures, complaint_figures
 from storage.stats.exports import appointment_rows
 from storage.stats.figures import Figures, figures
 from storage.stats.periods import Period, Scope, StatsError, parse_period, resolve_scope
@@ -62,7 +63,10 @@ async def stats(ctx: Ctx, args: str) -> list[Reply]:
     period, scope = asked
     if not chart:
         text = render_figures(ctx, await figures(ctx.session, ctx.centre, ctx.now, period, scope)) \
-            + "\n" + render_cases(ctx, await _cases(ctx, period, scope), per_service=scope is None)
+            + "\n" + render_cases(ctx, await _cases(ctx, period, scope), per_service=scope is None) \
+            + "\n" + render_complaints(ctx, await complaint_figures(
+                ctx.session, ctx.centre, period.first, period.last,
+                service_ids=scope.service_ids if scope is not None else None))
         if scope is None:  # accounts and people: centre-wide only
             text += "\n" + render_accounts(ctx, await account_figures(
                 ctx.session, period.starts_at(ctx.centre.tz), period.ends_at(ctx.centre.tz)))
@@ -249,6 +253,16 @@ def render_cases(ctx: Ctx | Speaker, report: CaseReport, *, per_service: bool = 
                                opened=f.opened, on_time=_percent(f.on_time_rate),
                                overdue=f.overdue_now))
     return "\n".join(lines)
+
+
+def render_complaints(ctx: Ctx | Speaker, f: ComplaintFigures) -> str:
+    """Complaints by category, suggestions, answers on time, merged repeats, 回访 satisfaction."""
+    categories = ctx.t("stats.complaint_separator").join(
+        f"{ctx.t(f'complaint.category.{name}')} {count}" for name, count in f.by_category.items())
+    return ctx.t("stats.complaint_figures", total=f.complaints, categories=categories,
+                 suggestions=f.suggestions, on_time=f.answered_on_time, answered=f.answered,
+                 merged=f.merged, satisfied=f.satisfied, unsatisfied=f.unsatisfied,
+                 share=_percent(f.satisfied_share), reopened=f.reopened)
 
 
 FLOW = Flow("stats", commands={"stats": stats, "export": export}, guard=guard)

@@ -127,6 +127,16 @@ class StaffMove(StepName, flow="staff"):
     SLOT = "move_slot"
 
 
+class Complaining(StepName, flow="complaint"):
+    """A complaint or suggestion (handlers/complaints.py)."""
+
+    KIND = "kind"
+    CATEGORY = "category"
+    SUBJECT = "subject"
+    TEXT = "text"
+    PHOTO = "photo"
+
+
 class CaseProgress(StepName, flow="cases"):
     """The citizen's cases (handlers/cases.py): the comment after a 回访 answer, and the
     confirmation of a withdrawal (撤回申请)."""

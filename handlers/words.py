@@ -60,6 +60,11 @@ def _key(text: str) -> str:
 _LOOKUP = {key: command for command, words in _WORDS.items() for word in words if (key := _key(word))}
 
 
+def key_of(text: str) -> str:
+    """A message as the global words are looked up: folded, without fillers and lead-ins."""
+    return _key(matching.fold(text))
+
+
 def global_word(text: str) -> str | None:
     """The command a message that is one of the global words asks for, or None."""
     stripped = matching.fold(text)

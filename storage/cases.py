@@ -822,7 +822,7 @@ async def rate_case(session: AsyncSession, centre: Centre, now: dt.datetime, *, 
     complaint = None
     if level <= COMPLAINT_AT_OR_BELOW:
         complaint = await open_complaint(session, centre, now, identity_id=identity_id, text="",
-                                         appointment_id=case.appointment_id,
+                                         appointment_id=case.appointment_id, case_id=case.id,
                                          answer_days=answer_days, resolve_days=resolve_days)
         case.complaint_id = complaint.id
     return case, complaint

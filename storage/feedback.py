@@ -1,5 +1,5 @@
 """Ratings on the five-level 好差评 scale (one per appointment, 一次一评) and the complaints
-that low ratings or an explicit 投诉 open for staff."""
+that low ratings open (storage.complaints handles every complaint)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.accounts import may_act_on
 from storage.audit import audit
 from storage.centre import Centre
-from storage.models import Appointment, AppointmentStatus, Complaint, Rating, RequestStatus
-from storage.outbox import STAFF_TARGET, enqueue
+from storage.complaints import about, add_event, alert_supervisors, register
+from storage.models import Appointment, AppointmentStatus, Complaint, Rating
 from storage.privacy import mask_text
-from storage.rules import working_days_later
 
 LEVELS = (5, 4, 3, 2, 1)          # 非常满意, 满意, 基本满意, 不满意, 非常不满意
 SATISFIED = 4                     # 满意 or better
@@ -75,8 +74,8 @@ async def rate(session: AsyncSession, centre: Centre, now: dt.datetime, *, appoi
 async def add_comment(session: AsyncSession, now: dt.datetime, rating_id: int,
                       comment: str) -> None:
     """Attach the citizen's optional comment (masked) to their rating, and to its complaint:
-    a complaint's text goes to staff as a follow-up of its alert (outbox kind
-    "complaint_details", to the staff group), claimed or not."""
+    a complaint's text goes to the supervisors as a follow-up of its alert (outbox kind
+    "complaint_details"), claimed or not."""
     rating = await session.get(Rating, rating_id)
     if rating is None:
         return
@@ -84,31 +83,24 @@ async def add_comment(session: AsyncSession, now: dt.datetime, rating_id: int,
     complaint = await session.scalar(select(Complaint).where(Complaint.rating_id == rating_id))
     if complaint is not None and not complaint.text:
         complaint.text = rating.comment
-        await enqueue(session, kind="complaint_details", now=now, target=STAFF_TARGET,
-                      dedup_key=f"complaint:{complaint.id}:details",
-                      payload={"complaint": complaint.id})
+        await add_event(session, now, complaint, f"identity:{rating.identity_id}", "details",
+                        rating.comment)
+        await alert_supervisors(session, now, complaint, "complaint_details", "details")
 
 
 async def open_complaint(session: AsyncSession, centre: Centre, now: dt.datetime, *,
                          identity_id: int, text: str, appointment_id: int | None = None,
-                         rating_id: int | None = None, answer_days: int = 1,
-                         resolve_days: int = 15) -> Complaint:
-    """Open a complaint with its first-answer and resolution due times, and alert staff.
+                         case_id: int | None = None, rating_id: int | None = None,
+                         answer_days: int = 1, resolve_days: int = 15) -> Complaint:
+    """Open the complaint a low rating makes, about what was rated, and alert the supervisors
+    (storage.complaints: never the staff group).
 
     Args:
         answer_days: working days for the first answer (1 = the same or next working day).
         resolve_days: working days to resolve it.
     """
-    complaint = Complaint(
-        identity_id=identity_id, appointment_id=appointment_id, rating_id=rating_id,
-        text=mask_text(text[:1000]),
-        status=RequestStatus.OPEN, opened_at=now,
-        first_answer_due=working_days_later(now, answer_days, centre.calendar, centre.tz),
-        resolution_due=working_days_later(now, resolve_days, centre.calendar, centre.tz))
-    session.add(complaint)
-    await session.flush()
-    await audit(session, now, f"identity:{identity_id}", "complaint", "complaint", complaint.id,
-                appointment=appointment_id, rating=rating_id)
-    await enqueue(session, kind="complaint_alert", now=now, target=STAFF_TARGET,
-                  dedup_key=f"complaint:{complaint.id}:open", payload={"complaint": complaint.id})
-    return complaint
+    # The rating was checked to be the citizen's: what it rated is what the complaint is about.
+    subject = await about(session, appointment_id=appointment_id, case_id=case_id)
+    return await register(session, centre, now, identity_id=identity_id, text=text,
+                          subject=subject, rating_id=rating_id, answer_days=answer_days,
+                          resolve_days=resolve_days)

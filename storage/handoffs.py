@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import audit
 from storage.centre import Centre
+from storage.complaints import SUPERVISORS
 from storage.feedback import COMPLAINT_AT_OR_BELOW, LEVELS, open_complaint
 from storage.identity import mask_mobile, mask_name
 from storage.models import (
@@ -340,53 +341,6 @@ async def rate_handoff(session: AsyncSession, centre: Centre, now: dt.datetime, 
     return rating, complaint
 
 
-# --- complaints -------------------------------------------------------------------------------
-
-
-async def answer_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
-                           actor: str, text: str, name: str = "",
-                           message_key: str | None = None) -> Complaint:
-    """Answer the citizen (outbox kind "complaint_answer"); the first answer stops the
-    first-answer clock. Answering an unclaimed complaint claims it.
-
-    Raises:
-        StaffRefused: UNKNOWN, CLOSED, NOT_OWNER (owner), TEXT_REQUIRED.
-    """
-    if not text.strip():
-        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=complaint_id)
-    complaint = await _owned(session, now, Complaint, complaint_id, actor, name)
-    if complaint.answered_at is None:
-        complaint.answered_at = now
-    complaint.status = RequestStatus.ANSWERED
-    await enqueue(session, kind="complaint_answer", now=now, identity_id=complaint.identity_id,
-                  dedup_key=f"complaint:{complaint_id}:answer:{_message_key(message_key)}",
-                  payload={"complaint": complaint_id,
-                           "text": mask_text(text.strip()[:3000], keep_mobiles=True)})
-    await audit(session, now, actor, "answer", "complaint", complaint_id)
-    return complaint
-
-
-async def resolve_complaint(session: AsyncSession, now: dt.datetime, complaint_id: int, *,
-                            actor: str, outcome: str, name: str = "") -> Complaint:
-    """Close a complaint with its outcome; the citizen is told the outcome.
-
-    Raises:
-        StaffRefused: UNKNOWN, CLOSED, NOT_OWNER (owner), TEXT_REQUIRED.
-    """
-    if not outcome.strip():
-        raise StaffRefused(StaffRefusal.TEXT_REQUIRED, number=complaint_id)
-    complaint = await _owned(session, now, Complaint, complaint_id, actor, name)
-    if complaint.answered_at is None:
-        complaint.answered_at = now
-    complaint.status, complaint.resolved_at = RequestStatus.CLOSED, now
-    complaint.outcome = mask_text(outcome.strip(), keep_mobiles=True)
-    await enqueue(session, kind="complaint_resolved", now=now, identity_id=complaint.identity_id,
-                  dedup_key=f"complaint:{complaint_id}:resolved",
-                  payload={"complaint": complaint_id, "text": complaint.outcome[:3000]})
-    await audit(session, now, actor, "resolve", "complaint", complaint_id)
-    return complaint
-
-
 # --- home visits ------------------------------------------------------------------------------
 
 
@@ -498,7 +452,8 @@ async def escalate_overdue(session: AsyncSession, centre: Centre, now: dt.dateti
       back, when it was opened outside staff hours) is alerted to the staff group again; after
       twice that, to each supervisor.
     - A complaint past its first-answer due time without an answer, and one past its
-      resolution due time unresolved, are alerted to the supervisors.
+      resolution due time unresolved, are alerted to the supervisors (with none, the
+      managers; never the staff group).
     - A home-visit request still undecided at its due time is alerted to the supervisors.
 
     Each level happens at most once per request: the level is raised with a conditional UPDATE
@@ -537,21 +492,23 @@ async def escalate_overdue(session: AsyncSession, centre: Centre, now: dt.dateti
                           dedup_key=f"handoff:{handoff.id}:escalate1",
                           payload={"handoff": handoff.id, "again": escalate_minutes})
             made += 1
+    # Complaints are confidential: their escalations go to the supervisors alone, never the
+    # staff group (storage.complaints).
     complaints = (await session.scalars(select(Complaint).where(
         Complaint.status != RequestStatus.CLOSED, Complaint.escalations < 2,
         Complaint.first_answer_due <= now).order_by(Complaint.id))).all()
     for complaint in complaints:
         if complaint.answered_at is None and await _raise_level(
                 session, Complaint, complaint.id, 1, Complaint.answered_at.is_(None)):
-            await _tell_supervisors(session, now, targets, kind="complaint_overdue",
-                                    key=f"complaint:{complaint.id}:escalate1",
-                                    payload={"complaint": complaint.id, "due": "answer"})
+            await enqueue(session, kind="complaint_overdue", now=now, target=SUPERVISORS,
+                          dedup_key=f"complaint:{complaint.id}:escalate1",
+                          payload={"complaint": complaint.id, "due": "answer"})
             made += 1
         if complaint.resolution_due <= now and await _raise_level(
                 session, Complaint, complaint.id, 2, Complaint.status != RequestStatus.CLOSED):
-            await _tell_supervisors(session, now, targets, kind="complaint_overdue",
-                                    key=f"complaint:{complaint.id}:escalate2",
-                                    payload={"complaint": complaint.id, "due": "resolution"})
+            await enqueue(session, kind="complaint_overdue", now=now, target=SUPERVISORS,
+                          dedup_key=f"complaint:{complaint.id}:escalate2",
+                          payload={"complaint": complaint.id, "due": "resolution"})
             made += 1
     requests = (await session.scalars(select(HomeVisitRequest.id).where(
         HomeVisitRequest.status == RequestStatus.OPEN, HomeVisitRequest.escalations < 1,

@@ -550,6 +550,42 @@ class Complaint(Base):
     resolved_at: Mapped[dt.datetime | None]
     outcome: Mapped[str | None] = mapped_column(Text)
     escalations: Mapped[int] = mapped_column(default=0)
+    # --- complaints and suggestions from the citizen (revision 0008; storage/complaints.py) ---
+    kind: Mapped[str] = mapped_column(String(10), default="complaint")    # or "suggestion"
+    category: Mapped[str] = mapped_column(String(20), default="other")    # ComplaintCategory
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id"))
+    # No foreign key: case_file.complaint_id already points here (a cycle would stop the
+    # tables from being ordered for creation and truncation).
+    case_id: Mapped[int | None]
+    photo: Mapped[str | None] = mapped_column(String(255))      # "<channel>:<media id>"
+    staff_named: Mapped[str | None] = mapped_column(String(80))   # never shown this complaint
+    priority: Mapped[int] = mapped_column(default=0)
+    repeats: Mapped[int] = mapped_column(default=0)             # 催办 merged into it
+    complex: Mapped[bool] = mapped_column(Boolean, default=False)
+    classification: Mapped[str | None] = mapped_column(String(20))   # valid, invalid, partly
+    classification_reason: Mapped[str | None] = mapped_column(Text)
+    classified_by: Mapped[str | None] = mapped_column(String(80))
+    classified_at: Mapped[dt.datetime | None]
+    reopened: Mapped[int] = mapped_column(default=0)
+    followup_asked_at: Mapped[dt.datetime | None]
+    followup_at: Mapped[dt.datetime | None]
+    followup_satisfied: Mapped[bool | None] = mapped_column(Boolean)
+    sampled_on: Mapped[dt.date | None] = mapped_column(Date)    # picked for a supervisor's 回访
+
+
+class ComplaintEvent(Base):
+    """One step in a complaint's history: opened, a 催办 merged in, classified, answered,
+    reopened, the citizen's 回访 answer."""
+
+    __tablename__ = "complaint_event"
+    id: Mapped[intpk]
+    complaint_id: Mapped[int] = mapped_column(ForeignKey("complaint.id"), index=True)
+    at: Mapped[instant]
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[json_data]
 
 
 class HomeVisitRequest(Base, Created):

@@ -291,6 +291,15 @@ class CaseSettings:
     overdue_time: dt.time = _setting("17:00", parse=parse_clock_time)
 
 
+@dataclass(frozen=True)
+class ComplaintSettings:
+    """Complaints and suggestions (投诉/建议): merging repeats, the complex answer time, 回访."""
+
+    merge_days: int = _setting(30, minimum=0, maximum=365)
+    complex_working_days: int = _setting(5, minimum=1, maximum=30)
+    followup_sample: int = _setting(5, minimum=0, maximum=1000)
+
+
 def _strings(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError('a list of strings like ["2h"]')
@@ -507,6 +516,7 @@ class Settings:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     cases: CaseSettings = field(default_factory=CaseSettings)
+    complaints: ComplaintSettings = field(default_factory=ComplaintSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     wechat: WechatSettings = field(default_factory=WechatSettings)
     wecom: WecomSettings = field(default_factory=WecomSettings)

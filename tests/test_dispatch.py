@@ -32,7 +32,7 @@ from storage.models import (
     Service,
     WaitKind,
 )
-from storage.settings import Settings, TelegramSettings
+from storage.settings import AccessSettings, Settings, TelegramSettings
 from tests.dialog import Dialog
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
@@ -40,6 +40,7 @@ from tests.helpers import TZ, local, person, slots_of, valid_id
 
 STAFF_GROUP = -1001987654321
 CITIZEN = 5111000001
+SUPERVISOR = 5111000099
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def api() -> AsyncIterator[FakeTelegram]:
 def settings(api: FakeTelegram) -> Settings:
     return dataclasses.replace(Settings(), telegram=TelegramSettings(
         token=api.token, base_url=api.base_url, base_file_url=api.base_file_url,
-        staff_chat_id=STAFF_GROUP))
+        staff_chat_id=STAFF_GROUP), access=AccessSettings(supervisors=(f"telegram:{SUPERVISOR}",)))
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ async def test_no_show_strike_and_block_notices(app: App, api: FakeTelegram, dis
             assert "预约资格暂停至2027年2月24日 周三 09:30" in consequence
 
 
-async def test_rating_request_a_bad_rating_and_the_staff_alert(app: App, api: FakeTelegram,
+async def test_rating_request_a_bad_rating_and_the_supervisor_alert(app: App, api: FakeTelegram,
                                                                dispatcher: Dispatcher, clock: ManualClock) -> None:
     appointment = await citizen_books(app, dt.date(2026, 11, 24), index=6)
     clock.set(appointment.starts_at)
@@ -191,7 +192,10 @@ async def test_rating_request_a_bad_rating_and_the_staff_alert(app: App, api: Fa
         assert complaint is not None and complaint.text == "窗口等了很久"
         assert complaint.first_answer_due == local(2026, 11, 30, 17)   # rated Friday: next working day
     await dispatcher.drain()
-    assert any("投诉" in t for t in texts(api, STAFF_GROUP))
+    # Complaints are confidential: the supervisor is told in private, the staff group is not.
+    told = texts(api, SUPERVISOR)
+    assert any("投诉 #1" in t for t in told) and any("窗口等了很久" in t for t in told)
+    assert not any("投诉" in t for t in texts(api, STAFF_GROUP))
 
 
 async def test_release_notification(app: App, api: FakeTelegram, dispatcher: Dispatcher,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from storage import migrate
 from storage.accounts import visible_bookings
 from storage.db import Database
-from storage.models import AccountPerson, Base, LinkMethod, Person, Relation
+from storage.models import AccountPerson, Base, Complaint, LinkMethod, Person, Relation
 from tests.conftest import postgres_url
 
 
@@ -121,3 +121,43 @@ async def test_0003_keeps_everything_and_makes_each_binding_a_self_link(empty_da
         assert [g.person.person_id for g in await visible_bookings(session, account_id=1)] == [1]
         for account_id in (2, 3, 4):
             assert await visible_bookings(session, account_id=account_id) == []
+
+
+async def test_0012_carries_over_the_complaints_low_ratings_opened(empty_database: Database) -> None:
+    """A complaint opened by a low rating before revision 0012 becomes a complaint of category
+    "other" about its appointment's service and person."""
+    database = empty_database
+    await migrate.upgrade(database, "0011")
+    at = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
+    statements = [
+        "INSERT INTO department (id, code, kind, name_zh, name_en, definition, created_at, updated_at)"
+        " VALUES (1, 'town', 'centre', '中心', 'Centre', '{}', :at, :at)",
+        "INSERT INTO service (id, code, department_id, name_zh, name_en, definition, definition_hash,"
+        " active, created_at, updated_at) VALUES (1, 'id_card', 1, '身份证', 'ID', '{}', 'h', true, :at, :at)",
+        "INSERT INTO slot (id, service_id, local_date, starts_at, ends_at, capacity, online_capacity,"
+        " booked, held, offline_booked) VALUES (1, 1, '2026-11-24', :at, :at, 6, 3, 1, 0, 0)",
+        "INSERT INTO person (id, name, mobile, created_at, updated_at)"
+        " VALUES (1, '张三', '13812345678', :at, :at)",
+        "INSERT INTO channel_identity (id, channel, platform_user_id, person_id, locale, created_at)"
+        " VALUES (1, 'telegram', '1', 1, 'zh-CN', :at)",
+        "INSERT INTO appointment (id, code, person_id, service_id, slot_id, identity_id, local_date,"
+        " starts_at, ends_at, status, channel, \"offline\", made_by, reschedules, created_at, updated_at)"
+        " VALUES (1, 'AAAAAA', 1, 1, 1, 1, '2026-11-24', :at, :at, 'completed', 'telegram', false,"
+        " 'x', 0, :at, :at)",
+        "INSERT INTO complaint (id, identity_id, appointment_id, text, status, opened_at,"
+        " first_answer_due, resolution_due, escalations)"
+        " VALUES (1, 1, 1, '等了很久', 'open', :at, :at, :at, 0)",
+        "INSERT INTO complaint (id, identity_id, text, status, opened_at, first_answer_due,"
+        " resolution_due, escalations) VALUES (2, 1, '', 'closed', :at, :at, :at, 0)",
+    ]
+    async with database.engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(text(statement), {"at": at})
+    await migrate.upgrade(database)
+    assert await migrate.schema_differences(database) == []
+    async with database.read() as session:
+        rows = (await session.scalars(select(Complaint).order_by(Complaint.id))).all()
+        assert [(c.category, c.kind, c.service_id, c.person_id, c.priority, c.repeats, c.reopened,
+                 c.complex, c.text) for c in rows] == [
+            ("other", "complaint", 1, 1, 0, 0, 0, False, "等了很久"),
+            ("other", "complaint", None, None, 0, 0, 0, False, "")]

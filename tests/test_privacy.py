@@ -28,7 +28,14 @@ from storage.models import (
 from storage.privacy import mask_text
 from storage.settings import Settings
 from tests.dialog import Dialog, verify_dialog
-from tests.staff_support import STAFF_A, Recorder, Staff, staff_dispatcher, staff_settings
+from tests.staff_support import (
+    STAFF_A,
+    SUPERVISOR,
+    Recorder,
+    Staff,
+    staff_dispatcher,
+    staff_settings,
+)
 from tests.test_flows import ID_NUMBER, book_id_card
 
 
@@ -306,28 +313,32 @@ async def complaint_after_help(citizen: Dialog, wang: Staff, dispatcher: Dispatc
 
 
 @pytest.mark.parametrize("claimed_first", [False, True])
-async def test_the_complaint_text_typed_after_a_low_rating_reaches_staff(
-        assistant: Assistant, dispatcher: Dispatcher, group: Recorder, claimed_first: bool) -> None:
+async def test_the_complaint_text_typed_after_a_low_rating_reaches_the_supervisor_masked(
+        assistant: Assistant, dispatcher: Dispatcher, group: Recorder, telegram: Recorder,
+        claimed_first: bool) -> None:
     citizen = Dialog(assistant, user="5100000003", channel="telegram")
-    wang, li = Staff(assistant, STAFF_A, "王芳"), Staff(assistant, 6200000002, "李强")
+    wang = Staff(assistant, STAFF_A, "王芳")
+    boss = Staff(assistant, SUPERVISOR, "赵主任", chat=SUPERVISOR)
     await complaint_after_help(citizen, wang, dispatcher)
     await dispatcher.drain()
-    [alert] = group.of_kind("complaint_alert")
+    [alert] = telegram.of_kind("complaint_alert")
+    assert alert.chat_id == str(SUPERVISOR)
     assert "投诉 #1" in alert.text and "市民尚未写明" in alert.text
     if claimed_first:
-        assert "已由 李强 负责" in await li.press(alert.tokens[0])
+        assert "已由 赵主任 负责" in await boss.press(alert.tokens[0])
     await citizen.say(f"窗口人员态度很差，还把我的身份证号 {ID_NUMBER} 念了出来")
     assert "已收到您的意见" in citizen.text
     await dispatcher.drain()
-    [details] = group.of_kind("complaint_details")
+    [details] = telegram.of_kind("complaint_details")
     assert "窗口人员态度很差" in details.text and "110***********002X" in details.text
-    assert ID_NUMBER not in details.text and "首次答复期限" in details.text
+    assert ID_NUMBER not in details.text and "答复期限" in details.text
+    assert not [d for d in group.sent if d.kind.startswith("complaint")]
     if claimed_first:
-        assert "已由 李强 负责" in details.text and details.tokens == []
+        assert "赵主任" in details.text and details.tokens == []
     else:
         assert details.tokens == ["g:claimc:1"]
-        claimed = await li.press(details.tokens[0])
-        assert "窗口人员态度很差" in claimed and "已由 李强 负责" in claimed
+        claimed = await boss.press(details.tokens[0])
+        assert "窗口人员态度很差" in claimed and "已由 赵主任 负责" in claimed
 
 
 # --- what a hand-off alert tells staff ---------------------------------------------------------------

@@ -36,6 +36,7 @@ from tests.staff_support import (
     STAFF_A,
     STAFF_B,
     STAFF_PRIVATE,
+    SUPERVISOR,
     Recorder,
     Staff,
     staff_dispatcher,
@@ -259,7 +260,7 @@ async def test_staff_commands_refuse_everyone_else_politely(
     assert "/checkin" in await in_group.command("start")      # the staff group gets staff help
 
 
-async def test_a_bad_rating_becomes_a_complaint_staff_answer_and_resolve(
+async def test_a_bad_rating_becomes_a_complaint_the_supervisor_claims_classifies_and_answers(
         assistant: Assistant, wang: Staff, dispatcher: Dispatcher, group: Recorder,
         citizens: Recorder, database: Database) -> None:
     appointment = await book(assistant, "id_card", TODAY, 0, user="51", name="张三",
@@ -271,26 +272,28 @@ async def test_a_bad_rating_becomes_a_complaint_staff_answer_and_resolve(
     assert "已转为投诉（编号 1）" in citizen.text
     await citizen.say("窗口人员态度很差")
     await dispatcher.drain()
-    [alert] = group.of_kind("complaint_alert")
-    assert "投诉 #1" in alert.text and alert.tokens == ["g:claimc:1"]
-    claimed = await wang.press(alert.tokens[0])
-    assert "投诉 #1" in claimed and "已由 王芳 负责" in claimed and wang.last[0].edit
+    assert not group.of_kind("complaint_alert")                # never in the staff group
+    [alert] = citizens.of_kind("complaint_alert")
+    assert alert.chat_id == str(SUPERVISOR) and "投诉 #1" in alert.text
+    assert alert.tokens == ["g:claimc:1"]
+    boss = Staff(assistant, SUPERVISOR, "赵主任", chat=SUPERVISOR)
+    claimed = await boss.press(alert.tokens[0])
+    assert "投诉 #1" in claimed and "已由 赵主任 负责" in claimed and boss.last[0].edit
     assert "窗口人员态度很差" in claimed and "首次答复期限：11月24日" in claimed   # nothing lost
-    li = Staff(assistant, STAFF_B, "李强")
-    assert "已由 王芳 认领" in await li.press(alert.tokens[0])
-    assert li.last[0].toast and not li.last[0].edit           # for li alone; the alert stays
-    assert "由 王芳 负责" in await li.command("answer", "1 不关我事")
-    assert "已答复市民" in await wang.command("answer", "1 非常抱歉，我们已批评教育相关人员。")
-    assert "已办结" in await wang.command("resolve", "1 已对窗口人员培训，并向您致歉。")
-    assert "已经结束" in await wang.command("resolve", "1 再来一次")
+    assert "负责人" in await wang.press(alert.tokens[0])         # staff may not claim it
+    assert "负责人" in await wang.command("answer", "1 不关我事")
+    assert "请先认定" in await boss.command("answer", "1 非常抱歉。")
+    assert "部分有效" in await boss.command("classify", "1 部分有效 窗口确有不耐烦")
+    assert "已把处理结果告知市民" in await boss.command("answer", "1 已对窗口人员培训，并向您致歉。")
+    assert "已办结" in await boss.command("answer", "1 再来一次")
     await dispatcher.drain()
-    told = [d.text for d in citizens.sent if d.kind.startswith("complaint")]
-    assert "批评教育" in told[0] and "处理结果" in told[1] and "培训" in told[1]
+    [told] = [d.text for d in citizens.sent if d.kind == "complaint_outcome"]
+    assert "培训" in told and "部分有效" in told and "是否满意" in told
     async with database.read() as session:
         complaint = await session.get(Complaint, 1)
         assert complaint is not None and complaint.status == RequestStatus.CLOSED
         assert complaint.text == "窗口人员态度很差" and complaint.answered_at is not None
-        assert complaint.claimed_by == f"telegram:{STAFF_A}" and complaint.resolved_at is not None
+        assert complaint.claimed_by == f"telegram:{SUPERVISOR}" and complaint.resolved_at is not None
 
 
 async def home_visit(assistant: Assistant, user: str) -> int:

@@ -53,6 +53,7 @@ STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for n
     "person",   # accounts and people
     "roster",
     "move", "phone", "closures", "reopen",
+    "complaints", "classify", "complex",
 ))
 
 MANAGER_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "manager") for name in (

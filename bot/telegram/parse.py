@@ -132,6 +132,11 @@ def parse_update(update: Update, *, bot_username: str, bot_id: int) -> Parsed:
         return dataclasses.replace(base, text=message.text, reply_to_text=answered)
     if is_group:
         return None  # service messages and media in the group
+    if message.photo:
+        # A photo: a step that takes one (a complaint's) keeps the largest size's file id;
+        # elsewhere it is unsupported, with the hint for a picture.
+        return dataclasses.replace(base, event="unsupported:image",
+                                   photo=f"{CHANNEL}:{message.photo[-1].file_id[:200]}")
     return dataclasses.replace(base, event=f"unsupported:{_kind(message)}")
 
 

@@ -111,6 +111,27 @@ def _entities(value: Any, where: str) -> list[dict[str, Any]]:
     return entities
 
 
+FILE_ID_LIMIT = 200             # characters; Telegram's file ids are about 80
+PHOTO_SIZES = 20
+
+
+def _photo(value: Any, where: str) -> list[dict[str, Any]]:
+    """A photo's sizes (a complaint keeps the largest one's file id)."""
+    if not isinstance(value, list) or not value or len(value) > PHOTO_SIZES:
+        raise BadUpdate(f"{where}: not a list of 1 to {PHOTO_SIZES} sizes")
+    sizes = []
+    for index, item in enumerate(value):
+        data = _dict(item, f"{where}[{index}]")
+        sizes.append({"file_id": _str(data.get("file_id"), f"{where}[{index}].file_id",
+                                      FILE_ID_LIMIT),
+                      "file_unique_id": _str(data.get("file_unique_id", ""),
+                                             f"{where}[{index}].file_unique_id", FILE_ID_LIMIT),
+                      "width": _int(data.get("width", 0), f"{where}[{index}].width", 0, 100000),
+                      "height": _int(data.get("height", 0), f"{where}[{index}].height", 0,
+                                     100000)})
+    return sizes
+
+
 def _message(value: Any, where: str, *, depth: int = 0) -> dict[str, Any]:
     data = _dict(value, where)
     message: dict[str, Any] = {
@@ -121,6 +142,7 @@ def _message(value: Any, where: str, *, depth: int = 0) -> dict[str, Any]:
     _optional(data, message, "text", lambda v, w: _str(v, w, TEXT_LIMIT), where)
     _optional(data, message, "caption", lambda v, w: _str(v, w, TEXT_LIMIT), where)
     _optional(data, message, "entities", _entities, where)
+    _optional(data, message, "photo", _photo, where)
     _optional(data, message, "migrate_to_chat_id", _id, where)
     _optional(data, message, "migrate_from_chat_id", _id, where)
     if data.get("reply_to_message") is not None and depth == 0:

@@ -131,4 +131,9 @@ def to_incoming(fields: Mapping[str, str]) -> Incoming | None:
                         message_id=message_id)
     # The kind names the hint: a link is not a picture ("shortvideo" is a video).
     kind = {"shortvideo": "video"}.get(msg_type, msg_type)
+    if msg_type == "image" and fields.get("MediaId", "").strip():
+        # A photo: a step that takes one (a complaint's) keeps its media id; elsewhere it is
+        # unsupported, with the hint for a picture.
+        return incoming(event=f"unsupported:{kind}", message_id=message_id,
+                        photo=f"{CHANNEL}:{fields['MediaId'].strip()[:200]}")
     return incoming(event=f"unsupported:{kind}", message_id=message_id)

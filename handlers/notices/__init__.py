@@ -4,7 +4,8 @@ The outbox stores the cause (kind, appointment, a few values); the text is made 
 sent, in the recipient's language, so a reminder always shows the appointment as it is now.
 A row that no longer makes sense (the appointment was cancelled, has started) is dropped.
 By subject: ``appointments`` (a citizen's bookings), ``answers`` (what staff did for them),
-``staff`` (alerts for staff), ``cases`` (办件, for citizens and staff); ``base`` holds what
+``staff`` (alerts for staff), ``complaints`` (for supervisors, and the outcome), ``cases``
+(办件, for citizens and staff); ``base`` holds what
 they are made from.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from handlers.notices import accounts, answers, appointments, cases, moves, resources, staff
+from handlers.notices import accounts, answers, appointments, cases, complaints, moves, resources, staff
 from handlers.notices.accounts import for_whom
 from handlers.notices.base import Note, Rendered, Renderer
 from storage.catalog import ServiceDef
@@ -23,7 +24,7 @@ from storage.settings import Settings
 
 RENDERERS: dict[str, Renderer] = {**appointments.RENDERERS, **answers.RENDERERS, **staff.RENDERERS,
                                   **cases.RENDERERS, **accounts.RENDERERS, **resources.RENDERERS,
-                                  **moves.RENDERERS}
+                                  **moves.RENDERERS, **complaints.RENDERERS}
 
 
 async def render(session: Session, centre: Centre, settings: Settings, row: Outbox,

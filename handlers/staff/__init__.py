@@ -1,5 +1,5 @@
 """Staff at work, by subject: ``access`` (who is staff), ``window`` (today's list, check-in,
-completion, no-shows, blocks), ``requests`` (hand-offs, complaints, home visits), ``closures``
+completion, no-shows, blocks), ``requests`` (hand-offs, home visits), ``complaints`` (for supervisors), ``closures``
 (停办/停诊), ``walkin`` (booking for walk-ins and callers, 代办), ``cases`` (办件 after the
 visit), ``sms`` (opt-outs of texts recorded at the window), the staff-only chat of the WeCom
 app (``desk``), and what staff are told (``replies``). The staff flow is declared here.
@@ -15,6 +15,7 @@ from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, Declin
 from handlers.staff import (
     cases,
     closures,
+    complaints,
     control,
     desk,
     people,
@@ -37,6 +38,8 @@ async def help_command(ctx: Ctx, args: str) -> list[Reply]:
                  ctx.reply("control.move_help"), ctx.reply("control.phone_help"),
                  ctx.reply("reopen.help"), ctx.reply("sms_staff.help"), ctx.reply("staff_people.help"),
                  ctx.reply("roster.help")]
+    if complaints.may_handle(ctx.settings.access, ctx.actor):
+        help_text.append(ctx.reply("complaint_staff.help"))
     if desk.is_desk(ctx.incoming):
         help_text.append(ctx.reply("staff.desk_help"))
     return help_text
@@ -47,9 +50,8 @@ COMMANDS: dict[str, Command] = {
     "noshow": window.noshow, "undo": window.undo, "blocks": window.blocked,
     "unblock": window.unblock, "walkin": walk_in, "closure": closures.closure,
     "claim": desk.claim, "reply": requests.reply, "close": requests.close,
-    "open": requests.open_requests, "claimc": requests.claim_complaint, "answer": requests.answer,
-    "resolve": requests.resolve, "approve": requests.approve, "decline": requests.decline,
-    "staffhelp": help_command, **cases.COMMANDS, **rosters.COMMANDS,
+    "open": requests.open_requests, "approve": requests.approve, "decline": requests.decline,
+    "staffhelp": help_command, **cases.COMMANDS, **complaints.COMMANDS, **rosters.COMMANDS,
     "sms": sms.sms_command,
     "person": people.correct,   # the accounts model: correct a person's name or mobile
     "move": control.move, "phone": control.phone,
@@ -81,7 +83,7 @@ FLOW = Flow(
            **control.STEPS},
     text_steps=frozenset({Staff.VISIT_TIME, Staff.VISIT_REASON}) | cases.TEXT_STEPS,
     commands=COMMANDS,
-    actions={ClaimHandoff: desk.claim_button, ClaimComplaint: requests.claim_button,
+    actions={ClaimHandoff: desk.claim_button, ClaimComplaint: complaints.claim_button,
              ApproveVisit: requests.approve_button, DeclineVisit: requests.decline_button,
              **cases.ACTIONS},
     guard=guard, stale=_stale, cancel=stop, group_commands=group_command)

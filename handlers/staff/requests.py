@@ -1,5 +1,5 @@
 """Requests staff answer: hand-offs (首问负责: the first to claim owns it; answers are relayed to
-the citizen), complaints (claimed, answered, resolved) and home-visit requests (approved with a
+the citizen), claiming complaints (for handlers/staff/complaints.py) and home-visit requests (approved with a
 time, or declined with a reason). Diagram: docs/flows/handoff.mmd."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from functools import partial
 from handlers.context import Ctx, Event
 from handlers.core import Reply
 from handlers.notices.staff import complaint_text, handoff_text
-from handlers.payloads import ApproveVisit, ClaimComplaint, ClaimHandoff, DeclineVisit
+from handlers.payloads import ApproveVisit, ClaimHandoff, DeclineVisit
 from handlers.render import when_text
 from handlers.staff.access import is_staff
 from handlers.staff.dates import parse_when
@@ -65,19 +65,14 @@ async def claim(ctx: Ctx, args: str) -> list[Reply]:
     return await _claim(ctx, Handoff, number)
 
 
-async def claim_complaint(ctx: Ctx, args: str) -> list[Reply]:
-    """Take responsibility for a complaint: /claimc N."""
-    number, _ = _number(args)
-    if number is None:
-        return [ctx.reply("staff.usage_claimc")]
-    return await _claim(ctx, Complaint, number)
+async def claim_button(ctx: Ctx, payload: ClaimHandoff) -> list[Reply]:
+    """The claim button on a hand-off alert."""
+    return await _claim(ctx, Handoff, payload.handoff, pressed=True)
 
 
-async def claim_button(ctx: Ctx, payload: ClaimHandoff | ClaimComplaint) -> list[Reply]:
-    """The claim button on an alert."""
-    if isinstance(payload, ClaimHandoff):
-        return await _claim(ctx, Handoff, payload.handoff, pressed=True)
-    return await _claim(ctx, Complaint, payload.complaint, pressed=True)
+async def claim_complaint_number(ctx: Ctx, number: int, *, pressed: bool = False) -> list[Reply]:
+    """Claim a complaint (handlers/staff/complaints.py checked who may)."""
+    return await _claim(ctx, Complaint, number, pressed=pressed)
 
 
 async def _reply(ctx: Ctx, number: int, text: str) -> list[Reply]:
@@ -146,33 +141,6 @@ async def open_requests(ctx: Ctx, args: str) -> list[Reply]:
         lines.append(ctx.t("staff.open_line", number=handoff.id,
                            since=when_text(ctx, handoff.opened_at), owner=owner))
     return [ctx.reply("staff.open_head", lines="\n".join(lines))]
-
-
-async def answer(ctx: Ctx, args: str) -> list[Reply]:
-    """Answer the citizen of a complaint: /answer N text."""
-    number, text = _number(args)
-    if number is None or not text:
-        return [ctx.reply("staff.usage_answer")]
-    try:
-        await handoffs.answer_complaint(ctx.session, ctx.now, number, actor=ctx.actor, text=text,
-                                        name=ctx.incoming.user_name,
-                                        message_key=ctx.incoming.message_id)
-    except StaffRefused as refused:
-        return [request_refusal(ctx, refused, "complaint")]
-    return [ctx.reply("staff.complaint_answered", number=number)]
-
-
-async def resolve(ctx: Ctx, args: str) -> list[Reply]:
-    """Close a complaint with its outcome, which the citizen is told: /resolve N outcome."""
-    number, outcome = _number(args)
-    if number is None or not outcome:
-        return [ctx.reply("staff.usage_resolve")]
-    try:
-        await handoffs.resolve_complaint(ctx.session, ctx.now, number, actor=ctx.actor,
-                                         outcome=outcome, name=ctx.incoming.user_name)
-    except StaffRefused as refused:
-        return [request_refusal(ctx, refused, "complaint")]
-    return [ctx.reply("staff.complaint_resolved", number=number)]
 
 
 # --- home visits ------------------------------------------------------------------------------

@@ -221,6 +221,16 @@ class FakeTelegram(Calls):
             update["update_id"] = update_id
         return update
 
+    def photo_update(self, user_id: int, file_id: str, *,
+                     language_code: str = "zh-hans") -> dict[str, Any]:
+        """What Telegram sends when a user sends a photo (its sizes, the largest last)."""
+        sizes = [{"file_id": f"{file_id}-{width}", "file_unique_id": f"u{width}", "width": width,
+                  "height": width, "file_size": width * 100} for width in (90, 320, 1280)]
+        return {"message": {
+            "message_id": self._next_message_id(user_id), "date": int(time.time()),
+            "from": self.user(user_id, language_code=language_code),
+            "chat": self.chat_of(user_id), "photo": sizes}}
+
     def press_update(self, user_id: int, message: dict[str, Any], label: str, *,
                      language_code: str = "zh-hans") -> dict[str, Any]:
         """What Telegram sends when the user presses the button labelled ``label``."""
