@@ -153,7 +153,7 @@ def test_a_case_of_each_kind_in_the_terminal(kind: str, yuyue: Yuyue, fresh_sett
         assert result.code == 0 and "Traceback" not in result.err, result.err
         return result.out
 
-    booked = chat("local", "2026-11-23T09:00+08:00", "1", "1", "1", "1", "1", "7", "1", "张三",
+    booked = chat("local", "2026-11-23T09:00+08:00", "1", "1", "1", "1", "1", "1", "7", "1", "张三",
                   "13812345678", valid_id(), "1")
     code = re.search(r"预约码：([A-Z0-9]{6})", booked).group(1)  # type: ignore[union-attr]
     needs = {"补办件": ["1", "完成"], "退回件": ["不属于本中心办理范围", "《居民身份证法》第八条"],
