@@ -442,7 +442,8 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
         _print(f"| {result.dialect} | {args.processes} process(es) | {result.users} users | {result.seats} seats | "
                f"{result.booked} booked | {result.full} full | {result.errors} errors | "
                f"{result.per_second:.0f} attempts/s | p50 {result.latency['median_ms']:.1f} ms | "
-               f"p99 {result.latency['p99_ms']:.1f} ms | overbooked: {'YES' if result.overbooked else 'no'} |")
+               f"p99 {result.latency['p99_ms']:.1f} ms | client CPU {result.client_cpu_ms:.1f} ms/attempt | "
+               f"overbooked: {'YES' if result.overbooked else 'no'} |")
         if not result.overbooked and args.pgbench and result.dialect == "postgresql":
             tps = await asyncio.to_thread(bench.pgbench_tps, url, args.pgbench)
             if tps:

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -22,7 +22,14 @@ from storage.centre import Centre
 from storage.models import Closure, Hold, Service, Slot
 from storage.refusals import BookingRefused, Refusal
 from storage.rules import booking_closes_at, last_released_day, release_at
-from storage.slots import active_closures, ensure_slots, free_seats_column, is_closed
+from storage.slots import (
+    SLOT_CLOSED,
+    active_closures,
+    closure_covers,
+    ensure_slots,
+    expired_holds_by_slot,
+    is_closed,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class SlotInfo:
     slot: Slot
     service: Service
     definition: ServiceDef
+    closed: bool = False   # a closure of the centre covers the slot (read with it)
 
 
 def owner_key(channel: str, user_id: str) -> str:
@@ -41,22 +49,25 @@ def owner_key(channel: str, user_id: str) -> str:
 
 # The statements every booking attempt runs are built once (building SQL expressions costs
 # more than running these short queries); values come in as bound parameters.
-_SLOT_INFO = (select(Slot, Service).join(Service, Service.id == Slot.service_id)
+_SLOT_INFO = (select(Slot, Service, SLOT_CLOSED).join(Service, Service.id == Slot.service_id)
               .where(Slot.id == bindparam("slot_id")))
 
 
 async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
-    """Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
+    """The slot, its service and whether a closure covers it, in one statement.
+
+    Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
     row = (await session.execute(_SLOT_INFO, {"slot_id": slot_id})).one_or_none()
     if row is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
-    slot, service = row
-    return SlotInfo(slot, service, ServiceDef.from_json(service.definition))
+    slot, service, closed = row
+    return SlotInfo(slot, service, ServiceDef.from_json(service.definition), bool(closed))
 
 
 def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
-                   closures: Sequence[Closure]) -> None:
-    """Refuse a slot that is not released yet, closed for booking, or closed by the centre."""
+                   closures: Sequence[Closure] | None = None) -> None:
+    """Refuse a slot that is not released yet, closed for booking, or closed by the centre
+    (``closures`` when given, else what ``slot_info`` read with the slot)."""
     if not info.service.active:
         raise BookingRefused(Refusal.SERVICE_INACTIVE)
     slot, definition = info.slot, info.definition
@@ -67,7 +78,7 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
                                centre.calendar, centre.tz)
     if now >= closes:
         raise BookingRefused(Refusal.TOO_LATE, closed_at=closes)
-    if is_closed(closures, slot.starts_at, slot.ends_at):
+    if info.closed if closures is None else is_closed(closures, slot.starts_at, slot.ends_at):
         raise BookingRefused(Refusal.SUSPENDED)
 
 
@@ -117,26 +128,34 @@ class SlotChoice:
     remaining: int
 
 
+_STALE = expired_holds_by_slot(bindparam("now"))
+_REMAINING = (Slot.online_capacity - Slot.booked - Slot.held
+              + func.coalesce(_STALE.c.stale, 0)).label("remaining")
+# Free seats of the service's other slots, the closed ones left out in the same statement.
+_ALTERNATIVES = (
+    select(Slot, _REMAINING).outerjoin(_STALE, _STALE.c.slot_id == Slot.id)
+    .where(Slot.service_id == bindparam("service_id"), Slot.id != bindparam("slot_id"),
+           Slot.local_date >= bindparam("today"), Slot.local_date <= bindparam("last"),
+           Slot.starts_at > bindparam("now"), _REMAINING > 0,
+           ~select(Closure.id).where(closure_covers(
+               Slot.service_id, bindparam("department_id"), Slot.starts_at, Slot.ends_at)).exists())
+    .order_by(Slot.starts_at).limit(200))
+
+
 async def nearest_alternatives(session: AsyncSession, centre: Centre, info: SlotInfo,
                                now: dt.datetime, limit: int = 3) -> list[SlotChoice]:
     """Other slots of the same service with a free seat: same day first, nearest time first."""
-    last = last_released_day(now, info.definition, centre.tz)
-    stale, remaining = free_seats_column(now)
-    rows = (await session.execute(
-        select(Slot, remaining).outerjoin(stale, stale.c.slot_id == Slot.id)
-        .where(Slot.service_id == info.service.id, Slot.id != info.slot.id,
-               Slot.local_date >= centre.today(now), Slot.local_date <= last,
-               Slot.starts_at > now, remaining > 0)
-        .order_by(Slot.starts_at).limit(200))).all()
+    rows = (await session.execute(_ALTERNATIVES, {
+        "now": now, "service_id": info.service.id, "slot_id": info.slot.id,
+        "today": centre.today(now), "last": last_released_day(now, info.definition, centre.tz),
+        "department_id": info.service.department_id})).all()
     if not rows:
         return []
-    closures = await active_closures(session, info.service, rows[0][0].starts_at, rows[-1][0].ends_at)
     policy = centre.policy(info.definition)
     candidates = [SlotChoice(slot.id, slot.local_date, slot.starts_at, slot.ends_at, int(free))
                   for slot, free in rows
                   if now < booking_closes_at(slot.local_date, slot.starts_at, policy,
-                                             centre.calendar, centre.tz)
-                  and not is_closed(closures, slot.starts_at, slot.ends_at)]
+                                             centre.calendar, centre.tz)]
     target = info.slot
     candidates.sort(key=lambda s: (s.local_date != target.local_date,
                                    abs((s.starts_at - target.starts_at).total_seconds())))
