@@ -38,6 +38,7 @@ from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
 # Messages are built as WeChat builds them by the same code as `yuyue bench rush-chat`.
 from bot.bench_chat import AES_KEY, APP_ID, TOKEN, encrypted_request  # noqa: E402
+
 # One citizen's round: greet (main menu), 1 (book: departments), 1 (services), back to the menu.
 ROUND = ("你好", "1", "1", "菜单")
 
