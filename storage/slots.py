@@ -10,8 +10,9 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import BindParameter, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -98,8 +99,9 @@ class DayView:
     slots: tuple[SlotView, ...] = field(default=())
 
 
-def expired_holds_by_slot(now: dt.datetime):  # type: ignore[no-untyped-def]
-    """A subquery: per slot, holds that have run out but are not swept yet."""
+def expired_holds_by_slot(now: dt.datetime | BindParameter[Any]):  # type: ignore[no-untyped-def]
+    """A subquery: per slot, holds that have run out but are not swept yet (at ``now``, a
+    value or a bound parameter of a statement built once)."""
     return (select(Hold.slot_id, func.count().label("stale"))
             .where(Hold.expires_at <= now).group_by(Hold.slot_id).subquery())
 
