@@ -112,7 +112,7 @@ class RateLimiter(BaseRateLimiter[int]):
         while True:
             if max_wait is not None and (wait := self.delay(chat_id)) > max_wait:
                 raise Throttled(wait)
-            stamp = await self._acquire(chat_id)
+            stamp = await self.acquire(chat_id)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as error:
@@ -145,11 +145,13 @@ class RateLimiter(BaseRateLimiter[int]):
                    self._wait(chat_id, self._limit_for(chat_id), now),
                    self._paused_until.get(chat_id, 0.0) - now)
 
-    async def acquire(self, chat_id: int) -> None:
-        """Wait until a message to ``chat_id`` may go, and count it (from now)."""
-        await self._acquire(chat_id)
+    async def acquire(self, chat_id: int) -> list[float]:
+        """Wait until a message to ``chat_id`` may go, and count it from now.
 
-    async def _acquire(self, chat_id: int) -> list[float]:
+        Returns:
+            Its stamp in the windows (a one-item list): ``process_request`` moves it to the
+            time of Telegram's answer.
+        """
         while (wait := self.delay(chat_id)) > 0:
             await self.sleep(wait)
         now = self.now()
