@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.catalog import ServiceDef
 from storage.centre import Centre
 from storage.models import Closure, Hold, Service, Slot
+from storage.outbox import insert_ignoring_duplicates
 from storage.rules import (
     at_local,
     booking_closes_at,
@@ -57,17 +58,23 @@ async def ensure_slots(session: AsyncSession, centre: Centre, service: Service,
     existing = set((await session.scalars(select(Slot.starts_at).where(
         Slot.service_id == service.id, Slot.local_date >= first, Slot.local_date <= through))).all())
     online = definition.online_capacity
+    rows = []
     day = first
     while day <= through:
         if centre.calendar.is_working_day(day):
             for start, end in slot_times(definition, day):
                 starts_at = at_local(day, start, centre.tz)
                 if starts_at not in existing:
-                    session.add(Slot(service_id=service.id, local_date=day, starts_at=starts_at,
+                    rows.append(dict(service_id=service.id, local_date=day, starts_at=starts_at,
                                      ends_at=at_local(day, end, centre.tz),
                                      capacity=definition.capacity, online_capacity=online,
                                      booked=0, held=0, offline_booked=0))
         day += dt.timedelta(days=1)
+    if rows:
+        # Two first looks at a newly released day at once both make its slots: the second
+        # skips the ones the first made instead of failing on the unique (service, start).
+        await session.execute(insert_ignoring_duplicates(session, Slot, ["service_id", "starts_at"])
+                              .values(rows))
     service.slots_through = through
     await session.flush()
 
