@@ -34,13 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from wechatpy.crypto import PrpCrypto, WeChatCrypto  # noqa: E402
-from wechatpy.utils import WeChatSigner  # noqa: E402
+from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
-TOKEN = "123456"
-AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
-APP_ID = "wx49f0ab532d5d035a"
-ACCOUNT = "gh_3f7badc0771f"
+# Messages are built as WeChat builds them by the same code as `yuyue bench rush-chat`.
+from bot.bench_chat import AES_KEY, APP_ID, TOKEN, encrypted_request  # noqa: E402
+
 # One citizen's round: greet (main menu), 1 (book: departments), 1 (services), back to the menu.
 ROUND = ("你好", "1", "1", "菜单")
 
@@ -121,29 +119,6 @@ def serve(port: int, database_url: str) -> None:
 
 
 # --- the clients ---------------------------------------------------------------------------------
-
-
-def _sign(*parts: str) -> str:
-    signer = WeChatSigner()
-    signer.add_data(*parts)
-    return str(signer.signature)
-
-
-def encrypted_request(openid: str, text: str, msg_id: int,
-                      nonce: str) -> tuple[dict[str, str], bytes]:
-    """Query string and body of a safe-mode text message, as WeChat sends it."""
-    now = str(int(time.time()))
-    plain = (f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA["
-             f"{openid}]]></FromUserName><CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]>"
-             f"</MsgType><Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>")
-    key = WeChatCrypto(TOKEN, AES_KEY, APP_ID).key
-    encrypt = PrpCrypto(key).encrypt(plain, APP_ID).decode()
-    query = {"signature": _sign(TOKEN, now, nonce), "timestamp": now, "nonce": nonce,
-             "openid": openid, "encrypt_type": "aes",
-             "msg_signature": _sign(TOKEN, now, nonce, encrypt)}
-    body = (f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]>"
-            f"</Encrypt></xml>").encode()
-    return query, body
 
 
 @dataclasses.dataclass

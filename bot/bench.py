@@ -111,13 +111,14 @@ class RushResult:
     seconds: float
     latency: dict[str, float]
     overbooked: bool
+    client_cpu_ms: float = 0.0   # the booking processes' CPU per attempt (steadier than time)
 
     @property
     def per_second(self) -> float:
         return (self.booked + self.full) / self.seconds if self.seconds else 0.0
 
 
-Outcome = tuple[list[float], dict[str, int], float, float]
+Outcome = tuple[list[float], dict[str, int], float, float, float]
 
 
 def _rush_worker(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple[int, int]],
@@ -128,8 +129,8 @@ def _rush_worker(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple
 
 async def _rush_in_process(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple[int, int]],
                            concurrency: int, start_at: float = 0.0) -> Outcome:
-    """Returns the latencies, the outcomes, and when this process began and finished (wall
-    clock, comparable between processes)."""
+    """Returns the latencies, the outcomes, when this process began and finished (wall
+    clock, comparable between processes) and the CPU time it spent."""
     database = Database(url, pool_size=concurrency)
     async with database.read() as session:   # connect and warm up before the clock starts
         await session.execute(select(func.count()).select_from(Slot))
@@ -158,12 +159,12 @@ async def _rush_in_process(url: str, centre: Centre, slot_ids: list[int], jobs: 
                 outcomes["error"] += 1
             latencies.append(time.perf_counter() - began)
 
-    began = time.time()
+    began, cpu = time.time(), time.process_time()
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
         await database.dispose()
-    return latencies, outcomes, began, time.time()
+    return latencies, outcomes, began, time.time(), time.process_time() - cpu
 
 
 async def booking_rush(url: str, centre: Centre, *, users: int, seats: int,
@@ -211,7 +212,8 @@ async def booking_rush(url: str, centre: Centre, *, users: int, seats: int,
         await database.dispose()
     return RushResult(database.dialect, users, capacity, totals["booked"], totals["full"],
                       totals["error"], elapsed, summary(latencies),
-                      bool(over) or stored != totals["booked"] or stored > capacity)
+                      bool(over) or stored != totals["booked"] or stored > capacity,
+                      sum(r[4] for r in results) * 1000 / max(1, len(latencies)))
 
 
 async def availability_bench(url: str, centre: Centre, catalog_path: Path, rounds: int = 200) -> dict[str, float]:

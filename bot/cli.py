@@ -450,13 +450,16 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
         _print(f"| {result.dialect} | {args.processes} process(es) | {result.users} users | {result.seats} seats | "
                f"{result.booked} booked | {result.full} full | {result.errors} errors | "
                f"{result.per_second:.0f} attempts/s | p50 {result.latency['median_ms']:.1f} ms | "
-               f"p99 {result.latency['p99_ms']:.1f} ms | overbooked: {'YES' if result.overbooked else 'no'} |")
+               f"p99 {result.latency['p99_ms']:.1f} ms | client CPU {result.client_cpu_ms:.1f} ms/attempt | "
+               f"overbooked: {'YES' if result.overbooked else 'no'} |")
         if not result.overbooked and args.pgbench and result.dialect == "postgresql":
             tps = await asyncio.to_thread(bench.pgbench_tps, url, args.pgbench)
             if tps:
                 _print(f"| pgbench TPC-B-like | {tps:.0f} tps | booking/pgbench = "
                        f"{result.per_second / tps:.2f} |")
         return EXIT_FAIL if result.overbooked or result.errors else EXIT_OK
+    if args.bench_command == "rush-chat":
+        return await _bench_rush_chat(url, args)
     if args.bench_command == "seed":
         database = await bench.fresh_database(url) if not args.keep else Database(url)
         try:
@@ -477,6 +480,26 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
     _print(f"| {args.bench_command} | {make_url(url).get_backend_name()} | n={figures['n']} | "
            f"median {figures['median_ms']:.2f} ms | p99 {figures['p99_ms']:.2f} ms |")
     return EXIT_OK
+
+
+async def _bench_rush_chat(url: str, args: argparse.Namespace) -> int:
+    from bot import bench_chat
+
+    if not 1 <= args.citizens <= bench_chat.MAX_CITIZENS:
+        raise CommandError(f"--citizens must be between 1 and {bench_chat.MAX_CITIZENS}")
+    try:
+        result = await bench_chat.chat_rush(url, citizens=args.citizens, seats=args.seats_chat,
+                                            time_limit=args.time_limit)
+    except (TimeoutError, RuntimeError) as problem:
+        raise CommandError(f"the rush did not finish: {problem or 'time limit reached'}") from None
+    _print(f"| {make_url(url).get_backend_name()} | {result.citizens} citizens | {result.seats} seats | "
+           f"{result.ready} at the confirm step | {result.confirmed} confirmed | {result.late} late | "
+           f"{result.failed} failed | {result.per_second:.0f} confirms/s | "
+           f"p50 {result.percentile_ms(0.5):.0f} ms | p99 {result.percentile_ms(0.99):.0f} ms | "
+           f"over {bench_chat.LATE_SECONDS:.0f} s: {result.over_limit} | seats taken {result.seats_taken} | "
+           f"overbooked: {'YES' if result.overbooked else 'no'} |")
+    bad = result.overbooked or result.failed or result.over_limit or result.ready < result.citizens
+    return EXIT_FAIL if bad else EXIT_OK
 
 
 async def cmd_stats(app: App, args: argparse.Namespace) -> int:
@@ -615,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("booking", "the 08:00 release rush: throughput, latency, overbooking"),
                            ("availability", "the 7-day availability menu of a service"),
                            ("messages", "one chat message end to end, over whole journeys"),
-                           ("seed", "a realistic history for the manager figures")):
+                           ("seed", "a realistic history for the manager figures"),
+                           ("rush-chat", "citizens confirming at the same second through the WeChat webhook")):
         command = benches.add_parser(name, help=helptext)
         command.add_argument("--database-url", help="scratch database (default: a temporary SQLite file)")
         command.add_argument("--users", type=int, default=2000)
@@ -630,6 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int, default=1)
         command.add_argument("--keep", action="store_true",
                              help="seed into the database as it is (must have no appointments)")
+        command.add_argument("--citizens", type=int, default=200,
+                             help="rush-chat: citizens who confirm at once (at most 2000)")
+        command.add_argument("--seats-chat", type=int, default=None, metavar="SEATS",
+                             help="rush-chat: online seats (default: one per citizen)")
+        command.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS",
+                             help="rush-chat: give up after this long")
         command.set_defaults(handler=cmd_bench)
 
     for name, handler in (("chat", cmd_chat), ("run", cmd_run)):

@@ -21,6 +21,9 @@ _ACTIVE_BLOCK = (select(Block).where(Block.person_id == bindparam("person_id"),
                                      Block.lifted_at.is_(None), Block.starts_at <= bindparam("now"),
                                      Block.ends_at > bindparam("now"))
                  .order_by(Block.ends_at.desc()).limit(1))
+# When that block ends, as a column another query can carry (the booking checks read it in the
+# same round trip as the person's appointments); NULL when the person is not blocked.
+ACTIVE_BLOCK_ENDS = _ACTIVE_BLOCK.with_only_columns(Block.ends_at).scalar_subquery().correlate(None)
 
 
 async def active_block(session: AsyncSession, person_id: int, now: dt.datetime) -> Block | None:

@@ -16,10 +16,11 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.accounts import reachable_account
 from storage.audit import audit
-from storage.blocks import StrikeOutcome, active_block, add_strike
+from storage.blocks import ACTIVE_BLOCK_ENDS, StrikeOutcome, active_block, add_strike
 from storage.catalog import ServiceDef
 from storage.centre import Centre
 from storage.models import (
@@ -49,7 +50,6 @@ from storage.seats import (
     take_offline_seat,
     take_online_seat,
 )
-from storage.slots import active_closures, is_closed
 from storage.sms import notice_by_sms
 from storage.waitlist import expire_holds, offer_freed_seat
 
@@ -73,7 +73,13 @@ _SAME_DAY = and_(Appointment.service_id == bindparam("service_id"),
                  Appointment.local_date == bindparam("local_date"),
                  Appointment.status.in_([s.value for s in ACTIVE]))
 _COUNTED = or_(Appointment.cancel_kind.is_(None), Appointment.cancel_kind != CancelKind.CENTRE)
+_OTHER = aliased(Appointment)
+# Every check of a booking that depends on who books, in one round trip: the block in force,
+# a booking of the service that day, the active/week/month counts, and whether the booking
+# code drawn for it is taken.
 _PERSON_CHECK = select(
+    ACTIVE_BLOCK_ENDS,
+    select(_OTHER.id).where(_OTHER.code == bindparam("code")).exists().correlate(None),
     func.max(case((_SAME_DAY, Appointment.code))),
     func.coalesce(func.sum(case((and_(Appointment.status == AppointmentStatus.BOOKED,
                                       Appointment.starts_at > bindparam("now")), 1), else_=0)), 0),
@@ -146,8 +152,7 @@ async def hold_seat(session: AsyncSession, centre: Centre, now: dt.datetime, *, 
             ``alternatives`` (nearest other slots with a free seat).
     """
     info = await slot_info(session, slot_id)
-    closures = await active_closures(session, info.service, info.slot.starts_at, info.slot.ends_at)
-    check_bookable(centre, info, now, closures)
+    check_bookable(centre, info, now)
     expires = now + dt.timedelta(minutes=centre.policy(info.definition).hold_minutes)
     mine = await session.scalar(select(Hold).where(Hold.owner == owner, Hold.slot_id == slot_id))
     await release_holds(session, owner, keep_slot=slot_id)
@@ -216,14 +221,15 @@ def _month_start(now: dt.datetime, centre: Centre) -> dt.datetime:
 
 async def _check_person(session: AsyncSession, centre: Centre, now: dt.datetime, person_id: int,
                         info: SlotInfo, *, ignore_appointment: int | None = None,
-                        caps: bool = True) -> None:
+                        caps: bool = True, code: str | None = None) -> bool:
     """Refuse a blocked person, a second booking of the service that day, or one over the caps.
 
-    One query over the person's appointments answers every check (this runs on every booking).
+    One query over the person's appointments answers every check (this runs on every booking),
+    and says whether ``code`` is taken.
     """
-    await _check_rules_of_person(session, centre, now, person_id, info.definition, info.service.id,
+    return await _check_rules_of_person(session, centre, now, person_id, info.definition, info.service.id,
                                  info.slot.local_date, ignore_appointment=ignore_appointment,
-                                 caps=caps)
+                                 caps=caps, code=code)
 
 
 async def _check_account(session: AsyncSession, centre: Centre, now: dt.datetime,
@@ -265,30 +271,38 @@ async def check_may_book(session: AsyncSession, centre: Centre, now: dt.datetime
 async def _check_rules_of_person(session: AsyncSession, centre: Centre, now: dt.datetime,
                                  person_id: int, definition: ServiceDef, service_id: int,
                                  day: dt.date | None, *, ignore_appointment: int | None = None,
-                                 caps: bool = True) -> None:
-    block = await active_block(session, person_id, now)
-    if block is not None:
-        raise BookingRefused(Refusal.BLOCKED, until=block.ends_at, strikes=block.strikes)
+                                 caps: bool = True, code: str | None = None) -> bool:
+    """Returns whether ``code`` is taken by another booking (False when no code is given)."""
+    blocked_until, code_taken, duplicate, active, this_week, this_month = (await session.execute(
+        _PERSON_CHECK, {
+            "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": service_id,
+            "local_date": day, "now": now, "week": _week_start(now, centre),
+            "month": _month_start(now, centre), "code": code or ""})).one()
+    if blocked_until is not None:
+        block = await active_block(session, person_id, now)   # rare: read its details
+        if block is not None:
+            raise BookingRefused(Refusal.BLOCKED, until=block.ends_at, strikes=block.strikes)
     policy = centre.policy(definition)
-    duplicate, active, this_week, this_month = (await session.execute(_PERSON_CHECK, {
-        "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": service_id,
-        "local_date": day, "now": now, "week": _week_start(now, centre),
-        "month": _month_start(now, centre)})).one()
     if duplicate:
         raise BookingRefused(Refusal.DUPLICATE, code=duplicate)
     if not caps:
-        return
+        return bool(code_taken)
     if active >= policy.max_active_bookings:
         raise BookingRefused(Refusal.CAP_ACTIVE, limit=policy.max_active_bookings)
     if policy.max_bookings_per_week and this_week >= policy.max_bookings_per_week:
         raise BookingRefused(Refusal.CAP_WEEK, limit=policy.max_bookings_per_week)
     if policy.max_bookings_per_month and this_month >= policy.max_bookings_per_month:
         raise BookingRefused(Refusal.CAP_MONTH, limit=policy.max_bookings_per_month)
+    return bool(code_taken)
+
+
+def _draw_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
 async def _new_code(session: AsyncSession) -> str:
     for _ in range(20):
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        code = _draw_code()
         if not await session.scalar(_CODE_TAKEN, {"code": code}):
             return code
     raise RuntimeError("could not find a free booking code")  # 1 in 887 million, 20 times
@@ -354,17 +368,16 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             CAP_ACCOUNT (limit: the account's upcoming bookings across its people), or FULL
             (alternatives).
     """
-    info = await slot_info(session, slot_id)
-    closures = await active_closures(session, info.service, info.slot.starts_at, info.slot.ends_at)
+    info = await slot_info(session, slot_id)   # with whether a closure covers it
     if offline:
         if not info.service.active:
             raise BookingRefused(Refusal.SERVICE_INACTIVE)
         if info.slot.ends_at <= now:
             raise BookingRefused(Refusal.TOO_LATE, closed_at=info.slot.ends_at)
-        if is_closed(closures, info.slot.starts_at, info.slot.ends_at, info.slot.resource_id):
+        if info.closed:
             raise BookingRefused(Refusal.SUSPENDED)
     else:
-        check_bookable(centre, info, now, closures)
+        check_bookable(centre, info, now)
         if info.slot.held == 0 and info.slot.booked >= info.slot.online_capacity:
             # Full with no hold that could be the caller's or could run out: say so at once
             # (in a release rush most attempts end here).
@@ -372,11 +385,12 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
                 session, centre, info, now))
     # One booking at a time per person, so two taps at once cannot both pass the caps.
     await session.execute(_LOCK_PERSON, {"person_id": person_id})
-    await _check_person(session, centre, now, person_id, info, caps=not offline)
+    code = _draw_code()   # checked with the person's rules; drawn again only if taken
+    if await _check_person(session, centre, now, person_id, info, caps=not offline, code=code):
+        code = await _new_code(session)
     if identity_id is not None and not offline:  # and per account, for its cap across people
         await session.execute(_LOCK_ACCOUNT, {"identity_id": identity_id})
         await _check_account(session, centre, now, identity_id)
-    code = await _new_code(session)
     # From here on the slot row is locked (PostgreSQL) until commit: keep this part short.
     await _take_seat_for_booking(session, centre, now, info, owner, offline)
     appointment = Appointment(
@@ -497,10 +511,9 @@ async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, ap
     new = await slot_info(session, new_slot_id)
     if new.service.id != old.service.id:
         raise BookingRefused(Refusal.OTHER_SERVICE)
-    closures = await active_closures(session, new.service, new.slot.starts_at, new.slot.ends_at)
     if not by_staff:
-        check_bookable(centre, new, now, closures)
-    elif is_closed(closures, new.slot.starts_at, new.slot.ends_at):
+        check_bookable(centre, new, now)
+    elif new.closed:
         raise BookingRefused(Refusal.SUSPENDED)
     elif new.slot.starts_at <= now:
         raise BookingRefused(Refusal.TOO_LATE, closed_at=new.slot.starts_at)

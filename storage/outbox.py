@@ -49,8 +49,9 @@ REPLY = "reply"
 _UNSENT = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 
 
-def insert_ignoring_duplicates(session: AsyncSession, table: Any, index: list[str]) -> Any:
-    """An INSERT that skips rows whose unique ``index`` columns already exist (both dialects)."""
+def insert_ignoring_duplicates(session: AsyncSession, table: Any, index: list[str] | None) -> Any:
+    """An INSERT that skips rows whose unique ``index`` columns already exist (both dialects);
+    with ``index`` None, rows that would break any unique constraint or index."""
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing(index_elements=index)

@@ -23,7 +23,7 @@ from storage.models import Closure, Hold, Service, Slot
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info
 from storage.rules import booking_closes_at, last_released_day, release_at
-from storage.slots import active_closures, ensure_slots, free_seats_column, is_closed
+from storage.slots import SLOT_CLOSED, active_closures, ensure_slots, free_seats_column, is_closed
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class SlotInfo:
     slot: Slot
     service: Service
     definition: ServiceDef
+    closed: bool = False   # a closure of the centre covers the slot (read with it)
 
 
 def owner_key(channel: str, user_id: str) -> str:
@@ -42,22 +43,25 @@ def owner_key(channel: str, user_id: str) -> str:
 
 # The statements every booking attempt runs are built once (building SQL expressions costs
 # more than running these short queries); values come in as bound parameters.
-_SLOT_INFO = (select(Slot, Service).join(Service, Service.id == Slot.service_id)
+_SLOT_INFO = (select(Slot, Service, SLOT_CLOSED).join(Service, Service.id == Slot.service_id)
               .where(Slot.id == bindparam("slot_id")))
 
 
 async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
-    """Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
+    """The slot, its service and whether a closure covers it, in one statement.
+
+    Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
     row = (await session.execute(_SLOT_INFO, {"slot_id": slot_id})).one_or_none()
     if row is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
-    slot, service = row
-    return SlotInfo(slot, service, ServiceDef.from_json(service.definition))
+    slot, service, closed = row
+    return SlotInfo(slot, service, ServiceDef.from_json(service.definition), bool(closed))
 
 
 def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
-                   closures: Sequence[Closure]) -> None:
-    """Refuse a slot that is not released yet, closed for booking, or closed by the centre."""
+                   closures: Sequence[Closure] | None = None) -> None:
+    """Refuse a slot that is not released yet, closed for booking, or closed by the centre
+    (``closures`` when given, else what ``slot_info`` read with the slot)."""
     if not info.service.active:
         raise BookingRefused(Refusal.SERVICE_INACTIVE)
     slot, definition = info.slot, info.definition
@@ -68,7 +72,8 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
                                centre.calendar, centre.tz)
     if now >= closes:
         raise BookingRefused(Refusal.TOO_LATE, closed_at=closes)
-    if is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id):
+    if info.closed if closures is None else is_closed(closures, slot.starts_at, slot.ends_at,
+                                                      slot.resource_id):
         raise BookingRefused(Refusal.SUSPENDED)
 
 

@@ -10,13 +10,15 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, true
+from sqlalchemy import BindParameter, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
 from storage.centre import Centre
 from storage.models import Closure, Hold, Service, ServiceResource, Slot
+from storage.outbox import insert_ignoring_duplicates
 from storage.rosters import roster_of, roster_slot_times, sittings_on
 from storage.rules import (
     at_local,
@@ -58,6 +60,7 @@ async def ensure_slots(session: AsyncSession, centre: Centre, service: Service,
         Slot.service_id == service.id, Slot.local_date >= first, Slot.local_date <= through))).all())
     roster = await roster_of(session, service.id, first, through)
     online = definition.online_capacity
+    rows = []
     day = first
     while day <= through:
         if centre.calendar.is_working_day(day):
@@ -73,11 +76,16 @@ async def ensure_slots(session: AsyncSession, centre: Centre, service: Service,
             for resource_id, start, end, capacity, online_capacity in planned:
                 starts_at = at_local(day, start, centre.tz)
                 if (resource_id, starts_at) not in existing:
-                    session.add(Slot(service_id=service.id, resource_id=resource_id, local_date=day,
+                    rows.append(dict(service_id=service.id, resource_id=resource_id, local_date=day,
                                      starts_at=starts_at, ends_at=at_local(day, end, centre.tz),
                                      capacity=capacity, online_capacity=online_capacity,
                                      booked=0, held=0, offline_booked=0))
         day += dt.timedelta(days=1)
+    if rows:
+        # Two first looks at a newly released day at once both make its slots: the second
+        # skips the ones the first made instead of failing on the unique (service, start,
+        # resource) or, without a resource, (service, start).
+        await session.execute(insert_ignoring_duplicates(session, Slot, None).values(rows))
     service.slots_through = through
     await session.flush()
 
@@ -110,8 +118,9 @@ class DayView:
     slots: tuple[SlotView, ...] = field(default=())
 
 
-def expired_holds_by_slot(now: dt.datetime):  # type: ignore[no-untyped-def]
-    """A subquery: per slot, holds that have run out but are not swept yet."""
+def expired_holds_by_slot(now: dt.datetime | BindParameter[Any]):  # type: ignore[no-untyped-def]
+    """A subquery: per slot, holds that have run out but are not swept yet (at ``now``, a
+    value or a bound parameter of a statement built once)."""
     return (select(Hold.slot_id, func.count().label("stale"))
             .where(Hold.expires_at <= now).group_by(Hold.slot_id).subquery())
 
@@ -120,6 +129,19 @@ def free_seats_column(now: dt.datetime):  # type: ignore[no-untyped-def]
     stale = expired_holds_by_slot(now)
     remaining = Slot.online_capacity - Slot.booked - Slot.held + func.coalesce(stale.c.stale, 0)
     return stale, remaining
+
+
+def closure_covers(service_id, department_id, start, end, resource_id):  # type: ignore[no-untyped-def]
+    """Which closures apply to a slot: those overlapping ``start``..``end`` that cover the
+    service itself, its department, the whole centre, or the slot's doctor or window (a
+    resource's 停诊 covers only its own slots). The arguments are SQL expressions (the columns
+    of a slot and its service)."""
+    return and_(Closure.starts_at < end, Closure.ends_at > start,
+                or_(Closure.service_id == service_id,
+                    and_(Closure.service_id.is_(None), Closure.department_id == department_id),
+                    and_(Closure.service_id.is_(None), Closure.department_id.is_(None),
+                         Closure.resource_id.is_(None)),
+                    and_(Closure.service_id.is_(None), Closure.resource_id == resource_id)))
 
 
 # Built once: this runs on every booking attempt, and building SQL is the costly part.
@@ -133,6 +155,11 @@ _CLOSURES = select(Closure).where(
         and_(Closure.service_id.is_(None), Closure.resource_id.in_(
             select(ServiceResource.resource_id)
             .where(ServiceResource.service_id == bindparam("service_id"))))))
+
+# Whether a slot of a service (the columns of a query that selects both) is closed, inside the
+# query that reads the slot: no second round trip on every booking attempt.
+SLOT_CLOSED = select(Closure.id).where(closure_covers(
+    Slot.service_id, Service.department_id, Slot.starts_at, Slot.ends_at, Slot.resource_id)).exists()
 
 
 async def active_closures(session: AsyncSession, service: Service, start: dt.datetime,

@@ -123,6 +123,36 @@ async def test_full_slot_refusal_offers_nearest_alternatives_same_day_first(data
     assert {alternatives[0].slot_id, alternatives[1].slot_id} == {slots[2].id, slots[4].id}
 
 
+async def test_closures_read_with_the_slot_and_the_alternatives(database, centre, clock) -> None:  # type: ignore[no-untyped-def]
+    """Whether a closure covers a slot is read in the statement that reads the slot (and the
+    alternatives): the service's, its department's and the whole centre's count, another
+    department's does not, and a closed neighbour is never offered instead of a full slot."""
+    services, slots = await setup(database, centre, clock)
+    service = services["id_card"]
+    other = next(s for s in services.values() if s.department_id != service.department_id)
+
+    async def close(slot, **whom):  # type: ignore[no-untyped-def]
+        async with database.session() as session:
+            await closures.apply_closure(session, centre, clock.now(), starts_at=slot.starts_at,
+                                         ends_at=slot.ends_at, reason="检修", actor="staff:1", **whom)
+
+    await close(slots[5], department_id=other.department_id)
+    assert (await book_one(database, centre, clock, slots[5].id, n=50)).code
+    for n, (slot, whom) in enumerate(((slots[6], {"department_id": service.department_id}),
+                                      (slots[7], {}), (slots[2], {"service_id": service.id}))):
+        await close(slot, **whom)
+        with pytest.raises(BookingRefused) as refused:
+            await book_one(database, centre, clock, slot.id, n=60 + n)
+        assert refused.value.reason == Refusal.SUSPENDED
+    target = slots[3]
+    for n in range(target.online_capacity):
+        await book_one(database, centre, clock, target.id, n=n)
+    with pytest.raises(BookingRefused) as refused:
+        await book_one(database, centre, clock, target.id, n=99)
+    offered = {a.slot_id for a in refused.value.details["alternatives"]}
+    assert slots[4].id in offered and not offered & {slots[2].id, slots[6].id, slots[7].id}
+
+
 async def test_not_released_and_too_late(database, centre, clock) -> None:  # type: ignore[no-untyped-def]
     services, _ = await setup(database, centre, clock)
     async with database.session() as session:

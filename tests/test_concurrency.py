@@ -14,6 +14,7 @@ from storage.db import Database
 from storage.identity import PersonDetails, find_or_create_person
 from storage.models import Appointment, Channel, Service, Slot
 from storage.refusals import BookingRefused, Refusal
+from storage.slots import ensure_slots
 from tests.helpers import make_centre, slots_of
 
 RUSH = """
@@ -66,3 +67,27 @@ async def test_two_hundred_concurrent_bookings_of_twenty_seats(database: Databas
         assert await session.scalar(select(func.count()).select_from(Appointment)) == 20
         codes = (await session.scalars(select(Appointment.code))).all()
         assert len(set(codes)) == 20
+
+
+async def test_two_first_looks_at_a_new_day_both_make_its_slots(database: Database,
+                                                                clock: ManualClock) -> None:
+    """Citizens opening a newly released day at the same moment each make its slots: the
+    second skips the slots the first made (it failed on the unique slot before)."""
+    centre = make_centre()
+    async with database.session() as session:
+        await load_catalog(session, parse_catalog(RUSH), clock.now())
+    gate = asyncio.Event()
+
+    async def look() -> None:
+        async with database.session() as session:
+            service = (await session.scalars(select(Service))).one()
+            await gate.wait()
+            await ensure_slots(session, centre, service, clock.now())
+
+    looks = [asyncio.create_task(look()) for _ in range(4)]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*looks)
+    async with database.read() as session:
+        starts = (await session.scalars(select(Slot.starts_at))).all()
+    assert starts and len(starts) == len(set(starts))

@@ -55,9 +55,10 @@ class RecordingLimiter(RateLimiter):
         super().__init__(now=time.now, sleep=time.sleep)
         self.released: list[tuple[int, float]] = []
 
-    async def acquire(self, chat_id: int) -> None:
-        await super().acquire(chat_id)
+    async def acquire(self, chat_id: int) -> list[float]:
+        stamp = await super().acquire(chat_id)
         self.released.append((chat_id, self.now()))
+        return stamp
 
     def times(self, chat_id: int | None = None) -> list[float]:
         return [at for chat, at in self.released if chat_id in (None, chat)]

@@ -62,8 +62,12 @@ class Limit:
 class RateLimiter(BaseRateLimiter[int]):
     """Keeps messages to chats inside Telegram's limits, waiting (never dropping) when needed.
 
-    Defaults: 29 messages per second overall (Telegram allows about 30: one less keeps clear
-    of its 429s); a private chat averages 1 per second with
+    Defaults: 30 messages per second overall, as Telegram counts them: any one second holds
+    at most 30 arrivals. A message is counted from when it is allowed to go and, once Telegram
+    has answered, from that answer instead: it arrived before it was answered, so a message
+    waits a full second after the answer to the one 30 before it and no reordering on the way
+    can put 31 arrivals in one second (the margin is one round trip). A private chat averages
+    1 per second with
     bursts of 3 (an answer is often two or three messages, which Telegram tolerates); a group
     20 per minute. A 429 (``RetryAfter``) holds that chat for the time Telegram asked and the
     call is made again, up to ``max_retries`` times (``rate_limit_args`` of a Bot call may give
@@ -72,14 +76,16 @@ class RateLimiter(BaseRateLimiter[int]):
     ``now`` and ``sleep`` are injectable so tests move time instead of waiting.
     """
 
-    def __init__(self, *, overall: Limit = Limit(29, 1.0), private: Limit = Limit(3, 3.0),
+    def __init__(self, *, overall: Limit = Limit(30, 1.0), private: Limit = Limit(3, 3.0),
                  group: Limit = Limit(20, 60.0), max_retries: int = 5,
                  now: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.overall, self.private, self.group = overall, private, group
         self.max_retries = max_retries
         self.now, self.sleep = now, sleep
-        self._sent: dict[int | None, deque[float]] = defaultdict(deque)
+        # Per chat (None: overall) the messages of the window, oldest first: each a one-item
+        # list holding when it counts from, shared by the overall and the chat's window.
+        self._sent: dict[int | None, deque[list[float]]] = defaultdict(deque)
         self._paused_until: dict[int, float] = {}
         self._acquired = 0
 
@@ -106,7 +112,7 @@ class RateLimiter(BaseRateLimiter[int]):
         while True:
             if max_wait is not None and (wait := self.delay(chat_id)) > max_wait:
                 raise Throttled(wait)
-            await self.acquire(chat_id)
+            stamp = await self.acquire(chat_id)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as error:
@@ -119,6 +125,8 @@ class RateLimiter(BaseRateLimiter[int]):
                     raise Throttled(seconds) from None
                 log.info("Telegram asked to wait %.0f s before %s to chat %s", seconds,
                          endpoint, chat_id)
+            finally:
+                stamp[0] = max(stamp[0], self.now())   # answered: it arrived before now
 
     def _limit_for(self, chat_id: int) -> Limit:
         # Telegram gives users positive ids and groups negative ones.
@@ -126,9 +134,9 @@ class RateLimiter(BaseRateLimiter[int]):
 
     def _wait(self, key: int | None, limit: Limit, now: float) -> float:
         sent = self._sent[key]
-        while sent and sent[0] <= now - limit.period:
+        while sent and sent[0][0] <= now - limit.period:
             sent.popleft()
-        return 0.0 if len(sent) < limit.count else sent[0] + limit.period - now
+        return 0.0 if len(sent) < limit.count else sent[0][0] + limit.period - now
 
     def delay(self, chat_id: int) -> float:
         """How long a message to ``chat_id`` would have to wait now."""
@@ -137,16 +145,23 @@ class RateLimiter(BaseRateLimiter[int]):
                    self._wait(chat_id, self._limit_for(chat_id), now),
                    self._paused_until.get(chat_id, 0.0) - now)
 
-    async def acquire(self, chat_id: int) -> None:
-        """Wait until a message to ``chat_id`` may go, and count it."""
+    async def acquire(self, chat_id: int) -> list[float]:
+        """Wait until a message to ``chat_id`` may go, and count it from now.
+
+        Returns:
+            Its stamp in the windows (a one-item list): ``process_request`` moves it to the
+            time of Telegram's answer.
+        """
         while (wait := self.delay(chat_id)) > 0:
             await self.sleep(wait)
         now = self.now()
-        self._sent[None].append(now)
-        self._sent[chat_id].append(now)
+        stamp = [now]
+        self._sent[None].append(stamp)
+        self._sent[chat_id].append(stamp)
         self._acquired += 1
         if self._acquired % 1000 == 0:
             self._forget_quiet_chats(now)
+        return stamp
 
     def pause(self, chat_id: int, seconds: float) -> None:
         """Hold every message to ``chat_id`` for ``seconds`` (Telegram's retry_after)."""
@@ -156,7 +171,7 @@ class RateLimiter(BaseRateLimiter[int]):
     def _forget_quiet_chats(self, now: float) -> None:
         longest = max(self.private.period, self.group.period)
         for key in [k for k, sent in self._sent.items()
-                    if k is not None and (not sent or sent[-1] <= now - longest)]:
+                    if k is not None and (not sent or sent[-1][0] <= now - longest)]:
             del self._sent[key]
         for key in [k for k, until in self._paused_until.items() if until <= now]:
             del self._paused_until[key]
