@@ -9,14 +9,18 @@ import datetime as dt
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Iterator
+import ssl
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.wiring import App
 from handlers.engine import Assistant
@@ -40,10 +44,86 @@ hypothesis_settings.register_profile("ci", parent=hypothesis_settings.get_profil
                                     derandomize=True)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "yuyue")
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+T = TypeVar("T")
 
 
 def postgres_url() -> str | None:
+    if _RUNS_ONCE:
+        raise AssertionError(
+            f"{_RUNS_ONCE[0]} reads the test database setting but uses no database fixture, so the "
+            "PostgreSQL pass of scripts/test.sh leaves it out: request database_url (or a fixture "
+            "built on it) or mark it @pytest.mark.database")
     return os.environ.get("YUYUE_TEST_DATABASE_URL") or None
+
+
+# --- what runs once and what runs on both databases ---------------------------------------------
+#
+# scripts/test.sh runs the suite on SQLite, then with --database-tests-only on PostgreSQL: the
+# second pass keeps only the tests that use the test database (through ``migrated_template``, which
+# every database fixture is built on, or marked ``database`` when they read its URL themselves).
+# The others (rules, parsing, catalogs, lint gates, the terminal on its own SQLite file) would run
+# the same code the same way twice.
+
+_RUNS_ONCE: list[str] = []      # the test running now, when it is one that runs once
+
+
+def uses_test_database(item: pytest.Item) -> bool:
+    return ("migrated_template" in getattr(item, "fixturenames", ())
+            or item.get_closest_marker("database") is not None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--database-tests-only", action="store_true",
+                     help="run only the tests that use the test database (the PostgreSQL pass of "
+                          "scripts/test.sh; the others ran in the SQLite pass)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "database: reaches the test database through its URL "
+                            "(postgres_url()) instead of a database fixture: runs on both databases")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--database-tests-only"):
+        return
+    keep = [item for item in items if uses_test_database(item)]
+    dropped = [item for item in items if not uses_test_database(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Note a test that runs once, so that reading the database setting fails it (a tripwire)."""
+    if not uses_test_database(item):
+        _RUNS_ONCE[:] = [item.nodeid]
+    try:
+        return (yield)
+    finally:
+        _RUNS_ONCE.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_certificate_store() -> Iterator[None]:
+    """Every HTTP client (each bot, each API client of a test) loads the same CA bundle: load it
+    once. No test speaks TLS (everything is plain HTTP on 127.0.0.1), so sharing the context
+    changes nothing but the 30-odd ms each client spends reading certificates."""
+    from httpx._transports import default
+
+    make = default.create_ssl_context
+    made: list[ssl.SSLContext] = []
+
+    def shared(verify: object = True, cert: object = None, trust_env: bool = True) -> ssl.SSLContext:
+        if verify is not True or cert is not None or not trust_env:
+            return make(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[arg-type]
+        if not made:
+            made.append(make())
+        return made[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(default, "create_ssl_context", shared)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -73,33 +153,78 @@ async def _migrate_fresh(url: str) -> None:
         await database.dispose()
 
 
+class _PostgresCleaner:
+    """Empties every table and restarts every sequence between tests, over one connection kept
+    for the whole run (on its own thread, as each test has its own event loop): a few
+    milliseconds, where a new connection and a TRUNCATE of every table took a tenth of a second.
+
+    DELETE in reverse dependency order rather than TRUNCATE: on tables that hold a few rows or
+    none it is far cheaper (TRUNCATE makes new files for each table and index)."""
+
+    def __init__(self, url: str) -> None:
+        tables = ", ".join(f"'{t.name}'" for t in reversed(Base.metadata.sorted_tables))
+        self._statement = f"""DO $$
+DECLARE t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY[{tables}] LOOP
+    EXECUTE format('DELETE FROM %I', t);
+  END LOOP;
+  PERFORM setval(format('%I.%I', schemaname, sequencename), start_value, false)
+     FROM pg_sequences WHERE schemaname = 'public' AND last_value IS NOT NULL;
+END $$"""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-db-cleaner",
+                                        daemon=True)
+        self._thread.start()
+        import asyncpg
+
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connection = self._run(asyncpg.connect(dsn))
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def clean(self) -> None:
+        # A guard, not a wait: a test that left a transaction holding rows makes this fail.
+        self._run(self._connection.execute(self._statement, timeout=60))
+
+    def close(self) -> None:
+        self._run(self._connection.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+_CLEANER: list[_PostgresCleaner] = []
+
+
+def clean_postgres() -> None:
+    """Leave the PostgreSQL test database as migrated: no row in any table, sequences at 1."""
+    _CLEANER[0].clean()
+
+
 @pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database made once per run: a SQLite file to copy, or the PostgreSQL URL."""
     url = postgres_url()
     if url:
         asyncio.run(_migrate_fresh(url))
-        return url
+        _CLEANER.append(_PostgresCleaner(url))
+        try:
+            yield url
+        finally:
+            _CLEANER.pop().close()
+        return
     path = tmp_path_factory.mktemp("template") / "template.db"
     asyncio.run(_migrate_fresh(f"sqlite+aiosqlite:///{path}"))
-    return str(path)
-
-
-async def _truncate_all(url: str) -> None:
-    database = Database(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    try:
-        async with database.engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    finally:
-        await database.dispose()
+    yield str(path)
 
 
 @pytest.fixture
 def database_url(migrated_template: str, tmp_path: Path) -> str:
     """The URL of a clean, migrated database for this test."""
     if postgres_url():
-        asyncio.run(_truncate_all(migrated_template))
+        clean_postgres()
         return migrated_template
     path = tmp_path / "yuyue.db"
     shutil.copyfile(migrated_template, path)

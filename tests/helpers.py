@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from bot.telegram import TelegramChannel, build_telegram
 from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from handlers.engine import Assistant
-from storage.catalog import load_catalog, read_catalog
+from storage.catalog import Catalog, load_catalog, read_catalog
 from storage.centre import Centre
 from storage.identity import (
     IdHasher,
@@ -60,11 +61,17 @@ def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt
     return dt.datetime(year, month, day, hour, minute, tzinfo=TZ)
 
 
+@functools.cache
+def demo_catalog() -> Catalog:
+    """The demo catalog, read and checked once per run (it is immutable)."""
+    return read_catalog(ROOT / "catalog" / "demo.toml")
+
+
 async def load_demo(session: AsyncSession, now: dt.datetime, *,
                     resources: bool = True) -> dict[str, Service]:
     """The demo catalog; without its doctors (``resources=False``) every service has the
     plain slots of its opening hours."""
-    catalog = read_catalog(ROOT / "catalog" / "demo.toml")
+    catalog = demo_catalog()
     if not resources:
         catalog = dataclasses.replace(catalog, resources=())
     await load_catalog(session, catalog, now)

@@ -55,6 +55,7 @@ async def empty_database(tmp_path: Path) -> AsyncIterator[Database]:
         await admin.dispose()
 
 
+@pytest.mark.database        # empty_database makes its own database next to the test one
 async def test_0003_keeps_everything_and_makes_each_binding_a_self_link(empty_database: Database) -> None:
     """A database made at revision 0002, with people, accounts bound to them, bookings and
     conversation state, upgrades with nothing lost."""

@@ -21,7 +21,7 @@ from storage.models import Appointment, AppointmentStatus, Block, Channel, Hold,
 from storage.refusals import BookingRefused
 from storage.settings import RuleSettings
 from storage.slots import ensure_slots, slot_times
-from tests.conftest import _truncate_all, postgres_url
+from tests.conftest import clean_postgres, postgres_url
 from tests.helpers import TZ, make_centre
 
 SMALL = """
@@ -47,7 +47,7 @@ PROPERTY_SETTINGS = settings(max_examples=25, deadline=None,
 
 def fresh_url(template: str, folder: Path, counter: list[int]) -> str:
     if postgres_url():
-        asyncio.run(_truncate_all(template))
+        clean_postgres()
         return template
     counter[0] += 1
     path = folder / f"example-{counter[0]}.db"
