@@ -124,6 +124,7 @@ async def test_0003_keeps_everything_and_makes_each_binding_a_self_link(empty_da
             assert await visible_bookings(session, account_id=account_id) == []
 
 
+@pytest.mark.database        # empty_database makes its own database next to the test one
 async def test_0012_carries_over_the_complaints_low_ratings_opened(empty_database: Database) -> None:
     """A complaint opened by a low rating before revision 0012 becomes a complaint of category
     "other" about its appointment's service and person."""
