@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import itertools
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import httpx  # noqa: E402
 from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
 # Messages are built as WeChat builds them by the same code as `yuyue bench rush-chat`.
-from bot.bench_chat import AES_KEY, APP_ID, TOKEN, encrypted_request  # noqa: E402
+from bot.bench_chat import AES_KEY, APP_ID, TOKEN, encrypted_request, free_port, wait_ready  # noqa: E402
 
 # One citizen's round: greet (main menu), 1 (book: departments), 1 (services), back to the menu.
 ROUND = ("你好", "1", "1", "菜单")
@@ -190,25 +189,6 @@ async def server_cpu(base: str) -> float:
         return float((await http.get("/cpu")).text)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_ready(base: str, child: asyncio.subprocess.Process, limit: float = 60) -> None:
-    end = time.perf_counter() + limit
-    async with httpx.AsyncClient(base_url=base, timeout=2) as http:
-        while time.perf_counter() < end:
-            if child.returncode is not None:
-                raise SystemExit("the benchmark server did not start")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
-    raise SystemExit("the benchmark server did not answer /healthz")
-
-
 async def run(args: argparse.Namespace) -> None:
     workdir = tempfile.mkdtemp(prefix="yuyue-bench-")
     url = args.database_url or f"sqlite+aiosqlite:///{workdir}/bench.db"
@@ -218,7 +198,10 @@ async def run(args: argparse.Namespace) -> None:
         sys.executable, __file__, "--serve", str(port), url, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        await wait_ready(base, child)
+        try:
+            await wait_ready(base, child)
+        except RuntimeError as problem:   # the server did not start or answer: say so, no traceback
+            raise SystemExit(str(problem)) from None
         # As many clients as the run: the database connections it needs are open before it starts.
         await load(base, "/wechat", args.clients, 4 * args.clients, 10, "warmup")
         bare = await load(base, "/bare", args.clients, args.messages, args.seconds, "bare")
