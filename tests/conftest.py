@@ -29,8 +29,9 @@ from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Base
-from storage.settings import Settings
+from storage.settings import Settings, SmsSettings
 from tests.fakes import FakeTime
+from tests.fakes.tencent_sms import FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
 from tests.helpers import load_demo, make_centre
 from tests.staff_support import STAFF_A, Recorder, Staff
@@ -324,3 +325,16 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 async def wechat_api() -> AsyncIterator[FakeWechatApi]:
     async with FakeWechatApi() as fake:
         yield fake
+
+
+@pytest.fixture
+async def sms_api() -> AsyncIterator[FakeTencentSms]:
+    """The fake Tencent Cloud SMS API on 127.0.0.1 (tests/fakes/tencent_sms.py)."""
+    async with FakeTencentSms() as fake:
+        yield fake
+
+
+@pytest.fixture
+def sms_settings(sms_api: FakeTencentSms) -> SmsSettings:
+    """[sms] settings that point the SDK at the fake API."""
+    return sms_api.settings()

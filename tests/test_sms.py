@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -52,17 +51,6 @@ from tests.test_wechat_sender import sender_for, wechat_settings
 
 MOBILE = "13812345678"
 OPENID = "oSmsTest_12AbCdEfGhIjKlMnOpQr"
-
-
-@pytest.fixture
-async def sms_api() -> AsyncIterator[FakeTencentSms]:
-    async with FakeTencentSms() as fake:
-        yield fake
-
-
-@pytest.fixture
-def sms_settings(sms_api: FakeTencentSms) -> SmsSettings:
-    return sms_api.settings()
 
 
 @pytest.fixture

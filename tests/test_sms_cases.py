@@ -41,20 +41,9 @@ STAFF, BOSS = "telegram:100", "telegram:900"
 
 
 @pytest.fixture
-async def sms_api() -> AsyncIterator[FakeTencentSms]:
-    async with FakeTencentSms() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def telegram_api() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram() as server:
         yield server
-
-
-@pytest.fixture
-def sms_settings(sms_api: FakeTencentSms) -> SmsSettings:
-    return sms_api.settings()
 
 
 @pytest.fixture

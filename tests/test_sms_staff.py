@@ -46,17 +46,6 @@ OTHER = "13900001111"
 
 
 @pytest.fixture
-async def sms_api() -> AsyncIterator[FakeTencentSms]:
-    async with FakeTencentSms() as fake:
-        yield fake
-
-
-@pytest.fixture
-def sms_settings(sms_api: FakeTencentSms) -> SmsSettings:
-    return sms_api.settings()
-
-
-@pytest.fixture
 def centre(sms_settings: SmsSettings) -> Centre:
     return dataclasses.replace(make_centre(), sms=sms_settings)
 
