@@ -126,7 +126,7 @@ def test_splitting_never_loses_text_nor_exceeds_the_limit(text: str, limit: int)
 def test_commands_are_valid_for_telegram_and_described_in_both_languages() -> None:
     names = [c.name for c in CITIZEN_COMMANDS]
     assert names == ["start", "book", "my", "progress", "guide", "human", "lang", "help", "cancel",
-                     "people", "mydata", "link"]
+                     "people", "mydata", "link", "doctor", "complaint"]
     from handlers import staff
 
     # Telegram shows staff exactly the commands the staff side handles ("book" in the group

@@ -42,6 +42,7 @@ class CommandSpec:
 CITIZEN_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "citizen") for name in (
     "start", "book", "my", "progress", "guide", "human", "lang", "help", "cancel",
     "people", "mydata", "link",   # accounts and people
+    "doctor", "complaint",        # 停诊查询, 投诉建议
 ))
 
 STAFF_COMMANDS: tuple[CommandSpec, ...] = tuple(CommandSpec(name, "staff") for name in (
