@@ -346,7 +346,7 @@ class WechatSettings:
     public_url: str = _setting("", parse=_public_url)
 
 
-TEMPLATE_SOURCES = ("service", "when", "place", "code", "reason", "summary", "sent")
+TEMPLATE_SOURCES = ("service", "when", "place", "code", "reason", "summary", "sent", "person")
 TIMED_SOURCES = ("when", "sent")        # what a template's time or date keyword can show
 
 

@@ -22,8 +22,8 @@ from storage.db import Database
 from storage.models import Service
 from storage.settings import SettingsError, load_settings
 from tests.fakes.wechat_api import TEMPLATE_RULES, FakeWechatApi
-from tests.helpers import load_demo, local
-from tests.test_wechat_webhook import OPENID, Citizen, book_by_number, make_env
+from tests.helpers import load_demo, local, valid_id
+from tests.test_wechat_webhook import LINK, OPENID, Citizen, book_by_number, make_env
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FRIDAY = dt.datetime(2026, 12, 4, 9, 0, tzinfo=SHANGHAI)
@@ -131,3 +131,83 @@ def test_a_time_keyword_must_take_a_time(tmp_path: Path) -> None:
                     encoding="utf-8")
     with pytest.raises(SettingsError, match="time or date keyword takes when or sent"):
         load_settings(path)
+
+
+# --- whom a booking is for, when the account booked for someone else -----------------------
+
+SLOT = re.compile(r"\d\d:\d\d-\d\d:\d\d")
+
+
+async def _pick_day_and_slot(citizen: Citizen, day: str) -> str:
+    """Pick ``day``, the morning and its first free slot; the confirmation asked for."""
+    assert "上午" in await citizen.pick(day), citizen.text
+    await citizen.pick("上午")
+    first = next(label for _, _, _, label in LINK.findall(citizen.text) if SLOT.search(label))
+    return await citizen.pick(first)
+
+
+async def _book_self_and_parent(citizen: Citizen, day: str) -> tuple[str, str]:
+    """The holder books an ID card for themself and a social-security card for their parent
+    李秀华, both on ``day``; the two booking codes (own, parent's)."""
+    await citizen.event("event_subscribe")
+    for label in ("预约办事", "便民服务中心", "居民身份证", "材料已备齐"):
+        await citizen.pick(label)
+    await _pick_day_and_slot(citizen, day)
+    assert "真实姓名" in await citizen.pick("同意并继续")
+    for typed in ("张三", "13812345678", valid_id()):
+        await citizen.say(typed)
+    own = CODE.search(await citizen.tap("确认预约"))
+    for label, expected in [("预约办事", "便民服务中心"), ("便民服务中心", "社会保障卡"),
+                            ("社会保障卡", "一次性告知"), ("材料已备齐", "为谁预约"),
+                            ("添加办事人", "新办事人是您的"), ("父母", "授权"),
+                            ("我已获授权", "真实姓名")]:
+        assert expected in await citizen.pick(label), (label, citizen.text)
+    for typed in ("李秀华", "13900001111", valid_id("11010519520303002")):
+        await citizen.say(typed)
+    assert "请确认预约信息" in await _pick_day_and_slot(citizen, day)
+    parents = CODE.search(await citizen.tap("确认预约"))
+    assert own is not None and parents is not None, citizen.text
+    return own.group(1), parents.group(1)
+
+
+CODE = re.compile(r"预约码：([A-Z0-9]{6})")
+
+
+@pytest.mark.parametrize("mapping", [
+    ("thing1=service", "time2=when", "thing3=place", "character_string4=code"),
+    ("thing1=service", "time2=when", "thing3=place", "character_string4=code", "thing5=person"),
+], ids=["no-person-keyword", "person-keyword"])
+async def test_a_reminder_template_names_the_relative_it_was_booked_for(
+        database: Database, clock: ManualClock, wechat_api: FakeWechatApi,
+        mapping: tuple[str, ...]) -> None:
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, wechat_api, safe=True, reminder_template_id="TPL-REMIND",
+                         reminder_template_fields=mapping)
+    own, parents = await _book_self_and_parent(Citizen(env), "11月27日")
+    dispatcher = Dispatcher(database=database, centre=env.app.centre, settings=env.app.settings,
+                            clock=clock, senders={"wechat": env.channel.sender})
+    await dispatcher.drain()
+    # The evening-before reminders go out on Thursday 26 at 18:00, three days after the citizen
+    # last wrote: WeChat's 48-hour window is closed, so they go as template messages.
+    clock.set(local(2026, 11, 26, 18, 1))
+    before = len(wechat_api.texts)
+    assert (await dispatcher.drain()).sent == 2
+    assert len(wechat_api.texts) == before, "no customer-service message outside the window"
+    sent = [b for b in wechat_api.sent("message/template/send") if b["template_id"] == "TPL-REMIND"]
+    data = {item["data"]["character_string4"]["value"]:
+            {key: value["value"] for key, value in item["data"].items()} for item in sent}
+    assert set(data) == {own, parents}
+    assert all(len(value) <= 20 for each in data.values()
+               for key, value in each.items() if key.startswith("thing"))
+    posted = str(sent)
+    assert "李秀华" not in posted and "张三" not in posted and "13900001111" not in posted
+    if "thing5=person" in mapping:
+        assert data[parents]["thing5"] == "父母 李*华"
+        assert data[parents]["thing1"].startswith("社会保障卡")
+        assert data[own]["thing5"] == "本人"
+    else:
+        assert data[parents]["thing1"].startswith("为父母 李*华：社会保障卡")
+    assert data[own]["thing1"].startswith("居民身份证") and "李*华" not in str(data[own])
+    await env.channel.close()
+    await env.http.aclose()

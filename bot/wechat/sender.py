@@ -6,7 +6,7 @@ inside the 48-hour window, else a template message (``kind == "reminder"`` uses
 ``wechat.reminder_template_id``, other kinds except "relay" ``wechat.notice_template_id``),
 else for a reminder or closure a one-time subscription message the citizen allowed, else
 ``Unreachable``. ``fields`` gives the template values by source name (service, when, place,
-code, and the appointment's id); "summary" (the first line of the text) and "sent" (now) are
+code, person, and the appointment's id); "summary" (the first line of the text) and "sent" (now) are
 always known. ``send_image(openid, attachment)`` uploads an image (a chart) and sends it as a
 customer-service message.
 """
@@ -132,12 +132,17 @@ class WechatSender:
         summary = text.split("\n", 1)[0]
         local_now = now.astimezone(self.timezone)
         known = {"summary": summary, "sent": local_now.strftime("%Y-%m-%d %H:%M"), **fields}
+        if fields.get("service_for") and not any(item.partition("=")[2] == "person"
+                                                 for item in mapping):
+            # Booked for someone else, and the template has no keyword for the person: the
+            # service names them ("为父母 李*华：居民身份证…"), as the chat notice does.
+            known["service"] = fields["service_for"]
         instants = {"sent": local_now}
         if starts := _instant(fields.get("starts_at", "")):
             instants["when"] = starts.astimezone(self.timezone)
         if kind != "reminder":
             fallback = {"service": summary, "reason": summary, "place": "-", "code": "-",
-                        "when": known["sent"]}
+                        "person": "-", "when": known["sent"]}
             known = {**fallback, **{k: v for k, v in known.items() if str(v or "").strip()}}
             instants.setdefault("when", local_now)
         data = {}

@@ -37,7 +37,7 @@ async def render(session: Session, centre: Centre, settings: Settings, row: Outb
         if note.appointment is not None:
             service = await session.get(Service, note.appointment.service_id)
             note.service = ServiceDef.from_json(service.definition) if service else None
-            note.for_whom = await for_whom(note)
+            note.booked_for = await for_whom(note)
     renderer = RENDERERS.get(row.kind)
     if renderer is None:
         return Rendered(drop=f"no renderer for {row.kind}")

@@ -28,6 +28,16 @@ class Rendered:
     drop: str | None = None
 
 
+@dataclass(frozen=True)
+class ForWhom:
+    """Who a booking is for, named the same way in a chat notice (``text``, "您为父母 李*华
+    预约的：") and a template message (``person``, "父母 李*华"); both empty for the account's
+    own booking (本人)."""
+
+    text: str = ""
+    person: str = ""
+
+
 @dataclass
 class Note:
     """Everything a renderer may need, looked up once."""
@@ -40,9 +50,14 @@ class Note:
     locale: str
     appointment: Appointment | None = None
     service: ServiceDef | None = None
-    # Who the appointment is for when the account booked for someone else: "您为 父母 李*华
-    # 预约的" (empty for the account's own, 本人); see ``for_whom``.
-    for_whom: str = ""
+    # Who the appointment is for when the account booked for someone else (empty for the
+    # account's own, 本人); see ``handlers.notices.accounts.for_whom``.
+    booked_for: ForWhom = field(default_factory=ForWhom)
+
+    @property
+    def for_whom(self) -> str:
+        """The chat notice's "您为父母 李*华 预约的：" ("" for the account's own booking)."""
+        return self.booked_for.text
 
     def t(self, key: str, **values: object) -> str:
         return translate(self.locale, key, **values)
@@ -53,16 +68,24 @@ class Note:
 
     def fields(self) -> dict[str, str]:
         """Template values: service, when (and ``starts_at``, the instant, for a template's
-        time keyword), place, code, the reason a notice gives (a closure's), and the
-        appointment's id (which WeChat subscription consent to use)."""
+        time keyword), place, code, the reason a notice gives (a closure's), the appointment's
+        id (which WeChat subscription consent to use), and whom it is for: ``person`` ("父母
+        李*华", or "本人" for the account's own) and, for someone else's only, ``service_for``
+        (the service named with the person, for a template with no keyword for the person)."""
         if self.appointment is None or self.service is None:
             return {}
         reason = str(self.row.payload.get("reason") or "")
-        return {"service": self.service.name.get(self.locale),
+        service = self.service.name.get(self.locale)
+        person = self.booked_for.person
+        whom = ({"person": person, "service_for": self.t("people.template_service",
+                                                          person=person, service=service)}
+                if person else {"person": self.t("people.relation_self")})
+        return {"service": service,
                 "when": self.when(self.appointment.starts_at),
                 "starts_at": self.appointment.starts_at.isoformat(),
                 "place": self.service.place.get(self.locale), "code": self.appointment.code,
-                "appointment": str(self.appointment.id), **({"reason": reason} if reason else {})}
+                "appointment": str(self.appointment.id), **({"reason": reason} if reason else {}),
+                **whom}
 
 
 Renderer = Callable[[Note], Awaitable[Rendered]]
