@@ -377,7 +377,7 @@ async def cmd_run(app: App, args: argparse.Namespace) -> int:
 
 
 async def cmd_wechat_menu(app: App, args: argparse.Namespace) -> int:
-    """Create the WeChat custom menu (预约: 预约办事 · 我的预约 / 办事指南 / 人工服务)."""
+    """Create the WeChat custom menu (预约: 预约办事 · 我的预约 · 办件进度 · 我的办事人 / 办事指南 / 人工服务)."""
     if not app.settings.wechat.app_id or not app.settings.wechat.app_secret:
         raise CommandError("set wechat.app_id and YUYUE_WECHAT__APP_SECRET first")
     await _require_schema(app)              # the access token is shared through the database

@@ -200,7 +200,8 @@ def test_cdata_end_in_text_cannot_break_the_reply() -> None:
 
 
 def test_the_menu_labels_fit_wechat_in_both_languages() -> None:
-    assert menu_labels("zh-CN") == ["预约办事", "我的预约", "办件进度", "办事指南", "人工服务"]
+    assert menu_labels("zh-CN") == ["预约办事", "我的预约", "办件进度", "我的办事人", "办事指南",
+                                      "人工服务"]
     assert menu_labels("en") != menu_labels("zh-CN")
     for locale in LOCALES:
         # WeChat takes a top-level button's name in at most 16 bytes.

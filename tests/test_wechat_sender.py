@@ -365,10 +365,11 @@ async def test_create_menu_uses_the_token_the_running_processes_hold(
     assert menu == {"button": [
         {"name": "预约", "sub_button": [{"type": "click", "name": "预约办事", "key": "book"},
                                         {"type": "click", "name": "我的预约", "key": "my"},
-                                        {"type": "click", "name": "办件进度", "key": "progress"}]},
+                                        {"type": "click", "name": "办件进度", "key": "progress"},
+                                        {"type": "click", "name": "我的办事人", "key": "people"}]},
         {"type": "click", "name": "办事指南", "key": "guide"},
         {"type": "click", "name": "人工服务", "key": "human"}]}
-    assert created == "预约 (预约办事 · 我的预约 · 办件进度) / 办事指南 / 人工服务"
+    assert created == "预约 (预约办事 · 我的预约 · 办件进度 · 我的办事人) / 办事指南 / 人工服务"
     # The stored token, not a second fetch: one refresher, and its token stays valid.
     assert [c.path for c in api.calls].count("stable_token") == 1
     assert {c.access_token for c in api.calls if c.path == "menu/create"} == {held}
@@ -415,7 +416,7 @@ async def test_the_menu_command_names_the_buttons_and_explains_a_busy_wechat(
     settings = dataclasses.replace(Settings(), wechat=wechat_settings(api))
     app = App(settings=settings, database=database, centre=make_centre(), clock=clock)
     assert await cli.cmd_wechat_menu(app, argparse.Namespace()) == cli.EXIT_OK
-    assert "WeChat menu created: 预约 (预约办事 · 我的预约 · 办件进度) / 办事指南 / 人工服务" \
+    assert "WeChat menu created: 预约 (预约办事 · 我的预约 · 办件进度 · 我的办事人) / 办事指南 / 人工服务" \
         in capsys.readouterr().out
     api.fail_next("menu/create", -1)                     # "system busy"
     with pytest.raises(cli.CommandError, match=r"WeChat did not answer .*try again later"):

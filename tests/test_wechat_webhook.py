@@ -20,6 +20,7 @@ from bot.dispatch import Dispatcher
 from bot.reports import FileReports
 from bot.web import build_web_app
 from bot.wechat import WechatChannel, build_wechat
+from bot.wechat.menu import build_menu
 from bot.wiring import App
 from handlers.engine import Assistant
 from storage import closures
@@ -541,6 +542,28 @@ async def test_booking_for_a_parent_over_wechat_by_numbers(env: Env) -> None:
     assert "预约成功" in await citizen.tap("确认预约")
     shown = await citizen.pick("我的办事人")
     assert "张* · 身份证 110…002X · 本人" in shown and "李*华" in shown and "父母" in shown
+
+
+async def test_the_custom_menu_opens_my_people(database: Database, clock: ManualClock,
+                                                api: FakeWechatApi) -> None:
+    """The 我的办事人 button of the custom menu (key ``people``), pressed over the signed and
+    encrypted webhook, opens the same 我的办事人 as the chat's main menu."""
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=True)
+    citizen = Citizen(env)
+    await citizen.event("event_subscribe")
+    [key] = [sub["key"] for button in build_menu("zh-CN")["button"]
+             for sub in button.get("sub_button", [button]) if sub["name"] == "我的办事人"]
+    shown = await citizen.event("event_click", EventKey=key)
+    assert "您还没有登记办事人" in shown and "添加办事人" in shown, shown
+    assert "新办事人是您的" in await citizen.pick("添加办事人")
+    env.clock.advance(seconds=1)
+    from_chat = await citizen.say("主菜单")
+    assert "我的办事人" in from_chat
+    assert "您还没有登记办事人" in await citizen.pick("我的办事人")
+    await env.channel.close()
+    await env.http.aclose()
 # --- screens for a phone, 长辈 mode, everyday words (issue 20) ----------------------------------
 
 

@@ -1,7 +1,7 @@
 """The Official Account's custom menu (自定义菜单): ``yuyue wechat menu`` creates it.
 
-``create_menu(tokens, *, locale)``: three top-level buttons, WeChat's most — 预约 (with 预约办事
-and 我的预约 under it) / 办事指南 / 人工服务 — the labels from the message catalog
+``create_menu(tokens, *, locale)``: three top-level buttons, WeChat's most — 预约 (with 预约办事,
+我的预约, 办件进度 and 我的办事人 under it; five at most) / 办事指南 / 人工服务 — the labels from the message catalog
 (``wechat_menu.<key>``), CLICK buttons whose keys arrive as ``menu:<key>`` events.
 ``menu_problems(menu)`` checks any menu against WeChat's limits before it is sent.
 """
@@ -16,7 +16,7 @@ from handlers.i18n import translate
 
 # (group label key, its CLICK keys) or (None, (key,)) for a button of its own.
 LAYOUT: tuple[tuple[str | None, tuple[str, ...]], ...] = (
-    ("bookings", ("book", "my", "progress")), (None, ("guide",)), (None, ("human",)))
+    ("bookings", ("book", "my", "progress", "people")), (None, ("guide",)), (None, ("human",)))
 MENU_KEYS = tuple(key for _, keys in LAYOUT for key in keys)
 
 # WeChat's limits (自定义菜单 → 创建接口): 1-3 buttons, 1-5 under each, names in UTF-8 bytes.
@@ -89,7 +89,7 @@ def build_menu(locale: str) -> dict[str, Any]:
 
 
 def describe(menu: Mapping[str, Any]) -> str:
-    """The menu in one line: "预约 (预约办事 · 我的预约) / 办事指南 / 人工服务"."""
+    """The menu in one line: "预约 (预约办事 · 我的预约 · …) / 办事指南 / 人工服务"."""
     return " / ".join(
         f"{b['name']} ({' · '.join(s['name'] for s in b['sub_button'])})" if "sub_button" in b
         else str(b["name"]) for b in menu["button"])
