@@ -56,6 +56,7 @@ class Button(enum.StrEnum):
     REMOVE = "remove"
     RESCHEDULE = "resched"
     SKIP = "skip"
+    SMS_BY_ID = "smsid"
     STOP = "stop"
     USE_SAVED = "use"
     YES = "yes"

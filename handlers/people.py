@@ -14,13 +14,15 @@ from handlers.core import Reply
 from handlers.details import Asking, Given, IdNumber, person_label
 from handlers.flow import Flow
 from handlers.menu import back_to_menu, main_menu
-from handlers.payloads import Button, PersonPick, Unlink
+from handlers.payloads import Button, PersonPick, RelationPick, Unlink
 from handlers.render import when_text
 from handlers.steps import Details, People
 from storage import accounts, outbox
 from storage.accounts import AccountRefusal, AccountRefused, PersonView
+from storage.identity import InvalidValue, validate_id_number, validate_name
 from storage.linking import OneTimeCode, SmsCode, attach_staff_booking, claim_person, link_with, unlink_accounts
 from storage.models import Relation
+from storage.rules import people_at_limit
 
 LINK_NOTICE = "account_linked"
 UNLINK_NOTICE = "account_unlinked"
@@ -230,6 +232,8 @@ def _proof_refused(ctx: Ctx, refused: AccountRefused) -> Reply:
         return ctx.reply("people.sms_unavailable")
     if refused.reason == AccountRefusal.TOO_MANY_CODES:
         return ctx.reply("people.too_many_codes", until=when_text(ctx, refused.details["until"]))
+    if refused.reason == AccountRefusal.NO_MATCH:
+        return ctx.reply("people.sms_no_match", left=refused.details.get("tries_left", ""))
     if refused.reason in (AccountRefusal.PEOPLE_LIMIT, AccountRefusal.SELF_TAKEN):
         return ctx.reply("booking.people_limit", limit=refused.details.get("limit", ""))
     return ctx.reply("people.wrong_answer", left=refused.details.get("tries_left", ""))
@@ -287,35 +291,98 @@ async def attach_tail(ctx: Ctx, event: Event) -> list[Reply]:
 
 
 async def sms_person(ctx: Ctx, event: Event) -> list[Reply]:
-    """Ask which of the account's people the SMS code is for; it goes to the mobile on file."""
+    """Ask which of the account's people the SMS code is for (it goes to the mobile on file),
+    or offer to find someone not on the list by name and ID number."""
+    ctx.forget("relation", "name")
     if event.button is Button.BACK:
         return await ctx.enter(People.LINK)
+    if event.button is Button.SMS_BY_ID:
+        return await ctx.enter(People.SMS_RELATION)
     if (picked := event.pick(PersonPick)) is not None:
         try:
-            await SmsCode(ctx.centre).challenge(ctx.session, ctx.now, account_id=ctx.identity.id,
-                                                person_id=picked.person)
+            challenge = await SmsCode(ctx.centre).challenge(
+                ctx.session, ctx.now, account_id=ctx.identity.id, person_id=picked.person)
         except AccountRefused as refused:
             ctx.end()
             return [_proof_refused(ctx, refused), main_menu(ctx)]
-        return await ctx.enter(People.SMS_CODE, minutes=ctx.centre.sms.code_minutes)
+        return await ctx.enter(People.SMS_CODE, minutes=ctx.centre.sms.code_minutes,
+                               sent_to=challenge.sent_to)
     people = await details.usable_people(ctx)
     rows = [[option(person_label(ctx, view), PersonPick(person.id))] for person, view in people]
+    rows.append([option(ctx.t("people.sms_by_id"), Button.SMS_BY_ID)])
     rows.append([option(ctx.t("common.back"), Button.BACK)])
     return [ctx.reply("people.sms_pick", *rows)]
+
+
+async def sms_relation(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask who the person to be found is to the holder, with the holder's authorisation."""
+    if event.button is Button.BACK:
+        return await ctx.enter(People.SMS_PERSON)
+    held = await accounts.people_of(ctx.session, account_id=ctx.identity.id)
+    if people_at_limit(len(held), ctx.centre.accounts):
+        ctx.end()
+        return [ctx.reply("people.limit", limit=ctx.centre.accounts.people_per_account),
+                main_menu(ctx)]
+    if (picked := event.pick(RelationPick)) is not None:
+        return await ctx.enter(People.SMS_NAME, relation=picked.relation.value)
+    has_self = any(view.relation == Relation.SELF for view in held)
+    choices = [option(ctx.t(f"people.relation_{each.value}"), RelationPick(each))
+               for each in Relation if not (each == Relation.SELF and has_self)]
+    rows = [choices[i:i + 3] for i in range(0, len(choices), 3)]
+    return [ctx.reply("people.sms_ask_relation", *rows,
+                      [option(ctx.t("common.back"), Button.BACK)])]
+
+
+async def sms_name(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask the person's real name, as registered at the window."""
+    if not event.is_text:
+        return [ctx.reply("people.sms_ask_name")]
+    try:
+        value = validate_name(event.value)
+    except InvalidValue as bad:
+        return [ctx.reply(f"invalid.{bad.code}")]
+    return await ctx.enter(People.SMS_ID, name=value)
+
+
+async def sms_id(ctx: Ctx, event: Event) -> list[Reply]:
+    """Ask the person's ID number; a code goes to the mobile on file only when the name and
+    the number match a record that has one (one answer for every other case)."""
+    if not event.is_text:
+        return [ctx.reply("people.sms_ask_id")]
+    try:
+        number = validate_id_number(event.value, ctx.today)
+    except InvalidValue as bad:
+        return [ctx.reply(f"invalid.{bad.code}")]
+    try:
+        challenge = await SmsCode(ctx.centre).challenge_by_id(
+            ctx.session, ctx.now, account_id=ctx.identity.id, name=str(ctx.data.get("name", "")),
+            id_number=number)
+    except AccountRefused as refused:
+        if refused.reason == AccountRefusal.NO_MATCH:
+            ctx.forget("name")
+            return [_proof_refused(ctx, refused), *await ctx.enter(People.SMS_NAME)]
+        ctx.end()
+        return [_proof_refused(ctx, refused), main_menu(ctx)]
+    ctx.forget("name")
+    return await ctx.enter(People.SMS_CODE, minutes=ctx.centre.sms.code_minutes,
+                           sent_to=challenge.sent_to)
 
 
 async def sms_code(ctx: Ctx, event: Event) -> list[Reply]:
     """Take the code sent by SMS: the person's staff-made bookings still to come become the
     account's."""
     if not event.is_text:
-        return [ctx.reply("people.sms_sent", minutes=ctx.data.get("minutes", ""))]
+        return [ctx.reply("people.sms_sent", minutes=ctx.data.get("minutes", ""),
+                          mobile=ctx.data.get("sent_to") or "")]
     sms = SmsCode(ctx.centre)
     try:
         proof = await sms.verify(ctx.session, ctx.now, account_id=ctx.identity.id, answer=event.value)
         held = await details.view_of(ctx, proof.person_id)
+        chosen = ctx.data.get("relation")     # asked before a person found by ID number
         attached = await claim_person(
             ctx.session, ctx.centre, ctx.now, proof,
-            relation=held.relation if held and held.relation else Relation.OTHER,
+            relation=Relation(chosen) if chosen else
+            held.relation if held and held.relation else Relation.OTHER,
             consent_version=held.consent_version if held and held.consent_version
             else details.CONSENT_VERSION)
     except AccountRefused as refused:
@@ -333,7 +400,8 @@ FLOW = Flow(
            People.MY_DATA: my_data, People.LINK: link, People.LINK_CODE: link_code,
            People.ATTACH_CODE: attach_code, People.ATTACH_TAIL: attach_tail,
            People.SMS_PERSON: sms_person, People.SMS_CODE: sms_code,
+           People.SMS_RELATION: sms_relation, People.SMS_NAME: sms_name, People.SMS_ID: sms_id,
            **details.steps(_added), Details.IDENTITY: _back_to_list},
     text_steps=details.TEXT_STEPS | {People.LINK_CODE, People.ATTACH_CODE, People.ATTACH_TAIL,
-                                     People.SMS_CODE},
+                                     People.SMS_CODE, People.SMS_NAME, People.SMS_ID},
     commands={"people": people_command, "mydata": my_data_command, "link": link_command})

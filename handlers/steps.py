@@ -82,6 +82,9 @@ class People(StepName, flow="people"):
     ATTACH_TAIL = "attach_tail"
     SMS_PERSON = "sms_person"
     SMS_CODE = "sms_code"
+    SMS_RELATION = "sms_relation"   # 短信验证 of someone not on the list: who they are to the holder,
+    SMS_NAME = "sms_name"           # their name,
+    SMS_ID = "sms_id"               # and their ID number (never kept in the conversation)
 
 
 class Guide(StepName, flow="guide"):

@@ -253,7 +253,7 @@ async def find_or_create_person(session: AsyncSession, details: PersonDetails, h
         id_hash = hasher.hash(details.id_number)
         person = await session.scalar(select(Person).where(Person.id_hash == id_hash).with_for_update())
         if person is not None:
-            if _same_name(person.name, details.name):
+            if same_name(person.name, details.name):
                 if person.id_tail_hash is None:  # recorded before tails were kept
                     person.id_tail_hash = hasher.tail_hash(details.id_number)
                 return person
@@ -294,7 +294,7 @@ async def find_or_create_person(session: AsyncSession, details: PersonDetails, h
     return person
 
 
-def _same_name(stored: str, typed: str) -> bool:
+def same_name(stored: str, typed: str) -> bool:
     """Names compare as written, ignoring case and spacing of Latin names ("li lei" = "Li Lei")."""
     return " ".join(stored.split()).casefold() == " ".join(typed.split()).casefold()
 

@@ -11,7 +11,8 @@ Nothing is linked or attached on a claim alone; each needs a proof:
   characters of the person's ID number, while the booking is still to come or under way.
 - Proving a person by SMS (``SmsCode``, ``claim_person``): a code sent to the mobile on file
   for the person, typed back in the account; the account then holds the person and their
-  staff-made bookings still to come.
+  staff-made bookings still to come. The person is one of the account's, or is found by name
+  and ID number together (``SmsCode.challenge_by_id``), which alone reveals nothing.
 
 Both count wrong answers per account: ``proof_tries`` of them within ``proof_lock_minutes``
 lock the account out of that proof for ``proof_lock_minutes`` (``storage.rules``). A wrong
@@ -44,6 +45,7 @@ from storage.accounts import (
 from storage.audit import audit
 from storage.booking import ACTIVE, schedule_reminders
 from storage.centre import Centre
+from storage.identity import mask_mobile, same_name
 from storage.models import (
     AccountLink,
     AccountPerson,
@@ -77,6 +79,7 @@ class Challenge:
     method: LinkMethod
     expires_at: dt.datetime
     code: str | None = field(default=None, repr=False)
+    sent_to: str | None = None      # where the code went, masked (138****5678), for an SMS
 
 
 @dataclass(frozen=True)
@@ -425,7 +428,44 @@ class SmsCode:
                         payload={"code": code, "minutes": minutes}, expires_at=expires)
         await audit(session, now, account_actor(account_id), "sms_code", "person", person_id,
                     expires_at=expires.isoformat())
-        return Challenge(self.method, expires)
+        return Challenge(self.method, expires, sent_to=mask_mobile(person.mobile))
+
+    async def challenge_by_id(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
+                              name: str, id_number: str) -> Challenge:
+        """Send a code for the person on record with this ID number and this name (a citizen
+        whose record was made at the window or by phone, not yet one of the account's people),
+        to the mobile on file for them, never to one typed.
+
+        An ID number is no secret, so the answer must not tell anything about a record the
+        asker could not already prove: no such person, a person under another name, and a
+        person with no mobile on file are one refusal (NO_MATCH), counted as a wrong answer
+        towards the same lock as the other proofs, so the account cannot go on trying names
+        and numbers. Only name and number together that match a record with a mobile send a
+        code, whose masked number is then shown (it is how the citizen knows where to look).
+
+        Args:
+            id_number: a valid ID number (``storage.identity.validate_id_number``).
+
+        Returns:
+            The challenge, without the code; ``sent_to`` the mobile on file, masked.
+
+        Raises:
+            AccountRefused: LOCKED (until), NO_MATCH (tries_left; commit after it: it is
+                counted), SMS_UNAVAILABLE (no SMS set up), TOO_MANY_CODES (until).
+        """
+        if not self._centre.sms.enabled:
+            raise AccountRefused(AccountRefusal.SMS_UNAVAILABLE)
+        tries = await _tries(session, account_id, SMS_PROOF)
+        _refuse_if_locked(tries, now)
+        person = await session.scalar(select(Person).where(
+            Person.id_hash == self._centre.hasher.hash(id_number)))
+        if person is None or person.erased_at is not None or not person.mobile \
+                or not same_name(person.name, name):
+            refused = await _wrong(session, now, tries, self._centre.accounts)
+            if refused.reason == AccountRefusal.WRONG_ANSWER:
+                raise AccountRefused(AccountRefusal.NO_MATCH, **refused.details)
+            raise refused
+        return await self.challenge(session, now, account_id=account_id, person_id=person.id)
 
     async def verify(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
                      answer: str) -> PersonProof:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 
 import httpx
 import pytest
@@ -496,3 +497,82 @@ async def test_sms_verification_attaches_the_window_booking_of_a_person_of_the_a
                                (code, "1个预约已关联到本账号")])
     await chat.command("my")
     assert any("居民身份证" in label for label in chat.labels)
+
+
+# --- 短信验证 of someone found by name and ID number (a window or phone booking only) ------------
+
+
+def sms_chat(app: App, user: str) -> Dialog:
+    return Dialog(Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                            settings=app.settings), user=user, channel="wechat")
+
+
+async def to_the_id_number(chat: Dialog, name: str) -> None:
+    """From anywhere to 短信验证 → 用姓名和证件号码查找 → 父母 → the name typed."""
+    await verify_dialog(chat, [("/link", "短信验证"), ("[短信验证]", "用姓名和证件号码查找"),
+                               ("[用姓名和证件号码查找]", "TA 是您的"), ("[父母]", "真实姓名"),
+                               (name, "身份证号码")])
+
+
+async def test_a_person_known_only_from_the_window_is_found_by_name_and_id_and_proved_by_sms(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    appointment = await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
+    await dispatcher.drain()                            # the walk-in's confirmation
+    clock.advance(dt.timedelta(minutes=5))              # (texts to one number are spaced)
+    chat = sms_chat(app, "oSmsById_0001")
+    await to_the_id_number(chat, "张三")
+    await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), "138****1001")])
+    assert "验证码已发送" in chat.text and ON_FILE not in chat.text
+    assert (await dispatcher.drain()).sent == 1
+    text = sms_api.texts[-1]
+    assert text.mobile.endswith(ON_FILE)                # the mobile on file: none was typed
+    code = text.params[0]
+    await verify_dialog(chat, [("000000" if code != "000000" else "111111", "验证未通过"),
+                               (code, "1个预约已关联到本账号")])
+    await chat.command("my")
+    assert any("居民身份证" in label for label in chat.labels)
+    await chat.command("people")
+    assert any("张*" in label and "父母" in label for label in chat.labels), chat.labels
+    async with app.database.read() as session:
+        account_id = (await identity_for(session, "wechat", "oSmsById_0001", "zh-CN",
+                                         clock.now())).id
+        assert await accounts.appointment_for(session, account_id=account_id,
+                                              appointment_id=appointment.id) is not None
+
+
+async def test_name_and_id_that_match_no_record_with_a_mobile_get_one_answer_and_lock(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    """An ID number is no secret: no such person, another name, and no mobile on file are one
+    answer (only the tries left change), counted towards the proof lock, and send nothing."""
+    await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
+    no_mobile_id = valid_id("11010519600101123")
+    async with app.database.session() as session:
+        nobody_to_text = await person(session, app.centre, clock.now(), name="王五",
+                                      id_number=no_mobile_id)
+        nobody_to_text.mobile = ""
+    await dispatcher.drain()
+    sent_before = len(sms_api.texts)
+    chat = sms_chat(app, "oSmsProbe_0002")
+    answers = []
+    for name, number in [("张三", valid_id("11010519700101555")),          # nobody has it
+                         ("李四", valid_id("1101051950" + ON_FILE[-7:])),  # a record, another name
+                         ("王五", no_mobile_id)]:                          # the name, no mobile
+        await to_the_id_number(chat, name)
+        await chat.say(number)
+        answers.append(chat.text)
+    assert "无法发送验证码" in answers[0]
+    assert [re.sub(r"还可尝试\d+次", "", each) for each in answers] == [
+        re.sub(r"还可尝试\d+次", "", answers[0])] * 3
+    assert [re.search(r"还可尝试(\d+)次", each).group(1) for each in answers] == ["4", "3", "2"]
+    for _ in range(2):                                  # 5 wrong within the hour: locked
+        await chat.say("张三")
+        await chat.say(valid_id("11010519700101555"))
+    assert "验证错误次数过多" in chat.text
+    await to_the_id_number(chat, "张三")                # even the right details, while locked
+    await chat.say(valid_id("1101051950" + ON_FILE[-7:]))
+    assert "验证错误次数过多" in chat.text and "138****" not in chat.text
+    await dispatcher.drain()
+    assert len(sms_api.texts) == sent_before           # not one text sent
+    clock.advance(dt.timedelta(minutes=61))            # the lock is over
+    await to_the_id_number(chat, "张三")
+    await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), "138****1001")])
