@@ -1,7 +1,8 @@
 """我的办事人, 我的信息 and 绑定: the people an account acts for (list, add, remove), what is
 kept about them (and withdrawing consent), and linking accounts by proof (a one-time code
 shown in one account and typed in the other, a staff-made booking's code plus the end of the
-ID number, or an SMS code to the mobile on file). Diagram: docs/flows/people.mmd.
+ID number, or an SMS code to the mobile on file, for one of the account's people or for someone
+found by name and ID number together). Diagram: docs/flows/people.mmd.
 
 Everything shown is masked; what an account may see stays what ``storage.accounts`` allows.
 """
