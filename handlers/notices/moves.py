@@ -34,8 +34,12 @@ async def _offer(note: Note) -> Rendered:
                   code=note.appointment.code, old=_slot_text(note, note.appointment.starts_at),
                   new=_slot_text(note, slot.starts_at), place=note.service.place.get(note.locale),
                   until=note.when(offer.expires_at))
+    summary = note.t("move.template")
+    fields = {**note.fields(), "new_when": _slot_text(note, slot.starts_at),
+              "deadline": note.when(offer.expires_at), "summary": summary, "reason": summary}
     return Rendered([Reply(text, ((global_option(note.t("move.accept"), AcceptMove(offer.id)),
-                                   global_option(note.t("move.decline"), DeclineMove(offer.id))),))])
+                                   global_option(note.t("move.decline"), DeclineMove(offer.id))),))],
+                    fields)
 
 
 async def _answered(note: Note) -> Rendered:
