@@ -56,6 +56,7 @@ from storage.seats import nearest_of_resource, release_seat, take_online_seat
 from storage.sms import notice_by_sms, sms_planned
 
 MOVE_CHOICES = 3
+SMS_CANDIDATES = 40     # free times looked at to find the nearest after the answer deadline
 
 
 class Way(enum.StrEnum):
@@ -222,17 +223,22 @@ async def _offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, c
     by_sms = sms_planned(centre, "closure_move", account_id=appointment.identity_id)
     if appointment.identity_id is None and not by_sms:
         return False
-    choices = await nearest_of_resource(session, centre, service, closure.resource_id, now,
-                                        limit=MOVE_CHOICES)
-    if not choices:
+    deadline = answer_deadline(centre, now, appointment.starts_at)
+    nearest = await nearest_of_resource(session, centre, service, closure.resource_id, now,
+                                        limit=SMS_CANDIDATES)
+    choices = nearest[:MOVE_CHOICES]
+    # A text offers one time, held for the answer: the nearest that starts after the deadline.
+    # Kept with the chat notice too, for a text if the chat cannot deliver it.
+    later = [c.slot_id for c in nearest if c.starts_at > deadline][:MOVE_CHOICES]
+    if not choices or (appointment.identity_id is None and not later):
         return False
     offer = ClosureOffer(closure_id=closure.id, appointment_id=appointment.id, kind=Way.MOVE.value,
                          from_resource_id=closure.resource_id, substitute_id=None,
-                         slot_ids=[c.slot_id for c in choices], status="pending",
-                         deadline=answer_deadline(centre, now, appointment.starts_at), created_at=now)
+                         slot_ids=[] if appointment.identity_id is None else [c.slot_id for c in choices],
+                         status="pending", deadline=deadline, created_at=now)
     session.add(offer)
     await session.flush()
-    held = await hold_closure_seat(session, offer, now) if by_sms else None
+    held = await hold_closure_seat(session, offer, now, later) if by_sms else None
     if by_sms and held is None and appointment.identity_id is None:
         await session.delete(offer)
         await session.flush()
@@ -240,7 +246,7 @@ async def _offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, c
     await drop_pending(session, appointment.id, (REMINDER,), "closure")
     await audit(session, now, actor, "move_offered", "appointment", appointment.id,
                 closure=closure.id, offer=offer.id, slots=offer.slot_ids, held=held)
-    body = {**payload, "offer": offer.id, "deadline": offer.deadline.isoformat()}
+    body = {**payload, "offer": offer.id, "deadline": offer.deadline.isoformat(), "later": later}
     key = f"closure:{closure.id}:{appointment.id}"
     if appointment.identity_id is not None:
         await enqueue(session, kind="closure_move", now=now, identity_id=appointment.identity_id,

@@ -153,7 +153,8 @@ async def _fall_back(session: AsyncSession, row: Outbox, now: dt.datetime,
                                   with_for_update=True)
         if offer is None or offer.status != "pending" or offer.deadline <= now:
             return "offer answered or expired"
-        if await hold_closure_seat(session, offer, now) is None:
+        later = [int(slot) for slot in (row.payload or {}).get("later") or []]
+        if await hold_closure_seat(session, offer, now, later) is None:
             return "no free time left to hold for an SMS answer"
     payload = {k: v for k, v in (row.payload or {}).items() if k != "sms"}
     await enqueue(session, kind=row.kind, dedup_key=(SMS_PREFIX + row.dedup_key)[:160], now=now,
