@@ -193,7 +193,8 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, o
         await close_offer(session, now, offer, MoveStatus.LAPSED, actor=SYSTEM)
         raise ControlRefused(ControlRefusal.OFFER_GONE, status=offer.status)
     if not accept:
-        await close_offer(session, now, offer, MoveStatus.DECLINED, actor=actor)
+        await close_offer(session, now, offer, MoveStatus.DECLINED, actor=actor,
+                          by_sms=identity_id is None)
         return offer
     try:
         await reschedule(session, centre, now, appointment.id, offer.slot_id, actor=actor,
@@ -204,7 +205,7 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, o
     offer.status, offer.decided_at = MoveStatus.ACCEPTED, now
     await audit(session, now, actor, "move_accepted", "appointment", appointment.id,
                 offer=offer.id, to_slot=offer.slot_id)
-    await tell_staff(session, now, offer)
+    await tell_staff(session, now, offer, by_sms=identity_id is None)
     return offer
 
 

@@ -47,6 +47,7 @@ from tests.dialog import Dialog
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
 from tests.helpers import local, make_centre, person, slots_of, valid_id
+from tests.staff_support import STAFF_A, Staff, staff_settings
 from tests.test_wechat_sender import sender_for, wechat_settings
 
 MOBILE = "13912345678"
@@ -397,3 +398,36 @@ async def test_a_substitute_outside_the_wechat_window_with_no_template_falls_bac
     async with app.database.read() as session:
         accepted = await session.scalar(select(ClosureOffer.status))
         assert accepted == "accepted"
+
+
+async def test_staff_see_that_the_offers_go_by_sms(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock,
+        settings: Settings) -> None:
+    assistant = Assistant(database=app.database, centre=app.centre, clock=clock,
+                          settings=staff_settings(settings))
+    wang = Staff(assistant, STAFF_A, "王芳")
+    chen_first = (await chen_slots(app))[0]
+    await window_booking(app, chen_first.id)
+    plan = await wang.command("closure", "陈建国 11-25 am 外出会诊")
+    assert "以短信征求同意，市民回复1接受、回复2取消" in plan
+    await wang.press_label("取消并致歉")
+    await wang.press_label("确认停诊")
+    walk_in = await window_booking(app, (await id_card_slots(app))[6].id, mobile="13911112222")
+    await wang.command("move", walk_in.code)
+    await wang.press_label("11月25日")
+    offered = await wang.press_label("14:10-")
+    assert "已通过短信发出改约邀请" in offered and "回复1同意" in offered
+    await dispatcher.drain()
+    await reply(app, "13911112222", "2")
+    async with app.database.read() as session:
+        told = await session.scalar(select(Outbox).where(Outbox.kind == "move_answered"))
+        assert told is not None and told.payload["by_sms"] is True
+        kept = await session.get(Appointment, walk_in.id)
+        assert kept is not None and kept.slot_id == (await id_card_slots(app))[6].id
+
+
+async def id_card_slots(app: App) -> list[Slot]:
+    async with app.database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "id_card"))
+        assert service is not None
+        return await slots_of(session, app.centre, service, app.clock.now(), WEDNESDAY)

@@ -48,8 +48,11 @@ async def _answered(note: Note) -> Rendered:
     if offer is None or note.appointment is None:
         return Rendered(drop="offer gone")
     status = note.row.payload.get("status", offer.status.value)
-    return Rendered([Reply(note.t(f"move.staff_{status}", code=note.appointment.code,
-                                  owner=await staff_name(note.session, offer.offered_by)))])
+    text = note.t(f"move.staff_{status}", code=note.appointment.code,
+                  owner=await staff_name(note.session, offer.offered_by))
+    if note.row.payload.get("by_sms"):
+        text += note.t("move.staff_by_sms")
+    return Rendered([Reply(text)])
 
 
 RENDERERS: dict[str, Renderer] = {"move_offer": _offer, "move_answered": _answered}
