@@ -310,7 +310,9 @@ async def open_offer(session: AsyncSession, now: dt.datetime, offer_id: int,
         OfferGone: answered, past its deadline, or not this account's (person's).
     """
     query = select(ClosureOffer).where(ClosureOffer.id == offer_id)
-    offer = await session.scalar(query.with_for_update() if lock else query)
+    # Locked, the row as it is now (an answer by SMS looked at it before it locked it).
+    locked = query.with_for_update().execution_options(populate_existing=True)
+    offer = await session.scalar(locked if lock else query)
     if offer is None or offer.status != "pending" or offer.deadline <= now:
         raise OfferGone
     if account_id is not None:
