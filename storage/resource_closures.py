@@ -8,12 +8,12 @@ hospital rules ask):
 - 换诊 (move): the nearest free times (same doctor, then same specialty and title, ...) are
   offered; the patient picks one or cancels without a strike; no answer by the deadline
   cancels without a strike, with an apology and a way to rebook.
+- cancel: cancelled by the centre with an apology and a way to rebook, as every closure.
 
 A patient with no chat account (a window or phone booking) is asked by SMS when the centre
 sends these by SMS (docs/sms.md): the 替诊 text names the doctor, the time and the deadline;
 the 换诊 text offers the nearest time, whose seat is held for them (storage.offer_holds). They
 answer by replying 1 or 2 (storage.sms_answers); no answer means what it means in the chat.
-- cancel: cancelled by the centre with an apology and a way to rebook, as every closure.
 
 The closure row counts the affected bookings and the notices later than
 ``rules.closure_notice_hours`` (缺陷管理, per resource). Nothing here commits.

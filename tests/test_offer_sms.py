@@ -123,9 +123,9 @@ async def close_chen(app: App, appointment: Appointment, decision: Decision) -> 
         return offer
 
 
-async def reply(app: App, mobile: str, text: str) -> None:
+async def reply(app: App, mobile: str, text: str, centre: Centre | None = None) -> None:
     """The provider posts the citizen's reply (上行短信) to the callback."""
-    web = build_web_app(sms_routes(app.database, app.centre, app.clock, app.settings.sms))
+    web = build_web_app(sms_routes(app.database, centre or app.centre, app.clock, app.settings.sms))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web),
                                  base_url="http://yuyue.test") as client:
         answer = await client.post("/sms/tencent", json=[{
@@ -293,6 +293,28 @@ async def test_a_reply_from_a_number_with_no_offer_changes_nothing(
         assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
     await dispatcher.drain()
     assert len(sms_api.texts) == sent                     # and nobody was answered
+
+
+async def test_a_late_reply_is_told_so_only_when_the_policy_says(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    appointment = await window_booking(app, (await chen_slots(app))[0].id)
+    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"]))
+    await dispatcher.drain()
+    clock.advance(hours=25)                               # past the deadline
+    await reply(app, MOBILE, "2")                         # policy "never" (the default): silence
+    await dispatcher.drain()
+    assert texts_of(sms_api, "offer_unmatched") == []
+    telling = dataclasses.replace(app.centre, sms=dataclasses.replace(
+        app.centre.sms, policy={**app.centre.sms.policy, "offer_unmatched": "fallback"}))
+    await reply(app, MOBILE, "2", telling)
+    await reply(app, MOBILE, "1", telling)                # at most one a day
+    await reply(app, STRANGER, "1", telling)              # never to a number we did not text
+    await dispatcher.drain()
+    assert len(texts_of(sms_api, "offer_unmatched")) == 1
+    assert all(t.mobile.endswith(MOBILE) for t in sms_api.texts)
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, appointment.id)
+        assert kept is not None and kept.status == AppointmentStatus.BOOKED
 
 
 async def test_staff_move_a_window_booking_by_sms_and_the_citizen_accepts(

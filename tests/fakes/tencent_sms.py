@@ -55,6 +55,7 @@ TEMPLATES = {
     "closure_move": SmsTemplate("2000021", ("service", "when", "new_when", "doctor", "deadline")),
     "move_offer": SmsTemplate("2000022", ("service", "when", "new_when", "deadline")),
     "offer_answered": SmsTemplate("2000023", ("summary", "service", "when", "code")),
+    "offer_unmatched": SmsTemplate("2000024", ()),
 }
 
 
