@@ -39,6 +39,7 @@ from starlette.routing import Route
 from bot.channels import GiveUp, TryLater, Unreachable
 from handlers.core import Reply
 from storage import sms as sms_store
+from storage import sms_answers
 from storage.centre import Centre
 from storage.clock import Clock
 from storage.db import Database
@@ -206,8 +207,10 @@ def sms_routes(database: Database, centre: Centre, clock: Clock,
                settings: SmsSettings) -> list[Route]:
     """The route Tencent posts delivery receipts and replies to (JSON, one object or a list).
 
-    A receipt has ``sid`` and ``report_status``; a reply (上行) has ``mobile`` and ``text``,
-    and "TD"/"退订" records an opt-out. It always answers ``{"result": 0}`` once the body is
+    A receipt has ``sid`` and ``report_status``; a reply (上行) has ``mobile`` and ``text``:
+    "1"/"接受"/"Y" or "2"/"取消"/"N" answers the latest offer texted to that number that is
+    still waiting (storage.sms_answers), and otherwise "TD"/"退订" (and "N"/"取消") records an
+    opt-out. It always answers ``{"result": 0}`` once the body is
     read, as Tencent expects; a wrong token gets 403.
     """
 
@@ -224,16 +227,24 @@ def sms_routes(database: Database, centre: Centre, clock: Clock,
         try:
             async with database.session() as session:
                 matched = await sms_store.record_receipts(session, now, _receipts(items))
-                opted = 0
+                opted = answered = 0
                 for item in items:
-                    if isinstance(item, dict) and item.get("mobile") \
-                            and sms_store.is_opt_out_reply(str(item.get("text", ""))):
-                        opted += await sms_store.opt_out(session, centre, now,
-                                                         str(item["mobile"])[-11:], source="reply")
+                    if not isinstance(item, dict) or not item.get("mobile"):
+                        continue
+                    mobile, text = str(item["mobile"])[-11:], str(item.get("text", ""))
+                    # An answer to a waiting offer first: "N"/"取消" then declines it and
+                    # is not an opt-out.
+                    result = await sms_answers.answer_by_reply(session, centre, now, mobile, text)
+                    if result.outcome == sms_answers.ReplyOutcome.ANSWERED:
+                        answered += 1
+                    elif sms_store.is_opt_out_reply(text):
+                        opted += await sms_store.opt_out(session, centre, now, mobile,
+                                                         source="reply")
         except Exception as error:
             log.warning("sms callback failed: %s", type(error).__name__)
             return JSONResponse({"result": 1, "errmsg": "error"}, status_code=500)
-        log.info("sms callback: %d receipts matched, %d opt-outs", matched, opted)
+        log.info("sms callback: %d receipts matched, %d offers answered, %d opt-outs",
+                 matched, answered, opted)
         return JSONResponse({"result": 0, "errmsg": "OK"})
 
     return [Route(settings.callback_path, callback, methods=["POST"])]

@@ -4,6 +4,7 @@ or cancel), from the buttons of the notice; and asks about a doctor's closures (
 
 from __future__ import annotations
 
+from handlers import notices
 from handlers.context import Ctx, global_option
 from handlers.core import Choice, Reply
 from handlers.doctors import name_text, title_text
@@ -12,7 +13,7 @@ from handlers.i18n import format_day, format_time
 from handlers.menu import main_menu
 from handlers.payloads import AcceptSubstitute, DeclineSubstitute, MoveCancel, MoveTo, Rebook
 from handlers.render import when_text
-from storage.models import Slot
+from storage.models import Outbox, Slot
 from storage.resource_closures import (
     OfferGone,
     OfferView,
@@ -21,6 +22,7 @@ from storage.resource_closures import (
     answer_substitute,
     open_offer,
     upcoming_closures,
+    waiting_offers,
 )
 from storage.resources import ResourceInfo, all_resources, find_resources, resource_info
 
@@ -122,6 +124,26 @@ async def doctor(ctx: Ctx, args: str) -> list[Reply]:
         lines.append(ctx.t("closure_query.line", start=when_text(ctx, closure.starts_at),
                            end=when_text(ctx, closure.ends_at), reason=closure.reason))
     return [Reply("\n".join(lines)), main_menu(ctx)]
+
+
+async def waiting_offer_replies(ctx: Ctx, appointment_ids: list[int]) -> list[Reply]:
+    """The offers still waiting for this citizen's answer (替诊, 换诊, a staff /move), each as
+    its notice with its buttons: where a WeChat template (sent while the chat window was
+    closed) sends the citizen to answer."""
+    replies: list[Reply] = []
+    for waiting in await waiting_offers(ctx.session, ctx.now, appointment_ids):
+        # The notice as it would be sent now, made from an outbox row that is never stored.
+        row = Outbox(kind=waiting.kind, appointment_id=waiting.appointment_id,
+                     payload={"offer": waiting.offer_id, "reason": waiting.reason},
+                     dedup_key="", target=None)
+        rendered = await notices.render(ctx.session, ctx.centre, ctx.settings, row, ctx.identity,
+                                        ctx.now)
+        if rendered.drop:
+            continue
+        head = ctx.t("move.pending" if waiting.kind == "move_offer" else "closure_offer.pending")
+        for reply in rendered.replies:
+            replies.append(Reply(f"{head}\n{reply.text}", reply.choices))
+    return replies
 
 
 def _names(ctx: Ctx, resources: list[ResourceInfo]) -> str:

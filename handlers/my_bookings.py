@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from handlers.booking import refusal
+from handlers.closure_offers import waiting_offer_replies
 from handlers.context import Ctx, Event, option
 from handlers.core import Reply
 from handlers.flow import Flow
@@ -58,6 +59,10 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
     if not appointments and not waiting:
         ctx.end()
         return [ctx.reply("my.none"), main_menu(ctx)]
+    # An offer waiting for an answer (替诊, 换诊, a staff /move) comes first, with its buttons
+    # (a WeChat template sent while the chat window was closed says to answer here).
+    offers = await waiting_offer_replies(ctx, [a.id for a in appointments
+                                               if a.status == AppointmentStatus.BOOKED])
     people = [option(ctx.t("people.menu"), Main("people"))]
     rows = []
     for appointment in appointments:
@@ -72,7 +77,12 @@ async def listing(ctx: Ctx, event: Event) -> list[Reply]:
         name = service_name(ctx, service) if service else "?"
         rows.append([option(ctx.t("my.waiting_item", day=format_day(entry.local_date, ctx.locale),
                                   service=name), LeaveWaitlist(entry.id))])
-    return [ctx.reply("my.list", *rows, people, back_to_menu(ctx))]
+    listing = ctx.reply("my.list", *rows, people, back_to_menu(ctx))
+    if not offers:
+        return [listing]
+    # One menu per answer: the offers' buttons go above the list's.
+    return [Reply("\n\n".join([*(o.text for o in offers), listing.text]),
+                  tuple(row for o in offers for row in o.choices) + listing.choices)]
 
 
 async def detail(ctx: Ctx, event: Event) -> list[Reply]:

@@ -21,6 +21,7 @@ from storage.outbox import enqueue
 from storage.refusals import BookingRefused
 from storage.seats import slot_info, take_online_seat
 from storage.slots import active_closures, is_closed
+from storage.sms import notice_by_sms, sms_planned
 from storage.waitlist import expire_holds
 
 
@@ -30,7 +31,7 @@ class ControlRefusal(enum.StrEnum):
     NOT_BOOKED = "not_booked"
     REASON_REQUIRED = "reason_required"
     OFFER_OPEN = "offer_open"          # a move is already waiting for the citizen's answer
-    NO_CHAT = "no_chat"                # the citizen has no chat account to answer an offer on
+    NO_CHAT = "no_chat"                # no chat account to answer an offer on, and no SMS for it
     SAME_SLOT = "same_slot"
     SLOT_GONE = "slot_gone"            # the new slot has started, is closed, or is another service's
     FULL = "full"
@@ -77,9 +78,10 @@ async def staff_cancel(session: AsyncSession, centre: Centre, now: dt.datetime, 
 
 
 async def movable(session: AsyncSession, now: dt.datetime, code: str, *,
-                  lock: bool = False) -> Appointment:
-    """The booking staff may offer to move: booked, not started, reachable in a chat, and with
-    no other offer waiting.
+                  lock: bool = False, centre: Centre | None = None) -> Appointment:
+    """The booking staff may offer to move: booked, not started, reachable in a chat (or, with
+    ``centre``, by SMS when its policy sends ``move_offer`` texts: docs/sms.md), and with no
+    other offer waiting.
 
     Raises:
         ControlRefused: UNKNOWN_CODE, NOT_BOOKED, PAST, NO_CHAT, OFFER_OPEN (``expires_at``).
@@ -94,7 +96,8 @@ async def movable(session: AsyncSession, now: dt.datetime, code: str, *,
     if appointment.starts_at <= now:
         raise ControlRefused(ControlRefusal.PAST, code=appointment.code,
                              starts_at=appointment.starts_at)
-    if appointment.identity_id is None:
+    if appointment.identity_id is None and not (
+            centre is not None and sms_planned(centre, "move_offer", account_id=None)):
         raise ControlRefused(ControlRefusal.NO_CHAT, code=appointment.code)
     pending = await open_offers(session, appointment.id)
     if pending:
@@ -113,13 +116,14 @@ async def offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, co
     """Offer the citizen to move their booking to ``slot_id``. Nothing about the booking
     changes; one online seat of the new slot is held for the offer until its deadline
     (``rules.move_answer_hours``, never past either start), and the citizen is asked to accept
-    or decline. Audited.
+    or decline: in the chat, or by SMS when the citizen has no chat account (they answer by
+    replying 1 or 2, storage.sms_answers). Audited.
 
     Raises:
         ControlRefused: those of ``movable``; SAME_SLOT; SLOT_GONE (started, closed, another
             service or no such slot); FULL.
     """
-    appointment = await movable(session, now, code, lock=True)
+    appointment = await movable(session, now, code, lock=True, centre=centre)
     if slot_id == appointment.slot_id:
         raise ControlRefused(ControlRefusal.SAME_SLOT, code=appointment.code)
     try:
@@ -146,21 +150,27 @@ async def offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, co
     await audit(session, now, actor, "move_offered", "appointment", appointment.id,
                 offer=offer.id, from_slot=appointment.slot_id, to_slot=slot_id,
                 expires_at=expires.isoformat())
-    await enqueue(session, kind="move_offer", now=now, identity_id=appointment.identity_id,
-                  appointment_id=appointment.id, dedup_key=f"move:{offer.id}",
-                  expires_at=expires, payload={"offer": offer.id, "slot": slot_id,
-                                               "expires_at": expires.isoformat()})
+    payload = {"offer": offer.id, "slot": slot_id, "expires_at": expires.isoformat()}
+    if appointment.identity_id is not None:
+        await enqueue(session, kind="move_offer", now=now, identity_id=appointment.identity_id,
+                      appointment_id=appointment.id, dedup_key=f"move:{offer.id}",
+                      expires_at=expires, payload=payload)
+    await notice_by_sms(session, centre, now, kind="move_offer", person_id=appointment.person_id,
+                        account_id=appointment.identity_id, appointment_id=appointment.id,
+                        dedup_key=f"move:{offer.id}", payload=payload, expires_at=expires)
     await session.flush()
     return offer
 
 
 async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, offer_id: int, *,
-                      accept: bool, identity_id: int, actor: str) -> MoveOffer:
+                      accept: bool, identity_id: int | None, actor: str,
+                      person_id: int | None = None) -> MoveOffer:
     """The citizen's answer to a move offer: accepting moves the booking onto the held seat
     (no cutoff, no strike); declining leaves it exactly as it was and frees the held seat.
-    Staff are told either way. The appointment row is locked before the offer, in the same
-    order as a cancel, so a cancel and an answer at once end one after the other: whichever
-    comes second finds the other's result.
+    Staff are told either way. In the chat the answer is the account's (``identity_id``); by
+    SMS reply, the person's whose mobile replied (``person_id``). The appointment row is
+    locked before the offer, in the same order as a cancel, so a cancel and an answer at once
+    end one after the other: whichever comes second finds the other's result.
 
     Raises:
         ControlRefused: OFFER_GONE (``status``: answered, lapsed or withdrawn; or the booking
@@ -174,7 +184,8 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, o
     offer = await session.scalar(select(MoveOffer).where(MoveOffer.id == offer_id)
                                  .with_for_update().execution_options(populate_existing=True))
     assert appointment is not None and offer is not None  # foreign key; offers are never deleted
-    if appointment.identity_id != identity_id:
+    if (appointment.person_id != person_id) if identity_id is None \
+            else (appointment.identity_id != identity_id):
         raise ControlRefused(ControlRefusal.NOT_YOURS)
     if offer.status != MoveStatus.OFFERED:
         raise ControlRefused(ControlRefusal.OFFER_GONE, status=offer.status)
@@ -182,7 +193,8 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, o
         await close_offer(session, now, offer, MoveStatus.LAPSED, actor=SYSTEM)
         raise ControlRefused(ControlRefusal.OFFER_GONE, status=offer.status)
     if not accept:
-        await close_offer(session, now, offer, MoveStatus.DECLINED, actor=actor)
+        await close_offer(session, now, offer, MoveStatus.DECLINED, actor=actor,
+                          by_sms=identity_id is None)
         return offer
     try:
         await reschedule(session, centre, now, appointment.id, offer.slot_id, actor=actor,
@@ -193,7 +205,7 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, o
     offer.status, offer.decided_at = MoveStatus.ACCEPTED, now
     await audit(session, now, actor, "move_accepted", "appointment", appointment.id,
                 offer=offer.id, to_slot=offer.slot_id)
-    await tell_staff(session, now, offer)
+    await tell_staff(session, now, offer, by_sms=identity_id is None)
     return offer
 
 

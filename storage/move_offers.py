@@ -35,23 +35,25 @@ async def release_move_hold(session: AsyncSession, offer: MoveOffer) -> bool:
     return bool(gone)
 
 
-async def tell_staff(session: AsyncSession, now: dt.datetime, offer: MoveOffer) -> None:
-    """Tell the staff group how an offer ended (accepted, declined, lapsed, withdrawn)."""
+async def tell_staff(session: AsyncSession, now: dt.datetime, offer: MoveOffer, *,
+                     by_sms: bool = False) -> None:
+    """Tell the staff group how an offer ended (accepted, declined, lapsed, withdrawn), and
+    whether the citizen answered by SMS reply."""
     await enqueue(session, kind="move_answered", now=now, target=STAFF_TARGET,
                   appointment_id=offer.appointment_id, dedup_key=f"move_answered:{offer.id}",
                   payload={"offer": offer.id, "status": offer.status.value,
-                           "by": offer.offered_by})
+                           "by": offer.offered_by, **({"by_sms": True} if by_sms else {})})
 
 
 async def close_offer(session: AsyncSession, now: dt.datetime, offer: MoveOffer,
-                      status: MoveStatus, *, actor: str) -> None:
+                      status: MoveStatus, *, actor: str, by_sms: bool = False) -> None:
     """End an open offer without moving the booking: its seat is given back, staff are told,
     and it is audited."""
     await release_move_hold(session, offer)
     offer.status, offer.decided_at = status, now
     await audit(session, now, actor, f"move_{status.value}", "appointment", offer.appointment_id,
                 offer=offer.id, to_slot=offer.slot_id)
-    await tell_staff(session, now, offer)
+    await tell_staff(session, now, offer, by_sms=by_sms)
 
 
 async def open_offers(session: AsyncSession, appointment_id: int, *,

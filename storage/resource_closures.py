@@ -10,6 +10,11 @@ hospital rules ask):
   cancels without a strike, with an apology and a way to rebook.
 - cancel: cancelled by the centre with an apology and a way to rebook, as every closure.
 
+A patient with no chat account (a window or phone booking) is asked by SMS when the centre
+sends these by SMS (docs/sms.md): the 替诊 text names the doctor, the time and the deadline;
+the 换诊 text offers the nearest time, whose seat is held for them (storage.offer_holds). They
+answer by replying 1 or 2 (storage.sms_answers); no answer means what it means in the chat.
+
 The closure row counts the affected bookings and the notices later than
 ``rules.closure_notice_hours`` (缺陷管理, per resource). Nothing here commits.
 """
@@ -35,19 +40,23 @@ from storage.models import (
     Closure,
     ClosureOffer,
     Hold,
+    MoveOffer,
+    MoveStatus,
     Resource,
     Service,
     ServiceResource,
     Slot,
 )
+from storage.offer_holds import hold_closure_seat, release_closure_hold
 from storage.outbox import REMINDER, drop_pending, enqueue
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info, title_rank
 from storage.rules import closure_notice_is_late
 from storage.seats import nearest_of_resource, release_seat, take_online_seat
-from storage.sms import notice_by_sms
+from storage.sms import notice_by_sms, sms_planned
 
 MOVE_CHOICES = 3
+SMS_CANDIDATES = 40     # free times looked at to find the nearest after the answer deadline
 
 
 class Way(enum.StrEnum):
@@ -192,34 +201,60 @@ async def _offer_substitute(session: AsyncSession, centre: Centre, now: dt.datet
     await session.flush()
     await audit(session, now, actor, "substitute", "appointment", appointment.id,
                 closure=closure.id, substitute=substitute, offer=offer.id)
+    body = {**payload, "offer": offer.id, "substitute": substitute,
+            "deadline": offer.deadline.isoformat()}
+    key = f"closure:{closure.id}:{appointment.id}"
     if appointment.identity_id is not None:
         await enqueue(session, kind="closure_substitute", now=now, identity_id=appointment.identity_id,
-                      appointment_id=appointment.id, dedup_key=f"closure:{closure.id}:{appointment.id}",
-                      payload={**payload, "offer": offer.id, "substitute": substitute,
-                               "deadline": offer.deadline.isoformat()})
+                      appointment_id=appointment.id, dedup_key=key, payload=body)
+    # No chat account (a window or phone booking): the 替诊 goes by SMS, answered by reply.
+    await notice_by_sms(session, centre, now, kind="closure_substitute", person_id=appointment.person_id,
+                        account_id=appointment.identity_id, appointment_id=appointment.id,
+                        dedup_key=key, payload=body, expires_at=offer.deadline)
 
 
 async def _offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, closure: Closure,
                       appointment: Appointment, payload: dict[str, object], actor: str) -> bool:
-    """Offer the nearest free times; False when there is none (then it is cancelled)."""
+    """Offer the nearest free times; False when there is none, or no way to ask the patient
+    (then it is cancelled). By SMS the nearest time with a free seat is offered and its seat
+    held for them until the deadline."""
     service = await session.get(Service, appointment.service_id)
     assert service is not None and closure.resource_id is not None
-    choices = await nearest_of_resource(session, centre, service, closure.resource_id, now,
-                                        limit=MOVE_CHOICES)
-    if not choices or appointment.identity_id is None:
+    by_sms = sms_planned(centre, "closure_move", account_id=appointment.identity_id)
+    if appointment.identity_id is None and not by_sms:
+        return False
+    deadline = answer_deadline(centre, now, appointment.starts_at)
+    nearest = await nearest_of_resource(session, centre, service, closure.resource_id, now,
+                                        limit=SMS_CANDIDATES)
+    choices = nearest[:MOVE_CHOICES]
+    # A text offers one time, held for the answer: the nearest that starts after the deadline.
+    # Kept with the chat notice too, for a text if the chat cannot deliver it.
+    later = [c.slot_id for c in nearest if c.starts_at > deadline][:MOVE_CHOICES]
+    if not choices or (appointment.identity_id is None and not later):
         return False
     offer = ClosureOffer(closure_id=closure.id, appointment_id=appointment.id, kind=Way.MOVE.value,
                          from_resource_id=closure.resource_id, substitute_id=None,
-                         slot_ids=[c.slot_id for c in choices], status="pending",
-                         deadline=answer_deadline(centre, now, appointment.starts_at), created_at=now)
+                         slot_ids=[] if appointment.identity_id is None else [c.slot_id for c in choices],
+                         status="pending", deadline=deadline, created_at=now)
     session.add(offer)
     await session.flush()
+    held = await hold_closure_seat(session, offer, now, later) if by_sms else None
+    if by_sms and held is None and appointment.identity_id is None:
+        await session.delete(offer)
+        await session.flush()
+        return False
     await drop_pending(session, appointment.id, (REMINDER,), "closure")
     await audit(session, now, actor, "move_offered", "appointment", appointment.id,
-                closure=closure.id, offer=offer.id, slots=offer.slot_ids)
-    await enqueue(session, kind="closure_move", now=now, identity_id=appointment.identity_id,
-                  appointment_id=appointment.id, dedup_key=f"closure:{closure.id}:{appointment.id}",
-                  payload={**payload, "offer": offer.id, "deadline": offer.deadline.isoformat()})
+                closure=closure.id, offer=offer.id, slots=offer.slot_ids, held=held)
+    body = {**payload, "offer": offer.id, "deadline": offer.deadline.isoformat(), "later": later}
+    key = f"closure:{closure.id}:{appointment.id}"
+    if appointment.identity_id is not None:
+        await enqueue(session, kind="closure_move", now=now, identity_id=appointment.identity_id,
+                      appointment_id=appointment.id, dedup_key=key, payload=body)
+    if held is not None:
+        await notice_by_sms(session, centre, now, kind="closure_move", person_id=appointment.person_id,
+                            account_id=appointment.identity_id, appointment_id=appointment.id,
+                            dedup_key=key, payload=body, expires_at=offer.deadline)
     return True
 
 
@@ -266,18 +301,27 @@ class OfferView:
 
 
 async def open_offer(session: AsyncSession, now: dt.datetime, offer_id: int,
-                     account_id: int, *, lock: bool = False) -> OfferView:
-    """An offer still waiting for this account's answer.
+                     account_id: int | None, *, person_id: int | None = None,
+                     lock: bool = False) -> OfferView:
+    """An offer still waiting for this account's answer (or, answered by SMS, the answer of
+    the person ``person_id`` whose mobile replied).
 
     Raises:
-        OfferGone: answered, past its deadline, or not this account's.
+        OfferGone: answered, past its deadline, or not this account's (person's).
     """
     query = select(ClosureOffer).where(ClosureOffer.id == offer_id)
-    offer = await session.scalar(query.with_for_update() if lock else query)
+    # Locked, the row as it is now (an answer by SMS looked at it before it locked it).
+    locked = query.with_for_update().execution_options(populate_existing=True)
+    offer = await session.scalar(locked if lock else query)
     if offer is None or offer.status != "pending" or offer.deadline <= now:
         raise OfferGone
-    appointment = await appointment_for(session, account_id=account_id,
-                                        appointment_id=offer.appointment_id, lock=lock)
+    if account_id is not None:
+        appointment = await appointment_for(session, account_id=account_id,
+                                            appointment_id=offer.appointment_id, lock=lock)
+    else:
+        mine = select(Appointment).where(Appointment.id == offer.appointment_id,
+                                         Appointment.person_id == person_id)
+        appointment = await session.scalar(mine.with_for_update() if lock else mine)
     closure = await session.get(Closure, offer.closure_id)
     if appointment is None or closure is None or appointment.status != AppointmentStatus.BOOKED:
         raise OfferGone
@@ -285,13 +329,15 @@ async def open_offer(session: AsyncSession, now: dt.datetime, offer_id: int,
 
 
 async def answer_substitute(session: AsyncSession, centre: Centre, now: dt.datetime, *,
-                            offer_id: int, account_id: int, accept: bool, actor: str) -> OfferView:
-    """Accept the 替诊, or cancel the booking without a strike.
+                            offer_id: int, account_id: int | None, accept: bool, actor: str,
+                            person_id: int | None = None) -> OfferView:
+    """Accept the 替诊, or cancel the booking without a strike (in the chat: ``account_id``;
+    by SMS reply: ``person_id``).
 
     Raises:
         OfferGone: see ``open_offer``.
     """
-    view = await open_offer(session, now, offer_id, account_id, lock=True)
+    view = await open_offer(session, now, offer_id, account_id, person_id=person_id, lock=True)
     if view.offer.kind != Way.SUBSTITUTE.value:
         raise OfferGone
     view.offer.status, view.offer.decided_at = ("accepted" if accept else "declined"), now
@@ -304,19 +350,22 @@ async def answer_substitute(session: AsyncSession, centre: Centre, now: dt.datet
 
 
 async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *, offer_id: int,
-                      account_id: int, slot_id: int | None, actor: str) -> OfferView:
+                      account_id: int | None, slot_id: int | None, actor: str,
+                      person_id: int | None = None) -> OfferView:
     """Move the booking to one of the offered times (``slot_id``), or cancel it without a
-    strike (``slot_id`` None).
+    strike (``slot_id`` None); in the chat (``account_id``) or by SMS reply (``person_id``).
+    A seat held for the offer (by SMS) is given back first, so the time it held can be taken.
 
     Raises:
         OfferGone: see ``open_offer``, or a time that was not offered.
         TimeGone: that time has no free seat any more.
     """
-    view = await open_offer(session, now, offer_id, account_id, lock=True)
+    view = await open_offer(session, now, offer_id, account_id, person_id=person_id, lock=True)
     offer, appointment = view.offer, view.appointment
     if offer.kind != Way.MOVE.value:
         raise OfferGone
     if slot_id is None:
+        await release_closure_hold(session, offer.id)
         offer.status, offer.decided_at = "cancelled", now
         await cancel_for_closure(session, centre, now, view.closure, appointment, actor,
                                  late=False, notify=False)
@@ -325,6 +374,7 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
     if slot_id not in offer.slot_ids:
         raise OfferGone
     new = await session.get(Slot, slot_id, with_for_update=True)
+    await release_closure_hold(session, offer.id)
     if new is None or new.starts_at <= now or not await take_online_seat(session, slot_id, "booked"):
         raise TimeGone
     await release_seat(session, appointment.slot_id, offline=appointment.offline)
@@ -350,6 +400,7 @@ async def settle_offers(session: AsyncSession, centre: Centre, now: dt.datetime)
         .order_by(ClosureOffer.id).limit(500))).all()
     for offer in offers:
         offer.status, offer.decided_at = "defaulted", now
+        await release_closure_hold(session, offer.id)
         appointment = await session.get(Appointment, offer.appointment_id, with_for_update=True)
         closure = await session.get(Closure, offer.closure_id)
         if appointment is None or closure is None:
@@ -369,3 +420,36 @@ async def upcoming_closures(session: AsyncSession, now: dt.datetime, resource_id
     return list((await session.scalars(select(Closure).where(
         Closure.resource_id == resource_id, Closure.ends_at > now)
         .order_by(Closure.starts_at).limit(limit))).all())
+
+
+@dataclass(frozen=True)
+class WaitingOffer:
+    """An offer waiting for the patient's answer: its notice kind, id, booking, and the
+    closure's reason (a /move has none)."""
+
+    kind: str
+    offer_id: int
+    appointment_id: int
+    reason: str = ""
+
+
+async def waiting_offers(session: AsyncSession, now: dt.datetime,
+                         appointment_ids: list[int]) -> list[WaitingOffer]:
+    """The offers (替诊, 换诊, a staff /move) still waiting for an answer on these bookings:
+    “我的预约” shows them again with their buttons, for a citizen whose notice came as a
+    WeChat template (the chat window was closed)."""
+    if not appointment_ids:
+        return []
+    found = [WaitingOffer("closure_substitute" if offer.kind == Way.SUBSTITUTE.value
+                          else "closure_move", offer.id, offer.appointment_id, reason)
+             for offer, reason in (await session.execute(
+                 select(ClosureOffer, Closure.reason).join(Closure, Closure.id == ClosureOffer.closure_id)
+                 .where(ClosureOffer.appointment_id.in_(appointment_ids),
+                        ClosureOffer.status == "pending", ClosureOffer.deadline > now)
+                 .order_by(ClosureOffer.id))).all()]
+    found += [WaitingOffer("move_offer", offer.id, offer.appointment_id)
+              for offer in (await session.scalars(select(MoveOffer).where(
+                  MoveOffer.appointment_id.in_(appointment_ids),
+                  MoveOffer.status == MoveStatus.OFFERED, MoveOffer.expires_at > now)
+                  .order_by(MoveOffer.id))).all()]
+    return found

@@ -377,12 +377,17 @@ def _staff_names(value: Any) -> tuple[str, ...]:
 
 
 SMS_POLICIES = ("never", "fallback", "always")
-SMS_PARAM_SOURCES = ("service", "when", "place", "code", "summary", "reason", "number", "minutes")
+SMS_PARAM_SOURCES = ("service", "when", "place", "code", "summary", "reason", "number", "minutes",
+                     # the offers answered by reply (替诊, 换诊, /move): docs/sms.md
+                     "doctor", "deadline", "new_when")
 DEFAULT_SMS_POLICY = {
     "booking_confirmed": "fallback", "reminder": "fallback", "closure_cancelled": "always",
     "cancelled": "fallback", "case_accepted": "fallback", "case_correction": "fallback",
     "case_ready": "fallback", "case_refused": "fallback", "case_extended": "fallback",
     "case_expected": "fallback", "case_uncollected": "fallback",
+    # Offers the citizen answers (替诊, 换诊, a staff /move), and the answer to a reply by SMS.
+    "closure_substitute": "fallback", "closure_move": "fallback", "move_offer": "fallback",
+    "offer_answered": "fallback",
 }
 
 

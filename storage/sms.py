@@ -33,6 +33,7 @@ from storage.models import (
     AccountPerson,
     Appointment,
     Case,
+    ClosureOffer,
     Outbox,
     OutboxStatus,
     Person,
@@ -40,6 +41,7 @@ from storage.models import (
     SmsMessage,
     SmsOptOut,
 )
+from storage.offer_holds import hold_closure_seat
 from storage.outbox import STAFF_TARGET, Outcome, enqueue, insert_ignoring_duplicates
 from storage.settings import SmsSettings
 from storage.sms_rules import CODE_KIND, NEVER, sms_gate, sms_wanted
@@ -91,6 +93,13 @@ async def queue_sms(session: AsyncSession, centre: Centre, now: dt.datetime, *, 
                          payload=body, expires_at=expires_at)
 
 
+def sms_planned(centre: Centre, kind: str, *, account_id: int | None) -> bool:
+    """Whether ``notice_by_sms`` writes a text for this notice when it is caused (an offer by
+    SMS must know before it is made: a 换诊 holds a seat for it)."""
+    return centre.sms.enabled and sms_wanted(centre.sms.policy_for(kind),
+                                             chat_can_deliver=account_id is not None)
+
+
 async def notice_by_sms(session: AsyncSession, centre: Centre, now: dt.datetime, *, kind: str,
                         dedup_key: str, person_id: int, account_id: int | None,
                         appointment_id: int | None = None, payload: dict[str, Any] | None = None,
@@ -138,6 +147,15 @@ async def _fall_back(session: AsyncSession, row: Outbox, now: dt.datetime,
     person_id = await _person_of(session, row)
     if person_id is None:
         return "no person on file for SMS"
+    if row.kind == "closure_move":
+        # A 换诊 by text offers one time, and its seat is held for the answer.
+        offer = await session.get(ClosureOffer, int((row.payload or {}).get("offer", 0)),
+                                  with_for_update=True)
+        if offer is None or offer.status != "pending" or offer.deadline <= now:
+            return "offer answered or expired"
+        later = [int(slot) for slot in (row.payload or {}).get("later") or []]
+        if await hold_closure_seat(session, offer, now, later) is None:
+            return "no free time left to hold for an SMS answer"
     payload = {k: v for k, v in (row.payload or {}).items() if k != "sms"}
     await enqueue(session, kind=row.kind, dedup_key=(SMS_PREFIX + row.dedup_key)[:160], now=now,
                   target=sms_target(person_id), appointment_id=row.appointment_id,
@@ -475,5 +493,6 @@ __all__ = [
     "queue_sms",
     "record_receipts",
     "sms_figures",
+    "sms_planned",
     "sms_target",
 ]

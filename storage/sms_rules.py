@@ -16,7 +16,7 @@ from storage.settings import SmsSettings
 
 NEVER, FALLBACK, ALWAYS = "never", "fallback", "always"
 CODE_KIND = "sms_code"          # a verification code: asked for just now, so no quiet hours
-URGENT_KINDS = frozenset({"closure_cancelled"})
+URGENT_KINDS = frozenset({"closure_cancelled", "closure_substitute", "closure_move"})
 
 
 def sms_wanted(policy: str, *, chat_can_deliver: bool) -> bool:
@@ -35,8 +35,9 @@ def quiet_until(now: dt.datetime, tz: ZoneInfo, settings: SmsSettings, *, kind: 
                 appointment_start: dt.datetime | None = None) -> dt.datetime | None:
     """When a text that is due ``now`` may go, if ``now`` is in the quiet hours; None: now.
 
-    A closure (停诊) for an appointment on the morning the quiet hours end, before
-    ``urgent_until``, goes at once: waiting until 08:00 could be too late to spare the trip.
+    A closure (停诊, and the 替诊/换诊 it offers) for an appointment on the morning the quiet
+    hours end, before ``urgent_until``, goes at once: waiting until 08:00 could be too late to
+    spare the trip.
     A verification code was asked for a moment ago and goes at once too.
     """
     if kind == CODE_KIND:

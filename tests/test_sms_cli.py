@@ -18,7 +18,7 @@ def test_doctor_checks_the_sms_settings(settings_file: Path, capsys: pytest.Capt
     code, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
     assert code == 1
     assert "FIX   SMS provider tencent: API key set" in out and "YUYUE_SMS__SECRET_KEY" in out
-    assert "FIX   SMS templates for 0 of 11 notice kinds" in out and "missing: booking_confirmed" in out
+    assert "FIX   SMS templates for 0 of 15 notice kinds" in out and "missing: booking_confirmed" in out
     with settings_file.open("a", encoding="utf-8") as file:
         file.write('[sms]\nsdk_app_id = "1400000001"\nsign_name = "某某市政务服务中心"\n'
                    '[sms.policy]\ncase_accepted = "never"\ncase_correction = "never"\n'
@@ -28,11 +28,15 @@ def test_doctor_checks_the_sms_settings(settings_file: Path, capsys: pytest.Capt
                    'reminder = {id = "2", params = ["service", "when", "place", "code"]}\n'
                    'cancelled = {id = "3", params = ["service", "when"]}\n'
                    'closure_cancelled = {id = "4", params = ["service", "when", "reason"]}\n'
-                   'sms_code = {id = "5", params = ["code", "minutes"]}\n')
+                   'sms_code = {id = "5", params = ["code", "minutes"]}\n'
+                   'closure_substitute = {id = "6", params = ["service", "when", "doctor", "deadline"]}\n'
+                   'closure_move = {id = "7", params = ["service", "when", "new_when", "doctor", "deadline"]}\n'
+                   'move_offer = {id = "8", params = ["service", "when", "new_when", "deadline"]}\n'
+                   'offer_answered = {id = "9", params = ["summary", "service", "when", "code"]}\n')
     monkeypatch.setenv("YUYUE_SMS__SECRET_ID", "AKIDx")
     monkeypatch.setenv("YUYUE_SMS__SECRET_KEY", "s3cr3t-k3y")
     code, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
-    assert "ok    SMS templates for 4 of 4 notice kinds" in out
+    assert "ok    SMS templates for 8 of 8 notice kinds" in out
     assert "ok    SMS application 1400000001 with signature 【某某市政务服务中心】" in out
     assert "s3cr3t-k3y" not in out and "AKIDx" not in out
 

@@ -34,8 +34,12 @@ async def _offer(note: Note) -> Rendered:
                   code=note.appointment.code, old=_slot_text(note, note.appointment.starts_at),
                   new=_slot_text(note, slot.starts_at), place=note.service.place.get(note.locale),
                   until=note.when(offer.expires_at))
+    summary = note.t("move.template")
+    fields = {**note.fields(), "new_when": _slot_text(note, slot.starts_at),
+              "deadline": note.when(offer.expires_at), "summary": summary, "reason": summary}
     return Rendered([Reply(text, ((global_option(note.t("move.accept"), AcceptMove(offer.id)),
-                                   global_option(note.t("move.decline"), DeclineMove(offer.id))),))])
+                                   global_option(note.t("move.decline"), DeclineMove(offer.id))),))],
+                    fields)
 
 
 async def _answered(note: Note) -> Rendered:
@@ -44,8 +48,11 @@ async def _answered(note: Note) -> Rendered:
     if offer is None or note.appointment is None:
         return Rendered(drop="offer gone")
     status = note.row.payload.get("status", offer.status.value)
-    return Rendered([Reply(note.t(f"move.staff_{status}", code=note.appointment.code,
-                                  owner=await staff_name(note.session, offer.offered_by)))])
+    text = note.t(f"move.staff_{status}", code=note.appointment.code,
+                  owner=await staff_name(note.session, offer.offered_by))
+    if note.row.payload.get("by_sms"):
+        text += note.t("move.staff_by_sms")
+    return Rendered([Reply(text)])
 
 
 RENDERERS: dict[str, Renderer] = {"move_offer": _offer, "move_answered": _answered}

@@ -65,7 +65,7 @@ async def move(ctx: Ctx, args: str) -> list[Reply]:
     if not code:
         return [ctx.reply("control.usage_move")]
     try:
-        appointment = await control.movable(ctx.session, ctx.now, code)
+        appointment = await control.movable(ctx.session, ctx.now, code, centre=ctx.centre)
     except ControlRefused as refused:
         return [control_refusal(ctx, refused, "move")]
     return await ctx.enter(StaffMove.DAY, appointment=appointment.id, code=appointment.code)
@@ -119,7 +119,10 @@ async def move_slot(ctx: Ctx, event: Event) -> list[Reply]:
         new = await ctx.session.get(Slot, offer.slot_id)
         assert new is not None  # foreign key
         start = ctx.local(new.starts_at)
-        return [ctx.reply("control.move_offered", code=appointment.code,
+        # A citizen with no chat account is asked by SMS (they reply 1 or 2).
+        key = "control.move_offered" if appointment.identity_id is not None \
+            else "control.move_offered_sms"
+        return [ctx.reply(key, code=appointment.code,
                           new=f"{format_day(start.date(), ctx.locale)} "
                               f"{slot_label(ctx, new.starts_at, new.ends_at)}",
                           until=when_text(ctx, offer.expires_at))]

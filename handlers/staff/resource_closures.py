@@ -5,6 +5,7 @@ last yes. The rules live in storage/resource_closures.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from handlers.context import Ctx, Event, StepHandler, option
@@ -23,6 +24,7 @@ from storage.refusals import BookingRefused
 from storage.resource_closures import Decision, Way, apply_resource_closure, plan_resource_closure
 from storage.resources import ResourceInfo, find_resources, resource_info
 from storage.rules import at_local
+from storage.sms import sms_planned
 
 _HALVES = {"am": "am", "上午": "am", "pm": "pm", "下午": "pm"}
 
@@ -97,10 +99,17 @@ async def _ask(ctx: Ctx) -> Reply:
                  option(ctx.t("rclosure.cancel"), Button.CANCEL)])
     rows.append([option(ctx.t("staff.closure_no"), Button.NO)])
     number = len(data["bookings"]) - len(pending) + 1
-    return ctx.reply("rclosure.ask", *rows, number=number, total=len(data["bookings"]),
-                     when=when_text(ctx, appointment.starts_at), code=appointment.code,
-                     name=mask_name(person.name) if person else "-",
-                     none="" if rows[:-2] else ctx.t("rclosure.no_substitute"))
+    asked = ctx.reply("rclosure.ask", *rows, number=number, total=len(data["bookings"]),
+                      when=when_text(ctx, appointment.starts_at), code=appointment.code,
+                      name=mask_name(person.name) if person else "-",
+                      none="" if rows[:-2] else ctx.t("rclosure.no_substitute"))
+    if appointment.identity_id is not None:
+        return asked
+    # No chat account (a window or phone booking): asked by SMS, when the centre sends those.
+    by_sms = all(sms_planned(ctx.centre, kind, account_id=None)
+                 for kind in ("closure_substitute", "closure_move"))
+    return dataclasses.replace(asked, text=asked.text + "\n" + ctx.t(
+        "rclosure.by_sms" if by_sms else "rclosure.no_sms"))
 
 
 async def decide(ctx: Ctx, event: Event) -> list[Reply]:

@@ -51,6 +51,11 @@ TEMPLATES = {
     "case_ready": SmsTemplate("2000011", ("number", "place")),
     "case_correction": SmsTemplate("2000012", ("number", "service", "when")),
     "case_extended": SmsTemplate("2000013", ("number", "when")),
+    "closure_substitute": SmsTemplate("2000020", ("service", "when", "doctor", "deadline")),
+    "closure_move": SmsTemplate("2000021", ("service", "when", "new_when", "doctor", "deadline")),
+    "move_offer": SmsTemplate("2000022", ("service", "when", "new_when", "deadline")),
+    "offer_answered": SmsTemplate("2000023", ("summary", "service", "when", "code")),
+    "offer_unmatched": SmsTemplate("2000024", ()),
 }
 
 

@@ -1,0 +1,154 @@
+"""A citizen's answer, by replying to a text (上行短信), to an offer that was texted to them: a
+替诊 (accept, or cancel without a strike), a 换诊 (the time held for them, or cancel without a
+strike), a staff /move (move, or keep the booking as it is).
+
+A reply is matched to the latest offer texted to the number it comes from that is still
+waiting for an answer: the send log (``sms_message``) knows each text only by the keyed hash
+of its number and its outbox row, and the row names the offer and the person. The number
+itself is never stored or logged. The answer goes through the same rules as in the chat
+(storage.resource_closures, storage.control), audited with the actor ``sms:<person id>``, and
+never gives a strike. A reply that matches no waiting offer (none was texted to that number,
+it was answered already, or its deadline passed) changes nothing; the person it was texted to
+is told so only when the policy sends ``offer_unmatched`` texts (never, by default). A reply
+that is not an answer (anything but the words below) is left to the opt-out check.
+Nothing here commits. docs/sms.md explains it for the centre.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import control
+from storage.centre import Centre
+from storage.control import ControlRefused
+from storage.models import ClosureOffer, MoveOffer, MoveStatus, Outbox, SmsMessage
+from storage.offer_holds import held_slot
+from storage.resource_closures import OfferGone, TimeGone, answer_move, answer_substitute
+from storage.sms import DELIVERED, SENT, SMS_PREFIX, mobile_hash, queue_sms
+from storage.sms_rules import NEVER
+
+OFFER_KINDS = ("closure_substitute", "closure_move", "move_offer")
+ANSWERED_KIND, UNMATCHED_KIND = "offer_answered", "offer_unmatched"
+ACCEPT_WORDS = frozenset({"1", "Y", "YES", "接受", "同意", "确认", "是"})
+DECLINE_WORDS = frozenset({"2", "N", "NO", "取消", "不接受", "不同意", "否"})
+RECENT_TEXTS = 20       # the offers texted to one number that are looked at, latest first
+
+
+def offer_answer(text: str) -> bool | None:
+    """True for an acceptance (1, Y, 接受...), False for a refusal (2, N, 取消...), None for
+    anything else."""
+    word = text.strip().upper().rstrip("。.!！")
+    if word in ACCEPT_WORDS:
+        return True
+    if word in DECLINE_WORDS:
+        return False
+    return None
+
+
+class ReplyOutcome(enum.StrEnum):
+    ANSWERED = "answered"           # a waiting offer was answered
+    NO_OFFER = "no_offer"           # an answer word, but no offer waits for this number
+    NOT_AN_ANSWER = "not_an_answer"  # not 1/2/接受/取消...: left to the opt-out check
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    """What became of a reply: the outcome and, when an offer was answered, its kind and the
+    offer's status afterwards (accepted, declined, moved, cancelled)."""
+
+    outcome: ReplyOutcome
+    kind: str | None = None
+    status: str | None = None
+
+
+async def _waiting(session: AsyncSession, kind: str, offer_id: int, now: dt.datetime) -> bool:
+    if kind == "move_offer":
+        move = await session.get(MoveOffer, offer_id)
+        return move is not None and move.status == MoveStatus.OFFERED and move.expires_at > now
+    offer = await session.get(ClosureOffer, offer_id)
+    return offer is not None and offer.status == "pending" and offer.deadline > now
+
+
+async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetime, mobile: str,
+                          text: str) -> ReplyResult:
+    """Answer the latest waiting offer texted to ``mobile`` with the reply ``text``.
+
+    Returns:
+        What became of it (see ``ReplyOutcome``); nothing changes unless it is ANSWERED.
+    """
+    accept = offer_answer(text)
+    if accept is None:
+        return ReplyResult(ReplyOutcome.NOT_AN_ANSWER)
+    texted = (await session.execute(
+        select(Outbox.id, Outbox.kind, Outbox.target, Outbox.payload, Outbox.appointment_id)
+        .join(SmsMessage, SmsMessage.outbox_id == Outbox.id)
+        .where(SmsMessage.mobile_hash == mobile_hash(centre.hasher, mobile),
+               SmsMessage.kind.in_(OFFER_KINDS), SmsMessage.status.in_([SENT, DELIVERED]))
+        .order_by(SmsMessage.id.desc()).limit(RECENT_TEXTS))).all()
+    for _row_id, kind, target, payload, appointment_id in texted:
+        offer_id = int((payload or {}).get("offer", 0))
+        person_id = int(str(target)[len(SMS_PREFIX):])
+        if not await _waiting(session, kind, offer_id, now):
+            continue
+        status = await _answer(session, centre, now, kind, offer_id, person_id, accept)
+        if status is None:
+            continue
+        await _tell(session, centre, now, ANSWERED_KIND, person_id, appointment_id,
+                    dedup_key=f"{ANSWERED_KIND}:{kind}:{offer_id}",
+                    payload={"offer": offer_id, "offer_kind": kind, "answer": status})
+        return ReplyResult(ReplyOutcome.ANSWERED, kind, status)
+    if texted:      # a number we texted an offer to: told only if the policy says so
+        _row_id, _kind, target, _payload, _appointment = texted[0]
+        day = now.astimezone(centre.tz).date().isoformat()
+        person_id = int(str(target)[len(SMS_PREFIX):])
+        await _tell(session, centre, now, UNMATCHED_KIND, person_id, None,
+                    dedup_key=f"{UNMATCHED_KIND}:{person_id}:{day}", payload={})
+    return ReplyResult(ReplyOutcome.NO_OFFER)
+
+
+async def _answer(session: AsyncSession, centre: Centre, now: dt.datetime, kind: str,
+                  offer_id: int, person_id: int, accept: bool) -> str | None:
+    """Answer one offer as the person; its status afterwards, or None when it could not be
+    answered after all (it is no longer theirs, or the time held for it is gone)."""
+    actor = f"{SMS_PREFIX}{person_id}"
+    try:
+        if kind == "move_offer":
+            move = await control.answer_move(session, centre, now, offer_id, accept=accept,
+                                             identity_id=None, person_id=person_id, actor=actor)
+            return move.status.value
+        if kind == "closure_substitute":
+            view = await answer_substitute(session, centre, now, offer_id=offer_id,
+                                           account_id=None, person_id=person_id, accept=accept,
+                                           actor=actor)
+            return view.offer.status
+        slot_id = None
+        if accept:
+            offer = await session.get(ClosureOffer, offer_id)
+            assert offer is not None  # _waiting found it
+            slot_id = await held_slot(session, offer_id) or (offer.slot_ids or [None])[0]
+            if slot_id is None:
+                return None
+        view = await answer_move(session, centre, now, offer_id=offer_id, account_id=None,
+                                 person_id=person_id, slot_id=slot_id, actor=actor)
+        return view.offer.status
+    except (OfferGone, TimeGone, ControlRefused):
+        return None
+
+
+async def _tell(session: AsyncSession, centre: Centre, now: dt.datetime, kind: str,
+                person_id: int, appointment_id: int | None, *, dedup_key: str,
+                payload: dict[str, object]) -> None:
+    """Answer a reply by text, when the policy sends this kind (the answer came by SMS, so it
+    goes by SMS whether or not the person has a chat account)."""
+    if centre.sms.policy_for(kind) == NEVER:
+        return
+    await queue_sms(session, centre, now, kind=kind, dedup_key=dedup_key, person_id=person_id,
+                    via="reply", appointment_id=appointment_id, payload=payload)
+
+
+__all__ = ["ReplyOutcome", "ReplyResult", "answer_by_reply", "offer_answer"]
