@@ -13,15 +13,17 @@ font has is replaced the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib import font_manager
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
@@ -117,6 +119,42 @@ def _title(title: str, series: Sequence[DayPoint], font: ChartFont | None) -> st
     return f"{FALLBACK_TITLE}, {first}" + (f" – {last}" if last != first else "")
 
 
+def _fonts(locale: str) -> tuple[ChartFont | None, dict[str, str], list[str]]:
+    """The CJK font (or None), the chart's words and the font families to draw with."""
+    font = cjk_font()
+    return font, labels(locale, font), [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
+
+
+def _figure() -> Figure:
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _styled(figure: Figure, title: str, families: list[str], top: float = 0.86,
+            bottom: float = 0.14) -> Iterator[tuple[Axes, float]]:
+    """Large type for a phone, the title wrapped at the top left; yields the axes and the
+    height the title's extra lines take (the legend goes below them)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"font.family": families, "font.size": 22,
+                                "xtick.labelsize": 20, "ytick.labelsize": 20,
+                                "legend.fontsize": 20, "axes.spines.top": False}):
+        axes = figure.add_subplot()
+        wrapped = _wrap(title)
+        extra = 0.045 * wrapped.count("\n")   # room for every extra title line
+        figure.subplots_adjust(left=0.11, right=0.88, top=top - extra, bottom=bottom)
+        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+        yield axes, extra
+
+
 def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") -> bytes:
     """Draw daily bookings and no-shows (bars) and online-seat utilisation (line, right axis).
 
@@ -128,15 +166,10 @@ def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") 
     Returns:
         A 1080 x 1080 PNG, with large type for a phone screen.
     """
-    font = cjk_font()
-    text = labels(locale, font)
-    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
-    FigureCanvasAgg(figure)
+    font, text, families = _fonts(locale)
+    figure = _figure()
     _draw(figure, series, _title(title, series, font), text, families)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "zh-CN") -> bytes:
@@ -150,23 +183,11 @@ def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "
     Returns:
         A 1080 x 1080 PNG.
     """
-    import matplotlib
-
-    font = cjk_font()
-    text = labels(locale, font)
-    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
+    font, text, families = _fonts(locale)
     if not drawable(title, font):
         title = ON_TIME_TITLE + (f", {weeks[0].monday.isoformat()}" if weeks else "")
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
-    FigureCanvasAgg(figure)
-    with matplotlib.rc_context({"font.family": families, "font.size": 22,
-                                "xtick.labelsize": 20, "ytick.labelsize": 20,
-                                "legend.fontsize": 20, "axes.spines.top": False}):
-        axes = figure.add_subplot()
-        wrapped = _wrap(title)
-        extra = 0.045 * wrapped.count("\n")
-        figure.subplots_adjust(left=0.11, right=0.88, top=0.86 - extra, bottom=0.14)
-        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+    figure = _figure()
+    with _styled(figure, title, families) as (axes, extra):
         if not any(week.completed for week in weeks):
             axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
@@ -191,9 +212,7 @@ def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "
             handles = axes.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
             figure.legend(handles=handles, loc="upper center", ncols=3, frameon=False,
                           bbox_to_anchor=(0.5, 0.935 - extra))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def _wrap(title: str) -> str:
@@ -218,17 +237,7 @@ def _wrap(title: str) -> str:
 
 def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str, str],
           families: list[str]) -> None:
-    import matplotlib
-
-    with matplotlib.rc_context({"font.family": families, "font.size": 22,
-                                "axes.titlesize": 30, "axes.labelsize": 22,
-                                "xtick.labelsize": 20, "ytick.labelsize": 20,
-                                "legend.fontsize": 20, "axes.spines.top": False}):
-        axes = figure.add_subplot()
-        wrapped = _wrap(title)
-        extra = 0.045 * wrapped.count("\n")   # room for every extra title line
-        figure.subplots_adjust(left=0.11, right=0.88, top=0.86 - extra, bottom=0.14)
-        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+    with _styled(figure, title, families) as (axes, extra):
         if not series:
             axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
@@ -277,34 +286,20 @@ def render_resource_chart(bars: Sequence[tuple[str, ResourceFigures]], title: st
     Returns:
         A 1080 x 1080 PNG.
     """
-    font = cjk_font()
-    text = labels(locale, font)
-    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
+    font, text, families = _fonts(locale)
     if not drawable(title, font):
         title = RESOURCES_TITLE + (f", {dates}" if dates else "")
     if not all(drawable(label, font) for label, _ in bars):   # a name without glyphs: codes
         bars = [(label if drawable(label, font) else f"#{n + 1}", f)
                 for n, (label, f) in enumerate(bars)]
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
-    FigureCanvasAgg(figure)
+    figure = _figure()
     _draw_resources(figure, bars, title, text, families, over_time)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def _draw_resources(figure: Figure, bars: Sequence[tuple[str, ResourceFigures]], title: str,
                     text: dict[str, str], families: list[str], over_time: bool) -> None:
-    import matplotlib
-
-    with matplotlib.rc_context({"font.family": families, "font.size": 22,
-                                "xtick.labelsize": 20, "ytick.labelsize": 20,
-                                "legend.fontsize": 20, "axes.spines.top": False}):
-        axes = figure.add_subplot()
-        wrapped = _wrap(title)
-        extra = 0.045 * wrapped.count("\n")
-        figure.subplots_adjust(left=0.11, right=0.88, top=0.80 - extra, bottom=0.16)
-        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+    with _styled(figure, title, families, top=0.80, bottom=0.16) as (axes, extra):
         if not any(f.booked or f.seats_offered or f.closures for _, f in bars):
             axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
