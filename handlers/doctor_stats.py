@@ -76,10 +76,10 @@ async def doctor_chart(ctx: Ctx, words: list[str]) -> list[Reply]:
     dates = period.label.replace("..", " – ")
     if not name_words:
         bars = []
-        for resource in await all_resources(ctx.session):
-            f = await resource_figures(ctx.session, ctx.centre, period, resource.id)
+        for each in await all_resources(ctx.session):
+            f = await resource_figures(ctx.session, ctx.centre, period, each.id)
             if f.booked or f.seats_offered or f.closures:
-                bars.append((name_text(ctx, resource), f))
+                bars.append((name_text(ctx, each), f))
         title = ctx.t("doctor_chart.title_all", period=_period_text(ctx, period))
         picture = reports.resource_chart(bars, title, ctx.locale, dates=dates)
         stem = f"yuyue-doctors-{period.first.isoformat()}"
