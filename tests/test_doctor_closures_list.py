@@ -6,28 +6,18 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot.dispatch import Dispatcher
 from handlers.engine import Assistant
 from storage.db import Database
 from storage.models import AuditLog, Resource
-from storage.settings import Settings
-from tests.staff_support import Recorder, Staff, staff_dispatcher, staff_settings
-from tests.test_resource_closure_chat import book_chen
+from tests.staff_support import Staff
+
+# The staff settings and dispatcher of the doctor's closure chat tests, fixtures included.
+from tests.test_resource_closure_chat import book_chen, dispatcher, settings  # noqa: F401
 
 
-@pytest.fixture
-def settings() -> Settings:
-    return staff_settings()
-
-
-@pytest.fixture
-def dispatcher(assistant: Assistant, settings: Settings, group: Recorder,
-               citizens: Recorder) -> Dispatcher:
-    return staff_dispatcher(assistant, settings, group, telegram=citizens)
-
-
+@pytest.mark.usefixtures("dispatcher")
 async def test_a_doctors_closure_is_listed_under_the_doctor_and_reopened(
-        assistant: Assistant, wang: Staff, dispatcher: Dispatcher, database: Database) -> None:
+        assistant: Assistant, wang: Staff, database: Database) -> None:
     await book_chen(assistant, ["71"])
     await wang.command("closure", "陈建国 11-25 am 外出会诊")
     await wang.press_label("取消并致歉")
