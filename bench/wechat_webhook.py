@@ -36,7 +36,16 @@ import httpx  # noqa: E402
 from wechatpy.crypto import WeChatCrypto  # noqa: E402
 
 # Messages are built as WeChat builds them by the same code as `yuyue bench rush-chat`.
-from bot.bench_chat import AES_KEY, APP_ID, TOKEN, encrypted_request, free_port, wait_ready  # noqa: E402
+from bot.bench_chat import (  # noqa: E402
+    AES_KEY,
+    APP_ID,
+    TOKEN,
+    bench_settings,
+    encrypted_request,
+    free_port,
+    serve_wechat,
+    wait_ready,
+)
 
 # One citizen's round: greet (main menu), 1 (book: departments), 1 (services), back to the menu.
 ROUND = ("你好", "1", "1", "菜单")
@@ -47,26 +56,15 @@ ROUND = ("你好", "1", "1", "菜单")
 
 def serve(port: int, database_url: str) -> None:
     """Run the web app with the WeChat route and /bare on 127.0.0.1:``port``."""
-    import uvicorn
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
-    from bot.web import build_web_app
-    from bot.wechat import build_wechat
     from bot.wiring import build_app
-    from handlers.engine import Assistant
     from storage import migrate
     from storage.catalog import load_catalog, read_catalog
-    from storage.settings import Settings, WechatSettings
 
-    settings = dataclasses.replace(Settings(), wechat=WechatSettings(
-        app_id=APP_ID, app_secret="bench", token=TOKEN, encoding_aes_key=AES_KEY,
-        api_base_url="http://127.0.0.1:9"))   # nothing listens there: no call leaves the host
-    settings = dataclasses.replace(settings, database=dataclasses.replace(
-        settings.database, url=database_url, pool_size=20))
-    settings = dataclasses.replace(settings, general=dataclasses.replace(
-        settings.general, data_dir=tempfile.mkdtemp(prefix="yuyue-bench-")))
+    settings = bench_settings(database_url)
 
     async def prepare() -> None:
         app = await build_app(settings)
@@ -98,23 +96,8 @@ def serve(port: int, database_url: str) -> None:
         # spent, which a busy shared machine changes less than it changes latency.
         return PlainTextResponse(repr(time.process_time()))
 
-    async def main() -> None:
-        # Everything in one event loop: the database pool and the HTTP client belong to it.
-        app = await build_app(settings)
-        assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
-                              settings=settings)
-        channel = build_wechat(app, assistant)
-        web = build_web_app([*channel.webhook_routes(), Route("/bare", bare, methods=["POST"]),
-                             Route("/cpu", cpu, methods=["GET"])])
-        config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning",
-                                access_log=False, lifespan="off", ws="none")
-        try:
-            await uvicorn.Server(config).serve()
-        finally:
-            await channel.close()
-            await app.close()
-
-    asyncio.run(main())
+    asyncio.run(serve_wechat(settings, port, [Route("/bare", bare, methods=["POST"]),
+                                              Route("/cpu", cpu, methods=["GET"])]))
 
 
 # --- the clients ---------------------------------------------------------------------------------

@@ -23,10 +23,18 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.utils import WeChatSigner
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from storage.clock import Clock
+    from storage.settings import Settings
 
 TOKEN = "123456"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
@@ -91,18 +99,10 @@ class OffsetClock:
         return dt.datetime.now(dt.UTC) + self.offset
 
 
-def serve(port: int, database_url: str, seats: int, offset: float) -> None:
-    """Serve the web app with the real WeChat route on 127.0.0.1:``port`` (a fresh database
-    with one service whose two slots on each released day hold ``seats`` online seats), its
-    clock ``offset`` seconds from the system's."""
-    import uvicorn
-
-    from bot import bench
-    from bot.web import build_web_app
-    from bot.wechat import build_wechat
-    from bot.wiring import build_app
-    from handlers.engine import Assistant
-    from storage.catalog import load_catalog, parse_catalog
+def bench_settings(database_url: str) -> Settings:
+    """The settings of a benchmark server: the WeChat account in safe mode with the test keys,
+    its API on a port where nothing listens (no call leaves the host), ``database_url`` with a
+    pool of 20, and a scratch data folder."""
     from storage.settings import Settings, WechatSettings
 
     settings = dataclasses.replace(Settings(), wechat=WechatSettings(
@@ -110,9 +110,46 @@ def serve(port: int, database_url: str, seats: int, offset: float) -> None:
         api_base_url="http://127.0.0.1:9"))   # nothing listens there: no call leaves the host
     settings = dataclasses.replace(settings, database=dataclasses.replace(
         settings.database, url=database_url, pool_size=20))
-    settings = dataclasses.replace(settings, general=dataclasses.replace(
+    return dataclasses.replace(settings, general=dataclasses.replace(
         settings.general, data_dir=tempfile.mkdtemp(prefix="yuyue-bench-")))
 
+
+async def serve_wechat(settings: Settings, port: int, routes: Sequence[BaseRoute] = (), *,
+                       clock: Clock | None = None, backlog: int = 2048) -> None:
+    """Serve the product's web app on 127.0.0.1:``port`` until stopped: the real WeChat route
+    and conversation engine (``settings``, ``clock`` or the system's), plus ``routes``; one
+    uvicorn worker, no access log. Both benchmark servers (``yuyue bench rush-chat`` and
+    bench/wechat_webhook.py) run in it; everything stays in one event loop, as the database
+    pool and the HTTP client belong to it."""
+    import uvicorn
+
+    from bot.web import build_web_app
+    from bot.wechat import build_wechat
+    from bot.wiring import build_app
+    from handlers.engine import Assistant
+
+    app = await build_app(settings, clock)
+    assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
+                          settings=settings)
+    channel = build_wechat(app, assistant)
+    web = build_web_app([*channel.webhook_routes(), *routes])
+    config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False, lifespan="off", ws="none", backlog=backlog)
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        await channel.close()
+        await app.close()
+
+
+def serve(port: int, database_url: str, seats: int, offset: float) -> None:
+    """Serve the web app with the real WeChat route on 127.0.0.1:``port`` (a fresh database
+    with one service whose two slots on each released day hold ``seats`` online seats), its
+    clock ``offset`` seconds from the system's."""
+    from bot import bench
+    from storage.catalog import load_catalog, parse_catalog
+
+    settings = bench_settings(database_url)
     clock = OffsetClock(offset)
 
     async def main() -> None:
@@ -123,18 +160,7 @@ def serve(port: int, database_url: str, seats: int, offset: float) -> None:
                     capacity=max(1, -(-seats // 2)))), clock.now())
         finally:
             await database.dispose()
-        app = await build_app(settings, clock)
-        assistant = Assistant(database=app.database, centre=app.centre, clock=app.clock,
-                              settings=settings)
-        channel = build_wechat(app, assistant)
-        web = build_web_app(list(channel.webhook_routes()))
-        config = uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning",
-                                access_log=False, lifespan="off", ws="none", backlog=4096)
-        try:
-            await uvicorn.Server(config).serve()
-        finally:
-            await channel.close()
-            await app.close()
+        await serve_wechat(settings, port, clock=clock, backlog=4096)
 
     asyncio.run(main())
 

@@ -13,15 +13,17 @@ font has is replaced the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib import font_manager
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
@@ -29,6 +31,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from handlers.i18n import catalog
 from storage.case_stats import WeekPoint
+from storage.stats.resources import ResourceFigures
 from storage.stats.series import DayPoint
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,14 @@ WIDTH_PX, HEIGHT_PX, DPI = 1080, 1080, 100
 BOOKINGS_COLOUR, NO_SHOW_COLOUR, UTILISATION_COLOUR = "#2f6db5", "#d9534f", "#2e9e5b"
 
 LABELS = ("bookings", "no_shows", "utilisation", "count", "empty",    # chart.* in the catalogs
-          "completed", "on_time", "on_time_rate")
+          "completed", "on_time", "on_time_rate",
+          "booked", "attended", "closed", "closed_late")
 ON_TIME_TITLE = "Cases completed and on time, per week"
 # The title when the given one cannot be drawn (no font has its glyphs); the dates follow it.
 FALLBACK_TITLE = "Daily bookings, no-shows and seat use"
 LATIN_FAMILY = "DejaVu Sans"   # ships with matplotlib
+RESOURCES_TITLE = "Doctors and windows: booked, attended, no-shows, seat use"
+ATTENDED_COLOUR, CLOSURE_COLOUR = "#8fbce6", "#d9822b"
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,42 @@ def _title(title: str, series: Sequence[DayPoint], font: ChartFont | None) -> st
     return f"{FALLBACK_TITLE}, {first}" + (f" – {last}" if last != first else "")
 
 
+def _fonts(locale: str) -> tuple[ChartFont | None, dict[str, str], list[str]]:
+    """The CJK font (or None), the chart's words and the font families to draw with."""
+    font = cjk_font()
+    return font, labels(locale, font), [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
+
+
+def _figure() -> Figure:
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _styled(figure: Figure, title: str, families: list[str], top: float = 0.86,
+            bottom: float = 0.14) -> Iterator[tuple[Axes, float]]:
+    """Large type for a phone, the title wrapped at the top left; yields the axes and the
+    height the title's extra lines take (the legend goes below them)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"font.family": families, "font.size": 22,
+                                "xtick.labelsize": 20, "ytick.labelsize": 20,
+                                "legend.fontsize": 20, "axes.spines.top": False}):
+        axes = figure.add_subplot()
+        wrapped = _wrap(title)
+        extra = 0.045 * wrapped.count("\n")   # room for every extra title line
+        figure.subplots_adjust(left=0.11, right=0.88, top=top - extra, bottom=bottom)
+        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+        yield axes, extra
+
+
 def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") -> bytes:
     """Draw daily bookings and no-shows (bars) and online-seat utilisation (line, right axis).
 
@@ -124,15 +166,10 @@ def render_chart(series: Sequence[DayPoint], title: str, locale: str = "zh-CN") 
     Returns:
         A 1080 x 1080 PNG, with large type for a phone screen.
     """
-    font = cjk_font()
-    text = labels(locale, font)
-    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
-    FigureCanvasAgg(figure)
+    font, text, families = _fonts(locale)
+    figure = _figure()
     _draw(figure, series, _title(title, series, font), text, families)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "zh-CN") -> bytes:
@@ -146,23 +183,11 @@ def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "
     Returns:
         A 1080 x 1080 PNG.
     """
-    import matplotlib
-
-    font = cjk_font()
-    text = labels(locale, font)
-    families = [font.family, LATIN_FAMILY] if font else [LATIN_FAMILY]
+    font, text, families = _fonts(locale)
     if not drawable(title, font):
         title = ON_TIME_TITLE + (f", {weeks[0].monday.isoformat()}" if weeks else "")
-    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
-    FigureCanvasAgg(figure)
-    with matplotlib.rc_context({"font.family": families, "font.size": 22,
-                                "xtick.labelsize": 20, "ytick.labelsize": 20,
-                                "legend.fontsize": 20, "axes.spines.top": False}):
-        axes = figure.add_subplot()
-        wrapped = _wrap(title)
-        extra = 0.045 * wrapped.count("\n")
-        figure.subplots_adjust(left=0.11, right=0.88, top=0.86 - extra, bottom=0.14)
-        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+    figure = _figure()
+    with _styled(figure, title, families) as (axes, extra):
         if not any(week.completed for week in weeks):
             axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
@@ -187,9 +212,7 @@ def render_on_time_chart(weeks: Sequence[WeekPoint], title: str, locale: str = "
             handles = axes.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
             figure.legend(handles=handles, loc="upper center", ncols=3, frameon=False,
                           bbox_to_anchor=(0.5, 0.935 - extra))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def _wrap(title: str) -> str:
@@ -214,17 +237,7 @@ def _wrap(title: str) -> str:
 
 def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str, str],
           families: list[str]) -> None:
-    import matplotlib
-
-    with matplotlib.rc_context({"font.family": families, "font.size": 22,
-                                "axes.titlesize": 30, "axes.labelsize": 22,
-                                "xtick.labelsize": 20, "ytick.labelsize": 20,
-                                "legend.fontsize": 20, "axes.spines.top": False}):
-        axes = figure.add_subplot()
-        wrapped = _wrap(title)
-        extra = 0.045 * wrapped.count("\n")   # room for every extra title line
-        figure.subplots_adjust(left=0.11, right=0.88, top=0.86 - extra, bottom=0.14)
-        figure.suptitle(wrapped, x=0.05, y=0.985, ha="left", va="top", fontsize=28)
+    with _styled(figure, title, families) as (axes, extra):
         if not series:
             axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
             axes.set_axis_off()
@@ -252,4 +265,78 @@ def _draw(figure: Figure, series: Sequence[DayPoint], title: str, text: dict[str
         axes.set_xlim(-0.6, len(series) - 0.4)
         handles = axes.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
         figure.legend(handles=handles, loc="upper center", ncols=3, frameon=False,
+                      bbox_to_anchor=(0.5, 0.935 - extra))
+
+
+def render_resource_chart(bars: Sequence[tuple[str, ResourceFigures]], title: str,
+                          locale: str = "zh-CN", *, dates: str = "",
+                          over_time: bool = False) -> bytes:
+    """Draw doctors' or windows' figures side by side, or one doctor's day by day: booked,
+    attended and no-shows (bars), seat use (dots, right axis), closures and their late notices
+    written above the bars they touched (缺陷管理).
+
+    Args:
+        bars: (label, figures) per doctor, or per day or week of one doctor; the figures come
+            from ``storage.stats.resources.resource_figures``, as the text figures do.
+        title: the first line of the chart, already in the manager's language.
+        dates: the period as ISO dates, for the English title when ``title`` cannot be drawn.
+        over_time: the bars are one doctor's days or weeks (seat use drawn as a line), not
+            several doctors (seat use as dots).
+
+    Returns:
+        A 1080 x 1080 PNG.
+    """
+    font, text, families = _fonts(locale)
+    if not drawable(title, font):
+        title = RESOURCES_TITLE + (f", {dates}" if dates else "")
+    if not all(drawable(label, font) for label, _ in bars):   # a name without glyphs: codes
+        bars = [(label if drawable(label, font) else f"#{n + 1}", f)
+                for n, (label, f) in enumerate(bars)]
+    figure = _figure()
+    _draw_resources(figure, bars, title, text, families, over_time)
+    return _png(figure)
+
+
+def _draw_resources(figure: Figure, bars: Sequence[tuple[str, ResourceFigures]], title: str,
+                    text: dict[str, str], families: list[str], over_time: bool) -> None:
+    with _styled(figure, title, families, top=0.80, bottom=0.16) as (axes, extra):
+        if not any(f.booked or f.seats_offered or f.closures for _, f in bars):
+            axes.text(0.5, 0.5, text["empty"], ha="center", va="center", transform=axes.transAxes)
+            axes.set_axis_off()
+            return
+        positions = list(range(len(bars)))
+        width = 0.8 / 3
+        for shift, values, colour, name in (
+                (-width, [f.booked for _, f in bars], BOOKINGS_COLOUR, "booked"),
+                (0.0, [f.attended for _, f in bars], ATTENDED_COLOUR, "attended"),
+                (width, [f.no_shows for _, f in bars], NO_SHOW_COLOUR, "no_shows")):
+            axes.bar([p + shift for p in positions], values, width, color=colour,
+                     label=text[name])
+        highest = max(max(f.booked, f.attended, f.no_shows) for _, f in bars)
+        axes.set_ylim(0, max(highest, 1) * 1.25)        # room for the closure marks
+        axes.set_ylabel(text["count"])
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+        axes.grid(axis="y", alpha=0.3)
+        for position, (_, f) in zip(positions, bars, strict=True):
+            if f.closures:
+                mark = text["closed"].format(count=f.closures) + (
+                    "\n" + text["closed_late"].format(count=f.late_notices) if f.late_notices else "")
+                axes.axvspan(position - 0.5, position + 0.5, color=CLOSURE_COLOUR, alpha=0.12, zorder=0,
+                             linewidth=0)
+                axes.annotate(mark, (position, max(f.booked, f.attended, f.no_shows)),
+                              xytext=(0, 8), textcoords="offset points", ha="center",
+                              va="bottom", fontsize=18, color=CLOSURE_COLOUR)
+        share = axes.twinx()
+        share.spines["top"].set_visible(False)
+        share.plot(positions, [f.utilisation if f.utilisation is not None else float("nan")
+                               for _, f in bars], color=UTILISATION_COLOUR, marker="o",
+                   linewidth=3 if over_time else 0, markersize=11, label=text["utilisation"])
+        share.set_ylim(0, 1.05)
+        share.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        step = max(1, -(-len(bars) // 12))
+        axes.set_xticks(positions[::step], [label for label, _ in bars][::step], rotation=45,
+                        ha="right")
+        axes.set_xlim(-0.6, len(bars) - 0.4)
+        handles = axes.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
+        figure.legend(handles=handles, loc="upper center", ncols=2, frameon=False,
                       bbox_to_anchor=(0.5, 0.935 - extra))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from storage.case_stats import CaseReport, WeekPoint
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
+from storage.stats.resources import ResourceFigures
 from storage.stats.series import DayPoint
 
 
@@ -27,6 +28,12 @@ class FileReports:
         from bot.charts import render_on_time_chart
 
         return render_on_time_chart(weeks, title, locale)
+
+    def resource_chart(self, bars: Sequence[tuple[str, ResourceFigures]], title: str, locale: str,
+                       *, dates: str = "", over_time: bool = False) -> bytes:
+        from bot.charts import render_resource_chart
+
+        return render_resource_chart(bars, title, locale, dates=dates, over_time=over_time)
 
     def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
             cases: CaseReport | None = None) -> bytes:

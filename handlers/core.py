@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from storage.case_stats import CaseReport, WeekPoint
 from storage.stats.exports import AppointmentRow
 from storage.stats.figures import Figures
+from storage.stats.resources import ResourceFigures
 from storage.stats.series import DayPoint
 
 
@@ -160,6 +161,9 @@ class Reports(Protocol):
     def chart(self, series: Sequence[DayPoint], title: str, locale: str) -> bytes: ...
 
     def on_time_chart(self, weeks: Sequence[WeekPoint], title: str, locale: str) -> bytes: ...
+
+    def resource_chart(self, bars: Sequence[tuple[str, ResourceFigures]], title: str, locale: str,
+                       *, dates: str = "", over_time: bool = False) -> bytes: ...
 
     def csv(self, rows: Sequence[AppointmentRow], summary: Figures, locale: str,
             cases: CaseReport | None = None) -> bytes: ...

@@ -1,17 +1,21 @@
 """``/stats doctor NAME [period]``: one doctor's or window's figures for managers (bookings,
-attendance, no-shows, utilisation, ratings, closures and late notices)."""
+attendance, no-shows, utilisation, ratings, closures and late notices).
+
+``/stats chart doctors [period]`` draws every doctor and window side by side, and
+``/stats chart doctor NAME [period]`` one of them day by day (week by week past two weeks), from
+the same figures (``resource_figures``)."""
 
 from __future__ import annotations
 
 from handlers.context import Ctx
-from handlers.core import Reply
+from handlers.core import Attachment, Reply
 from handlers.doctors import name_text, title_text
 from handlers.i18n import format_day
-from storage.resources import all_resources, find_resources
+from storage.resources import ResourceInfo, all_resources, find_resources
 from storage.stats.periods import Period, StatsError, parse_period
-from storage.stats.resources import resource_figures
+from storage.stats.resources import resource_figures, resource_series
 
-WORDS = ("doctor", "医生", "window", "窗口")
+WORDS = ("doctor", "doctors", "医生", "window", "windows", "窗口")
 
 
 def _percent(value: float | None) -> str:
@@ -24,21 +28,33 @@ def _period_text(ctx: Ctx, period: Period) -> str:
     return f"{format_day(period.first, ctx.locale)} – {format_day(period.last, ctx.locale)}"
 
 
+def _period_and_name(ctx: Ctx, words: list[str]) -> tuple[Period, list[str]]:
+    """The period if the last word reads as one (else the default), and the name's words."""
+    try:
+        return parse_period(words[-1], ctx.now, ctx.centre.tz), words[:-1]
+    except StatsError:
+        return parse_period(None, ctx.now, ctx.centre.tz), words
+
+
+async def _one(ctx: Ctx, name_words: list[str]) -> ResourceInfo | Reply:
+    """The one resource the words name, or the polite message listing the candidates."""
+    found = await find_resources(ctx.session, " ".join(name_words))
+    if len(found) == 1:
+        return found[0]
+    names = "、".join(f"{name_text(ctx, r)}（{r.code}）" for r in found or await all_resources(ctx.session))
+    return ctx.reply("doctor_stats.unknown" if not found else "doctor_stats.ambiguous",
+                     word=" ".join(name_words), names=names or "-")
+
+
 async def doctor_stats(ctx: Ctx, words: list[str]) -> list[Reply]:
     """Answer the figures of one doctor or window."""
     if not words:
         names = "、".join(f"{name_text(ctx, r)}（{r.code}）" for r in await all_resources(ctx.session))
         return [ctx.reply("doctor_stats.usage", names=names or "-")]
-    try:
-        period, name_words = parse_period(words[-1], ctx.now, ctx.centre.tz), words[:-1]
-    except StatsError:
-        period, name_words = parse_period(None, ctx.now, ctx.centre.tz), words
-    found = await find_resources(ctx.session, " ".join(name_words))
-    if len(found) != 1:
-        names = "、".join(f"{name_text(ctx, r)}（{r.code}）" for r in found or await all_resources(ctx.session))
-        return [ctx.reply("doctor_stats.unknown" if not found else "doctor_stats.ambiguous",
-                          word=" ".join(name_words), names=names or "-")]
-    resource = found[0]
+    period, name_words = _period_and_name(ctx, words)
+    resource = await _one(ctx, name_words)
+    if isinstance(resource, Reply):
+        return [resource]
     f = await resource_figures(ctx.session, ctx.centre, period, resource.id)
     return [ctx.reply("doctor_stats.figures", who=f"{name_text(ctx, resource)} {title_text(ctx, resource)}",
                       period=_period_text(ctx, period), booked=f.booked, attended=f.attended,
@@ -47,3 +63,36 @@ async def doctor_stats(ctx: Ctx, words: list[str]) -> list[Reply]:
                       ratings=f.ratings,
                       average="–" if f.rating_average is None else f"{f.rating_average:.2f}",
                       closures=f.closures, touched=f.closure_bookings, late=f.late_notices)]
+
+
+async def doctor_chart(ctx: Ctx, words: list[str]) -> list[Reply]:
+    """Answer ``/stats chart doctors [period]`` (every doctor and window with seats, bookings or
+    closures in the period, side by side) or ``/stats chart doctor NAME [period]`` (one of
+    them over the period)."""
+    reports = ctx.reports
+    if reports is None:
+        return [ctx.reply("stats.no_files")]
+    period, name_words = _period_and_name(ctx, words)
+    dates = period.label.replace("..", " – ")
+    if not name_words:
+        bars = []
+        for each in await all_resources(ctx.session):
+            f = await resource_figures(ctx.session, ctx.centre, period, each.id)
+            if f.booked or f.seats_offered or f.closures:
+                bars.append((name_text(ctx, each), f))
+        title = ctx.t("doctor_chart.title_all", period=_period_text(ctx, period))
+        picture = reports.resource_chart(bars, title, ctx.locale, dates=dates)
+        stem = f"yuyue-doctors-{period.first.isoformat()}"
+    else:
+        resource = await _one(ctx, name_words)
+        if isinstance(resource, Reply):
+            return [resource]
+        series = await resource_series(ctx.session, ctx.centre, period, resource.id)
+        daily = all(part.first == part.last for part, _ in series)
+        bars = [(part.first.strftime("%m-%d"), f) for part, f in series]
+        title = ctx.t("doctor_chart.title_daily" if daily else "doctor_chart.title_weekly",
+                      who=f"{name_text(ctx, resource)} {title_text(ctx, resource)}",
+                      period=_period_text(ctx, period))
+        picture = reports.resource_chart(bars, title, ctx.locale, dates=dates, over_time=True)
+        stem = f"yuyue-{resource.code}-{period.first.isoformat()}"
+    return [Reply(title, attachment=Attachment(f"{stem}.png", picture, "image/png"))]

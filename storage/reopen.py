@@ -75,6 +75,7 @@ async def reopen_closure(session: AsyncSession, now: dt.datetime, closure_id: in
         raise ReopenRefused(ReopenRefusal.MOVED, number=closure_id, count=moved)
     await audit(session, now, actor, "reopen", "closure", closure.id,
                 service=closure.service_id, department=closure.department_id,
+                resource=closure.resource_id,
                 starts_at=closure.starts_at.isoformat(), ends_at=closure.ends_at.isoformat(),
                 reason=closure.reason, created_by=closure.created_by, affected=closure.affected)
     await session.delete(closure)

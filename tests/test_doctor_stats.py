@@ -1,13 +1,17 @@
 """Figures per doctor on a hand-computed week: bookings, attendance, no-shows, utilisation,
-ratings, closures and late notices; ``/stats doctor NAME``; the export's doctor column."""
+ratings, closures and late notices; ``/stats doctor NAME``; the export's doctor column; the
+charts ``/stats chart doctors`` and ``/stats chart doctor NAME`` drawn from the same figures."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from matplotlib.figure import Figure
 from sqlalchemy import select
 
+from bot import charts
+from bot.reports import FileReports
 from handlers.engine import Assistant
 from storage import attendance, booking
 from storage.centre import Centre
@@ -18,7 +22,7 @@ from storage.resource_closures import apply_resource_closure
 from storage.settings import AccessSettings, Settings
 from storage.stats.exports import appointment_rows
 from storage.stats.periods import Period
-from storage.stats.resources import resource_figures
+from storage.stats.resources import buckets, resource_figures
 from tests.dialog import Dialog
 from tests.helpers import account, load_demo, local, person, slots_of, valid_id
 
@@ -128,3 +132,106 @@ async def test_stats_doctor_in_the_chat(assistant: Assistant, database: Database
     stranger = Dialog(assistant, user="901")
     await stranger.command("stats", "doctor 李华")
     assert "李华" not in stranger.text
+
+
+@pytest.fixture
+def plotted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """What each doctor chart drawn in the test shows, read back from the drawn figure: the
+    tick labels, the three bar series, the seat use dots and the closure marks."""
+    drawn: list[dict[str, object]] = []
+    real = charts._draw_resources
+
+    def spy(figure: Figure, *args: object) -> None:
+        real(figure, *args)  # type: ignore[arg-type]
+        counts, share = figure.axes
+        booked, attended, no_shows = ([int(bar.get_height()) for bar in bars]
+                                      for bars in counts.containers)
+        drawn.append({"labels": [tick.get_text() for tick in counts.get_xticklabels()],
+                      "booked": booked, "attended": attended, "no_shows": no_shows,
+                      "utilisation": [None if value != value else round(float(value), 4)
+                                      for value in share.lines[0].get_ydata()],
+                      "marks": [(text.get_text(), text.xy[0]) for text in counts.texts]})
+
+    monkeypatch.setattr(charts, "_draw_resources", spy)
+    return drawn
+
+
+def drawing(database: Database, centre: Centre, clock: ManualClock,
+            settings: Settings) -> Assistant:
+    return Assistant(database=database, centre=centre, clock=clock, settings=settings,
+                     reports=FileReports())
+
+
+async def test_chart_of_the_doctors_plots_their_figures(
+        database: Database, centre: Centre, clock: ManualClock, settings: Settings,
+        plotted: list[dict[str, object]]) -> None:
+    ids = await story(database, centre, clock)
+    manager = Dialog(drawing(database, centre, clock, settings), user=MANAGER)
+    await manager.command("stats", "chart doctors 2026-11-23..2026-11-29")
+    [reply] = manager.last
+    assert reply.text.startswith("11月23日 周一 – 11月29日 周日 各医生/窗口")
+    assert reply.attachment is not None and reply.attachment.content[:4] == b"\x89PNG"
+    [chart] = plotted
+    labels = chart["labels"]
+    assert isinstance(labels, list) and "李华" in labels
+    li = labels.index("李华")
+    # The hand-computed week: 4 booked, 2 attended, 1 no-show, 4 of 96 seats, 2 closures, 1 late.
+    assert [chart[k][li] for k in ("booked", "attended", "no_shows", "utilisation")] == [  # type: ignore[index]
+        4, 2, 1, round(4 / 96, 4)]
+    assert chart["marks"] == [("停诊2次\n通知不足时限1", li)]
+    # Every other doctor or window drawn shows what its text figures say.
+    async with database.read() as session:
+        everyone = {r.name_zh: r.id for r in (await session.scalars(select(Resource))).all()}
+        for n, name in enumerate(labels):
+            f = await resource_figures(session, centre, WEEK, everyone[name])
+            assert (f.booked or f.seats_offered or f.closures)
+            assert [chart[k][n] for k in ("booked", "attended", "no_shows")] == [  # type: ignore[index]
+                f.booked, f.attended, f.no_shows]
+    assert ids["li"] == everyone["李华"]
+
+
+async def test_chart_of_one_doctor_day_by_day(
+        database: Database, centre: Centre, clock: ManualClock, settings: Settings,
+        plotted: list[dict[str, object]]) -> None:
+    await story(database, centre, clock)
+    manager = Dialog(drawing(database, centre, clock, settings), user=MANAGER)
+    await manager.command("stats", "chart doctor 李华 2026-11-23..2026-11-29")
+    assert manager.text.startswith("【李华 副主任医师】11月23日 周一 – 11月29日 周日 每日")
+    assert manager.last[0].attachment is not None
+    [chart] = plotted
+    assert chart["labels"] == ["11-23", "11-24", "11-25", "11-26", "11-27", "11-28", "11-29"]
+    # Tue: P1 completed, P2 no-show (P3 cancelled); 26 slots of 2 seats, 2 taken.
+    # Thu: P4 booked, P5 completed (P6, P7 cancelled by the closures); 52 seats less 8 closed.
+    assert chart["booked"] == [0, 2, 0, 2, 0, 0, 0]
+    assert chart["attended"] == [0, 1, 0, 1, 0, 0, 0]
+    assert chart["no_shows"] == [0, 1, 0, 0, 0, 0, 0]
+    assert chart["utilisation"] == [None, round(2 / 52, 4), None, round(2 / 44, 4), None, None, None]
+    assert chart["marks"] == [("停诊2次\n通知不足时限1", 3)]
+    english = Dialog(drawing(database, centre, clock, settings), user=MANAGER, locale="en")
+    await english.command("lang", "en")
+    await english.command("stats", "chart doctor dr_li_hua 2026-11-01..2026-11-30")
+    assert english.text.startswith("[Li Hua") and "per week" in english.text
+    assert plotted[1]["labels"] == ["11-01", "11-02", "11-09", "11-16", "11-23", "11-30"]
+    assert plotted[1]["booked"] == [0, 0, 0, 0, 4, 0]
+    assert plotted[1]["marks"] == [("Closed ×2\nlate notice 1", 4)]
+
+
+async def test_chart_of_an_unknown_doctor_is_a_polite_message(
+        database: Database, centre: Centre, clock: ManualClock, settings: Settings,
+        plotted: list[dict[str, object]]) -> None:
+    await story(database, centre, clock)
+    assistant = drawing(database, centre, clock, settings)
+    manager = Dialog(assistant, user=MANAGER)
+    await manager.command("stats", "chart doctor 王医生 week")
+    assert "没有找到“王医生”" in manager.text and "李华（dr_li_hua）" in manager.text
+    assert all(reply.attachment is None for reply in manager.last) and plotted == []
+    stranger = Dialog(assistant, user="901")
+    await stranger.command("stats", "chart doctors week")
+    assert all(reply.attachment is None for reply in stranger.last) and plotted == []
+
+
+def test_a_long_period_is_drawn_week_by_week() -> None:
+    month = Period("month", dt.date(2026, 11, 1), dt.date(2026, 11, 30))
+    assert [(p.first.day, p.last.day) for p in buckets(month)] == [
+        (1, 1), (2, 8), (9, 15), (16, 22), (23, 29), (30, 30)]
+    assert len(buckets(WEEK)) == 7 and all(p.first == p.last for p in buckets(WEEK))

@@ -273,6 +273,20 @@ async def test_a_managers_chart_comes_as_a_photo_and_the_export_as_documents(
     assert len(api.calls_to("sendPhoto")) == 1
 
 
+async def test_the_doctors_chart_comes_as_a_photo(api: FakeTelegram,
+                                                  web: httpx.AsyncClient) -> None:
+    manager = TelegramUser(api, MANAGER, webhook_sender(web))
+    await manager.say("/stats chart doctors week")
+    [photo] = [c for c in api.sent_to(MANAGER) if c.method == "sendphoto"]
+    name, content, mime = photo.files["photo"]
+    assert name.startswith("yuyue-doctors-") and mime == "image/png" and content[:4] == b"\x89PNG"
+    assert any("各医生/窗口" in m.get("text", "") for m in api.chat_messages(MANAGER))
+    await manager.say("/stats chart doctor 李华 week")
+    assert len(api.calls_to("sendPhoto")) == 2
+    assert "没有找到“王医生”" in await manager.say("/stats chart doctor 王医生")
+    assert len(api.calls_to("sendPhoto")) == 2
+
+
 async def test_a_reply_marked_edit_replaces_the_pressed_menu(
         api: FakeTelegram, web: httpx.AsyncClient, channel: TelegramChannel) -> None:
     user = TelegramUser(api, 5300000003, webhook_sender(web))

@@ -7,15 +7,20 @@ from typing import Any
 
 from handlers.context import Ctx
 from handlers.core import Reply
+from handlers.doctors import name_text, title_text
 from handlers.menu import department_name, service_name
 from handlers.render import when_text
 from storage import reopen as rules
 from storage.handoffs import staff_name
 from storage.models import Closure, Department, Service
 from storage.reopen import ReopenRefusal, ReopenRefused
+from storage.resources import resource_info
 
 
 async def _scope(ctx: Ctx, closure: Closure) -> str:
+    if closure.resource_id is not None:     # a doctor's or window's 停诊
+        resource = await resource_info(ctx.session, closure.resource_id)
+        return f"{name_text(ctx, resource)} {title_text(ctx, resource)}" if resource else "-"
     if closure.service_id is not None:
         service = await ctx.session.get(Service, closure.service_id)
         return service_name(ctx, service) if service is not None else "-"
@@ -37,7 +42,9 @@ async def list_closures(ctx: Ctx, args: str) -> list[Reply]:
     found = await rules.closures_ahead(ctx.session, ctx.now)
     if not found:
         return [ctx.reply("reopen.none")]
-    lines = [ctx.t("reopen.line", number=c.id, scope=await _scope(ctx, c),
+    # A doctor's closure touched its bookings (替诊, 换诊 or cancelled); a service's cancelled them.
+    lines = [ctx.t("reopen.line_doctor" if c.resource_id is not None else "reopen.line",
+                   number=c.id, scope=await _scope(ctx, c),
                    start=when_text(ctx, c.starts_at), end=when_text(ctx, c.ends_at),
                    reason=c.reason, count=c.affected, late=c.late_notices,
                    by=await _by(ctx, c.created_by),

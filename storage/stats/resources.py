@@ -77,3 +77,25 @@ async def resource_figures(session: AsyncSession, centre: Centre, period: Period
     return ResourceFigures(int(booked), int(attended), int(no_shows), int(cancelled), int(offered),
                            int(taken), int(ratings), float(average) if average is not None else None,
                            int(closures), int(touched), int(late))
+
+
+def buckets(period: Period) -> list[Period]:
+    """The points of one resource's chart over ``period``: each day up to two weeks, else each
+    calendar week (Monday to Sunday, the first and last cut to the period)."""
+    if period.days <= 14:
+        return [Period("range", day, day) for day in
+                (period.first + dt.timedelta(days=n) for n in range(period.days))]
+    points, first = [], period.first
+    while first <= period.last:
+        last = min(first + dt.timedelta(days=6 - first.weekday()), period.last)
+        points.append(Period("range", first, last))
+        first = last + dt.timedelta(days=1)
+    return points
+
+
+async def resource_series(session: AsyncSession, centre: Centre, period: Period,
+                          resource_id: int) -> list[tuple[Period, ResourceFigures]]:
+    """One resource's figures day by day (or week by week, see ``buckets``): the same query as
+    its figures over the whole period, once per point."""
+    return [(part, await resource_figures(session, centre, part, resource_id))
+            for part in buckets(period)]
