@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.catalog import ServiceDef
@@ -23,15 +23,49 @@ from storage.models import Closure, Hold, Service, Slot
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info
 from storage.rules import booking_closes_at, last_released_day, release_at
-from storage.slots import SLOT_CLOSED, active_closures, ensure_slots, free_seats_column, is_closed
+from storage.slots import (
+    SLOT_CLOSED,
+    active_closures,
+    closure_covers,
+    ensure_slots,
+    expired_holds_by_slot,
+    is_closed,
+)
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    """A slot as a booking reads it: plain values (no ORM instance, nothing to keep in step)."""
+
+    id: int
+    service_id: int
+    resource_id: int | None
+    local_date: dt.date
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    capacity: int
+    online_capacity: int
+    booked: int
+    held: int
+    offline_booked: int
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    """The columns of a service that booking needs (its definition is parsed once per version)."""
+
+    id: int
+    department_id: int
+    active: bool
+    definition_hash: str
 
 
 @dataclass(frozen=True)
 class SlotInfo:
     """A slot with its service, as operations and messages need them."""
 
-    slot: Slot
-    service: Service
+    slot: SlotRow
+    service: ServiceRow
     definition: ServiceDef
     closed: bool = False   # a closure of the centre covers the slot (read with it)
 
@@ -42,9 +76,32 @@ def owner_key(channel: str, user_id: str) -> str:
 
 
 # The statements every booking attempt runs are built once (building SQL expressions costs
-# more than running these short queries); values come in as bound parameters.
-_SLOT_INFO = (select(Slot, Service, SLOT_CLOSED).join(Service, Service.id == Slot.service_id)
-              .where(Slot.id == bindparam("slot_id")))
+# more than running these short queries); values come in as bound parameters. They are Core
+# statements over the tables: rows come back as tuples, with no ORM instances to build.
+_S, _V = Slot.__table__.c, Service.__table__.c
+_SLOT_INFO = (select(_S.id, _S.service_id, _S.resource_id, _S.local_date, _S.starts_at, _S.ends_at,
+                     _S.capacity, _S.online_capacity, _S.booked, _S.held, _S.offline_booked,
+                     _V.id, _V.department_id, _V.active, _V.definition_hash, SLOT_CLOSED)
+              .select_from(Slot.__table__.join(Service.__table__, _V.id == _S.service_id))
+              .where(_S.id == bindparam("slot_id")))
+_DEFINITION = select(_V.definition, _V.definition_hash).where(_V.id == bindparam("service_id"))
+
+# Parsed service definitions, per process, keyed by the service and its definition's digest
+# (``Service.definition_hash``, which every catalog load that changes the definition changes):
+# a changed catalog is read again at the next attempt, by every process.
+_DEFINITIONS: dict[tuple[int, str], ServiceDef] = {}
+
+
+async def service_definition(session: AsyncSession, service_id: int, digest: str) -> ServiceDef:
+    """The parsed definition of a service whose stored digest is ``digest``."""
+    found = _DEFINITIONS.get((service_id, digest))
+    if found is None:
+        data, digest = (await session.execute(_DEFINITION, {"service_id": service_id})).one()
+        found = ServiceDef.from_json(data)
+        if len(_DEFINITIONS) >= 1024:   # old versions are never asked for again
+            _DEFINITIONS.clear()
+        _DEFINITIONS[(service_id, digest)] = found   # keyed by the digest read with it
+    return found
 
 
 async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
@@ -54,8 +111,10 @@ async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
     row = (await session.execute(_SLOT_INFO, {"slot_id": slot_id})).one_or_none()
     if row is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
-    slot, service, closed = row
-    return SlotInfo(slot, service, ServiceDef.from_json(service.definition), bool(closed))
+    service = ServiceRow(*row[11:15])
+    return SlotInfo(SlotRow(*row[:11]), service,
+                    await service_definition(session, service.id, service.definition_hash),
+                    bool(row[15]))
 
 
 def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
@@ -80,11 +139,14 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
 # --- online seats and holds -------------------------------------------------------------------
 
 
+_TAKE = {column: update(Slot.__table__).where(
+    _S.id == bindparam("slot_id"), _S.booked + _S.held < _S.online_capacity)
+    .values({column: _S[column] + 1}) for column in ("booked", "held")}
+
+
 async def take_online_seat(session: AsyncSession, slot_id: int, column: str) -> bool:
     """Take one online seat as ``booked`` or ``held`` if one is free; True when taken."""
-    result = await session.execute(
-        update(Slot).where(Slot.id == slot_id, Slot.booked + Slot.held < Slot.online_capacity)
-        .values({column: getattr(Slot, column) + 1}).execution_options(synchronize_session=False))
+    result = await session.execute(_TAKE[column], {"slot_id": slot_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -150,28 +212,35 @@ async def nearest_of_resource(session: AsyncSession, centre: Centre, service: Se
     return candidates[:limit]
 
 
-async def _free_choices(session: AsyncSession, centre: Centre, service: Service,
+# The free slots of a service, built once: the seats left (holds run out but not swept count
+# as free), and no slot a closure covers (storage.slots.closure_covers), in one statement.
+_STALE = expired_holds_by_slot(bindparam("now"))
+_REMAINING = _S.online_capacity - _S.booked - _S.held + func.coalesce(_STALE.c.stale, 0)
+_FREE_CHOICES = (
+    select(_S.id, _S.local_date, _S.starts_at, _S.ends_at, _REMAINING, _S.resource_id)
+    .select_from(Slot.__table__.outerjoin(_STALE, _STALE.c.slot_id == _S.id))
+    .where(_S.service_id == bindparam("service_id"), _S.local_date >= bindparam("today"),
+           _S.local_date <= bindparam("last"), _S.starts_at > bindparam("now"), _REMAINING > 0,
+           _S.id != bindparam("exclude"),
+           ~select(Closure.__table__.c.id).where(closure_covers(
+               bindparam("service_id"), bindparam("department_id"), _S.starts_at, _S.ends_at,
+               _S.resource_id)).exists())
+    .order_by(_S.starts_at).limit(200))
+
+
+async def _free_choices(session: AsyncSession, centre: Centre, service: Service | ServiceRow,
                         definition: ServiceDef, now: dt.datetime,
                         exclude: int | None = None) -> list[SlotChoice]:
-    last = last_released_day(now, definition, centre.tz)
-    stale, remaining = free_seats_column(now)
-    query = (select(Slot, remaining).outerjoin(stale, stale.c.slot_id == Slot.id)
-             .where(Slot.service_id == service.id, Slot.local_date >= centre.today(now),
-                    Slot.local_date <= last, Slot.starts_at > now, remaining > 0)
-             .order_by(Slot.starts_at).limit(200))
-    if exclude is not None:
-        query = query.where(Slot.id != exclude)
-    rows = (await session.execute(query)).all()
+    rows = (await session.execute(_FREE_CHOICES, {
+        "service_id": service.id, "department_id": service.department_id, "now": now,
+        "today": centre.today(now), "last": last_released_day(now, definition, centre.tz),
+        "exclude": exclude or 0})).all()
     if not rows:
         return []
-    closures = await active_closures(session, service, rows[0][0].starts_at, rows[-1][0].ends_at)
     policy = centre.policy(definition)
-    return [SlotChoice(slot.id, slot.local_date, slot.starts_at, slot.ends_at, int(free),
-                       slot.resource_id)
-            for slot, free in rows
-            if now < booking_closes_at(slot.local_date, slot.starts_at, policy,
-                                       centre.calendar, centre.tz)
-            and not is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id)]
+    return [SlotChoice(slot_id, day, starts_at, ends_at, int(free), resource_id)
+            for slot_id, day, starts_at, ends_at, free, resource_id in rows
+            if now < booking_closes_at(day, starts_at, policy, centre.calendar, centre.tz)]
 
 
 async def _likeness_tiers(session: AsyncSession, wanted_id: int | None,

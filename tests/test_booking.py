@@ -22,6 +22,7 @@ from storage.models import (
     Hold,
     Outbox,
     OutboxStatus,
+    Service,
     Slot,
     Strike,
     WaitlistEntry,
@@ -216,11 +217,11 @@ async def test_an_expired_hold_frees_the_seat(database, centre, clock) -> None: 
     slot = slots[0]
     async with database.session() as session:
         await booking.hold_seat(session, centre, clock.now(), owner="telegram:1", slot_id=slot.id)
-        views = await availability(session, centre, (await seats.slot_info(session, slot.id)).service, clock.now())
+        views = await availability(session, centre, await session.get(Service, slot.service_id), clock.now())
         assert next(s for s in views[1].slots if s.slot_id == slot.id).remaining == 0
     clock.advance(minutes=10)
     async with database.read() as session:
-        views = await availability(session, centre, (await seats.slot_info(session, slot.id)).service, clock.now())
+        views = await availability(session, centre, await session.get(Service, slot.service_id), clock.now())
         assert next(s for s in views[1].slots if s.slot_id == slot.id).remaining == 1  # read-only, right
     await book_one(database, centre, clock, slot.id, n=2)
     assert await slot_counts(database, slot.id) == (1, 0)
