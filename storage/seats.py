@@ -14,8 +14,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, false, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.util import ClauseAdapter
 
 from storage.catalog import ServiceDef
 from storage.centre import Centre
@@ -187,14 +188,19 @@ class SlotChoice:
 
 
 async def nearest_alternatives(session: AsyncSession, centre: Centre, info: SlotInfo,
-                               now: dt.datetime, limit: int = 3) -> list[SlotChoice]:
+                               now: dt.datetime, limit: int = 3,
+                               free: Sequence[SlotChoice] | None = None) -> list[SlotChoice]:
     """Other slots of the same service with a free seat: same day first, nearest time first.
 
     When the slot has a doctor (a resource), the same doctor's slots come first, then doctors
     of the same specialty and title, then the same specialty, then the service's others.
+    ``free``: the service's free slots when already read (``slot_for_booking``), else read here.
     """
-    candidates = await _free_choices(session, centre, info.service, info.definition, now,
-                                     exclude=info.slot.id)
+    if free is None:
+        candidates = await _free_choices(session, centre, info.service, info.definition, now,
+                                         exclude=info.slot.id)
+    else:
+        candidates = _bookable_choices(centre, info.definition, now, free)
     target = info.slot
     tiers = await _likeness_tiers(session, target.resource_id, candidates)
     candidates.sort(key=lambda s: (tiers.get(s.resource_id, 3), s.local_date != target.local_date,
@@ -212,19 +218,28 @@ async def nearest_of_resource(session: AsyncSession, centre: Centre, service: Se
     return candidates[:limit]
 
 
+def _free_slot_conditions(slot, service_id, department_id, exclude, remaining):  # type: ignore[no-untyped-def]
+    """Where a slot (``slot``, a table or its alias) of the service is a free alternative: from
+    today (bound ``today``, ``now``), not started, a seat left, not ``exclude``, no closure over
+    it (storage.slots.closure_covers). The release horizon is the caller's (it depends on the
+    service's definition)."""
+    return (slot.c.service_id == service_id, slot.c.local_date >= bindparam("today"),
+            slot.c.starts_at > bindparam("now"), remaining > 0, slot.c.id != exclude,
+            ~select(Closure.__table__.c.id).where(closure_covers(
+                service_id, department_id, slot.c.starts_at, slot.c.ends_at,
+                slot.c.resource_id)).exists())
+
+
 # The free slots of a service, built once: the seats left (holds run out but not swept count
-# as free), and no slot a closure covers (storage.slots.closure_covers), in one statement.
+# as free), and no slot a closure covers, in one statement.
 _STALE = expired_holds_by_slot(bindparam("now"))
 _REMAINING = _S.online_capacity - _S.booked - _S.held + func.coalesce(_STALE.c.stale, 0)
 _FREE_CHOICES = (
     select(_S.id, _S.local_date, _S.starts_at, _S.ends_at, _REMAINING, _S.resource_id)
     .select_from(Slot.__table__.outerjoin(_STALE, _STALE.c.slot_id == _S.id))
-    .where(_S.service_id == bindparam("service_id"), _S.local_date >= bindparam("today"),
-           _S.local_date <= bindparam("last"), _S.starts_at > bindparam("now"), _REMAINING > 0,
-           _S.id != bindparam("exclude"),
-           ~select(Closure.__table__.c.id).where(closure_covers(
-               bindparam("service_id"), bindparam("department_id"), _S.starts_at, _S.ends_at,
-               _S.resource_id)).exists())
+    .where(_S.local_date <= bindparam("last"), *_free_slot_conditions(
+        Slot.__table__, bindparam("service_id"), bindparam("department_id"),
+        bindparam("exclude"), _REMAINING))
     .order_by(_S.starts_at).limit(200))
 
 
@@ -235,12 +250,83 @@ async def _free_choices(session: AsyncSession, centre: Centre, service: Service 
         "service_id": service.id, "department_id": service.department_id, "now": now,
         "today": centre.today(now), "last": last_released_day(now, definition, centre.tz),
         "exclude": exclude or 0})).all()
-    if not rows:
-        return []
+    return _bookable_choices(centre, definition, now, [SlotChoice(*row) for row in rows])
+
+
+def _bookable_choices(centre: Centre, definition: ServiceDef, now: dt.datetime,
+                      free: Sequence[SlotChoice]) -> list[SlotChoice]:
+    """The free slots a citizen may still book now: released, and before the booking stop."""
+    last = last_released_day(now, definition, centre.tz)
     policy = centre.policy(definition)
-    return [SlotChoice(slot_id, day, starts_at, ends_at, int(free), resource_id)
-            for slot_id, day, starts_at, ends_at, free, resource_id in rows
-            if now < booking_closes_at(day, starts_at, policy, centre.calendar, centre.tz)]
+    return [c for c in free if c.local_date <= last
+            and now < booking_closes_at(c.local_date, c.starts_at, policy, centre.calendar, centre.tz)]
+
+
+# --- the read that starts a booking -----------------------------------------------------------
+
+# A slot whose online seats are all booked, with no hold that could be the booker's or could run
+# out: a booking of it is refused as full before any lock (in a release rush most attempts end
+# here). The one statement of that rule, read with the slot.
+VISIBLY_FULL = and_(_S.held == 0, _S.booked >= _S.online_capacity)
+
+_TARGET = Slot.__table__.alias("target")
+_OTHER = Slot.__table__.alias("other")
+_OTHER_STALE = expired_holds_by_slot(bindparam("now"))
+_OTHER_REMAINING = (_OTHER.c.online_capacity - _OTHER.c.booked - _OTHER.c.held
+                    + func.coalesce(_OTHER_STALE.c.stale, 0))
+_SLOT_COLUMNS = ("id", "service_id", "resource_id", "local_date", "starts_at", "ends_at",
+                 "capacity", "online_capacity", "booked", "held", "offline_booked")
+_SPARE = (
+    select(literal(1).label("kind"), *(_OTHER.c[name] for name in _SLOT_COLUMNS),
+           _V.id, _V.department_id, _V.active, _V.definition_hash,
+           false().label("closed"), false().label("full"), _OTHER_REMAINING.label("remaining"))
+    .select_from(_TARGET.join(Service.__table__, _V.id == _TARGET.c.service_id)
+                 .join(_OTHER, _OTHER.c.service_id == _TARGET.c.service_id)
+                 .outerjoin(_OTHER_STALE, _OTHER_STALE.c.slot_id == _OTHER.c.id))
+    .where(_TARGET.c.id == bindparam("slot_id"),
+           ClauseAdapter(_TARGET).traverse(VISIBLY_FULL),
+           *_free_slot_conditions(_OTHER, _TARGET.c.service_id, _V.department_id, _TARGET.c.id,
+                                  _OTHER_REMAINING))
+    .order_by(_OTHER.c.starts_at).limit(200).subquery())
+# The slot with its service, and only when it is visibly full the service's free slots (the
+# alternatives a refusal offers): one round trip for every attempt that ends as "full".
+_SLOT_FOR_BOOKING = union_all(
+    select(literal(0).label("kind"), *(_S[name] for name in _SLOT_COLUMNS),
+           _V.id, _V.department_id, _V.active, _V.definition_hash, SLOT_CLOSED.label("closed"),
+           VISIBLY_FULL.label("full"), literal(0).label("remaining"))
+    .select_from(Slot.__table__.join(Service.__table__, _V.id == _S.service_id))
+    .where(_S.id == bindparam("slot_id")),
+    select(*_SPARE.c))
+
+
+@dataclass(frozen=True)
+class BookingRead:
+    """What a booking reads first: the slot and, when it is visibly full, the free slots of its
+    service (unranked; ``nearest_alternatives`` ranks them)."""
+
+    info: SlotInfo
+    full: bool
+    free: list[SlotChoice]
+
+
+async def slot_for_booking(session: AsyncSession, centre: Centre, slot_id: int,
+                           now: dt.datetime) -> BookingRead:
+    """The slot, its service, whether a closure covers it, whether it is visibly full and then
+    the alternatives, in one statement.
+
+    Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
+    rows = (await session.execute(_SLOT_FOR_BOOKING, {
+        "slot_id": slot_id, "now": now, "today": centre.today(now)})).all()
+    target = next((row for row in rows if row[0] == 0), None)
+    if target is None:
+        raise BookingRefused(Refusal.UNKNOWN_SLOT)
+    service = ServiceRow(*target[12:16])
+    info = SlotInfo(SlotRow(*target[1:12]), service,
+                    await service_definition(session, service.id, service.definition_hash),
+                    bool(target[16]))
+    free = sorted((SlotChoice(row[1], row[4], row[5], row[6], int(row[18]), row[3])
+                   for row in rows if row[0] == 1), key=lambda c: c.starts_at)
+    return BookingRead(info, bool(target[17]), free)
 
 
 async def _likeness_tiers(session: AsyncSession, wanted_id: int | None,
