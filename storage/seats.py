@@ -13,8 +13,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import and_, bindparam, delete, false, func, literal, select, union_all, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -79,7 +91,8 @@ def owner_key(channel: str, user_id: str) -> str:
 # The statements every booking attempt runs are built once (building SQL expressions costs
 # more than running these short queries); values come in as bound parameters. They are Core
 # statements over the tables: rows come back as tuples, with no ORM instances to build.
-_S, _V = Slot.__table__.c, Service.__table__.c
+_SLOT_TABLE = cast(Table, Slot.__table__)
+_S, _V = _SLOT_TABLE.c, Service.__table__.c
 _SLOT_INFO = (select(_S.id, _S.service_id, _S.resource_id, _S.local_date, _S.starts_at, _S.ends_at,
                      _S.capacity, _S.online_capacity, _S.booked, _S.held, _S.offline_booked,
                      _V.id, _V.department_id, _V.active, _V.definition_hash, SLOT_CLOSED)
@@ -140,7 +153,7 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
 # --- online seats and holds -------------------------------------------------------------------
 
 
-_TAKE = {column: update(Slot.__table__).where(
+_TAKE = {column: update(_SLOT_TABLE).where(
     _S.id == bindparam("slot_id"), _S.booked + _S.held < _S.online_capacity)
     .values({column: _S[column] + 1}) for column in ("booked", "held")}
 

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BindParameter, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -165,7 +165,18 @@ SLOT_CLOSED = select(Closure.__table__.c.id).where(closure_covers(
     _SLOT.resource_id)).exists()
 
 
-async def active_closures(session: AsyncSession, service: Service, start: dt.datetime,
+class ServiceKeys(Protocol):
+    """What reading a service's closures needs of it: a service row, or the plain values a
+    booking reads (storage.seats.ServiceRow)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def department_id(self) -> int: ...
+
+
+async def active_closures(session: AsyncSession, service: ServiceKeys, start: dt.datetime,
                           end: dt.datetime) -> Sequence[Closure]:
     """Closures that cover the service (itself, its department, or the whole centre)."""
     return (await session.scalars(_CLOSURES, {
