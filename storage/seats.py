@@ -263,7 +263,9 @@ async def _free_choices(session: AsyncSession, centre: Centre, service: Service 
         "service_id": service.id, "department_id": service.department_id, "now": now,
         "today": centre.today(now), "last": last_released_day(now, definition, centre.tz),
         "exclude": exclude or 0})).all()
-    return _bookable_choices(centre, definition, now, [SlotChoice(*row) for row in rows])
+    return _bookable_choices(centre, definition, now, [
+        SlotChoice(slot_id, day, starts, ends, int(free), resource_id)
+        for slot_id, day, starts, ends, free, resource_id in rows])
 
 
 def _bookable_choices(centre: Centre, definition: ServiceDef, now: dt.datetime,
