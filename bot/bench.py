@@ -122,20 +122,23 @@ Outcome = tuple[list[float], dict[str, int], float, float, float]
 
 
 def _rush_worker(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple[int, int]],
-                 concurrency: int, start_at: float) -> Outcome:
+                 concurrency: int, ready: Any) -> Outcome:
     """One process of the rush: its own event loop and connections, like one `yuyue run`."""
-    return asyncio.run(_rush_in_process(url, centre, slot_ids, jobs, concurrency, start_at))
+    return asyncio.run(_rush_in_process(url, centre, slot_ids, jobs, concurrency, ready))
 
 
 async def _rush_in_process(url: str, centre: Centre, slot_ids: list[int], jobs: list[tuple[int, int]],
-                           concurrency: int, start_at: float = 0.0) -> Outcome:
+                           concurrency: int, ready: Any = None) -> Outcome:
     """Returns the latencies, the outcomes, when this process began and finished (wall
     clock, comparable between processes) and the CPU time it spent."""
     database = Database(url, pool_size=concurrency)
     async with database.read() as session:   # connect and warm up before the clock starts
         await session.execute(select(func.count()).select_from(Slot))
     # Every process starts at the same moment, after all have started up: the 08:00 release.
-    await asyncio.sleep(max(0.0, start_at - time.time()))
+    # (a barrier: on a loaded machine starting a process can take longer than any fixed delay,
+    # and a late one would stretch the run's time while the other ran alone)
+    if ready is not None:
+        await asyncio.to_thread(ready.wait, 120)
     now = START
     latencies: list[float] = []
     outcomes = {"booked": 0, "full": 0, "error": 0}
@@ -193,11 +196,12 @@ async def booking_rush(url: str, centre: Centre, *, users: int, seats: int,
         results = [await _rush_in_process(url, centre, slot_ids, jobs, concurrency)]
     else:
         context = multiprocessing.get_context("spawn")
-        start_at = time.time() + 5.0   # time enough for the processes to import and connect
-        with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        with context.Manager() as manager, concurrent.futures.ProcessPoolExecutor(
+                processes, mp_context=context) as pool:
+            ready = manager.Barrier(processes)   # passed once every process has connected
             loop = asyncio.get_running_loop()
             results = await asyncio.gather(*(loop.run_in_executor(
-                pool, _rush_worker, url, centre, slot_ids, share, concurrency, start_at)
+                pool, _rush_worker, url, centre, slot_ids, share, concurrency, ready)
                 for share in shares))
     elapsed = max(r[3] for r in results) - min(r[2] for r in results)
     latencies = [x for r in results for x in r[0]]

@@ -46,6 +46,7 @@ from storage.seats import (
     nearest_alternatives,
     release_holds,
     release_seat,
+    slot_for_booking,
     slot_info,
     take_offline_seat,
     take_online_seat,
@@ -368,7 +369,10 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             CAP_ACCOUNT (limit: the account's upcoming bookings across its people), or FULL
             (alternatives).
     """
-    info = await slot_info(session, slot_id)   # with whether a closure covers it
+    # One statement: the slot, whether a closure covers it, whether it is visibly full and
+    # then its service's free slots (storage.seats.slot_for_booking).
+    read = await slot_for_booking(session, centre, slot_id, now)
+    info = read.info
     if offline:
         if not info.service.active:
             raise BookingRefused(Refusal.SERVICE_INACTIVE)
@@ -378,11 +382,11 @@ async def book(session: AsyncSession, centre: Centre, now: dt.datetime, *, perso
             raise BookingRefused(Refusal.SUSPENDED)
     else:
         check_bookable(centre, info, now)
-        if info.slot.held == 0 and info.slot.booked >= info.slot.online_capacity:
+        if read.full:
             # Full with no hold that could be the caller's or could run out: say so at once
-            # (in a release rush most attempts end here).
+            # (in a release rush most attempts end here), with the free slots read with it.
             raise BookingRefused(Refusal.FULL, alternatives=await nearest_alternatives(
-                session, centre, info, now))
+                session, centre, info, now, free=read.free))
     # One booking at a time per person, so two taps at once cannot both pass the caps.
     await session.execute(_LOCK_PERSON, {"person_id": person_id})
     code = _draw_code()   # checked with the person's rules; drawn again only if taken

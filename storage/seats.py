@@ -13,9 +13,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.util import ClauseAdapter
 
 from storage.catalog import ServiceDef
 from storage.centre import Centre
@@ -23,15 +36,49 @@ from storage.models import Closure, Hold, Service, Slot
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info
 from storage.rules import booking_closes_at, last_released_day, release_at
-from storage.slots import SLOT_CLOSED, active_closures, ensure_slots, free_seats_column, is_closed
+from storage.slots import (
+    SLOT_CLOSED,
+    active_closures,
+    closure_covers,
+    ensure_slots,
+    expired_holds_by_slot,
+    is_closed,
+)
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    """A slot as a booking reads it: plain values (no ORM instance, nothing to keep in step)."""
+
+    id: int
+    service_id: int
+    resource_id: int | None
+    local_date: dt.date
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    capacity: int
+    online_capacity: int
+    booked: int
+    held: int
+    offline_booked: int
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    """The columns of a service that booking needs (its definition is parsed once per version)."""
+
+    id: int
+    department_id: int
+    active: bool
+    definition_hash: str
 
 
 @dataclass(frozen=True)
 class SlotInfo:
     """A slot with its service, as operations and messages need them."""
 
-    slot: Slot
-    service: Service
+    slot: SlotRow
+    service: ServiceRow
     definition: ServiceDef
     closed: bool = False   # a closure of the centre covers the slot (read with it)
 
@@ -42,9 +89,33 @@ def owner_key(channel: str, user_id: str) -> str:
 
 
 # The statements every booking attempt runs are built once (building SQL expressions costs
-# more than running these short queries); values come in as bound parameters.
-_SLOT_INFO = (select(Slot, Service, SLOT_CLOSED).join(Service, Service.id == Slot.service_id)
-              .where(Slot.id == bindparam("slot_id")))
+# more than running these short queries); values come in as bound parameters. They are Core
+# statements over the tables: rows come back as tuples, with no ORM instances to build.
+_SLOT_TABLE = cast(Table, Slot.__table__)
+_S, _V = _SLOT_TABLE.c, Service.__table__.c
+_SLOT_INFO = (select(_S.id, _S.service_id, _S.resource_id, _S.local_date, _S.starts_at, _S.ends_at,
+                     _S.capacity, _S.online_capacity, _S.booked, _S.held, _S.offline_booked,
+                     _V.id, _V.department_id, _V.active, _V.definition_hash, SLOT_CLOSED)
+              .select_from(Slot.__table__.join(Service.__table__, _V.id == _S.service_id))
+              .where(_S.id == bindparam("slot_id")))
+_DEFINITION = select(_V.definition, _V.definition_hash).where(_V.id == bindparam("service_id"))
+
+# Parsed service definitions, per process, keyed by the service and its definition's digest
+# (``Service.definition_hash``, which every catalog load that changes the definition changes):
+# a changed catalog is read again at the next attempt, by every process.
+_DEFINITIONS: dict[tuple[int, str], ServiceDef] = {}
+
+
+async def service_definition(session: AsyncSession, service_id: int, digest: str) -> ServiceDef:
+    """The parsed definition of a service whose stored digest is ``digest``."""
+    found = _DEFINITIONS.get((service_id, digest))
+    if found is None:
+        data, digest = (await session.execute(_DEFINITION, {"service_id": service_id})).one()
+        found = ServiceDef.from_json(data)
+        if len(_DEFINITIONS) >= 1024:   # old versions are never asked for again
+            _DEFINITIONS.clear()
+        _DEFINITIONS[(service_id, digest)] = found   # keyed by the digest read with it
+    return found
 
 
 async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
@@ -54,8 +125,10 @@ async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
     row = (await session.execute(_SLOT_INFO, {"slot_id": slot_id})).one_or_none()
     if row is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
-    slot, service, closed = row
-    return SlotInfo(slot, service, ServiceDef.from_json(service.definition), bool(closed))
+    service = ServiceRow(*row[11:15])
+    return SlotInfo(SlotRow(*row[:11]), service,
+                    await service_definition(session, service.id, service.definition_hash),
+                    bool(row[15]))
 
 
 def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
@@ -80,11 +153,14 @@ def check_bookable(centre: Centre, info: SlotInfo, now: dt.datetime,
 # --- online seats and holds -------------------------------------------------------------------
 
 
+_TAKE = {column: update(_SLOT_TABLE).where(
+    _S.id == bindparam("slot_id"), _S.booked + _S.held < _S.online_capacity)
+    .values({column: _S[column] + 1}) for column in ("booked", "held")}
+
+
 async def take_online_seat(session: AsyncSession, slot_id: int, column: str) -> bool:
     """Take one online seat as ``booked`` or ``held`` if one is free; True when taken."""
-    result = await session.execute(
-        update(Slot).where(Slot.id == slot_id, Slot.booked + Slot.held < Slot.online_capacity)
-        .values({column: getattr(Slot, column) + 1}).execution_options(synchronize_session=False))
+    result = await session.execute(_TAKE[column], {"slot_id": slot_id})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -125,14 +201,19 @@ class SlotChoice:
 
 
 async def nearest_alternatives(session: AsyncSession, centre: Centre, info: SlotInfo,
-                               now: dt.datetime, limit: int = 3) -> list[SlotChoice]:
+                               now: dt.datetime, limit: int = 3,
+                               free: Sequence[SlotChoice] | None = None) -> list[SlotChoice]:
     """Other slots of the same service with a free seat: same day first, nearest time first.
 
     When the slot has a doctor (a resource), the same doctor's slots come first, then doctors
     of the same specialty and title, then the same specialty, then the service's others.
+    ``free``: the service's free slots when already read (``slot_for_booking``), else read here.
     """
-    candidates = await _free_choices(session, centre, info.service, info.definition, now,
-                                     exclude=info.slot.id)
+    if free is None:
+        candidates = await _free_choices(session, centre, info.service, info.definition, now,
+                                         exclude=info.slot.id)
+    else:
+        candidates = _bookable_choices(centre, info.definition, now, free)
     target = info.slot
     tiers = await _likeness_tiers(session, target.resource_id, candidates)
     candidates.sort(key=lambda s: (tiers.get(s.resource_id, 3), s.local_date != target.local_date,
@@ -150,28 +231,117 @@ async def nearest_of_resource(session: AsyncSession, centre: Centre, service: Se
     return candidates[:limit]
 
 
-async def _free_choices(session: AsyncSession, centre: Centre, service: Service,
+def _free_slot_conditions(slot, service_id, department_id, exclude, remaining):  # type: ignore[no-untyped-def]
+    """Where a slot (``slot``, a table or its alias) of the service is a free alternative: from
+    today (bound ``today``, ``now``), not started, a seat left, not ``exclude``, no closure over
+    it (storage.slots.closure_covers). The release horizon is the caller's (it depends on the
+    service's definition)."""
+    return (slot.c.service_id == service_id, slot.c.local_date >= bindparam("today"),
+            slot.c.starts_at > bindparam("now"), remaining > 0, slot.c.id != exclude,
+            ~select(Closure.__table__.c.id).where(closure_covers(
+                service_id, department_id, slot.c.starts_at, slot.c.ends_at,
+                slot.c.resource_id)).exists())
+
+
+# The free slots of a service, built once: the seats left (holds run out but not swept count
+# as free), and no slot a closure covers, in one statement.
+_STALE = expired_holds_by_slot(bindparam("now"))
+_REMAINING = _S.online_capacity - _S.booked - _S.held + func.coalesce(_STALE.c.stale, 0)
+_FREE_CHOICES = (
+    select(_S.id, _S.local_date, _S.starts_at, _S.ends_at, _REMAINING, _S.resource_id)
+    .select_from(Slot.__table__.outerjoin(_STALE, _STALE.c.slot_id == _S.id))
+    .where(_S.local_date <= bindparam("last"), *_free_slot_conditions(
+        Slot.__table__, bindparam("service_id"), bindparam("department_id"),
+        bindparam("exclude"), _REMAINING))
+    .order_by(_S.starts_at).limit(200))
+
+
+async def _free_choices(session: AsyncSession, centre: Centre, service: Service | ServiceRow,
                         definition: ServiceDef, now: dt.datetime,
                         exclude: int | None = None) -> list[SlotChoice]:
+    rows = (await session.execute(_FREE_CHOICES, {
+        "service_id": service.id, "department_id": service.department_id, "now": now,
+        "today": centre.today(now), "last": last_released_day(now, definition, centre.tz),
+        "exclude": exclude or 0})).all()
+    return _bookable_choices(centre, definition, now, [
+        SlotChoice(slot_id, day, starts, ends, int(free), resource_id)
+        for slot_id, day, starts, ends, free, resource_id in rows])
+
+
+def _bookable_choices(centre: Centre, definition: ServiceDef, now: dt.datetime,
+                      free: Sequence[SlotChoice]) -> list[SlotChoice]:
+    """The free slots a citizen may still book now: released, and before the booking stop."""
     last = last_released_day(now, definition, centre.tz)
-    stale, remaining = free_seats_column(now)
-    query = (select(Slot, remaining).outerjoin(stale, stale.c.slot_id == Slot.id)
-             .where(Slot.service_id == service.id, Slot.local_date >= centre.today(now),
-                    Slot.local_date <= last, Slot.starts_at > now, remaining > 0)
-             .order_by(Slot.starts_at).limit(200))
-    if exclude is not None:
-        query = query.where(Slot.id != exclude)
-    rows = (await session.execute(query)).all()
-    if not rows:
-        return []
-    closures = await active_closures(session, service, rows[0][0].starts_at, rows[-1][0].ends_at)
     policy = centre.policy(definition)
-    return [SlotChoice(slot.id, slot.local_date, slot.starts_at, slot.ends_at, int(free),
-                       slot.resource_id)
-            for slot, free in rows
-            if now < booking_closes_at(slot.local_date, slot.starts_at, policy,
-                                       centre.calendar, centre.tz)
-            and not is_closed(closures, slot.starts_at, slot.ends_at, slot.resource_id)]
+    return [c for c in free if c.local_date <= last
+            and now < booking_closes_at(c.local_date, c.starts_at, policy, centre.calendar, centre.tz)]
+
+
+# --- the read that starts a booking -----------------------------------------------------------
+
+# A slot whose online seats are all booked, with no hold that could be the booker's or could run
+# out: a booking of it is refused as full before any lock (in a release rush most attempts end
+# here). The one statement of that rule, read with the slot.
+VISIBLY_FULL = and_(_S.held == 0, _S.booked >= _S.online_capacity)
+
+_TARGET = Slot.__table__.alias("target")
+_OTHER = Slot.__table__.alias("other")
+_OTHER_STALE = expired_holds_by_slot(bindparam("now"))
+_OTHER_REMAINING = (_OTHER.c.online_capacity - _OTHER.c.booked - _OTHER.c.held
+                    + func.coalesce(_OTHER_STALE.c.stale, 0))
+_SLOT_COLUMNS = ("id", "service_id", "resource_id", "local_date", "starts_at", "ends_at",
+                 "capacity", "online_capacity", "booked", "held", "offline_booked")
+_SPARE = (
+    select(literal(1).label("kind"), *(_OTHER.c[name] for name in _SLOT_COLUMNS),
+           _V.id, _V.department_id, _V.active, _V.definition_hash,
+           false().label("closed"), false().label("full"), _OTHER_REMAINING.label("remaining"))
+    .select_from(_TARGET.join(Service.__table__, _V.id == _TARGET.c.service_id)
+                 .join(_OTHER, _OTHER.c.service_id == _TARGET.c.service_id)
+                 .outerjoin(_OTHER_STALE, _OTHER_STALE.c.slot_id == _OTHER.c.id))
+    .where(_TARGET.c.id == bindparam("slot_id"),
+           ClauseAdapter(_TARGET).traverse(VISIBLY_FULL),
+           *_free_slot_conditions(_OTHER, _TARGET.c.service_id, _V.department_id, _TARGET.c.id,
+                                  _OTHER_REMAINING))
+    .order_by(_OTHER.c.starts_at).limit(200).subquery())
+# The slot with its service, and only when it is visibly full the service's free slots (the
+# alternatives a refusal offers): one round trip for every attempt that ends as "full".
+_SLOT_FOR_BOOKING = union_all(
+    select(literal(0).label("kind"), *(_S[name] for name in _SLOT_COLUMNS),
+           _V.id, _V.department_id, _V.active, _V.definition_hash, SLOT_CLOSED.label("closed"),
+           VISIBLY_FULL.label("full"), literal(0).label("remaining"))
+    .select_from(Slot.__table__.join(Service.__table__, _V.id == _S.service_id))
+    .where(_S.id == bindparam("slot_id")),
+    select(*_SPARE.c))
+
+
+@dataclass(frozen=True)
+class BookingRead:
+    """What a booking reads first: the slot and, when it is visibly full, the free slots of its
+    service (unranked; ``nearest_alternatives`` ranks them)."""
+
+    info: SlotInfo
+    full: bool
+    free: list[SlotChoice]
+
+
+async def slot_for_booking(session: AsyncSession, centre: Centre, slot_id: int,
+                           now: dt.datetime) -> BookingRead:
+    """The slot, its service, whether a closure covers it, whether it is visibly full and then
+    the alternatives, in one statement.
+
+    Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
+    rows = (await session.execute(_SLOT_FOR_BOOKING, {
+        "slot_id": slot_id, "now": now, "today": centre.today(now)})).all()
+    target = next((row for row in rows if row[0] == 0), None)
+    if target is None:
+        raise BookingRefused(Refusal.UNKNOWN_SLOT)
+    service = ServiceRow(*target[12:16])
+    info = SlotInfo(SlotRow(*target[1:12]), service,
+                    await service_definition(session, service.id, service.definition_hash),
+                    bool(target[16]))
+    free = sorted((SlotChoice(row[1], row[4], row[5], row[6], int(row[18]), row[3])
+                   for row in rows if row[0] == 1), key=lambda c: c.starts_at)
+    return BookingRead(info, bool(target[17]), free)
 
 
 async def _likeness_tiers(session: AsyncSession, wanted_id: int | None,

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BindParameter, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -135,13 +135,14 @@ def closure_covers(service_id, department_id, start, end, resource_id):  # type:
     """Which closures apply to a slot: those overlapping ``start``..``end`` that cover the
     service itself, its department, the whole centre, or the slot's doctor or window (a
     resource's 停诊 covers only its own slots). The arguments are SQL expressions (the columns
-    of a slot and its service)."""
-    return and_(Closure.starts_at < end, Closure.ends_at > start,
-                or_(Closure.service_id == service_id,
-                    and_(Closure.service_id.is_(None), Closure.department_id == department_id),
-                    and_(Closure.service_id.is_(None), Closure.department_id.is_(None),
-                         Closure.resource_id.is_(None)),
-                    and_(Closure.service_id.is_(None), Closure.resource_id == resource_id)))
+    of a slot and its service, or bound parameters). Written over the table's columns, so the
+    booking's Core statements that carry it build no ORM rows."""
+    c = Closure.__table__.c
+    return and_(c.starts_at < end, c.ends_at > start,
+                or_(c.service_id == service_id,
+                    and_(c.service_id.is_(None), c.department_id == department_id),
+                    and_(c.service_id.is_(None), c.department_id.is_(None), c.resource_id.is_(None)),
+                    and_(c.service_id.is_(None), c.resource_id == resource_id)))
 
 
 # Built once: this runs on every booking attempt, and building SQL is the costly part.
@@ -158,11 +159,24 @@ _CLOSURES = select(Closure).where(
 
 # Whether a slot of a service (the columns of a query that selects both) is closed, inside the
 # query that reads the slot: no second round trip on every booking attempt.
-SLOT_CLOSED = select(Closure.id).where(closure_covers(
-    Slot.service_id, Service.department_id, Slot.starts_at, Slot.ends_at, Slot.resource_id)).exists()
+_SLOT, _SERVICE = Slot.__table__.c, Service.__table__.c
+SLOT_CLOSED = select(Closure.__table__.c.id).where(closure_covers(
+    _SLOT.service_id, _SERVICE.department_id, _SLOT.starts_at, _SLOT.ends_at,
+    _SLOT.resource_id)).exists()
 
 
-async def active_closures(session: AsyncSession, service: Service, start: dt.datetime,
+class ServiceKeys(Protocol):
+    """What reading a service's closures needs of it: a service row, or the plain values a
+    booking reads (storage.seats.ServiceRow)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def department_id(self) -> int: ...
+
+
+async def active_closures(session: AsyncSession, service: ServiceKeys, start: dt.datetime,
                           end: dt.datetime) -> Sequence[Closure]:
     """Closures that cover the service (itself, its department, or the whole centre)."""
     return (await session.scalars(_CLOSURES, {

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from storage import attendance, blocks, booking, closures, seats, waitlist
+from storage.catalog import load_catalog
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import (
@@ -22,6 +24,7 @@ from storage.models import (
     Hold,
     Outbox,
     OutboxStatus,
+    Service,
     Slot,
     Strike,
     WaitlistEntry,
@@ -31,7 +34,16 @@ from storage.refusals import BookingRefused, Refusal
 from storage.seats import owner_key
 from storage.settings import BlockTier
 from storage.slots import DayState, availability
-from tests.helpers import account, load_demo, local, make_centre, person, slots_of, valid_id
+from tests.helpers import (
+    account,
+    demo_catalog,
+    load_demo,
+    local,
+    make_centre,
+    person,
+    slots_of,
+    valid_id,
+)
 
 MINUTE = dt.timedelta(minutes=1)
 TUESDAY = dt.date(2026, 11, 24)
@@ -121,6 +133,72 @@ async def test_full_slot_refusal_offers_nearest_alternatives_same_day_first(data
     alternatives = refused.value.details["alternatives"]
     assert [a.local_date for a in alternatives] == [TUESDAY] * 3
     assert {alternatives[0].slot_id, alternatives[1].slot_id} == {slots[2].id, slots[4].id}
+
+
+async def test_a_full_slot_is_refused_in_one_statement_with_the_same_alternatives(  # type: ignore[no-untyped-def]
+        database, centre, clock) -> None:
+    """In a release rush most attempts find the slot full: the statement that reads the slot
+    carries its service's free slots then, and nothing else is read; they rank as the separate
+    query ranks them (released days only, closed slots left out)."""
+    services, slots = await setup(database, centre, clock)
+    target = slots[3]
+    async with database.session() as session:
+        await closures.apply_closure(session, centre, clock.now(), starts_at=slots[4].starts_at,
+                                     ends_at=slots[4].ends_at, reason="检修", actor="staff:1",
+                                     service_id=services["id_card"].id)
+    for n in range(target.online_capacity):
+        await book_one(database, centre, clock, target.id, n=n)
+    person_id, identity_id = await new_citizen(database, centre, clock, 99)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    async with database.session() as session:
+        await session.execute(select(func.count()).select_from(Slot))   # BEGIN before counting
+        event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            with pytest.raises(BookingRefused) as refused:
+                await booking.book(session, centre, clock.now(), person_id=person_id,
+                                   slot_id=target.id, identity_id=identity_id,
+                                   channel=Channel.TELEGRAM, made_by="telegram:99")
+        finally:
+            event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+        assert refused.value.reason == Refusal.FULL and len(statements) == 1
+        read = await seats.slot_for_booking(session, centre, target.id, clock.now())
+        assert read.full and read.info.slot.booked == target.online_capacity
+        offered = await seats.nearest_alternatives(session, centre, read.info, clock.now(),
+                                                   limit=1000, free=read.free)
+        assert offered == await seats.nearest_alternatives(session, centre, read.info,
+                                                           clock.now(), limit=1000)
+    assert refused.value.details["alternatives"] == offered[:3]
+    assert slots[4].id not in {a.slot_id for a in offered} and slots[2].id in {a.slot_id for a in offered}
+    last = max(a.local_date for a in offered)
+    async with database.read() as session:
+        unreleased = await session.scalar(select(func.count()).select_from(Slot).where(
+            Slot.service_id == target.service_id, Slot.local_date > last))
+    assert unreleased   # slots of the next, unreleased day exist and are not offered
+
+
+async def test_a_catalog_load_reaches_the_next_booking(database, centre, clock) -> None:  # type: ignore[no-untyped-def]
+    """A process keeps each service's parsed definition keyed by the digest a catalog load
+    stores with it: a changed rule applies at the next attempt, in every process."""
+    services, slots = await setup(database, centre, clock)
+    async with database.session() as session:
+        wednesday = await slots_of(session, centre, services["id_card"], clock.now(),
+                                   TUESDAY + dt.timedelta(days=1))
+    first = await book_one(database, centre, clock, slots[0].id, n=1)   # the definition is read
+    catalog = demo_catalog()
+    async with database.session() as session:
+        await load_catalog(session, dataclasses.replace(catalog, services=tuple(
+            dataclasses.replace(s, rules={**s.rules, "max_active_bookings": 1})
+            if s.code == "id_card" else s for s in catalog.services)), clock.now())
+    async with database.session() as session:
+        with pytest.raises(BookingRefused) as refused:
+            await booking.book(session, centre, clock.now(), person_id=first.person_id,
+                               slot_id=wednesday[0].id, identity_id=first.identity_id,
+                               channel=Channel.TELEGRAM, made_by="telegram:1")
+    assert refused.value.reason == Refusal.CAP_ACTIVE and refused.value.details["limit"] == 1
 
 
 async def test_closures_read_with_the_slot_and_the_alternatives(database, centre, clock) -> None:  # type: ignore[no-untyped-def]
@@ -216,11 +294,11 @@ async def test_an_expired_hold_frees_the_seat(database, centre, clock) -> None: 
     slot = slots[0]
     async with database.session() as session:
         await booking.hold_seat(session, centre, clock.now(), owner="telegram:1", slot_id=slot.id)
-        views = await availability(session, centre, (await seats.slot_info(session, slot.id)).service, clock.now())
+        views = await availability(session, centre, await session.get(Service, slot.service_id), clock.now())
         assert next(s for s in views[1].slots if s.slot_id == slot.id).remaining == 0
     clock.advance(minutes=10)
     async with database.read() as session:
-        views = await availability(session, centre, (await seats.slot_info(session, slot.id)).service, clock.now())
+        views = await availability(session, centre, await session.get(Service, slot.service_id), clock.now())
         assert next(s for s in views[1].slots if s.slot_id == slot.id).remaining == 1  # read-only, right
     await book_one(database, centre, clock, slot.id, n=2)
     assert await slot_counts(database, slot.id) == (1, 0)
