@@ -19,6 +19,11 @@ from storage.stats.figures import Figures
 from storage.stats.series import DayPoint
 
 
+class NotAdmitted(Exception):
+    """A transport's own check, run in the message's transaction, refused the message (a
+    replayed WeChat request): nothing of it is kept and it gets no answer."""
+
+
 class ChannelName(enum.StrEnum):
     TELEGRAM = "telegram"
     WECHAT = "wechat"

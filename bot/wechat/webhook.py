@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from starlette.background import BackgroundTask
@@ -37,11 +37,11 @@ from bot.wechat.inbound import (
 )
 from bot.wechat.render import cdata, render_replies, short_openid
 from bot.wechat.sender import OutOfWindow, WechatSender
-from handlers.core import Attachment, Incoming, Reply
+from handlers.core import Attachment, Incoming, NotAdmitted, Reply
 from handlers.i18n import translate
 from storage import conversations, replays
 from storage.clock import Clock
-from storage.db import Database, is_outage
+from storage.db import Database, Session, is_outage
 from storage.settings import WechatSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif"}   # what media/upload tak
 
 
 class Conversation(Protocol):
-    async def handle(self, incoming: Incoming) -> list[Reply]: ...
+    async def handle(self, incoming: Incoming, *,
+                     admit: Callable[[Session], Awaitable[None]] | None = None) -> list[Reply]: ...
 
 
 class WechatWebhook:
@@ -154,19 +155,18 @@ class WechatWebhook:
                                  now=self.clock.now(),
                                  window_seconds=self.settings.replay_window_seconds)
 
-    async def _first_body(self, query: Mapping[str, str], body: bytes) -> bool:
+    async def _first_body(self, session: Session, query: Mapping[str, str], body: bytes) -> bool:
         """Whether this signed query comes with the body it first came with (a true retry
         does); old records are deleted once per window."""
         now = self.clock.now()
         window = dt.timedelta(seconds=self.settings.replay_window_seconds)
         signed = "\0".join(query.get(name, "").strip().lower()
                             for name in ("timestamp", "nonce", "signature", "msg_signature"))
-        async with self.database.session() as session:
-            # A timestamp may be up to a window ahead, so a query stays acceptable for two.
-            if self._cleaned is None or now - self._cleaned >= window:
-                await replays.forget_before(session, CHANNEL, now - 2 * window)
-                self._cleaned = now
-            return await replays.same_body(session, CHANNEL, signed, body, now)
+        # A timestamp may be up to a window ahead, so a query stays acceptable for two.
+        if self._cleaned is None or now - self._cleaned >= window:
+            await replays.forget_before(session, CHANNEL, now - 2 * window)
+            self._cleaned = now
+        return await replays.same_body(session, CHANNEL, signed, body, now)
 
     def _forbidden(self, reason: str) -> Response:
         """403, and one log line per reason and period (a scan is one line, not thousands)."""
@@ -191,10 +191,20 @@ class WechatWebhook:
         Raises:
             _Replayed: the signed query came before with another body.
         """
-        if not await self._first_body(query, body):
-            raise _Replayed
+        async def admit(session: Session) -> None:
+            if not await self._first_body(session, query, body):
+                raise _Replayed
+
+        if incoming is None:
+            async with self.database.session() as session:
+                await admit(session)
+            replies = None
+        else:
+            # The replay record goes in the message's own transaction (one transaction a
+            # message): a replay is refused before anything of it is done or kept.
+            replies = await self.assistant.handle(incoming, admit=admit)
         self._outage_over()
-        return None if incoming is None else await self.assistant.handle(incoming)
+        return replies
 
     def _finish_late(self, task: asyncio.Future[list[Reply] | None],
                      incoming: Incoming | None) -> None:
@@ -282,7 +292,7 @@ class WechatWebhook:
             await asyncio.gather(*list(self._late), return_exceptions=True)
 
 
-class _Replayed(Exception):
+class _Replayed(NotAdmitted):
     """A signed query came again with another body."""
 
 
