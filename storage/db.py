@@ -122,6 +122,7 @@ class Database:
         self.path = Path(parsed.database) if self.is_sqlite and parsed.database and \
             parsed.database != ":memory:" else None
         self.read_only = False   # the last write failed because the file was opened read-only
+        self.pool_size = pool_size   # connections kept open (as many again may overflow)
         # hide_parameters: error messages never carry bound values (names, phones) into logs.
         options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:

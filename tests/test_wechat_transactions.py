@@ -84,3 +84,38 @@ async def test_pooled_connections_the_server_closed_are_replaced_before_use(
         answer = push.read(await push.post(citizen.message("text", Content="1", MsgId=2)))
         assert BUSY not in answer["Content"]
         assert "便民服务中心" in answer["Content"]
+
+
+async def test_messages_worked_on_at_once_are_bounded_by_the_pool(
+        database: Database, clock: ManualClock, api: FakeWechatApi) -> None:  # noqa: F811
+    """A burst of three times the pool's size: at most the pool's size of connections are in
+    use at once (the rest of the messages wait outside the pool), and every message, and a
+    retry of one sent during the burst, is answered once."""
+    async with database.session() as session:
+        await load_demo(session, clock.now())
+    env = await make_env(database, clock, api, safe=True)
+    citizens = [Citizen(env, openid=f"oBurst{index:02d}") for index in range(3 * database.pool_size)]
+    in_use, most = 0, 0
+
+    def checked_out(*_args: Any) -> None:
+        nonlocal in_use, most
+        in_use += 1
+        most = max(most, in_use)
+
+    def checked_in(*_args: Any) -> None:
+        nonlocal in_use
+        in_use -= 1
+
+    async with served(env) as (_http, push):
+        event.listen(database.engine.sync_engine, "checkout", checked_out)
+        event.listen(database.engine.sync_engine, "checkin", checked_in)
+        try:
+            messages = [c.message("text", Content="你好", MsgId=100 + i) for i, c in enumerate(citizens)]
+            answers = await asyncio.gather(*(push.post(xml) for xml in [*messages, messages[0]]))
+        finally:
+            event.remove(database.engine.sync_engine, "checkout", checked_out)
+            event.remove(database.engine.sync_engine, "checkin", checked_in)
+        for response in answers:
+            assert "预约办事" in push.read(response)["Content"]
+    assert 1 <= most <= database.pool_size, f"{most} connections for a pool of {database.pool_size}"
+    assert await count(database, ProcessedMessage) == len(citizens)

@@ -71,6 +71,10 @@ class WechatWebhook:
         self._cleaned: dt.datetime | None = None
         self._outage_since: dt.datetime | None = None
         self._busy_answers = 0
+        # Messages worked on at once, at most the connections the pool keeps: in a rush the
+        # rest wait here, holding nothing, instead of queueing for a connection (which fails
+        # after the pool's 30 s) while the pool's overflow stays for the other work.
+        self._in_flight = asyncio.Semaphore(database.pool_size)
 
     def routes(self) -> list[Route]:
         return [Route(self.settings.path, self.get, methods=["GET"]),
@@ -195,14 +199,15 @@ class WechatWebhook:
             if not await self._first_body(session, query, body):
                 raise _Replayed
 
-        if incoming is None:
-            async with self.database.session() as session:
-                await admit(session)
-            replies = None
-        else:
-            # The replay record goes in the message's own transaction (one transaction a
-            # message): a replay is refused before anything of it is done or kept.
-            replies = await self.assistant.handle(incoming, admit=admit)
+        async with self._in_flight:
+            if incoming is None:
+                async with self.database.session() as session:
+                    await admit(session)
+                replies = None
+            else:
+                # The replay record goes in the message's own transaction (one transaction a
+                # message): a replay is refused before anything of it is done or kept.
+                replies = await self.assistant.handle(incoming, admit=admit)
         self._outage_over()
         return replies
 
