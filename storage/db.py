@@ -32,6 +32,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as SyncSession
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -93,6 +96,52 @@ def read_only_reason(path: Path) -> str:
                 "-shm files beside the database)")
     return (f"{path} cannot be written although its permissions allow it: an immutable "
             "attribute (lsattr) or a read-only mount")
+
+
+# --- statements run last, at commit ---------------------------------------------------------------
+
+_AT_COMMIT = "yuyue_at_commit"
+
+
+def at_commit(session: AsyncSession, statement: Executable) -> None:
+    """Run ``statement`` as the transaction's last, right before it commits (after the last
+    flush); never when the transaction, or the savepoint it was given in, is rolled back.
+
+    For a write that nothing later in the transaction reads and that locks a row many
+    transactions want: the row is then locked for that statement and the commit, not for the
+    rest of the transaction (a confirmation moving its held seat to booked on a hot slot,
+    while the conversation goes on to write the booking, the reply and its state).
+    """
+    sync = session.sync_session
+    here = sync.get_nested_transaction() or sync.get_transaction()
+    sync.info.setdefault(_AT_COMMIT, []).append((here, statement))
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _run_at_commit(session: SyncSession) -> None:
+    if session.get_nested_transaction() is not None:
+        return      # a savepoint released, not the commit
+    waiting = session.info.pop(_AT_COMMIT, None)
+    if waiting:
+        session.flush()
+        for _transaction, statement in waiting:
+            session.execute(statement)
+
+
+@event.listens_for(SyncSession, "after_soft_rollback")
+def _drop_at_commit(session: SyncSession, previous: SessionTransaction) -> None:
+    waiting = session.info.get(_AT_COMMIT)
+    if waiting:
+        session.info[_AT_COMMIT] = [(transaction, statement) for transaction, statement in waiting
+                                    if not _within(transaction, previous)]
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 class _Probe(Exception):
