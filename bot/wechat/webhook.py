@@ -124,15 +124,18 @@ class WechatWebhook:
         # "busy" answer; neither an HTTP 500 (WeChat does not deliver a message again after an
         # error, so the citizen would never know to send it again).
         task = asyncio.ensure_future(self._process(query, body, incoming))
+        # asyncio.wait, not wait_for: a task that ends just as the deadline passes is answered
+        # with its result (wait_for then raised its own TimeoutError, which read as an outage:
+        # "busy" for a message that had been handled).
+        await asyncio.wait({task}, timeout=self.settings.reply_deadline_ms / 1000)
+        if not task.done():
+            self._finish_late(task, incoming)
+            return PlainTextResponse("success")
         try:
-            replies = await asyncio.wait_for(asyncio.shield(task),
-                                             self.settings.reply_deadline_ms / 1000)
+            replies = task.result()
         except _Replayed:
             return self._forbidden("signed query used again with another body (replay)")
         except Exception as exc:
-            if not task.done() and isinstance(exc, TimeoutError):
-                self._finish_late(task, incoming)
-                return PlainTextResponse("success")
             if not is_outage(exc):
                 raise
             self._outage_began(exc)
