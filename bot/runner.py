@@ -55,8 +55,8 @@ class _Kicking:
         self._assistant = assistant
         self._kick = kick
 
-    async def handle(self, incoming: Incoming) -> list[Reply]:
-        replies = await self._assistant.handle(incoming)
+    async def handle(self, incoming: Incoming, *, admit: Any = None) -> list[Reply]:
+        replies = await self._assistant.handle(incoming, admit=admit)
         self._kick()
         return replies
 

@@ -20,6 +20,11 @@ from storage.stats.resources import ResourceFigures
 from storage.stats.series import DayPoint
 
 
+class NotAdmitted(Exception):
+    """A transport's own check, run in the message's transaction, refused the message (a
+    replayed WeChat request): nothing of it is kept and it gets no answer."""
+
+
 class ChannelName(enum.StrEnum):
     TELEGRAM = "telegram"
     WECHAT = "wechat"

@@ -14,11 +14,12 @@ import logging
 import re
 import secrets
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from handlers import booking, cases, elder, handoff, words
 from handlers.context import GLOBAL_PREFIX, Ctx, Event, EventKind
-from handlers.core import Choice, Incoming, Reply, Reports
+from handlers.core import Choice, Incoming, NotAdmitted, Reply, Reports
 from handlers.i18n import normalize_locale, translate
 from handlers.menu import language, leave, main_menu, search_services
 from handlers.payloads import Button, Language, Main, prefix_of, pressed
@@ -70,12 +71,21 @@ class Assistant:
         # False when no staff channel is configured: a hand-off would reach nobody.
         self.staff_reachable = staff_reachable
 
-    async def handle(self, incoming: Incoming) -> list[Reply]:
+    async def handle(self, incoming: Incoming, *,
+                     admit: Callable[[Session], Awaitable[None]] | None = None) -> list[Reply]:
         """Answer one incoming message. The same platform message id gets the same answer once
-        processed, however often the platform delivers it."""
+        processed, however often the platform delivers it.
+
+        Args:
+            admit: a check of the transport's own (WeChat's replay record), run first in the
+                message's transaction so that a message is one transaction, not two; it raises
+                ``NotAdmitted`` (passed on, nothing kept) to refuse the message.
+        """
         now = self.clock.now()
         try:
             async with self.database.session() as session:
+                if admit is not None:
+                    await admit(session)
                 message_id = incoming.message_id
                 if message_id and not await conversations.record_delivery(
                         session, incoming.channel, message_id, now):
@@ -87,8 +97,9 @@ class Assistant:
                                                      [reply.to_json() for reply in replies])
                 return replies
         except Exception as exc:
-            if is_outage(exc):
-                # Let the channel answer "try later" so the platform delivers it again.
+            if is_outage(exc) or isinstance(exc, NotAdmitted):
+                # Let the channel answer "try later" so the platform delivers it again (or
+                # refuse what its own check refused).
                 raise
             # Type and place only: messages of some exceptions quote what the user typed.
             log.error("error handling %s message %s: %s at %s", incoming.channel,

@@ -23,6 +23,7 @@ from storage.audit import audit
 from storage.blocks import ACTIVE_BLOCK_ENDS, StrikeOutcome, active_block, add_strike
 from storage.catalog import ServiceDef
 from storage.centre import Centre
+from storage.db import at_commit
 from storage.models import (
     Appointment,
     AppointmentStatus,
@@ -183,9 +184,11 @@ async def _consume_hold(session: AsyncSession, owner: str | None, slot_id: int,
                                   .returning(Hold.waitlist_id))).all()
     if not gone:
         return False
-    await session.execute(update(Slot).where(Slot.id == slot_id)
-                          .values(held=Slot.held - 1, booked=Slot.booked + 1)
-                          .execution_options(synchronize_session=False))
+    # The seat stays counted (as held) until the move, which cannot fail: it is the commit's
+    # last statement, so the hot slot's row is locked for that and the commit only.
+    at_commit(session, update(Slot).where(Slot.id == slot_id)
+              .values(held=Slot.held - 1, booked=Slot.booked + 1)
+              .execution_options(synchronize_session=False))
     for (waitlist_id,) in gone:
         if waitlist_id is not None:
             await session.execute(update(WaitlistEntry).where(WaitlistEntry.id == waitlist_id)

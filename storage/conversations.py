@@ -18,11 +18,11 @@ import logging
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.identity import identity_for
 from storage.models import Base, ChannelIdentity, Conversation
-from storage.outbox import insert_ignoring_duplicates
 
 MESSAGE_ID_LENGTH = 128     # the column's length; longer platform ids are cut to it
 # How long a platform message id counts as seen. Platforms redeliver within minutes (WeChat
@@ -65,6 +65,12 @@ _RENEW = (update(_PROCESSED)
                  _PROCESSED.c.message_id == bindparam("message"),
                  _PROCESSED.c.processed_at <= bindparam("since"))
           .values(processed_at=bindparam("now"), response={}))
+# The delivery record, per dialect (both spell INSERT ... ON CONFLICT DO NOTHING).
+_RECORD = {module.dialect.name: module.insert(_PROCESSED)
+           .values(channel=bindparam("on_channel"), message_id=bindparam("message"),
+                   processed_at=bindparam("now"), response=bindparam("answer"))
+           .on_conflict_do_nothing(index_elements=["channel", "message_id"])
+           for module in (postgresql, sqlite)}
 _STORE_ANSWER = (
     update(_PROCESSED)
     .where(_PROCESSED.c.channel == bindparam("on_channel"),
@@ -129,12 +135,11 @@ async def record_delivery(session: AsyncSession, channel: str, message_id: str,
     sees its row (PostgreSQL), or comes after it altogether (SQLite's single writer).
     """
     message_id = message_id[:MESSAGE_ID_LENGTH]
-    inserted = await session.execute(
-        insert_ignoring_duplicates(session, _PROCESSED, ["channel", "message_id"])
-        .values(channel=channel, message_id=message_id, processed_at=now, response={}))
+    keys = {"on_channel": channel, "message": message_id}
+    inserted = await session.execute(_RECORD[session.get_bind().dialect.name],
+                                     {**keys, "now": now, "answer": {}})
     if inserted.rowcount:  # type: ignore[attr-defined]
         return True
-    keys = {"on_channel": channel, "message": message_id}
     renewed = await session.execute(_RENEW, {**keys, "since": now - window, "now": now})
     if renewed.rowcount:  # type: ignore[attr-defined]
         return True

@@ -25,13 +25,16 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as SyncSession
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -95,6 +98,52 @@ def read_only_reason(path: Path) -> str:
             "attribute (lsattr) or a read-only mount")
 
 
+# --- statements run last, at commit ---------------------------------------------------------------
+
+_AT_COMMIT = "yuyue_at_commit"
+
+
+def at_commit(session: AsyncSession, statement: Executable) -> None:
+    """Run ``statement`` as the transaction's last, right before it commits (after the last
+    flush); never when the transaction, or the savepoint it was given in, is rolled back.
+
+    For a write that nothing later in the transaction reads and that locks a row many
+    transactions want: the row is then locked for that statement and the commit, not for the
+    rest of the transaction (a confirmation moving its held seat to booked on a hot slot,
+    while the conversation goes on to write the booking, the reply and its state).
+    """
+    sync = session.sync_session
+    here = sync.get_nested_transaction() or sync.get_transaction()
+    sync.info.setdefault(_AT_COMMIT, []).append((here, statement))
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _run_at_commit(session: SyncSession) -> None:
+    if session.get_nested_transaction() is not None:
+        return      # a savepoint released, not the commit
+    waiting = session.info.pop(_AT_COMMIT, None)
+    if waiting:
+        session.flush()
+        for _transaction, statement in waiting:
+            session.execute(statement)
+
+
+@event.listens_for(SyncSession, "after_soft_rollback")
+def _drop_at_commit(session: SyncSession, previous: SessionTransaction) -> None:
+    waiting = session.info.get(_AT_COMMIT)
+    if waiting:
+        session.info[_AT_COMMIT] = [(transaction, statement) for transaction, statement in waiting
+                                    if not _within(transaction, previous)]
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
+
+
 class _Probe(Exception):
     """Ends the write probe's transaction with a rollback."""
 
@@ -122,6 +171,7 @@ class Database:
         self.path = Path(parsed.database) if self.is_sqlite and parsed.database and \
             parsed.database != ":memory:" else None
         self.read_only = False   # the last write failed because the file was opened read-only
+        self.pool_size = pool_size   # connections kept open (as many again may overflow)
         # hide_parameters: error messages never carry bound values (names, phones) into logs.
         options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
@@ -131,10 +181,11 @@ class Database:
         else:
             options["pool_size"] = pool_size
             options["max_overflow"] = pool_size
-            options["pool_pre_ping"] = True
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_ms)
+        else:
+            _drop_closed_connections(self.engine)
         # SQLite has one writer at a time. Waiting for it in an orderly queue here is fairer and
         # faster than every writer polling SQLite's busy handler (other processes still do).
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -206,6 +257,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _drop_closed_connections(engine: AsyncEngine) -> None:
+    """A pooled PostgreSQL connection the server has closed (a restart, an administrator's
+    terminate, an idle timeout) is replaced by a new one before it is used.
+
+    The server closing a connection closes its socket, which the event loop notices and
+    asyncpg records, so the check costs no round trip. SQLAlchemy's ``pool_pre_ping`` asks
+    the server instead, with BEGIN, an empty query and ROLLBACK before every transaction: three
+    round trips of the ten or so a chat message needs. A connection that dies without the
+    socket saying so (a network cut) fails at its first statement, an outage answered "try
+    again later", as it would fail in the middle of a transaction anyway.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:
+        driver = proxy.driver_connection
+        if driver is not None and driver.is_closed():
+            raise DisconnectionError("the server closed this connection")
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

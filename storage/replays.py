@@ -12,13 +12,21 @@ import datetime as dt
 import hashlib
 import hmac
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import SignedRequest
-from storage.outbox import insert_ignoring_duplicates
 
 _TABLE = SignedRequest.__table__
+# Built once per dialect (every webhook message runs it): INSERT ... ON CONFLICT DO NOTHING.
+_RECORD = {module.dialect.name: module.insert(_TABLE)
+           .values(channel=bindparam("on_channel"), signed=bindparam("signed"),
+                   body_digest=bindparam("digest"), seen_at=bindparam("now"))
+           .on_conflict_do_nothing(index_elements=["channel", "signed"])
+           for module in (postgresql, sqlite)}
+_SEEN = select(SignedRequest.body_digest).where(SignedRequest.channel == bindparam("on_channel"),
+                                                SignedRequest.signed == bindparam("signed"))
 
 
 def _digest(data: bytes) -> str:
@@ -33,13 +41,12 @@ async def same_body(session: AsyncSession, channel: str, signed_query: str, body
         signed_query: what the platform signed (timestamp, nonce and the signature itself).
     """
     signed, digest = _digest(signed_query.encode("utf-8")), _digest(body)
-    inserted = await session.execute(
-        insert_ignoring_duplicates(session, _TABLE, ["channel", "signed"])
-        .values(channel=channel, signed=signed, body_digest=digest, seen_at=now))
+    keys = {"on_channel": channel, "signed": signed}
+    inserted = await session.execute(_RECORD[session.get_bind().dialect.name],
+                                     {**keys, "digest": digest, "now": now})
     if inserted.rowcount:  # type: ignore[attr-defined]
         return True
-    seen = await session.scalar(select(SignedRequest.body_digest).where(
-        SignedRequest.channel == channel, SignedRequest.signed == signed))
+    seen = await session.scalar(_SEEN, keys)
     return seen is None or hmac.compare_digest(seen, digest)
 
 

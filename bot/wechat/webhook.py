@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from starlette.background import BackgroundTask
@@ -37,11 +37,11 @@ from bot.wechat.inbound import (
 )
 from bot.wechat.render import cdata, render_replies, short_openid
 from bot.wechat.sender import OutOfWindow, WechatSender
-from handlers.core import Attachment, Incoming, Reply
+from handlers.core import Attachment, Incoming, NotAdmitted, Reply
 from handlers.i18n import translate
 from storage import conversations, replays
 from storage.clock import Clock
-from storage.db import Database, is_outage
+from storage.db import Database, Session, is_outage
 from storage.settings import WechatSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif"}   # what media/upload tak
 
 
 class Conversation(Protocol):
-    async def handle(self, incoming: Incoming) -> list[Reply]: ...
+    async def handle(self, incoming: Incoming, *,
+                     admit: Callable[[Session], Awaitable[None]] | None = None) -> list[Reply]: ...
 
 
 class WechatWebhook:
@@ -70,6 +71,10 @@ class WechatWebhook:
         self._cleaned: dt.datetime | None = None
         self._outage_since: dt.datetime | None = None
         self._busy_answers = 0
+        # Messages worked on at once, at most the connections the pool keeps: in a rush the
+        # rest wait here, holding nothing, instead of queueing for a connection (which fails
+        # after the pool's 30 s) while the pool's overflow stays for the other work.
+        self._in_flight = asyncio.Semaphore(database.pool_size)
 
     def routes(self) -> list[Route]:
         return [Route(self.settings.path, self.get, methods=["GET"]),
@@ -119,15 +124,18 @@ class WechatWebhook:
         # "busy" answer; neither an HTTP 500 (WeChat does not deliver a message again after an
         # error, so the citizen would never know to send it again).
         task = asyncio.ensure_future(self._process(query, body, incoming))
+        # asyncio.wait, not wait_for: a task that ends just as the deadline passes is answered
+        # with its result (wait_for then raised its own TimeoutError, which read as an outage:
+        # "busy" for a message that had been handled).
+        await asyncio.wait({task}, timeout=self.settings.reply_deadline_ms / 1000)
+        if not task.done():
+            self._finish_late(task, incoming)
+            return PlainTextResponse("success")
         try:
-            replies = await asyncio.wait_for(asyncio.shield(task),
-                                             self.settings.reply_deadline_ms / 1000)
+            replies = task.result()
         except _Replayed:
             return self._forbidden("signed query used again with another body (replay)")
         except Exception as exc:
-            if not task.done() and isinstance(exc, TimeoutError):
-                self._finish_late(task, incoming)
-                return PlainTextResponse("success")
             if not is_outage(exc):
                 raise
             self._outage_began(exc)
@@ -154,19 +162,18 @@ class WechatWebhook:
                                  now=self.clock.now(),
                                  window_seconds=self.settings.replay_window_seconds)
 
-    async def _first_body(self, query: Mapping[str, str], body: bytes) -> bool:
+    async def _first_body(self, session: Session, query: Mapping[str, str], body: bytes) -> bool:
         """Whether this signed query comes with the body it first came with (a true retry
         does); old records are deleted once per window."""
         now = self.clock.now()
         window = dt.timedelta(seconds=self.settings.replay_window_seconds)
         signed = "\0".join(query.get(name, "").strip().lower()
                             for name in ("timestamp", "nonce", "signature", "msg_signature"))
-        async with self.database.session() as session:
-            # A timestamp may be up to a window ahead, so a query stays acceptable for two.
-            if self._cleaned is None or now - self._cleaned >= window:
-                await replays.forget_before(session, CHANNEL, now - 2 * window)
-                self._cleaned = now
-            return await replays.same_body(session, CHANNEL, signed, body, now)
+        # A timestamp may be up to a window ahead, so a query stays acceptable for two.
+        if self._cleaned is None or now - self._cleaned >= window:
+            await replays.forget_before(session, CHANNEL, now - 2 * window)
+            self._cleaned = now
+        return await replays.same_body(session, CHANNEL, signed, body, now)
 
     def _forbidden(self, reason: str) -> Response:
         """403, and one log line per reason and period (a scan is one line, not thousands)."""
@@ -191,10 +198,21 @@ class WechatWebhook:
         Raises:
             _Replayed: the signed query came before with another body.
         """
-        if not await self._first_body(query, body):
-            raise _Replayed
+        async def admit(session: Session) -> None:
+            if not await self._first_body(session, query, body):
+                raise _Replayed
+
+        async with self._in_flight:
+            if incoming is None:
+                async with self.database.session() as session:
+                    await admit(session)
+                replies = None
+            else:
+                # The replay record goes in the message's own transaction (one transaction a
+                # message): a replay is refused before anything of it is done or kept.
+                replies = await self.assistant.handle(incoming, admit=admit)
         self._outage_over()
-        return None if incoming is None else await self.assistant.handle(incoming)
+        return replies
 
     def _finish_late(self, task: asyncio.Future[list[Reply] | None],
                      incoming: Incoming | None) -> None:
@@ -282,7 +300,7 @@ class WechatWebhook:
             await asyncio.gather(*list(self._late), return_exceptions=True)
 
 
-class _Replayed(Exception):
+class _Replayed(NotAdmitted):
     """A signed query came again with another body."""
 
 
