@@ -189,8 +189,27 @@ async def _lock_account(session: AsyncSession, account_id: int) -> ChannelIdenti
 
 
 async def _link(session: AsyncSession, account_id: int, person_id: int) -> AccountPerson | None:
+    prefetched = session.info.get(_LINKS)
+    if prefetched is not None and (account_id, person_id) in prefetched:
+        return prefetched[(account_id, person_id)]
     return await session.scalar(select(AccountPerson).where(
         AccountPerson.identity_id == account_id, AccountPerson.person_id == person_id))
+
+
+_LINKS = "account_links"    # session.info: (account, person) -> its link or None, loaded ahead
+
+
+async def prefetch_links(session: AsyncSession, pairs: set[tuple[int, int]]) -> None:
+    """Load the links of these (account, person) pairs in one statement, for what this session
+    asks of them next (the notices of a batch of outbox rows, rendered together)."""
+    if not pairs:
+        return
+    found = (await session.scalars(select(AccountPerson).where(
+        AccountPerson.identity_id.in_({account for account, _ in pairs}),
+        AccountPerson.person_id.in_({person for _, person in pairs})))).all()
+    links: dict[tuple[int, int], AccountPerson | None] = session.info.setdefault(_LINKS, {})
+    links.update(dict.fromkeys(pairs))
+    links.update({(link.identity_id, link.person_id): link for link in found})
 
 
 def account_actor(account_id: int) -> str:

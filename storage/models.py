@@ -507,7 +507,7 @@ class Outbox(Base, Created):
     last_error: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     # Changes at every claim: a process sends a row only while the row still carries its token
-    # and an unexpired lease (storage.outbox.hold_for_send).
+    # and an unexpired lease (storage.outbox.renew_claims).
     claim_token: Mapped[str | None] = mapped_column(String(32))
     claimed_until: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]

@@ -9,12 +9,15 @@ Claiming is safe with several processes: on PostgreSQL ``SELECT ... FOR UPDATE S
 (a row claimed by one process is skipped by the others); on SQLite, where SQLAlchemy drops FOR
 UPDATE, one ``UPDATE ... RETURNING`` claims the batch under SQLite's single writer lock.
 
-A claim is a lease with a token. Right before each send the process fences it
-(``hold_for_send``): one conditional UPDATE that succeeds only while the row still carries the
-token of its claim and an unexpired lease, and extends the lease. A process that stalled past
-its lease (a busy machine, a long pause) finds the row taken or the lease gone and does not
-send it; the process that claimed it since does. So while processes live each notification is
-sent once. A process killed (or frozen longer than the lease) in the middle of a send leaves
+A claim is a lease with a token. Each renewal (``renew_claims``: one conditional UPDATE
+that extends the lease of the rows still carrying the token of its claim and an unexpired
+lease) tells the process which rows are its own and until when no other process can take them.
+Right before each send the process fences it: a row is sent only while the last renewal
+(or the claim) confirmed it and at least half the lease is left of what that renewal gave;
+otherwise it renews first, and a row that is no longer held is not sent. A process that
+stalled past its lease (a busy machine, a long pause) finds the row taken or the lease gone and
+does not send it; the process that claimed it since does. So while processes live each
+notification is sent once. A process killed (or frozen longer than the lease) in the middle of a send leaves
 that one row to be sent again by another: nothing is lost, the message in flight may arrive
 twice. Leases are compared with each process's clock: the machines' clocks must agree (NTP) to
 well within the lease.
@@ -35,7 +38,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from storage.models import ChannelIdentity, Outbox, OutboxStatus
+from storage.accounts import prefetch_links
+from storage.models import Appointment, ChannelIdentity, Outbox, OutboxStatus, Person, Service
 from storage.settings import SmsSettings
 
 log = logging.getLogger("yuyue.dispatch")
@@ -250,21 +254,6 @@ async def renew_claims(session: AsyncSession, token: str, now: dt.datetime,
     return set(result.scalars().all())
 
 
-async def hold_for_send(session: AsyncSession, row_id: int, token: str, now: dt.datetime,
-                        policy: DeliveryPolicy) -> dt.datetime | None:
-    """The fence before a send: confirm that claim ``token`` still holds the row at ``now`` and
-    extend its lease, in one conditional UPDATE (a row another process claimed meanwhile, or
-    whose lease ran out, is not held; the caller must not send it). The claim's other rows
-    still held are renewed with it: on a busy database the dispatcher's own writes come more
-    often than a timer's turn in the queue of writes.
-
-    Returns:
-        The end of the extended lease, or None when the row is not held.
-    """
-    until = now + policy.lease
-    return until if row_id in await renew_claims(session, token, now, until) else None
-
-
 async def by_recipient(session: AsyncSession, ids: list[int]) -> list[list[int]]:
     """The claimed ids grouped by recipient, each group in the order it was queued: one
     recipient's notifications go out one after another (a no-show notice before the strike
@@ -282,13 +271,47 @@ async def to_send(session: AsyncSession, row_id: int, token: str,
     """A row claimed under ``token``, with the citizen account it goes to (None: a staff
     target); the outcome when it is not to be sent any more (too late); or None when the claim
     no longer holds it (another process took it: nothing is to be recorded)."""
-    row = await session.get(Outbox, row_id)
-    if row is None or row.status != OutboxStatus.SENDING or row.claim_token != token:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
-        return Outcome(OutboxStatus.DROPPED, "too late")
-    identity = await session.get(ChannelIdentity, row.identity_id) if row.identity_id else None
-    return row, identity
+    return (await to_send_many(session, [row_id], token, now))[row_id]
+
+
+async def to_send_many(session: AsyncSession, ids: list[int], token: str, now: dt.datetime
+                       ) -> dict[int, tuple[Outbox, ChannelIdentity | None] | Outcome | None]:
+    """``to_send`` for several rows, in a few statements whatever their number: the rows, their
+    accounts, and what their notices refer to (the appointments, their services and persons,
+    and the accounts' links to those persons) are loaded into ``session`` together, so the
+    notices rendered in it ask the database for little more."""
+    rows = {row.id: row for row in (await session.scalars(
+        select(Outbox).where(Outbox.id.in_(ids)))).all()}
+    loaded: list[Any] = list(rows.values())      # the session keeps what is loaded while referenced
+    identity_ids = {row.identity_id for row in rows.values() if row.identity_id is not None}
+    if identity_ids:
+        loaded += (await session.scalars(select(ChannelIdentity).where(
+            ChannelIdentity.id.in_(identity_ids)))).all()
+    appointment_ids = {row.appointment_id for row in rows.values() if row.appointment_id}
+    if appointment_ids:
+        appointments = (await session.scalars(select(Appointment).where(
+            Appointment.id.in_(appointment_ids)))).all()
+        loaded += appointments
+        loaded += (await session.scalars(select(Service).where(
+            Service.id.in_({a.service_id for a in appointments})))).all()
+        loaded += (await session.scalars(select(Person).where(
+            Person.id.in_({a.person_id for a in appointments})))).all()
+        by_id = {a.id: a for a in appointments}
+        await prefetch_links(session, {
+            (row.identity_id, by_id[row.appointment_id].person_id) for row in rows.values()
+            if row.identity_id is not None and row.appointment_id in by_id})
+    session.info.setdefault("prefetched", []).extend(loaded)
+    claimed: dict[int, tuple[Outbox, ChannelIdentity | None] | Outcome | None] = {}
+    for row_id in ids:
+        row = rows.get(row_id)
+        if row is None or row.status != OutboxStatus.SENDING or row.claim_token != token:
+            claimed[row_id] = None
+        elif row.expires_at is not None and row.expires_at <= now:
+            claimed[row_id] = Outcome(OutboxStatus.DROPPED, "too late")
+        else:
+            claimed[row_id] = row, (await session.get(ChannelIdentity, row.identity_id)
+                                    if row.identity_id else None)
+    return claimed
 
 
 async def record_outcome(session: AsyncSession, row_id: int, token: str, outcome: Outcome,
@@ -306,20 +329,39 @@ async def record_outcome(session: AsyncSession, row_id: int, token: str, outcome
     Returns:
         False when the row was no longer this claim's.
     """
-    row = await session.get(Outbox, row_id, with_for_update=True)
-    # A lease that ran out puts the row back to "pending" with its token; until someone claims
-    # it anew, what this claim did with it is still the truth to record.
-    if row is None or row.claim_token != token or row.status not in (OutboxStatus.SENDING,
-                                                                      OutboxStatus.PENDING):
-        return False
-    row.last_error = outcome.error
-    row.claimed_until = None
-    await _apply_outcome(session, row, outcome, now, policy)
-    if sms is not None:
-        from storage import sms as sms_outbox  # storage.sms builds on this module
+    return (await record_outcomes(session, token, [(row_id, outcome)], now, policy, sms))[0]
 
-        await sms_outbox.after_outcome(session, row, outcome, now, sms.settings, sms.tz)
-    return True
+
+async def record_outcomes(session: AsyncSession, token: str, outcomes: list[tuple[int, Outcome]],
+                          now: dt.datetime, policy: DeliveryPolicy,
+                          sms: SmsHook | None = None) -> list[bool]:
+    """``record_outcome`` for several rows of one claim in one transaction (their rows locked
+    by one statement, in id order).
+
+    Returns:
+        For each outcome, False when its row was no longer this claim's.
+    """
+    rows = {row.id: row for row in (await session.scalars(
+        select(Outbox).where(Outbox.id.in_({row_id for row_id, _ in outcomes}))
+        .order_by(Outbox.id).with_for_update())).all()}
+    recorded = []
+    for row_id, outcome in outcomes:
+        row = rows.get(row_id)
+        # A lease that ran out puts the row back to "pending" with its token; until someone
+        # claims it anew, what this claim did with it is still the truth to record.
+        if row is None or row.claim_token != token or row.status not in (OutboxStatus.SENDING,
+                                                                          OutboxStatus.PENDING):
+            recorded.append(False)
+            continue
+        row.last_error = outcome.error
+        row.claimed_until = None
+        await _apply_outcome(session, row, outcome, now, policy)
+        if sms is not None:
+            from storage import sms as sms_outbox  # storage.sms builds on this module
+
+            await sms_outbox.after_outcome(session, row, outcome, now, sms.settings, sms.tz)
+        recorded.append(True)
+    return recorded
 
 
 @dataclass(frozen=True)

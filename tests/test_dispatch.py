@@ -7,9 +7,10 @@ import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.dispatch import Dispatcher
 from bot.scheduler import Jobs, build_scheduler
@@ -17,7 +18,7 @@ from bot.telegram import TelegramChannel, build_telegram
 from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from handlers.engine import Assistant
-from storage import attendance, booking, waitlist
+from storage import attendance, booking, outbox, waitlist
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.identity import identity_for
@@ -367,3 +368,113 @@ async def test_rows_claimed_by_another_while_a_dispatcher_stalled_are_sent_by_th
     # The message that was in flight when the stall began arrives twice (the documented limit:
     # a send cannot be fenced once it has started); every other one exactly once.
     assert sorted(sent) == [CITIZEN, CITIZEN, CITIZEN + 1, CITIZEN + 2]
+
+
+# --- few round trips per message, the same guarantees --------------------------------------------
+
+
+def statements_of(database: Database) -> list[str]:
+    """Every SQL statement ``database`` runs from now on."""
+    seen: list[str] = []
+
+    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    return seen
+
+
+async def test_a_storm_is_read_by_the_chunk_and_fenced_without_a_write_per_message(
+        app: App, api: FakeTelegram, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    for n in range(30):
+        await citizen_books(app, dt.date(2026, 11, 25), index=n % 15, user=CITIZEN + n)
+    clock.set(local(2026, 11, 24, 18))
+    statements = statements_of(app.database)
+    report = await dispatcher.drain()
+    assert (report.sent, report.lost) == (30, 0)
+    assert len({c.chat_id for c in api.calls_to("sendMessage") if c.ok}) == 30
+    # The appointments are read once per chunk of rows rendered together, not once per message.
+    chunks = -(-30 // max(dispatcher.concurrency, 8))
+    assert sum(s.startswith("SELECT appointment.") for s in statements) == chunks
+    assert sum(s.startswith("SELECT account_person.") for s in statements) <= chunks
+    # The claim still holds every row (the clock did not move): no send renews the lease first.
+    assert not [s for s in statements if s.startswith("UPDATE outbox SET claimed_until")]
+
+
+async def test_a_send_long_after_the_claim_renews_the_lease_first(
+        app: App, api: FakeTelegram, channel: TelegramChannel, clock: ManualClock) -> None:
+    await three_reminders_due(app, clock)
+    slow = stalling(app, channel)
+    gate = api.hold("sendMessage", once=True)
+    first = asyncio.create_task(slow.run_once())
+    async with asyncio.timeout(20):                    # a guard, not a wait for time to pass
+        await gate.reached.wait()
+    statements = statements_of(app.database)
+    # Less than the lease, more than half of it: the next sends are fenced by a renewal.
+    clock.advance(slow.policy.lease * 0.6)
+    gate.release()
+    report = await first
+    assert (report.sent, report.lost) == (3, 0)
+    assert sum(s.startswith("UPDATE outbox SET claimed_until") for s in statements) >= 1
+    assert sorted(c.chat_id for c in api.calls_to("sendMessage") if c.ok) == \
+        [CITIZEN, CITIZEN + 1, CITIZEN + 2]
+
+
+async def test_concurrent_claims_never_hand_one_row_to_two_dispatchers(
+        app: App, database_url: str, clock: ManualClock) -> None:
+    async with app.database.session() as session:
+        for n in range(90):
+            await outbox.enqueue(session, kind="delivery_failed", dedup_key=f"claim-race:{n}",
+                                 now=clock.now(), target="staff", payload={"n": n})
+    policy = outbox.DeliveryPolicy(batch_size=7)
+    databases = [Database(database_url, pool_size=2) for _ in range(6)]
+
+    async def claims(database: Database, owner: str) -> list[list[int]]:
+        taken: list[list[int]] = []
+        while True:
+            async with database.session() as session:
+                claim = await outbox.claim_due(session, clock.now(), owner, policy)
+            if not claim.ids:
+                return taken
+            taken.append(claim.ids)
+
+    try:
+        results = await asyncio.gather(*(claims(db, f"process-{i}")
+                                         for i, db in enumerate(databases)))
+    finally:
+        for database in databases:
+            await database.dispose()
+    ids = [row_id for taken in results for batch in taken for row_id in batch]
+    assert len(ids) == len(set(ids)) == 90              # every row once, none twice
+    assert all(len(batch) <= 7 for taken in results for batch in taken)
+    async with app.database.read() as session:
+        owners = (await session.execute(select(Outbox.id, Outbox.claimed_by))).all()
+    by_owner = {row_id: owner for row_id, owner in owners}
+    for index, taken in enumerate(results):
+        assert all(by_owner[row_id] == f"process-{index}" for batch in taken for row_id in batch)
+
+
+async def test_outcomes_recorded_together_skip_a_row_another_claim_took(
+        app: App, clock: ManualClock) -> None:
+    async with app.database.session() as session:
+        for n in range(3):
+            await outbox.enqueue(session, kind="delivery_failed", dedup_key=f"together:{n}",
+                                 now=clock.now(), target="staff", payload={"n": n})
+    policy = outbox.DeliveryPolicy(batch_size=3)
+    async with app.database.session() as session:
+        first = await outbox.claim_due(session, clock.now(), "a", policy)
+    clock.advance(policy.lease + dt.timedelta(seconds=1))          # "a" stalled past its lease
+    async with app.database.session() as session:
+        second = await outbox.claim_due(session, clock.now(), "b",
+                                        dataclasses.replace(policy, batch_size=1))
+    assert second.ids == first.ids[:1]
+    async with app.database.session() as session:
+        recorded = await outbox.record_outcomes(
+            session, first.token, [(row_id, outbox.Outcome(OutboxStatus.SENT))
+                                   for row_id in first.ids], clock.now(), policy)
+    # The row "b" claims since is "b"'s to record; the two nobody took are what "a" did.
+    assert recorded == [False, True, True]
+    async with app.database.read() as session:
+        states = dict((await session.execute(select(Outbox.id, Outbox.status))).all())
+    assert [states[row_id] for row_id in first.ids] == \
+        [OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.SENT]

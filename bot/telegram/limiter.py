@@ -66,8 +66,12 @@ class RateLimiter(BaseRateLimiter[int]):
     at most 30 arrivals. A message is counted from when it is allowed to go and, once Telegram
     has answered, from that answer instead: it arrived before it was answered, so a message
     waits a full second after the answer to the one 30 before it and no reordering on the way
-    can put 31 arrivals in one second (the margin is one round trip). A private chat averages
-    1 per second with
+    can put 31 arrivals in one second (the margin is one round trip). The messages are also
+    spread evenly, one every 1/30 s at most: a second's 30 let go at once would queue behind
+    each other on the way (and in this process), and each answer, so the next second, would come
+    later by that queue; one at a time, the margin stays one message's round trip (a turn
+    taken late is made up by the next ones, so lateness does not add up). A private
+    chat averages 1 per second with
     bursts of 3 (an answer is often two or three messages, which Telegram tolerates); a group
     20 per minute. A 429 (``RetryAfter``) holds that chat for the time Telegram asked and the
     call is made again, up to ``max_retries`` times (``rate_limit_args`` of a Bot call may give
@@ -87,6 +91,8 @@ class RateLimiter(BaseRateLimiter[int]):
         # list holding when it counts from, shared by the overall and the chat's window.
         self._sent: dict[int | None, deque[list[float]]] = defaultdict(deque)
         self._paused_until: dict[int, float] = {}
+        self._next = 0.0            # the earliest the next message may go (even spacing)
+        self._turn = asyncio.Lock()
         self._acquired = 0
 
     async def initialize(self) -> None:
@@ -141,8 +147,12 @@ class RateLimiter(BaseRateLimiter[int]):
     def delay(self, chat_id: int) -> float:
         """How long a message to ``chat_id`` would have to wait now."""
         now = self.now()
-        return max(self._wait(None, self.overall, now),
-                   self._wait(chat_id, self._limit_for(chat_id), now),
+        return max(self._wait(None, self.overall, now), self._next - now,
+                   self._own_delay(chat_id, now))
+
+    def _own_delay(self, chat_id: int, now: float) -> float:
+        """The wait for the chat's own limit and pause."""
+        return max(self._wait(chat_id, self._limit_for(chat_id), now),
                    self._paused_until.get(chat_id, 0.0) - now)
 
     async def acquire(self, chat_id: int) -> list[float]:
@@ -152,10 +162,25 @@ class RateLimiter(BaseRateLimiter[int]):
             Its stamp in the windows (a one-item list): ``process_request`` moves it to the
             time of Telegram's answer.
         """
-        while (wait := self.delay(chat_id)) > 0:
-            await self.sleep(wait)
+        while True:
+            while (wait := self._own_delay(chat_id, self.now())) > 0:
+                await self.sleep(wait)
+            # The overall limit is waited for by one message at a time, in the order they
+            # came: the others wait their turn instead of all waking at every message.
+            async with self._turn:
+                while (wait := self.delay(chat_id)) > 0 \
+                        and self._own_delay(chat_id, self.now()) <= 0:
+                    await self.sleep(wait)
+                if self._own_delay(chat_id, self.now()) <= 0:   # else its chat was paused
+                    return self._count(chat_id)
+
+    def _count(self, chat_id: int) -> list[float]:
         now = self.now()
         stamp = [now]
+        # One interval after the last one's turn, not after it actually went: a wake-up that
+        # came late is made up (by at most a tenth of the period) instead of adding up.
+        interval = self.overall.period / self.overall.count
+        self._next = max(self._next, now - self.overall.period / 10) + interval
         self._sent[None].append(stamp)
         self._sent[chat_id].append(stamp)
         self._acquired += 1
