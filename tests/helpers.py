@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import functools
 import itertools
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def examples(whole: int, *, on_postgres: int) -> int:
+    """How many generated examples a property test or a fuzz corpus tries: ``whole`` on SQLite,
+    ``on_postgres`` on PostgreSQL. scripts/test.sh runs such a test on both databases: the SQLite
+    pass searches the rules with the whole number, and a share of it is enough to run every query
+    of the test on PostgreSQL as well (the examples given with @example run on both)."""
+    return on_postgres if os.environ.get("YUYUE_TEST_DATABASE_URL") else whole
 TZ = ZoneInfo("Asia/Shanghai")
 
 
