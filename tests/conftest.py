@@ -22,6 +22,9 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from bot.dispatch import Dispatcher
+from bot.telegram import TelegramChannel
+from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from handlers.engine import Assistant
 from storage import migrate
@@ -29,12 +32,13 @@ from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Base
-from storage.settings import Settings, SmsSettings
+from storage.settings import Settings, SmsSettings, TelegramSettings
 from tests.fakes import FakeTime
+from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.tencent_sms import FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
-from tests.helpers import load_demo, make_centre
-from tests.staff_support import STAFF_A, Recorder, Staff
+from tests.helpers import load_demo, make_centre, running_telegram
+from tests.staff_support import STAFF_A, Recorder, Staff, staff_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -338,3 +342,37 @@ async def sms_api() -> AsyncIterator[FakeTencentSms]:
 def sms_settings(sms_api: FakeTencentSms) -> SmsSettings:
     """[sms] settings that point the SDK at the fake API."""
     return sms_api.settings()
+
+
+# --- Telegram with the staff group, over real HTTP: a test file takes these with
+# ``def settings(telegram_staff_settings)`` returning it ----------------------------------------
+
+
+@pytest.fixture
+async def telegram_api() -> AsyncIterator[FakeTelegram]:
+    """The fake Telegram Bot API on 127.0.0.1 (tests/fakes/telegram_api.py)."""
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def telegram_staff_settings(telegram_api: FakeTelegram) -> Settings:
+    """Settings with the bot on the fake API and the staff group and roles of staff_support."""
+    return staff_settings(Settings(telegram=TelegramSettings(
+        token=telegram_api.token, base_url=telegram_api.base_url,
+        base_file_url=telegram_api.base_file_url)))
+
+
+@pytest.fixture
+async def telegram_channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
+    """The started Telegram channel of ``app``, its limiter on the fake time."""
+    async with running_telegram(app, RateLimiter(now=fake_time.now, sleep=fake_time.sleep)) as channel:
+        yield channel
+
+
+@pytest.fixture
+def telegram_dispatcher(app: App, telegram_channel: TelegramChannel) -> Dispatcher:
+    """The outbox dispatcher sending citizens' and staff notices over ``telegram_channel``."""
+    return Dispatcher(database=app.database, centre=app.centre, settings=app.settings,
+                      clock=app.clock, senders={"telegram": telegram_channel.sender},
+                      staff_senders=[telegram_channel.sender])

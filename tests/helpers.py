@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import itertools
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,18 @@ from storage.models import (
 from storage.settings import NotificationSettings, RuleSettings
 from storage.slots import ensure_slots
 from storage.workdays import WorkCalendar
+from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.wechat_api import APP_ID, APP_SECRET, SAMPLE_AES_KEY, SAMPLE_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def examples(whole: int, *, on_postgres: int) -> int:
+    """How many generated examples a property test or a fuzz corpus tries: ``whole`` on SQLite,
+    ``on_postgres`` on PostgreSQL. scripts/test.sh runs such a test on both databases: the SQLite
+    pass searches the rules with the whole number, and a share of it is enough to run every query
+    of the test on PostgreSQL as well (the examples given with @example run on both)."""
+    return on_postgres if os.environ.get("YUYUE_TEST_DATABASE_URL") else whole
 TZ = ZoneInfo("Asia/Shanghai")
 
 
@@ -121,6 +132,20 @@ async def running_telegram(app: App, limiter: RateLimiter,
         yield channel
     finally:
         await channel.close()
+
+
+_telegram_update_ids = itertools.count(800001)
+
+
+async def feed(channel: TelegramChannel, update: dict[str, Any]) -> None:
+    """One update from the fake Bot API into ``channel``, with an update id of its own."""
+    update.setdefault("update_id", next(_telegram_update_ids))
+    await channel.process_json(update)
+
+
+def texts(api: FakeTelegram, chat: int) -> list[str]:
+    """The texts the bot sent to ``chat``, oldest first."""
+    return [m.get("text", "") for m in api.chat_messages(chat)]
 
 
 def wechat_toml(api_url: str) -> str:

@@ -5,62 +5,26 @@ follows the case with 进度."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 from sqlalchemy import select
 
 from bot.dispatch import Dispatcher
 from bot.scheduler import Jobs
 from bot.telegram import TelegramChannel
-from bot.telegram.limiter import RateLimiter
 from bot.wiring import App
 from storage import booking
 from storage.models import Appointment, Case, CaseState, Channel, Service
-from storage.settings import Settings, TelegramSettings
-from tests.fakes import FakeTime
+from storage.settings import Settings
 from tests.fakes.telegram_api import FakeTelegram, button_labels
-from tests.helpers import account, local, person, running_telegram, slots_of
-from tests.staff_support import STAFF_A, STAFF_GROUP, staff_settings
+from tests.helpers import account, feed, local, person, slots_of, texts
+from tests.staff_support import STAFF_A, STAFF_GROUP
 
 CITIZEN = 5111000002
-_update_ids = itertools.count(800001)
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-def settings(api: FakeTelegram) -> Settings:
-    return staff_settings(Settings(telegram=TelegramSettings(
-        token=api.token, base_url=api.base_url, base_file_url=api.base_file_url)))
-
-
-@pytest.fixture
-async def channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
-    async with running_telegram(app, RateLimiter(now=fake_time.now, sleep=fake_time.sleep)) as channel:
-        yield channel
-
-
-@pytest.fixture
-def dispatcher(app: App, channel: TelegramChannel) -> Dispatcher:
-    return Dispatcher(database=app.database, centre=app.centre, settings=app.settings,
-                      clock=app.clock, senders={"telegram": channel.sender},
-                      staff_senders=[channel.sender])
-
-
-async def feed(channel: TelegramChannel, update: dict[str, Any]) -> None:
-    update.setdefault("update_id", next(_update_ids))
-    await channel.process_json(update)
-
-
-def texts(api: FakeTelegram, chat: int) -> list[str]:
-    return [m.get("text", "") for m in api.chat_messages(chat)]
+def settings(telegram_staff_settings: Settings) -> Settings:
+    return telegram_staff_settings
 
 
 async def booked(app: App) -> Appointment:
@@ -92,32 +56,32 @@ async def press(channel: TelegramChannel, api: FakeTelegram, user: int, chat: in
 
 @pytest.mark.parametrize("kind", ["即办件", "承诺件", "补办件", "退回件", "联办件", "上报件"])
 async def test_a_case_of_each_kind_from_the_window_to_the_citizens_chat(
-        kind: str, app: App, api: FakeTelegram, channel: TelegramChannel,
-        dispatcher: Dispatcher) -> None:
+        kind: str, app: App, telegram_api: FakeTelegram, telegram_channel: TelegramChannel,
+        telegram_dispatcher: Dispatcher) -> None:
     appointment = await booked(app)
-    await staff(channel, api, f"/checkin {appointment.code}")
-    await staff(channel, api, f"/done {appointment.code}")
-    menu = api.last_menu(STAFF_GROUP)
+    await staff(telegram_channel, telegram_api, f"/checkin {appointment.code}")
+    await staff(telegram_channel, telegram_api, f"/done {appointment.code}")
+    menu = telegram_api.last_menu(STAFF_GROUP)
     assert button_labels(menu) == ["即办件", "承诺件", "补办件", "退回件", "联办件", "上报件", "不立案"]
-    await press(channel, api, STAFF_A, STAFF_GROUP, kind)
+    await press(telegram_channel, telegram_api, STAFF_A, STAFF_GROUP, kind)
     if kind == "补办件":
-        await press(channel, api, STAFF_A, STAFF_GROUP, "☐ 居民身份证")
-        await press(channel, api, STAFF_A, STAFF_GROUP, "完成")
+        await press(telegram_channel, telegram_api, STAFF_A, STAFF_GROUP, "☐ 居民身份证")
+        await press(telegram_channel, telegram_api, STAFF_A, STAFF_GROUP, "完成")
     elif kind == "退回件":
-        await staff(channel, api, "不属于本镇户籍")
-        await press(channel, api, STAFF_A, STAFF_GROUP, "依据")
+        await staff(telegram_channel, telegram_api, "不属于本镇户籍")
+        await press(telegram_channel, telegram_api, STAFF_A, STAFF_GROUP, "依据")
     elif kind == "联办件":
-        await staff(channel, api, "公安局 3、民政局 5")
-    opened = "\n".join(texts(api, STAFF_GROUP)[-2:])
+        await staff(telegram_channel, telegram_api, "公安局 3、民政局 5")
+    opened = "\n".join(texts(telegram_api, STAFF_GROUP)[-2:])
     async with app.database.read() as session:
         case = await session.scalar(select(Case).where(Case.appointment_id == appointment.id))
     assert case is not None, opened
     number = f"{case.number[:4]} {case.number[4:]}"
     assert number in opened
-    await dispatcher.drain()
+    await telegram_dispatcher.drain()
     first = {"即办件": None, "承诺件": "受理回执", "补办件": "一次性补正告知", "退回件": "不予受理告知",
              "联办件": "受理回执", "上报件": "受理回执"}[kind]
-    citizen_texts = [t for t in texts(api, CITIZEN) if number in t]
+    citizen_texts = [t for t in texts(telegram_api, CITIZEN) if number in t]
     if first is None:
         assert citizen_texts == []                       # done at the window: the 回访 later
     else:
@@ -125,17 +89,17 @@ async def test_a_case_of_each_kind_from_the_window_to_the_citizens_chat(
     # The rest of the way, as the kind goes.
     if kind == "补办件":
         app.clock.set(local(2026, 11, 24, 10))           # type: ignore[attr-defined]
-        await staff(channel, api, f"/resubmit {number}")
+        await staff(telegram_channel, telegram_api, f"/resubmit {number}")
     if kind == "联办件":
-        await staff(channel, api, f"/partdone {number} 公安局")
-        await staff(channel, api, f"/partdone {number} 民政局")
+        await staff(telegram_channel, telegram_api, f"/partdone {number} 公安局")
+        await staff(telegram_channel, telegram_api, f"/partdone {number} 民政局")
     if kind == "上报件":
-        assert "已记录" in await staff(channel, api, f"/expect {number} 12-18")
+        assert "已记录" in await staff(telegram_channel, telegram_api, f"/expect {number} 12-18")
     if kind not in ("即办件", "退回件"):
-        assert "已办结" in await staff(channel, api, f"/ready {number}")
-        assert "已领取并结案" in await staff(channel, api, f"/collected {number}")
-    await dispatcher.drain()
-    told = "\n".join(texts(api, CITIZEN))
+        assert "已办结" in await staff(telegram_channel, telegram_api, f"/ready {number}")
+        assert "已领取并结案" in await staff(telegram_channel, telegram_api, f"/collected {number}")
+    await telegram_dispatcher.drain()
+    told = "\n".join(texts(telegram_api, CITIZEN))
     if kind not in ("即办件", "退回件"):
         assert "办结通知" in told and "领取地点" in told
     if kind == "补办件":
@@ -144,17 +108,17 @@ async def test_a_case_of_each_kind_from_the_window_to_the_citizens_chat(
         assert "预计12月18日 周五前答复" in told
     # The 回访 a working day after closing; a refused case gets none.
     app.clock.set(local(2026, 11, 26, 9, 5))             # type: ignore[attr-defined]
-    await Jobs(app, dispatcher).sweep()
-    await dispatcher.drain()
+    await Jobs(app, telegram_dispatcher).sweep()
+    await telegram_dispatcher.drain()
     if kind == "退回件":
-        assert "回访" not in "\n".join(texts(api, CITIZEN))
+        assert "回访" not in "\n".join(texts(telegram_api, CITIZEN))
     else:
-        followup = api.last_menu(CITIZEN)
+        followup = telegram_api.last_menu(CITIZEN)
         assert "回访" in followup["text"] and number in followup["text"]
-        await press(channel, api, CITIZEN, CITIZEN, "满意")
-        assert "感谢您的评价" in "\n".join(texts(api, CITIZEN))
-    await feed(channel, api.text_update(CITIZEN, "进度"))
-    progress = texts(api, CITIZEN)[-2]                   # the cases, then the main menu
+        await press(telegram_channel, telegram_api, CITIZEN, CITIZEN, "满意")
+        assert "感谢您的评价" in "\n".join(texts(telegram_api, CITIZEN))
+    await feed(telegram_channel, telegram_api.text_update(CITIZEN, "进度"))
+    progress = texts(telegram_api, CITIZEN)[-2]                   # the cases, then the main menu
     assert f"【{number}】" in progress
     async with app.database.read() as session:
         final = await session.get(Case, case.id)

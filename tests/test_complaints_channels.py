@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -36,13 +35,12 @@ from tests.fakes.wechat_api import (
     FakeWechatApi,
     WechatPush,
 )
-from tests.helpers import load_demo, make_centre, running_telegram
+from tests.helpers import feed, load_demo, make_centre, running_telegram
 from tests.staff_support import STAFF_GROUP, SUPERVISOR
 from tests.test_wechat_webhook import Citizen, Env
 
 BOSS_OPENID = "oBoss_12AbCdEfGhIjKlMnOpQrSt"
 CITIZEN = 5111000007
-_update_ids = itertools.count(900001)
 
 
 # --- WeChat ------------------------------------------------------------------------------------
@@ -127,11 +125,6 @@ def settings(api: FakeTelegram) -> Settings:
 async def channel(app: App, fake_time: FakeTime) -> AsyncIterator[TelegramChannel]:
     async with running_telegram(app, RateLimiter(now=fake_time.now, sleep=fake_time.sleep)) as made:
         yield made
-
-
-async def feed(channel: TelegramChannel, update: dict[str, Any]) -> None:
-    update.setdefault("update_id", next(_update_ids))
-    await channel.process_json(update)
 
 
 async def press(channel: TelegramChannel, api: FakeTelegram, chat: int, label: str) -> str:

@@ -1,6 +1,7 @@
 """The WeChat webhook fuzz corpus (bench/fuzz_wechat.py) as a test: a slice of it in the normal
-suite (1,000 inputs; YUYUE_FUZZ_INPUTS=10000 for the full corpus), over real HTTP in plain and
-safe mode, must end with no server error, no traceback in the log and no apology reply."""
+suite (1,000 inputs on SQLite, the first 300 of them on PostgreSQL; YUYUE_FUZZ_INPUTS=10000 for
+the full corpus), over real HTTP in plain and safe mode, must end with no server error, no
+traceback in the log and no apology reply."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from bench.fuzz_wechat import generate, report, run_fuzz
 from storage.clock import ManualClock
 from storage.db import Database
 from tests.fakes.wechat_api import FakeWechatApi
-from tests.helpers import load_demo
+from tests.helpers import examples, load_demo
 from tests.test_wechat_webhook import Citizen, make_env
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ def test_the_corpus_is_the_same_for_the_same_seed() -> None:
 
 async def test_the_fuzz_corpus_finds_no_server_error_traceback_or_apology(
         database_url: str) -> None:
-    inputs = int(os.environ.get("YUYUE_FUZZ_INPUTS", "1000"))
+    inputs = int(os.environ.get("YUYUE_FUZZ_INPUTS") or examples(1000, on_postgres=300))
     result = await run_fuzz(database_url, inputs=inputs, seed=20261203)
     summary = report(result, 20261203)
     assert result.inputs == inputs, summary

@@ -23,7 +23,7 @@ from storage.db import Database
 from storage.models import ChannelIdentity
 from storage.settings import Settings
 from tests.dialog import Dialog
-from tests.helpers import load_demo, make_centre, valid_id
+from tests.helpers import examples, load_demo, make_centre, valid_id
 from tests.test_properties import PROPERTY_SETTINGS, START, fresh_url
 
 USERS = (("terminal", "t-user-1001"), ("telegram", "5100002002"), ("wechat", "o-wechat-3003"))
@@ -157,7 +157,8 @@ operation = st.one_of(
 )
 
 
-@settings(PROPERTY_SETTINGS, max_examples=10)     # each example is a few hundred chat turns
+# Each example is a few hundred chat turns.
+@settings(PROPERTY_SETTINGS, max_examples=examples(10, on_postgres=4))
 @given(operations=st.lists(operation, min_size=1, max_size=8))
 @example(operations=[("book", 0, 0, 0), ("add", 1, 1, 0), ("book", 1, 1, 1), ("link", 0, 1, 0),
                      ("cancel", 1, 0, 0), ("add", 2, 2, 0), ("book", 2, 2, 2), ("unlink", 1, 0, 0),

@@ -22,7 +22,7 @@ from storage.refusals import BookingRefused
 from storage.settings import RuleSettings
 from storage.slots import ensure_slots, slot_times
 from tests.conftest import clean_postgres, postgres_url
-from tests.helpers import TZ, make_centre
+from tests.helpers import TZ, examples, make_centre
 
 SMALL = """
 [departments.hall]
@@ -40,7 +40,7 @@ hours = { default = ["09:00-10:30"] }
 name = "身份证"
 """
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ)
-PROPERTY_SETTINGS = settings(max_examples=25, deadline=None,
+PROPERTY_SETTINGS = settings(max_examples=examples(25, on_postgres=10), deadline=None,
                              suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                     HealthCheck.too_slow])
 

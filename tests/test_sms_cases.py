@@ -41,12 +41,6 @@ STAFF, BOSS = "telegram:100", "telegram:900"
 
 
 @pytest.fixture
-async def telegram_api() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 def centre(sms_settings: SmsSettings) -> Centre:
     return dataclasses.replace(make_centre(), sms=sms_settings)
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -26,7 +24,7 @@ from storage.settings import Settings, TelegramSettings, WecomSettings
 from tests.fakes import FakeTime
 from tests.fakes.telegram_api import FakeTelegram, button_labels
 from tests.fakes.wecom_robot import FakeWecomRobot
-from tests.helpers import account, person, running_telegram, slots_of
+from tests.helpers import account, feed, person, running_telegram, slots_of, texts
 from tests.staff_support import STAFF_A, STAFF_B, STAFF_GROUP, staff_settings
 
 CITIZEN = 5111000001
@@ -73,19 +71,6 @@ def dispatcher(app: App, channel: TelegramChannel, wecom: WecomRobotSender) -> D
     return Dispatcher(database=app.database, centre=app.centre, settings=app.settings,
                       clock=app.clock, senders={"telegram": channel.sender},
                       staff_senders=[channel.sender, wecom])
-
-
-_update_ids = itertools.count(700001)
-
-
-async def feed(channel: TelegramChannel, update: dict[str, Any]) -> None:
-    """Process one update as Telegram would deliver it (webhook or getUpdates)."""
-    update.setdefault("update_id", next(_update_ids))
-    await channel.process_json(update)
-
-
-def texts(api: FakeTelegram, chat: int) -> list[str]:
-    return [m.get("text", "") for m in api.chat_messages(chat)]
 
 
 async def test_a_telegram_hand_off_claimed_answered_by_reply_and_closed(

@@ -16,7 +16,7 @@ from storage.seed import SeedError, booking_code, seed_history
 from storage.stats.figures import figures
 from storage.stats.periods import MAX_PERIOD_DAYS, Period, StatsError, StatsErrorCode, parse_period, resolve_scope
 from storage.stats.series import daily_series
-from tests.helpers import TZ, load_demo, local
+from tests.helpers import TZ, examples, load_demo, local
 
 NOW = local(2026, 11, 25, 18, 0)  # a Wednesday
 
@@ -122,7 +122,7 @@ async def test_seed_refuses_a_database_with_appointments(seeded: Database, centr
 days_back = st.integers(min_value=0, max_value=130)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25, on_postgres=10), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=days_back, length=st.integers(min_value=1, max_value=60),
        scope=st.sampled_from([None, "id_card", "internal_medicine", "town_centre", "outpatient"]))
