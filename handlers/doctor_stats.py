@@ -1,21 +1,25 @@
 """``/stats doctor NAME [period]``: one doctor's or window's figures for managers (bookings,
 attendance, no-shows, utilisation, ratings, closures and late notices).
 
-``/stats chart doctors [period]`` draws every doctor and window side by side, and
+``/stats chart doctors [period]`` draws the doctors and windows side by side (the ``CHART_BARS``
+with most bookings; the title says how many more were left out), and
 ``/stats chart doctor NAME [period]`` one of them day by day (week by week past two weeks), from
 the same figures (``resource_figures``)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from handlers.context import Ctx
 from handlers.core import Attachment, Reply
 from handlers.doctors import name_text, title_text
 from handlers.i18n import format_day
 from storage.resources import ResourceInfo, all_resources, find_resources
-from storage.stats.periods import Period, StatsError, parse_period
-from storage.stats.resources import resource_figures, resource_series
+from storage.stats.periods import Period, StatsError, StatsErrorCode, parse_period
+from storage.stats.resources import resource_figures, resource_series, resources_figures
 
 WORDS = ("doctor", "doctors", "医生", "window", "windows", "窗口")
+CHART_BARS = 12     # doctors and windows drawn side by side at most (the most booked): each named
 
 
 def _percent(value: float | None) -> str:
@@ -29,10 +33,19 @@ def _period_text(ctx: Ctx, period: Period) -> str:
 
 
 def _period_and_name(ctx: Ctx, words: list[str]) -> tuple[Period, list[str]]:
-    """The period if the last word reads as one (else the default), and the name's words."""
+    """The period if the last word reads as one (else the default), and the name's words.
+
+    Raises:
+        StatsError: the last word is a period that cannot be used (a range backwards or too
+            long, a date that does not exist), answered as ``/stats`` answers it.
+    """
+    if not words:
+        return parse_period(None, ctx.now, ctx.centre.tz), words
     try:
         return parse_period(words[-1], ctx.now, ctx.centre.tz), words[:-1]
-    except StatsError:
+    except StatsError as error:
+        if error.code != StatsErrorCode.UNKNOWN_PERIOD:
+            raise
         return parse_period(None, ctx.now, ctx.centre.tz), words
 
 
@@ -66,22 +79,27 @@ async def doctor_stats(ctx: Ctx, words: list[str]) -> list[Reply]:
 
 
 async def doctor_chart(ctx: Ctx, words: list[str]) -> list[Reply]:
-    """Answer ``/stats chart doctors [period]`` (every doctor and window with seats, bookings or
-    closures in the period, side by side) or ``/stats chart doctor NAME [period]`` (one of
-    them over the period)."""
+    """Answer ``/stats chart doctors [period]`` (the doctors and windows with seats, bookings or
+    closures in the period side by side, at most ``CHART_BARS`` of them) or
+    ``/stats chart doctor NAME [period]`` (one of them over the period)."""
     reports = ctx.reports
     if reports is None:
         return [ctx.reply("stats.no_files")]
     period, name_words = _period_and_name(ctx, words)
     dates = period.label.replace("..", " – ")
     if not name_words:
-        bars = []
-        for each in await all_resources(ctx.session):
-            f = await resource_figures(ctx.session, ctx.centre, period, each.id)
-            if f.booked or f.seats_offered or f.closures:
-                bars.append((name_text(ctx, each), f))
-        title = ctx.t("doctor_chart.title_all", period=_period_text(ctx, period))
-        picture = reports.resource_chart(bars, title, ctx.locale, dates=dates)
+        found = await resources_figures(ctx.session, ctx.centre, period)
+        drawn = [(each, f) for each in await all_resources(ctx.session)
+                 if (f := found.get(each.id)) is not None
+                 and (f.booked or f.seats_offered or f.closures)]
+        drawn.sort(key=lambda pair: -pair[1].booked)          # stable: the list's order on ties
+        left = len(drawn) - CHART_BARS
+        bars = [(name_text(ctx, each), f) for each, f in drawn[:CHART_BARS]]
+        title = ctx.t("doctor_chart.title_all", period=_period_text(ctx, period)) if left <= 0 \
+            else ctx.t("doctor_chart.title_top", period=_period_text(ctx, period),
+                       shown=CHART_BARS, left=left)
+        picture = await asyncio.to_thread(reports.resource_chart, bars, title, ctx.locale,
+                                          dates=dates)
         stem = f"yuyue-doctors-{period.first.isoformat()}"
     else:
         resource = await _one(ctx, name_words)
@@ -93,6 +111,7 @@ async def doctor_chart(ctx: Ctx, words: list[str]) -> list[Reply]:
         title = ctx.t("doctor_chart.title_daily" if daily else "doctor_chart.title_weekly",
                       who=f"{name_text(ctx, resource)} {title_text(ctx, resource)}",
                       period=_period_text(ctx, period))
-        picture = reports.resource_chart(bars, title, ctx.locale, dates=dates, over_time=True)
+        picture = await asyncio.to_thread(reports.resource_chart, bars, title, ctx.locale,
+                                          dates=dates, over_time=True)
         stem = f"yuyue-{resource.code}-{period.first.isoformat()}"
     return [Reply(title, attachment=Attachment(f"{stem}.png", picture, "image/png"))]

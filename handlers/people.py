@@ -23,7 +23,6 @@ from storage.accounts import AccountRefusal, AccountRefused, PersonView
 from storage.identity import InvalidValue, validate_id_number, validate_name
 from storage.linking import OneTimeCode, SmsCode, attach_staff_booking, claim_person, link_with, unlink_accounts
 from storage.models import Relation
-from storage.rules import people_at_limit
 
 LINK_NOTICE = "account_linked"
 UNLINK_NOTICE = "account_unlinked"
@@ -233,9 +232,9 @@ def _proof_refused(ctx: Ctx, refused: AccountRefused) -> Reply:
         return ctx.reply("people.sms_unavailable")
     if refused.reason == AccountRefusal.TOO_MANY_CODES:
         return ctx.reply("people.too_many_codes", until=when_text(ctx, refused.details["until"]))
-    if refused.reason == AccountRefusal.NO_MATCH:
-        return ctx.reply("people.sms_no_match", left=refused.details.get("tries_left", ""))
-    if refused.reason in (AccountRefusal.PEOPLE_LIMIT, AccountRefusal.SELF_TAKEN):
+    if refused.reason == AccountRefusal.PEOPLE_LIMIT:
+        return ctx.reply("people.limit", limit=refused.details.get("limit", ""))
+    if refused.reason == AccountRefusal.SELF_TAKEN:
         return ctx.reply("booking.people_limit", limit=refused.details.get("limit", ""))
     return ctx.reply("people.wrong_answer", left=refused.details.get("tries_left", ""))
 
@@ -319,13 +318,9 @@ async def sms_relation(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask who the person to be found is to the holder, with the holder's authorisation."""
     if event.button is Button.BACK:
         return await ctx.enter(People.SMS_PERSON)
-    held = await accounts.people_of(ctx.session, account_id=ctx.identity.id)
-    if people_at_limit(len(held), ctx.centre.accounts):
-        ctx.end()
-        return [ctx.reply("people.limit", limit=ctx.centre.accounts.people_per_account),
-                main_menu(ctx)]
     if (picked := event.pick(RelationPick)) is not None:
         return await ctx.enter(People.SMS_NAME, relation=picked.relation.value)
+    held = await accounts.people_of(ctx.session, account_id=ctx.identity.id)
     has_self = any(view.relation == Relation.SELF for view in held)
     choices = [option(ctx.t(f"people.relation_{each.value}"), RelationPick(each))
                for each in Relation if not (each == Relation.SELF and has_self)]
@@ -347,7 +342,8 @@ async def sms_name(ctx: Ctx, event: Event) -> list[Reply]:
 
 async def sms_id(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask the person's ID number; a code goes to the mobile on file only when the name and
-    the number match a record that has one (one answer for every other case)."""
+    the number match a record that has one, but the answer is the same either way and the
+    conversation goes on to the code (a wrong one counts towards the proof lock)."""
     if not event.is_text:
         return [ctx.reply("people.sms_ask_id")]
     try:
@@ -355,26 +351,24 @@ async def sms_id(ctx: Ctx, event: Event) -> list[Reply]:
     except InvalidValue as bad:
         return [ctx.reply(f"invalid.{bad.code}")]
     try:
-        challenge = await SmsCode(ctx.centre).challenge_by_id(
+        await SmsCode(ctx.centre).challenge_by_id(
             ctx.session, ctx.now, account_id=ctx.identity.id, name=str(ctx.data.get("name", "")),
             id_number=number)
     except AccountRefused as refused:
-        if refused.reason == AccountRefusal.NO_MATCH:
-            ctx.forget("name")
-            return [_proof_refused(ctx, refused), *await ctx.enter(People.SMS_NAME)]
         ctx.end()
         return [_proof_refused(ctx, refused), main_menu(ctx)]
     ctx.forget("name")
-    return await ctx.enter(People.SMS_CODE, minutes=ctx.centre.sms.code_minutes,
-                           sent_to=challenge.sent_to)
+    return await ctx.enter(People.SMS_CODE, minutes=ctx.centre.sms.code_minutes, sent_to="")
 
 
 async def sms_code(ctx: Ctx, event: Event) -> list[Reply]:
     """Take the code sent by SMS: the person's staff-made bookings still to come become the
     account's."""
     if not event.is_text:
+        if not ctx.data.get("sent_to"):           # found by name and ID number: nothing told
+            return [ctx.reply("people.sms_by_id_sent", minutes=ctx.data.get("minutes", ""))]
         return [ctx.reply("people.sms_sent", minutes=ctx.data.get("minutes", ""),
-                          mobile=ctx.data.get("sent_to") or "")]
+                          mobile=ctx.data.get("sent_to"))]
     sms = SmsCode(ctx.centre)
     try:
         proof = await sms.verify(ctx.session, ctx.now, account_id=ctx.identity.id, answer=event.value)

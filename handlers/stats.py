@@ -54,11 +54,14 @@ async def _asked(ctx: Ctx, words: list[str]) -> tuple[Period, Scope | None] | Re
 async def stats(ctx: Ctx, args: str) -> list[Reply]:
     """Answer /stats [chart] [period] [service]: the figures, or their chart."""
     words = args.split()
-    if words and words[0].lower() in doctor_stats.WORDS:     # one doctor's or window's figures
-        return await doctor_stats.doctor_stats(ctx, words[1:])
     chart = bool(words) and words[0].lower() in ("chart", "图表")
-    if chart and len(words) > 1 and words[1].lower() in doctor_stats.WORDS:   # per doctor/window
-        return await doctor_stats.doctor_chart(ctx, words[2:])
+    try:
+        if words and words[0].lower() in doctor_stats.WORDS:     # one doctor's or window's figures
+            return await doctor_stats.doctor_stats(ctx, words[1:])
+        if chart and len(words) > 1 and words[1].lower() in doctor_stats.WORDS:   # per doctor/window
+            return await doctor_stats.doctor_chart(ctx, words[2:])
+    except StatsError as error:                              # a period that cannot be used
+        return [Reply(error_text(ctx, error))]
     asked = await _asked(ctx, words[1:] if chart else words)
     if isinstance(asked, Reply):
         return [asked]

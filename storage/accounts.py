@@ -69,9 +69,6 @@ class AccountRefusal(enum.StrEnum):
     NOT_ATTACHABLE = "not_attachable"
     SMS_UNAVAILABLE = "sms_unavailable"      # no SMS set up, or no mobile on file for the person
     TOO_MANY_CODES = "too_many_codes"        # until: codes asked for too often
-    # No code sent for a name and ID number (no such person, another name, or no mobile on
-    # file: one answer for all three); tries_left, counted as a wrong answer
-    NO_MATCH = "no_match"
 
 
 class AccountRefused(Exception):

@@ -12,7 +12,8 @@ Nothing is linked or attached on a claim alone; each needs a proof:
 - Proving a person by SMS (``SmsCode``, ``claim_person``): a code sent to the mobile on file
   for the person, typed back in the account; the account then holds the person and their
   staff-made bookings still to come. The person is one of the account's, or is found by name
-  and ID number together (``SmsCode.challenge_by_id``), which alone reveals nothing.
+  and ID number together (``SmsCode.challenge_by_id``), which answers alike whether or not
+  they match a record: only the code, which goes to the mobile on file, proves anything.
 
 Both count wrong answers per account: ``proof_tries`` of them within ``proof_lock_minutes``
 lock the account out of that proof for ``proof_lock_minutes`` (``storage.rules``). A wrong
@@ -397,25 +398,84 @@ class SmsCode:
             AccountRefused: LOCKED (until), SMS_UNAVAILABLE (no SMS set up, no mobile on file),
                 TOO_MANY_CODES (until).
         """
-        from storage.sms import CODE_KIND, queue_sms
-
         tries = await _tries(session, account_id, SMS_PROOF)
         _refuse_if_locked(tries, now)
         person = await session.get(Person, person_id)
         if not self._centre.sms.enabled or person is None or person.erased_at is not None \
                 or not person.mobile:
             raise AccountRefused(AccountRefusal.SMS_UNAVAILABLE)
+        until = await self._too_many_until(session, now, account_id, person_id)
+        if until is not None:
+            raise AccountRefused(AccountRefusal.TOO_MANY_CODES, until=until)
+        await self._drop_live(session, now, account_id)
+        expires = await self._send(session, now, account_id, person_id)
+        return Challenge(self.method, expires, sent_to=mask_mobile(person.mobile))
+
+    async def challenge_by_id(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
+                              name: str, id_number: str) -> Challenge:
+        """Send a code for the person on record with this ID number and this name (a citizen
+        whose record was made at the window or by phone, not yet one of the account's people),
+        to the mobile on file for them, never to one typed.
+
+        An ID number is no secret, so this answers the same whatever the records hold: no such
+        person, a person under another name, a person with no mobile on file, a person who was
+        sent too many codes this hour, and a match all return a challenge with no ``sent_to``,
+        and the conversation goes on to the code. A code is sent only for a match within the
+        hourly limits; in every other case nothing is sent and the account's previous code
+        stops working all the same, so the code typed next is wrong. Failures are counted
+        there, by ``verify``, towards the proof lock: an account cannot try names and numbers
+        in bulk, and learns nothing from trying.
+
+        Args:
+            id_number: a valid ID number (``storage.identity.validate_id_number``).
+
+        Returns:
+            The challenge, without the code and without ``sent_to``.
+
+        Raises:
+            AccountRefused: LOCKED (until), SMS_UNAVAILABLE (no SMS set up; the same for
+                everyone).
+        """
+        if not self._centre.sms.enabled:
+            raise AccountRefused(AccountRefusal.SMS_UNAVAILABLE)
+        tries = await _tries(session, account_id, SMS_PROOF)
+        _refuse_if_locked(tries, now)
+        await self._drop_live(session, now, account_id)
+        expires = now + dt.timedelta(minutes=self._centre.sms.code_minutes)
+        person = await session.scalar(select(Person).where(
+            Person.id_hash == self._centre.hasher.hash(id_number)))
+        if person is None or person.erased_at is not None or not person.mobile \
+                or not same_name(person.name, name) \
+                or await self._too_many_until(session, now, account_id, person.id) is not None:
+            return Challenge(self.method, expires)
+        await self._send(session, now, account_id, person.id)
+        return Challenge(self.method, expires)
+
+    async def _too_many_until(self, session: AsyncSession, now: dt.datetime, account_id: int,
+                              person_id: int) -> dt.datetime | None:
+        """When the account may ask again, if it or the person had ``codes_per_hour`` codes
+        within the hour; None when a code may be sent."""
         hour_ago = now - dt.timedelta(hours=1)
         for column, value in ((SmsCode_.identity_id, account_id), (SmsCode_.person_id, person_id)):
             recent = list((await session.scalars(select(SmsCode_.created_at).where(
                 column == value, SmsCode_.created_at > hour_ago)
                 .order_by(SmsCode_.created_at))).all())
             if len(recent) >= self._centre.sms.codes_per_hour:
-                raise AccountRefused(AccountRefusal.TOO_MANY_CODES,
-                                     until=recent[0] + dt.timedelta(hours=1))
+                return recent[0] + dt.timedelta(hours=1)
+        return None
+
+    @staticmethod
+    async def _drop_live(session: AsyncSession, now: dt.datetime, account_id: int) -> None:
+        """Make the account's codes not yet used stop working (a new one was asked for)."""
         await session.execute(update(SmsCode_).where(
             SmsCode_.identity_id == account_id, SmsCode_.used_at.is_(None))
             .values(used_at=now).execution_options(synchronize_session=False))
+
+    async def _send(self, session: AsyncSession, now: dt.datetime, account_id: int,
+                    person_id: int) -> dt.datetime:
+        """Make a code for the person, queue its text, and return when it expires."""
+        from storage.sms import CODE_KIND, queue_sms
+
         minutes = self._centre.sms.code_minutes
         expires = now + dt.timedelta(minutes=minutes)
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -428,44 +488,7 @@ class SmsCode:
                         payload={"code": code, "minutes": minutes}, expires_at=expires)
         await audit(session, now, account_actor(account_id), "sms_code", "person", person_id,
                     expires_at=expires.isoformat())
-        return Challenge(self.method, expires, sent_to=mask_mobile(person.mobile))
-
-    async def challenge_by_id(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
-                              name: str, id_number: str) -> Challenge:
-        """Send a code for the person on record with this ID number and this name (a citizen
-        whose record was made at the window or by phone, not yet one of the account's people),
-        to the mobile on file for them, never to one typed.
-
-        An ID number is no secret, so the answer must not tell anything about a record the
-        asker could not already prove: no such person, a person under another name, and a
-        person with no mobile on file are one refusal (NO_MATCH), counted as a wrong answer
-        towards the same lock as the other proofs, so the account cannot go on trying names
-        and numbers. Only name and number together that match a record with a mobile send a
-        code, whose masked number is then shown (it is how the citizen knows where to look).
-
-        Args:
-            id_number: a valid ID number (``storage.identity.validate_id_number``).
-
-        Returns:
-            The challenge, without the code; ``sent_to`` the mobile on file, masked.
-
-        Raises:
-            AccountRefused: LOCKED (until), NO_MATCH (tries_left; commit after it: it is
-                counted), SMS_UNAVAILABLE (no SMS set up), TOO_MANY_CODES (until).
-        """
-        if not self._centre.sms.enabled:
-            raise AccountRefused(AccountRefusal.SMS_UNAVAILABLE)
-        tries = await _tries(session, account_id, SMS_PROOF)
-        _refuse_if_locked(tries, now)
-        person = await session.scalar(select(Person).where(
-            Person.id_hash == self._centre.hasher.hash(id_number)))
-        if person is None or person.erased_at is not None or not person.mobile \
-                or not same_name(person.name, name):
-            refused = await _wrong(session, now, tries, self._centre.accounts)
-            if refused.reason == AccountRefusal.WRONG_ANSWER:
-                raise AccountRefused(AccountRefusal.NO_MATCH, **refused.details)
-            raise refused
-        return await self.challenge(session, now, account_id=account_id, person_id=person.id)
+        return expires
 
     async def verify(self, session: AsyncSession, now: dt.datetime, *, account_id: int,
                      answer: str) -> PersonProof:

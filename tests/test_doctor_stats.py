@@ -4,25 +4,28 @@ charts ``/stats chart doctors`` and ``/stats chart doctor NAME`` drawn from the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 
 import pytest
 from matplotlib.figure import Figure
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot import charts
 from bot.reports import FileReports
+from handlers.doctor_stats import CHART_BARS
 from handlers.engine import Assistant
 from storage import attendance, booking
 from storage.centre import Centre
 from storage.clock import ManualClock
 from storage.db import Database
-from storage.models import Channel, Rating, Resource, Slot
+from storage.models import Channel, Closure, Rating, Resource, Slot
 from storage.resource_closures import apply_resource_closure
 from storage.settings import AccessSettings, Settings
 from storage.stats.exports import appointment_rows
 from storage.stats.periods import Period
-from storage.stats.resources import buckets, resource_figures
+from storage.stats.resources import buckets, resource_figures, resources_figures
 from tests.dialog import Dialog
 from tests.helpers import account, load_demo, local, person, slots_of, valid_id
 
@@ -235,3 +238,89 @@ def test_a_long_period_is_drawn_week_by_week() -> None:
     assert [(p.first.day, p.last.day) for p in buckets(month)] == [
         (1, 1), (2, 8), (9, 15), (16, 22), (23, 29), (30, 30)]
     assert len(buckets(WEEK)) == 7 and all(p.first == p.last for p in buckets(WEEK))
+
+
+async def many_doctors(database: Database, clock: ManualClock, count: int) -> None:
+    """``count`` more doctors, each with a 停诊 on the Wednesday of the week (so each is drawn)."""
+    now = clock.now()
+    async with database.session() as session:
+        for n in range(count):
+            doctor = Resource(code=f"dr_extra_{n:03d}", kind="doctor", name_zh=f"医生{n:03d}",
+                              name_en=f"Doctor {n:03d}", title="attending", definition={},
+                              definition_hash="-", active=True, updated_at=now, created_at=now)
+            session.add(doctor)
+            await session.flush()
+            session.add(Closure(resource_id=doctor.id, starts_at=local(2026, 11, 25, 9, 0),
+                                ends_at=local(2026, 11, 25, 10, 0), reason="会议",
+                                created_by="staff:1", created_at=now))
+
+
+@contextlib.contextmanager
+def statements(database: Database) -> Iterator[list[str]]:
+    """The SQL statements run inside the block."""
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_the_charts_take_a_bounded_number_of_statements(
+        database: Database, centre: Centre, clock: ManualClock, settings: Settings,
+        plotted: list[dict[str, object]]) -> None:
+    """The doctors' chart reads every doctor's figures at once, and one doctor's chart every
+    day or week at once: more doctors or a longer period add no statement."""
+    await story(database, centre, clock)
+    manager = Dialog(drawing(database, centre, clock, settings), user=MANAGER)
+    await manager.command("stats", "chart doctors 2026-11-23..2026-11-29")      # the account made
+    with statements(database) as few:
+        await manager.command("stats", "chart doctors 2026-11-23..2026-11-29")
+    await many_doctors(database, clock, 40)
+    with statements(database) as many:
+        await manager.command("stats", "chart doctors 2026-11-23..2026-11-29")
+    assert len(many) == len(few) < 20, many
+    with statements(database) as week:
+        await manager.command("stats", "chart doctor 李华 2026-11-23..2026-11-29")
+    with statements(database) as quarter:
+        await manager.command("stats", "chart doctor 李华 2026-09-01..2026-11-30")
+    assert len(quarter) == len(week) < 20, quarter
+    assert plotted[-1]["booked"][-2] == 4          # type: ignore[index]  # the week of 11-23
+
+
+async def test_the_doctors_chart_draws_the_most_booked_and_says_how_many_are_left_out(
+        database: Database, centre: Centre, clock: ManualClock, settings: Settings,
+        plotted: list[dict[str, object]]) -> None:
+    await story(database, centre, clock)
+    await many_doctors(database, clock, CHART_BARS + 5)
+    async with database.read() as session:
+        found = await resources_figures(session, centre, WEEK)
+    drawable = [f for f in found.values() if f.booked or f.seats_offered or f.closures]
+    assert len(drawable) > CHART_BARS
+    manager = Dialog(drawing(database, centre, clock, settings), user=MANAGER)
+    await manager.command("stats", "chart doctors 2026-11-23..2026-11-29")
+    left = len(drawable) - CHART_BARS
+    assert manager.text.startswith(
+        f"11月23日 周一 – 11月29日 周日 预约最多的{CHART_BARS}个医生/窗口（另有{left}个未列出）")
+    [chart] = plotted
+    assert len(chart["labels"]) == CHART_BARS and chart["labels"][0] == "李华"  # type: ignore[arg-type,index]
+    assert chart["booked"] == sorted(f.booked for f in drawable)[::-1][:CHART_BARS]
+
+
+async def test_a_chart_of_an_unusable_period_says_why_as_stats_does(
+        database: Database, centre: Centre, clock: ManualClock, settings: Settings,
+        plotted: list[dict[str, object]]) -> None:
+    await story(database, centre, clock)
+    manager = Dialog(drawing(database, centre, clock, settings), user=MANAGER)
+    for period in ("2025-01-01..2026-12-31", "2026-11-29..2026-11-23"):
+        await manager.command("stats", period)
+        expected = manager.text
+        for asked in (f"chart doctors {period}", f"chart doctor 李华 {period}",
+                      f"doctor 李华 {period}"):
+            await manager.command("stats", asked)
+            assert manager.text == expected, asked
+    assert plotted == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
 
 import httpx
 import pytest
@@ -514,6 +513,9 @@ async def to_the_id_number(chat: Dialog, name: str) -> None:
                                (name, "身份证号码")])
 
 
+BY_ID_SENT = "如信息与登记一致，验证码已发送到登记的手机号码"
+
+
 async def test_a_person_known_only_from_the_window_is_found_by_name_and_id_and_proved_by_sms(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
     appointment = await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
@@ -521,8 +523,8 @@ async def test_a_person_known_only_from_the_window_is_found_by_name_and_id_and_p
     clock.advance(dt.timedelta(minutes=5))              # (texts to one number are spaced)
     chat = sms_chat(app, "oSmsById_0001")
     await to_the_id_number(chat, "张三")
-    await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), "138****1001")])
-    assert "验证码已发送" in chat.text and ON_FILE not in chat.text
+    await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), BY_ID_SENT)])
+    assert "138****" not in chat.text and ON_FILE not in chat.text   # no part of the number
     assert (await dispatcher.drain()).sent == 1
     text = sms_api.texts[-1]
     assert text.mobile.endswith(ON_FILE)                # the mobile on file: none was typed
@@ -540,39 +542,96 @@ async def test_a_person_known_only_from_the_window_is_found_by_name_and_id_and_p
                                               appointment_id=appointment.id) is not None
 
 
-async def test_name_and_id_that_match_no_record_with_a_mobile_get_one_answer_and_lock(
+async def test_name_and_id_get_one_answer_whether_they_match_or_not_and_wrong_codes_lock(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    """An ID number is no secret: no such person, another name, and no mobile on file are one
-    answer (only the tries left change), counted towards the proof lock, and send nothing."""
+    """An ID number is no secret: a match, no such person, another name, and no mobile on file
+    get one and the same answer, with no part of a number, and all go on to the code; only a
+    match sends a text. Failures are counted at the code, towards the proof lock."""
     await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
     no_mobile_id = valid_id("11010519600101123")
     async with app.database.session() as session:
         nobody_to_text = await person(session, app.centre, clock.now(), name="王五",
                                       id_number=no_mobile_id)
         nobody_to_text.mobile = ""
-    await dispatcher.drain()
+    await dispatcher.drain()                            # the walk-in's confirmation
+    clock.advance(dt.timedelta(minutes=5))              # (texts to one number are spaced)
     sent_before = len(sms_api.texts)
     chat = sms_chat(app, "oSmsProbe_0002")
     answers = []
-    for name, number in [("张三", valid_id("11010519700101555")),          # nobody has it
+    for name, number in [("张三", valid_id("1101051950" + ON_FILE[-7:])),  # the match
+                         ("张三", valid_id("11010519700101555")),          # nobody has it
                          ("李四", valid_id("1101051950" + ON_FILE[-7:])),  # a record, another name
                          ("王五", no_mobile_id)]:                          # the name, no mobile
         await to_the_id_number(chat, name)
         await chat.say(number)
         answers.append(chat.text)
-    assert "无法发送验证码" in answers[0]
-    assert [re.sub(r"还可尝试\d+次", "", each) for each in answers] == [
-        re.sub(r"还可尝试\d+次", "", answers[0])] * 3
-    assert [re.search(r"还可尝试(\d+)次", each).group(1) for each in answers] == ["4", "3", "2"]
-    for _ in range(2):                                  # 5 wrong within the hour: locked
-        await chat.say("张三")
-        await chat.say(valid_id("11010519700101555"))
+        await dispatcher.drain()
+    assert BY_ID_SENT in answers[0] and "138****" not in answers[0]
+    assert answers == [answers[0]] * 4
+    assert len(sms_api.texts) == sent_before + 1        # only the match sent a text
+    for left in (4, 3, 2, 1):                            # the code for the match is gone
+        await verify_dialog(chat, [(sms_api.texts[-1].params[0], f"还可尝试{left}次")])
+    await chat.say("123456")                            # 5 wrong within the hour: locked
     assert "验证错误次数过多" in chat.text
     await to_the_id_number(chat, "张三")                # even the right details, while locked
     await chat.say(valid_id("1101051950" + ON_FILE[-7:]))
-    assert "验证错误次数过多" in chat.text and "138****" not in chat.text
+    assert "验证错误次数过多" in chat.text and BY_ID_SENT not in chat.text
     await dispatcher.drain()
-    assert len(sms_api.texts) == sent_before           # not one text sent
+    assert len(sms_api.texts) == sent_before + 1       # nothing sent while locked
     clock.advance(dt.timedelta(minutes=61))            # the lock is over
     await to_the_id_number(chat, "张三")
-    await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), "138****1001")])
+    await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), BY_ID_SENT)])
+    await dispatcher.drain()
+    code = sms_api.texts[-1].params[0]
+    assert len(sms_api.texts) == sent_before + 2
+    await verify_dialog(chat, [(code, "1个预约已关联到本账号")])
+
+
+async def test_the_codes_limit_for_a_person_found_by_id_is_silent(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    """Too many codes for the person gives the same answer as any other (a distinct one would
+    tell that the name and number match), and sends nothing."""
+    await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
+    await dispatcher.drain()
+    number = valid_id("1101051950" + ON_FILE[-7:])
+    for index in range(app.centre.sms.codes_per_hour):  # other accounts ask for the person
+        chat = sms_chat(app, f"oSmsLimit_{index:04d}")
+        await to_the_id_number(chat, "张三")
+        await verify_dialog(chat, [(number, BY_ID_SENT)])
+        first = chat.text
+        clock.advance(dt.timedelta(minutes=1))
+    assert await codes(app) == app.centre.sms.codes_per_hour
+    chat = sms_chat(app, "oSmsLimit_last")
+    await to_the_id_number(chat, "张三")
+    await chat.say(number)
+    assert chat.text == first and "频繁" not in chat.text
+    assert await codes(app) == app.centre.sms.codes_per_hour   # none made, so none sent
+
+
+async def codes(app: App) -> int:
+    async with app.database.read() as session:
+        return len((await session.scalars(select(SmsCode.id))).all())
+
+
+async def test_a_full_list_may_still_prove_a_person_already_on_it_by_id(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    """The people limit is claim_person's: finding by ID someone already on a full list works,
+    and someone new on a full list is refused only once proved."""
+    await walk_in(app, dt.date(2026, 11, 25), mobile=ON_FILE)
+    await walk_in(app, dt.date(2026, 11, 25), index=7, mobile="13800202002")
+    await dispatcher.drain()
+    full = dataclasses.replace(app.centre, accounts=dataclasses.replace(
+        app.centre.accounts, people_per_account=1))
+    chat = Dialog(Assistant(database=app.database, centre=full, clock=app.clock,
+                            settings=app.settings), user="oSmsFull_0001", channel="wechat")
+    for _ in range(2):                                   # the second time the list is full
+        clock.advance(dt.timedelta(minutes=5))
+        await to_the_id_number(chat, "张三")
+        await verify_dialog(chat, [(valid_id("1101051950" + ON_FILE[-7:]), BY_ID_SENT)])
+        await dispatcher.drain()
+        await verify_dialog(chat, [(sms_api.texts[-1].params[0], "验证成功")])
+    clock.advance(dt.timedelta(minutes=5))
+    await to_the_id_number(chat, "张三")
+    await verify_dialog(chat, [(valid_id("1101051950" + "0202002"), BY_ID_SENT)])
+    await dispatcher.drain()
+    await verify_dialog(chat, [(sms_api.texts[-1].params[0], "最多登记1位办事人")])
