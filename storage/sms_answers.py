@@ -2,10 +2,14 @@
 替诊 (accept, or cancel without a strike), a 换诊 (the time held for them, or cancel without a
 strike), a staff /move (move, or keep the booking as it is).
 
-A reply is matched to the latest offer texted to the number it comes from that is still
-waiting for an answer: the send log (``sms_message``) knows each text only by the keyed hash
-of its number and its outbox row, and the row names the offer and the person. The number
-itself is never stored or logged. The answer goes through the same rules as in the chat
+A reply answers the newest offer texted to the number it comes from that is still waiting
+for an answer, and only that one: if it cannot be answered after all (the booking was
+cancelled meanwhile, the time held is gone), nothing changes, never an older offer (mum and
+dad may share a mobile). When more than one offer waits for the number, a bare 1 or 2 cannot
+say which it answers: nothing changes, and the number is asked (``offer_ambiguous``, per the
+policy) to call the centre or come to the window. The send log (``sms_message``) knows each
+text only by the keyed hash of its number and its outbox row, and the row names the offer and
+the person. The number itself is never stored or logged. The answer goes through the same rules as in the chat
 (storage.resource_closures, storage.control), audited with the actor ``sms:<person id>``, and
 never gives a strike. A reply that matches no waiting offer (none was texted to that number,
 it was answered already, or its deadline passed) changes nothing; the person it was texted to
@@ -34,6 +38,7 @@ from storage.sms_rules import NEVER
 
 OFFER_KINDS = ("closure_substitute", "closure_move", "move_offer")
 ANSWERED_KIND, UNMATCHED_KIND = "offer_answered", "offer_unmatched"
+AMBIGUOUS_KIND = "offer_ambiguous"      # several offers wait for one number: call or come in
 ACCEPT_WORDS = frozenset({"1", "Y", "YES", "接受", "同意", "确认", "是"})
 DECLINE_WORDS = frozenset({"2", "N", "NO", "取消", "不接受", "不同意", "否"})
 RECENT_TEXTS = 20       # the offers texted to one number that are looked at, latest first
@@ -53,6 +58,7 @@ def offer_answer(text: str) -> bool | None:
 class ReplyOutcome(enum.StrEnum):
     ANSWERED = "answered"           # a waiting offer was answered
     NO_OFFER = "no_offer"           # an answer word, but no offer waits for this number
+    AMBIGUOUS = "ambiguous"         # several offers wait for this number: none is answered
     NOT_AN_ANSWER = "not_an_answer"  # not 1/2/接受/取消...: left to the opt-out check
 
 
@@ -76,7 +82,7 @@ async def _waiting(session: AsyncSession, kind: str, offer_id: int, now: dt.date
 
 async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetime, mobile: str,
                           text: str) -> ReplyResult:
-    """Answer the latest waiting offer texted to ``mobile`` with the reply ``text``.
+    """Answer the newest (and only) waiting offer texted to ``mobile`` with the reply ``text``.
 
     Returns:
         What became of it (see ``ReplyOutcome``); nothing changes unless it is ANSWERED.
@@ -90,21 +96,34 @@ async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetim
         .where(SmsMessage.mobile_hash == mobile_hash(centre.hasher, mobile),
                SmsMessage.kind.in_(OFFER_KINDS), SmsMessage.status.in_([SENT, DELIVERED]))
         .order_by(SmsMessage.id.desc()).limit(RECENT_TEXTS))).all()
+    waiting: list[tuple[str, int, int, int | None]] = []    # newest first, each offer once
     for _row_id, kind, target, payload, appointment_id in texted:
         offer_id = int((payload or {}).get("offer", 0))
         person_id = int(str(target)[len(SMS_PREFIX):])
-        if not await _waiting(session, kind, offer_id, now):
+        if any((kind, offer_id) == (k, o) for k, o, _p, _a in waiting):
             continue
+        if await _waiting(session, kind, offer_id, now):
+            waiting.append((kind, offer_id, person_id, appointment_id))
+    day = now.astimezone(centre.tz).date().isoformat()
+    if len(waiting) > 1:
+        # Two people share the mobile (or one has two offers): a bare 1 or 2 cannot say which
+        # offer it answers, so none is answered; they are asked to call or come to the window.
+        person_id = waiting[0][2]
+        await _tell(session, centre, now, AMBIGUOUS_KIND, person_id, None,
+                    dedup_key=f"{AMBIGUOUS_KIND}:{person_id}:{day}", payload={})
+        return ReplyResult(ReplyOutcome.AMBIGUOUS)
+    if waiting:
+        # Only the newest offer that waits: if it cannot be answered after all, nothing
+        # changes (never an older offer, which may be someone else's on the same mobile).
+        kind, offer_id, person_id, appointment_id = waiting[0]
         status = await _answer(session, centre, now, kind, offer_id, person_id, accept)
-        if status is None:
-            continue
-        await _tell(session, centre, now, ANSWERED_KIND, person_id, appointment_id,
-                    dedup_key=f"{ANSWERED_KIND}:{kind}:{offer_id}",
-                    payload={"offer": offer_id, "offer_kind": kind, "answer": status})
-        return ReplyResult(ReplyOutcome.ANSWERED, kind, status)
+        if status is not None:
+            await _tell(session, centre, now, ANSWERED_KIND, person_id, appointment_id,
+                        dedup_key=f"{ANSWERED_KIND}:{kind}:{offer_id}",
+                        payload={"offer": offer_id, "offer_kind": kind, "answer": status})
+            return ReplyResult(ReplyOutcome.ANSWERED, kind, status)
     if texted:      # a number we texted an offer to: told only if the policy says so
         _row_id, _kind, target, _payload, _appointment = texted[0]
-        day = now.astimezone(centre.tz).date().isoformat()
         person_id = int(str(target)[len(SMS_PREFIX):])
         await _tell(session, centre, now, UNMATCHED_KIND, person_id, None,
                     dedup_key=f"{UNMATCHED_KIND}:{person_id}:{day}", payload={})

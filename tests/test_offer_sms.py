@@ -453,3 +453,73 @@ async def id_card_slots(app: App) -> list[Slot]:
         service = await session.scalar(select(Service).where(Service.code == "id_card"))
         assert service is not None
         return await slots_of(session, app.centre, service, app.clock.now(), WEDNESDAY)
+
+
+async def family_booking(app: App, slot_id: int, name: str, id_tail: str,
+                         mobile: str = MOBILE) -> Appointment:
+    """A window booking for one of a family who share a mobile."""
+    async with app.database.session() as session:
+        patient = await person(session, app.centre, app.clock.now(), name=name, mobile=mobile,
+                               id_number=valid_id("110105" + id_tail))
+        return await booking.book(session, app.centre, app.clock.now(), person_id=patient.id,
+                                  slot_id=slot_id, identity_id=None, channel=Channel.STAFF,
+                                  made_by="telegram:staff", offline=True)
+
+
+async def test_a_reply_never_answers_an_older_offer_on_a_shared_mobile(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # Mum and dad share a mobile: each is offered a 替诊 by text; then staff cancel dad's
+    # booking. A "2" cannot say whose offer it answers, so nothing changes (never mum's booking
+    # cancelled in dad's place), and they are asked to call.
+    chen = await chen_slots(app)
+    mum = await family_booking(app, chen[0].id, "李母", "19600101222")
+    dad = await family_booking(app, chen[1].id, "李父", "19580101333")
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, app.centre, clock.now(), resource_id=(await doctors(app))["dr_chen_jianguo"],
+            starts_at=local(2026, 11, 25, 0), ends_at=local(2026, 11, 25, 12), reason="外出会诊",
+            actor="telegram:staff", decisions={
+                mum.id: Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"]),
+                dad.id: Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"])})
+    await dispatcher.drain()
+    assert len(texts_of(sms_api, "closure_substitute")) == 2
+    async with app.database.session() as session:
+        await control.staff_cancel(session, app.centre, clock.now(), dad.code,
+                                   actor="telegram:staff", reason="本人来电取消")
+    clock.advance(hours=1)
+    await reply(app, MOBILE, "2")
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, mum.id)
+        assert kept is not None and kept.status == AppointmentStatus.BOOKED
+        mums = await session.scalar(select(ClosureOffer).where(ClosureOffer.appointment_id == mum.id))
+        assert mums is not None and mums.status == "pending"
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
+    await dispatcher.drain()
+    assert texts_of(sms_api, "offer_answered") == []
+    assert len(texts_of(sms_api, "offer_ambiguous")) == 1
+
+
+async def test_two_offers_waiting_for_one_mobile_change_nothing(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    chen = await chen_slots(app)
+    mum = await family_booking(app, chen[0].id, "李母", "19600101222")
+    dad = await family_booking(app, chen[1].id, "李父", "19580101333")
+    zhou = (await doctors(app))["dr_zhou_min"]
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, app.centre, clock.now(), resource_id=(await doctors(app))["dr_chen_jianguo"],
+            starts_at=local(2026, 11, 25, 0), ends_at=local(2026, 11, 25, 12), reason="外出会诊",
+            actor="telegram:staff", decisions={mum.id: Decision(Way.SUBSTITUTE, zhou),
+                                               dad.id: Decision(Way.MOVE)})
+    await dispatcher.drain()
+    for text in ("1", "2", "1"):
+        await reply(app, MOBILE, f"{text}")
+    async with app.database.read() as session:
+        for appointment in (mum, dad):
+            kept = await session.get(Appointment, appointment.id)
+            assert kept is not None and kept.status == AppointmentStatus.BOOKED
+            assert kept.slot_id == appointment.slot_id
+        assert set((await session.scalars(select(ClosureOffer.status))).all()) == {"pending"}
+    await dispatcher.drain()
+    assert len(texts_of(sms_api, "offer_ambiguous")) == 1     # at most once a day
+    assert texts_of(sms_api, "offer_answered") == []
