@@ -14,7 +14,9 @@ the person. The number itself is never stored or logged. The answer goes through
 never gives a strike. A reply that matches no waiting offer (none was texted to that number,
 it was answered already, or its deadline passed) changes nothing; the person it was texted to
 is told so only when the policy sends ``offer_unmatched`` texts (never, by default). A reply
-that is not an answer (anything but the words below) is left to the opt-out check.
+that is not an answer (anything but the words below) is left to the opt-out check, where
+"N" and "取消" count only when no offer was texted to the number lately. The same reply
+delivered again (number, provider's time and text) is acted on once only.
 Nothing here commits. docs/sms.md explains it for the centre.
 """
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -30,10 +34,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import control
 from storage.centre import Centre
 from storage.control import ControlRefused
+from storage.conversations import record_delivery
 from storage.models import ClosureOffer, MoveOffer, MoveStatus, Outbox, SmsMessage
 from storage.offer_holds import held_slot
 from storage.resource_closures import OfferGone, TimeGone, answer_move, answer_substitute
-from storage.sms import DELIVERED, SENT, SMS_PREFIX, mobile_hash, queue_sms
+from storage.sms import DELIVERED, SENT, SMS_PREFIX, is_opt_out_reply, mobile_hash, queue_sms
 from storage.sms_rules import NEVER
 
 OFFER_KINDS = ("closure_substitute", "closure_move", "move_offer")
@@ -42,6 +47,10 @@ AMBIGUOUS_KIND = "offer_ambiguous"      # several offers wait for one number: ca
 ACCEPT_WORDS = frozenset({"1", "Y", "YES", "接受", "同意", "确认", "是"})
 DECLINE_WORDS = frozenset({"2", "N", "NO", "取消", "不接受", "不同意", "否"})
 RECENT_TEXTS = 20       # the offers texted to one number that are looked at, latest first
+REPLY_CHANNEL = "sms"   # replies seen (processed_message), known by a keyed hash only
+# While an offer texted to a number may still be answered (and a day after), "N" and "取消"
+# answer it, or are a late answer: only these ask for no more texts then.
+CLEAR_OPT_OUT_WORDS = frozenset({"TD", "T", "退订", "STOP", "UNSUBSCRIBE"})
 
 
 def offer_answer(text: str) -> bool | None:
@@ -70,6 +79,50 @@ class ReplyResult:
     outcome: ReplyOutcome
     kind: str | None = None
     status: str | None = None
+
+
+def reply_key(centre: Centre, mobile: str, sent_at: object, text: str) -> str:
+    """What a reply is known by to find it delivered again: a keyed hash of the number, the
+    provider's time of the reply and its text (never any of them in clear)."""
+    key = centre.hasher.derive("sms reply")
+    message = f"{mobile.strip()}\x1f{sent_at}\x1f{text.strip()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+async def first_delivery(session: AsyncSession, centre: Centre, now: dt.datetime, mobile: str,
+                         sent_at: object, text: str) -> bool:
+    """Record a reply as handled; False when the same reply (number, provider's time, text)
+    was handled already: a redelivery, acted on once only."""
+    return await record_delivery(session, REPLY_CHANNEL, reply_key(centre, mobile, sent_at, text), now)
+
+
+async def offer_texted_recently(session: AsyncSession, centre: Centre, now: dt.datetime,
+                                mobile: str) -> bool:
+    """Whether an offer was texted to ``mobile`` within an offer's lifetime and a day: then
+    only a clear "TD"/"退订"/"T"/"STOP" is an opt-out, not "N"/"取消" (an answer, or a late
+    or repeated one)."""
+    hours = max(centre.rules.closure_answer_hours, centre.rules.move_answer_hours) + 24
+    return await session.scalar(select(SmsMessage.id).where(
+        SmsMessage.mobile_hash == mobile_hash(centre.hasher, mobile),
+        SmsMessage.kind.in_(OFFER_KINDS), SmsMessage.status.in_([SENT, DELIVERED]),
+        SmsMessage.created_at >= now - dt.timedelta(hours=hours)).limit(1)) is not None
+
+
+def is_clear_opt_out(text: str) -> bool:
+    """A reply that asks for no more texts even while an offer is recent (TD, 退订, T, STOP)."""
+    return text.strip().upper().rstrip("。.!！") in CLEAR_OPT_OUT_WORDS
+
+
+async def opts_out(session: AsyncSession, centre: Centre, now: dt.datetime, mobile: str,
+                   text: str) -> bool:
+    """Whether a reply that answered no offer asks for no more texts: "TD", "退订", "T" or
+    "STOP" always; "N" and "取消" only when no offer was texted to the number lately (then
+    they are a late or repeated answer, never a reason to fall silent for good)."""
+    if not is_opt_out_reply(text):
+        return False
+    if is_clear_opt_out(text):
+        return True
+    return not await offer_texted_recently(session, centre, now, mobile)
 
 
 async def _waiting(session: AsyncSession, kind: str, offer_id: int, now: dt.datetime) -> bool:
@@ -170,4 +223,5 @@ async def _tell(session: AsyncSession, centre: Centre, now: dt.datetime, kind: s
                     via="reply", appointment_id=appointment_id, payload=payload)
 
 
-__all__ = ["ReplyOutcome", "ReplyResult", "answer_by_reply", "offer_answer"]
+__all__ = ["ReplyOutcome", "ReplyResult", "answer_by_reply", "first_delivery", "is_clear_opt_out",
+           "offer_answer", "offer_texted_recently", "opts_out", "reply_key"]

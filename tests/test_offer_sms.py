@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 
 import httpx
 import pytest
@@ -123,14 +124,19 @@ async def close_chen(app: App, appointment: Appointment, decision: Decision) -> 
         return offer
 
 
-async def reply(app: App, mobile: str, text: str, centre: Centre | None = None) -> None:
-    """The provider posts the citizen's reply (上行短信) to the callback."""
+REPLY_TIMES = itertools.count(1795000000)
+
+
+async def reply(app: App, mobile: str, text: str, centre: Centre | None = None, *,
+                at: int | None = None) -> None:
+    """The provider posts the citizen's reply (上行短信) to the callback; ``at`` is the
+    provider's time of the reply (each call a new reply unless it is given: a redelivery)."""
     web = build_web_app(sms_routes(app.database, centre or app.centre, app.clock, app.settings.sms))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web),
                                  base_url="http://yuyue.test") as client:
         answer = await client.post("/sms/tencent", json=[{
             "extend": "", "mobile": mobile, "nationcode": "86", "sign": "某某市政务服务中心",
-            "text": text, "time": 1795000000}])
+            "text": text, "time": next(REPLY_TIMES) if at is None else at}])
     assert answer.json() == {"result": 0, "errmsg": "OK"}
 
 
@@ -523,3 +529,68 @@ async def test_two_offers_waiting_for_one_mobile_change_nothing(
     await dispatcher.drain()
     assert len(texts_of(sms_api, "offer_ambiguous")) == 1     # at most once a day
     assert texts_of(sms_api, "offer_answered") == []
+
+
+async def test_a_redelivered_reply_is_acted_on_once(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # A "Y" accepts a /move; staff then offer another move, and the provider delivers the
+    # same "Y" (same time) again: it must not accept the new offer. A new "Y" does.
+    slots = await id_card_slots(app)
+    appointment = await window_booking(app, slots[6].id)
+    async with app.database.session() as session:
+        first = await control.offer_move(session, app.centre, clock.now(), appointment.code,
+                                         slots[8].id, actor="telegram:staff")
+    await dispatcher.drain()
+    await reply(app, MOBILE, "Y", at=1795000100)
+    async with app.database.session() as session:
+        answered = await session.get(MoveOffer, first.id)
+        assert answered is not None and answered.status == MoveStatus.ACCEPTED
+        second = await control.offer_move(session, app.centre, clock.now(), appointment.code,
+                                          slots[10].id, actor="telegram:staff")
+    await dispatcher.drain()
+    await reply(app, MOBILE, "Y", at=1795000100)           # the provider's retry
+    async with app.database.read() as session:
+        waiting = await session.get(MoveOffer, second.id)
+        kept = await session.get(Appointment, appointment.id)
+        assert waiting is not None and waiting.status == MoveStatus.OFFERED
+        assert kept is not None and kept.slot_id == slots[8].id
+    await reply(app, MOBILE, "Y", at=1795000400)           # the citizen's new answer
+    async with app.database.read() as session:
+        moved = await session.get(Appointment, appointment.id)
+        assert moved is not None and moved.slot_id == slots[10].id
+
+
+async def test_a_repeated_decline_after_the_answer_is_not_an_opt_out(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    await dispatcher.drain()
+    await reply(app, MOBILE, "取消", at=1795000100)
+    await reply(app, MOBILE, "取消", at=1795000100)         # delivered again
+    clock.advance(hours=2)
+    for text in ("取消", "N", "2"):                         # said again, after the answer
+        await reply(app, MOBILE, text)
+    async with app.database.read() as session:
+        cancelled = await session.get(Appointment, appointment.id)
+        assert cancelled is not None and cancelled.status == AppointmentStatus.CANCELLED
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
+    await reply(app, MOBILE, "TD")                         # a clear opt-out always counts
+    async with app.database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 1
+
+
+async def test_n_is_an_opt_out_again_once_no_offer_is_recent(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    await dispatcher.drain()
+    clock.advance(hours=app.centre.rules.closure_answer_hours + 23)
+    await reply(app, MOBILE, "N")                          # within the offer's life and a day
+    async with app.database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
+    clock.advance(hours=2)
+    await reply(app, MOBILE, "N")
+    async with app.database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 1
