@@ -53,6 +53,7 @@ from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info, title_rank
 from storage.rules import closure_notice_is_late
 from storage.seats import nearest_of_resource, release_seat, take_online_seat
+from storage.slots import closure_covers
 from storage.sms import notice_by_sms, sms_planned
 
 MOVE_CHOICES = 3
@@ -349,6 +350,16 @@ async def answer_substitute(session: AsyncSession, centre: Centre, now: dt.datet
     return view
 
 
+async def _slot_closed(session: AsyncSession, slot: Slot) -> bool:
+    """Whether a closure (of its doctor or window, its service, department or the centre)
+    covers the slot now: a time offered before it was closed is not taken."""
+    service = await session.get(Service, slot.service_id)
+    assert service is not None
+    resource = slot.resource_id if slot.resource_id is not None else -1     # matches no closure
+    return await session.scalar(select(Closure.id).where(closure_covers(
+        service.id, service.department_id, slot.starts_at, slot.ends_at, resource)).limit(1)) is not None
+
+
 async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *, offer_id: int,
                       account_id: int | None, slot_id: int | None, actor: str,
                       person_id: int | None = None) -> OfferView:
@@ -358,7 +369,7 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
 
     Raises:
         OfferGone: see ``open_offer``, or a time that was not offered.
-        TimeGone: that time has no free seat any more.
+        TimeGone: that time has no free seat any more, or is closed now (停诊 since).
     """
     view = await open_offer(session, now, offer_id, account_id, person_id=person_id, lock=True)
     offer, appointment = view.offer, view.appointment
@@ -374,8 +385,10 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
     if slot_id not in offer.slot_ids:
         raise OfferGone
     new = await session.get(Slot, slot_id, with_for_update=True)
+    if new is None or new.starts_at <= now or await _slot_closed(session, new):
+        raise TimeGone
     await release_closure_hold(session, offer.id)
-    if new is None or new.starts_at <= now or not await take_online_seat(session, slot_id, "booked"):
+    if not await take_online_seat(session, slot_id, "booked"):
         raise TimeGone
     await release_seat(session, appointment.slot_id, offline=appointment.offline)
     await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")

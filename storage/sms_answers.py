@@ -46,6 +46,7 @@ ANSWERED_KIND, UNMATCHED_KIND = "offer_answered", "offer_unmatched"
 AMBIGUOUS_KIND = "offer_ambiguous"      # several offers wait for one number: call or come in
 ACCEPT_WORDS = frozenset({"1", "Y", "YES", "接受", "同意", "确认", "是"})
 DECLINE_WORDS = frozenset({"2", "N", "NO", "取消", "不接受", "不同意", "否"})
+TIME_GONE = "time_gone"     # the answer to a 换诊 accepted when its held time is gone
 RECENT_TEXTS = 20       # the offers texted to one number that are looked at, latest first
 REPLY_CHANNEL = "sms"   # replies seen (processed_message), known by a keyed hash only
 # While an offer texted to a number may still be answered (and a day after), "N" and "取消"
@@ -68,6 +69,7 @@ class ReplyOutcome(enum.StrEnum):
     ANSWERED = "answered"           # a waiting offer was answered
     NO_OFFER = "no_offer"           # an answer word, but no offer waits for this number
     AMBIGUOUS = "ambiguous"         # several offers wait for this number: none is answered
+    TIME_GONE = "time_gone"         # a 换诊 accepted, but the time held for it is gone
     NOT_AN_ANSWER = "not_an_answer"  # not 1/2/接受/取消...: left to the opt-out check
 
 
@@ -170,6 +172,13 @@ async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetim
         # changes (never an older offer, which may be someone else's on the same mobile).
         kind, offer_id, person_id, appointment_id = waiting[0]
         status = await _answer(session, centre, now, kind, offer_id, person_id, accept)
+        if status == TIME_GONE:
+            # The 换诊's held time is gone: the booking stays as it is, the offer waits (a "2"
+            # still cancels it; silence, the deadline rule); they are told so.
+            await _tell(session, centre, now, ANSWERED_KIND, person_id, appointment_id,
+                        dedup_key=f"{ANSWERED_KIND}:{kind}:{offer_id}:{TIME_GONE}",
+                        payload={"offer": offer_id, "offer_kind": kind, "answer": TIME_GONE})
+            return ReplyResult(ReplyOutcome.TIME_GONE, kind, status)
         if status is not None:
             await _tell(session, centre, now, ANSWERED_KIND, person_id, appointment_id,
                         dedup_key=f"{ANSWERED_KIND}:{kind}:{offer_id}",
@@ -200,15 +209,17 @@ async def _answer(session: AsyncSession, centre: Centre, now: dt.datetime, kind:
             return view.offer.status
         slot_id = None
         if accept:
-            offer = await session.get(ClosureOffer, offer_id)
-            assert offer is not None  # _waiting found it
-            slot_id = await held_slot(session, offer_id) or (offer.slot_ids or [None])[0]
+            # The text named the held time, and only that one: with no hold left (a closure
+            # of that time took it, or it was swept), it is gone, not another time.
+            slot_id = await held_slot(session, offer_id)
             if slot_id is None:
-                return None
+                return TIME_GONE
         view = await answer_move(session, centre, now, offer_id=offer_id, account_id=None,
                                  person_id=person_id, slot_id=slot_id, actor=actor)
         return view.offer.status
-    except (OfferGone, TimeGone, ControlRefused):
+    except TimeGone:
+        return TIME_GONE
+    except (OfferGone, ControlRefused):
         return None
 
 

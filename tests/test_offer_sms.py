@@ -42,7 +42,14 @@ from storage.models import (
     SmsOptOut,
     Strike,
 )
-from storage.resource_closures import Decision, Way, apply_resource_closure, settle_offers
+from storage.resource_closures import (
+    Decision,
+    TimeGone,
+    Way,
+    answer_move,
+    apply_resource_closure,
+    settle_offers,
+)
 from storage.settings import Settings, SmsSettings
 from tests.dialog import Dialog
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
@@ -594,3 +601,65 @@ async def test_n_is_an_opt_out_again_once_no_offer_is_recent(
     await reply(app, MOBILE, "N")
     async with app.database.read() as session:
         assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 1
+
+
+async def close_slot_time(app: App, slot: Slot) -> None:
+    """Staff close the slot's doctor for just that slot's time (a second 停诊)."""
+    async with app.database.session() as session:
+        assert slot.resource_id is not None
+        await apply_resource_closure(
+            session, app.centre, app.clock.now(), resource_id=slot.resource_id,
+            starts_at=slot.starts_at, ends_at=slot.ends_at, reason="临时手术",
+            actor="telegram:staff", decisions={})
+
+
+async def test_a_move_accepted_by_sms_after_its_held_time_closed_changes_nothing(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    await dispatcher.drain()
+    async with app.database.read() as session:
+        [hold] = (await session.scalars(select(Hold))).all()
+        held = await session.get(Slot, hold.slot_id)
+        assert held is not None
+    await close_slot_time(app, held)                       # the held time is closed too
+    clock.advance(hours=1)
+    await reply(app, MOBILE, "1")
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, appointment.id)
+        closed = await session.get(Slot, held.id)
+        waiting = await session.get(ClosureOffer, offer.id)
+        assert kept is not None and closed is not None and waiting is not None
+        assert (kept.status, kept.slot_id) == (AppointmentStatus.BOOKED, slot.id)
+        assert (closed.booked, closed.held) == (0, 0)
+        assert waiting.status == "pending"                 # the deadline rule still applies
+    await dispatcher.drain()
+    [told] = texts_of(sms_api, "offer_answered")
+    assert told[0] == "保留的时间已不可用，未换诊"
+    await reply(app, MOBILE, "2")                          # and "2" still cancels, no strike
+    async with app.database.read() as session:
+        cancelled = await session.get(Appointment, appointment.id)
+        assert cancelled is not None and cancelled.status == AppointmentStatus.CANCELLED
+    assert await strikes(app) == 0
+
+
+async def test_a_move_in_the_chat_refuses_a_time_closed_since_it_was_offered(
+        app: App, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await wechat_patient(app, slot, last_wrote=clock.now())
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    async with app.database.read() as session:
+        choice = await session.get(Slot, offer.slot_ids[0])
+        assert choice is not None
+    await close_slot_time(app, choice)
+    async with app.database.session() as session:
+        with pytest.raises(TimeGone):
+            await answer_move(session, app.centre, clock.now(), offer_id=offer.id,
+                              account_id=appointment.identity_id, slot_id=choice.id,
+                              actor="wechat:patient")
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, appointment.id)
+        closed = await session.get(Slot, choice.id)
+        assert kept is not None and closed is not None
+        assert (kept.status, kept.slot_id, closed.booked) == (AppointmentStatus.BOOKED, slot.id, 0)
