@@ -47,7 +47,7 @@ from storage.models import (
     ServiceResource,
     Slot,
 )
-from storage.offer_holds import hold_closure_seat, release_closure_hold
+from storage.offer_holds import book_held_seat, hold_closure_seat, release_closure_hold
 from storage.outbox import REMINDER, drop_pending, enqueue
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info, title_rank
@@ -365,7 +365,8 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
                       person_id: int | None = None) -> OfferView:
     """Move the booking to one of the offered times (``slot_id``), or cancel it without a
     strike (``slot_id`` None); in the chat (``account_id``) or by SMS reply (``person_id``).
-    A seat held for the offer (by SMS) is given back first, so the time it held can be taken.
+    A seat held for the offer (by SMS) becomes the booking when its time is chosen, and is
+    given back once another time is booked (never before: a time gone keeps it).
 
     Raises:
         OfferGone: see ``open_offer``, or a time that was not offered.
@@ -387,9 +388,13 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
     new = await session.get(Slot, slot_id, with_for_update=True)
     if new is None or new.starts_at <= now or await _slot_closed(session, new):
         raise TimeGone
-    await release_closure_hold(session, offer.id)
-    if not await take_online_seat(session, slot_id, "booked"):
-        raise TimeGone
+    # The held seat (by SMS) becomes the booking when it is the time chosen; any other time
+    # needs a free seat, and the hold is given back only once the move has its seat (a time
+    # just taken leaves the held one for the next answer).
+    if not await book_held_seat(session, offer.id, slot_id):
+        if not await take_online_seat(session, slot_id, "booked"):
+            raise TimeGone
+        await release_closure_hold(session, offer.id)
     await release_seat(session, appointment.slot_id, offline=appointment.offline)
     await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")
     old_slot = appointment.slot_id

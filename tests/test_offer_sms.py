@@ -663,3 +663,45 @@ async def test_a_move_in_the_chat_refuses_a_time_closed_since_it_was_offered(
         closed = await session.get(Slot, choice.id)
         assert kept is not None and closed is not None
         assert (kept.status, kept.slot_id, closed.booked) == (AppointmentStatus.BOOKED, slot.id, 0)
+
+
+async def test_a_move_in_the_chat_to_a_full_time_keeps_the_held_seat(
+        app: App, clock: ManualClock) -> None:
+    # The centre texts 换诊 offers always: a chat patient's offer holds a seat too. Picking in
+    # the chat a time just filled must not give that held seat away.
+    centre = dataclasses.replace(app.centre, sms=dataclasses.replace(
+        app.centre.sms, policy={**app.centre.sms.policy, "closure_move": "always"}))
+    slot = (await chen_slots(app))[0]
+    appointment = await wechat_patient(app, slot, last_wrote=clock.now())
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, centre, clock.now(), resource_id=(await doctors(app))["dr_chen_jianguo"],
+            starts_at=local(2026, 11, 25, 0), ends_at=local(2026, 11, 25, 12), reason="外出会诊",
+            actor="telegram:staff", decisions={appointment.id: Decision(Way.MOVE)})
+    async with app.database.read() as session:
+        offer = await session.scalar(select(ClosureOffer))
+        [hold] = (await session.scalars(select(Hold))).all()
+        assert offer is not None
+        full = next(s for s in offer.slot_ids if s != hold.slot_id)
+    async with app.database.session() as session:
+        taken = await session.get(Slot, full)
+        assert taken is not None
+        taken.booked = taken.online_capacity - taken.held          # just filled up
+    async with app.database.session() as session:              # the chat's answer, committed
+        with pytest.raises(TimeGone):
+            await answer_move(session, centre, clock.now(), offer_id=offer.id,
+                              account_id=appointment.identity_id, slot_id=full, actor="wechat:p")
+    async with app.database.read() as session:
+        held = await session.get(Slot, hold.slot_id)
+        assert held is not None and held.held == 1
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 1
+    async with app.database.session() as session:              # the held time is still theirs
+        await answer_move(session, centre, clock.now(), offer_id=offer.id,
+                          account_id=appointment.identity_id, slot_id=hold.slot_id,
+                          actor="wechat:p")
+    async with app.database.read() as session:
+        moved = await session.get(Appointment, appointment.id)
+        held = await session.get(Slot, hold.slot_id)
+        assert moved is not None and held is not None
+        assert (moved.slot_id, held.booked, held.held) == (hold.slot_id, 1, 0)
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
