@@ -413,9 +413,14 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
 async def settle_offers(session: AsyncSession, centre: Centre, now: dt.datetime) -> int:
     """Offers whose deadline passed without an answer: a 替诊 stands (accepted); a 换诊 is
     cancelled without a strike, with an apology and a way to rebook. Returns how many."""
+    # Locked, as they are now: an answer at the deadline that holds an offer's row is left to
+    # finish (skip_locked: PostgreSQL; SQLite has one writer), and one that finished first
+    # has moved it on (populate_existing: not the copy read before).
     offers = (await session.scalars(select(ClosureOffer).where(
         ClosureOffer.status == "pending", ClosureOffer.deadline <= now)
-        .order_by(ClosureOffer.id).limit(500))).all()
+        .order_by(ClosureOffer.id).limit(500).with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True))).all()
+    offers = [offer for offer in offers if offer.status == "pending"]
     for offer in offers:
         offer.status, offer.decided_at = "defaulted", now
         await release_closure_hold(session, offer.id)

@@ -13,6 +13,7 @@ import itertools
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
 
 from bot.dispatch import Dispatcher
 from bot.sms import build_sms, sms_routes
@@ -51,6 +52,7 @@ from storage.resource_closures import (
     settle_offers,
 )
 from storage.settings import Settings, SmsSettings
+from tests.conftest import postgres_url
 from tests.dialog import Dialog
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
@@ -705,3 +707,37 @@ async def test_a_move_in_the_chat_to_a_full_time_keeps_the_held_seat(
         assert moved is not None and held is not None
         assert (moved.slot_id, held.booked, held.held) == (hold.slot_id, 1, 0)
         assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+
+
+@pytest.mark.skipif(not postgres_url(), reason="row locks between two sessions: PostgreSQL")
+async def test_an_answer_at_the_deadline_and_the_sweep_one_wins(
+        app: App, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # The reply comes a second before the deadline and its transaction is still open when
+    # the sweep runs at the deadline: the sweep leaves the offer it holds alone (it neither
+    # cancels the booking just moved nor overwrites the answer).
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    async with app.database.read() as session:
+        [hold] = (await session.scalars(select(Hold))).all()
+
+    async def sweep() -> int:
+        async with app.database.session() as session:
+            # Only a guard should the sweep wait on the answer's rows (the defect): it fails
+            # then instead of hanging.
+            await session.execute(sql("SET LOCAL lock_timeout = '5s'"))
+            return await settle_offers(session, app.centre, offer.deadline)
+
+    async with app.database.session() as answering:
+        person_id = appointment.person_id
+        await answer_move(answering, app.centre, offer.deadline - dt.timedelta(seconds=1),
+                          offer_id=offer.id, account_id=None, person_id=person_id,
+                          slot_id=hold.slot_id, actor=f"sms:{person_id}")
+        assert await sweep() == 0                       # run while the answer is not committed
+    assert await sweep() == 0                           # and after: it is answered
+    async with app.database.read() as session:
+        moved = await session.get(Appointment, appointment.id)
+        answered = await session.get(ClosureOffer, offer.id)
+        assert moved is not None and answered is not None
+        assert (moved.status, moved.slot_id) == (AppointmentStatus.BOOKED, hold.slot_id)
+        assert answered.status == "moved"
