@@ -2,21 +2,22 @@
 替诊 (accept, or cancel without a strike), a 换诊 (the time held for them, or cancel without a
 strike), a staff /move (move, or keep the booking as it is).
 
-A reply answers the newest offer texted to the number it comes from that is still waiting
-for an answer, and only that one: if it cannot be answered after all (the booking was
-cancelled meanwhile, the time held is gone), nothing changes, never an older offer (mum and
-dad may share a mobile). When more than one offer waits for the number, a bare 1 or 2 cannot
-say which it answers: nothing changes, and the number is asked (``offer_ambiguous``, per the
-policy) to call the centre or come to the window. The send log (``sms_message``) knows each
-text only by the keyed hash of its number and its outbox row, and the row names the offer and
-the person. The number itself is never stored or logged. The answer goes through the same rules as in the chat
+A reply answers the offer of the newest text to the number it comes from, if that offer is
+still waiting for an answer, and only that one: if it cannot be answered after all (the booking
+was cancelled meanwhile, the time held is gone), nothing changes, never an older offer (mum and
+dad may share a mobile). When more than one offer waits for the number, or the newest text's
+offer has ended while an older one still waits, a bare 1 or 2 cannot say which it answers:
+nothing changes, and the number is asked (``offer_ambiguous``, per the policy) to call the
+centre or come to the window. The send log (``sms_message``) knows each text only by the keyed
+hash of its number and its outbox row, and the row names the offer and the person. The number
+itself is never stored or logged. The answer goes through the same rules as in the chat
 (storage.resource_closures, storage.control), audited with the actor ``sms:<person id>``, and
-never gives a strike. A reply that matches no waiting offer (none was texted to that number,
-it was answered already, or its deadline passed) changes nothing; the person it was texted to
-is told so only when the policy sends ``offer_unmatched`` texts (never, by default). A reply
-that is not an answer (anything but the words below) is left to the opt-out check, where
-"N" and "取消" count only when no offer was texted to the number lately. The same reply
-delivered again (number, provider's time and text) is acted on once only.
+never gives a strike. A reply that matches no waiting offer (none was texted to that number, it
+was answered already, or its deadline passed) changes nothing; the person it was texted to is
+told so only when the policy sends ``offer_unmatched`` texts (never, by default). A reply that
+is not an answer (anything but the words below) is left to the opt-out check, where "N" and
+"取消" count only when no offer was texted to the number lately. The same reply delivered again
+(number, provider's time and text) is acted on once only.
 Nothing here commits. docs/sms.md explains it for the centre.
 """
 
@@ -151,19 +152,22 @@ async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetim
         .where(SmsMessage.mobile_hash == mobile_hash(centre.hasher, mobile),
                SmsMessage.kind.in_(OFFER_KINDS), SmsMessage.status.in_([SENT, DELIVERED]))
         .order_by(SmsMessage.id.desc()).limit(RECENT_TEXTS))).all()
-    waiting: list[tuple[str, int, int, int | None]] = []    # newest first, each offer once
+    offers: list[tuple[str, int, int, int | None]] = []     # newest first, each offer once
+    waiting: list[tuple[str, int, int, int | None]] = []
     for _row_id, kind, target, payload, appointment_id in texted:
         offer_id = int((payload or {}).get("offer", 0))
         person_id = int(str(target)[len(SMS_PREFIX):])
-        if any((kind, offer_id) == (k, o) for k, o, _p, _a in waiting):
+        if any((kind, offer_id) == (k, o) for k, o, _p, _a in offers):
             continue
+        offers.append((kind, offer_id, person_id, appointment_id))
         if await _waiting(session, kind, offer_id, now):
-            waiting.append((kind, offer_id, person_id, appointment_id))
+            waiting.append(offers[-1])
     day = now.astimezone(centre.tz).date().isoformat()
-    if len(waiting) > 1:
-        # Two people share the mobile (or one has two offers): a bare 1 or 2 cannot say which
-        # offer it answers, so none is answered; they are asked to call or come to the window.
-        person_id = waiting[0][2]
+    if len(waiting) > 1 or (waiting and waiting[0] != offers[0]):
+        # Two people share the mobile (or one has two offers), or the newest text's offer
+        # ended and an older one still waits: a bare 1 or 2 cannot say which offer it
+        # answers, so none is answered; they are asked to call or come to the window.
+        person_id = offers[0][2]
         await _tell(session, centre, now, AMBIGUOUS_KIND, person_id, None,
                     dedup_key=f"{AMBIGUOUS_KIND}:{person_id}:{day}", payload={})
         return ReplyResult(ReplyOutcome.AMBIGUOUS)

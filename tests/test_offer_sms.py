@@ -741,3 +741,46 @@ async def test_an_answer_at_the_deadline_and_the_sweep_one_wins(
         assert moved is not None and answered is not None
         assert (moved.status, moved.slot_id) == (AppointmentStatus.BOOKED, hold.slot_id)
         assert answered.status == "moved"
+
+
+async def test_cancelling_a_booking_withdraws_its_move_offer_and_gives_the_held_seat_back(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    await dispatcher.drain()
+    async with app.database.read() as session:
+        [hold] = (await session.scalars(select(Hold))).all()
+    async with app.database.session() as session:
+        await control.staff_cancel(session, app.centre, clock.now(), appointment.code,
+                                   actor="telegram:staff", reason="本人来电取消")
+    async with app.database.read() as session:
+        withdrawn = await session.get(ClosureOffer, offer.id)
+        held = await session.get(Slot, hold.slot_id)
+        assert withdrawn is not None and held is not None
+        assert withdrawn.status == "withdrawn" and (held.held, held.booked) == (0, 0)
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+    await reply(app, MOBILE, "1")                          # the old text answered: nothing
+    async with app.database.read() as session:
+        cancelled = await session.get(Appointment, appointment.id)
+        held = await session.get(Slot, hold.slot_id)
+        assert cancelled is not None and held is not None
+        assert cancelled.status == AppointmentStatus.CANCELLED and held.booked == 0
+    async with app.database.session() as session:         # and the sweep has nothing to do
+        assert await settle_offers(session, app.centre, clock.now() + dt.timedelta(days=2)) == 0
+
+
+async def test_rescheduling_a_booking_withdraws_its_substitute_offer(
+        app: App, clock: ManualClock) -> None:
+    chen = await chen_slots(app)
+    appointment = await wechat_patient(app, chen[0], last_wrote=clock.now())
+    offer = await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"]))
+    async with app.database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "internal_medicine"))
+        assert service is not None
+        thursday = await slots_of(session, app.centre, service, clock.now(), dt.date(2026, 11, 26))
+        await booking.reschedule(session, app.centre, clock.now(), appointment.id, thursday[0].id,
+                                 actor=f"wechat:{OPENID}")
+    async with app.database.read() as session:
+        withdrawn = await session.get(ClosureOffer, offer.id)
+        assert withdrawn is not None and withdrawn.status == "withdrawn"
