@@ -57,7 +57,6 @@ from storage.slots import closure_covers
 from storage.sms import notice_by_sms, sms_planned
 
 MOVE_CHOICES = 3
-SMS_CANDIDATES = 40     # free times looked at to find the nearest after the answer deadline
 
 
 class Way(enum.StrEnum):
@@ -225,12 +224,13 @@ async def _offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, c
     if appointment.identity_id is None and not by_sms:
         return False
     deadline = answer_deadline(centre, now, appointment.starts_at)
-    nearest = await nearest_of_resource(session, centre, service, closure.resource_id, now,
-                                        limit=SMS_CANDIDATES)
-    choices = nearest[:MOVE_CHOICES]
-    # A text offers one time, held for the answer: the nearest that starts after the deadline.
-    # Kept with the chat notice too, for a text if the chat cannot deliver it.
-    later = [c.slot_id for c in nearest if c.starts_at > deadline][:MOVE_CHOICES]
+    choices = await nearest_of_resource(session, centre, service, closure.resource_id, now,
+                                        limit=MOVE_CHOICES)
+    # A text offers one time, held for the answer: the nearest that starts after the deadline,
+    # read as such (however many free times come before it). Kept with the chat notice too,
+    # for a text if the chat cannot deliver it.
+    later = [c.slot_id for c in await nearest_of_resource(
+        session, centre, service, closure.resource_id, now, limit=MOVE_CHOICES, after=deadline)]
     if not choices or (appointment.identity_id is None and not later):
         return False
     offer = ClosureOffer(closure_id=closure.id, appointment_id=appointment.id, kind=Way.MOVE.value,

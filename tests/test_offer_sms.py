@@ -784,3 +784,36 @@ async def test_rescheduling_a_booking_withdraws_its_substitute_offer(
     async with app.database.read() as session:
         withdrawn = await session.get(ClosureOffer, offer.id)
         assert withdrawn is not None and withdrawn.status == "withdrawn"
+
+
+async def test_a_move_by_sms_holds_a_time_after_the_deadline_however_many_come_before(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # A long answer time: the deadline is the booking's own start, a week on, and the
+    # doctor's free times until then (more than three days of them) come first in the ranking;
+    # that whole day of his is closed, so the held time is a colleague's, after the deadline.
+    centre = dataclasses.replace(app.centre, rules=dataclasses.replace(
+        app.centre.rules, closure_answer_hours=24 * 14))
+    chen_id = (await doctors(app))["dr_chen_jianguo"]
+    async with app.database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "internal_medicine"))
+        assert service is not None
+        for day in range(9):
+            await slots_of(session, app.centre, service, clock.now(), WEDNESDAY + dt.timedelta(days=day - 2))
+        monday = (await session.scalars(select(Slot).where(
+            Slot.resource_id == chen_id, Slot.local_date == dt.date(2026, 11, 30))
+            .order_by(Slot.starts_at))).first()
+        assert monday is not None
+    appointment = await window_booking(app, monday.id)
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, centre, clock.now(), resource_id=chen_id, starts_at=local(2026, 11, 30, 0),
+            ends_at=local(2026, 12, 1, 0), reason="外出会诊", actor="telegram:staff",
+            decisions={appointment.id: Decision(Way.MOVE)})
+    async with app.database.read() as session:
+        offer = await session.scalar(select(ClosureOffer))
+        kept = await session.get(Appointment, appointment.id)
+        assert offer is not None and offer.deadline == monday.starts_at
+        assert kept is not None and kept.status == AppointmentStatus.BOOKED
+        [hold] = (await session.scalars(select(Hold))).all()
+        held = await session.get(Slot, hold.slot_id)
+        assert held is not None and held.starts_at > offer.deadline
