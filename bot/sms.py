@@ -208,10 +208,11 @@ def sms_routes(database: Database, centre: Centre, clock: Clock,
     """The route Tencent posts delivery receipts and replies to (JSON, one object or a list).
 
     A receipt has ``sid`` and ``report_status``; a reply (上行) has ``mobile`` and ``text``:
-    "1"/"接受"/"Y" or "2"/"取消"/"N" answers the latest offer texted to that number that is
-    still waiting (storage.sms_answers), and otherwise "TD"/"退订" (and "N"/"取消") records an
-    opt-out. It always answers ``{"result": 0}`` once the body is
-    read, as Tencent expects; a wrong token gets 403.
+    "1"/"接受"/"Y" or "2"/"取消"/"N" answers the newest offer texted to that number that is
+    still waiting, if only one waits (storage.sms_answers), and otherwise "TD"/"退订" records an
+    opt-out ("N"/"取消" too, when no offer was texted to the number lately). A reply delivered
+    again (same number, time and text) is acted on once. It always answers ``{"result": 0}``
+    once the body is read, as Tencent expects; a wrong token gets 403.
     """
 
     async def callback(request: Request) -> Response:
@@ -232,12 +233,17 @@ def sms_routes(database: Database, centre: Centre, clock: Clock,
                     if not isinstance(item, dict) or not item.get("mobile"):
                         continue
                     mobile, text = str(item["mobile"])[-11:], str(item.get("text", ""))
+                    # The provider retries a callback it thinks failed: the same reply
+                    # (number, its time, text) is acted on once.
+                    if not await sms_answers.first_delivery(session, centre, now, mobile,
+                                                            item.get("time", ""), text):
+                        continue
                     # An answer to a waiting offer first: "N"/"取消" then declines it and
                     # is not an opt-out.
                     result = await sms_answers.answer_by_reply(session, centre, now, mobile, text)
                     if result.outcome == sms_answers.ReplyOutcome.ANSWERED:
                         answered += 1
-                    elif sms_store.is_opt_out_reply(text):
+                    elif await sms_answers.opts_out(session, centre, now, mobile, text):
                         opted += await sms_store.opt_out(session, centre, now, mobile,
                                                          source="reply")
         except Exception as error:

@@ -481,7 +481,8 @@ class ClosureOffer(Base, Created):
     from_resource_id: Mapped[int] = mapped_column(ForeignKey("resource.id"))
     substitute_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
     slot_ids: Mapped[json_data]                                # the times a 换诊 offers
-    # pending; accepted, declined, moved, cancelled (by the patient); defaulted (no answer)
+    # pending; accepted, declined, moved, cancelled (by the patient); defaulted (no answer);
+    # withdrawn (the booking was cancelled or rescheduled first)
     status: Mapped[str] = mapped_column(String(12))
     deadline: Mapped[instant]
     decided_at: Mapped[dt.datetime | None]

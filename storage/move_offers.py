@@ -16,7 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import audit
-from storage.models import Hold, MoveOffer, MoveStatus
+from storage.models import ClosureOffer, Hold, MoveOffer, MoveStatus
+from storage.offer_holds import closure_owner, release_closure_hold
 from storage.outbox import STAFF_TARGET, enqueue
 from storage.seats import release_seat
 
@@ -66,11 +67,35 @@ async def open_offers(session: AsyncSession, appointment_id: int, *,
 
 async def withdraw_offers(session: AsyncSession, now: dt.datetime, appointment_id: int, *,
                           actor: str, keep_owner: str | None = None) -> int:
-    """The booking was cancelled or changed: its open offers end and their seats go back
-    (except the offer whose seat is ``keep_owner``: the one being accepted). Called with the
+    """The booking was cancelled or changed: its open offers (a staff /move, a 替诊 or 换诊
+    after a 停诊) end and their seats go back (except the offer whose seat is ``keep_owner``:
+    the one being accepted). Called with the
     appointment row locked, so an answer to an offer waits for this."""
     offers = [offer for offer in await open_offers(session, appointment_id, lock=True)
               if move_owner(offer.id) != keep_owner]
     for offer in offers:
         await close_offer(session, now, offer, MoveStatus.WITHDRAWN, actor=actor)
-    return len(offers)
+    return len(offers) + await _withdraw_closure_offers(session, now, appointment_id, actor=actor,
+                                                        keep_owner=keep_owner)
+
+
+async def _withdraw_closure_offers(session: AsyncSession, now: dt.datetime, appointment_id: int,
+                                   *, actor: str, keep_owner: str | None) -> int:
+    """The booking's waiting 替诊/换诊 offers end too, and the seat held for a 换诊 by SMS goes
+    back (a later reply to their text then finds nothing to answer). An offer whose answer is
+    being written right now is skipped rather than waited for (skip_locked, PostgreSQL: the
+    answer locks the offer, then the booking, the reverse of this order); that answer then
+    finds the booking cancelled and changes nothing, and the deadline sweep ends the offer."""
+    offers = (await session.scalars(select(ClosureOffer).where(
+        ClosureOffer.appointment_id == appointment_id, ClosureOffer.status == "pending")
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True))).all()
+    withdrawn = 0
+    for offer in offers:
+        if offer.status != "pending" or closure_owner(offer.id) == keep_owner:
+            continue
+        offer.status, offer.decided_at = "withdrawn", now
+        await release_closure_hold(session, offer.id)
+        await audit(session, now, actor, "closure_offer_withdrawn", "appointment", appointment_id,
+                    offer=offer.id, kind=offer.kind)
+        withdrawn += 1
+    return withdrawn

@@ -3,9 +3,10 @@ accept" must not find that time gone, so when a 换诊 goes by SMS (the patient 
 account, or the chat could not deliver it) one seat of the nearest offered time is held for the
 offer: a ``Hold`` of that slot (the nearest free time that starts after the deadline, so it is
 still ahead whenever they answer) (counted in ``slot.held``) whose owner is ``closure:<offer id>``
-and which expires at the offer's deadline. Answering, the deadline passing or the sweep of run
-out holds gives it back. A 换诊 answered in the chat holds nothing (it offers several times and
-a time just taken offers the others). Nothing here commits.
+and which expires at the offer's deadline. Taking the held time turns it into the booked seat;
+another time booked, a cancel, the deadline passing or the sweep of run out holds gives it
+back (a time picked but just taken keeps it). A 换诊 answered only in the chat holds nothing
+(it offers several times and a time just taken offers the others). Nothing here commits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ClosureOffer, Hold, Slot
@@ -56,6 +57,20 @@ async def hold_closure_seat(session: AsyncSession, offer: ClosureOffer, now: dt.
             await session.flush()
             return slot_id
     return None
+
+
+async def book_held_seat(session: AsyncSession, offer_id: int, slot_id: int) -> bool:
+    """Turn the seat held for the offer into the booked seat, when ``slot_id`` is the time it
+    holds; False when it holds none there."""
+    gone = (await session.execute(delete(Hold).where(Hold.owner == closure_owner(offer_id),
+                                                     Hold.slot_id == slot_id)
+                                  .returning(Hold.id))).all()
+    if not gone:
+        return False
+    await session.execute(update(Slot).where(Slot.id == slot_id)
+                          .values(held=Slot.held - len(gone), booked=Slot.booked + 1)
+                          .execution_options(synchronize_session=False))
+    return True
 
 
 async def release_closure_hold(session: AsyncSession, offer_id: int) -> bool:

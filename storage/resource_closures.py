@@ -47,16 +47,16 @@ from storage.models import (
     ServiceResource,
     Slot,
 )
-from storage.offer_holds import hold_closure_seat, release_closure_hold
+from storage.offer_holds import book_held_seat, hold_closure_seat, release_closure_hold
 from storage.outbox import REMINDER, drop_pending, enqueue
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info, title_rank
 from storage.rules import closure_notice_is_late
 from storage.seats import nearest_of_resource, release_seat, take_online_seat
+from storage.slots import closure_covers
 from storage.sms import notice_by_sms, sms_planned
 
 MOVE_CHOICES = 3
-SMS_CANDIDATES = 40     # free times looked at to find the nearest after the answer deadline
 
 
 class Way(enum.StrEnum):
@@ -224,12 +224,13 @@ async def _offer_move(session: AsyncSession, centre: Centre, now: dt.datetime, c
     if appointment.identity_id is None and not by_sms:
         return False
     deadline = answer_deadline(centre, now, appointment.starts_at)
-    nearest = await nearest_of_resource(session, centre, service, closure.resource_id, now,
-                                        limit=SMS_CANDIDATES)
-    choices = nearest[:MOVE_CHOICES]
-    # A text offers one time, held for the answer: the nearest that starts after the deadline.
-    # Kept with the chat notice too, for a text if the chat cannot deliver it.
-    later = [c.slot_id for c in nearest if c.starts_at > deadline][:MOVE_CHOICES]
+    choices = await nearest_of_resource(session, centre, service, closure.resource_id, now,
+                                        limit=MOVE_CHOICES)
+    # A text offers one time, held for the answer: the nearest that starts after the deadline,
+    # read as such (however many free times come before it). Kept with the chat notice too,
+    # for a text if the chat cannot deliver it.
+    later = [c.slot_id for c in await nearest_of_resource(
+        session, centre, service, closure.resource_id, now, limit=MOVE_CHOICES, after=deadline)]
     if not choices or (appointment.identity_id is None and not later):
         return False
     offer = ClosureOffer(closure_id=closure.id, appointment_id=appointment.id, kind=Way.MOVE.value,
@@ -349,16 +350,27 @@ async def answer_substitute(session: AsyncSession, centre: Centre, now: dt.datet
     return view
 
 
+async def _slot_closed(session: AsyncSession, slot: Slot) -> bool:
+    """Whether a closure (of its doctor or window, its service, department or the centre)
+    covers the slot now: a time offered before it was closed is not taken."""
+    service = await session.get(Service, slot.service_id)
+    assert service is not None
+    resource = slot.resource_id if slot.resource_id is not None else -1     # matches no closure
+    return await session.scalar(select(Closure.id).where(closure_covers(
+        service.id, service.department_id, slot.starts_at, slot.ends_at, resource)).limit(1)) is not None
+
+
 async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *, offer_id: int,
                       account_id: int | None, slot_id: int | None, actor: str,
                       person_id: int | None = None) -> OfferView:
     """Move the booking to one of the offered times (``slot_id``), or cancel it without a
     strike (``slot_id`` None); in the chat (``account_id``) or by SMS reply (``person_id``).
-    A seat held for the offer (by SMS) is given back first, so the time it held can be taken.
+    A seat held for the offer (by SMS) becomes the booking when its time is chosen, and is
+    given back once another time is booked (never before: a time gone keeps it).
 
     Raises:
         OfferGone: see ``open_offer``, or a time that was not offered.
-        TimeGone: that time has no free seat any more.
+        TimeGone: that time has no free seat any more, or is closed now (停诊 since).
     """
     view = await open_offer(session, now, offer_id, account_id, person_id=person_id, lock=True)
     offer, appointment = view.offer, view.appointment
@@ -374,9 +386,15 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
     if slot_id not in offer.slot_ids:
         raise OfferGone
     new = await session.get(Slot, slot_id, with_for_update=True)
-    await release_closure_hold(session, offer.id)
-    if new is None or new.starts_at <= now or not await take_online_seat(session, slot_id, "booked"):
+    if new is None or new.starts_at <= now or await _slot_closed(session, new):
         raise TimeGone
+    # The held seat (by SMS) becomes the booking when it is the time chosen; any other time
+    # needs a free seat, and the hold is given back only once the move has its seat (a time
+    # just taken leaves the held one for the next answer).
+    if not await book_held_seat(session, offer.id, slot_id):
+        if not await take_online_seat(session, slot_id, "booked"):
+            raise TimeGone
+        await release_closure_hold(session, offer.id)
     await release_seat(session, appointment.slot_id, offline=appointment.offline)
     await drop_pending(session, appointment.id, (REMINDER,), "rescheduled")
     old_slot = appointment.slot_id
@@ -395,9 +413,14 @@ async def answer_move(session: AsyncSession, centre: Centre, now: dt.datetime, *
 async def settle_offers(session: AsyncSession, centre: Centre, now: dt.datetime) -> int:
     """Offers whose deadline passed without an answer: a 替诊 stands (accepted); a 换诊 is
     cancelled without a strike, with an apology and a way to rebook. Returns how many."""
+    # Locked, as they are now: an answer at the deadline that holds an offer's row is left to
+    # finish (skip_locked: PostgreSQL; SQLite has one writer), and one that finished first
+    # has moved it on (populate_existing: not the copy read before).
     offers = (await session.scalars(select(ClosureOffer).where(
         ClosureOffer.status == "pending", ClosureOffer.deadline <= now)
-        .order_by(ClosureOffer.id).limit(500))).all()
+        .order_by(ClosureOffer.id).limit(500).with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True))).all()
+    offers = [offer for offer in offers if offer.status == "pending"]
     for offer in offers:
         offer.status, offer.decided_at = "defaulted", now
         await release_closure_hold(session, offer.id)

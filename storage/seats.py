@@ -222,10 +222,14 @@ async def nearest_alternatives(session: AsyncSession, centre: Centre, info: Slot
 
 
 async def nearest_of_resource(session: AsyncSession, centre: Centre, service: Service,
-                              resource_id: int, now: dt.datetime, limit: int = 6) -> list[SlotChoice]:
+                              resource_id: int, now: dt.datetime, limit: int = 6, *,
+                              after: dt.datetime | None = None) -> list[SlotChoice]:
     """Slots with a free seat for a citizen who asked for one doctor whose days are full: the
-    same doctor's soonest, then the same specialty and title, the same specialty, the rest."""
-    candidates = await _free_choices(session, centre, service, ServiceDef.from_json(service.definition), now)
+    same doctor's soonest, then the same specialty and title, the same specialty, the rest
+    (only those that start after ``after``, when given: a 换诊 by SMS holds one after the
+    answer deadline)."""
+    candidates = await _free_choices(session, centre, service, ServiceDef.from_json(service.definition), now,
+                                     after=after)
     tiers = await _likeness_tiers(session, resource_id, candidates)
     candidates.sort(key=lambda s: (tiers.get(s.resource_id, 3), s.starts_at))
     return candidates[:limit]
@@ -250,17 +254,21 @@ _REMAINING = _S.online_capacity - _S.booked - _S.held + func.coalesce(_STALE.c.s
 _FREE_CHOICES = (
     select(_S.id, _S.local_date, _S.starts_at, _S.ends_at, _REMAINING, _S.resource_id)
     .select_from(Slot.__table__.outerjoin(_STALE, _STALE.c.slot_id == _S.id))
-    .where(_S.local_date <= bindparam("last"), *_free_slot_conditions(
-        Slot.__table__, bindparam("service_id"), bindparam("department_id"),
-        bindparam("exclude"), _REMAINING))
+    .where(_S.local_date <= bindparam("last"), _S.starts_at > bindparam("after"),
+           *_free_slot_conditions(Slot.__table__, bindparam("service_id"),
+                                  bindparam("department_id"), bindparam("exclude"), _REMAINING))
     .order_by(_S.starts_at).limit(200))
 
 
 async def _free_choices(session: AsyncSession, centre: Centre, service: Service | ServiceRow,
                         definition: ServiceDef, now: dt.datetime,
-                        exclude: int | None = None) -> list[SlotChoice]:
+                        exclude: int | None = None,
+                        after: dt.datetime | None = None) -> list[SlotChoice]:
+    """The service's free slots a citizen may book now, soonest first (starting after
+    ``after`` when given, else after ``now``)."""
     rows = (await session.execute(_FREE_CHOICES, {
         "service_id": service.id, "department_id": service.department_id, "now": now,
+        "after": max(now, after) if after is not None else now,
         "today": centre.today(now), "last": last_released_day(now, definition, centre.tz),
         "exclude": exclude or 0})).all()
     return _bookable_choices(centre, definition, now, [

@@ -388,6 +388,8 @@ DEFAULT_SMS_POLICY = {
     # Offers the citizen answers (替诊, 换诊, a staff /move), and the answer to a reply by SMS.
     "closure_substitute": "fallback", "closure_move": "fallback", "move_offer": "fallback",
     "offer_answered": "fallback",
+    # Several offers wait for the number that replied: none is answered, they are asked to call.
+    "offer_ambiguous": "fallback",
 }
 
 

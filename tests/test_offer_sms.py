@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
 
 from bot.dispatch import Dispatcher
 from bot.sms import build_sms, sms_routes
@@ -41,8 +43,16 @@ from storage.models import (
     SmsOptOut,
     Strike,
 )
-from storage.resource_closures import Decision, Way, apply_resource_closure, settle_offers
+from storage.resource_closures import (
+    Decision,
+    TimeGone,
+    Way,
+    answer_move,
+    apply_resource_closure,
+    settle_offers,
+)
 from storage.settings import Settings, SmsSettings
+from tests.conftest import postgres_url
 from tests.dialog import Dialog
 from tests.fakes.tencent_sms import TEMPLATES, FakeTencentSms
 from tests.fakes.wechat_api import FakeWechatApi
@@ -123,14 +133,19 @@ async def close_chen(app: App, appointment: Appointment, decision: Decision) -> 
         return offer
 
 
-async def reply(app: App, mobile: str, text: str, centre: Centre | None = None) -> None:
-    """The provider posts the citizen's reply (上行短信) to the callback."""
+REPLY_TIMES = itertools.count(1795000000)
+
+
+async def reply(app: App, mobile: str, text: str, centre: Centre | None = None, *,
+                at: int | None = None) -> None:
+    """The provider posts the citizen's reply (上行短信) to the callback; ``at`` is the
+    provider's time of the reply (each call a new reply unless it is given: a redelivery)."""
     web = build_web_app(sms_routes(app.database, centre or app.centre, app.clock, app.settings.sms))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web),
                                  base_url="http://yuyue.test") as client:
         answer = await client.post("/sms/tencent", json=[{
             "extend": "", "mobile": mobile, "nationcode": "86", "sign": "某某市政务服务中心",
-            "text": text, "time": 1795000000}])
+            "text": text, "time": next(REPLY_TIMES) if at is None else at}])
     assert answer.json() == {"result": 0, "errmsg": "OK"}
 
 
@@ -453,3 +468,352 @@ async def id_card_slots(app: App) -> list[Slot]:
         service = await session.scalar(select(Service).where(Service.code == "id_card"))
         assert service is not None
         return await slots_of(session, app.centre, service, app.clock.now(), WEDNESDAY)
+
+
+async def family_booking(app: App, slot_id: int, name: str, id_tail: str,
+                         mobile: str = MOBILE) -> Appointment:
+    """A window booking for one of a family who share a mobile."""
+    async with app.database.session() as session:
+        patient = await person(session, app.centre, app.clock.now(), name=name, mobile=mobile,
+                               id_number=valid_id("110105" + id_tail))
+        return await booking.book(session, app.centre, app.clock.now(), person_id=patient.id,
+                                  slot_id=slot_id, identity_id=None, channel=Channel.STAFF,
+                                  made_by="telegram:staff", offline=True)
+
+
+async def test_a_reply_never_answers_an_older_offer_on_a_shared_mobile(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # Mum and dad share a mobile: each is offered a 替诊 by text; then staff cancel dad's
+    # booking. A "2" cannot say whose offer it answers, so nothing changes (never mum's booking
+    # cancelled in dad's place), and they are asked to call.
+    chen = await chen_slots(app)
+    mum = await family_booking(app, chen[0].id, "李母", "19600101222")
+    dad = await family_booking(app, chen[1].id, "李父", "19580101333")
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, app.centre, clock.now(), resource_id=(await doctors(app))["dr_chen_jianguo"],
+            starts_at=local(2026, 11, 25, 0), ends_at=local(2026, 11, 25, 12), reason="外出会诊",
+            actor="telegram:staff", decisions={
+                mum.id: Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"]),
+                dad.id: Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"])})
+    await dispatcher.drain()
+    assert len(texts_of(sms_api, "closure_substitute")) == 2
+    async with app.database.session() as session:
+        await control.staff_cancel(session, app.centre, clock.now(), dad.code,
+                                   actor="telegram:staff", reason="本人来电取消")
+    clock.advance(hours=1)
+    await reply(app, MOBILE, "2")
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, mum.id)
+        assert kept is not None and kept.status == AppointmentStatus.BOOKED
+        mums = await session.scalar(select(ClosureOffer).where(ClosureOffer.appointment_id == mum.id))
+        assert mums is not None and mums.status == "pending"
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
+    await dispatcher.drain()
+    assert texts_of(sms_api, "offer_answered") == []
+    assert len(texts_of(sms_api, "offer_ambiguous")) == 1
+
+
+async def test_two_offers_waiting_for_one_mobile_change_nothing(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    chen = await chen_slots(app)
+    mum = await family_booking(app, chen[0].id, "李母", "19600101222")
+    dad = await family_booking(app, chen[1].id, "李父", "19580101333")
+    zhou = (await doctors(app))["dr_zhou_min"]
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, app.centre, clock.now(), resource_id=(await doctors(app))["dr_chen_jianguo"],
+            starts_at=local(2026, 11, 25, 0), ends_at=local(2026, 11, 25, 12), reason="外出会诊",
+            actor="telegram:staff", decisions={mum.id: Decision(Way.SUBSTITUTE, zhou),
+                                               dad.id: Decision(Way.MOVE)})
+    await dispatcher.drain()
+    for text in ("1", "2", "1"):
+        await reply(app, MOBILE, f"{text}")
+    async with app.database.read() as session:
+        for appointment in (mum, dad):
+            kept = await session.get(Appointment, appointment.id)
+            assert kept is not None and kept.status == AppointmentStatus.BOOKED
+            assert kept.slot_id == appointment.slot_id
+        assert set((await session.scalars(select(ClosureOffer.status))).all()) == {"pending"}
+    await dispatcher.drain()
+    assert len(texts_of(sms_api, "offer_ambiguous")) == 1     # at most once a day
+    assert texts_of(sms_api, "offer_answered") == []
+
+
+async def test_a_redelivered_reply_is_acted_on_once(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # A "Y" accepts a /move; staff then offer another move, and the provider delivers the
+    # same "Y" (same time) again: it must not accept the new offer. A new "Y" does.
+    slots = await id_card_slots(app)
+    appointment = await window_booking(app, slots[6].id)
+    async with app.database.session() as session:
+        first = await control.offer_move(session, app.centre, clock.now(), appointment.code,
+                                         slots[8].id, actor="telegram:staff")
+    await dispatcher.drain()
+    await reply(app, MOBILE, "Y", at=1795000100)
+    async with app.database.session() as session:
+        answered = await session.get(MoveOffer, first.id)
+        assert answered is not None and answered.status == MoveStatus.ACCEPTED
+        second = await control.offer_move(session, app.centre, clock.now(), appointment.code,
+                                          slots[10].id, actor="telegram:staff")
+    await dispatcher.drain()
+    await reply(app, MOBILE, "Y", at=1795000100)           # the provider's retry
+    async with app.database.read() as session:
+        waiting = await session.get(MoveOffer, second.id)
+        kept = await session.get(Appointment, appointment.id)
+        assert waiting is not None and waiting.status == MoveStatus.OFFERED
+        assert kept is not None and kept.slot_id == slots[8].id
+    await reply(app, MOBILE, "Y", at=1795000400)           # the citizen's new answer
+    async with app.database.read() as session:
+        moved = await session.get(Appointment, appointment.id)
+        assert moved is not None and moved.slot_id == slots[10].id
+
+
+async def test_a_repeated_decline_after_the_answer_is_not_an_opt_out(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    await dispatcher.drain()
+    await reply(app, MOBILE, "取消", at=1795000100)
+    await reply(app, MOBILE, "取消", at=1795000100)         # delivered again
+    clock.advance(hours=2)
+    for text in ("取消", "N", "2"):                         # said again, after the answer
+        await reply(app, MOBILE, text)
+    async with app.database.read() as session:
+        cancelled = await session.get(Appointment, appointment.id)
+        assert cancelled is not None and cancelled.status == AppointmentStatus.CANCELLED
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
+    await reply(app, MOBILE, "TD")                         # a clear opt-out always counts
+    async with app.database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 1
+
+
+async def test_n_is_an_opt_out_again_once_no_offer_is_recent(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    await dispatcher.drain()
+    clock.advance(hours=app.centre.rules.closure_answer_hours + 23)
+    await reply(app, MOBILE, "N")                          # within the offer's life and a day
+    async with app.database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
+    clock.advance(hours=2)
+    await reply(app, MOBILE, "N")
+    async with app.database.read() as session:
+        assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 1
+
+
+async def close_slot_time(app: App, slot: Slot) -> None:
+    """Staff close the slot's doctor for just that slot's time (a second 停诊)."""
+    async with app.database.session() as session:
+        assert slot.resource_id is not None
+        await apply_resource_closure(
+            session, app.centre, app.clock.now(), resource_id=slot.resource_id,
+            starts_at=slot.starts_at, ends_at=slot.ends_at, reason="临时手术",
+            actor="telegram:staff", decisions={})
+
+
+async def test_a_move_accepted_by_sms_after_its_held_time_closed_changes_nothing(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    await dispatcher.drain()
+    async with app.database.read() as session:
+        [hold] = (await session.scalars(select(Hold))).all()
+        held = await session.get(Slot, hold.slot_id)
+        assert held is not None
+    await close_slot_time(app, held)                       # the held time is closed too
+    clock.advance(hours=1)
+    await reply(app, MOBILE, "1")
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, appointment.id)
+        closed = await session.get(Slot, held.id)
+        waiting = await session.get(ClosureOffer, offer.id)
+        assert kept is not None and closed is not None and waiting is not None
+        assert (kept.status, kept.slot_id) == (AppointmentStatus.BOOKED, slot.id)
+        assert (closed.booked, closed.held) == (0, 0)
+        assert waiting.status == "pending"                 # the deadline rule still applies
+    await dispatcher.drain()
+    [told] = texts_of(sms_api, "offer_answered")
+    assert told[0] == "保留的时间已不可用，未换诊"
+    await reply(app, MOBILE, "2")                          # and "2" still cancels, no strike
+    async with app.database.read() as session:
+        cancelled = await session.get(Appointment, appointment.id)
+        assert cancelled is not None and cancelled.status == AppointmentStatus.CANCELLED
+    assert await strikes(app) == 0
+
+
+async def test_a_move_in_the_chat_refuses_a_time_closed_since_it_was_offered(
+        app: App, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await wechat_patient(app, slot, last_wrote=clock.now())
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    async with app.database.read() as session:
+        choice = await session.get(Slot, offer.slot_ids[0])
+        assert choice is not None
+    await close_slot_time(app, choice)
+    async with app.database.session() as session:
+        with pytest.raises(TimeGone):
+            await answer_move(session, app.centre, clock.now(), offer_id=offer.id,
+                              account_id=appointment.identity_id, slot_id=choice.id,
+                              actor="wechat:patient")
+    async with app.database.read() as session:
+        kept = await session.get(Appointment, appointment.id)
+        closed = await session.get(Slot, choice.id)
+        assert kept is not None and closed is not None
+        assert (kept.status, kept.slot_id, closed.booked) == (AppointmentStatus.BOOKED, slot.id, 0)
+
+
+async def test_a_move_in_the_chat_to_a_full_time_keeps_the_held_seat(
+        app: App, clock: ManualClock) -> None:
+    # The centre texts 换诊 offers always: a chat patient's offer holds a seat too. Picking in
+    # the chat a time just filled must not give that held seat away.
+    centre = dataclasses.replace(app.centre, sms=dataclasses.replace(
+        app.centre.sms, policy={**app.centre.sms.policy, "closure_move": "always"}))
+    slot = (await chen_slots(app))[0]
+    appointment = await wechat_patient(app, slot, last_wrote=clock.now())
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, centre, clock.now(), resource_id=(await doctors(app))["dr_chen_jianguo"],
+            starts_at=local(2026, 11, 25, 0), ends_at=local(2026, 11, 25, 12), reason="外出会诊",
+            actor="telegram:staff", decisions={appointment.id: Decision(Way.MOVE)})
+    async with app.database.read() as session:
+        offer = await session.scalar(select(ClosureOffer))
+        [hold] = (await session.scalars(select(Hold))).all()
+        assert offer is not None
+        full = next(s for s in offer.slot_ids if s != hold.slot_id)
+    async with app.database.session() as session:
+        taken = await session.get(Slot, full)
+        assert taken is not None
+        taken.booked = taken.online_capacity - taken.held          # just filled up
+    async with app.database.session() as session:              # the chat's answer, committed
+        with pytest.raises(TimeGone):
+            await answer_move(session, centre, clock.now(), offer_id=offer.id,
+                              account_id=appointment.identity_id, slot_id=full, actor="wechat:p")
+    async with app.database.read() as session:
+        held = await session.get(Slot, hold.slot_id)
+        assert held is not None and held.held == 1
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 1
+    async with app.database.session() as session:              # the held time is still theirs
+        await answer_move(session, centre, clock.now(), offer_id=offer.id,
+                          account_id=appointment.identity_id, slot_id=hold.slot_id,
+                          actor="wechat:p")
+    async with app.database.read() as session:
+        moved = await session.get(Appointment, appointment.id)
+        held = await session.get(Slot, hold.slot_id)
+        assert moved is not None and held is not None
+        assert (moved.slot_id, held.booked, held.held) == (hold.slot_id, 1, 0)
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+
+
+@pytest.mark.skipif(not postgres_url(), reason="row locks between two sessions: PostgreSQL")
+async def test_an_answer_at_the_deadline_and_the_sweep_one_wins(
+        app: App, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # The reply comes a second before the deadline and its transaction is still open when
+    # the sweep runs at the deadline: the sweep leaves the offer it holds alone (it neither
+    # cancels the booking just moved nor overwrites the answer).
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    async with app.database.read() as session:
+        [hold] = (await session.scalars(select(Hold))).all()
+
+    async def sweep() -> int:
+        async with app.database.session() as session:
+            # Only a guard should the sweep wait on the answer's rows (the defect): it fails
+            # then instead of hanging.
+            await session.execute(sql("SET LOCAL lock_timeout = '5s'"))
+            return await settle_offers(session, app.centre, offer.deadline)
+
+    async with app.database.session() as answering:
+        person_id = appointment.person_id
+        await answer_move(answering, app.centre, offer.deadline - dt.timedelta(seconds=1),
+                          offer_id=offer.id, account_id=None, person_id=person_id,
+                          slot_id=hold.slot_id, actor=f"sms:{person_id}")
+        assert await sweep() == 0                       # run while the answer is not committed
+    assert await sweep() == 0                           # and after: it is answered
+    async with app.database.read() as session:
+        moved = await session.get(Appointment, appointment.id)
+        answered = await session.get(ClosureOffer, offer.id)
+        assert moved is not None and answered is not None
+        assert (moved.status, moved.slot_id) == (AppointmentStatus.BOOKED, hold.slot_id)
+        assert answered.status == "moved"
+
+
+async def test_cancelling_a_booking_withdraws_its_move_offer_and_gives_the_held_seat_back(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    await dispatcher.drain()
+    async with app.database.read() as session:
+        [hold] = (await session.scalars(select(Hold))).all()
+    async with app.database.session() as session:
+        await control.staff_cancel(session, app.centre, clock.now(), appointment.code,
+                                   actor="telegram:staff", reason="本人来电取消")
+    async with app.database.read() as session:
+        withdrawn = await session.get(ClosureOffer, offer.id)
+        held = await session.get(Slot, hold.slot_id)
+        assert withdrawn is not None and held is not None
+        assert withdrawn.status == "withdrawn" and (held.held, held.booked) == (0, 0)
+        assert await session.scalar(select(func.count()).select_from(Hold)) == 0
+    await reply(app, MOBILE, "1")                          # the old text answered: nothing
+    async with app.database.read() as session:
+        cancelled = await session.get(Appointment, appointment.id)
+        held = await session.get(Slot, hold.slot_id)
+        assert cancelled is not None and held is not None
+        assert cancelled.status == AppointmentStatus.CANCELLED and held.booked == 0
+    async with app.database.session() as session:         # and the sweep has nothing to do
+        assert await settle_offers(session, app.centre, clock.now() + dt.timedelta(days=2)) == 0
+
+
+async def test_rescheduling_a_booking_withdraws_its_substitute_offer(
+        app: App, clock: ManualClock) -> None:
+    chen = await chen_slots(app)
+    appointment = await wechat_patient(app, chen[0], last_wrote=clock.now())
+    offer = await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_zhou_min"]))
+    async with app.database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "internal_medicine"))
+        assert service is not None
+        thursday = await slots_of(session, app.centre, service, clock.now(), dt.date(2026, 11, 26))
+        await booking.reschedule(session, app.centre, clock.now(), appointment.id, thursday[0].id,
+                                 actor=f"wechat:{OPENID}")
+    async with app.database.read() as session:
+        withdrawn = await session.get(ClosureOffer, offer.id)
+        assert withdrawn is not None and withdrawn.status == "withdrawn"
+
+
+async def test_a_move_by_sms_holds_a_time_after_the_deadline_however_many_come_before(
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
+    # A long answer time: the deadline is the booking's own start, a week on, and the
+    # doctor's free times until then (more than three days of them) come first in the ranking;
+    # that whole day of his is closed, so the held time is a colleague's, after the deadline.
+    centre = dataclasses.replace(app.centre, rules=dataclasses.replace(
+        app.centre.rules, closure_answer_hours=24 * 14))
+    chen_id = (await doctors(app))["dr_chen_jianguo"]
+    async with app.database.session() as session:
+        service = await session.scalar(select(Service).where(Service.code == "internal_medicine"))
+        assert service is not None
+        for day in range(9):
+            await slots_of(session, app.centre, service, clock.now(), WEDNESDAY + dt.timedelta(days=day - 2))
+        monday = (await session.scalars(select(Slot).where(
+            Slot.resource_id == chen_id, Slot.local_date == dt.date(2026, 11, 30))
+            .order_by(Slot.starts_at))).first()
+        assert monday is not None
+    appointment = await window_booking(app, monday.id)
+    async with app.database.session() as session:
+        await apply_resource_closure(
+            session, centre, clock.now(), resource_id=chen_id, starts_at=local(2026, 11, 30, 0),
+            ends_at=local(2026, 12, 1, 0), reason="外出会诊", actor="telegram:staff",
+            decisions={appointment.id: Decision(Way.MOVE)})
+    async with app.database.read() as session:
+        offer = await session.scalar(select(ClosureOffer))
+        kept = await session.get(Appointment, appointment.id)
+        assert offer is not None and offer.deadline == monday.starts_at
+        assert kept is not None and kept.status == AppointmentStatus.BOOKED
+        [hold] = (await session.scalars(select(Hold))).all()
+        held = await session.get(Slot, hold.slot_id)
+        assert held is not None and held.starts_at > offer.deadline

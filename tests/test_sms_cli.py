@@ -18,7 +18,7 @@ def test_doctor_checks_the_sms_settings(settings_file: Path, capsys: pytest.Capt
     code, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
     assert code == 1
     assert "FIX   SMS provider tencent: API key set" in out and "YUYUE_SMS__SECRET_KEY" in out
-    assert "FIX   SMS templates for 0 of 15 notice kinds" in out and "missing: booking_confirmed" in out
+    assert "FIX   SMS templates for 0 of 16 notice kinds" in out and "missing: booking_confirmed" in out
     with settings_file.open("a", encoding="utf-8") as file:
         file.write('[sms]\nsdk_app_id = "1400000001"\nsign_name = "某某市政务服务中心"\n'
                    '[sms.policy]\ncase_accepted = "never"\ncase_correction = "never"\n'
@@ -32,11 +32,12 @@ def test_doctor_checks_the_sms_settings(settings_file: Path, capsys: pytest.Capt
                    'closure_substitute = {id = "6", params = ["service", "when", "doctor", "deadline"]}\n'
                    'closure_move = {id = "7", params = ["service", "when", "new_when", "doctor", "deadline"]}\n'
                    'move_offer = {id = "8", params = ["service", "when", "new_when", "deadline"]}\n'
-                   'offer_answered = {id = "9", params = ["summary", "service", "when", "code"]}\n')
+                   'offer_answered = {id = "9", params = ["summary", "service", "when", "code"]}\n'
+                   'offer_ambiguous = {id = "10", params = []}\n')
     monkeypatch.setenv("YUYUE_SMS__SECRET_ID", "AKIDx")
     monkeypatch.setenv("YUYUE_SMS__SECRET_KEY", "s3cr3t-k3y")
     code, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
-    assert "ok    SMS templates for 8 of 8 notice kinds" in out
+    assert "ok    SMS templates for 9 of 9 notice kinds" in out
     assert "ok    SMS application 1400000001 with signature 【某某市政务服务中心】" in out
     assert "s3cr3t-k3y" not in out and "AKIDx" not in out
 

@@ -56,6 +56,7 @@ TEMPLATES = {
     "move_offer": SmsTemplate("2000022", ("service", "when", "new_when", "deadline")),
     "offer_answered": SmsTemplate("2000023", ("summary", "service", "when", "code")),
     "offer_unmatched": SmsTemplate("2000024", ()),
+    "offer_ambiguous": SmsTemplate("2000025", ()),
 }
 
 
