@@ -4,7 +4,7 @@ its seats, ratings, and its closures with their late notices (缺陷管理)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +156,7 @@ async def resource_series(session: AsyncSession, centre: Centre, period: Period,
                                              Closure.starts_at >= start,
                                              Closure.starts_at < end))).all()
 
-    def add(rows: dict[Any, Sequence[Any]], part: Period, width: int) -> list[int]:
+    def add(rows: Mapping[Any, Sequence[Any]], part: Period, width: int) -> list[int]:
         totals = [0] * width
         for day, values in rows.items():
             if part.first <= _day(day) <= part.last:
