@@ -99,7 +99,7 @@ async def resources_figures(session: AsyncSession, centre: Centre, period: Perio
         offered, taken = seats.get(resource_id, (0, 0))
         rated, average = ratings.get(resource_id, (0, None))
         closed, touched, late = closures.get(resource_id, (0, 0, 0))
-        found[resource_id] = ResourceFigures(
+        found[int(resource_id)] = ResourceFigures(
             int(booked), int(attended), int(no_shows), int(cancelled), int(offered), int(taken),
             int(rated), float(average) if average is not None else None,
             int(closed), int(touched), int(late))
