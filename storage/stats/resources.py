@@ -95,11 +95,13 @@ async def resources_figures(session: AsyncSession, centre: Centre, period: Perio
         .group_by(Closure.resource_id))).all()}
     found: dict[int, ResourceFigures] = {}
     for resource_id in counts.keys() | seats.keys() | ratings.keys() | closures.keys():
+        if resource_id is None:     # left out by every statement; said for the type checker
+            continue
         booked, attended, no_shows, cancelled = counts.get(resource_id, (0, 0, 0, 0))
         offered, taken = seats.get(resource_id, (0, 0))
         rated, average = ratings.get(resource_id, (0, None))
         closed, touched, late = closures.get(resource_id, (0, 0, 0))
-        found[int(resource_id)] = ResourceFigures(
+        found[resource_id] = ResourceFigures(
             int(booked), int(attended), int(no_shows), int(cancelled), int(offered), int(taken),
             int(rated), float(average) if average is not None else None,
             int(closed), int(touched), int(late))
