@@ -80,6 +80,8 @@ class Dispatcher:
             lease=dt.timedelta(seconds=notifications.claim_lease_seconds),
             max_attempts=notifications.max_attempts,
             retry_base_seconds=notifications.retry_base_seconds)
+        # Seconds between renewals of a slow round's claims: three can be missed in a lease.
+        self.renew_every = self.policy.lease.total_seconds() / 4
 
     async def drain(self, max_rounds: int = 1000) -> DispatchReport:
         """Dispatch rounds until nothing due is left (bounded)."""
@@ -133,23 +135,36 @@ class Dispatcher:
                 for row_id in row_ids:
                     await one(row_id)
 
-        heartbeat = asyncio.create_task(self._keep_claims(lease))
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._keep_claims(lease, done))
         try:
             await asyncio.gather(*(in_order(group) for group in groups))
         finally:
-            heartbeat.cancel()
-            ahead.close()
+            # The heartbeat is told to stop, not cancelled: a renewal under way finishes and
+            # gives its connection back before the round ends (cancelled mid-statement, the
+            # pool closed that connection with a CancelledError; at shutdown, after the
+            # database was disposed).
+            done.set()
+            await ahead.aclose()
+            try:
+                await heartbeat
+            except Exception as error:
+                log.error("claims renewal failed: %s", type(error).__name__)
         if report.lost:
             log.warning("%d notification(s) were no longer held by this process (a stall past "
                         "the %ds lease): left to the process that holds them now",
                         report.lost, self.policy.lease.total_seconds())
         return report
 
-    async def _keep_claims(self, lease: _Lease) -> None:
+    async def _keep_claims(self, lease: _Lease, done: asyncio.Event) -> None:
         """Renew the lease on the rows still held, a quarter of the lease at a time, while a
-        slow batch (rate limits) goes out: three renewals can be missed before one runs out."""
+        slow batch (rate limits) goes out: three renewals can be missed before one runs out.
+        Returns once ``done`` is set (between renewals)."""
         while True:
-            await asyncio.sleep(self.policy.lease.total_seconds() / 4)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.renew_every)
+            if done.is_set():
+                return
             try:
                 await self._renew(lease)
             except Exception as error:  # the next renewal or the fence before each send decides
@@ -385,9 +400,13 @@ class _Ahead:
             raise prepared
         return prepared
 
-    def close(self) -> None:
-        for chunk in self.chunks.values():
+    async def aclose(self) -> None:
+        """Cancel the renderings nobody will take (a round cut short) and wait until they
+        have given their connections back."""
+        chunks = list(self.chunks.values())
+        for chunk in chunks:
             chunk.cancel()
+        await asyncio.gather(*chunks, return_exceptions=True)
 
 
 class _Recorder:

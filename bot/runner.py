@@ -15,7 +15,7 @@ import uvicorn
 
 from bot.channels import Sender
 from bot.dispatch import Dispatcher
-from bot.scheduler import Jobs, build_scheduler
+from bot.scheduler import Jobs, build_scheduler, stop_scheduler
 from bot.sms import build_sms, sms_routes
 from bot.telegram import build_telegram
 from bot.web import build_web_app
@@ -156,9 +156,9 @@ async def run_channels(app: App, stop: asyncio.Event | None = None) -> int:
             server.should_exit = True
         # In-flight updates finish: polling returns after its batch, the server after its requests.
         await asyncio.gather(*tasks, return_exceptions=True)
-        scheduler.pause()
-        await job_set.finish()          # the dispatch round in hand records what it sent
-        scheduler.shutdown(wait=False)
+        # The job runs in hand end (bounded) before run_channels returns and the database is
+        # disposed (App.close, still inside the event loop).
+        await stop_scheduler(scheduler, job_set)
         for close in closers:
             await close()
     return 0

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -23,6 +24,9 @@ from storage import attendance, case_jobs, complaints, control, conversations, j
 log = logging.getLogger("yuyue.scheduler")
 
 SWEEP_SECONDS = 60
+# At shutdown the job runs in hand get this long to finish before they are cancelled (well
+# inside the ten seconds Docker and most supervisors wait between SIGTERM and SIGKILL).
+SHUTDOWN_GRACE_SECONDS = 5.0
 Escalate = Callable[..., Awaitable[int]]   # storage.handoffs.escalate_overdue
 
 
@@ -36,16 +40,20 @@ class Jobs:
         # Held while a job runs, so shutdown can let the one in hand finish (a dispatch round
         # cut off between sending and recording would send its rows again after a restart).
         self.busy = asyncio.Lock()
+        self.closing = False    # shutting down: a run that has not begun yet does nothing
 
     async def finish(self) -> None:
-        """Wait for the job in hand, if any (call after pausing the scheduler)."""
+        """Wait for the job in hand, if any (call after pausing the scheduler); a run that
+        begins after this does nothing."""
+        self.closing = True
         async with self.busy:
             pass
 
     async def dispatch(self) -> None:
         """Send every notification that is due."""
         async with self.busy:
-            await self.dispatcher.drain()
+            if not self.closing:
+                await self.dispatcher.drain()
 
     async def sweep(self) -> None:
         """Move offers and holds that ran out, no-shows, ratings due, released days, unanswered
@@ -53,7 +61,8 @@ class Jobs:
         escalations and 回访 (限时办结), and the month's sample of resolved complaints for the
         supervisors' 回访."""
         async with self.busy:
-            await self._sweep()
+            if not self.closing:
+                await self._sweep()
 
     async def _sweep(self) -> None:
         app, now = self.app, self.app.clock.now()
@@ -91,15 +100,18 @@ class Jobs:
 
     async def digest(self) -> None:
         """The daily staff digest."""
-        async with self.busy, self.app.database.session() as session:
-            await jobs.staff_digest(session, self.app.centre, self.app.clock.now())
+        async with self.busy:
+            if self.closing:
+                return
+            async with self.app.database.session() as session:
+                await jobs.staff_digest(session, self.app.centre, self.app.clock.now())
 
 
 def build_scheduler(app: App, job_set: Jobs) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started."""
     settings = app.settings
     tz = settings.general.timezone
-    scheduler = AsyncIOScheduler(timezone=tz, job_defaults={
+    scheduler = AsyncIOScheduler(timezone=tz, executors={"default": _Runs()}, job_defaults={
         # A run missed while the process was down is made up once at start, however late
         # (APScheduler's default grace of one second would skip it).
         "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
@@ -114,6 +126,44 @@ def build_scheduler(app: App, job_set: Jobs) -> AsyncIOScheduler:
     return scheduler
 
 
+async def stop_scheduler(scheduler: AsyncIOScheduler, job_set: Jobs,
+                         grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+    """Stop the scheduler in order, before the database is disposed: no new runs; the runs
+    in hand finish (up to ``grace`` seconds, then they are cancelled), and every run's task
+    has ended, so none still holds a pooled connection when the engine is disposed.
+
+    AsyncIOScheduler.shutdown alone is not that: it runs at the next loop iteration and
+    cancels the job runs' tasks without waiting for them; a run submitted just before the
+    stop began after it and was cut off mid-statement."""
+    scheduler.pause()
+    job_set.closing = True     # a run due but not begun yet does nothing (it is not cancelled)
+    runs = scheduler._lookup_executor("default")
+    # The dispatch round in hand records what it sent.
+    finishing = asyncio.ensure_future(job_set.finish())
+    if isinstance(runs, _Runs):
+        await runs.settle(grace, finishing)
+    else:
+        await asyncio.wait({finishing}, timeout=grace)
+        finishing.cancel()
+    await asyncio.gather(finishing, return_exceptions=True)
+    scheduler.shutdown(wait=False)
+
+
+class _Runs(AsyncIOExecutor):
+    """APScheduler's asyncio executor, whose job runs (tasks) can be awaited at shutdown:
+    its own shutdown only cancels them, without waiting."""
+
+    async def settle(self, grace: float, finishing: asyncio.Future[None]) -> None:
+        runs = {run for run in self._pending_futures if not run.done()}
+        _, late = await asyncio.wait({finishing, *runs}, timeout=grace)
+        if late:
+            log.warning("shutdown: %d job run(s) still busy after %.0f s, cancelled",
+                        len(late - {finishing}), grace)
+            for run in late:
+                run.cancel()
+        await asyncio.gather(finishing, *runs, return_exceptions=True)
+
+
 def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
     """A job that fails logs why and runs again next time (the scheduler keeps going)."""
 
@@ -122,6 +172,10 @@ def _guarded(job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]
             await job()
         except Exception as error:
             log.error("job %s failed: %s", job.__name__, type(error).__name__)
+        except asyncio.CancelledError:
+            # Only stop_scheduler cancels a run (past its grace): it was logged there, and
+            # APScheduler would log a traceback for a run that ends cancelled.
+            log.warning("job %s cut off by the shutdown", job.__name__)
 
     run.__name__ = job.__name__
     return run

@@ -420,6 +420,43 @@ async def test_a_send_long_after_the_claim_renews_the_lease_first(
         [CITIZEN, CITIZEN + 1, CITIZEN + 2]
 
 
+async def test_a_round_ends_only_once_its_claims_renewal_gave_its_connection_back(
+        app: App, api: FakeTelegram, channel: TelegramChannel, clock: ManualClock) -> None:
+    """A renewal of the claims under way when the round's sends are done finishes before the
+    round ends: cancelled mid-statement instead, its connection was closed while cancelled
+    (a traceback at shutdown, or still checked out when the database was disposed)."""
+    await three_reminders_due(app, clock)
+    slow = stalling(app, channel)
+    slow.renew_every = 0                        # the heartbeat renews as soon as the round starts
+    renewing, last_recorded, renewals = asyncio.Event(), asyncio.Event(), []
+    renew, record = slow._renew, slow._record
+
+    async def held_renewal(lease: Any) -> None:
+        slow.renew_every = 3600                 # one renewal: it waits for the sends to be recorded
+        renewing.set()
+        await last_recorded.wait()
+        await renew(lease)                      # a real statement, under way as the round ends
+        renewals.append("done")
+
+    async def recording(lease: Any, outcomes: Any) -> list[bool]:
+        recorded = await record(lease, outcomes)
+        if len(api.calls_to("sendMessage")) == 3:
+            last_recorded.set()
+        return recorded
+
+    slow._renew, slow._record = held_renewal, recording   # type: ignore[method-assign]
+    gate = api.hold("sendMessage", once=True)
+    first = asyncio.create_task(slow.run_once())
+    async with asyncio.timeout(20):                    # a guard, not a wait for time to pass
+        await gate.reached.wait()
+        await renewing.wait()
+    gate.release()
+    report = await first
+    assert (report.sent, report.lost) == (3, 0)
+    assert renewals == ["done"]
+    assert app.database.engine.pool.checkedout() == 0   # type: ignore[attr-defined]
+
+
 async def test_concurrent_claims_never_hand_one_row_to_two_dispatchers(
         app: App, database_url: str, clock: ManualClock) -> None:
     async with app.database.session() as session:
