@@ -133,6 +133,14 @@ async def close_chen(app: App, appointment: Appointment, decision: Decision) -> 
         return offer
 
 
+async def chen_closed(app: App, decision: Decision) -> tuple[Slot, Appointment, ClosureOffer]:
+    """A window booking of 陈建国's first Wednesday slot, and his closure deciding ``decision``
+    for it: the slot, the booking and its offer."""
+    slot = (await chen_slots(app))[0]
+    appointment = await window_booking(app, slot.id)
+    return slot, appointment, await close_chen(app, appointment, decision)
+
+
 REPLY_TIMES = itertools.count(1795000000)
 
 
@@ -190,9 +198,7 @@ async def test_a_substitute_by_sms_stands_when_unanswered(
 
 async def test_a_substitute_declined_by_reply_cancels_without_a_strike(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    slot, appointment, offer = await chen_closed(app, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
     await dispatcher.drain()
     assert texts_of(sms_api, "closure_substitute")
     clock.advance(hours=1)
@@ -220,9 +226,7 @@ async def test_a_substitute_declined_by_reply_cancels_without_a_strike(
 
 async def test_a_move_by_sms_holds_the_nearest_time_and_a_reply_of_1_takes_it(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     async with app.database.read() as session:
         [hold] = (await session.scalars(select(Hold))).all()
         assert hold.owner == f"closure:{offer.id}" and hold.expires_at == offer.deadline
@@ -255,9 +259,7 @@ async def test_a_move_by_sms_holds_the_nearest_time_and_a_reply_of_1_takes_it(
 
 async def test_a_move_by_sms_declined_gives_the_held_seat_back(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    _slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     await dispatcher.drain()
     await reply(app, MOBILE, "N")
     async with app.database.read() as session:
@@ -273,9 +275,7 @@ async def test_a_move_by_sms_declined_gives_the_held_seat_back(
 
 async def test_a_move_by_sms_unanswered_is_cancelled_with_the_closure_text(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    _slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     await dispatcher.drain()
     clock.advance(hours=24)
     async with app.database.session() as session:
@@ -292,9 +292,7 @@ async def test_a_move_by_sms_unanswered_is_cancelled_with_the_closure_text(
 
 async def test_a_reply_from_a_number_with_no_offer_changes_nothing(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    _slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     await dispatcher.drain()
     sent = len(sms_api.texts)
     for text in ("1", "2", "接受", "你好"):
@@ -571,9 +569,7 @@ async def test_a_redelivered_reply_is_acted_on_once(
 
 async def test_a_repeated_decline_after_the_answer_is_not_an_opt_out(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    _slot, appointment, _ = await chen_closed(app, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
     await dispatcher.drain()
     await reply(app, MOBILE, "取消", at=1795000100)
     await reply(app, MOBILE, "取消", at=1795000100)         # delivered again
@@ -591,9 +587,7 @@ async def test_a_repeated_decline_after_the_answer_is_not_an_opt_out(
 
 async def test_n_is_an_opt_out_again_once_no_offer_is_recent(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    await close_chen(app, appointment, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
+    _slot, _appointment, _ = await chen_closed(app, Decision(Way.SUBSTITUTE, (await doctors(app))["dr_wu_lei"]))
     await dispatcher.drain()
     clock.advance(hours=app.centre.rules.closure_answer_hours + 23)
     await reply(app, MOBILE, "N")                          # within the offer's life and a day
@@ -617,9 +611,7 @@ async def close_slot_time(app: App, slot: Slot) -> None:
 
 async def test_a_move_accepted_by_sms_after_its_held_time_closed_changes_nothing(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     await dispatcher.drain()
     async with app.database.read() as session:
         [hold] = (await session.scalars(select(Hold))).all()
@@ -715,9 +707,7 @@ async def test_an_answer_at_the_deadline_and_the_sweep_one_wins(
     # The reply comes a second before the deadline and its transaction is still open when
     # the sweep runs at the deadline: the sweep leaves the offer it holds alone (it neither
     # cancels the booking just moved nor overwrites the answer).
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    _slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     async with app.database.read() as session:
         [hold] = (await session.scalars(select(Hold))).all()
 
@@ -745,9 +735,7 @@ async def test_an_answer_at_the_deadline_and_the_sweep_one_wins(
 
 async def test_cancelling_a_booking_withdraws_its_move_offer_and_gives_the_held_seat_back(
         app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    slot = (await chen_slots(app))[0]
-    appointment = await window_booking(app, slot.id)
-    offer = await close_chen(app, appointment, Decision(Way.MOVE))
+    _slot, appointment, offer = await chen_closed(app, Decision(Way.MOVE))
     await dispatcher.drain()
     async with app.database.read() as session:
         [hold] = (await session.scalars(select(Hold))).all()
