@@ -222,9 +222,8 @@ async def test_a_private_chat_averages_one_a_second_and_a_group_twenty_a_minute(
     assert time.now() - start == pytest.approx(120.0)
 
 
-async def test_concurrent_senders_share_the_limit_without_adding_waits() -> None:
-    time = FakeTime()
-    limiter = RateLimiter(overall=Limit(30, 1.0), now=time.now, sleep=time.sleep)
+async def turns(limiter: RateLimiter, time: FakeTime, *, chats: int) -> list[float]:
+    """When each of ``chats`` senders, one message each, all at once, got its turn."""
     start = time.now()
     stamps: list[float] = []
 
@@ -232,7 +231,14 @@ async def test_concurrent_senders_share_the_limit_without_adding_waits() -> None
         await limiter.acquire(chat)
         stamps.append(time.now() - start)
 
-    await asyncio.gather(*(one(chat) for chat in range(1, 301)))
+    await asyncio.gather(*(one(chat) for chat in range(1, chats + 1)))
+    return stamps
+
+
+async def test_concurrent_senders_share_the_limit_without_adding_waits() -> None:
+    time = FakeTime()
+    limiter = RateLimiter(overall=Limit(30, 1.0), now=time.now, sleep=time.sleep)
+    stamps = await turns(limiter, time, chats=300)
     assert max(stamps) == pytest.approx(9 + 26 / 30)     # each second's 30 spread over it
     for second in range(10):
         assert sum(1 for s in stamps if second <= s < second + 1) == 30
@@ -247,14 +253,7 @@ async def test_a_turn_taken_late_is_made_up() -> None:
         await time.sleep(seconds + 0.01)
 
     limiter = RateLimiter(now=time.now, sleep=late)
-    start = time.now()
-    stamps: list[float] = []
-
-    async def one(chat: int) -> None:
-        await limiter.acquire(chat)
-        stamps.append(time.now() - start)
-
-    await asyncio.gather(*(one(chat) for chat in range(1, 301)))
+    stamps = await turns(limiter, time, chats=300)
     assert max(stamps) < 10.2                    # not 300 x (1/30 s + 10 ms) = 13 s
     for second in range(11):
         assert sum(1 for s in stamps if second <= s < second + 1) <= 30
