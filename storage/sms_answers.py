@@ -128,12 +128,21 @@ async def opts_out(session: AsyncSession, centre: Centre, now: dt.datetime, mobi
     return not await offer_texted_recently(session, centre, now, mobile)
 
 
-async def _waiting(session: AsyncSession, kind: str, offer_id: int, now: dt.datetime) -> bool:
+async def _standing(session: AsyncSession, kind: str, offer_id: int,
+                    now: dt.datetime) -> tuple[bool, bool]:
+    """Whether the offer waits for an answer, and whether it is still in play for a reply:
+    waiting, or withdrawn by the centre before its deadline (its text still reads as a
+    question to whoever holds the phone)."""
     if kind == "move_offer":
         move = await session.get(MoveOffer, offer_id)
-        return move is not None and move.status == MoveStatus.OFFERED and move.expires_at > now
+        if move is None or move.expires_at <= now:
+            return False, False
+        return move.status == MoveStatus.OFFERED, move.status in (MoveStatus.OFFERED,
+                                                                  MoveStatus.WITHDRAWN)
     offer = await session.get(ClosureOffer, offer_id)
-    return offer is not None and offer.status == "pending" and offer.deadline > now
+    if offer is None or offer.deadline <= now:
+        return False, False
+    return offer.status == "pending", offer.status in ("pending", "withdrawn")
 
 
 async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetime, mobile: str,
@@ -154,19 +163,24 @@ async def answer_by_reply(session: AsyncSession, centre: Centre, now: dt.datetim
         .order_by(SmsMessage.id.desc()).limit(RECENT_TEXTS))).all()
     offers: list[tuple[str, int, int, int | None]] = []     # newest first, each offer once
     waiting: list[tuple[str, int, int, int | None]] = []
+    live = 0                   # offers a reply could be meant for (waiting, or withdrawn in time)
     for _row_id, kind, target, payload, appointment_id in texted:
         offer_id = int((payload or {}).get("offer", 0))
         person_id = int(str(target)[len(SMS_PREFIX):])
         if any((kind, offer_id) == (k, o) for k, o, _p, _a in offers):
             continue
         offers.append((kind, offer_id, person_id, appointment_id))
-        if await _waiting(session, kind, offer_id, now):
+        waits, in_play = await _standing(session, kind, offer_id, now)
+        if waits:
             waiting.append(offers[-1])
+        live += in_play
     day = now.astimezone(centre.tz).date().isoformat()
-    if len(waiting) > 1 or (waiting and waiting[0] != offers[0]):
-        # Two people share the mobile (or one has two offers), or the newest text's offer
-        # ended and an older one still waits: a bare 1 or 2 cannot say which offer it
-        # answers, so none is answered; they are asked to call or come to the window.
+    if live > 1 or (waiting and waiting[0] != offers[0]):
+        # Two people share the mobile (or one has two offers), one of them perhaps withdrawn
+        # since its text went, or the newest text's offer ended and an older one still waits:
+        # a bare 1 or 2 cannot say which offer it answers (nor can the order the texts went
+        # in, sent at the same moment), so none is answered; they are asked to call or come
+        # to the window.
         person_id = offers[0][2]
         await _tell(session, centre, now, AMBIGUOUS_KIND, person_id, None,
                     dedup_key=f"{AMBIGUOUS_KIND}:{person_id}:{day}", payload={})

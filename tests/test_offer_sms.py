@@ -479,11 +479,14 @@ async def family_booking(app: App, slot_id: int, name: str, id_tail: str,
                                   made_by="telegram:staff", offline=True)
 
 
+@pytest.mark.parametrize("cancelled", ["dad", "mum"])
 async def test_a_reply_never_answers_an_older_offer_on_a_shared_mobile(
-        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock) -> None:
-    # Mum and dad share a mobile: each is offered a 替诊 by text; then staff cancel dad's
-    # booking. A "2" cannot say whose offer it answers, so nothing changes (never mum's booking
-    # cancelled in dad's place), and they are asked to call.
+        app: App, sms_api: FakeTencentSms, dispatcher: Dispatcher, clock: ManualClock,
+        cancelled: str) -> None:
+    # Mum and dad share a mobile: each is offered a 替诊 by text (the two texts go at the same
+    # moment, in either order); then staff cancel one of the bookings. A "2" cannot say whose
+    # offer it answers, so nothing changes (never one's booking cancelled in the other's
+    # place), and they are asked to call. Both ways round, whichever text went last.
     chen = await chen_slots(app)
     mum = await family_booking(app, chen[0].id, "李母", "19600101222")
     dad = await family_booking(app, chen[1].id, "李父", "19580101333")
@@ -497,15 +500,17 @@ async def test_a_reply_never_answers_an_older_offer_on_a_shared_mobile(
     await dispatcher.drain()
     assert len(texts_of(sms_api, "closure_substitute")) == 2
     async with app.database.session() as session:
-        await control.staff_cancel(session, app.centre, clock.now(), dad.code,
+        gone, other = (dad, mum) if cancelled == "dad" else (mum, dad)
+        await control.staff_cancel(session, app.centre, clock.now(), gone.code,
                                    actor="telegram:staff", reason="本人来电取消")
     clock.advance(hours=1)
     await reply(app, MOBILE, "2")
     async with app.database.read() as session:
-        kept = await session.get(Appointment, mum.id)
+        kept = await session.get(Appointment, other.id)
         assert kept is not None and kept.status == AppointmentStatus.BOOKED
-        mums = await session.scalar(select(ClosureOffer).where(ClosureOffer.appointment_id == mum.id))
-        assert mums is not None and mums.status == "pending"
+        others = await session.scalar(select(ClosureOffer).where(
+            ClosureOffer.appointment_id == other.id))
+        assert others is not None and others.status == "pending"
         assert await session.scalar(select(func.count()).select_from(SmsOptOut)) == 0
     await dispatcher.drain()
     assert texts_of(sms_api, "offer_answered") == []
