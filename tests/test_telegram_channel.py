@@ -789,7 +789,8 @@ async def test_the_staff_group_upgraded_to_a_supergroup_is_followed(
     assert len(api.sent_to(new_id)) == 2
     assert len([c for c in api.calls_to("sendMessage") if c.chat_id == STAFF_GROUP]) == 1
     async with database.read() as session:
-        assert await session.scalar(select(SharedValue.value)) == f"{STAFF_GROUP}>{new_id}"
+        assert await session.scalar(select(SharedValue.value).where(
+            SharedValue.key == "telegram.staff_chat_id")) == f"{STAFF_GROUP}>{new_id}"
 
 
 async def test_the_migration_message_moves_the_staff_group_and_its_commands(
