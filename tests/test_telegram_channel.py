@@ -822,7 +822,8 @@ async def test_a_forged_migrate_from_naming_the_staff_group_moves_nothing(
     channel.sender._staff_chat = None          # as a new process would read it
     assert await channel.sender.staff_chat() == STAFF_GROUP
     async with database.read() as session:
-        assert await session.scalar(select(func.count()).select_from(SharedValue)) == 0
+        assert await session.scalar(select(func.count()).select_from(SharedValue).where(
+            SharedValue.key == "telegram.staff_chat_id")) == 0
     await channel.sender.deliver("staff", [Reply("今日预约 12 人")], kind="staff_digest")
     assert len(api.sent_to(STAFF_GROUP)) == 1 and api.sent_to(attacker_group) == []
     assert api.commands_for({"type": "chat", "chat_id": attacker_group}, "zh") == []
