@@ -106,7 +106,7 @@ async def department(ctx: Ctx, event: Event) -> list[Reply]:
     """Ask which department (or centre), or go straight to its services when there is one."""
     if (picked := event.pick(DepartmentPick)) is not None:
         return await ctx.enter(Booking.SERVICE, department=picked.department)
-    found = await services.departments(ctx.session)
+    found = await services.menu_departments(ctx.session)
     if len(found) == 1:
         return await ctx.enter(Booking.SERVICE, department=found[0].id)
     rows = [[option(department_name(ctx, d), DepartmentPick(d.id))] for d in found]
@@ -123,7 +123,7 @@ async def service(ctx: Ctx, event: Event) -> list[Reply]:
         return [walkin.pick_service(ctx, await services.active_services(ctx.session))]
     if event.button is Button.BACK:
         return await ctx.enter(Booking.DEPARTMENT)
-    found = await services.active_services(ctx.session, ctx.data.get("department"))
+    found = await services.menu_services(ctx.session, ctx.data.get("department"))
     rows = [[option(service_name(ctx, s), ServicePick(s.id))] for s in found]
     return [ctx.reply("booking.pick_service", *rows,
                       [option(ctx.t("common.back"), Button.BACK), *back_to_menu(ctx)])]

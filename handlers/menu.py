@@ -51,11 +51,11 @@ async def leave(ctx: Ctx, key: str | None = None) -> list[Reply]:
     return [ctx.reply(key), main_menu(ctx)]
 
 
-def service_name(ctx: Ctx, service: Service) -> str:
+def service_name(ctx: Ctx, service: Service | services.MenuEntry) -> str:
     return service.name_en if ctx.locale == "en" else service.name_zh
 
 
-def department_name(ctx: Ctx, department: Department) -> str:
+def department_name(ctx: Ctx, department: Department | services.MenuEntry) -> str:
     return department.name_en if ctx.locale == "en" else department.name_zh
 
 

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import secrets
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Appointment, Department, Service, Slot
 from storage.settings import RuleSettings, SettingsError, parse_clock_time, rules_with_overrides
+
+# The shared value (storage.shared) a catalog load stamps anew.
+CATALOG_STAMP = "catalog"
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEPARTMENT_KINDS = ("service_centre", "hospital")
@@ -746,6 +750,10 @@ async def load_catalog(session: AsyncSession, catalog: Catalog, now: dt.datetime
     # Imported here: storage.resources reads this module's definitions.
     from storage.resources import load_resources
     await load_resources(session, catalog, now, report)
+    # A new stamp at every load: every process's menus (storage.services) read it at the next
+    # message and drop what they kept of the catalog before.
+    from storage.shared import write_value
+    await write_value(session, CATALOG_STAMP, secrets.token_hex(8), now)
     return report
 
 

@@ -172,14 +172,24 @@ async def release_seat(session: AsyncSession, slot_id: int, *, offline: bool = F
                           .execution_options(synchronize_session=False))
 
 
+_HOLD_TABLE = cast(Table, Hold.__table__)
+_H = _HOLD_TABLE.c
+# Built once (were built at every greeting and menu message): the owner's conversation holds,
+# all of them or all but one slot's; and a held seat given back.
+_RELEASE_HOLDS = delete(_HOLD_TABLE).where(
+    _H.owner == bindparam("owner"), _H.waitlist_id.is_(None)).returning(_H.slot_id)
+_RELEASE_HOLDS_BUT = _RELEASE_HOLDS.where(_H.slot_id != bindparam("keep_slot"))
+_GIVE_BACK_HELD = update(_SLOT_TABLE).where(_S.id == bindparam("slot_id")).values(held=_S.held - 1)
+
+
 async def release_holds(session: AsyncSession, owner: str, *, keep_slot: int | None = None) -> int:
     """Give back the seats ``owner`` holds in a conversation (not waitlist offers made to them)."""
-    condition = and_(Hold.owner == owner, Hold.waitlist_id.is_(None))
-    if keep_slot is not None:
-        condition = and_(condition, Hold.slot_id != keep_slot)
-    gone = (await session.execute(delete(Hold).where(condition).returning(Hold.slot_id))).all()
+    if keep_slot is None:
+        gone = (await session.execute(_RELEASE_HOLDS, {"owner": owner})).all()
+    else:
+        gone = (await session.execute(_RELEASE_HOLDS_BUT, {"owner": owner, "keep_slot": keep_slot})).all()
     for (slot,) in gone:
-        await release_seat(session, slot, held=True)
+        await session.execute(_GIVE_BACK_HELD, {"slot_id": slot})
     return len(gone)
 
 

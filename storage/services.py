@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import matching
-from storage.catalog import ServiceDef
-from storage.models import Department, Service
+from storage.catalog import CATALOG_STAMP, ServiceDef
+from storage.models import Department, Service, SharedValue
 
 
 async def departments(session: AsyncSession) -> list[Department]:
@@ -32,7 +32,58 @@ async def active_service(session: AsyncSession,
     service = await session.get(Service, service_id) if service_id is not None else None
     if service is None or not service.active:
         return None
-    return service, ServiceDef.from_json(service.definition)
+    # The one per-process cache of parsed definitions, keyed by the definition's digest.
+    from storage.seats import service_definition
+    return service, await service_definition(session, service.id, service.definition_hash)
+
+
+# --- the booking menus, kept per process until the next catalog load ---------------------------
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    """A department or an open service as the booking menus list it (plain values)."""
+
+    id: int
+    code: str
+    name_zh: str
+    name_en: str
+    department_id: int | None = None   # a service's department; None for a department
+
+
+_D, _V = Department.__table__.c, Service.__table__.c
+_STAMP = select(SharedValue.__table__.c.value).where(SharedValue.__table__.c.key == CATALOG_STAMP)
+_MENU_DEPARTMENTS = select(_D.id, _D.code, _D.name_zh, _D.name_en).order_by(_D.id)
+_MENU_SERVICES = (select(_V.id, _V.code, _V.name_zh, _V.name_en, _V.department_id)
+                  .where(_V.active.is_(True)).order_by(_V.id))
+# (stamp, departments, services): the menus as the catalog load stamped ``stamp`` left them.
+_menus: tuple[str, tuple[MenuEntry, ...], tuple[MenuEntry, ...]] | None = None
+
+
+async def _menu_rows(session: AsyncSession) -> tuple[tuple[MenuEntry, ...], tuple[MenuEntry, ...]]:
+    """The departments and open services, from this process's copy while the catalog's stamp
+    is the one it was read under (one primary-key read a message instead of the catalog's
+    rows and their JSON); read again after any catalog load, by every process."""
+    global _menus
+    stamp = await session.scalar(_STAMP)
+    if _menus is not None and stamp is not None and _menus[0] == stamp:
+        return _menus[1], _menus[2]
+    found = (tuple(MenuEntry(*row) for row in await session.execute(_MENU_DEPARTMENTS)),
+             tuple(MenuEntry(*row) for row in await session.execute(_MENU_SERVICES)))
+    if stamp is not None:   # never loaded through load_catalog: nothing to key a copy on
+        _menus = (stamp, *found)
+    return found
+
+
+async def menu_departments(session: AsyncSession) -> list[MenuEntry]:
+    """Every department, in catalog order."""
+    return list((await _menu_rows(session))[0])
+
+
+async def menu_services(session: AsyncSession, department_id: int | None = None) -> list[MenuEntry]:
+    """The services open for booking, in catalog order, of one department or of all."""
+    found = (await _menu_rows(session))[1]
+    return [row for row in found if department_id is None or row.department_id == department_id]
 
 
 # --- naming a service, as staff and managers type it ------------------------------------------

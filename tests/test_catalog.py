@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from handlers.engine import Assistant
 from storage.catalog import CatalogError, ServiceDef, load_catalog, parse_catalog, read_catalog
 from storage.db import Database
 from storage.models import Appointment, Service, Slot
@@ -107,3 +108,43 @@ def test_materials_keep_every_detail(demo_catalog_path: Path) -> None:
     proof = hukou.materials[2]
     assert proof.form == "original_and_copy" and proof.copies == 2
     assert proof.notes is not None and re.search("A4", proof.notes.zh)
+
+
+def _renamed(path: Path) -> str:
+    """The demo catalog with the dental clinic and the outpatients' department renamed."""
+    return path.read_text(encoding="utf-8").replace(
+        'en = "Dental clinic"', 'en = "Dental surgery"').replace(
+        'en = "Qingxi Central Health Centre, Outpatients"', 'en = "Qingxi Health Centre, Clinics"')
+
+
+async def test_a_catalog_load_reaches_the_next_menu_message(assistant: Assistant, database_url: str,
+                                                            demo_catalog_path: Path) -> None:
+    """The booking menus are kept per process, stamped by the catalog load: a load made by
+    another process (here through a Database of its own, as `yuyue catalog load` opens one,
+    with nothing in this process told) shows in this process's very next menu message."""
+    from storage import services
+    from tests.dialog import Dialog
+
+    dialog = Dialog(assistant, locale="en-US")
+    await dialog.command("start")
+    await dialog.say("1")                                   # Book: the departments
+    await dialog.press("Qingxi Central Health Centre")
+    assert "Dental clinic" in dialog.labels
+    await dialog.press("Back")                               # the departments, from the copy
+    kept = services._menus
+    assert kept is not None
+
+    changed = _renamed(demo_catalog_path)
+    other = Database(database_url)
+    try:
+        async with other.session() as session:
+            await load_catalog(session, parse_catalog(changed), NOW)
+    finally:
+        await other.dispose()
+    assert services._menus is kept                           # this process was not told
+
+    await dialog.press("Main menu")
+    await dialog.say("1")
+    assert "Qingxi Health Centre, Clinics" in dialog.labels
+    await dialog.press("Qingxi Health Centre, Clinics")
+    assert "Dental surgery" in dialog.labels and "Dental clinic" not in dialog.labels

@@ -789,7 +789,8 @@ async def test_the_staff_group_upgraded_to_a_supergroup_is_followed(
     assert len(api.sent_to(new_id)) == 2
     assert len([c for c in api.calls_to("sendMessage") if c.chat_id == STAFF_GROUP]) == 1
     async with database.read() as session:
-        assert await session.scalar(select(SharedValue.value)) == f"{STAFF_GROUP}>{new_id}"
+        assert await session.scalar(select(SharedValue.value).where(
+            SharedValue.key == "telegram.staff_chat_id")) == f"{STAFF_GROUP}>{new_id}"
 
 
 async def test_the_migration_message_moves_the_staff_group_and_its_commands(
@@ -821,7 +822,8 @@ async def test_a_forged_migrate_from_naming_the_staff_group_moves_nothing(
     channel.sender._staff_chat = None          # as a new process would read it
     assert await channel.sender.staff_chat() == STAFF_GROUP
     async with database.read() as session:
-        assert await session.scalar(select(func.count()).select_from(SharedValue)) == 0
+        assert await session.scalar(select(func.count()).select_from(SharedValue).where(
+            SharedValue.key == "telegram.staff_chat_id")) == 0
     await channel.sender.deliver("staff", [Reply("今日预约 12 人")], kind="staff_digest")
     assert len(api.sent_to(STAFF_GROUP)) == 1 and api.sent_to(attacker_group) == []
     assert api.commands_for({"type": "chat", "chat_id": attacker_group}, "zh") == []
