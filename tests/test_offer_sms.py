@@ -141,6 +141,14 @@ async def chen_closed(app: App, decision: Decision) -> tuple[Slot, Appointment, 
     return slot, appointment, await close_chen(app, appointment, decision)
 
 
+async def offer_status(app: App, offer_id: int) -> str:
+    """The 替诊/换诊 offer's status as the database has it now."""
+    async with app.database.read() as session:
+        offer = await session.get(ClosureOffer, offer_id)
+        assert offer is not None
+        return offer.status
+
+
 REPLY_TIMES = itertools.count(1795000000)
 
 
@@ -405,9 +413,7 @@ async def test_a_substitute_outside_the_wechat_window_goes_as_a_template_and_is_
     assert "您有一个待答复的停诊通知" in dialog.text and "周敏 副主任医师" in dialog.text
     await dialog.press("不接受")
     assert "已为您取消预约" in dialog.text
-    async with app.database.read() as session:
-        answered = await session.get(ClosureOffer, offer.id)
-        assert answered is not None and answered.status == "declined"
+    assert await offer_status(app, offer.id) == "declined"
 
 
 async def test_a_substitute_outside_the_wechat_window_with_no_template_falls_back_to_sms(
@@ -774,9 +780,7 @@ async def test_rescheduling_a_booking_withdraws_its_substitute_offer(
         thursday = await slots_of(session, app.centre, service, clock.now(), dt.date(2026, 11, 26))
         await booking.reschedule(session, app.centre, clock.now(), appointment.id, thursday[0].id,
                                  actor=f"wechat:{OPENID}")
-    async with app.database.read() as session:
-        withdrawn = await session.get(ClosureOffer, offer.id)
-        assert withdrawn is not None and withdrawn.status == "withdrawn"
+    assert await offer_status(app, offer.id) == "withdrawn"
 
 
 async def test_a_move_by_sms_holds_a_time_after_the_deadline_however_many_come_before(
