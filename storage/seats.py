@@ -32,6 +32,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from storage.catalog import ServiceDef
 from storage.centre import Centre
+from storage.db import fetch_rows
 from storage.models import Closure, Hold, Service, Slot
 from storage.refusals import BookingRefused, Refusal
 from storage.resources import likeness, resource_info
@@ -348,8 +349,8 @@ async def slot_for_booking(session: AsyncSession, centre: Centre, slot_id: int,
     the alternatives, in one statement.
 
     Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
-    rows = (await session.execute(_SLOT_FOR_BOOKING, {
-        "slot_id": slot_id, "now": now, "today": centre.today(now)})).all()
+    rows = await fetch_rows(session, _SLOT_FOR_BOOKING, {
+        "slot_id": slot_id, "now": now, "today": centre.today(now)})
     target = next((row for row in rows if row[0] == 0), None)
     if target is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
