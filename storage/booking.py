@@ -23,7 +23,7 @@ from storage.audit import audit
 from storage.blocks import ACTIVE_BLOCK_ENDS, StrikeOutcome, active_block, add_strike
 from storage.catalog import ServiceDef
 from storage.centre import Centre
-from storage.db import at_commit
+from storage.db import at_commit, fetch_rows
 from storage.models import (
     Appointment,
     AppointmentStatus,
@@ -238,7 +238,7 @@ async def _check_person(session: AsyncSession, centre: Centre, now: dt.datetime,
 
 async def _check_account(session: AsyncSession, centre: Centre, now: dt.datetime,
                          identity_id: int) -> None:
-    active = await session.scalar(_ACCOUNT_ACTIVE, {"identity_id": identity_id, "now": now})
+    (active,), = await fetch_rows(session, _ACCOUNT_ACTIVE, {"identity_id": identity_id, "now": now})
     if account_at_cap(active or 0, centre.accounts):
         raise BookingRefused(Refusal.CAP_ACCOUNT, limit=centre.accounts.active_bookings_per_account)
 
@@ -276,12 +276,15 @@ async def _check_rules_of_person(session: AsyncSession, centre: Centre, now: dt.
                                  person_id: int, definition: ServiceDef, service_id: int,
                                  day: dt.date | None, *, ignore_appointment: int | None = None,
                                  caps: bool = True, code: str | None = None) -> bool:
-    """Returns whether ``code`` is taken by another booking (False when no code is given)."""
-    blocked_until, code_taken, duplicate, active, this_week, this_month = (await session.execute(
-        _PERSON_CHECK, {
+    """Returns whether ``code`` is taken by another booking (False when no code is given).
+
+    In ``book`` and ``reschedule`` it runs after the person's lock, in the transaction the lock
+    began (``fetch_rows``), so it sees every booking committed before the lock was granted."""
+    (blocked_until, code_taken, duplicate, active, this_week, this_month), = await fetch_rows(
+        session, _PERSON_CHECK, {
             "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": service_id,
             "local_date": day, "now": now, "week": _week_start(now, centre),
-            "month": _month_start(now, centre), "code": code or ""})).one()
+            "month": _month_start(now, centre), "code": code or ""})
     if blocked_until is not None:
         block = await active_block(session, person_id, now)   # rare: read its details
         if block is not None:

@@ -332,10 +332,19 @@ def _compiled(statement: Select[Any] | CompoundSelect, dialect: Dialect) -> _Com
     if found is not None and found[0] is statement:
         return found[1]
     compiled = statement.compile(dialect=dialect)
-    names = tuple(compiled.positiontup or ())
+    # IN lists given with the statement are rendered now, one bound value per item; the values
+    # given at run time are placeholders here.
+    given_later = {name: None for name, bind in compiled.binds.items()
+                   if bind.value is None and bind.callable is None}
+    expanded = compiled.construct_expanded_state(given_later)
+    types = {name: bind.type for name, bind in compiled.binds.items()}
+    for parent, items in (expanded.parameter_expansion or {}).items():
+        types.update(dict.fromkeys(items, compiled.binds[parent].type))
+    names = tuple(expanded.positiontup or ())
     made = _Compiled(
-        str(compiled), names, dict(compiled.params),
-        tuple(compiled.binds[name].type.bind_processor(dialect) for name in names),
+        expanded.statement, names,
+        {name: value for name, value in expanded.parameters.items() if name not in given_later},
+        tuple(types[name].bind_processor(dialect) for name in names),
         tuple(column.type.result_processor(dialect, None) for column in statement.selected_columns))
     _COMPILED[id(statement)] = (statement, made)   # the statement is kept: its id stays its own
     return made

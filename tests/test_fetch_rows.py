@@ -12,12 +12,17 @@ from sqlalchemy.exc import DBAPIError
 
 from storage.clock import ManualClock
 from storage.db import Database, fetch_rows, is_outage
-from storage.models import Slot
+from storage.models import Appointment, AppointmentStatus, Slot
 from storage.seats import _SLOT_FOR_BOOKING, slot_for_booking
 from tests.helpers import load_demo, make_centre, slots_of
+from tests.test_booking import book_one
 
 TUESDAY = dt.date(2026, 11, 24)
 _ONE = select(literal(1) + bindparam("zero"))
+_ACTIVE = (select(Appointment.id, Appointment.status)
+           .where(Appointment.status.in_([AppointmentStatus.BOOKED, AppointmentStatus.CHECKED_IN]),
+                  Appointment.starts_at > bindparam("after"))
+           .order_by(Appointment.starts_at))
 _MISSING = select(column("x")).select_from(table("no_such_table")).where(column("x") == bindparam("x"))
 
 
@@ -37,6 +42,27 @@ async def test_rows_and_values_are_those_the_session_reads(database: Database,
     assert len(straight) > 1                      # the full slot and its alternatives
     starts = [row[5] for row in straight]
     assert all(value.utcoffset() == dt.timedelta(0) for value in starts)   # aware, in UTC
+
+
+async def test_in_lists_and_enums_bound_as_the_session_binds_them(database: Database,
+                                                                  clock: ManualClock) -> None:
+    centre = make_centre()
+    async with database.session() as session:
+        service = (await load_demo(session, clock.now()))["id_card"]
+        slots = (await slots_of(session, centre, service, clock.now(), TUESDAY))[:3]
+    for n, slot in enumerate(slots):
+        await book_one(database, centre, clock, slot.id, n=n)
+    async with database.session() as session:
+        await session.execute(update(Appointment).where(Appointment.slot_id == slots[1].id)
+                              .values(status=AppointmentStatus.CHECKED_IN))
+        await session.execute(update(Appointment).where(Appointment.slot_id == slots[2].id)
+                              .values(status=AppointmentStatus.CANCELLED))
+    params = {"after": clock.now()}
+    async with database.read() as session:
+        straight = await fetch_rows(session, _ACTIVE, params)
+        assert straight == [tuple(row) for row in (await session.execute(_ACTIVE, params))]
+    assert [status for _, status in straight] == [AppointmentStatus.BOOKED,
+                                                  AppointmentStatus.CHECKED_IN]
 
 
 async def test_a_read_in_a_begun_transaction_sees_its_writes(database: Database,
