@@ -123,7 +123,7 @@ async def slot_info(session: AsyncSession, slot_id: int) -> SlotInfo:
     """The slot, its service and whether a closure covers it, in one statement.
 
     Raises BookingRefused(UNKNOWN_SLOT) when there is no such slot."""
-    row = (await session.execute(_SLOT_INFO, {"slot_id": slot_id})).one_or_none()
+    row = next(iter(await fetch_rows(session, _SLOT_INFO, {"slot_id": slot_id})), None)
     if row is None:
         raise BookingRefused(Refusal.UNKNOWN_SLOT)
     service = ServiceRow(*row[11:15])

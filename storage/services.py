@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import matching
 from storage.catalog import CATALOG_STAMP, ServiceDef
+from storage.db import fetch_rows
 from storage.models import Department, Service, SharedValue
 
 
@@ -65,7 +66,7 @@ async def _menu_rows(session: AsyncSession) -> tuple[tuple[MenuEntry, ...], tupl
     is the one it was read under (one primary-key read a message instead of the catalog's
     rows and their JSON); read again after any catalog load, by every process."""
     global _menus
-    stamp = await session.scalar(_STAMP)
+    stamp = next(iter(await fetch_rows(session, _STAMP, {})), (None,))[0]
     if _menus is not None and stamp is not None and _menus[0] == stamp:
         return _menus[1], _menus[2]
     found = (tuple(MenuEntry(*row) for row in await session.execute(_MENU_DEPARTMENTS)),
