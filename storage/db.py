@@ -361,11 +361,10 @@ async def fetch_rows(session: AsyncSession, statement: Select[Any] | CompoundSel
     Errors come as SQLAlchemy's, a lost connection invalidated (``is_outage`` sees it); the
     engine's ``before_cursor_execute`` listeners see the statement.
     """
-    connection = await session.connection()
-    dialect = connection.dialect
-    if dialect.name != "postgresql":
+    if session.bind is None or session.bind.dialect.name != "postgresql":
         return [tuple(row) for row in (await session.execute(statement, params)).all()]
-    plan = _compiled(statement, dialect)
+    connection = await session.connection()
+    plan = _compiled(statement, connection.dialect)
     values = []
     for name, bind in zip(plan.names, plan.binds, strict=True):
         value = params[name] if name in params else plan.defaults[name]
