@@ -4,6 +4,8 @@ appointment's details, and its .ics calendar file."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from zoneinfo import ZoneInfo
 
 import icalendar
 
@@ -120,6 +122,17 @@ def when_text(ctx: Ctx, when: dt.datetime) -> str:
     return format_when(ctx.local(when), ctx.locale, ctx.today)
 
 
+@functools.lru_cache(maxsize=32)
+def zone_component(zone: ZoneInfo, first_year: int, last_year: int) -> icalendar.Timezone:
+    """The VTIMEZONE of ``zone`` for those years, built once per process and zone: icalendar
+    finds the transitions by asking the zone's offset hour by hour, tens of milliseconds that
+    were most of a confirmation's CPU. Only the years around the appointment: the whole
+    1970-2038 history makes the file several times larger for nothing. (Read-only once built:
+    every calendar file adds the same component.)"""
+    return icalendar.Timezone.from_tzinfo(zone, tzid=zone.key, first_date=dt.date(first_year, 1, 1),
+                                          last_date=dt.date(last_year, 12, 31))
+
+
 def calendar_file(ctx: Ctx, appointment: Appointment, service: ServiceDef,
                   department: Department | None) -> Attachment:
     """An RFC 5545 .ics file with the booking code, place and materials, in the centre's time
@@ -146,11 +159,7 @@ def calendar_file(ctx: Ctx, appointment: Appointment, service: ServiceDef,
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", "PUBLISH")
-    # The zone's transitions around the appointment only: the whole 1970-2038 history is slow
-    # to compute and makes the file several times larger for nothing.
-    calendar.add_component(icalendar.Timezone.from_tzinfo(
-        ctx.centre.tz, tzid=ctx.centre.tz.key, first_date=dt.date(start.year - 1, 1, 1),
-        last_date=dt.date(end.year + 1, 12, 31)))
+    calendar.add_component(zone_component(ctx.centre.tz, start.year - 1, end.year + 1))
     calendar.add_component(event)
     return Attachment(filename=f"yuyue-{appointment.code}.ics", content=calendar.to_ical(),
                       mime="text/calendar", caption=ctx.t("ics.caption"))

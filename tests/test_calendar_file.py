@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from handlers.engine import Assistant
+from handlers.render import zone_component
 from storage.clock import ManualClock
 from storage.db import Database
 from storage.models import Appointment
@@ -84,3 +85,23 @@ async def test_the_calendar_file_reads_back_in_the_centres_time_zone(database: D
         assert instant.astimezone(from_file).utcoffset() == instant.astimezone(real).utcoffset(), instant
         instant += dt.timedelta(days=7)
 
+
+
+def test_a_zones_vtimezone_is_built_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a VTIMEZONE asks the zone's offset hour by hour over the years (tens of
+    milliseconds): every calendar file of a process shares one per zone and years."""
+    built: list[object] = []
+    build = icalendar.Timezone.from_tzinfo
+
+    def counted(zone: ZoneInfo, **options: object) -> icalendar.Timezone:
+        built.append(zone)
+        return build(zone, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(icalendar.Timezone, "from_tzinfo", counted)
+    zone_component.cache_clear()
+    first = zone_component(ZoneInfo("Europe/Berlin"), 2025, 2027)
+    assert zone_component(ZoneInfo("Europe/Berlin"), 2025, 2027) is first
+    assert len(built) == 1
+    other = zone_component(ZoneInfo("Asia/Urumqi"), 2025, 2027)
+    assert len(built) == 2 and other is not first and "Asia/Urumqi" in other.to_ical().decode()
+    zone_component.cache_clear()
