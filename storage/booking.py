@@ -278,8 +278,9 @@ async def _check_rules_of_person(session: AsyncSession, centre: Centre, now: dt.
                                  caps: bool = True, code: str | None = None) -> bool:
     """Returns whether ``code`` is taken by another booking (False when no code is given).
 
-    In ``book`` and ``reschedule`` it runs after the person's lock, in the transaction the lock
-    began (``fetch_rows``), so it sees every booking committed before the lock was granted."""
+    In ``book`` it runs after the person's lock, in ``reschedule`` after the appointment's, in
+    the transaction the lock began (``fetch_rows``), so it sees every booking committed before
+    the lock was granted."""
     (blocked_until, code_taken, duplicate, active, this_week, this_month), = await fetch_rows(
         session, _PERSON_CHECK, {
             "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": service_id,

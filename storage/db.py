@@ -14,6 +14,7 @@ file is made writable succeeds without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -332,20 +333,26 @@ def _compiled(statement: Select[Any] | CompoundSelect, dialect: Dialect) -> _Com
     if found is not None and found[0] is statement:
         return found[1]
     compiled = statement.compile(dialect=dialect)
-    # IN lists given with the statement are rendered now, one bound value per item; the values
-    # given at run time are placeholders here.
-    given_later = {name: None for name, bind in compiled.binds.items()
-                   if bind.value is None and bind.callable is None}
-    expanded = compiled.construct_expanded_state(given_later)
+    given_later = {name for name, bind in compiled.binds.items() if bind.required}
+    for name, bind in compiled.binds.items():
+        # What is rendered into the SQL text (an IN list, a literal LIMIT) or computed per call
+        # must be known now: the text is built once.
+        if bind.callable is not None or (name in given_later and (
+                bind.expanding or bind.literal_execute)):
+            raise TypeError(f"fetch_rows cannot bind {name!r} at run time: give it with the "
+                            "statement, or read through the session")
+    # IN lists given with the statement are rendered now, one bound value per item.
+    expanded = compiled.construct_expanded_state(dict.fromkeys(given_later))
     types = {name: bind.type for name, bind in compiled.binds.items()}
     for parent, items in (expanded.parameter_expansion or {}).items():
         types.update(dict.fromkeys(items, compiled.binds[parent].type))
     names = tuple(expanded.positiontup or ())
-    made = _Compiled(
+    made = _Compiled(   # the processors the dialect's own types use, as the session's are
         expanded.statement, names,
         {name: value for name, value in expanded.parameters.items() if name not in given_later},
-        tuple(types[name].bind_processor(dialect) for name in names),
-        tuple(column.type.result_processor(dialect, None) for column in statement.selected_columns))
+        tuple(types[name].dialect_impl(dialect).bind_processor(dialect) for name in names),
+        tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+              for column in statement.selected_columns))
     _COMPILED[id(statement)] = (statement, made)   # the statement is kept: its id stays its own
     return made
 
@@ -359,12 +366,16 @@ async def fetch_rows(session: AsyncSession, statement: Select[Any] | CompoundSel
     would: every statement takes its own snapshot at READ COMMITTED). A read that ends the
     attempt (a booking refused as full) then costs one round trip, no BEGIN and no ROLLBACK.
     Errors come as SQLAlchemy's, a lost connection invalidated (``is_outage`` sees it); the
-    engine's ``before_cursor_execute`` listeners see the statement.
+    engine's ``before_cursor_execute`` listeners see the statement. Unlike ``session.execute``
+    it does not flush the session's pending changes first: flush before a read that must see
+    them. Values the SQL text depends on (IN lists, literal LIMITs) come with the statement.
     """
-    if session.bind is None or session.bind.dialect.name != "postgresql":
+    if session.bind is None:
+        raise TypeError("fetch_rows needs a session bound to an engine")
+    plan = _compiled(statement, session.bind.dialect)   # what it cannot bind, refused on both
+    if session.bind.dialect.name != "postgresql":
         return [tuple(row) for row in (await session.execute(statement, params)).all()]
     connection = await session.connection()
-    plan = _compiled(statement, connection.dialect)
     values = []
     for name, bind in zip(plan.names, plan.binds, strict=True):
         value = params[name] if name in params else plan.defaults[name]
@@ -377,6 +388,12 @@ async def fetch_rows(session: AsyncSession, statement: Select[Any] | CompoundSel
         records = await fairy.driver_connection.fetch(plan.sql, *values)  # type: ignore[union-attr]
     except Exception as error:
         raise await _as_sqlalchemy_error(connection, fairy.dbapi_connection, plan.sql, error) from error
+    except BaseException:
+        # Cancelled mid-statement: what the connection is doing is unknown, so it is dropped
+        # (as SQLAlchemy drops a connection whose statement was cancelled).
+        with contextlib.suppress(Exception):
+            await connection.invalidate()
+        raise
     if not any(plan.results):
         return [tuple(record) for record in records]
     return [tuple(value if process is None else process(value)

@@ -4,10 +4,22 @@ transaction once it has begun."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import bindparam, column, literal, select, table, text, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    bindparam,
+    column,
+    func,
+    literal,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 
 from storage.clock import ManualClock
@@ -23,6 +35,10 @@ _ACTIVE = (select(Appointment.id, Appointment.status)
            .where(Appointment.status.in_([AppointmentStatus.BOOKED, AppointmentStatus.CHECKED_IN]),
                   Appointment.starts_at > bindparam("after"))
            .order_by(Appointment.starts_at))
+_INTERVAL = select(bindparam("length", type_=Interval()))
+_OR_SEVEN = select(func.coalesce(bindparam("maybe", None, type_=Integer), 7))
+_ANY_OF = select(literal(1)).where(literal(2).in_(bindparam("ids", expanding=True)))
+_SLEEP = select(func.pg_sleep(bindparam("seconds")))
 _MISSING = select(column("x")).select_from(table("no_such_table")).where(column("x") == bindparam("x"))
 
 
@@ -107,4 +123,47 @@ async def test_a_connection_the_server_ended_is_an_outage_and_is_replaced(
         await session.rollback()
     assert is_outage(raised.value) and raised.value.connection_invalidated
     async with database.read() as session:           # the pool hands out a working connection
+        assert await fetch_rows(session, _ONE, {"zero": 0}) == [(1,)]
+
+
+async def test_values_are_bound_by_the_dialects_own_types(database: Database) -> None:
+    async with database.read() as session:
+        length = dt.timedelta(hours=1, minutes=30)
+        assert await fetch_rows(session, _INTERVAL, {"length": length}) == [(length,)]
+        assert await fetch_rows(session, _OR_SEVEN, {}) == [(7,)]     # a None given with it
+        assert await fetch_rows(session, _OR_SEVEN, {"maybe": 3}) == [(3,)]
+
+
+async def test_an_in_list_given_at_run_time_is_refused_on_both_databases(
+        database: Database) -> None:
+    """The SQL text is built once: an IN list given per call would be read as empty."""
+    async with database.read() as session:
+        with pytest.raises(TypeError, match="ids"):
+            await fetch_rows(session, _ANY_OF, {"ids": [1, 2]})
+
+
+async def test_a_read_cancelled_mid_statement_drops_its_connection(database: Database) -> None:
+    if database.is_sqlite:
+        pytest.skip("a PostgreSQL statement in flight")
+    async with database.read() as session:
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        read = asyncio.ensure_future(fetch_rows(session, _SLEEP, {"seconds": 60}))
+        admin = Database(database.url, pool_size=1)
+        try:
+            for _ in range(2000):      # until the server runs it (an event, not a time)
+                async with admin.read() as other:
+                    if await other.scalar(text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND "
+                            "query LIKE '%pg_sleep%' AND state = 'active'"), {"pid": pid}):
+                        break
+                await asyncio.sleep(0.01)
+            read.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await read
+            connection = await session.connection()
+            assert connection.invalidated
+        finally:
+            await admin.dispose()
+    async with database.read() as session:     # a new connection, which works
+        assert await session.scalar(text("SELECT pg_backend_pid()")) != pid
         assert await fetch_rows(session, _ONE, {"zero": 0}) == [(1,)]
