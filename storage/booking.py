@@ -278,9 +278,8 @@ async def _check_rules_of_person(session: AsyncSession, centre: Centre, now: dt.
                                  caps: bool = True, code: str | None = None) -> bool:
     """Returns whether ``code`` is taken by another booking (False when no code is given).
 
-    In ``book`` it runs after the person's lock, in ``reschedule`` after the appointment's, in
-    the transaction the lock began (``fetch_rows``), so it sees every booking committed before
-    the lock was granted."""
+    In ``book`` and ``reschedule`` it runs after the person's lock, in the transaction a lock
+    began (``fetch_rows``), so it sees every booking committed before the lock was granted."""
     (blocked_until, code_taken, duplicate, active, this_week, this_month), = await fetch_rows(
         session, _PERSON_CHECK, {
             "person_id": person_id, "ignore": ignore_appointment or 0, "service_id": service_id,
@@ -528,6 +527,9 @@ async def reschedule(session: AsyncSession, centre: Centre, now: dt.datetime, ap
         raise BookingRefused(Refusal.SUSPENDED)
     elif new.slot.starts_at <= now:
         raise BookingRefused(Refusal.TOO_LATE, closed_at=new.slot.starts_at)
+    # One booking or move at a time per person, as in ``book``: two moves (or a move and a
+    # booking) to one day cannot both pass the one-a-day check.
+    await session.execute(_LOCK_PERSON, {"person_id": appointment.person_id})
     await _check_person(session, centre, now, appointment.person_id, new,
                         ignore_appointment=appointment.id, caps=False)
     await _take_seat_for_booking(session, centre, now, new, owner, offline=False)

@@ -8,7 +8,8 @@ import itertools
 import re
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from storage import attendance, blocks, booking, closures, seats, waitlist
 from storage.catalog import load_catalog
@@ -582,3 +583,38 @@ async def test_waitlist_offers_a_freed_seat_in_order_then_to_everyone(database, 
     async with database.read() as session:
         offers = (await session.scalars(select(Outbox.kind).where(Outbox.kind == "waitlist_offer"))).all()
         assert len(offers) == 2
+
+
+async def test_two_moves_of_one_persons_bookings_to_one_day_go_one_at_a_time(clock, database) -> None:  # type: ignore[no-untyped-def]
+    """Two of a person's bookings moved to the same day at once: the second move waits for the
+    person's lock, then sees the first and is refused as a second booking that day."""
+    centre = make_centre(max_active_bookings=3)
+    services, tuesday = await setup(database, centre, clock)
+    async with database.session() as session:
+        wednesday = await slots_of(session, centre, services["id_card"], clock.now(),
+                                   TUESDAY + dt.timedelta(days=1))
+        thursday = await slots_of(session, centre, services["id_card"], clock.now(),
+                                  TUESDAY + dt.timedelta(days=2))
+    first = await book_one(database, centre, clock, tuesday[6].id, n=7)
+    async with database.session() as session:
+        second = await booking.book(session, centre, clock.now(), person_id=first.person_id,
+                                    slot_id=wednesday[6].id, identity_id=first.identity_id,
+                                    channel=Channel.TELEGRAM, made_by="telegram:7")
+    other = Database(database.url, pool_size=1)
+    try:
+        async with database.session() as session:
+            await booking.reschedule(session, centre, clock.now(), first.id, thursday[6].id,
+                                     actor="telegram:7")
+            if not database.is_sqlite:   # SQLite's writers go one at a time anyway
+                with pytest.raises(DBAPIError, match="lock timeout"):
+                    async with other.session() as elsewhere:
+                        await elsewhere.execute(text("SET LOCAL lock_timeout = '50ms'"))
+                        await booking.reschedule(elsewhere, centre, clock.now(), second.id,
+                                                 thursday[7].id, actor="telegram:7")
+    finally:
+        await other.dispose()
+    with pytest.raises(BookingRefused) as refused:
+        async with database.session() as session:
+            await booking.reschedule(session, centre, clock.now(), second.id, thursday[7].id,
+                                     actor="telegram:7")
+    assert refused.value.reason == Refusal.DUPLICATE
