@@ -305,15 +305,15 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-
 # --- hot reads straight through asyncpg ----------------------------------------------------------
 #
 # A short read through the ORM session costs a few hundred microseconds of Python (the session's
 # execute, the statement cache, result objects) around a query that PostgreSQL answers in a tenth
-# of that. The hottest reads (the read every booking attempt starts with, the rows every chat
-# message loads) are plain Core statements built once: on PostgreSQL they are compiled once per
-# process and run straight on the session's asyncpg connection, with the same bound values, type
-# processing and error classes as through the session. On SQLite they go through the session.
+# of that. The hottest reads (the read every booking attempt starts with, the person's and the
+# account's checks, a slot's details, the catalog stamp a menu reads) are plain Core statements
+# built once: on PostgreSQL they are compiled once per process and run straight on the session's
+# asyncpg connection, with the same bound values, type processing and error classes as through
+# the session. On SQLite they go through the session.
 
 
 @dataclass(frozen=True)
@@ -353,6 +353,8 @@ def _compiled(statement: Select[Any] | CompoundSelect, dialect: Dialect) -> _Com
         tuple(types[name].dialect_impl(dialect).bind_processor(dialect) for name in names),
         tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
               for column in statement.selected_columns))
+    if len(_COMPILED) >= 256:   # statements built per call (a misuse) cannot grow it for ever
+        _COMPILED.clear()
     _COMPILED[id(statement)] = (statement, made)   # the statement is kept: its id stays its own
     return made
 
@@ -415,6 +417,6 @@ async def _as_sqlalchemy_error(connection: AsyncConnection, adapter: Any, sql: s
         return DBAPIError.instance(sql, None, translated, dialect.loaded_dbapi.Error,
                                    hide_parameters=True, dialect=dialect,
                                    connection_invalidated=lost)
-    except Exception as other:   # not a database error (cancelled, …): as it came
+    except Exception as other:   # not a database error (an OSError, …): as it came
         return other
     return error
