@@ -38,6 +38,11 @@ from storage.slots import availability, ensure_slots
 
 START = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
+# Bounds of `yuyue bench booking` (a benchmark is bounded in count and in processes).
+MAX_USERS = 100_000
+MAX_PROCESSES = 16
+MAX_CONCURRENCY = 500
+
 RUSH_CATALOG = """
 [departments.hall]
 name = "大厅"

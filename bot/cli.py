@@ -445,9 +445,19 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
         raise CommandError("give a scratch database: the benchmark empties the one it runs on")
     catalog = app.settings.path(app.settings.general.catalog)
     if args.bench_command == "booking":
+        # As many at once as a `yuyue run` process works on: its WeChat webhook admits
+        # ``database.pool_size`` messages at a time.
+        concurrency = args.concurrency if args.concurrency is not None else app.settings.database.pool_size
+        for option, value, most in (("--users", args.users, bench.MAX_USERS),
+                                    ("--seats", args.seats, bench.MAX_USERS),
+                                    ("--processes", args.processes, bench.MAX_PROCESSES),
+                                    ("--concurrency", concurrency, bench.MAX_CONCURRENCY)):
+            if not 1 <= value <= max(1, most):
+                raise CommandError(f"{option} must be between 1 and {max(1, most)}")
         result = await bench.booking_rush(url, app.centre, users=args.users, seats=args.seats,
-                                          concurrency=args.concurrency, processes=args.processes)
-        _print(f"| {result.dialect} | {args.processes} process(es) | {result.users} users | {result.seats} seats | "
+                                          concurrency=concurrency, processes=args.processes)
+        _print(f"| {result.dialect} | {args.processes} process(es) x {concurrency} at once | "
+               f"{result.users} users | {result.seats} seats | "
                f"{result.booked} booked | {result.full} full | {result.errors} errors | "
                f"{result.per_second:.0f} attempts/s | p50 {result.latency['median_ms']:.1f} ms | "
                f"p99 {result.latency['p99_ms']:.1f} ms | client CPU {result.client_cpu_ms:.1f} ms/attempt | "
@@ -644,7 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--database-url", help="scratch database (default: a temporary SQLite file)")
         command.add_argument("--users", type=int, default=2000)
         command.add_argument("--seats", type=int, default=200)
-        command.add_argument("--concurrency", type=int, default=32, help="requests at once per process")
+        command.add_argument("--concurrency", type=int, default=None,
+                             help="booking: attempts at once per process (default: database.pool_size, "
+                                  "the messages a `yuyue run` process works on at once)")
         command.add_argument("--processes", type=int, default=1, help="booking processes (like several `yuyue run`)")
         command.add_argument("--pgbench", type=int, default=10, metavar="SECONDS",
                              help="also run pgbench this long on the same server (0 = skip)")

@@ -119,3 +119,17 @@ def test_doctor_warns_that_plain_mode_lets_a_seen_url_post_as_anyone(
     monkeypatch.setenv("YUYUE_WECHAT__ENCODING_AES_KEY", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR")
     _, out, _ = run(capsys, "--settings", str(settings_file), "doctor")
     assert "plain mode" not in out
+
+
+@pytest.mark.parametrize("option", [("--users", "0"), ("--users", "99999999"), ("--seats", "-1"),
+                                    ("--processes", "0"), ("--processes", "100000"),
+                                    ("--concurrency", "0"), ("--concurrency", "10000")])
+def test_the_booking_benchmark_refuses_what_it_cannot_run(
+        settings_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        option: tuple[str, str]) -> None:
+    """A huge or empty rush, or thousands of processes: a plain refusal, nothing started."""
+    code, out, err = run(capsys, "--settings", str(settings_file), "bench", "booking",
+                         "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}",
+                         "--pgbench", "0", *option)
+    assert code != 0 and f"{option[0]} must be between 1 and" in err
+    assert "Traceback" not in out + err and not (tmp_path / "scratch.db").exists()
