@@ -42,6 +42,7 @@ START = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)
 MAX_USERS = 100_000
 MAX_PROCESSES = 16
 MAX_CONCURRENCY = 500
+MAX_PGBENCH_SECONDS = 600
 
 RUSH_CATALOG = """
 [departments.hall]

@@ -452,8 +452,10 @@ async def cmd_bench(app: App, args: argparse.Namespace) -> int:
                                     ("--seats", args.seats, bench.MAX_USERS),
                                     ("--processes", args.processes, bench.MAX_PROCESSES),
                                     ("--concurrency", concurrency, bench.MAX_CONCURRENCY)):
-            if not 1 <= value <= max(1, most):
-                raise CommandError(f"{option} must be between 1 and {max(1, most)}")
+            if not 1 <= value <= most:
+                raise CommandError(f"{option} must be between 1 and {most}")
+        if not 0 <= args.pgbench <= bench.MAX_PGBENCH_SECONDS:
+            raise CommandError(f"--pgbench must be between 0 and {bench.MAX_PGBENCH_SECONDS} seconds")
         result = await bench.booking_rush(url, app.centre, users=args.users, seats=args.seats,
                                           concurrency=concurrency, processes=args.processes)
         _print(f"| {result.dialect} | {args.processes} process(es) x {concurrency} at once | "

@@ -86,7 +86,6 @@ async def test_the_calendar_file_reads_back_in_the_centres_time_zone(database: D
         instant += dt.timedelta(days=7)
 
 
-
 def test_a_zones_vtimezone_is_built_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Building a VTIMEZONE asks the zone's offset hour by hour over the years (tens of
     milliseconds): every calendar file of a process shares one per zone and years."""

@@ -123,7 +123,8 @@ def test_doctor_warns_that_plain_mode_lets_a_seen_url_post_as_anyone(
 
 @pytest.mark.parametrize("option", [("--users", "0"), ("--users", "99999999"), ("--seats", "-1"),
                                     ("--processes", "0"), ("--processes", "100000"),
-                                    ("--concurrency", "0"), ("--concurrency", "10000")])
+                                    ("--concurrency", "0"), ("--concurrency", "10000"),
+                                    ("--pgbench", "-5"), ("--pgbench", "99999")])
 def test_the_booking_benchmark_refuses_what_it_cannot_run(
         settings_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         option: tuple[str, str]) -> None:
@@ -131,5 +132,5 @@ def test_the_booking_benchmark_refuses_what_it_cannot_run(
     code, out, err = run(capsys, "--settings", str(settings_file), "bench", "booking",
                          "--database-url", f"sqlite+aiosqlite:///{tmp_path / 'scratch.db'}",
                          "--pgbench", "0", *option)
-    assert code != 0 and f"{option[0]} must be between 1 and" in err
+    assert code != 0 and f"{option[0]} must be between" in err
     assert "Traceback" not in out + err and not (tmp_path / "scratch.db").exists()
