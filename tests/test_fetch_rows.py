@@ -13,6 +13,7 @@ from sqlalchemy import (
     Interval,
     bindparam,
     column,
+    event,
     func,
     literal,
     select,
@@ -145,25 +146,26 @@ async def test_an_in_list_given_at_run_time_is_refused_on_both_databases(
 async def test_a_read_cancelled_mid_statement_drops_its_connection(database: Database) -> None:
     if database.is_sqlite:
         pytest.skip("a PostgreSQL statement in flight")
+    sent = asyncio.Event()
+
+    def sending(*_args: object) -> None:
+        sent.set()
+
     async with database.read() as session:
         pid = await session.scalar(text("SELECT pg_backend_pid()"))
-        read = asyncio.ensure_future(fetch_rows(session, _SLEEP, {"seconds": 60}))
-        admin = Database(database.url, pool_size=1)
+        event.listen(database.engine.sync_engine, "before_cursor_execute", sending)
         try:
-            for _ in range(2000):      # until the server runs it (an event, not a time)
-                async with admin.read() as other:
-                    if await other.scalar(text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid AND "
-                            "query LIKE '%pg_sleep%' AND state = 'active'"), {"pid": pid}):
-                        break
-                await asyncio.sleep(0.01)
-            read.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await read
-            connection = await session.connection()
-            assert connection.invalidated
+            read = asyncio.ensure_future(fetch_rows(session, _SLEEP, {"seconds": 60}))
+            # The listener runs as the statement goes out; this test runs again only once the
+            # read waits for the server's answer, which takes 60 s to come.
+            await sent.wait()
         finally:
-            await admin.dispose()
+            event.remove(database.engine.sync_engine, "before_cursor_execute", sending)
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        connection = await session.connection()
+        assert connection.invalidated
     async with database.read() as session:     # a new connection, which works
         assert await session.scalar(text("SELECT pg_backend_pid()")) != pid
         assert await fetch_rows(session, _ONE, {"zero": 0}) == [(1,)]
