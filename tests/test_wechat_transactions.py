@@ -66,6 +66,9 @@ async def test_pooled_connections_the_server_closed_are_replaced_before_use(
                                                                         MsgId=1)))["Content"]
         event.remove(database.engine.sync_engine, "checkin", checked_in)
         assert pooled
+        ended = {key: asyncio.Event() for key in pooled}
+        for key, connection in pooled.items():
+            connection.add_termination_listener(lambda _c, done=ended[key]: done.set())
         # The server ends every connection of the pool (as a restart does), from outside it.
         admin = Database(database.url, pool_size=1)
         try:
@@ -75,11 +78,9 @@ async def test_pooled_connections_the_server_closed_are_replaced_before_use(
                                       {"pids": [c.get_server_pid() for c in pooled.values()]})
         finally:
             await admin.dispose()
-        # The closing sockets reach this event loop (an event, not a time, is waited for).
-        for _ in range(2000):
-            if all(c.is_closed() for c in pooled.values()):
-                break
-            await asyncio.sleep(0.01)
+        # The closing sockets reach this event loop: asyncpg tells each connection's listener.
+        for done in ended.values():
+            await done.wait()
         assert all(c.is_closed() for c in pooled.values())
         answer = push.read(await push.post(citizen.message("text", Content="1", MsgId=2)))
         assert BUSY not in answer["Content"]
